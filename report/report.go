@@ -1,0 +1,128 @@
+// Package report holds the wire types that hostagent prints on stdout and the
+// Lambda parses from the SSM command output, plus the documented exit codes.
+// Field names are part of the contract (DESIGN.md): extend, never rename.
+package report
+
+import "time"
+
+// Exit codes of hostagent. They are decided in hostagent's main and read by
+// the Lambda from the SSM invocation's ResponseCode.
+const (
+	ExitOK       = 0 // success
+	ExitFailed   = 1 // failed; nothing is left frozen or locked
+	ExitUsage    = 2 // bad usage or input; nothing was changed
+	ExitBusy     = 3 // another run holds one of the mounts
+	ExitLate     = 4 // thaw came after the deadline; the fail-safe had already thawed
+	ExitLockWait = 5 // MySQL lock not acquired within --lock-wait (or a long query refused it)
+)
+
+// Lock modes accepted by --mysql-lock.
+const (
+	LockAuto        = "auto"
+	LockFTWRL       = "ftwrl"
+	LockBackupStage = "backup-stage"
+	LockInstance    = "instance"
+	LockNone        = "none"
+)
+
+// Who thawed a run.
+const (
+	ThawedByCommand  = "command"
+	ThawedByDeadline = "deadline"
+	ThawedByRecovery = "recovery"
+)
+
+// FreezeReport is printed by `hostagent freeze` once everything is held.
+type FreezeReport struct {
+	RunID       string        `json:"run_id"`
+	Hostname    string        `json:"hostname"`
+	InstanceID  string        `json:"instance_id,omitempty"`
+	StartedAt   time.Time     `json:"started_at"`
+	FrozenAt    time.Time     `json:"frozen_at"`
+	Deadline    time.Time     `json:"deadline"`
+	TimeoutMS   int64         `json:"timeout_ms"`
+	Lock        LockInfo      `json:"lock"`
+	Mounts      []MountReport `json:"mounts"`
+	HolderPID   int           `json:"holder_pid"`
+	GuardianPID int           `json:"guardian_pid"`
+	// HeldMS is the time from the command's start until everything was held.
+	HeldMS float64 `json:"held_ms"`
+	// TimerUnit is the systemd transient timer armed as a third fail-safe layer, if any.
+	TimerUnit string `json:"timer_unit,omitempty"`
+}
+
+// LockInfo describes the MySQL lock taken (mode "none" when no database is involved).
+type LockInfo struct {
+	Mode          string  `json:"mode"`
+	Requested     string  `json:"requested,omitempty"`
+	AcquiredMS    float64 `json:"acquired_ms"`
+	BinlogFile    string  `json:"binlog_file,omitempty"`
+	BinlogPos     uint64  `json:"binlog_pos,omitempty"`
+	GTIDExecuted  string  `json:"gtid_executed,omitempty"`
+	ServerVersion string  `json:"server_version,omitempty"`
+	ConnectionID  uint64  `json:"connection_id,omitempty"`
+}
+
+// MountReport describes one frozen mount.
+type MountReport struct {
+	Path      string   `json:"path"`
+	FSType    string   `json:"fstype"`
+	Device    string   `json:"device"`
+	VolumeIDs []string `json:"volume_ids"`
+	FreezeMS  float64  `json:"freeze_ms"`
+}
+
+// ThawReport is printed by `hostagent thaw`.
+type ThawReport struct {
+	RunID         string      `json:"run_id"`
+	ThawedBy      string      `json:"thawed_by"`
+	HeldMS        float64     `json:"held_ms"`
+	Mounts        []MountThaw `json:"mounts"`
+	MySQLUnlocked bool        `json:"mysql_unlocked"`
+	Late          bool        `json:"late"`
+	ThawedAt      time.Time   `json:"thawed_at"`
+}
+
+// MountThaw is the outcome of thawing one mount.
+type MountThaw struct {
+	Path   string `json:"path"`
+	Thawed bool   `json:"thawed"`
+	Error  string `json:"error,omitempty"`
+}
+
+// StatusReport is printed by `hostagent status`.
+type StatusReport struct {
+	Runs []RunStatus `json:"runs"`
+}
+
+// RunStatus describes one run known to the state directory.
+type RunStatus struct {
+	RunID       string    `json:"run_id"`
+	State       string    `json:"state"` // held | thawed
+	Mounts      []string  `json:"mounts"`
+	LockMode    string    `json:"lock_mode"`
+	FrozenAt    time.Time `json:"frozen_at"`
+	Deadline    time.Time `json:"deadline"`
+	HolderPID   int       `json:"holder_pid"`
+	GuardianPID int       `json:"guardian_pid"`
+	HolderAlive bool      `json:"holder_alive"`
+	GuardAlive  bool      `json:"guardian_alive"`
+	ThawedBy    string    `json:"thawed_by,omitempty"`
+}
+
+// CheckReport is printed by `hostagent check` (preflight only, changes nothing).
+type CheckReport struct {
+	OK     bool          `json:"ok"`
+	Mounts []MountReport `json:"mounts"`
+	Lock   LockInfo      `json:"lock"`
+	// Problems lists every preflight failure, one line each.
+	Problems []string `json:"problems,omitempty"`
+}
+
+// ErrorReport is printed on stdout (as well as the one-line message on stderr)
+// when a command fails, so the caller always gets one JSON object to parse.
+type ErrorReport struct {
+	RunID    string `json:"run_id,omitempty"`
+	Error    string `json:"error"`
+	ExitCode int    `json:"exit_code"`
+}
