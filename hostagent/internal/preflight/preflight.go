@@ -1,0 +1,270 @@
+// Package preflight decides whether a list of mount paths may be frozen. It
+// changes nothing. Every refusal wraps agenterr.ErrUsage and names the value.
+package preflight
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
+)
+
+// FreezableFSTypes are the filesystems whose FIFREEZE is known to give a
+// consistent, snapshot-safe image.
+var FreezableFSTypes = map[string]bool{"xfs": true, "ext4": true, "btrfs": true}
+
+// systemDirs are never frozen even if they were their own filesystem:
+// freezing any of them stalls the machine (logging, boot, temp files, runtime state).
+var systemDirs = []string{"/", "/tmp", "/var/log", "/boot", "/proc", "/sys", "/dev", "/run", "/var/tmp", "/usr", "/etc"}
+
+// pseudoRoots are trees of kernel pseudo filesystems; nothing below them is data.
+var pseudoRoots = []string{"/proc/", "/sys/", "/dev/", "/run/"}
+
+// MountInfo is one line of /proc/self/mountinfo.
+type MountInfo struct {
+	ID, ParentID int
+	Dev          uint64 // major:minor of the filesystem
+	Root         string
+	MountPoint   string
+	FSType       string
+	Source       string
+}
+
+// ParseMountinfo parses the proc(5) mountinfo format, unescaping \040-style octal.
+func ParseMountinfo(r io.Reader) ([]MountInfo, error) {
+	var out []MountInfo
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" {
+			continue
+		}
+		pre, post, ok := strings.Cut(line, " - ")
+		if !ok {
+			return nil, fmt.Errorf("mountinfo: no separator in %q", line)
+		}
+		f := strings.Fields(pre)
+		g := strings.Fields(post)
+		if len(f) < 5 || len(g) < 2 {
+			return nil, fmt.Errorf("mountinfo: short line %q", line)
+		}
+		id, err1 := strconv.Atoi(f[0])
+		parent, err2 := strconv.Atoi(f[1])
+		maj, min, ok := strings.Cut(f[2], ":")
+		ma, err3 := strconv.ParseUint(maj, 10, 32)
+		mi, err4 := strconv.ParseUint(min, 10, 32)
+		if err := errors.Join(err1, err2, err3, err4); err != nil || !ok {
+			return nil, fmt.Errorf("mountinfo: bad line %q", line)
+		}
+		out = append(out, MountInfo{
+			ID: id, ParentID: parent,
+			Dev:        unix.Mkdev(uint32(ma), uint32(mi)),
+			Root:       unescape(f[3]),
+			MountPoint: unescape(f[4]),
+			FSType:     g[0],
+			Source:     unescape(g[1]),
+		})
+	}
+	return out, sc.Err()
+}
+
+func unescape(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// Env is what preflight reads from the machine; tests replace it.
+type Env struct {
+	// Mounts returns the current mount table (default: /proc/self/mountinfo).
+	Mounts func() ([]MountInfo, error)
+	// Stat returns the device and whether path is a directory (default: stat(2)).
+	Stat func(path string) (dev uint64, isDir bool, err error)
+	// Protected are paths whose filesystems must never be frozen, with the
+	// reason shown to the user, e.g. {"/run/quiesce": "the state directory"}.
+	Protected map[string]string
+}
+
+// DefaultEnv is the real machine, protecting the binary and the state dir too.
+func DefaultEnv(stateDir string) Env {
+	prot := map[string]string{"/": "the root filesystem", "/tmp": "/tmp", "/var/log": "/var/log", "/boot": "/boot"}
+	if exe, err := os.Executable(); err == nil {
+		prot[exe] = "the hostagent binary"
+	}
+	if stateDir != "" {
+		prot[stateDir] = "the state directory"
+	}
+	return Env{Mounts: ReadMountinfo, Stat: statDev, Protected: prot}
+}
+
+// ReadMountinfo reads /proc/self/mountinfo.
+func ReadMountinfo() ([]MountInfo, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return ParseMountinfo(f)
+}
+
+func statDev(path string) (uint64, bool, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0, false, err
+	}
+	return st.Dev, st.Mode&unix.S_IFMT == unix.S_IFDIR, nil
+}
+
+// Mount is a validated mount, ready to freeze.
+type Mount struct {
+	Path   string
+	FSType string
+	Source string // device as the mount table names it, e.g. /dev/nvme1n1
+	Dev    uint64 // st_dev, re-checked right before FIFREEZE
+	MajMin uint64 // major:minor from the mount table (the block device for xfs/ext4)
+}
+
+// Inspect checks every path and returns the valid mounts (sorted by path, the
+// stable freeze order) and every problem found, one error per problem.
+func Inspect(paths []string, env Env) ([]Mount, []error) {
+	var problems []error
+	if len(paths) == 0 {
+		return nil, []error{agenterr.Usagef("no --mount given (at least one mount point to freeze)")}
+	}
+	table, err := env.Mounts()
+	if err != nil {
+		return nil, []error{fmt.Errorf("read mount table: %w", err)}
+	}
+	protectedDev := map[uint64]string{}
+	// Sorted so the message is deterministic when two protected paths share a device.
+	var protPaths []string
+	for p := range env.Protected {
+		protPaths = append(protPaths, p)
+	}
+	sort.Strings(protPaths)
+	for _, p := range protPaths {
+		if dev, _, err := env.Stat(p); err == nil {
+			if _, seen := protectedDev[dev]; !seen {
+				protectedDev[dev] = env.Protected[p]
+			}
+		}
+	}
+	seenPath := map[string]bool{}
+	seenDev := map[uint64]string{}
+	var mounts []Mount
+	for _, p := range paths {
+		m, err := inspectOne(p, table, env, protectedDev)
+		if err != nil {
+			problems = append(problems, err)
+			continue
+		}
+		if seenPath[p] {
+			problems = append(problems, agenterr.Usagef("--mount %q given twice", p))
+			continue
+		}
+		seenPath[p] = true
+		if other, ok := seenDev[m.Dev]; ok {
+			problems = append(problems, agenterr.Usagef("--mount %q and %q are the same filesystem; give it once", other, p))
+			continue
+		}
+		seenDev[m.Dev] = p
+		mounts = append(mounts, m)
+	}
+	sort.Slice(mounts, func(i, j int) bool { return mounts[i].Path < mounts[j].Path })
+	return mounts, problems
+}
+
+// Validate is Inspect returning only the first problem.
+func Validate(paths []string, env Env) ([]Mount, error) {
+	mounts, problems := Inspect(paths, env)
+	if len(problems) > 0 {
+		return nil, problems[0]
+	}
+	return mounts, nil
+}
+
+func inspectOne(p string, table []MountInfo, env Env, protectedDev map[uint64]string) (Mount, error) {
+	switch {
+	case p == "":
+		return Mount{}, agenterr.Usagef("--mount \"\": empty path")
+	case !filepath.IsAbs(p):
+		return Mount{}, agenterr.Usagef("--mount %q: not an absolute path", p)
+	case hasDotDot(p):
+		return Mount{}, agenterr.Usagef("--mount %q: contains \"..\"", p)
+	case filepath.Clean(p) != p:
+		return Mount{}, agenterr.Usagef("--mount %q: not a clean path (use %q)", p, filepath.Clean(p))
+	}
+	for _, d := range systemDirs {
+		if p == d {
+			return Mount{}, agenterr.Usagef("--mount %q: refusing to freeze a system directory", p)
+		}
+	}
+	for _, r := range pseudoRoots {
+		if strings.HasPrefix(p, r) {
+			return Mount{}, agenterr.Usagef("--mount %q: refusing to freeze below %s", p, strings.TrimSuffix(r, "/"))
+		}
+	}
+	dev, isDir, err := env.Stat(p)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return Mount{}, agenterr.Usagef("--mount %q: does not exist", p)
+		}
+		return Mount{}, agenterr.Usagef("--mount %q: %v", p, err)
+	}
+	if !isDir {
+		return Mount{}, agenterr.Usagef("--mount %q: not a directory", p)
+	}
+	// The last entry for a mount point is the one visible (later mounts shadow earlier ones).
+	var mi *MountInfo
+	for i := range table {
+		if table[i].MountPoint == p {
+			mi = &table[i]
+		}
+	}
+	if mi == nil {
+		return Mount{}, agenterr.Usagef("--mount %q: not a mount point", p)
+	}
+	if !FreezableFSTypes[mi.FSType] {
+		return Mount{}, agenterr.Usagef("--mount %q: filesystem type %s cannot be frozen (want xfs, ext4 or btrfs)", p, mi.FSType)
+	}
+	if mi.Root != "/" && mi.FSType != "btrfs" {
+		// A bind mount of a subdirectory: freezing it freezes the whole
+		// filesystem, which is mounted (and possibly needed) elsewhere.
+		return Mount{}, agenterr.Usagef("--mount %q: a bind mount of %s; give the filesystem's own mount point", p, mi.Root)
+	}
+	if what, ok := protectedDev[dev]; ok {
+		return Mount{}, agenterr.Usagef("--mount %q: is the filesystem holding %s", p, what)
+	}
+	return Mount{Path: p, FSType: mi.FSType, Source: mi.Source, Dev: dev, MajMin: mi.Dev}, nil
+}
+
+func hasDotDot(p string) bool {
+	for _, part := range strings.Split(p, "/") {
+		if part == ".." {
+			return true
+		}
+	}
+	return false
+}
