@@ -1,0 +1,384 @@
+// Package pool builds the demo's storage: a loop-mounted XFS "pool" with
+// reflink=1 that holds the "EBS volume" images, so a snapshot is a FICLONE of
+// the volume image (a point-in-time copy in milliseconds, as EBS fixes the
+// point in time when CreateSnapshot returns). Every image, loop device and mount
+// made here lives under the caller's work directory and is undone by Close, in
+// reverse order, with bounded waits.
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Linux ioctl numbers (linux/fs.h); x/sys/unix does not export them.
+const (
+	ioctlFIFREEZE = 0xC0045877
+	ioctlFITHAW   = 0xC0045878
+)
+
+// cmdTimeout bounds every external command (mkfs, losetup, mount, umount).
+const cmdTimeout = 60 * time.Second
+
+// Run runs an external command with a bounded wait and returns its combined
+// output in the error when it fails.
+func Run(ctx context.Context, name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, cmdTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.WaitDelay = 2 * time.Second
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("%s %s: %w: %s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}
+
+// CreateSparse creates (or truncates) a sparse file of the given size.
+func CreateSparse(path string, size int64) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("create image %s: %w", path, err)
+	}
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		return fmt.Errorf("size image %s: %w", path, err)
+	}
+	return f.Close()
+}
+
+// Attach attaches an image file to a free loop device.
+func Attach(ctx context.Context, image string) (string, error) {
+	out, err := Run(ctx, "losetup", "--find", "--show", image)
+	if err != nil {
+		return "", fmt.Errorf("attach %s: %w", image, err)
+	}
+	dev := strings.TrimSpace(out)
+	if !strings.HasPrefix(dev, "/dev/loop") {
+		return "", fmt.Errorf("attach %s: losetup printed %q, not a loop device", image, dev)
+	}
+	return dev, nil
+}
+
+// Detach detaches a loop device.
+func Detach(ctx context.Context, dev string) error {
+	_, err := Run(ctx, "losetup", "-d", dev)
+	return err
+}
+
+// Mount mounts dev at dir (created if missing) with optional -o options.
+func Mount(ctx context.Context, dev, dir, options string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("mount %s: %w", dir, err)
+	}
+	args := []string{}
+	if options != "" {
+		args = append(args, "-o", options)
+	}
+	args = append(args, dev, dir)
+	_, err := Run(ctx, "mount", args...)
+	return err
+}
+
+// Unmount thaws dir (a frozen filesystem cannot be unmounted) and unmounts it,
+// retrying for a short while when it is busy (a process we stopped may still
+// be closing files).
+func Unmount(ctx context.Context, dir string) error {
+	_ = Thaw(dir)
+	var err error
+	for attempt := 0; attempt < 20; attempt++ {
+		if _, err = Run(ctx, "umount", dir); err == nil {
+			return nil
+		}
+		if !IsMountPoint(dir) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	return err
+}
+
+// Thaw issues FITHAW on dir. EINVAL means "not frozen", which is success.
+func Thaw(dir string) error {
+	return fsIoctl(dir, ioctlFITHAW)
+}
+
+// Freeze issues FIFREEZE on dir. Only the benchmark's direct measurements use it
+// on mounts this package created; the demo itself freezes through hostagent.
+func Freeze(dir string) error {
+	return fsIoctl(dir, ioctlFIFREEZE)
+}
+
+func fsIoctl(dir string, req uintptr) error {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", dir, err)
+	}
+	defer unix.Close(fd)
+	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, 0)
+	if errno == unix.EINVAL && req == ioctlFITHAW {
+		return nil
+	}
+	if errno != 0 {
+		return fmt.Errorf("ioctl %#x %s: %w", req, dir, errno)
+	}
+	return nil
+}
+
+// IsMountPoint reports whether dir is listed as a mount point in /proc/self/mountinfo.
+func IsMountPoint(dir string) bool {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	return mountinfoHas(string(data), dir)
+}
+
+func mountinfoHas(mountinfo, dir string) bool {
+	for _, line := range strings.Split(mountinfo, "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && unescapeMount(f[4]) == dir {
+			return true
+		}
+	}
+	return false
+}
+
+// MountsUnder lists mount points at or below dir, deepest first (the order to unmount them in).
+func MountsUnder(dir string) []string {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	return mountsUnder(string(data), dir)
+}
+
+func mountsUnder(mountinfo, dir string) []string {
+	dir = filepath.Clean(dir)
+	var out []string
+	for _, line := range strings.Split(mountinfo, "\n") {
+		f := strings.Fields(line)
+		if len(f) <= 4 {
+			continue
+		}
+		mp := unescapeMount(f[4])
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			out = append(out, mp)
+		}
+	}
+	// Deepest first: a child mount must go before its parent.
+	for i := 0; i < len(out); i++ {
+		for j := i + 1; j < len(out); j++ {
+			if strings.Count(out[j], "/") > strings.Count(out[i], "/") {
+				out[i], out[j] = out[j], out[i]
+			}
+		}
+	}
+	return out
+}
+
+// unescapeMount undoes the octal escapes mountinfo uses for space, tab, newline and backslash.
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+4 <= len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// LoopsBackedBy lists loop devices whose backing file is at or below dir.
+func LoopsBackedBy(dir string) []string {
+	dir = filepath.Clean(dir)
+	entries, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	var out []string
+	for _, e := range entries {
+		data, err := os.ReadFile(e)
+		if err != nil {
+			continue
+		}
+		bf := strings.TrimSuffix(strings.TrimSpace(string(data)), " (deleted)")
+		if bf == dir || strings.HasPrefix(bf, dir+"/") {
+			out = append(out, "/dev/"+filepath.Base(filepath.Dir(filepath.Dir(e))))
+		}
+	}
+	return out
+}
+
+// CloneResult says how a snapshot copy was made.
+type CloneResult struct {
+	Reflink  bool          // FICLONE shared the extents
+	Duration time.Duration // time spent copying
+}
+
+// Clone makes dst a point-in-time copy of src: FICLONE when the filesystem
+// supports reflinks (milliseconds, whatever the size), else a plain copy
+// whose duration the caller reports separately.
+func Clone(src, dst string) (CloneResult, error) {
+	start := time.Now()
+	in, err := os.Open(src)
+	if err != nil {
+		return CloneResult{}, fmt.Errorf("clone %s: %w", src, err)
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return CloneResult{}, fmt.Errorf("clone to %s: %w", dst, err)
+	}
+	cerr := unix.IoctlFileClone(int(out.Fd()), int(in.Fd()))
+	if cerr == nil {
+		if err := out.Close(); err != nil {
+			return CloneResult{}, fmt.Errorf("clone to %s: %w", dst, err)
+		}
+		return CloneResult{Reflink: true, Duration: time.Since(start)}, nil
+	}
+	if !errors.Is(cerr, unix.EOPNOTSUPP) && !errors.Is(cerr, unix.EXDEV) && !errors.Is(cerr, unix.EINVAL) && !errors.Is(cerr, unix.ENOTTY) {
+		out.Close()
+		os.Remove(dst)
+		return CloneResult{}, fmt.Errorf("FICLONE %s → %s: %w", src, dst, cerr)
+	}
+	// No reflink here: copy sparsely-unaware but complete; the caller reports the time.
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		os.Remove(dst)
+		return CloneResult{}, fmt.Errorf("copy %s → %s: %w", src, dst, err)
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return CloneResult{}, fmt.Errorf("sync %s: %w", dst, err)
+	}
+	if err := out.Close(); err != nil {
+		return CloneResult{}, fmt.Errorf("copy to %s: %w", dst, err)
+	}
+	return CloneResult{Reflink: false, Duration: time.Since(start)}, nil
+}
+
+// Cleanup is a LIFO stack of undo steps, each bounded in time. It is safe to
+// call Run more than once and from a signal path; each step runs once.
+type Cleanup struct {
+	mu    sync.Mutex
+	steps []step
+}
+
+type step struct {
+	name string
+	fn   func(context.Context) error
+}
+
+// Push adds an undo step.
+func (c *Cleanup) Push(name string, fn func(context.Context) error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.steps = append(c.steps, step{name, fn})
+}
+
+// Run undoes everything in reverse order, each step bounded by perStep, and
+// returns every error (joined). ctx should be context.WithoutCancel of the
+// run's context so an interrupt does not skip the cleanup.
+func (c *Cleanup) Run(ctx context.Context, perStep time.Duration) error {
+	var errs []error
+	for {
+		c.mu.Lock()
+		if len(c.steps) == 0 {
+			c.mu.Unlock()
+			break
+		}
+		s := c.steps[len(c.steps)-1]
+		c.steps = c.steps[:len(c.steps)-1]
+		c.mu.Unlock()
+		sctx, cancel := context.WithTimeout(ctx, perStep)
+		if err := s.fn(sctx); err != nil {
+			errs = append(errs, fmt.Errorf("cleanup %s: %w", s.name, err))
+		}
+		cancel()
+	}
+	return errors.Join(errs...)
+}
+
+// Pool is a loop-mounted XFS with reflink=1 under workdir/pool.
+type Pool struct {
+	Image string // workdir/pool.img
+	Dev   string // its loop device
+	Dir   string // its mount point
+}
+
+// NewPool creates, formats and mounts the pool; undo steps go on cl.
+func NewPool(ctx context.Context, cl *Cleanup, workdir string, size int64) (*Pool, error) {
+	p := &Pool{Image: filepath.Join(workdir, "pool.img"), Dir: filepath.Join(workdir, "pool")}
+	if err := CreateSparse(p.Image, size); err != nil {
+		return nil, err
+	}
+	if _, err := Run(ctx, "mkfs.xfs", "-q", "-f", "-m", "reflink=1", p.Image); err != nil {
+		return nil, fmt.Errorf("format pool: %w", err)
+	}
+	dev, err := Attach(ctx, p.Image)
+	if err != nil {
+		return nil, err
+	}
+	p.Dev = dev
+	cl.Push("detach "+dev, func(ctx context.Context) error { return Detach(ctx, dev) })
+	if err := Mount(ctx, dev, p.Dir, ""); err != nil {
+		return nil, fmt.Errorf("mount pool: %w", err)
+	}
+	cl.Push("unmount "+p.Dir, func(ctx context.Context) error { return Unmount(ctx, p.Dir) })
+	return p, nil
+}
+
+// Volume is an "EBS volume": an XFS image inside the pool, named vol-<hex>.img
+// so hostagent maps its loop device to that volume id (contract 3).
+type Volume struct {
+	ID    string // vol-…
+	Image string // pool/vol-….img
+	Dev   string
+	Dir   string // mount point (the one that gets frozen)
+}
+
+// NewVolume creates, formats, attaches and mounts a volume image in the pool.
+func NewVolume(ctx context.Context, cl *Cleanup, p *Pool, id, mountDir string, size int64) (*Volume, error) {
+	if !strings.HasPrefix(id, "vol-") {
+		return nil, fmt.Errorf("volume id %q: must start with vol-", id)
+	}
+	v := &Volume{ID: id, Image: filepath.Join(p.Dir, id+".img"), Dir: mountDir}
+	if err := CreateSparse(v.Image, size); err != nil {
+		return nil, err
+	}
+	if _, err := Run(ctx, "mkfs.xfs", "-q", "-f", v.Image); err != nil {
+		return nil, fmt.Errorf("format %s: %w", id, err)
+	}
+	dev, err := Attach(ctx, v.Image)
+	if err != nil {
+		return nil, err
+	}
+	v.Dev = dev
+	cl.Push("detach "+dev, func(ctx context.Context) error { return Detach(ctx, dev) })
+	if err := Mount(ctx, dev, mountDir, ""); err != nil {
+		return nil, fmt.Errorf("mount %s: %w", id, err)
+	}
+	// Thaw first: if anything is still frozen when we stop, unmounting would hang.
+	cl.Push("unmount "+mountDir, func(ctx context.Context) error { return Unmount(ctx, mountDir) })
+	return v, nil
+}
