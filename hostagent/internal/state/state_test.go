@@ -1,0 +1,129 @@
+package state
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestWriteReadListPrune(t *testing.T) {
+	root := t.TempDir()
+	d, err := Open(filepath.Join(root, "q"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(d.Path)
+	if st.Mode().Perm() != 0o700 {
+		t.Fatalf("dir mode %v", st.Mode().Perm())
+	}
+	r := &Run{RunID: "run-1", Status: StatusHeld, StartedAt: time.Now(), Mounts: []Mount{{Path: "/data", Dev: 42}}}
+	if err := d.Write(r); err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(filepath.Join(d.Path, "run-1.json"))
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("file mode %v", fi.Mode().Perm())
+	}
+	got, err := d.Read("run-1")
+	if err != nil || got.Mounts[0].Dev != 42 || !got.Active() {
+		t.Fatalf("read back %+v, %v", got, err)
+	}
+	if _, err := d.Read("nope"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("missing run: %v", err)
+	}
+	if err := d.Write(&Run{RunID: "../escape"}); err == nil {
+		t.Fatal("bad run id written")
+	}
+	old := &Run{RunID: "old", Status: StatusThawed, StartedAt: time.Now().Add(-time.Hour)}
+	if err := d.Write(old); err != nil {
+		t.Fatal(err)
+	}
+	runs, err := d.List()
+	if err != nil || len(runs) != 2 || runs[0].RunID != "old" {
+		t.Fatalf("list: %v %v", runs, err)
+	}
+	d.Prune(time.Now().Add(time.Minute)) // everything finished is older than this
+	runs, _ = d.List()
+	if len(runs) != 1 || runs[0].RunID != "run-1" {
+		t.Fatalf("prune must keep active runs only: %v", runs)
+	}
+	entries, _ := os.ReadDir(d.Path)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".tmp-") {
+			t.Fatalf("temp file left: %s", e.Name())
+		}
+	}
+}
+
+func TestOpenRefuses(t *testing.T) {
+	root := t.TempDir()
+	file := filepath.Join(root, "f")
+	os.WriteFile(file, nil, 0o600)
+	for _, p := range []string{"relative", file, "/" + strings.Repeat("x", 90)} {
+		if _, err := Open(p); err == nil {
+			t.Errorf("Open(%q) accepted", p)
+		}
+	}
+}
+
+func TestProcAlive(t *testing.T) {
+	self := Self()
+	if !self.Alive() {
+		t.Fatal("self not alive")
+	}
+	if (Proc{PID: self.PID, Start: self.Start + 1}).Alive() {
+		t.Fatal("reused pid (different start time) counted alive")
+	}
+	cmd := exec.Command("sleep", "10")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p, err := ProcOf(cmd.Process.Pid)
+	if err != nil || !p.Alive() {
+		t.Fatalf("child: %v %v", p, err)
+	}
+	cmd.Process.Kill()
+	// Not reaped yet: a zombie must count as dead.
+	deadline := time.Now().Add(5 * time.Second)
+	for p.Alive() && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if p.Alive() {
+		t.Fatal("killed (zombie) child still alive")
+	}
+	cmd.Wait()
+}
+
+func TestLockExcludes(t *testing.T) {
+	d, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := d.Lock(time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := d.Lock(50 * time.Millisecond); err == nil {
+		t.Fatal("second lock granted while held")
+	}
+	if time.Since(start) > time.Second {
+		t.Fatal("lock wait not bounded")
+	}
+	unlock()
+	unlock2, err := d.Lock(time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock2()
+}
+
+func TestUntilMono(t *testing.T) {
+	if d := UntilMono(MonoNow() + int64(time.Second)); d < 900*time.Millisecond || d > time.Second {
+		t.Fatalf("UntilMono = %v", d)
+	}
+}
