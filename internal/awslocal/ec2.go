@@ -1,0 +1,765 @@
+package awslocal
+
+import (
+	"context"
+	"encoding/xml"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+const ec2Namespace = "http://ec2.amazonaws.com/doc/2016-11-15/"
+
+// ec2TimeFormat is the ISO 8601 form EC2 uses in XML.
+const ec2TimeFormat = "2006-01-02T15:04:05.000Z"
+
+type respHeader struct {
+	Xmlns     string `xml:"xmlns,attr"`
+	RequestID string `xml:"requestId"`
+}
+
+func (h *respHeader) header() *respHeader { return h }
+
+type ec2Response interface{ header() *respHeader }
+
+type xmlTag struct {
+	Key   string `xml:"key"`
+	Value string `xml:"value"`
+}
+
+func tagSet(m map[string]string) []xmlTag {
+	out := make([]xmlTag, 0, len(m))
+	for _, k := range sortedKeys(m) {
+		out = append(out, xmlTag{Key: k, Value: m[k]})
+	}
+	return out
+}
+
+type xmlSnapshot struct {
+	SnapshotID  string   `xml:"snapshotId"`
+	VolumeID    string   `xml:"volumeId"`
+	Status      string   `xml:"status"`
+	StartTime   string   `xml:"startTime"`
+	Progress    string   `xml:"progress"`
+	OwnerID     string   `xml:"ownerId"`
+	VolumeSize  int32    `xml:"volumeSize"`
+	Description string   `xml:"description"`
+	Encrypted   bool     `xml:"encrypted"`
+	StorageTier string   `xml:"storageTier"`
+	Tags        []xmlTag `xml:"tagSet>item,omitempty"`
+}
+
+type xmlSnapshotInfo struct {
+	SnapshotID  string   `xml:"snapshotId"`
+	VolumeID    string   `xml:"volumeId"`
+	State       string   `xml:"state"`
+	StartTime   string   `xml:"startTime"`
+	Progress    string   `xml:"progress"`
+	OwnerID     string   `xml:"ownerId"`
+	VolumeSize  int32    `xml:"volumeSize"`
+	Description string   `xml:"description"`
+	Encrypted   bool     `xml:"encrypted"`
+	Tags        []xmlTag `xml:"tagSet>item,omitempty"`
+}
+
+type xmlEbs struct {
+	VolumeID            string `xml:"volumeId"`
+	Status              string `xml:"status"`
+	AttachTime          string `xml:"attachTime"`
+	DeleteOnTermination bool   `xml:"deleteOnTermination"`
+}
+
+type xmlBlockDevice struct {
+	DeviceName string `xml:"deviceName"`
+	Ebs        xmlEbs `xml:"ebs"`
+}
+
+type xmlInstance struct {
+	InstanceID     string `xml:"instanceId"`
+	ImageID        string `xml:"imageId"`
+	State          struct {
+		Code int    `xml:"code"`
+		Name string `xml:"name"`
+	} `xml:"instanceState"`
+	InstanceType string `xml:"instanceType"`
+	Placement    struct {
+		AvailabilityZone string `xml:"availabilityZone"`
+	} `xml:"placement"`
+	RootDeviceType string           `xml:"rootDeviceType"`
+	RootDeviceName string           `xml:"rootDeviceName"`
+	BlockDevices   []xmlBlockDevice `xml:"blockDeviceMapping>item"`
+	Tags           []xmlTag         `xml:"tagSet>item,omitempty"`
+}
+
+type xmlReservation struct {
+	ReservationID string        `xml:"reservationId"`
+	OwnerID       string        `xml:"ownerId"`
+	Instances     []xmlInstance `xml:"instancesSet>item"`
+}
+
+type xmlAttachment struct {
+	VolumeID            string `xml:"volumeId"`
+	InstanceID          string `xml:"instanceId"`
+	Device              string `xml:"device"`
+	Status              string `xml:"status"`
+	AttachTime          string `xml:"attachTime"`
+	DeleteOnTermination bool   `xml:"deleteOnTermination"`
+}
+
+type xmlVolume struct {
+	VolumeID         string          `xml:"volumeId"`
+	Size             int32           `xml:"size"`
+	AvailabilityZone string          `xml:"availabilityZone"`
+	Status           string          `xml:"status"`
+	CreateTime       string          `xml:"createTime"`
+	VolumeType       string          `xml:"volumeType"`
+	Attachments      []xmlAttachment `xml:"attachmentSet>item"`
+}
+
+type describeInstancesResponse struct {
+	XMLName xml.Name `xml:"DescribeInstancesResponse"`
+	respHeader
+	Reservations []xmlReservation `xml:"reservationSet>item"`
+	NextToken    string           `xml:"nextToken,omitempty"`
+}
+
+type describeVolumesResponse struct {
+	XMLName xml.Name `xml:"DescribeVolumesResponse"`
+	respHeader
+	Volumes   []xmlVolume `xml:"volumeSet>item"`
+	NextToken string      `xml:"nextToken,omitempty"`
+}
+
+type createSnapshotResponse struct {
+	XMLName xml.Name `xml:"CreateSnapshotResponse"`
+	respHeader
+	xmlSnapshot
+}
+
+type createSnapshotsResponse struct {
+	XMLName xml.Name `xml:"CreateSnapshotsResponse"`
+	respHeader
+	Snapshots []xmlSnapshotInfo `xml:"snapshotSet>item"`
+}
+
+type describeSnapshotsResponse struct {
+	XMLName xml.Name `xml:"DescribeSnapshotsResponse"`
+	respHeader
+	Snapshots []xmlSnapshot `xml:"snapshotSet>item"`
+	NextToken string        `xml:"nextToken,omitempty"`
+}
+
+type returnResponse struct {
+	XMLName xml.Name
+	respHeader
+	Return bool `xml:"return"`
+}
+
+type ec2ErrorResponse struct {
+	XMLName xml.Name `xml:"Response"`
+	Errors  []struct {
+		Code    string `xml:"Code"`
+		Message string `xml:"Message"`
+	} `xml:"Errors>Error"`
+	RequestID string `xml:"RequestID"`
+}
+
+func (s *Server) serveEC2(w http.ResponseWriter, r *http.Request) {
+	if err := r.ParseForm(); err != nil {
+		writeEC2Error(w, &APIError{Code: "MalformedQueryString", Message: err.Error(), Status: 400})
+		return
+	}
+	form := r.Form
+	action := form.Get("Action")
+	call := Call{Service: "ec2", Action: action, Form: form, At: s.Clock.Now()}
+	idx := s.record(call)
+	s.sleepLatency(r.Context(), action)
+
+	fault, after := s.checkFault(call)
+	if fault != nil && !after {
+		s.setCallError(idx, fault.Code)
+		writeEC2Error(w, fault)
+		return
+	}
+	resp, apiErr := s.ec2Action(r.Context(), action, form)
+	if apiErr == nil && fault != nil {
+		apiErr = fault
+	}
+	if apiErr != nil {
+		s.setCallError(idx, apiErr.Code)
+		writeEC2Error(w, apiErr)
+		return
+	}
+	h := resp.header()
+	h.Xmlns = ec2Namespace
+	h.RequestID = newUUID()
+	body, err := xml.Marshal(resp)
+	if err != nil {
+		writeEC2Error(w, &APIError{Code: "InternalError", Message: err.Error(), Status: 500})
+		return
+	}
+	w.Header().Set("Content-Type", "text/xml;charset=UTF-8")
+	_, _ = w.Write([]byte(xml.Header))
+	_, _ = w.Write(body)
+}
+
+func writeEC2Error(w http.ResponseWriter, e *APIError) {
+	e = withDefaults(e)
+	var resp ec2ErrorResponse
+	resp.Errors = append(resp.Errors, struct {
+		Code    string `xml:"Code"`
+		Message string `xml:"Message"`
+	}{e.Code, e.Message})
+	resp.RequestID = newUUID()
+	body, _ := xml.Marshal(resp)
+	w.Header().Set("Content-Type", "text/xml;charset=UTF-8")
+	w.WriteHeader(e.Status)
+	_, _ = w.Write([]byte(xml.Header))
+	_, _ = w.Write(body)
+}
+
+func (s *Server) ec2Action(ctx context.Context, action string, form url.Values) (ec2Response, *APIError) {
+	switch action {
+	case "DescribeInstances":
+		return s.describeInstances(form)
+	case "DescribeVolumes":
+		return s.describeVolumes(form)
+	case "CreateSnapshot":
+		return s.createSnapshot(ctx, form)
+	case "CreateSnapshots":
+		return s.createSnapshots(ctx, form)
+	case "CreateTags":
+		return s.createTags(form)
+	case "DescribeSnapshots":
+		return s.describeSnapshots(form)
+	case "DeleteSnapshot":
+		return s.deleteSnapshot(form)
+	}
+	return nil, &APIError{Code: "InvalidAction", Message: fmt.Sprintf("The action %q is not valid for this web service.", action), Status: 400}
+}
+
+func maxResults(form url.Values) int {
+	n, _ := strconv.Atoi(form.Get("MaxResults"))
+	return n
+}
+
+func (s *Server) describeInstances(form url.Values) (ec2Response, *APIError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := list(form, "InstanceId")
+	for _, id := range ids {
+		if s.instances[id] == nil {
+			return nil, &APIError{Code: "InvalidInstanceID.NotFound", Message: fmt.Sprintf("The instance ID '%s' does not exist", id)}
+		}
+	}
+	fs := filters(form)
+	var matched []*Instance
+	for _, id := range s.order {
+		in := s.instances[id]
+		if len(ids) > 0 && !contains(ids, id) {
+			continue
+		}
+		if !instanceMatches(in, fs) {
+			continue
+		}
+		matched = append(matched, in)
+	}
+	start, end, next := page(len(matched), form.Get("NextToken"), maxResults(form))
+	resp := &describeInstancesResponse{NextToken: next}
+	for _, in := range matched[start:end] {
+		resp.Reservations = append(resp.Reservations, xmlReservation{
+			ReservationID: "r-" + strings.TrimPrefix(in.ID, "i-"),
+			OwnerID:       s.AccountID,
+			Instances:     []xmlInstance{s.xmlInstance(in)},
+		})
+	}
+	return resp, nil
+}
+
+func (s *Server) xmlInstance(in *Instance) xmlInstance {
+	x := xmlInstance{InstanceID: in.ID, ImageID: "ami-0123456789abcdef0", InstanceType: "m7g.large", RootDeviceType: "ebs", RootDeviceName: in.RootDeviceName}
+	x.State.Name = in.State
+	x.State.Code = stateCode(in.State)
+	x.Placement.AvailabilityZone = in.AvailabilityZone
+	for _, bd := range in.BlockDevices {
+		x.BlockDevices = append(x.BlockDevices, xmlBlockDevice{DeviceName: bd.DeviceName, Ebs: xmlEbs{VolumeID: bd.VolumeID, Status: "attached", AttachTime: "2026-01-01T00:00:00.000Z", DeleteOnTermination: bd.DeviceName == in.RootDeviceName}})
+	}
+	x.Tags = tagSet(in.Tags)
+	return x
+}
+
+func stateCode(state string) int {
+	switch state {
+	case "pending":
+		return 0
+	case "running":
+		return 16
+	case "shutting-down":
+		return 32
+	case "terminated":
+		return 48
+	case "stopping":
+		return 64
+	case "stopped":
+		return 80
+	}
+	return 16
+}
+
+func instanceMatches(in *Instance, fs []filter) bool {
+	for _, f := range fs {
+		if m, ok := matchTagFilter(f, in.Tags); ok {
+			if !m {
+				return false
+			}
+			continue
+		}
+		switch f.Name {
+		case "instance-state-name":
+			if !matchAny(f.Values, in.State) {
+				return false
+			}
+		case "instance-id":
+			if !matchAny(f.Values, in.ID) {
+				return false
+			}
+		case "availability-zone":
+			if !matchAny(f.Values, in.AvailabilityZone) {
+				return false
+			}
+		default:
+			// Unknown filters match nothing, like EC2's InvalidParameterValue
+			// would make the caller notice.
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Server) describeVolumes(form url.Values) (ec2Response, *APIError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := list(form, "VolumeId")
+	for _, id := range ids {
+		if s.volumes[id] == nil {
+			return nil, &APIError{Code: "InvalidVolume.NotFound", Message: fmt.Sprintf("The volume '%s' does not exist.", id)}
+		}
+	}
+	fs := filters(form)
+	var out []xmlVolume
+	for _, instID := range s.order {
+		in := s.instances[instID]
+		for _, bd := range in.BlockDevices {
+			v := s.volumes[bd.VolumeID]
+			if v == nil || v.instanceID != instID {
+				continue
+			}
+			if len(ids) > 0 && !contains(ids, v.id) {
+				continue
+			}
+			ok := true
+			for _, f := range fs {
+				switch f.Name {
+				case "attachment.instance-id":
+					ok = ok && matchAny(f.Values, v.instanceID)
+				case "volume-id":
+					ok = ok && matchAny(f.Values, v.id)
+				case "attachment.device":
+					ok = ok && matchAny(f.Values, v.device)
+				default:
+					ok = false
+				}
+			}
+			if !ok {
+				continue
+			}
+			out = append(out, xmlVolume{VolumeID: v.id, Size: v.size, AvailabilityZone: v.az, Status: "in-use", CreateTime: "2026-01-01T00:00:00.000Z", VolumeType: "gp3",
+				Attachments: []xmlAttachment{{VolumeID: v.id, InstanceID: v.instanceID, Device: v.device, Status: "attached", AttachTime: "2026-01-01T00:00:00.000Z"}}})
+		}
+	}
+	start, end, next := page(len(out), form.Get("NextToken"), maxResults(form))
+	return &describeVolumesResponse{Volumes: out[start:end], NextToken: next}, nil
+}
+
+// validateTags applies EC2's tag rules: ≤50 per resource, key 1–128 chars,
+// value ≤256 chars, no "aws:" prefix.
+func validateTags(tags map[string]string) *APIError {
+	if len(tags) > 50 {
+		return &APIError{Code: "TagLimitExceeded", Message: fmt.Sprintf("The maximum number of tags per resource is 50 (got %d)", len(tags))}
+	}
+	for k, v := range tags {
+		switch {
+		case k == "" || len([]rune(k)) > 128:
+			return &APIError{Code: "InvalidParameterValue", Message: fmt.Sprintf("Tag key %q must be 1-128 characters", k)}
+		case len([]rune(v)) > 256:
+			return &APIError{Code: "InvalidParameterValue", Message: fmt.Sprintf("Tag value for key %q exceeds 256 characters", k)}
+		case strings.HasPrefix(strings.ToLower(k), "aws:"):
+			return &APIError{Code: "InvalidParameterValue", Message: fmt.Sprintf("Tag key %q may not start with aws:", k)}
+		}
+	}
+	return nil
+}
+
+// snapshotTags reads TagSpecification.N for resource type snapshot.
+func snapshotTags(form url.Values) (map[string]string, *APIError) {
+	tags := map[string]string{}
+	for _, spec := range members(form, "TagSpecification") {
+		rt := form.Get(spec + ".ResourceType")
+		if rt != "snapshot" {
+			return nil, &APIError{Code: "InvalidParameterValue", Message: fmt.Sprintf("TagSpecification resource type %q is not valid here; use snapshot", rt)}
+		}
+		for k, v := range tagList(form, spec+".Tag") {
+			tags[k] = v
+		}
+	}
+	if e := validateTags(tags); e != nil {
+		return nil, e
+	}
+	return tags, nil
+}
+
+// admitSnapshots applies the EC2 snapshot limits to a set of volumes (all or
+// nothing) and charges the token bucket. Called with s.mu held.
+func (s *Server) admitSnapshots(vols []*volume, now time.Time) *APIError {
+	l := s.Limits
+	if !l.Enforce {
+		return nil
+	}
+	bucket, refill := l.Bucket, l.Refill
+	if bucket == 0 {
+		bucket = 100
+	}
+	if refill == 0 {
+		refill = 5
+	}
+	interval := l.PerVolumeInterval
+	if interval == 0 {
+		interval = 15 * time.Second
+	}
+	maxPending := l.MaxPendingPerVolume
+	if maxPending == 0 {
+		maxPending = 5
+	}
+	if s.tokensAt.IsZero() {
+		s.tokens, s.tokensAt = bucket, now
+	}
+	if el := now.Sub(s.tokensAt).Seconds(); el > 0 {
+		s.tokens += el * refill
+		if s.tokens > bucket {
+			s.tokens = bucket
+		}
+		s.tokensAt = now
+	}
+	for _, v := range vols {
+		if !v.lastSnap.IsZero() && now.Sub(v.lastSnap) < interval {
+			s.stats.PerVolumeRate++
+			return &APIError{Code: "SnapshotCreationPerVolumeRateExceeded", Message: fmt.Sprintf("The maximum per volume CreateSnapshot request rate has been exceeded for %s. Use an increasing or variable sleep interval between requests.", v.id)}
+		}
+		pending := 0
+		for _, sn := range s.snapshots {
+			if sn.VolumeID == v.id && s.snapshotState(sn, now) == "pending" {
+				pending++
+			}
+		}
+		if pending >= maxPending {
+			s.stats.ConcurrentSnapshot++
+			return &APIError{Code: "ConcurrentSnapshotLimitExceeded", Message: fmt.Sprintf("Maximum number of pending snapshots (%d) reached for %s", maxPending, v.id)}
+		}
+	}
+	need := float64(len(vols))
+	if s.tokens < need {
+		s.stats.Throttled++
+		return &APIError{Code: "RequestLimitExceeded", Message: "Request limit exceeded.", Status: http.StatusServiceUnavailable}
+	}
+	s.tokens -= need
+	return nil
+}
+
+// makeSnapshots creates snapshots of vols after OnSnapshot accepted each.
+func (s *Server) makeSnapshots(ctx context.Context, vols []*volume, tags map[string]string, description, createdBy string) ([]*Snapshot, *APIError) {
+	now := s.Clock.Now()
+	s.mu.Lock()
+	if e := s.admitSnapshots(vols, now); e != nil {
+		s.mu.Unlock()
+		return nil, e
+	}
+	for _, v := range vols {
+		v.lastSnap = now
+	}
+	s.mu.Unlock()
+
+	snaps := make([]*Snapshot, 0, len(vols))
+	for _, v := range vols {
+		sn := &Snapshot{ID: newID("snap-"), VolumeID: v.id, VolumeSize: v.size, OwnerID: s.AccountID, Description: description,
+			StartTime: now, Tags: copyTags(tags), CreatedBy: createdBy, InstanceID: v.instanceID}
+		if s.OnSnapshot != nil {
+			if err := s.OnSnapshot(ctx, v.instanceID, v.id, sn.ID); err != nil {
+				// Snapshots already taken in this call stay (like EBS would keep them).
+				s.mu.Lock()
+				for _, done := range snaps {
+					s.putSnapshot(done)
+				}
+				s.mu.Unlock()
+				return nil, &APIError{Code: "InternalError", Message: fmt.Sprintf("snapshot of %s failed: %v", v.id, err), Status: 500}
+			}
+		}
+		snaps = append(snaps, sn)
+	}
+	s.mu.Lock()
+	for _, sn := range snaps {
+		s.putSnapshot(sn)
+		s.stats.SnapshotsCreated++
+	}
+	s.mu.Unlock()
+	return snaps, nil
+}
+
+func (s *Server) createSnapshot(ctx context.Context, form url.Values) (ec2Response, *APIError) {
+	volID := form.Get("VolumeId")
+	tags, e := snapshotTags(form)
+	if e != nil {
+		return nil, e
+	}
+	s.mu.Lock()
+	v := s.volumes[volID]
+	s.mu.Unlock()
+	if v == nil {
+		return nil, &APIError{Code: "InvalidVolume.NotFound", Message: fmt.Sprintf("The volume '%s' does not exist.", volID)}
+	}
+	snaps, e := s.makeSnapshots(ctx, []*volume{v}, tags, form.Get("Description"), "CreateSnapshot")
+	if e != nil {
+		return nil, e
+	}
+	sn := snaps[0]
+	return &createSnapshotResponse{xmlSnapshot: s.xmlSnapshot(sn, s.Clock.Now())}, nil
+}
+
+func (s *Server) createSnapshots(ctx context.Context, form url.Values) (ec2Response, *APIError) {
+	instID := form.Get("InstanceSpecification.InstanceId")
+	excludeBoot := form.Get("InstanceSpecification.ExcludeBootVolume") == "true"
+	excluded := list(form, "InstanceSpecification.ExcludeDataVolumeId")
+	tags, e := snapshotTags(form)
+	if e != nil {
+		return nil, e
+	}
+	copyFrom := form.Get("CopyTagsFromSource")
+	if copyFrom != "" && copyFrom != "volume" {
+		return nil, &APIError{Code: "InvalidParameterValue", Message: fmt.Sprintf("CopyTagsFromSource %q is not valid", copyFrom)}
+	}
+	s.mu.Lock()
+	in := s.instances[instID]
+	if in == nil {
+		s.mu.Unlock()
+		return nil, &APIError{Code: "InvalidInstanceID.NotFound", Message: fmt.Sprintf("The instance ID '%s' does not exist", instID)}
+	}
+	attached := map[string]bool{}
+	for _, bd := range in.BlockDevices {
+		attached[bd.VolumeID] = true
+	}
+	for _, id := range excluded {
+		if !attached[id] {
+			s.mu.Unlock()
+			return nil, &APIError{Code: "InvalidParameterValue", Message: fmt.Sprintf("Volume %s in ExcludeDataVolumeIds is not attached to %s", id, instID)}
+		}
+		for _, bd := range in.BlockDevices {
+			if bd.VolumeID == id && bd.DeviceName == in.RootDeviceName {
+				s.mu.Unlock()
+				return nil, &APIError{Code: "InvalidParameterValue", Message: fmt.Sprintf("ExcludeDataVolumeIds cannot contain the root volume %s; use ExcludeBootVolume", id)}
+			}
+		}
+	}
+	var vols []*volume
+	for _, bd := range in.BlockDevices {
+		if excludeBoot && bd.DeviceName == in.RootDeviceName {
+			continue
+		}
+		if contains(excluded, bd.VolumeID) {
+			continue
+		}
+		if v := s.volumes[bd.VolumeID]; v != nil {
+			vols = append(vols, v)
+		}
+	}
+	s.mu.Unlock()
+	if len(vols) == 0 {
+		return nil, &APIError{Code: "InvalidParameterCombination", Message: "No volumes left to snapshot after exclusions"}
+	}
+	snaps, e := s.makeSnapshots(ctx, vols, tags, form.Get("Description"), "CreateSnapshots")
+	if e != nil {
+		return nil, e
+	}
+	resp := &createSnapshotsResponse{}
+	now := s.Clock.Now()
+	for _, sn := range snaps {
+		x := s.xmlSnapshot(sn, now)
+		resp.Snapshots = append(resp.Snapshots, xmlSnapshotInfo{SnapshotID: x.SnapshotID, VolumeID: x.VolumeID, State: x.Status, StartTime: x.StartTime,
+			Progress: x.Progress, OwnerID: x.OwnerID, VolumeSize: x.VolumeSize, Description: x.Description, Tags: x.Tags})
+	}
+	return resp, nil
+}
+
+func (s *Server) xmlSnapshot(sn *Snapshot, now time.Time) xmlSnapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.xmlSnapshotLocked(sn, now)
+}
+
+func (s *Server) xmlSnapshotLocked(sn *Snapshot, now time.Time) xmlSnapshot {
+	state := s.snapshotState(sn, now)
+	progress := "100%"
+	if state == "pending" {
+		progress = "0%"
+	}
+	return xmlSnapshot{SnapshotID: sn.ID, VolumeID: sn.VolumeID, Status: state, StartTime: sn.StartTime.UTC().Format(ec2TimeFormat), Progress: progress,
+		OwnerID: sn.OwnerID, VolumeSize: sn.VolumeSize, Description: sn.Description, StorageTier: "standard", Tags: tagSet(sn.Tags)}
+}
+
+func (s *Server) createTags(form url.Values) (ec2Response, *APIError) {
+	ids := list(form, "ResourceId")
+	tags := tagList(form, "Tag")
+	if len(ids) == 0 {
+		return nil, &APIError{Code: "MissingParameter", Message: "The request must contain the parameter ResourceId"}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range ids {
+		var cur map[string]string
+		switch {
+		case s.snapshots[id] != nil:
+			cur = s.snapshots[id].Tags
+		case s.instances[id] != nil:
+			cur = s.instances[id].Tags
+		case strings.HasPrefix(id, "snap-"):
+			return nil, &APIError{Code: "InvalidSnapshot.NotFound", Message: fmt.Sprintf("The snapshot '%s' does not exist.", id)}
+		default:
+			return nil, &APIError{Code: "InvalidID", Message: fmt.Sprintf("The ID '%s' is not valid", id)}
+		}
+		merged := copyTags(cur)
+		for k, v := range tags {
+			merged[k] = v
+		}
+		if e := validateTags(merged); e != nil {
+			return nil, e
+		}
+	}
+	for _, id := range ids {
+		target := map[string]string(nil)
+		if sn := s.snapshots[id]; sn != nil {
+			target = sn.Tags
+		} else if in := s.instances[id]; in != nil {
+			target = in.Tags
+		}
+		for k, v := range tags {
+			target[k] = v
+		}
+	}
+	return &returnResponse{XMLName: xml.Name{Local: "CreateTagsResponse"}, Return: true}, nil
+}
+
+func (s *Server) describeSnapshots(form url.Values) (ec2Response, *APIError) {
+	owners := list(form, "Owner")
+	ids := list(form, "SnapshotId")
+	fs := filters(form)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range ids {
+		if s.snapshots[id] == nil {
+			return nil, &APIError{Code: "InvalidSnapshot.NotFound", Message: fmt.Sprintf("The snapshot '%s' does not exist.", id)}
+		}
+	}
+	now := s.Clock.Now()
+	var matched []*Snapshot
+	for _, id := range s.snapOrder {
+		sn := s.snapshots[id]
+		if sn == nil {
+			continue
+		}
+		if len(ids) > 0 && !contains(ids, id) {
+			continue
+		}
+		if len(owners) > 0 {
+			ok := false
+			for _, o := range owners {
+				if o == sn.OwnerID || (o == "self" && sn.OwnerID == s.AccountID) {
+					ok = true
+				}
+			}
+			if !ok {
+				continue
+			}
+		}
+		if !s.snapshotMatches(sn, fs, now) {
+			continue
+		}
+		matched = append(matched, sn)
+	}
+	start, end, next := page(len(matched), form.Get("NextToken"), maxResults(form))
+	resp := &describeSnapshotsResponse{NextToken: next}
+	for _, sn := range matched[start:end] {
+		resp.Snapshots = append(resp.Snapshots, s.xmlSnapshotLocked(sn, now))
+	}
+	return resp, nil
+}
+
+func (s *Server) snapshotMatches(sn *Snapshot, fs []filter, now time.Time) bool {
+	for _, f := range fs {
+		if m, ok := matchTagFilter(f, sn.Tags); ok {
+			if !m {
+				return false
+			}
+			continue
+		}
+		var v string
+		switch f.Name {
+		case "volume-id":
+			v = sn.VolumeID
+		case "status":
+			v = s.snapshotState(sn, now)
+		case "snapshot-id":
+			v = sn.ID
+		case "owner-id":
+			v = sn.OwnerID
+		case "description":
+			v = sn.Description
+		default:
+			return false
+		}
+		if !matchAny(f.Values, v) {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Server) deleteSnapshot(form url.Values) (ec2Response, *APIError) {
+	id := form.Get("SnapshotId")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sn := s.snapshots[id]
+	if sn == nil {
+		return nil, &APIError{Code: "InvalidSnapshot.NotFound", Message: fmt.Sprintf("The snapshot '%s' does not exist.", id)}
+	}
+	if sn.InUse {
+		return nil, &APIError{Code: "InvalidSnapshot.InUse", Message: fmt.Sprintf("The snapshot %s is currently in use by ami-0123456789abcdef0", id)}
+	}
+	delete(s.snapshots, id)
+	for i, o := range s.snapOrder {
+		if o == id {
+			s.snapOrder = append(s.snapOrder[:i], s.snapOrder[i+1:]...)
+			break
+		}
+	}
+	return &returnResponse{XMLName: xml.Name{Local: "DeleteSnapshotResponse"}, Return: true}, nil
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
