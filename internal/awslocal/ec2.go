@@ -78,9 +78,9 @@ type xmlBlockDevice struct {
 }
 
 type xmlInstance struct {
-	InstanceID     string `xml:"instanceId"`
-	ImageID        string `xml:"imageId"`
-	State          struct {
+	InstanceID string `xml:"instanceId"`
+	ImageID    string `xml:"imageId"`
+	State      struct {
 		Code int    `xml:"code"`
 		Name string `xml:"name"`
 	} `xml:"instanceState"`
