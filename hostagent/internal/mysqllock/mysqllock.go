@@ -1,46 +1,117 @@
-// Package mysqllock takes and releases the MySQL/MariaDB lock that makes a
-// filesystem snapshot application-consistent, on one pinned connection.
 package mysqllock
 
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quiesce/quiesce/report"
 )
 
-// Options are the MySQL flags of hostagent freeze/check.
-type Options struct {
-	Mode         string
-	DefaultsFile string
-	Socket       string
-	User         string
-	// Explicit is true when any MySQL option was given on the command line.
-	Explicit        bool
-	LockWait        time.Duration
-	LongQueryLimit  time.Duration
-	KillLongQueries bool
+// Lock is a held MySQL lock on one pinned connection. The lock lives exactly
+// as long as that connection: Release undoes it explicitly, and the server
+// drops it by itself if the process holding the connection dies.
+type Lock struct {
+	mu       sync.Mutex
+	s        *session
+	mode     string
+	id       uint64
+	released bool
+	err      error
 }
 
-// Validate checks the options without touching the server.
-func (o Options) Validate() error { return nil }
-
-// Resolve turns `auto` with no MySQL option and no server socket into `none`.
-func Resolve(o Options) (Options, bool) { return o, o.Mode != report.LockNone }
-
-// Lock is a held MySQL lock on one pinned connection.
-type Lock struct{ id uint64 }
-
-// Acquire takes the lock.
+// Acquire connects, checks for long-running statements, takes the lock and
+// reads the binary log position under it. With mode `none` (or `auto` that
+// Resolve turns into none) it returns a nil *Lock and LockInfo{Mode: none}.
+// When the lock is not acquired in time, or a long query refuses it, the
+// error wraps agenterr.ErrLockWait (exit 5). Connection and authentication
+// failures are plain errors. On any error nothing is left held on the server.
 func Acquire(ctx context.Context, o Options) (*Lock, report.LockInfo, error) {
-	return nil, report.LockInfo{}, errors.New("not implemented")
+	info := report.LockInfo{Mode: report.LockNone, Requested: o.Mode}
+	if err := o.Validate(); err != nil {
+		return nil, info, err
+	}
+	o, involved := Resolve(o)
+	if !involved {
+		return nil, info, nil
+	}
+	s, err := connect(ctx, o)
+	if err != nil {
+		return nil, info, err
+	}
+	info.ServerVersion = s.server.Version
+	info.ConnectionID = s.id
+	mode, err := s.server.concreteMode(o.Mode)
+	if err != nil {
+		s.close()
+		return nil, info, err
+	}
+	info.Mode = mode
+	log := slog.With("mysql", s.cfg, "connection_id", s.id, "mode", mode)
+
+	if o.LongQueryLimit > 0 {
+		if err := s.handleLongQueries(ctx, o, mode, log); err != nil {
+			s.close()
+			return nil, info, err
+		}
+	}
+
+	started := time.Now()
+	if err := s.lock(ctx, mode, o.LockWait); err != nil {
+		s.undo(mode, log)
+		return nil, info, err
+	}
+	info.AcquiredMS = float64(time.Since(started).Microseconds()) / 1000
+	if err := s.readPosition(ctx, mode, &info, log); err != nil {
+		s.undo(mode, log)
+		return nil, info, err
+	}
+	log.Info("mysql lock held", "acquired_ms", info.AcquiredMS, "binlog_file", info.BinlogFile,
+		"binlog_pos", info.BinlogPos, "gtid", info.GTIDExecuted)
+	return &Lock{s: s, mode: mode, id: s.id}, info, nil
 }
 
-// Release undoes the lock and closes the connection. Safe on nil; idempotent.
-func (l *Lock) Release(ctx context.Context) error { return nil }
+// Release undoes the lock (UNLOCK TABLES / BACKUP STAGE END / UNLOCK INSTANCE)
+// and closes the connection. If the statement cannot be sent (connection
+// broken), the server connection is killed by id from a fresh connection, so
+// the lock is gone either way when Release returns nil. Safe on a nil Lock;
+// idempotent (later calls return the first result).
+func (l *Lock) Release(ctx context.Context) error {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.released {
+		return l.err
+	}
+	l.released = true
+	if l.s == nil {
+		return nil
+	}
+	// Release runs on cleanup paths where ctx may already be cancelled.
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
+	defer cancel()
+	start := time.Now()
+	_, err := l.s.conn.ExecContext(rctx, unlockStatement(l.mode))
+	l.s.close()
+	if err != nil {
+		// The connection is unusable; make sure the server thread (and its
+		// lock) is gone rather than trusting the server to notice.
+		if kerr := killConnection(rctx, l.s.cfg, l.id); kerr != nil {
+			l.err = fmt.Errorf("mysql unlock %s (connection %d): %v; kill connection: %w", l.mode, l.id, err, kerr)
+			return l.err
+		}
+	}
+	slog.Debug("mysql lock released", "mode", l.mode, "connection_id", l.id, "release_ms", time.Since(start).Milliseconds())
+	return nil
+}
 
-// ConnectionID is the server thread id of the pinned connection.
+// ConnectionID is the server's thread id of the pinned connection (0 for nil).
 func (l *Lock) ConnectionID() uint64 {
 	if l == nil {
 		return 0
@@ -48,12 +119,76 @@ func (l *Lock) ConnectionID() uint64 {
 	return l.id
 }
 
-// Check is the preflight: connect, resolve the mode, verify privileges.
-func Check(ctx context.Context, o Options) (report.LockInfo, error) {
-	return report.LockInfo{}, errors.New("not implemented")
+// Mode is the concrete lock held ("" for nil).
+func (l *Lock) Mode() string {
+	if l == nil {
+		return ""
+	}
+	return l.mode
 }
 
-// KillConnection kills a server connection by id (guardian fallback).
-func KillConnection(ctx context.Context, o Options, id uint64) error {
-	return errors.New("not implemented")
+const releaseTimeout = 5 * time.Second
+
+// lock runs the lock statements under two bounds: the session's
+// lock_wait_timeout (whole seconds, rounded up) and a watchdog that kills the
+// statement from a second connection when --lock-wait is not a whole number
+// of seconds, or when the server overruns it by a second (a wait that
+// lock_wait_timeout does not cover). Whatever happens, a pending lock request
+// never outlives --lock-wait by much, because while it waits it blocks every
+// writer too.
+func (s *session) lock(ctx context.Context, mode string, wait time.Duration) error {
+	grace := time.Second
+	if wait%time.Second != 0 {
+		grace = 0
+	}
+	var fired atomic.Bool
+	killed := make(chan struct{})
+	timer := time.AfterFunc(wait+grace, func() {
+		defer close(killed)
+		fired.Store(true)
+		kctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		if err := killQuery(kctx, s.cfg, s.id); err != nil {
+			slog.Warn("mysql lock watchdog: kill query failed", "connection_id", s.id, "err", err)
+		}
+	})
+	var err error
+	for _, stmt := range lockStatements(mode) {
+		if _, err = s.conn.ExecContext(ctx, stmt); err != nil {
+			err = fmt.Errorf("%s: %w", stmt, err)
+			break
+		}
+	}
+	if !timer.Stop() {
+		<-killed
+	}
+	if fired.Load() {
+		if err == nil {
+			err = errors.New("watchdog fired as the lock was taken")
+		}
+		return &LockWaitError{Mode: mode, Wait: wait, Err: err}
+	}
+	if err != nil && isLockWaitTimeout(err) {
+		return &LockWaitError{Mode: mode, Wait: wait, Err: err}
+	}
+	if err != nil {
+		return fmt.Errorf("mysql lock %s: %w", mode, err)
+	}
+	return nil
+}
+
+// undo releases whatever a failed Acquire may hold and closes the
+// connection. The unlock statement is harmless when nothing is held.
+func (s *session) undo(mode string, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
+	defer cancel()
+	_, err := s.conn.ExecContext(ctx, unlockStatement(mode))
+	s.close()
+	if err != nil && !isSQLError(err) {
+		// Connection broken mid-statement: the server thread may still wait
+		// for (or hold) the lock. Kill it by id.
+		if kerr := killConnection(ctx, s.cfg, s.id); kerr != nil {
+			log.Error("mysql lock undo: could not kill the lock connection", "err", kerr)
+		}
+	}
 }

@@ -1,0 +1,130 @@
+package mysqllock
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
+	"github.com/quiesce/quiesce/report"
+)
+
+// serverInfo is what SELECT VERSION() and a few variables tell us.
+type serverInfo struct {
+	Version             string // as reported, e.g. 10.11.19-MariaDB-0+deb12u1-log
+	MariaDB             bool
+	Major, Minor, Patch int
+	LogBin              bool
+	// FlushLogAtCommit is innodb_flush_log_at_trx_commit; anything but 1
+	// means committed transactions may sit in the server's redo buffer.
+	FlushLogAtCommit int64
+}
+
+func parseVersion(v string) serverInfo {
+	si := serverInfo{Version: v, MariaDB: strings.Contains(strings.ToLower(v), "mariadb")}
+	num := v
+	if i := strings.IndexFunc(num, func(r rune) bool { return r != '.' && (r < '0' || r > '9') }); i >= 0 {
+		num = num[:i]
+	}
+	parts := strings.SplitN(num, ".", 3)
+	nums := []*int{&si.Major, &si.Minor, &si.Patch}
+	for i, p := range parts {
+		n, err := strconv.Atoi(p)
+		if err != nil {
+			break
+		}
+		*nums[i] = n
+	}
+	return si
+}
+
+func (si serverInfo) atLeast(major, minor int) bool {
+	return si.Major > major || (si.Major == major && si.Minor >= minor)
+}
+
+func (si serverInfo) product() string {
+	if si.MariaDB {
+		return "MariaDB"
+	}
+	return "MySQL"
+}
+
+func (si serverInfo) short() string {
+	return fmt.Sprintf("%s %d.%d.%d", si.product(), si.Major, si.Minor, si.Patch)
+}
+
+// concreteMode turns the requested mode into the lock to take on this server,
+// or a usage error when the server cannot do it. See the package doc for why
+// `auto` picks what it picks.
+func (si serverInfo) concreteMode(requested string) (string, error) {
+	switch requested {
+	case report.LockAuto:
+		if si.MariaDB && si.atLeast(10, 4) {
+			return report.LockBackupStage, nil
+		}
+		return report.LockFTWRL, nil
+	case report.LockBackupStage:
+		if !si.MariaDB || !si.atLeast(10, 4) {
+			return "", agenterr.Usagef("--mysql-lock backup-stage needs MariaDB >= 10.4; server is %s (use ftwrl)", si.short())
+		}
+	case report.LockInstance:
+		if si.MariaDB || !si.atLeast(8, 0) {
+			return "", agenterr.Usagef("--mysql-lock instance (LOCK INSTANCE FOR BACKUP) needs MySQL >= 8.0; server is %s (use ftwrl or backup-stage)", si.short())
+		}
+	}
+	return requested, nil
+}
+
+// lockStatements are run in order to lock; unlock undoes them.
+func lockStatements(mode string) []string {
+	switch mode {
+	case report.LockFTWRL:
+		return []string{"FLUSH TABLES WITH READ LOCK"}
+	case report.LockBackupStage:
+		// BLOCK_COMMIT runs the skipped FLUSH and BLOCK_DDL stages itself.
+		return []string{"BACKUP STAGE START", "BACKUP STAGE BLOCK_COMMIT"}
+	case report.LockInstance:
+		return []string{"LOCK INSTANCE FOR BACKUP"}
+	}
+	return nil
+}
+
+func unlockStatement(mode string) string {
+	switch mode {
+	case report.LockFTWRL:
+		return "UNLOCK TABLES"
+	case report.LockBackupStage:
+		return "BACKUP STAGE END"
+	case report.LockInstance:
+		return "UNLOCK INSTANCE"
+	}
+	return ""
+}
+
+// requiredPrivileges lists, per need, the global privileges any one of which
+// satisfies it (newer servers split SUPER into finer privileges).
+func (si serverInfo) requiredPrivileges(mode string, o Options) map[string][]string {
+	need := map[string][]string{}
+	switch mode {
+	case report.LockFTWRL, report.LockBackupStage:
+		need[mode] = []string{"RELOAD"}
+	case report.LockInstance:
+		need[mode] = []string{"BACKUP_ADMIN"}
+	}
+	if si.LogBin {
+		need["binlog position"] = []string{"BINLOG MONITOR", "REPLICATION CLIENT", "SUPER"}
+		if mode == report.LockInstance {
+			need["binlog position"] = []string{"BACKUP_ADMIN"}
+		}
+	}
+	if o.LongQueryLimit > 0 {
+		need["--long-query-limit (see every thread)"] = []string{"PROCESS"}
+	}
+	if o.KillLongQueries {
+		need["--kill-long-queries"] = []string{"CONNECTION ADMIN", "CONNECTION_ADMIN", "SUPER"}
+	}
+	if si.FlushLogAtCommit != 1 {
+		need["flush InnoDB redo under the lock"] = []string{"RELOAD"}
+	}
+	return need
+}
