@@ -22,7 +22,8 @@ func ParseIndex(r io.Reader) ([]string, error) {
 	return out, sc.Err()
 }
 
-var endLogPos = regexp.MustCompile(`\bend_log_pos (\d+)\b`)
+// An event header line: "#251125 19:47:41 server id 1  end_log_pos 97526 CRC32 …".
+var endLogPos = regexp.MustCompile(`^#\d{6}\s+\d{1,2}:\d{2}:\d{2}\s+server id \d+\s+end_log_pos (\d+)\b`)
 
 // LastEventEnd returns the largest end_log_pos printed by mariadb-binlog for
 // a file: where its last complete event ends.

@@ -145,6 +145,7 @@ func TestDrillOnLockedFrozenCopy(t *testing.T) {
 	if res.Invariants.MaxID == 0 || res.LastEventEnd != pos || res.RestoredGTID != gtid {
 		t.Fatalf("drill passed without checking: %+v", res)
 	}
+	t.Logf("notes: %q", res.Recovery.Notes)
 	t.Logf("restored: %d transfers, binlog %s:%d, gtid %s, startup %s, recovery: %s", res.Invariants.MaxID, file, pos, gtid, res.StartupTime, res.Recovery.Summary())
 	if pool.IsMountPoint(opts.MountDir) {
 		t.Fatal("drill left the copy mounted")
