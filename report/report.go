@@ -70,6 +70,10 @@ type MountReport struct {
 	Device    string   `json:"device"`
 	VolumeIDs []string `json:"volume_ids"`
 	FreezeMS  float64  `json:"freeze_ms"`
+	// EC2Devices are the EC2 device names (e.g. /dev/sdf) of Xen disks, from the
+	// IMDS block-device-mapping, which carries no volume ids: map them with
+	// DescribeInstances' BlockDeviceMappings. Empty on Nitro (NVMe serials give ids).
+	EC2Devices []string `json:"ec2_devices,omitempty"`
 }
 
 // ThawReport is printed by `hostagent thaw`.

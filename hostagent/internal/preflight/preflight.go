@@ -114,7 +114,15 @@ func DefaultEnv(stateDir string) Env {
 		prot[exe] = "the hostagent binary"
 	}
 	if stateDir != "" {
-		prot[stateDir] = "the state directory"
+		// It may not exist yet: protect the filesystem it will be created on.
+		p := filepath.Clean(stateDir)
+		for p != "/" {
+			if _, err := os.Stat(p); err == nil {
+				break
+			}
+			p = filepath.Dir(p)
+		}
+		prot[p] = "the state directory " + stateDir
 	}
 	return Env{Mounts: ReadMountinfo, Stat: statDev, Protected: prot}
 }

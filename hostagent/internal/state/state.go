@@ -76,13 +76,18 @@ type Proc struct {
 
 // Run is the state file of one run.
 type Run struct {
-	RunID     string        `json:"run_id"`
-	Status    string        `json:"status"`
-	Mounts    []Mount       `json:"mounts"`
-	MySQL     MySQL         `json:"mysql"`
-	LockMode  string        `json:"lock_mode"`
-	Timeout   time.Duration `json:"timeout"`
-	StartedAt time.Time     `json:"started_at"`
+	RunID    string  `json:"run_id"`
+	Status   string  `json:"status"`
+	Mounts   []Mount `json:"mounts"`
+	MySQL    MySQL   `json:"mysql"`
+	LockMode string  `json:"lock_mode"`
+	// LockRequested is --mysql-lock as given (e.g. auto); LockMode is what it resolved to.
+	LockRequested string        `json:"lock_requested,omitempty"`
+	Timeout       time.Duration `json:"timeout"`
+	StartedAt     time.Time     `json:"started_at"`
+	// StartMono is the client's start (CLOCK_MONOTONIC ns), for held_ms.
+	StartMono  int64  `json:"start_mono"`
+	InstanceID string `json:"instance_id,omitempty"`
 	// Deadline is wall time for reports; DeadlineMono (CLOCK_MONOTONIC ns, the
 	// same clock in every process) is what timers use, immune to clock steps.
 	Deadline     time.Time `json:"deadline"`

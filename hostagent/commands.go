@@ -1,0 +1,294 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
+	"github.com/quiesce/quiesce/hostagent/internal/hold"
+	"github.com/quiesce/quiesce/hostagent/internal/mysqllock"
+	"github.com/quiesce/quiesce/hostagent/internal/preflight"
+	"github.com/quiesce/quiesce/hostagent/internal/state"
+	"github.com/quiesce/quiesce/hostagent/internal/volumes"
+	"github.com/quiesce/quiesce/report"
+)
+
+// Timeout bounds from DESIGN.md.
+const (
+	minTimeout     = time.Second
+	maxTimeout     = 10 * time.Minute
+	defaultTimeout = 30 * time.Second
+)
+
+const stateDirHelp = "state directory (default $" + state.EnvDir + " or " + state.DefaultDir + "; for tests)"
+
+func (c *command) freeze(ctx context.Context, args []string) error {
+	startedAt, startMono := time.Now().UTC(), state.MonoNow()
+	fs := c.flagSet()
+	var mounts stringList
+	fs.Var(&mounts, "mount", "mount point to freeze (repeat for several)")
+	var mf mysqlFlags
+	mf.register(fs)
+	timeout := fs.Duration("timeout", defaultTimeout, "hard deadline from the first lock/freeze (1s..10m)")
+	runID := fs.String("run-id", "", "run id (default: generated)")
+	stateDir := fs.String("state-dir", "", stateDirHelp)
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	if *runID != "" {
+		if err := validRunID(*runID); err != nil {
+			return err
+		}
+		c.runID = *runID
+	}
+	if *timeout < minTimeout || *timeout > maxTimeout {
+		return agenterr.Usagef("--timeout %s: must be between %s and %s", *timeout, minTimeout, maxTimeout)
+	}
+	opts, err := mf.finish(fs)
+	if err != nil {
+		return err
+	}
+	if len(mounts) == 0 {
+		return agenterr.Usagef("no --mount given (at least one mount point to freeze)")
+	}
+	dirPath := state.Resolve(*stateDir)
+	valid, err := preflight.Validate(mounts, preflight.DefaultEnv(dirPath))
+	if err != nil {
+		return err
+	}
+	if *runID == "" {
+		*runID = newRunID(startedAt)
+		c.runID = *runID
+	}
+	resolved, _ := mysqllock.Resolve(opts)
+	a, err := c.openAgent(ctx, *stateDir)
+	if err != nil {
+		return err
+	}
+	discover, instanceID := discoverer(ctx)
+	req := hold.Request{RunID: *runID, MySQL: stateMySQL(resolved), Requested: opts.Mode, Timeout: *timeout,
+		StartedAt: startedAt, StartMono: startMono, InstanceID: instanceID}
+	for _, m := range valid {
+		sm := state.Mount{Path: m.Path, FSType: m.FSType, Device: m.Source, Dev: m.Dev, MajMin: m.MajMin, VolumeIDs: []string{}}
+		if res, err := discover.Discover(ctx, m.MajMin, m.Source); err != nil {
+			c.log.Warn("volume discovery", "mount", m.Path, "err", err)
+		} else {
+			if res.VolumeIDs != nil {
+				sm.VolumeIDs = res.VolumeIDs
+			}
+			sm.EC2Devices = res.EC2Devices
+		}
+		req.Mounts = append(req.Mounts, sm)
+	}
+	rep, err := a.Freeze(ctx, req)
+	if err != nil {
+		return err
+	}
+	c.printJSON(rep)
+	return nil
+}
+
+// discoverer asks IMDS only on EC2 (elsewhere it would only cost its timeout).
+func discoverer(ctx context.Context) (volumes.Discoverer, string) {
+	d := volumes.Discoverer{}
+	onEC2, instanceID := d.OnEC2()
+	if onEC2 {
+		d.IMDS = &volumes.IMDS{}
+		if instanceID == "" {
+			if id, err := d.IMDS.Get(ctx, "/latest/meta-data/instance-id"); err == nil {
+				instanceID = strings.TrimSpace(id)
+			}
+		}
+	}
+	return d, instanceID
+}
+
+func newRunID(t time.Time) string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return "q-" + t.Format("20060102T150405Z") + "-" + hex.EncodeToString(b)
+}
+
+func (c *command) thaw(ctx context.Context, args []string) error {
+	fs := c.flagSet()
+	runID := fs.String("run-id", "", "run id printed by freeze (required)")
+	stateDir := fs.String("state-dir", "", stateDirHelp)
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	if *runID == "" {
+		return agenterr.Usagef("--run-id is required")
+	}
+	if err := validRunID(*runID); err != nil {
+		return err
+	}
+	c.runID = *runID
+	a, err := c.openAgent(ctx, *stateDir)
+	if err != nil {
+		return err
+	}
+	rep, err := a.Thaw(ctx, *runID)
+	if rep != nil {
+		c.printJSON(rep) // also when late (exit 4): the report is the answer
+	}
+	return err
+}
+
+func (c *command) status(ctx context.Context, args []string) error {
+	fs := c.flagSet()
+	runID := fs.String("run-id", "", "only this run")
+	stateDir := fs.String("state-dir", "", stateDirHelp)
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	if *runID != "" {
+		if err := validRunID(*runID); err != nil {
+			return err
+		}
+		c.runID = *runID
+	}
+	a, err := c.openAgent(ctx, *stateDir)
+	if err != nil {
+		return err
+	}
+	rep, err := a.Status(*runID)
+	if err != nil {
+		return err
+	}
+	c.printJSON(rep)
+	return nil
+}
+
+// check runs every preflight (mounts, volumes, MySQL connection and
+// privileges) and changes nothing; the CheckReport lists every problem.
+func (c *command) check(ctx context.Context, args []string) error {
+	fs := c.flagSet()
+	var mounts stringList
+	fs.Var(&mounts, "mount", "mount point to check (repeat for several)")
+	var mf mysqlFlags
+	mf.register(fs)
+	stateDir := fs.String("state-dir", "", stateDirHelp)
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	opts, err := mf.finish(fs)
+	if err != nil {
+		return err
+	}
+	dirPath := state.Resolve(*stateDir)
+	if dirExists(dirPath) { // recover stale runs, but do not create the dir for a check
+		if _, err := c.openAgent(ctx, *stateDir); err != nil {
+			return err
+		}
+	}
+	valid, problems := preflight.Inspect(mounts, preflight.DefaultEnv(dirPath))
+	rep := report.CheckReport{Mounts: []report.MountReport{}}
+	discover, _ := discoverer(ctx)
+	for _, m := range valid {
+		mr := report.MountReport{Path: m.Path, FSType: m.FSType, Device: m.Source, VolumeIDs: []string{}}
+		if res, err := discover.Discover(ctx, m.MajMin, m.Source); err != nil {
+			problems = append(problems, fmt.Errorf("volumes of %s: %w", m.Path, err))
+		} else if res.VolumeIDs != nil {
+			mr.VolumeIDs = res.VolumeIDs
+			mr.EC2Devices = res.EC2Devices
+		}
+		rep.Mounts = append(rep.Mounts, mr)
+	}
+	resolved, involved := mysqllock.Resolve(opts)
+	if involved {
+		info, err := mysqllock.Check(ctx, resolved)
+		rep.Lock = info
+		if err != nil {
+			problems = append(problems, err)
+		}
+	} else {
+		rep.Lock = report.LockInfo{Mode: report.LockNone, Requested: opts.Mode}
+	}
+	if rep.Lock.Requested == "" {
+		rep.Lock.Requested = opts.Mode
+	}
+	for _, p := range problems {
+		rep.Problems = append(rep.Problems, oneLine(p.Error()))
+	}
+	rep.OK = len(problems) == 0
+	c.printJSON(rep)
+	if len(problems) == 0 {
+		return nil
+	}
+	if len(problems) > 1 {
+		return fmt.Errorf("%w (and %d more problems, see the report)", problems[0], len(problems)-1)
+	}
+	return problems[0]
+}
+
+// Hidden commands: the holder and guardian processes, and the recovery the
+// systemd timer (or an operator) runs.
+
+func (c *command) holder(ctx context.Context, args []string) error {
+	fs := c.flagSet()
+	runID := fs.String("run-id", "", "")
+	stateDir := fs.String("state-dir", "", "")
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	dir, err := state.Open(state.Resolve(*stateDir))
+	if err != nil {
+		return err
+	}
+	pipe := os.NewFile(3, "report")
+	if pipe == nil {
+		return errors.New("holder: no report pipe on fd 3")
+	}
+	return newAgent(dir, nil).Holder(ctx, *runID, pipe)
+}
+
+func (c *command) guardian(ctx context.Context, args []string) error {
+	fs := c.flagSet()
+	runID := fs.String("run-id", "", "")
+	stateDir := fs.String("state-dir", "", "")
+	holderPID := fs.Int("holder-pid", 0, "")
+	holderStart := fs.Uint64("holder-start", 0, "")
+	deadline := fs.Int64("deadline-mono", 0, "")
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	dir, err := state.Open(state.Resolve(*stateDir))
+	if err != nil {
+		return err
+	}
+	return newAgent(dir, nil).Guardian(ctx, *runID, state.Proc{PID: *holderPID, Start: *holderStart}, *deadline)
+}
+
+func (c *command) recover(ctx context.Context, args []string) error {
+	fs := c.flagSet()
+	runID := fs.String("run-id", "", "only this run")
+	stateDir := fs.String("state-dir", "", stateDirHelp)
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	if *runID != "" {
+		if err := validRunID(*runID); err != nil {
+			return err
+		}
+	}
+	dir, err := state.Open(state.Resolve(*stateDir))
+	if err != nil {
+		return err
+	}
+	a := newAgent(dir, c.log)
+	if _, err := a.Recover(ctx, *runID); err != nil {
+		return err
+	}
+	rep, err := a.Status(*runID)
+	if err != nil {
+		return err
+	}
+	c.printJSON(rep)
+	return nil
+}

@@ -1,0 +1,187 @@
+package hold
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"syscall"
+	"time"
+
+	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
+	"github.com/quiesce/quiesce/hostagent/internal/state"
+	"github.com/quiesce/quiesce/report"
+)
+
+// Request is a validated freeze.
+type Request struct {
+	RunID      string
+	Mounts     []state.Mount // sorted: the freeze order
+	MySQL      state.MySQL   // Mode already resolved (auto → none/ftwrl/…)
+	Requested  string        // the --mysql-lock value as given
+	Timeout    time.Duration
+	StartedAt  time.Time
+	StartMono  int64
+	InstanceID string
+}
+
+// holderMsg is the holder's one message on the report pipe.
+type holderMsg struct {
+	Freeze *report.FreezeReport `json:"freeze,omitempty"`
+	Kind   string               `json:"kind,omitempty"`
+	Error  string               `json:"error,omitempty"`
+}
+
+// answerSlack is how long past the timeout the client waits for the holder's
+// report before undoing everything itself.
+const answerSlack = 2 * time.Second
+
+// Freeze reserves the mounts, starts the holder and returns its FreezeReport.
+// On failure nothing is left frozen or locked.
+func (a *Agent) Freeze(ctx context.Context, req Request) (*report.FreezeReport, error) {
+	run, err := a.reserve(req)
+	if err != nil {
+		return nil, err
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, a.failStart(run, fmt.Errorf("report pipe: %w", err))
+	}
+	defer pr.Close()
+	cmd := exec.Command(a.Exe, CmdHolder, "--state-dir", a.Dir.Path, "--run-id", run.RunID)
+	cmd.Dir = "/" // never keep a frozen mount busy as a working directory
+	cmd.Env = detachedEnv()
+	cmd.ExtraFiles = []*os.File{pw} // fd 3; everything else is close-on-exec
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	// Stdin/Stdout/Stderr nil: /dev/null, so SSM's pipes are not inherited.
+	if err := cmd.Start(); err != nil {
+		pw.Close()
+		return nil, a.failStart(run, fmt.Errorf("start holder: %w", err))
+	}
+	pw.Close()
+	holderPID := cmd.Process.Pid
+	// Reap the holder if it dies while we still run (we exit right after anyway).
+	go cmd.Wait()
+
+	wait := req.Timeout + answerSlack
+	_ = pr.SetReadDeadline(time.Now().Add(wait))
+	var msg holderMsg
+	derr := json.NewDecoder(pr).Decode(&msg)
+	switch {
+	case derr == nil && msg.Freeze != nil:
+		return msg.Freeze, nil
+	case derr == nil && msg.Error != "":
+		return nil, fromKind(msg.Kind, msg.Error)
+	}
+	// No answer: the holder crashed or hangs. Make sure nothing stays held.
+	why := fmt.Errorf("holder (pid %d) gave no report within %v: %v", holderPID, wait, derr)
+	if errors.Is(derr, os.ErrDeadlineExceeded) {
+		why = fmt.Errorf("holder (pid %d) gave no report within %v", holderPID, wait)
+	}
+	a.abandon(run.RunID, why)
+	return nil, why
+}
+
+func detachedEnv() []string {
+	env := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	if v := os.Getenv(state.EnvDir); v != "" {
+		env = append(env, state.EnvDir+"="+v)
+	}
+	return env
+}
+
+// reserve checks that no active run holds any of the mounts and writes the new
+// run as "starting", all under the state dir lock so two freezes cannot both win.
+func (a *Agent) reserve(req Request) (*state.Run, error) {
+	unlock, err := a.Dir.Lock(dirLockWait)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	runs, err := a.Dir.List()
+	if err != nil {
+		a.log().Warn("unreadable state files", "err", err)
+	}
+	for _, r := range runs {
+		if r.RunID == req.RunID {
+			if r.Active() {
+				return nil, fmt.Errorf("--run-id %q: already %s: %w", req.RunID, r.Status, agenterr.ErrBusy)
+			}
+			if r.Status == state.StatusThawed {
+				return nil, agenterr.Usagef("--run-id %q: already used by a finished run; give a new one", req.RunID)
+			}
+		}
+		if !r.Active() {
+			continue
+		}
+		for _, held := range r.Mounts {
+			for _, m := range req.Mounts {
+				if held.Path == m.Path || held.Dev == m.Dev {
+					return nil, fmt.Errorf("--mount %q: held by %s: %w", m.Path, describe(r), agenterr.ErrBusy)
+				}
+			}
+		}
+	}
+	// Until the holder fixes the real deadline, record an upper bound so
+	// recovery can still tell a wedged run from a live one.
+	provisional := req.Timeout + time.Second
+	run := &state.Run{
+		RunID:         req.RunID,
+		Status:        state.StatusStarting,
+		Mounts:        req.Mounts,
+		MySQL:         req.MySQL,
+		LockMode:      req.MySQL.Mode,
+		LockRequested: req.Requested,
+		Timeout:       req.Timeout,
+		StartedAt:     req.StartedAt,
+		StartMono:     req.StartMono,
+		InstanceID:    req.InstanceID,
+		Deadline:      req.StartedAt.Add(provisional),
+		DeadlineMono:  req.StartMono + int64(provisional),
+		Client:        state.Self(),
+	}
+	if err := a.Dir.Write(run); err != nil {
+		return nil, err
+	}
+	return run, nil
+}
+
+// failStart marks a run that never got a holder as failed.
+func (a *Agent) failStart(run *state.Run, err error) error {
+	run.Status = state.StatusFailed
+	run.Error = err.Error()
+	_ = a.Dir.Write(run)
+	return err
+}
+
+// abandon undoes a run whose holder did not report: kill the holder, thaw what
+// it may have frozen (its MySQL connection dies with it), stop the guardian.
+func (a *Agent) abandon(runID string, why error) {
+	run, err := a.Dir.Read(runID)
+	if err != nil {
+		return
+	}
+	if pid := run.Holder.PID; pid != 0 {
+		_ = killProc(run.Holder)
+		waitExit(run.Holder, time.Second)
+	}
+	done := make(chan []report.MountThaw, 1)
+	go func() { out, _ := a.thawMounts(run.Mounts); done <- out }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		a.log().Error("thaw after abandoned holder did not return", "run", runID)
+	}
+	_ = killProc(run.Guardian)
+	unlock, lerr := a.Dir.Lock(dirLockWait)
+	if lerr == nil {
+		defer unlock()
+	}
+	if run, err = a.Dir.Read(runID); err == nil && run.Active() {
+		run.Status = state.StatusFailed
+		run.Error = why.Error()
+		_ = a.Dir.Write(run)
+	}
+}

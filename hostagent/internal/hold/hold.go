@@ -1,0 +1,240 @@
+// Package hold keeps filesystems frozen and MySQL locked between `hostagent
+// freeze` and `hostagent thaw`, under a hard deadline.
+//
+// Processes (all the same binary, re-executed through /proc/self/exe):
+//
+//   - client (`freeze`): validates, reserves the mounts in the state dir, starts
+//     the holder and waits for its one report on a pipe, prints it, exits.
+//   - holder (hidden `__holder`): detached (own session, stdio on /dev/null, no
+//     inherited descriptors but the report pipe). Starts the guardian, then locks
+//     MySQL (it must own the connection: a connection cannot be handed over),
+//     freezes, reports, and serves `thaw` on a unix socket until its own deadline.
+//   - guardian (hidden `__guardian`): a separate detached process that thaws at
+//     the deadline whatever the holder does, then SIGKILLs it (closing its
+//     connection releases the MySQL lock).
+//   - any later invocation recovers runs whose processes all died (Recover).
+package hold
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
+	"github.com/quiesce/quiesce/hostagent/internal/fsfreeze"
+	"github.com/quiesce/quiesce/hostagent/internal/state"
+	"github.com/quiesce/quiesce/report"
+)
+
+// Lock is a held MySQL lock (mysqllock.*Lock).
+type Lock interface {
+	Release(ctx context.Context) error
+	ConnectionID() uint64
+}
+
+// MySQL is what the hold needs from the lock package; function fields so tests fake it.
+type MySQL struct {
+	Acquire        func(ctx context.Context, o state.MySQL) (Lock, report.LockInfo, error)
+	KillConnection func(ctx context.Context, o state.MySQL, id uint64) error
+}
+
+// FS freezes and thaws; defaults to the real ioctls.
+type FS struct {
+	Freeze func(path string, dev uint64) error
+	Thaw   func(path string) (wasFrozen bool, err error)
+}
+
+// Agent carries the dependencies of every role.
+type Agent struct {
+	Dir   *state.Dir
+	Exe   string // binary to re-execute for holder and guardian
+	MySQL MySQL
+	FS    FS
+	Log   *slog.Logger
+	// SystemdTimer arms the third fail-safe layer; nil or returning "" skips it.
+	SystemdTimer func(ctx context.Context, run *state.Run) (unit string, err error)
+}
+
+// Hidden subcommand names.
+const (
+	CmdHolder   = "__holder"
+	CmdGuardian = "__guardian"
+	CmdRecover  = "recover"
+)
+
+const (
+	// guardianGrace is how long the guardian, having thawed at the deadline,
+	// lets the holder unlock and exit on its own before SIGKILL.
+	guardianGrace = 150 * time.Millisecond
+	// overdueSlack: a run still active this long after its deadline is treated
+	// as wedged by recovery even if its processes are alive.
+	overdueSlack = 2 * time.Second
+	// dirLockWait bounds waiting for the state dir lock.
+	dirLockWait = 5 * time.Second
+	// unlockTimeout bounds UNLOCK TABLES / connection close after a thaw.
+	unlockTimeout = 3 * time.Second
+	// keepFinished: thawed/failed runs stay this long so thaw stays idempotent.
+	keepFinished = 24 * time.Hour
+)
+
+func (a *Agent) log() *slog.Logger {
+	if a.Log == nil {
+		return slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return a.Log
+}
+
+func (a *Agent) freezeFS(path string, dev uint64) error {
+	if a.FS.Freeze != nil {
+		return a.FS.Freeze(path, dev)
+	}
+	return fsfreeze.Freeze(path, dev)
+}
+
+func (a *Agent) thawFS(path string) (bool, error) {
+	if a.FS.Thaw != nil {
+		return a.FS.Thaw(path)
+	}
+	return fsfreeze.Thaw(path)
+}
+
+// thawMounts thaws every mount of the run in reverse freeze order and returns
+// the outcomes in the run's (path) order. It never stops at an error.
+func (a *Agent) thawMounts(mounts []state.Mount) ([]report.MountThaw, error) {
+	out := make([]report.MountThaw, len(mounts))
+	var errs []error
+	for i := len(mounts) - 1; i >= 0; i-- {
+		m := mounts[i]
+		out[i] = report.MountThaw{Path: m.Path, Thawed: true}
+		was, err := a.thawFS(m.Path)
+		if err != nil {
+			out[i] = report.MountThaw{Path: m.Path, Thawed: false, Error: err.Error()}
+			errs = append(errs, err)
+			continue
+		}
+		a.log().Info("thawed", "mount", m.Path, "was_frozen", was)
+	}
+	return out, errors.Join(errs...)
+}
+
+// finish records a thaw in the state file unless someone recorded one first
+// (the holder and guardian may both act at the deadline; the first word stands).
+func (a *Agent) finish(runID string, rep report.ThawReport) (*state.Run, error) {
+	unlock, lockErr := a.Dir.Lock(dirLockWait)
+	if lockErr == nil {
+		defer unlock()
+	}
+	run, err := a.Dir.Read(runID)
+	if err != nil {
+		return nil, err
+	}
+	if !run.Active() {
+		return run, nil
+	}
+	run.Status = state.StatusThawed
+	run.Thaw = &rep
+	if err := a.Dir.Write(run); err != nil {
+		return run, err
+	}
+	return run, nil
+}
+
+func heldMS(run *state.Run, at time.Time) float64 {
+	from := run.LockStartedAt
+	if from.IsZero() {
+		from = run.StartedAt
+	}
+	return ms(at.Sub(from))
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// killProc SIGKILLs p through a pidfd, so a reused pid is never hit.
+func killProc(p state.Proc) error {
+	if !p.Alive() {
+		return nil
+	}
+	fd, err := unix.PidfdOpen(p.PID, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	if !p.Alive() { // recheck after the pidfd pins the process
+		return nil
+	}
+	return unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0)
+}
+
+// waitExit waits until p is gone (or a zombie) or wait passes.
+func waitExit(p state.Proc, wait time.Duration) bool {
+	deadline := time.Now().Add(wait)
+	for p.Alive() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return true
+}
+
+// errorKind names the sentinel an error wraps, for the pipe from the holder.
+func errorKind(err error) string {
+	switch {
+	case errors.Is(err, agenterr.ErrUsage):
+		return "usage"
+	case errors.Is(err, agenterr.ErrBusy):
+		return "busy"
+	case errors.Is(err, agenterr.ErrLockWait):
+		return "lockwait"
+	case errors.Is(err, agenterr.ErrLate):
+		return "late"
+	}
+	return "failed"
+}
+
+// remoteError rebuilds an error reported by another process, keeping its
+// message and the sentinel main maps to an exit code.
+type remoteError struct {
+	msg  string
+	kind error
+}
+
+func (e *remoteError) Error() string { return e.msg }
+func (e *remoteError) Unwrap() error { return e.kind }
+
+func fromKind(kind, msg string) error {
+	var s error
+	switch kind {
+	case "usage":
+		s = agenterr.ErrUsage
+	case "busy":
+		s = agenterr.ErrBusy
+	case "lockwait":
+		s = agenterr.ErrLockWait
+	case "late":
+		s = agenterr.ErrLate
+	}
+	return &remoteError{msg: msg, kind: s}
+}
+
+func openLog(path string) *slog.Logger {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	return slog.New(slog.NewTextHandler(f, nil)).With("pid", os.Getpid())
+}
+
+// errHolderGone: the holder exited or never answered.
+var errHolderGone = errors.New("holder gone")
+
+// describe names a run for messages.
+func describe(run *state.Run) string {
+	return fmt.Sprintf("run %s (%s since %s)", run.RunID, run.Status, run.StartedAt.Format(time.RFC3339))
+}

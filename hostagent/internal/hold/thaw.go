@@ -1,0 +1,230 @@
+package hold
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
+	"github.com/quiesce/quiesce/hostagent/internal/state"
+	"github.com/quiesce/quiesce/report"
+)
+
+// Thaw ends a run: through the holder's socket when it lives, else from the
+// state file. Idempotent: a finished run's report is returned again. A thaw
+// that comes after the fail-safe acted returns the report AND an
+// agenterr.ErrLate-wrapping error.
+func (a *Agent) Thaw(ctx context.Context, runID string) (*report.ThawReport, error) {
+	run, err := a.Dir.Read(runID)
+	if errors.Is(err, state.ErrNotFound) {
+		return nil, agenterr.Usagef("--run-id %q: no such run in %s", runID, a.Dir.Path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if run.Active() && run.Holder.Alive() {
+		rep, err := a.askHolder(ctx, run)
+		if err == nil {
+			return lateCheck(rep)
+		}
+		a.log().Warn("holder did not answer; thawing from the state file", "run", runID, "err", err)
+	}
+	unlock, err := a.Dir.Lock(dirLockWait)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	if run, err = a.Dir.Read(runID); err != nil {
+		return nil, err
+	}
+	switch run.Status {
+	case state.StatusFailed:
+		// Nothing was held; answer so callers that always thaw get a report.
+		return &report.ThawReport{RunID: runID, ThawedBy: report.ThawedByCommand, Mounts: []report.MountThaw{},
+			MySQLUnlocked: true, ThawedAt: time.Now().UTC()}, nil
+	case state.StatusThawed:
+		if run.Thaw == nil {
+			return nil, fmt.Errorf("run %s: thawed but no report recorded", runID)
+		}
+		return lateCheck(run.Thaw)
+	}
+	// Active, but the holder is gone or mute: thaw here, filesystems first,
+	// then end the holder (its connection closing releases the MySQL lock).
+	mounts, terr := a.thawMounts(run.Mounts)
+	holderDead := true
+	if run.Holder.Alive() {
+		_ = killProc(run.Holder)
+		holderDead = waitExit(run.Holder, time.Second)
+	}
+	now := time.Now()
+	rep := report.ThawReport{RunID: runID, ThawedBy: report.ThawedByRecovery, HeldMS: heldMS(run, now), Mounts: mounts,
+		MySQLUnlocked: holderDead || run.LockMode == report.LockNone, ThawedAt: now.UTC()}
+	if run.DeadlineFinal && state.UntilMono(run.DeadlineMono) <= 0 {
+		rep.ThawedBy, rep.Late = report.ThawedByDeadline, true
+	}
+	run.Status, run.Thaw = state.StatusThawed, &rep
+	if err := a.Dir.Write(run); err != nil {
+		return &rep, err
+	}
+	os.Remove(a.Dir.SocketPath(runID))
+	if terr != nil {
+		return &rep, terr
+	}
+	return lateCheck(&rep)
+}
+
+func lateCheck(rep *report.ThawReport) (*report.ThawReport, error) {
+	if rep.Late {
+		return rep, fmt.Errorf("run %s was already thawed by %s at %s, before this thaw: %w",
+			rep.RunID, rep.ThawedBy, rep.ThawedAt.Format(time.RFC3339Nano), agenterr.ErrLate)
+	}
+	return rep, nil
+}
+
+// askHolder sends thaw on the holder's socket and waits for its report, at most
+// until a little after the run's deadline (by then the holder has acted).
+func (a *Agent) askHolder(ctx context.Context, run *state.Run) (*report.ThawReport, error) {
+	wait := max(2*time.Second, state.UntilMono(run.DeadlineMono)+time.Second)
+	d := net.Dialer{Timeout: time.Second}
+	c, err := d.DialContext(ctx, "unix", a.Dir.SocketPath(run.RunID))
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(wait))
+	if err := json.NewEncoder(c).Encode(socketRequest{Op: "thaw"}); err != nil {
+		return nil, err
+	}
+	var rep report.ThawReport
+	if err := json.NewDecoder(c).Decode(&rep); err != nil {
+		return nil, fmt.Errorf("%w: %v", errHolderGone, err)
+	}
+	if rep.RunID != run.RunID {
+		return nil, fmt.Errorf("holder answered for run %q", rep.RunID)
+	}
+	return &rep, nil
+}
+
+// Recover thaws every active run that nobody is left to thaw: all its
+// processes are dead, or it is overdue (still active well past its deadline:
+// wedged). only restricts it to one run (the systemd timer's `recover`).
+// Finished runs older than a day are pruned. It returns the recovered run ids.
+func (a *Agent) Recover(ctx context.Context, only string) ([]string, error) {
+	unlock, err := a.Dir.Lock(dirLockWait)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	runs, listErr := a.Dir.List()
+	var recovered []string
+	var errs []error
+	for _, run := range runs {
+		if (only != "" && run.RunID != only) || !run.Active() {
+			continue
+		}
+		alive := run.Client.Alive() || run.Holder.Alive() || run.Guardian.Alive()
+		overdue := run.DeadlineMono != 0 && state.UntilMono(run.DeadlineMono) < -overdueSlack
+		if alive && !overdue {
+			continue
+		}
+		a.log().Warn("recovering stale run", "run", run.RunID, "status", run.Status, "overdue", overdue)
+		mounts, terr := a.thawMounts(run.Mounts)
+		if terr != nil {
+			errs = append(errs, terr)
+		}
+		holderDead := true
+		if run.Holder.Alive() {
+			_ = killProc(run.Holder)
+			holderDead = waitExit(run.Holder, time.Second)
+		}
+		_ = killProc(run.Guardian)
+		now := time.Now()
+		rep := report.ThawReport{RunID: run.RunID, ThawedBy: report.ThawedByRecovery, HeldMS: heldMS(run, now),
+			Mounts: mounts, MySQLUnlocked: holderDead || run.LockMode == report.LockNone, Late: true, ThawedAt: now.UTC()}
+		run.Status, run.Thaw = state.StatusThawed, &rep
+		if err := a.Dir.Write(run); err != nil {
+			errs = append(errs, err)
+		}
+		os.Remove(a.Dir.SocketPath(run.RunID))
+		recovered = append(recovered, run.RunID)
+	}
+	if only == "" {
+		a.Dir.Prune(time.Now().Add(-keepFinished))
+	}
+	if listErr != nil {
+		a.log().Warn("unreadable state files", "err", listErr)
+	}
+	return recovered, errors.Join(errs...)
+}
+
+// Status describes the runs in the state dir (one run with only != "").
+func (a *Agent) Status(only string) (*report.StatusReport, error) {
+	var runs []*state.Run
+	if only != "" {
+		run, err := a.Dir.Read(only)
+		if errors.Is(err, state.ErrNotFound) {
+			return nil, agenterr.Usagef("--run-id %q: no such run in %s", only, a.Dir.Path)
+		}
+		if err != nil {
+			return nil, err
+		}
+		runs = append(runs, run)
+	} else {
+		var err error
+		if runs, err = a.Dir.List(); err != nil {
+			a.log().Warn("unreadable state files", "err", err)
+		}
+	}
+	out := &report.StatusReport{Runs: []report.RunStatus{}}
+	for _, r := range runs {
+		rs := report.RunStatus{RunID: r.RunID, State: r.Status, LockMode: r.LockMode, FrozenAt: r.FrozenAt,
+			Deadline: r.Deadline, HolderPID: r.Holder.PID, GuardianPID: r.Guardian.PID,
+			HolderAlive: r.Holder.Alive(), GuardAlive: r.Guardian.Alive()}
+		for _, m := range r.Mounts {
+			rs.Mounts = append(rs.Mounts, m.Path)
+		}
+		if r.Thaw != nil {
+			rs.ThawedBy = r.Thaw.ThawedBy
+		}
+		out.Runs = append(out.Runs, rs)
+	}
+	return out, nil
+}
+
+// SystemdTimer returns the third fail-safe layer where systemd is PID 1: a
+// transient timer that runs `hostagent recover --run-id X` one second after
+// the deadline. Elsewhere it returns nil (nothing to arm).
+func SystemdTimer(exe, stateDir string) func(ctx context.Context, run *state.Run) (string, error) {
+	if _, err := os.Stat("/run/systemd/system"); err != nil {
+		return nil
+	}
+	return func(ctx context.Context, run *state.Run) (string, error) {
+		unit := "quiesce-" + run.RunID
+		after := state.UntilMono(run.DeadlineMono) + time.Second
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		path, err := exec.LookPath("systemd-run")
+		if err != nil {
+			return "", err
+		}
+		real, err := filepath.EvalSymlinks(exe)
+		if err != nil {
+			return "", err
+		}
+		cmd := exec.CommandContext(ctx, path, "--quiet", "--collect", "--unit", unit,
+			"--on-active="+strconv.FormatInt(after.Milliseconds(), 10)+"ms",
+			"--timer-property=AccuracySec=100ms",
+			real, CmdRecover, "--state-dir", stateDir, "--run-id", run.RunID)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("systemd-run: %v: %s", err, out)
+		}
+		return unit + ".timer", nil
+	}
+}

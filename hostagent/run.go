@@ -1,0 +1,265 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
+	"github.com/quiesce/quiesce/hostagent/internal/hold"
+	"github.com/quiesce/quiesce/hostagent/internal/mysqllock"
+	"github.com/quiesce/quiesce/hostagent/internal/state"
+	"github.com/quiesce/quiesce/internal/buildinfo"
+	"github.com/quiesce/quiesce/report"
+)
+
+const usage = `usage: hostagent <command> [flags]
+
+commands:
+  freeze --mount P [--mount P2 ...] [mysql flags] [--timeout 30s] [--run-id ID]
+  thaw   --run-id ID
+  status [--run-id ID]
+  check  --mount P [...] [mysql flags]
+  version
+
+mysql flags: --mysql-defaults-file F --mysql-socket S --mysql-user U
+             --mysql-lock auto|ftwrl|backup-stage|instance|none
+             --lock-wait 5s --long-query-limit 10s [--kill-long-queries]
+Run "hostagent <command> -h" for a command's flags.
+`
+
+// Run is the whole program; main only exits with its result. It is the one
+// place where errors become exit codes (exitCode).
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return report.ExitUsage
+	}
+	cmd, rest := args[0], args[1:]
+	c := &command{name: cmd, stdout: stdout, stderr: stderr,
+		log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	var err error
+	switch cmd {
+	case "freeze":
+		err = c.freeze(ctx, rest)
+	case "thaw":
+		err = c.thaw(ctx, rest)
+	case "status":
+		err = c.status(ctx, rest)
+	case "check":
+		err = c.check(ctx, rest)
+	case "version", "--version", "-version":
+		err = c.version(ctx, rest)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return report.ExitOK
+	case hold.CmdHolder:
+		err = c.holder(ctx, rest)
+	case hold.CmdGuardian:
+		err = c.guardian(ctx, rest)
+	case hold.CmdRecover:
+		err = c.recover(ctx, rest)
+	default:
+		err = agenterr.Usagef("unknown command %q (want freeze, thaw, status, check or version)", cmd)
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return report.ExitOK
+	}
+	code := exitCode(err)
+	if err != nil && !c.printed {
+		c.printJSON(report.ErrorReport{RunID: c.runID, Error: err.Error(), ExitCode: code})
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "hostagent %s: %s\n", cmd, oneLine(err.Error()))
+	}
+	return code
+}
+
+// exitCode maps an error to DESIGN.md's exit codes.
+func exitCode(err error) int {
+	switch {
+	case err == nil:
+		return report.ExitOK
+	case errors.Is(err, agenterr.ErrUsage):
+		return report.ExitUsage
+	case errors.Is(err, agenterr.ErrBusy):
+		return report.ExitBusy
+	case errors.Is(err, agenterr.ErrLate):
+		return report.ExitLate
+	case errors.Is(err, agenterr.ErrLockWait):
+		return report.ExitLockWait
+	}
+	return report.ExitFailed
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// command is one invocation's context.
+type command struct {
+	name           string
+	stdout, stderr io.Writer
+	log            *slog.Logger
+	runID          string
+	printed        bool // a report was printed on stdout already
+}
+
+func (c *command) printJSON(v any) {
+	enc := json.NewEncoder(c.stdout)
+	if err := enc.Encode(v); err != nil {
+		fmt.Fprintf(c.stderr, "hostagent %s: write report: %v\n", c.name, err)
+	}
+	c.printed = true
+}
+
+// flagSet returns a FlagSet whose parse errors become one-line usage errors.
+func (c *command) flagSet() *flag.FlagSet {
+	fs := flag.NewFlagSet("hostagent "+c.name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	return fs
+}
+
+func (c *command) parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(c.stderr)
+			fs.PrintDefaults()
+			return err
+		}
+		return agenterr.Usagef("%v", err)
+	}
+	if fs.NArg() > 0 {
+		return agenterr.Usagef("unexpected argument %q", fs.Arg(0))
+	}
+	return nil
+}
+
+// stringList is a repeatable flag (--mount A --mount B); commas also split.
+type stringList []string
+
+func (s *stringList) String() string { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error {
+	for _, p := range strings.Split(v, ",") {
+		*s = append(*s, strings.TrimSpace(p))
+	}
+	return nil
+}
+
+func validRunID(id string) error {
+	if !state.RunIDPattern.MatchString(id) {
+		return agenterr.Usagef("--run-id %q: want 1-64 letters, digits or '-', starting with a letter or digit", id)
+	}
+	return nil
+}
+
+// openAgent opens the state dir and recovers stale runs first, as every
+// operational subcommand does.
+func (c *command) openAgent(ctx context.Context, stateDir string) (*hold.Agent, error) {
+	dir, err := state.Open(state.Resolve(stateDir))
+	if err != nil {
+		return nil, err
+	}
+	a := newAgent(dir, c.log)
+	if ids, err := a.Recover(ctx, ""); err != nil {
+		c.log.Error("recovery", "err", err)
+	} else if len(ids) > 0 {
+		c.log.Warn("recovered stale runs (thawed)", "runs", ids)
+	}
+	return a, nil
+}
+
+func newAgent(dir *state.Dir, log *slog.Logger) *hold.Agent {
+	exe := "/proc/self/exe"
+	real, err := os.Executable()
+	if err != nil {
+		real = exe
+	}
+	return &hold.Agent{
+		Dir: dir,
+		Exe: exe,
+		Log: log,
+		MySQL: hold.MySQL{
+			Acquire: func(ctx context.Context, o state.MySQL) (hold.Lock, report.LockInfo, error) {
+				l, info, err := mysqllock.Acquire(ctx, mysqlOptions(o))
+				if l == nil {
+					return nil, info, err // no typed-nil in the interface
+				}
+				return l, info, err
+			},
+			KillConnection: func(ctx context.Context, o state.MySQL, id uint64) error {
+				return mysqllock.KillConnection(ctx, mysqlOptions(o), id)
+			},
+		},
+		SystemdTimer: hold.SystemdTimer(real, dir.Path),
+	}
+}
+
+func mysqlOptions(m state.MySQL) mysqllock.Options {
+	return mysqllock.Options{Mode: m.Mode, DefaultsFile: m.DefaultsFile, Socket: m.Socket, User: m.User,
+		Explicit: m.Explicit, LockWait: m.LockWait, LongQueryLimit: m.LongQueryLimit, KillLongQueries: m.KillLongQueries}
+}
+
+func stateMySQL(o mysqllock.Options) state.MySQL {
+	return state.MySQL{Mode: o.Mode, DefaultsFile: o.DefaultsFile, Socket: o.Socket, User: o.User,
+		Explicit: o.Explicit, LockWait: o.LockWait, LongQueryLimit: o.LongQueryLimit, KillLongQueries: o.KillLongQueries}
+}
+
+// mysqlFlags registers the MySQL flags; call done() after parsing.
+type mysqlFlags struct {
+	opts mysqllock.Options
+}
+
+func (m *mysqlFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&m.opts.DefaultsFile, "mysql-defaults-file", "", "option file with a [client] group (socket/host/port/user/password)")
+	fs.StringVar(&m.opts.Socket, "mysql-socket", "", "server unix socket")
+	fs.StringVar(&m.opts.User, "mysql-user", "", "user (default root via unix-socket auth)")
+	fs.StringVar(&m.opts.Mode, "mysql-lock", report.LockAuto, "auto|ftwrl|backup-stage|instance|none")
+	fs.DurationVar(&m.opts.LockWait, "lock-wait", 5*time.Second, "session lock_wait_timeout: give up (exit 5) after this")
+	fs.DurationVar(&m.opts.LongQueryLimit, "long-query-limit", 10*time.Second, "refuse to lock while a query runs longer than this (0: off)")
+	fs.BoolVar(&m.opts.KillLongQueries, "kill-long-queries", false, "kill such queries instead of refusing")
+}
+
+// finish marks MySQL as named when any connection option or a concrete mode was given.
+func (m *mysqlFlags) finish(fs *flag.FlagSet) (mysqllock.Options, error) {
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "mysql-defaults-file", "mysql-socket", "mysql-user":
+			m.opts.Explicit = true
+		case "mysql-lock":
+			if f.Value.String() != report.LockAuto && f.Value.String() != report.LockNone {
+				m.opts.Explicit = true
+			}
+		}
+	})
+	if err := m.opts.Validate(); err != nil {
+		return m.opts, err
+	}
+	return m.opts, nil
+}
+
+func (c *command) version(ctx context.Context, args []string) error {
+	fs := c.flagSet()
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	// Recovery on every invocation, but never create the state dir just for this.
+	if dir := state.Resolve(""); dirExists(dir) {
+		if d, err := state.Open(dir); err == nil {
+			_, _ = newAgent(d, c.log).Recover(ctx, "")
+		}
+	}
+	fmt.Fprintf(c.stdout, "hostagent %s\n", buildinfo.String())
+	c.printed = true
+	return nil
+}
+
+func dirExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
+}
