@@ -123,43 +123,67 @@ func parseDefaults(name string, b []byte) (clientOptions, error) {
 	return co, nil
 }
 
-// optionValue decodes a value as the MySQL option-file reader does: surrounding
-// whitespace dropped, optional single or double quotes, escape sequences
-// \b \t \n \r \\ \s, and a trailing `#` comment when the value is not quoted.
-// It never includes the value in an error (it may be a password).
+// optionValue decodes a value as the MySQL client's option-file reader
+// (mysys my_default.c) does: a `#` outside quotes starts a comment, a
+// backslash protects a quote inside quotes, surrounding whitespace is
+// dropped, one pair of matching outer quotes is stripped, then the escapes
+// \b \t \n \r \s \\ are decoded (others keep their backslash). Where the
+// client would silently keep a stray quote as part of the value (an
+// unterminated quote, text after the closing quote) this is an error instead,
+// as it is almost certainly a typo in a password. Errors never include the
+// value.
 func optionValue(raw string) (string, error) {
-	s := strings.TrimSpace(raw)
+	s := strings.TrimSpace(stripComment(raw))
 	if s == "" {
 		return "", nil
 	}
 	if q := s[0]; q == '\'' || q == '"' {
-		end := -1
-		for i := 1; i < len(s); i++ {
-			if s[i] == '\\' && q == '"' {
-				i++
-				continue
-			}
-			if s[i] == q {
-				end = i
-				break
-			}
-		}
-		if end < 0 {
+		closing := closingQuote(s)
+		switch {
+		case closing < 0:
 			return "", fmt.Errorf("unterminated %c quote", q)
-		}
-		if rest := strings.TrimSpace(s[end+1:]); rest != "" && rest[0] != '#' {
+		case closing != len(s)-1:
 			return "", fmt.Errorf("unexpected text after the closing quote")
 		}
-		inner := s[1:end]
-		if q == '\'' {
-			return inner, nil
-		}
-		return unescape(inner), nil
-	}
-	if i := strings.IndexByte(s, '#'); i >= 0 {
-		s = strings.TrimSpace(s[:i])
+		s = s[1:closing]
 	}
 	return unescape(s), nil
+}
+
+// stripComment cuts a `#` comment that is outside quotes.
+func stripComment(s string) string {
+	var quote byte
+	escape := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c == '\'' || c == '"') && !escape {
+			switch quote {
+			case 0:
+				quote = c
+			case c:
+				quote = 0
+			}
+		}
+		if quote == 0 && c == '#' {
+			return s[:i]
+		}
+		escape = quote != 0 && c == '\\' && !escape
+	}
+	return s
+}
+
+// closingQuote is the index of the quote closing s[0], honouring backslashes.
+func closingQuote(s string) int {
+	for i := 1; i < len(s); i++ {
+		if s[i] == '\\' {
+			i++
+			continue
+		}
+		if s[i] == s[0] {
+			return i
+		}
+	}
+	return -1
 }
 
 func unescape(s string) string {
