@@ -61,6 +61,9 @@ type LockInfo struct {
 	GTIDExecuted  string  `json:"gtid_executed,omitempty"`
 	ServerVersion string  `json:"server_version,omitempty"`
 	ConnectionID  uint64  `json:"connection_id,omitempty"`
+	// KilledQueries are the server thread ids whose statements were killed
+	// (--kill-long-queries) because they ran longer than --long-query-limit.
+	KilledQueries []uint64 `json:"killed_queries,omitempty"`
 }
 
 // MountReport describes one frozen mount.

@@ -369,6 +369,9 @@ func TestLongQueryLimit(t *testing.T) {
 	if info.Mode != report.LockFTWRL {
 		t.Errorf("mode %q", info.Mode)
 	}
+	if len(info.KilledQueries) != 1 || info.KilledQueries[0] != id {
+		t.Errorf("report killed_queries %v, want [%d]", info.KilledQueries, id)
+	}
 	if err := l.Release(context.Background()); err != nil {
 		t.Fatal(err)
 	}

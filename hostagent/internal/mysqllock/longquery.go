@@ -53,21 +53,22 @@ func (s *session) longQueries(ctx context.Context, limit time.Duration) ([]LongQ
 // KillLongQueries, kills the statements older than the limit. Killed
 // statements may take a while to roll back; the lock then waits for them
 // within --lock-wait like for any other statement.
-func (s *session) handleLongQueries(ctx context.Context, o Options, mode string, log *slog.Logger) error {
+func (s *session) handleLongQueries(ctx context.Context, o Options, log *slog.Logger) (killed []uint64, err error) {
 	long, err := s.longQueries(ctx, o.LongQueryLimit)
 	if err != nil || len(long) == 0 {
-		return err
+		return nil, err
 	}
 	if !o.KillLongQueries {
-		return &LongQueryError{Limit: o.LongQueryLimit, Queries: long}
+		return nil, &LongQueryError{Limit: o.LongQueryLimit, Queries: long}
 	}
 	for _, q := range long {
 		_, err := s.conn.ExecContext(ctx, fmt.Sprintf("KILL QUERY %d", q.ID))
 		if err != nil && sqlErrorNumber(err) != errNoSuchThread {
-			return fmt.Errorf("mysql --kill-long-queries: kill %s: %w", q, err)
+			return killed, fmt.Errorf("mysql --kill-long-queries: kill %s: %w", q, err)
 		}
+		killed = append(killed, q.ID)
 		log.Warn("mysql: killed long-running statement before locking", "limit", o.LongQueryLimit,
 			"thread_id", q.ID, "user", q.User, "host", q.Host, "running", q.Time.Round(time.Millisecond).String(), "query", q.Query)
 	}
-	return nil
+	return killed, nil
 }

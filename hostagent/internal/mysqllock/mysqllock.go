@@ -54,7 +54,9 @@ func Acquire(ctx context.Context, o Options) (*Lock, report.LockInfo, error) {
 	log := slog.With("mysql", s.cfg, "connection_id", s.id, "mode", mode)
 
 	if o.LongQueryLimit > 0 {
-		if err := s.handleLongQueries(ctx, o, mode, log); err != nil {
+		killed, err := s.handleLongQueries(ctx, o, log)
+		info.KilledQueries = killed
+		if err != nil {
 			s.close()
 			return nil, info, err
 		}
