@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -191,10 +192,10 @@ func connect(ctx context.Context, o Options) (*session, error) {
 		return nil, fmt.Errorf("mysql %s: session setup: %w", c, err)
 	}
 	var version string
-	var flushAtCommit sql.NullInt64
-	var logBin sql.NullInt64
-	row := conn.QueryRowContext(cctx, "SELECT CONNECTION_ID(), VERSION(), @@global.log_bin, @@global.innodb_flush_log_at_trx_commit")
-	if err := row.Scan(&s.id, &version, &logBin, &flushAtCommit); err != nil {
+	var flushAtCommit, logBin sql.NullInt64
+	var delayKeyWrite sql.NullString
+	row := conn.QueryRowContext(cctx, "SELECT CONNECTION_ID(), VERSION(), @@global.log_bin, @@global.delay_key_write, @@global.innodb_flush_log_at_trx_commit")
+	if err := row.Scan(&s.id, &version, &logBin, &delayKeyWrite, &flushAtCommit); err != nil {
 		// innodb_flush_log_at_trx_commit is missing only without InnoDB.
 		row = conn.QueryRowContext(cctx, "SELECT CONNECTION_ID(), VERSION(), @@global.log_bin")
 		if err2 := row.Scan(&s.id, &version, &logBin); err2 != nil {
@@ -206,6 +207,7 @@ func connect(ctx context.Context, o Options) (*session, error) {
 	s.server = parseVersion(version)
 	s.server.LogBin = logBin.Valid && logBin.Int64 == 1
 	s.server.FlushLogAtCommit = flushAtCommit.Int64
+	s.server.DelayKeyWriteAll = strings.EqualFold(delayKeyWrite.String, "ALL")
 	return s, nil
 }
 

@@ -28,10 +28,11 @@
 //     running, where FTWRL waits the whole lock-wait), so the write-blocked
 //     window does not grow with the longest running UPDATE. Caveat: a MyISAM
 //     table that is open and was written is not closed, so the restored copy
-//     may report it "not closed properly" and auto-check it; tables created
-//     with DELAY_KEY_WRITE=1 (or delay_key_write=ALL) keep index blocks in
-//     the server's memory and need --mysql-lock ftwrl, which closes every
-//     table.
+//     may report it "not closed properly" and auto-check it; MyISAM index
+//     blocks held back by DELAY_KEY_WRITE stay in server memory until the
+//     table is closed, which only FTWRL does: with delay_key_write=ALL `auto`
+//     therefore picks ftwrl, and operators with individual DELAY_KEY_WRITE=1
+//     tables should ask for --mysql-lock ftwrl.
 //   - MySQL (any version) and MariaDB < 10.4: ftwrl. FLUSH TABLES WITH READ
 //     LOCK blocks all writes and commits and closes all tables, so position
 //     and data agree. MySQL 8's LOCK INSTANCE FOR BACKUP is NOT chosen

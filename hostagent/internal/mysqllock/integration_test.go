@@ -408,6 +408,15 @@ func TestCheck(t *testing.T) {
 	if info.Mode != report.LockBackupStage || info.Requested != report.LockAuto || info.BinlogFile == "" || !strings.Contains(info.ServerVersion, "MariaDB") {
 		t.Errorf("Check = %+v", info)
 	}
+	// With delay_key_write=ALL, MyISAM index blocks live in server memory
+	// until the table is closed: auto must pick ftwrl, which closes them.
+	_, db := server(t)
+	exec(t, db, "SET GLOBAL delay_key_write = ALL")
+	info, err = Check(context.Background(), o)
+	exec(t, db, "SET GLOBAL delay_key_write = ON")
+	if err != nil || info.Mode != report.LockFTWRL {
+		t.Errorf("Check(auto) with delay_key_write=ALL = %q, %v; want ftwrl", info.Mode, err)
+	}
 	// mode none / auto without a server: nothing to check, no connection.
 	saved := socketPaths
 	socketPaths = []string{"/nonexistent/mysqld.sock"}

@@ -54,7 +54,9 @@ func Acquire(ctx context.Context, o Options) (*Lock, report.LockInfo, error) {
 	log := slog.With("mysql", s.cfg, "connection_id", s.id, "mode", mode)
 
 	if o.LongQueryLimit > 0 {
-		killed, err := s.handleLongQueries(ctx, o, log)
+		qctx, cancel := context.WithTimeout(ctx, stepTimeout)
+		killed, err := s.handleLongQueries(qctx, o, log)
+		cancel()
 		info.KilledQueries = killed
 		if err != nil {
 			s.close()
@@ -68,7 +70,11 @@ func Acquire(ctx context.Context, o Options) (*Lock, report.LockInfo, error) {
 		return nil, info, err
 	}
 	info.AcquiredMS = float64(time.Since(started).Microseconds()) / 1000
-	if err := s.readPosition(ctx, mode, &info, log); err != nil {
+	// Writers are blocked from here on: bound every statement.
+	pctx, cancel := context.WithTimeout(ctx, stepTimeout)
+	err = s.readPosition(pctx, mode, &info, log)
+	cancel()
+	if err != nil {
 		s.undo(mode, log)
 		return nil, info, err
 	}
@@ -129,7 +135,12 @@ func (l *Lock) Mode() string {
 	return l.mode
 }
 
-const releaseTimeout = 5 * time.Second
+const (
+	releaseTimeout = 5 * time.Second
+	// stepTimeout bounds the statements around the lock (process list,
+	// kills, position), which answer in milliseconds on a healthy server.
+	stepTimeout = 5 * time.Second
+)
 
 // lock runs the lock statements under two bounds: the session's
 // lock_wait_timeout (whole seconds, rounded up) and a watchdog that kills the

@@ -32,9 +32,6 @@ type Options struct {
 const (
 	MaxLockWait       = 10 * time.Minute
 	MaxLongQueryLimit = 24 * time.Hour
-	// DefaultLockWait / DefaultLongQueryLimit are DESIGN.md's flag defaults,
-	// used when a field is left zero by a caller that is not the CLI.
-	DefaultLockWait = 5 * time.Second
 )
 
 // socketPaths are where `auto` looks for a local server when no MySQL option

@@ -275,6 +275,11 @@ func TestVersionAndModes(t *testing.T) {
 		{"8.0.36-0ubuntu0.22.04.1", "backup-stage", "", "server is MySQL 8.0.36"},
 		{"5.7.44", "ftwrl", "ftwrl", ""},
 	}
+	dkw := parseVersion("10.11.6-MariaDB")
+	dkw.DelayKeyWriteAll = true
+	if got, _ := dkw.concreteMode(report.LockAuto); got != report.LockFTWRL {
+		t.Errorf("auto with delay_key_write=ALL on MariaDB = %q, want ftwrl", got)
+	}
 	for _, tt := range tests {
 		si := parseVersion(tt.version)
 		got, err := si.concreteMode(tt.requested)

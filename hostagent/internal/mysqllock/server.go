@@ -18,6 +18,9 @@ type serverInfo struct {
 	// FlushLogAtCommit is innodb_flush_log_at_trx_commit; anything but 1
 	// means committed transactions may sit in the server's redo buffer.
 	FlushLogAtCommit int64
+	// DelayKeyWriteAll: delay_key_write=ALL keeps every MyISAM table's index
+	// blocks in server memory until the table is closed; only FTWRL closes them.
+	DelayKeyWriteAll bool
 }
 
 func parseVersion(v string) serverInfo {
@@ -59,7 +62,7 @@ func (si serverInfo) short() string {
 func (si serverInfo) concreteMode(requested string) (string, error) {
 	switch requested {
 	case report.LockAuto:
-		if si.MariaDB && si.atLeast(10, 4) {
+		if si.MariaDB && si.atLeast(10, 4) && !si.DelayKeyWriteAll {
 			return report.LockBackupStage, nil
 		}
 		return report.LockFTWRL, nil
