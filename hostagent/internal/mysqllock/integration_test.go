@@ -614,3 +614,58 @@ func TestCancelledContextLeavesNothingHeld(t *testing.T) {
 	// The pending FTWRL (which would block every writer) must be gone.
 	waitWritable(t, db, "lk.cflow")
 }
+
+// Under write load, nothing commits while the lock is held: the binary log
+// stays at the reported position and the table does not change, i.e. the
+// tagged position describes exactly the data a freeze would capture.
+func TestPositionIsExactUnderWriteLoad(t *testing.T) {
+	m, db := server(t)
+	exec(t, db, "CREATE DATABASE IF NOT EXISTS lk", "CREATE TABLE IF NOT EXISTS lk.load (id INT AUTO_INCREMENT PRIMARY KEY, v INT) ENGINE=InnoDB",
+		"CREATE TABLE IF NOT EXISTS lk.load_myisam (id INT AUTO_INCREMENT PRIMARY KEY, v INT) ENGINE=MyISAM")
+	db.SetMaxOpenConns(8)
+	ctx, stop := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, table := range []string{"lk.load", "lk.load", "lk.load_myisam"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				db.ExecContext(ctx, "INSERT INTO "+table+" (v) VALUES (1)")
+			}
+		}()
+	}
+	defer func() { stop(); wg.Wait() }()
+	time.Sleep(50 * time.Millisecond)
+
+	count := func() (n int) {
+		db.QueryRow("SELECT (SELECT COUNT(*) FROM lk.load) + (SELECT COUNT(*) FROM lk.load_myisam)").Scan(&n)
+		return n
+	}
+	for _, mode := range []string{report.LockFTWRL, report.LockBackupStage} {
+		t.Run(mode, func(t *testing.T) {
+			l, info := acquire(t, opts(m, mode))
+			rows := count()
+			time.Sleep(200 * time.Millisecond)
+			file, pos := masterStatus(t, db)
+			var gtid string
+			db.QueryRow("SELECT @@gtid_binlog_pos").Scan(&gtid)
+			if file != info.BinlogFile || pos != info.BinlogPos || gtid != info.GTIDExecuted {
+				t.Errorf("binlog moved while %s held: reported %s:%d %s, now %s:%d %s", mode, info.BinlogFile, info.BinlogPos, info.GTIDExecuted, file, pos, gtid)
+			}
+			if after := count(); after != rows {
+				t.Errorf("rows changed while %s held: %d -> %d", mode, rows, after)
+			}
+			if err := l.Release(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			// ...and writes resume.
+			deadline := time.Now().Add(2 * time.Second)
+			for count() == rows {
+				if time.Now().After(deadline) {
+					t.Fatal("writes did not resume after Release")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
+	}
+}
