@@ -1,0 +1,272 @@
+package hold
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
+	"github.com/quiesce/quiesce/hostagent/internal/state"
+	"github.com/quiesce/quiesce/report"
+)
+
+// recorder fakes the filesystem and MySQL, logging every call in order.
+type recorder struct {
+	mu       sync.Mutex
+	calls    []string
+	failOn   string // freeze of this path fails with ErrBusy
+	lockErr  error
+	released bool
+}
+
+func (r *recorder) add(s string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, s)
+}
+
+func (r *recorder) get() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.calls...)
+}
+
+type fakeLock struct{ r *recorder }
+
+func (l fakeLock) Release(context.Context) error { l.r.add("unlock"); return nil }
+func (l fakeLock) ConnectionID() uint64          { return 7 }
+
+func (r *recorder) agent(t *testing.T) *Agent {
+	dir, err := os.MkdirTemp("", "qh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	d, err := state.Open(filepath.Join(dir, "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Agent{
+		Dir: d,
+		Exe: "/bin/true", // the guardian: starts and exits (the holder's own deadline is under test)
+		FS: FS{
+			Freeze: func(p string, dev uint64) error {
+				r.add("freeze " + p)
+				if p == r.failOn {
+					return fmt.Errorf("freeze %s: already frozen: %w", p, agenterr.ErrBusy)
+				}
+				return nil
+			},
+			Thaw: func(p string) (bool, error) { r.add("thaw " + p); return true, nil },
+		},
+		MySQL: MySQL{Acquire: func(ctx context.Context, o state.MySQL) (Lock, report.LockInfo, error) {
+			r.add("lock")
+			if r.lockErr != nil {
+				return nil, report.LockInfo{}, r.lockErr
+			}
+			return fakeLock{r}, report.LockInfo{Mode: report.LockFTWRL, BinlogFile: "bin.000001"}, nil
+		}},
+	}
+}
+
+func startingRun(t *testing.T, a *Agent, id string, timeout time.Duration) {
+	t.Helper()
+	run := &state.Run{RunID: id, Status: state.StatusStarting, Timeout: timeout, StartedAt: time.Now(), StartMono: state.MonoNow(),
+		MySQL: state.MySQL{Mode: report.LockFTWRL}, LockMode: report.LockFTWRL, Client: state.Self(),
+		Mounts: []state.Mount{{Path: "/a", Dev: 1}, {Path: "/b", Dev: 2}, {Path: "/c", Dev: 3}}}
+	if err := a.Dir.Write(run); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// runHolder runs Holder in a goroutine and returns its pipe message.
+func runHolder(t *testing.T, a *Agent, id string) (holderMsg, <-chan error) {
+	t.Helper()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Holder(context.Background(), id, pw) }()
+	var msg holderMsg
+	pr.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if err := json.NewDecoder(pr).Decode(&msg); err != nil {
+		t.Fatalf("no holder message: %v", err)
+	}
+	pr.Close()
+	return msg, done
+}
+
+func equal(a, b []string) bool {
+	return fmt.Sprint(a) == fmt.Sprint(b)
+}
+
+func TestHolderUndoesInReverseOnFreezeFailure(t *testing.T) {
+	r := &recorder{failOn: "/c"}
+	a := r.agent(t)
+	startingRun(t, a, "undo", 10*time.Second)
+	msg, done := runHolder(t, a, "undo")
+	if msg.Freeze != nil || msg.Kind != "busy" {
+		t.Fatalf("message %+v, want busy error", msg)
+	}
+	if err := <-done; !errors.Is(err, agenterr.ErrBusy) {
+		t.Fatalf("holder returned %v", err)
+	}
+	want := []string{"lock", "freeze /a", "freeze /b", "freeze /c", "thaw /b", "thaw /a", "unlock"}
+	if got := r.get(); !equal(got, want) {
+		t.Fatalf("calls %v\nwant  %v", got, want)
+	}
+	run, _ := a.Dir.Read("undo")
+	if run.Status != state.StatusFailed || run.Error == "" {
+		t.Fatalf("state %+v", run)
+	}
+	if !errors.Is(fromKind(msg.Kind, msg.Error), agenterr.ErrBusy) {
+		t.Fatal("the client would not map this to exit 3")
+	}
+}
+
+func TestHolderLockFailureFreezesNothing(t *testing.T) {
+	r := &recorder{lockErr: fmt.Errorf("FLUSH TABLES WITH READ LOCK: lock wait timeout: %w", agenterr.ErrLockWait)}
+	a := r.agent(t)
+	startingRun(t, a, "nolock", 10*time.Second)
+	msg, done := runHolder(t, a, "nolock")
+	<-done
+	if msg.Kind != "lockwait" || !equal(r.get(), []string{"lock"}) {
+		t.Fatalf("message %+v calls %v", msg, r.get())
+	}
+}
+
+func TestHolderThawsBeforeUnlock(t *testing.T) {
+	r := &recorder{}
+	a := r.agent(t)
+	startingRun(t, a, "order", 20*time.Second)
+	msg, done := runHolder(t, a, "order")
+	if msg.Freeze == nil || msg.Freeze.Lock.Mode != report.LockFTWRL || len(msg.Freeze.Mounts) != 3 {
+		t.Fatalf("freeze report %+v", msg)
+	}
+	rep, err := a.Thaw(context.Background(), "order")
+	if err != nil || rep.ThawedBy != report.ThawedByCommand || rep.Late {
+		t.Fatalf("thaw %+v %v", rep, err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"lock", "freeze /a", "freeze /b", "freeze /c", "thaw /c", "thaw /b", "thaw /a", "unlock"}
+	if got := r.get(); !equal(got, want) {
+		t.Fatalf("calls %v\nwant  %v", got, want)
+	}
+	// Idempotent, from the state file now that the holder is gone.
+	again, err := a.Thaw(context.Background(), "order")
+	if err != nil || again.ThawedBy != report.ThawedByCommand || again.HeldMS != rep.HeldMS {
+		t.Fatalf("second thaw %+v %v", again, err)
+	}
+}
+
+func TestHolderOwnDeadline(t *testing.T) {
+	r := &recorder{}
+	a := r.agent(t)
+	startingRun(t, a, "deadline", time.Second)
+	msg, done := runHolder(t, a, "deadline")
+	if msg.Freeze == nil {
+		t.Fatalf("message %+v", msg)
+	}
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+		t.Fatal("holder did not act at its deadline")
+	}
+	if late := time.Since(msg.Freeze.Deadline); late > 500*time.Millisecond {
+		t.Fatalf("acted %v after the deadline", late)
+	}
+	rep, err := a.Thaw(context.Background(), "deadline")
+	if !errors.Is(err, agenterr.ErrLate) || rep == nil || rep.ThawedBy != report.ThawedByDeadline || !rep.Late {
+		t.Fatalf("late thaw %+v %v", rep, err)
+	}
+}
+
+func TestRecover(t *testing.T) {
+	r := &recorder{}
+	a := r.agent(t)
+	dead := state.Proc{PID: 1 << 22, Start: 1} // beyond pid_max: never alive
+	runs := []*state.Run{
+		{RunID: "dead", Status: state.StatusHeld, Holder: dead, Guardian: dead, Client: dead,
+			DeadlineMono: state.MonoNow() + int64(time.Hour), Mounts: []state.Mount{{Path: "/dead"}}},
+		{RunID: "alive", Status: state.StatusHeld, Holder: state.Self(),
+			DeadlineMono: state.MonoNow() + int64(time.Hour), Mounts: []state.Mount{{Path: "/alive"}}},
+		// Overdue: a live process (this test, as the client) but long past the deadline.
+		{RunID: "wedged", Status: state.StatusHeld, Client: state.Self(), Holder: dead,
+			DeadlineMono: state.MonoNow() - int64(time.Minute), Mounts: []state.Mount{{Path: "/wedged"}}},
+		{RunID: "done", Status: state.StatusThawed, Mounts: []state.Mount{{Path: "/done"}}},
+	}
+	for _, run := range runs {
+		run.StartedAt = time.Now()
+		if err := a.Dir.Write(run); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := a.Recover(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !equal(got, []string{"dead", "wedged"}) && !equal(got, []string{"wedged", "dead"}) {
+		t.Fatalf("recovered %v", got)
+	}
+	if calls := r.get(); !equal(calls, []string{"thaw /dead", "thaw /wedged"}) && !equal(calls, []string{"thaw /wedged", "thaw /dead"}) {
+		t.Fatalf("thawed %v", calls)
+	}
+	for _, id := range []string{"dead", "wedged"} {
+		run, _ := a.Dir.Read(id)
+		if run.Status != state.StatusThawed || run.Thaw.ThawedBy != report.ThawedByRecovery || !run.Thaw.Late {
+			t.Fatalf("%s: %+v", id, run.Thaw)
+		}
+	}
+	if run, _ := a.Dir.Read("alive"); run.Status != state.StatusHeld {
+		t.Fatal("a live run was recovered")
+	}
+}
+
+func TestReserve(t *testing.T) {
+	r := &recorder{}
+	a := r.agent(t)
+	base := Request{Timeout: 5 * time.Second, StartedAt: time.Now(), StartMono: state.MonoNow()}
+	req := base
+	req.RunID, req.Mounts = "one", []state.Mount{{Path: "/a", Dev: 10}}
+	if _, err := a.reserve(req); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		id     string
+		mounts []state.Mount
+		want   error
+	}{
+		{"two", []state.Mount{{Path: "/a", Dev: 99}}, agenterr.ErrBusy},       // same path
+		{"three", []state.Mount{{Path: "/other", Dev: 10}}, agenterr.ErrBusy}, // same filesystem
+		{"one", []state.Mount{{Path: "/b", Dev: 11}}, agenterr.ErrBusy},       // active run id
+		{"four", []state.Mount{{Path: "/b", Dev: 11}, {Path: "/a", Dev: 10}}, agenterr.ErrBusy},
+	}
+	for _, tc := range cases {
+		req := base
+		req.RunID, req.Mounts = tc.id, tc.mounts
+		if _, err := a.reserve(req); !errors.Is(err, tc.want) {
+			t.Errorf("%s %v: got %v, want %v", tc.id, tc.mounts, err, tc.want)
+		}
+	}
+	run, _ := a.Dir.Read("one")
+	run.Status = state.StatusThawed
+	a.Dir.Write(run)
+	req = base
+	req.RunID, req.Mounts = "one", []state.Mount{{Path: "/a", Dev: 10}}
+	if _, err := a.reserve(req); !errors.Is(err, agenterr.ErrUsage) {
+		t.Fatalf("reusing a finished run id: %v", err)
+	}
+	req.RunID = "five"
+	if _, err := a.reserve(req); err != nil {
+		t.Fatalf("mount of a finished run must be free: %v", err)
+	}
+}
