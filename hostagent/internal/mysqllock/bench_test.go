@@ -90,6 +90,7 @@ func benchCycles(b *testing.B, mode string) {
 	b.ReportMetric(pct(resume, 50), "resume_p50_ms")
 	b.ReportMetric(float64(cycles), "cycles")
 	b.ReportMetric(float64(writes.Load()), "writes")
+	b.ReportMetric(ms(srvStartup), "server_startup_ms")
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -15,12 +15,13 @@ import (
 // position) needs, and reads the current binary log file/position (empty when
 // the log is off). It takes no lock and changes nothing.
 func Check(ctx context.Context, o Options) (report.LockInfo, error) {
-	info := report.LockInfo{Mode: report.LockNone, Requested: o.Mode}
+	info := report.LockInfo{Mode: o.Mode, Requested: o.Mode}
 	if err := o.Validate(); err != nil {
 		return info, err
 	}
 	o, involved := Resolve(o)
 	if !involved {
+		info.Mode = report.LockNone
 		return info, nil
 	}
 	s, err := connect(ctx, o)

@@ -669,3 +669,24 @@ func TestPositionIsExactUnderWriteLoad(t *testing.T) {
 		})
 	}
 }
+
+// Without a binary log the lock works and the position is simply empty.
+func TestBinlogDisabled(t *testing.T) {
+	if srv == nil {
+		t.Skip("mariadb fixture: " + srvSkip)
+	}
+	m := fixture.StartMariaDBForTest(t, fixture.MariaDBOptions{NoLogBin: true})
+	for _, mode := range []string{report.LockFTWRL, report.LockAuto} {
+		l, info := acquire(t, opts(m, mode))
+		if info.BinlogFile != "" || info.BinlogPos != 0 {
+			t.Errorf("%s without log-bin: position %s:%d, want empty", mode, info.BinlogFile, info.BinlogPos)
+		}
+		if err := l.Release(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	info, err := Check(context.Background(), opts(m, report.LockAuto))
+	if err != nil || info.BinlogFile != "" {
+		t.Errorf("Check without log-bin = %+v, %v", info, err)
+	}
+}

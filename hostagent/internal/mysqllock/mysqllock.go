@@ -31,12 +31,13 @@ type Lock struct {
 // error wraps agenterr.ErrLockWait (exit 5). Connection and authentication
 // failures are plain errors. On any error nothing is left held on the server.
 func Acquire(ctx context.Context, o Options) (*Lock, report.LockInfo, error) {
-	info := report.LockInfo{Mode: report.LockNone, Requested: o.Mode}
+	info := report.LockInfo{Mode: o.Mode, Requested: o.Mode}
 	if err := o.Validate(); err != nil {
 		return nil, info, err
 	}
 	o, involved := Resolve(o)
 	if !involved {
+		info.Mode = report.LockNone
 		return nil, info, nil
 	}
 	s, err := connect(ctx, o)
