@@ -25,6 +25,10 @@ func Check(ctx context.Context, o Options) (report.LockInfo, error) {
 		return info, nil
 	}
 	s, err := connect(ctx, o)
+	if staleAutoSocket(o, err) {
+		info.Mode = report.LockNone
+		return info, nil
+	}
 	if err != nil {
 		return info, err
 	}

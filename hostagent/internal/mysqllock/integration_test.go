@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -688,5 +690,33 @@ func TestBinlogDisabled(t *testing.T) {
 	info, err := Check(context.Background(), opts(m, report.LockAuto))
 	if err != nil || info.BinlogFile != "" {
 		t.Errorf("Check without log-bin = %+v, %v", info, err)
+	}
+}
+
+// `auto` with nothing named finds a socket file at a usual path that nobody
+// listens on: no database, so mode none. Named explicitly, it is an error.
+func TestAutoWithStaleSocket(t *testing.T) {
+	saved := socketPaths
+	defer func() { socketPaths = saved }()
+	sock := filepath.Join(t.TempDir(), "mysqld.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.(*net.UnixListener).SetUnlinkOnClose(false)
+	l.Close()
+	socketPaths = []string{sock}
+
+	o := Options{Mode: report.LockAuto, LockWait: time.Second}
+	lk, info, err := Acquire(context.Background(), o)
+	if err != nil || lk != nil || info.Mode != report.LockNone {
+		t.Errorf("Acquire(auto, stale socket) = %v, %+v, %v; want none", lk, info, err)
+	}
+	if info, err := Check(context.Background(), o); err != nil || info.Mode != report.LockNone {
+		t.Errorf("Check(auto, stale socket) = %+v, %v; want none", info, err)
+	}
+	o.Socket = sock
+	if _, _, err := Acquire(context.Background(), o); err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Errorf("Acquire with the stale socket named: %v, want connection refused", err)
 	}
 }

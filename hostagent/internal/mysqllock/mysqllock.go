@@ -41,6 +41,10 @@ func Acquire(ctx context.Context, o Options) (*Lock, report.LockInfo, error) {
 		return nil, info, nil
 	}
 	s, err := connect(ctx, o)
+	if staleAutoSocket(o, err) {
+		info.Mode = report.LockNone
+		return nil, info, nil
+	}
 	if err != nil {
 		return nil, info, err
 	}

@@ -1,10 +1,12 @@
 package mysqllock
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
@@ -126,6 +128,19 @@ func Resolve(o Options) (Options, bool) {
 		return o, false
 	}
 	return o, true
+}
+
+// staleAutoSocket: `auto`, MySQL not named, and the socket found at a usual
+// path refuses connections. Nobody listens there (a server that crashed or
+// was stopped without removing it; a running or starting server accepts or
+// queues), so there is no database to lock: same as no socket at all. Any
+// other failure, or any failure once MySQL is named, stays an error.
+func staleAutoSocket(o Options, err error) bool {
+	if err == nil || o.Mode != report.LockAuto || o.named() || !errors.Is(err, syscall.ECONNREFUSED) {
+		return false
+	}
+	slog.Warn("mysql: no server listens on the socket found at a usual path; treating --mysql-lock auto as none", "err", err)
+	return true
 }
 
 func findSocket() string {
