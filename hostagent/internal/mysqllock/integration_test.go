@@ -720,3 +720,44 @@ func TestAutoWithStaleSocket(t *testing.T) {
 		t.Errorf("Acquire with the stale socket named: %v, want connection refused", err)
 	}
 }
+
+// backup-stage failing midway (START taken, BLOCK_COMMIT times out behind a
+// long non-transactional write) ends the backup stage before returning.
+func TestBackupStageMidwayFailureIsUndone(t *testing.T) {
+	m, db := server(t)
+	exec(t, db, "CREATE DATABASE IF NOT EXISTS lk", "CREATE TABLE IF NOT EXISTS lk.slow_myisam (id INT PRIMARY KEY, v INT) ENGINE=MyISAM",
+		"INSERT IGNORE INTO lk.slow_myisam VALUES (1, 0)",
+		"CREATE TABLE IF NOT EXISTS lk.mflow (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
+	runningStatement(t, db, "UPDATE lk.slow_myisam SET v=v+1 WHERE SLEEP(20)=0", 50*time.Millisecond)
+
+	o := opts(m, report.LockBackupStage)
+	o.LockWait = time.Second
+	start := time.Now()
+	l, _, err := Acquire(context.Background(), o)
+	elapsed := time.Since(start)
+	if err == nil {
+		l.Release(context.Background())
+		t.Fatal("backup-stage acquired behind a running MyISAM UPDATE")
+	}
+	if !errors.Is(err, agenterr.ErrLockWait) || !strings.Contains(err.Error(), "BACKUP STAGE BLOCK_COMMIT") {
+		t.Errorf("error %v: want ErrLockWait naming BLOCK_COMMIT", err)
+	}
+	if elapsed < 800*time.Millisecond || elapsed > 3*time.Second {
+		t.Errorf("failed after %v, want ~1s", elapsed)
+	}
+	// Only one backup stage can exist server-wide: if ours were left open,
+	// this START would wait and time out.
+	conn, err := db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for _, stmt := range []string{"SET SESSION lock_wait_timeout = 1", "BACKUP STAGE START", "BACKUP STAGE END"} {
+		if _, err := conn.ExecContext(ctx, stmt); err != nil {
+			t.Fatalf("%s after the failed Acquire: %v (our backup stage was left open)", stmt, err)
+		}
+	}
+	waitWritable(t, db, "lk.mflow")
+}
