@@ -1,0 +1,39 @@
+// Package awsapi holds the narrow consumer-side interfaces the Lambda uses
+// over the AWS SDK clients (with the SDK's exact method signatures, so
+// *ec2.Client and *ssm.Client satisfy them and tests inject fakes) and the
+// one place where API errors are classified.
+package awsapi
+
+import (
+	"context"
+
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+)
+
+// SSM is the part of Systems Manager the Lambda calls.
+type SSM interface {
+	SendCommand(ctx context.Context, params *ssm.SendCommandInput, optFns ...func(*ssm.Options)) (*ssm.SendCommandOutput, error)
+	GetCommandInvocation(ctx context.Context, params *ssm.GetCommandInvocationInput, optFns ...func(*ssm.Options)) (*ssm.GetCommandInvocationOutput, error)
+	DescribeInstanceInformation(ctx context.Context, params *ssm.DescribeInstanceInformationInput, optFns ...func(*ssm.Options)) (*ssm.DescribeInstanceInformationOutput, error)
+}
+
+// EC2 is the part of EC2 the Lambda calls.
+type EC2 interface {
+	DescribeInstances(ctx context.Context, params *ec2.DescribeInstancesInput, optFns ...func(*ec2.Options)) (*ec2.DescribeInstancesOutput, error)
+	CreateSnapshot(ctx context.Context, params *ec2.CreateSnapshotInput, optFns ...func(*ec2.Options)) (*ec2.CreateSnapshotOutput, error)
+	CreateSnapshots(ctx context.Context, params *ec2.CreateSnapshotsInput, optFns ...func(*ec2.Options)) (*ec2.CreateSnapshotsOutput, error)
+	CreateTags(ctx context.Context, params *ec2.CreateTagsInput, optFns ...func(*ec2.Options)) (*ec2.CreateTagsOutput, error)
+	DescribeSnapshots(ctx context.Context, params *ec2.DescribeSnapshotsInput, optFns ...func(*ec2.Options)) (*ec2.DescribeSnapshotsOutput, error)
+	DeleteSnapshot(ctx context.Context, params *ec2.DeleteSnapshotInput, optFns ...func(*ec2.Options)) (*ec2.DeleteSnapshotOutput, error)
+}
+
+var (
+	_ SSM = (*ssm.Client)(nil)
+	_ EC2 = (*ec2.Client)(nil)
+)
+
+// NoSDKRetry makes one EC2 call a single attempt; used for the snapshot calls
+// inside the freeze window, whose retries the orchestrator bounds by the
+// freeze deadline itself.
+func NoSDKRetry(o *ec2.Options) { o.RetryMaxAttempts = 1 }

@@ -1,0 +1,82 @@
+// Package clock is the Lambda's time source. Production uses Real; the
+// fleet simulation uses Scaled so that minutes of EC2 rate limits pass in
+// seconds of wall time (the stand-in shares the same clock).
+package clock
+
+import (
+	"context"
+	"time"
+)
+
+// Clock provides time, sleeps and deadlines on one time base.
+type Clock interface {
+	Now() time.Time
+	// Sleep waits d or until ctx is done (returning ctx.Err()).
+	Sleep(ctx context.Context, d time.Duration) error
+	// WithTimeout is context.WithTimeout on this clock's time base.
+	WithTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc)
+}
+
+// Real is the wall clock.
+type Real struct{}
+
+func (Real) Now() time.Time { return time.Now() }
+
+func (Real) Sleep(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (Real) WithTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, d)
+}
+
+// Scaled runs Factor times faster than the wall clock, starting at Start.
+type Scaled struct {
+	Factor float64
+	Start  time.Time
+	origin time.Time
+}
+
+// NewScaled returns a clock that starts now and runs factor× faster.
+func NewScaled(factor float64) *Scaled {
+	now := time.Now()
+	return &Scaled{Factor: factor, Start: now, origin: now}
+}
+
+func (s *Scaled) Now() time.Time {
+	return s.Start.Add(time.Duration(float64(time.Since(s.origin)) * s.Factor))
+}
+
+func (s *Scaled) real(d time.Duration) time.Duration { return time.Duration(float64(d) / s.Factor) }
+
+func (s *Scaled) Sleep(ctx context.Context, d time.Duration) error {
+	return Real{}.Sleep(ctx, s.real(d))
+}
+
+func (s *Scaled) WithTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.real(d))
+}
+
+// Remaining returns how long until ctx's deadline on clock c's time base
+// (ok=false when ctx has no deadline). Context deadlines are wall time.
+func Remaining(c Clock, ctx context.Context) (time.Duration, bool) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		return 0, false
+	}
+	wall := time.Until(dl)
+	if s, isScaled := c.(*Scaled); isScaled {
+		return time.Duration(float64(wall) * s.Factor), true
+	}
+	return wall, true
+}

@@ -1,0 +1,433 @@
+// Package event parses and validates the Lambda's input: the DESIGN.md event
+// (manual invoke, SAM test event, EventBridge Scheduler input) or a bare
+// scheduled event / {} that falls back to the QUIESCE_* environment defaults.
+// Every validation error names the field and the bad value, and happens
+// before anything is frozen.
+package event
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Event is the JSON input (DESIGN.md "lambda").
+type Event struct {
+	RunID          string            `json:"run_id,omitempty"`
+	Targets        *Targets          `json:"targets,omitempty"`
+	Mounts         []string          `json:"mounts,omitempty"`
+	MySQL          *MySQL            `json:"mysql,omitempty"`
+	FreezeTimeout  string            `json:"freeze_timeout,omitempty"`
+	SnapshotTags   map[string]string `json:"snapshot_tags,omitempty"`
+	Retention      *Retention        `json:"retention,omitempty"`
+	MaxConcurrency *int              `json:"max_concurrency,omitempty"`
+	DryRun         bool              `json:"dry_run,omitempty"`
+}
+
+// Targets selects instances: IDs and/or tags (all tags must match).
+type Targets struct {
+	InstanceIDs []string          `json:"instance_ids,omitempty"`
+	Tags        map[string]string `json:"tags,omitempty"`
+}
+
+// MySQL options passed to hostagent.
+type MySQL struct {
+	Lock            string `json:"lock,omitempty"`
+	DefaultsFile    string `json:"defaults_file,omitempty"`
+	LockWait        string `json:"lock_wait,omitempty"`
+	LongQueryLimit  string `json:"long_query_limit,omitempty"`
+	KillLongQueries *bool  `json:"kill_long_queries,omitempty"`
+}
+
+// Retention policy; a snapshot is kept if any rule keeps it.
+type Retention struct {
+	KeepLast *int  `json:"keep_last,omitempty"`
+	MaxAge   string `json:"max_age,omitempty"`
+}
+
+// Config is the validated run configuration.
+type Config struct {
+	RunID             string
+	Document          string
+	Stack             string
+	InstanceIDs       []string
+	TargetTags        map[string]string
+	Mounts            []string
+	MySQLLock         string
+	MySQLDefaultsFile string
+	LockWait          time.Duration
+	LongQueryLimit    time.Duration
+	KillLongQueries   bool
+	FreezeTimeout     time.Duration
+	SnapshotTags      map[string]string
+	KeepLast          int           // 0: no count rule
+	MaxAge            time.Duration // 0: no age rule
+	MaxConcurrency    int
+	DryRun            bool
+	// Scheduled is true when the input was a bare scheduled event.
+	Scheduled bool
+}
+
+// Defaults when neither the event nor the environment says otherwise.
+const (
+	DefaultDocument       = "Quiesce"
+	DefaultFreezeTimeout  = 30 * time.Second
+	DefaultLockWait       = 5 * time.Second
+	DefaultLongQueryLimit = 10 * time.Second
+	DefaultMaxConcurrency = 10
+	MaxMaxConcurrency     = 100
+)
+
+// Limits that mirror hostagent's and EC2's.
+const (
+	MinFreezeTimeout = time.Second
+	MaxFreezeTimeout = 10 * time.Minute
+	MaxUserTags      = 50 - ReservedTags
+	// ReservedTags is how many tags quiesce itself puts on a snapshot.
+	ReservedTags = 13
+)
+
+var (
+	// Same rules as the SSM document's allowedPattern (contract 1).
+	mountRe = regexp.MustCompile(`^/[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*$`)
+	runIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{0,63}$`)
+	instRe  = regexp.MustCompile(`^(i|mi)-[0-9a-f]{8,17}$`)
+	stackRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:/+=@-]{0,127}$`)
+	docRe   = regexp.MustCompile(`^[A-Za-z0-9_.:/-]{3,128}$`)
+)
+
+// LockModes accepted by hostagent --mysql-lock.
+var LockModes = []string{"auto", "ftwrl", "backup-stage", "instance", "none"}
+
+// Error is a validation error naming the field.
+type Error struct {
+	Field string
+	Value string
+	Msg   string
+}
+
+func (e *Error) Error() string {
+	if e.Value == "" && !strings.Contains(e.Msg, "required") {
+		return fmt.Sprintf("%s: %s", e.Field, e.Msg)
+	}
+	return fmt.Sprintf("%s %q: %s", e.Field, e.Value, e.Msg)
+}
+
+func fieldErr(field, value, format string, args ...any) error {
+	return &Error{Field: field, Value: value, Msg: fmt.Sprintf(format, args...)}
+}
+
+// scheduled is the shape EventBridge rules (aws.events) and the default
+// EventBridge Scheduler target input (aws.scheduler) deliver.
+type scheduled struct {
+	Source     string `json:"source"`
+	DetailType string `json:"detail-type"`
+}
+
+// Parse validates raw input against the environment (getenv) and returns the
+// run configuration. now and newRunID make run IDs deterministic in tests.
+func Parse(raw []byte, getenv func(string) string, now time.Time) (*Config, error) {
+	raw = bytes.TrimSpace(raw)
+	var ev Event
+	cfg := &Config{}
+	if len(raw) == 0 || bytes.Equal(raw, []byte("null")) {
+		cfg.Scheduled = true
+	} else {
+		var probe map[string]json.RawMessage
+		if err := json.Unmarshal(raw, &probe); err != nil {
+			return nil, fmt.Errorf("event: not a JSON object: %w", err)
+		}
+		var sch scheduled
+		_ = json.Unmarshal(raw, &sch)
+		switch {
+		case sch.Source == "aws.events" || sch.Source == "aws.scheduler" || sch.DetailType == "Scheduled Event":
+			cfg.Scheduled = true
+		case len(probe) == 0:
+			cfg.Scheduled = true
+		default:
+			dec := json.NewDecoder(bytes.NewReader(raw))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(&ev); err != nil {
+				return nil, fmt.Errorf("event: %w", jsonFieldError(err))
+			}
+		}
+	}
+	if err := cfg.fill(&ev, getenv, now); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+func jsonFieldError(err error) error {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return fmt.Errorf("%s: expected %s, got JSON %s", te.Field, te.Type, te.Value)
+	}
+	return err
+}
+
+func (cfg *Config) fill(ev *Event, getenv func(string) string, now time.Time) error {
+	env := func(k string) string { return strings.TrimSpace(getenv(k)) }
+
+	cfg.Document = env("QUIESCE_DOCUMENT")
+	if cfg.Document == "" {
+		cfg.Document = DefaultDocument
+	}
+	if !docRe.MatchString(cfg.Document) {
+		return fieldErr("QUIESCE_DOCUMENT", cfg.Document, "not a valid SSM document name")
+	}
+	cfg.Stack = env("QUIESCE_STACK")
+	if cfg.Stack == "" {
+		return fieldErr("QUIESCE_STACK", "", "required (the stack tag value every snapshot carries; IAM keys on it)")
+	}
+	if !stackRe.MatchString(cfg.Stack) {
+		return fieldErr("QUIESCE_STACK", cfg.Stack, "must be 1-128 characters of letters, digits and ._:/+=@-")
+	}
+
+	// Run ID.
+	cfg.RunID = ev.RunID
+	if cfg.RunID == "" {
+		cfg.RunID = NewRunID(now)
+	} else if !runIDRe.MatchString(cfg.RunID) {
+		return fieldErr("run_id", cfg.RunID, "must match %s", runIDRe)
+	}
+
+	// Targets.
+	if ev.Targets != nil {
+		cfg.InstanceIDs = ev.Targets.InstanceIDs
+		cfg.TargetTags = ev.Targets.Tags
+	}
+	if len(cfg.InstanceIDs) == 0 && len(cfg.TargetTags) == 0 {
+		if k := env("QUIESCE_TARGET_TAG_KEY"); k != "" {
+			cfg.TargetTags = map[string]string{k: env("QUIESCE_TARGET_TAG_VALUE")}
+		}
+	}
+	if len(cfg.InstanceIDs) == 0 && len(cfg.TargetTags) == 0 {
+		return fieldErr("targets", "", "required: give targets.instance_ids and/or targets.tags (or set QUIESCE_TARGET_TAG_KEY)")
+	}
+	seen := map[string]bool{}
+	for i, id := range cfg.InstanceIDs {
+		if !instRe.MatchString(id) {
+			return fieldErr(fmt.Sprintf("targets.instance_ids[%d]", i), id, "not an EC2 instance ID (i-0123456789abcdef0)")
+		}
+		if seen[id] {
+			return fieldErr(fmt.Sprintf("targets.instance_ids[%d]", i), id, "listed twice")
+		}
+		seen[id] = true
+	}
+	for k, v := range cfg.TargetTags {
+		if k == "" || utf8.RuneCountInString(k) > 128 {
+			return fieldErr("targets.tags", k, "tag key must be 1-128 characters")
+		}
+		if utf8.RuneCountInString(v) > 256 {
+			return fieldErr("targets.tags."+k, v, "tag value longer than 256 characters")
+		}
+	}
+
+	// Mounts.
+	cfg.Mounts = ev.Mounts
+	if len(cfg.Mounts) == 0 {
+		if m := env("QUIESCE_MOUNTS"); m != "" {
+			for _, p := range strings.Split(m, ",") {
+				if p = strings.TrimSpace(p); p != "" {
+					cfg.Mounts = append(cfg.Mounts, p)
+				}
+			}
+		}
+	}
+	if err := ValidateMounts("mounts", cfg.Mounts); err != nil {
+		return err
+	}
+
+	// MySQL.
+	my := ev.MySQL
+	if my == nil {
+		my = &MySQL{}
+	}
+	cfg.MySQLLock = firstNonEmpty(my.Lock, env("QUIESCE_MYSQL_LOCK"), "auto")
+	if err := ValidateLock("mysql.lock", cfg.MySQLLock); err != nil {
+		return err
+	}
+	cfg.MySQLDefaultsFile = firstNonEmpty(my.DefaultsFile, env("QUIESCE_MYSQL_DEFAULTS_FILE"))
+	if cfg.MySQLDefaultsFile != "" && !mountRe.MatchString(cfg.MySQLDefaultsFile) {
+		return fieldErr("mysql.defaults_file", cfg.MySQLDefaultsFile, "must be an absolute path of letters, digits and ._-")
+	}
+	var err error
+	if cfg.LockWait, err = duration("mysql.lock_wait", my.LockWait, DefaultLockWait, time.Millisecond, 10*time.Minute); err != nil {
+		return err
+	}
+	if cfg.LongQueryLimit, err = duration("mysql.long_query_limit", my.LongQueryLimit, DefaultLongQueryLimit, time.Millisecond, 24*time.Hour); err != nil {
+		return err
+	}
+	if my.KillLongQueries != nil {
+		cfg.KillLongQueries = *my.KillLongQueries
+	}
+
+	// Freeze timeout.
+	ft := ev.FreezeTimeout
+	field := "freeze_timeout"
+	if ft == "" {
+		ft, field = env("QUIESCE_FREEZE_TIMEOUT"), "QUIESCE_FREEZE_TIMEOUT"
+	}
+	if cfg.FreezeTimeout, err = duration(field, ft, DefaultFreezeTimeout, MinFreezeTimeout, MaxFreezeTimeout); err != nil {
+		return err
+	}
+	if cfg.LockWait >= cfg.FreezeTimeout {
+		return fieldErr("mysql.lock_wait", cfg.LockWait.String(), "must be shorter than freeze_timeout %s", cfg.FreezeTimeout)
+	}
+
+	// Snapshot tags.
+	if err := ValidateUserTags(ev.SnapshotTags); err != nil {
+		return err
+	}
+	cfg.SnapshotTags = ev.SnapshotTags
+
+	// Retention.
+	keep, maxAge := env("QUIESCE_KEEP_LAST"), env("QUIESCE_MAX_AGE")
+	keepField, ageField := "QUIESCE_KEEP_LAST", "QUIESCE_MAX_AGE"
+	if ev.Retention != nil {
+		if ev.Retention.KeepLast != nil {
+			keep, keepField = strconv.Itoa(*ev.Retention.KeepLast), "retention.keep_last"
+		}
+		if ev.Retention.MaxAge != "" {
+			maxAge, ageField = ev.Retention.MaxAge, "retention.max_age"
+		}
+	}
+	if keep != "" {
+		n, err := strconv.Atoi(keep)
+		if err != nil || n < 0 || n > 10000 {
+			return fieldErr(keepField, keep, "must be an integer between 0 and 10000 (0 = no count rule)")
+		}
+		cfg.KeepLast = n
+	}
+	if maxAge != "" {
+		d, err := parseDuration(maxAge)
+		if err != nil || d < time.Hour {
+			return fieldErr(ageField, maxAge, "must be a duration of at least 1h, e.g. 720h or 30d")
+		}
+		cfg.MaxAge = d
+	}
+
+	// Concurrency.
+	cfg.MaxConcurrency = DefaultMaxConcurrency
+	if ev.MaxConcurrency != nil {
+		cfg.MaxConcurrency = *ev.MaxConcurrency
+		if cfg.MaxConcurrency < 1 || cfg.MaxConcurrency > MaxMaxConcurrency {
+			return fieldErr("max_concurrency", strconv.Itoa(cfg.MaxConcurrency), "must be between 1 and %d", MaxMaxConcurrency)
+		}
+	} else if v := env("QUIESCE_MAX_CONCURRENCY"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxMaxConcurrency {
+			return fieldErr("QUIESCE_MAX_CONCURRENCY", v, "must be an integer between 1 and %d", MaxMaxConcurrency)
+		}
+		cfg.MaxConcurrency = n
+	}
+	cfg.DryRun = ev.DryRun
+	return nil
+}
+
+// ValidateMounts checks mount paths against the SSM document's pattern.
+func ValidateMounts(field string, mounts []string) error {
+	seen := map[string]bool{}
+	for i, m := range mounts {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		if !mountRe.MatchString(m) {
+			return fieldErr(f, m, "must be an absolute path of letters, digits and ._- (no trailing slash, no spaces)")
+		}
+		if m == "/" || strings.Contains(m, "/../") || strings.HasSuffix(m, "/..") || strings.Contains(m, "/./") {
+			return fieldErr(f, m, "must be a clean absolute path")
+		}
+		if seen[m] {
+			return fieldErr(f, m, "listed twice")
+		}
+		seen[m] = true
+	}
+	return nil
+}
+
+// ValidateLock checks a --mysql-lock value.
+func ValidateLock(field, v string) error {
+	for _, m := range LockModes {
+		if v == m {
+			return nil
+		}
+	}
+	return fieldErr(field, v, "must be one of %s", strings.Join(LockModes, "|"))
+}
+
+// ValidateFreezeTimeout parses and range-checks a freeze timeout.
+func ValidateFreezeTimeout(field, v string) (time.Duration, error) {
+	return duration(field, v, DefaultFreezeTimeout, MinFreezeTimeout, MaxFreezeTimeout)
+}
+
+// ValidateUserTags checks snapshot_tags: EC2 allows 50 tags per resource
+// and quiesce uses ReservedTags of them; no aws: or quiesce: keys (those
+// are reserved for AWS and for the honest consistency record).
+func ValidateUserTags(tags map[string]string) error {
+	if len(tags) > MaxUserTags {
+		return fieldErr("snapshot_tags", strconv.Itoa(len(tags))+" tags", "at most %d user tags (EC2 allows 50 per snapshot, quiesce uses %d)", MaxUserTags, ReservedTags)
+	}
+	keys := make([]string, 0, len(tags))
+	for k := range tags {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := tags[k]
+		switch {
+		case k == "" || utf8.RuneCountInString(k) > 128:
+			return fieldErr("snapshot_tags", k, "tag key must be 1-128 characters")
+		case strings.HasPrefix(strings.ToLower(k), "aws:"):
+			return fieldErr("snapshot_tags", k, "tag keys starting with aws: are reserved by AWS")
+		case strings.HasPrefix(strings.ToLower(k), "quiesce:"):
+			return fieldErr("snapshot_tags", k, "tag keys starting with quiesce: are reserved")
+		case k == "Name":
+			return fieldErr("snapshot_tags", k, "Name is set by quiesce")
+		case utf8.RuneCountInString(v) > 256:
+			return fieldErr("snapshot_tags."+k, v, "tag value longer than 256 characters")
+		}
+	}
+	return nil
+}
+
+func duration(field, v string, def, min, max time.Duration) (time.Duration, error) {
+	if v == "" {
+		return def, nil
+	}
+	d, err := parseDuration(v)
+	if err != nil {
+		return 0, fieldErr(field, v, "not a duration (e.g. 500ms, 30s, 2m)")
+	}
+	if d < min || d > max {
+		return 0, fieldErr(field, v, "must be between %s and %s", min, max)
+	}
+	return d, nil
+}
+
+// parseDuration is time.ParseDuration plus a days suffix ("30d").
+func parseDuration(v string) (time.Duration, error) {
+	if strings.HasSuffix(v, "d") {
+		n, err := strconv.Atoi(strings.TrimSuffix(v, "d"))
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("bad day count %q", v)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(v)
+}
+
+func firstNonEmpty(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}

@@ -1,0 +1,80 @@
+// Package handler is the Lambda entry logic: parse and validate the event,
+// run the fleet, log the result. main wires it to the real SDK clients.
+package handler
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+
+	"github.com/quiesce/quiesce/lambda/internal/event"
+	"github.com/quiesce/quiesce/lambda/internal/orchestrate"
+)
+
+// Handler runs invocations; Runner is reused across warm invocations (the
+// snapshot pacing state carries over).
+type Handler struct {
+	Runner *orchestrate.Runner
+	Getenv func(string) string
+	Log    *slog.Logger
+}
+
+// Handle is the Lambda handler. Validation errors fail the invocation
+// before anything is frozen; a run with a failed instance returns the
+// result inside a *orchestrate.RunError.
+func (h *Handler) Handle(ctx context.Context, raw json.RawMessage) (*orchestrate.Result, error) {
+	getenv := h.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	cfg, err := event.Parse(raw, getenv, h.Runner.Clock.Now())
+	if err != nil {
+		h.Log.Error("invalid event", "error", err)
+		return nil, err
+	}
+	res, err := h.Runner.Run(ctx, cfg)
+	if res != nil {
+		if b, jerr := json.Marshal(res); jerr == nil {
+			h.Log.Info("run result", "run_id", cfg.RunID, "result", json.RawMessage(b))
+		}
+	}
+	var re *orchestrate.RunError
+	if err != nil && !errors.As(err, &re) {
+		h.Log.Error("run failed", "run_id", cfg.RunID, "error", err)
+	}
+	return res, err
+}
+
+// Retryer is the SDK retry policy: standard (throttling and 5xx with
+// jittered backoff), 3 attempts, backoff ≤ 2 s, and no client-side retry
+// quota — a throttled fleet run must back off, not start failing with
+// "retry quota exceeded". Calls inside the freeze window override it to one
+// attempt and retry under the freeze deadline themselves.
+func Retryer() aws.Retryer {
+	return retry.NewStandard(func(o *retry.StandardOptions) {
+		o.MaxAttempts = 3
+		o.MaxBackoff = 2 * time.Second
+		o.RateLimiter = ratelimit.None
+	})
+}
+
+// LoadClients builds the EC2 and SSM clients from the default config chain,
+// so AWS_REGION and the standard AWS_ENDPOINT_URL_EC2 / AWS_ENDPOINT_URL_SSM
+// variables apply (that is how tests and the demo point it at a stand-in).
+func LoadClients(ctx context.Context) (*ec2.Client, *ssm.Client, error) {
+	cfg, err := config.LoadDefaultConfig(ctx, config.WithRetryer(Retryer))
+	if err != nil {
+		return nil, nil, err
+	}
+	return ec2.NewFromConfig(cfg), ssm.NewFromConfig(cfg), nil
+}

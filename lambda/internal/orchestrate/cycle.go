@@ -1,0 +1,367 @@
+package orchestrate
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/quiesce/quiesce/lambda/internal/clock"
+	"github.com/quiesce/quiesce/lambda/internal/event"
+	"github.com/quiesce/quiesce/lambda/internal/metrics"
+	"github.com/quiesce/quiesce/lambda/internal/targets"
+	"github.com/quiesce/quiesce/report"
+)
+
+// thawContextTimeout bounds the thaw when the invocation's own context is
+// already done (it runs on context.WithoutCancel).
+const thawContextTimeout = 10 * time.Second
+
+// freezeParams are the SSM document parameters for freeze (contract 1).
+func freezeParams(cfg *event.Config, t targets.Target) map[string]string {
+	return map[string]string{
+		"action":            "freeze",
+		"mounts":            strings.Join(t.Mounts, ","),
+		"mysqlLock":         t.MySQLLock,
+		"mysqlDefaultsFile": cfg.MySQLDefaultsFile,
+		"lockWait":          cfg.LockWait.String(),
+		"longQueryLimit":    cfg.LongQueryLimit.String(),
+		"killLongQueries":   fmt.Sprint(cfg.KillLongQueries),
+		"timeout":           t.FreezeTimeout.String(),
+		"runId":             cfg.RunID,
+	}
+}
+
+// Cycle quiesces one instance: freeze, snapshot, thaw, tag. It never
+// returns without having sent thaw when the freeze may have happened.
+func (r *Runner) Cycle(ctx context.Context, cfg *event.Config, t targets.Target) InstanceResult {
+	log := r.Log.With("run_id", cfg.RunID, "instance", t.InstanceID)
+	res := InstanceResult{InstanceID: t.InstanceID, Name: t.Name, Status: StatusFailed, Mounts: t.Mounts}
+
+	// Time budget: never start a freeze the invocation cannot see through.
+	thawBy := r.thawBy(ctx)
+	if budget := thawBy.Sub(r.Clock.Now()); budget < min(r.MinStartBudget, t.FreezeTimeout) {
+		res.fail(fmt.Sprintf("not started: only %s left in this invocation", budget.Round(time.Millisecond)))
+		return res
+	}
+
+	// Pace snapshot creation before freezing, so waiting for EC2's bucket
+	// never extends the write-blocked window. The volumes are not known
+	// until hostagent reports them; reserve the data volumes (the usual
+	// case) and top up inside the window if more are reported.
+	estimate := t.DataVolumes()
+	if len(estimate) == 0 {
+		estimate = t.VolumeOrder
+	}
+	if err := r.Limiter.Reserve(ctx, estimate); err != nil {
+		res.fail("not started: " + err.Error())
+		return res
+	}
+	reserved := map[string]bool{}
+	for _, v := range estimate {
+		reserved[v] = true
+	}
+
+	// 1. Freeze.
+	t0 := r.Clock.Now()
+	freezeDeadline := t0.Add(t.FreezeTimeout)
+	windowEnd := minTime(freezeDeadline, thawBy)
+	cmdID, mayHaveRun, err := r.send(ctx, cfg.Document, t.InstanceID, freezeParams(cfg, t), windowEnd, true)
+	res.FreezeSent = mayHaveRun
+	res.FreezeCommandID = cmdID
+	if err != nil {
+		res.errorf("%v", err)
+		if !mayHaveRun {
+			r.Limiter.Release(len(estimate))
+			res.fail("freeze not sent: " + err.Error())
+			return res
+		}
+		res.fail("freeze outcome unknown: " + err.Error())
+		r.thaw(ctx, cfg, t, &res, log)
+		return res
+	}
+	log.Info("freeze sent", "command_id", cmdID)
+	out, err := r.wait(ctx, cmdID, t.InstanceID, t0, windowEnd)
+	var fr *report.FreezeReport
+	if err == nil {
+		fr, err = parseFreeze(out, cfg.RunID)
+	}
+	if err != nil {
+		res.errorf("freeze: %v", err)
+		res.fail("freeze: " + err.Error())
+		r.Limiter.Release(len(estimate))
+		if freezeMayHold(err) {
+			r.thaw(ctx, cfg, t, &res, log)
+		}
+		log.Warn("freeze failed", "error", err, "thaw_sent", res.ThawSent)
+		return res
+	}
+	res.Lock = &LockResult{Mode: fr.Lock.Mode, Requested: t.MySQLLock, AcquiredMS: fr.Lock.AcquiredMS, BinlogFile: fr.Lock.BinlogFile, BinlogPos: fr.Lock.BinlogPos, GTID: fr.Lock.GTIDExecuted}
+	log.Info("frozen", "frozen_at", fr.FrozenAt, "lock", fr.Lock.Mode, "freeze_visible_ms", ms(r.Clock.Now().Sub(t0)))
+
+	// 2. Which volumes: every volume behind every mount, or none.
+	var notes []string
+	consistency := Application
+	lockOK, lockNote := lockHeld(t.MySQLLock, fr.Lock.Mode)
+	if !lockOK {
+		consistency = Crash
+		notes = append(notes, lockNote)
+	}
+	vols, perVol, verr := volumesOf(fr, t)
+	if verr != nil {
+		res.errorf("%v", verr)
+		res.fail(verr.Error())
+		r.Limiter.Release(len(estimate))
+		r.thaw(ctx, cfg, t, &res, log)
+		return res
+	}
+	var extra []string
+	for _, v := range vols {
+		if !reserved[v] {
+			extra = append(extra, v)
+		}
+	}
+	if unused := len(estimate) - (len(vols) - len(extra)); unused > 0 {
+		r.Limiter.Release(unused)
+	}
+	if len(extra) > 0 {
+		rctx, cancel := r.Clock.WithTimeout(ctx, windowEnd.Sub(r.Clock.Now()))
+		err := r.Limiter.Reserve(rctx, extra)
+		cancel()
+		if err != nil {
+			res.errorf("rate limit for %v: %v", extra, err)
+			res.fail("snapshot not attempted: " + err.Error())
+			r.thaw(ctx, cfg, t, &res, log)
+			return res
+		}
+	}
+	if !r.Clock.Now().Before(freezeDeadline) {
+		consistency = Crash
+		notes = append(notes, "freeze deadline passed before the snapshot call")
+	}
+
+	// 3. Snapshot, inside the window.
+	tags := baseTags(cfg.Stack, cfg.RunID, t.InstanceID, t.Name, t.Mounts, consistency, fr, cfg.SnapshotTags)
+	if len(notes) > 0 {
+		tags[TagNote] = joinNote(notes)
+	}
+	so := r.takeSnapshots(ctx, t, vols, tags, perVol, windowEnd)
+	r.Limiter.Created(vols, so.firstSent)
+
+	// 4. Thaw as soon as every snapshot call has returned.
+	tr, thawReturned := r.thaw(ctx, cfg, t, &res, log)
+	res.LambdaWindowMS = ms(thawReturned.Sub(t0))
+
+	res.SnapshotAPI = so.api
+	res.SnapshotCallMS = ms(so.lastReturn.Sub(so.firstSent))
+	if so.lastReturn.After(freezeDeadline) {
+		notes = append(notes, fmt.Sprintf("snapshot call returned %s after freeze_timeout %s", so.lastReturn.Sub(freezeDeadline).Round(time.Millisecond), t.FreezeTimeout))
+	}
+	switch {
+	case tr == nil:
+		notes = append(notes, "thaw not confirmed")
+	case tr.Late:
+		notes = append(notes, "thaw arrived after the hostagent deadline (late)")
+	case tr.ThawedBy != report.ThawedByCommand:
+		notes = append(notes, "hold ended by "+tr.ThawedBy+", not by our thaw")
+	}
+	if tr != nil {
+		res.ThawedBy, res.ThawLate = tr.ThawedBy, tr.Late
+		res.ThawedByDeadline = tr.ThawedBy == report.ThawedByDeadline
+		if !tr.ThawedAt.IsZero() && !fr.FrozenAt.IsZero() {
+			res.WindowMS = ms(tr.ThawedAt.Sub(fr.FrozenAt))
+		} else {
+			res.WindowMS = tr.HeldMS
+		}
+	}
+	incomplete := so.err != nil
+	if incomplete {
+		notes = append(notes, "incomplete set: "+so.err.Error())
+	}
+	final := consistency
+	if len(notes) > 0 {
+		final = Crash
+	}
+
+	// 5. Tags after the window: per-volume device/mounts for the
+	// multi-volume call, and the downgrade when the window did not hold.
+	known := map[string]bool{}
+	for _, c := range so.created {
+		known[c.id] = true
+	}
+	all := so.created
+	orphan := map[string]bool{}
+	if so.ambiguous {
+		orphans, err := r.findOrphans(context.WithoutCancel(ctx), cfg.RunID, t.InstanceID, known)
+		if err != nil {
+			res.errorf("looking for snapshots of failed calls: %v", err)
+		}
+		if len(orphans) > 0 {
+			res.errorf("%d snapshot(s) created by calls whose response was lost; tagged crash and incomplete", len(orphans))
+			for _, o := range orphans {
+				orphan[o.id] = true
+			}
+			all = append(all, orphans...)
+		}
+	}
+	res.Consistency = final
+	res.ConsistencyNote = joinNote(notes)
+	for _, c := range all {
+		upd := map[string]string{}
+		if so.api == APICreateSnapshots || orphan[c.id] {
+			for k, v := range perVol[c.volume] {
+				upd[k] = v
+			}
+		}
+		sr := SnapshotResult{SnapshotID: c.id, VolumeID: c.volume, Device: t.Volumes[c.volume], Mounts: perVol[c.volume][TagMounts], Consistency: final, Incomplete: incomplete}
+		switch {
+		case orphan[c.id] || incomplete:
+			// Not part of a complete, acknowledged set: never application.
+			upd[TagConsistency] = Crash
+			upd[TagIncomplete] = "true"
+			note := res.ConsistencyNote
+			if orphan[c.id] {
+				note = "created by a snapshot call whose response was lost; not part of the acknowledged set"
+			}
+			upd[TagNote] = truncateValue(note)
+			sr.Consistency, sr.Incomplete = Crash, true
+		case final != consistency:
+			upd[TagConsistency] = Crash
+			upd[TagNote] = res.ConsistencyNote
+		}
+		if len(upd) > 0 {
+			if err := r.tagSnapshot(context.WithoutCancel(ctx), c.id, upd); err != nil {
+				res.errorf("tag %s: %v", c.id, err)
+				if upd[TagConsistency] == Crash && consistency == Application {
+					// The downgrade did not land: the snapshot may still
+					// say application. Say so loudly.
+					res.fail(fmt.Sprintf("could not re-tag %s as crash-consistent: %v", c.id, err))
+					sr.Consistency = Application + " (re-tag to crash failed)"
+				}
+			}
+		}
+		res.Snapshots = append(res.Snapshots, sr)
+	}
+
+	switch {
+	case so.err != nil:
+		res.errorf("%v", so.err)
+		res.fail("snapshot failed: " + so.err.Error())
+	case tr == nil:
+		res.fail("thaw not confirmed; hostagent's deadline thaws at the latest " + fr.Deadline.Format(time.RFC3339Nano))
+	case final != Application:
+		res.fail("snapshots are crash-consistent only: " + res.ConsistencyNote)
+	case res.Status == StatusFailed && res.Reason != "":
+		// a re-tag failure already set the reason
+	default:
+		res.Status = StatusOK
+	}
+	r.emitInstance(cfg, &res)
+	log.Info("instance done", "status", res.Status, "consistency", res.Consistency, "window_ms", res.WindowMS, "lambda_window_ms", res.LambdaWindowMS, "snapshot_call_ms", res.SnapshotCallMS, "snapshots", len(res.Snapshots))
+	return res
+}
+
+// lockHeld decides whether the lock hostagent reported is the one asked for.
+func lockHeld(requested, got string) (bool, string) {
+	switch {
+	case requested == report.LockAuto || requested == "":
+		// auto resolves to a lock when MySQL is present, to none when
+		// there is no database: both are what the operator asked for.
+		return true, ""
+	case requested == report.LockNone:
+		return true, ""
+	case got == requested:
+		return true, ""
+	case got == "" || got == report.LockNone:
+		return false, fmt.Sprintf("MySQL lock %s was requested but hostagent reports none", requested)
+	}
+	return false, fmt.Sprintf("MySQL lock %s was requested but hostagent took %s", requested, got)
+}
+
+// volumesOf maps the FreezeReport's mounts to the volumes to snapshot, in
+// a stable order, and the per-volume tags (device and the mounts it backs).
+func volumesOf(fr *report.FreezeReport, t targets.Target) ([]string, map[string]map[string]string, error) {
+	var vols []string
+	mountsOf := map[string][]string{}
+	for _, m := range fr.Mounts {
+		if len(m.VolumeIDs) == 0 {
+			return nil, nil, fmt.Errorf("mount %s (device %s) has no EBS volume ID: cannot snapshot it", m.Path, m.Device)
+		}
+		for _, v := range m.VolumeIDs {
+			if _, attached := t.Volumes[v]; !attached {
+				return nil, nil, fmt.Errorf("mount %s is on volume %s, which EC2 does not list as attached to %s", m.Path, v, t.InstanceID)
+			}
+			if _, seen := mountsOf[v]; !seen {
+				vols = append(vols, v)
+			}
+			mountsOf[v] = append(mountsOf[v], m.Path)
+		}
+	}
+	per := map[string]map[string]string{}
+	for _, v := range vols {
+		per[v] = map[string]string{TagDevice: t.Volumes[v], TagMounts: truncateValue(strings.Join(mountsOf[v], ","))}
+	}
+	return vols, per, nil
+}
+
+// thaw sends thaw and waits for the ThawReport. It runs on a context that
+// survives the invocation's cancellation, bounded by thawContextTimeout.
+func (r *Runner) thaw(ctx context.Context, cfg *event.Config, t targets.Target, res *InstanceResult, log *slog.Logger) (*report.ThawReport, time.Time) {
+	tctx, cancel := r.Clock.WithTimeout(context.WithoutCancel(ctx), thawContextTimeout)
+	defer cancel()
+	sendUntil := r.Clock.Now().Add(thawContextTimeout / 2)
+	cmdID, mayHaveRun, err := r.send(tctx, cfg.Document, t.InstanceID, map[string]string{"action": "thaw", "runId": cfg.RunID}, sendUntil, false)
+	returned := r.Clock.Now()
+	res.ThawSent = mayHaveRun
+	res.ThawCommandID = cmdID
+	if err != nil {
+		res.errorf("thaw: %v", err)
+		log.Error("thaw not sent", "error", err)
+		return nil, returned
+	}
+	sent := r.Clock.Now()
+	until := sent.Add(r.ThawWait)
+	if rem, ok := clock.Remaining(r.Clock, tctx); ok && sent.Add(rem).Before(until) {
+		until = sent.Add(rem)
+	}
+	out, err := r.wait(tctx, cmdID, t.InstanceID, sent, until)
+	var tr *report.ThawReport
+	if err == nil {
+		tr, err = parseThaw(out)
+	}
+	if err != nil {
+		res.errorf("thaw: %v", err)
+		log.Error("thaw not confirmed", "error", err, "command_id", cmdID)
+		return nil, returned
+	}
+	if tr.Late {
+		log.Warn("thaw was late: hostagent's deadline had already thawed", "thawed_by", tr.ThawedBy)
+	}
+	for _, m := range tr.Mounts {
+		if !m.Thawed {
+			res.errorf("thaw %s: %s", m.Path, m.Error)
+		}
+	}
+	return tr, returned
+}
+
+func (r *Runner) emitInstance(cfg *event.Config, res *InstanceResult) {
+	if r.Metrics == nil || res.WindowMS == 0 && res.SnapshotCallMS == 0 {
+		return
+	}
+	_ = r.Metrics.Emit(map[string]any{"run_id": cfg.RunID, "instance_id": res.InstanceID, "consistency": res.Consistency},
+		metrics.Metric{Name: "freeze_window_ms", Unit: "Milliseconds", Value: res.WindowMS},
+		metrics.Metric{Name: "lambda_window_ms", Unit: "Milliseconds", Value: res.LambdaWindowMS},
+		metrics.Metric{Name: "snapshot_call_ms", Unit: "Milliseconds", Value: res.SnapshotCallMS})
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+

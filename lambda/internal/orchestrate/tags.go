@@ -1,0 +1,106 @@
+package orchestrate
+
+import (
+	"sort"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+
+	"github.com/quiesce/quiesce/report"
+)
+
+// Snapshot tag keys (contract 5).
+const (
+	TagStack       = "quiesce:stack"
+	TagRunID       = "quiesce:run-id"
+	TagInstance    = "quiesce:instance"
+	TagDevice      = "quiesce:device"
+	TagMounts      = "quiesce:mounts"
+	TagConsistency = "quiesce:consistency"
+	TagLock        = "quiesce:lock"
+	TagBinlogFile  = "quiesce:binlog-file"
+	TagBinlogPos   = "quiesce:binlog-pos"
+	TagGTID        = "quiesce:gtid"
+	TagIncomplete  = "quiesce:incomplete"
+	TagNote        = "quiesce:note"
+)
+
+// maxTagValue is EC2's limit (characters).
+const maxTagValue = 256
+
+// truncateValue cuts v to EC2's tag value limit, marking the cut.
+func truncateValue(v string) string {
+	if utf8.RuneCountInString(v) <= maxTagValue {
+		return v
+	}
+	const mark = "...(truncated)"
+	r := []rune(v)
+	return string(r[:maxTagValue-len(mark)]) + mark
+}
+
+// gtidValue fits a GTID set into a tag value keeping whole domains/UUID
+// sets ("uuid:1-5,uuid2:1-9" or MariaDB "0-1-100,1-2-5") and says how many
+// were left out, so nobody mistakes a cut set for the full position.
+func gtidValue(gtid string) string {
+	g := strings.Join(strings.Fields(gtid), "")
+	if utf8.RuneCountInString(g) <= maxTagValue {
+		return g
+	}
+	parts := strings.Split(g, ",")
+	for n := len(parts) - 1; n >= 1; n-- {
+		out := strings.Join(parts[:n], ",") + " +" + strconv.Itoa(len(parts)-n) + " more (truncated)"
+		if utf8.RuneCountInString(out) <= maxTagValue {
+			return out
+		}
+	}
+	return truncateValue(g)
+}
+
+// baseTags are the tags every snapshot of an instance gets at creation.
+func baseTags(stack, runID, instanceID, name string, mounts []string, consistency string, fr *report.FreezeReport, user map[string]string) map[string]string {
+	t := map[string]string{}
+	for k, v := range user {
+		t[k] = truncateValue(v)
+	}
+	display := instanceID
+	if name != "" {
+		display = name
+	}
+	t["Name"] = truncateValue("quiesce " + display + " " + runID)
+	t[TagStack] = stack
+	t[TagRunID] = runID
+	t[TagInstance] = instanceID
+	t[TagMounts] = truncateValue(strings.Join(mounts, ","))
+	t[TagConsistency] = consistency
+	if fr != nil {
+		mode := fr.Lock.Mode
+		if mode == "" {
+			mode = report.LockNone
+		}
+		t[TagLock] = mode
+		if fr.Lock.BinlogFile != "" {
+			t[TagBinlogFile] = truncateValue(fr.Lock.BinlogFile)
+			t[TagBinlogPos] = strconv.FormatUint(fr.Lock.BinlogPos, 10)
+		}
+		if fr.Lock.GTIDExecuted != "" {
+			t[TagGTID] = gtidValue(fr.Lock.GTIDExecuted)
+		}
+	}
+	return t
+}
+
+func ec2Tags(m map[string]string) []ec2types.Tag {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make([]ec2types.Tag, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, ec2types.Tag{Key: aws.String(k), Value: aws.String(m[k])})
+	}
+	return out
+}

@@ -1,0 +1,261 @@
+// Package targets resolves the event's targets (instance IDs and/or tags)
+// to the instances a run will quiesce: running in EC2 and Online in SSM,
+// with per-instance overrides from their tags. Everything else is reported
+// with a reason instead of silently dropped.
+package targets
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
+
+	"github.com/quiesce/quiesce/lambda/internal/awsapi"
+	"github.com/quiesce/quiesce/lambda/internal/event"
+)
+
+// Override tags read from the instance.
+const (
+	TagMounts        = "quiesce:mounts"
+	TagMySQLLock     = "quiesce:mysql-lock"
+	TagFreezeTimeout = "quiesce:freeze-timeout"
+)
+
+// Target is one instance to quiesce, with its effective settings.
+type Target struct {
+	InstanceID    string
+	Name          string
+	Mounts        []string
+	MySQLLock     string
+	FreezeTimeout time.Duration
+	// RootDevice and Volumes (volume ID → device name) come from the
+	// instance's block device mappings.
+	RootDevice   string
+	RootVolumeID string
+	Volumes      map[string]string
+	// VolumeOrder lists the attached volume IDs in mapping order.
+	VolumeOrder []string
+}
+
+// DataVolumes returns the attached volumes other than the root volume.
+func (t Target) DataVolumes() []string {
+	var out []string
+	for _, v := range t.VolumeOrder {
+		if v != t.RootVolumeID {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// Excluded is an instance that will not be quiesced, and why.
+type Excluded struct {
+	InstanceID string
+	// Failed is true when the operator asked for this instance and it
+	// cannot be done (the run must fail); false means skipped.
+	Failed bool
+	Reason string
+}
+
+// Resolve finds the targets. IDs and tags are a union: instances listed by
+// ID plus instances carrying every target tag.
+func Resolve(ctx context.Context, e awsapi.EC2, s awsapi.SSM, cfg *event.Config) ([]Target, []Excluded, error) {
+	found := map[string]ec2types.Instance{}
+	var order []string
+	add := func(in ec2types.Instance) {
+		id := aws.ToString(in.InstanceId)
+		if _, ok := found[id]; !ok {
+			order = append(order, id)
+		}
+		found[id] = in
+	}
+	var excluded []Excluded
+	if len(cfg.InstanceIDs) > 0 {
+		// A filter instead of InstanceIds: an unknown ID then yields a
+		// per-instance result instead of failing the whole call.
+		for _, chunk := range chunks(cfg.InstanceIDs, 200) {
+			if err := describe(ctx, e, []ec2types.Filter{{Name: aws.String("instance-id"), Values: chunk}}, add); err != nil {
+				return nil, nil, err
+			}
+		}
+		for _, id := range cfg.InstanceIDs {
+			if _, ok := found[id]; !ok {
+				excluded = append(excluded, Excluded{InstanceID: id, Failed: true, Reason: "instance not found in this account/region"})
+			}
+		}
+	}
+	if len(cfg.TargetTags) > 0 {
+		var fs []ec2types.Filter
+		for _, k := range sortedKeys(cfg.TargetTags) {
+			fs = append(fs, ec2types.Filter{Name: aws.String("tag:" + k), Values: []string{cfg.TargetTags[k]}})
+		}
+		fs = append(fs, ec2types.Filter{Name: aws.String("instance-state-name"), Values: []string{"pending", "running", "stopping", "stopped", "shutting-down"}})
+		if err := describe(ctx, e, fs, add); err != nil {
+			return nil, nil, err
+		}
+	}
+	listed := map[string]bool{}
+	for _, id := range cfg.InstanceIDs {
+		listed[id] = true
+	}
+
+	var running []string
+	for _, id := range order {
+		in := found[id]
+		state := ""
+		if in.State != nil {
+			state = string(in.State.Name)
+		}
+		if state != "running" {
+			excluded = append(excluded, Excluded{InstanceID: id, Reason: "instance state is " + state})
+			continue
+		}
+		running = append(running, id)
+	}
+	ping, err := pingStatus(ctx, s, running)
+	if err != nil {
+		return nil, nil, err
+	}
+	var out []Target
+	for _, id := range running {
+		p, ok := ping[id]
+		switch {
+		case !ok:
+			excluded = append(excluded, Excluded{InstanceID: id, Failed: true, Reason: "not managed by SSM (no SSM agent registration; check the instance profile)"})
+			continue
+		case p != string(ssmtypes.PingStatusOnline):
+			excluded = append(excluded, Excluded{InstanceID: id, Failed: true, Reason: "SSM ping status is " + p})
+			continue
+		}
+		t, err := target(found[id], cfg)
+		if err != nil {
+			excluded = append(excluded, Excluded{InstanceID: id, Failed: true, Reason: err.Error()})
+			continue
+		}
+		out = append(out, t)
+	}
+	return out, excluded, nil
+}
+
+func describe(ctx context.Context, e awsapi.EC2, fs []ec2types.Filter, add func(ec2types.Instance)) error {
+	in := &ec2.DescribeInstancesInput{Filters: fs, MaxResults: aws.Int32(1000)}
+	for {
+		out, err := e.DescribeInstances(ctx, in)
+		if err != nil {
+			return fmt.Errorf("describe instances: %w", err)
+		}
+		for _, r := range out.Reservations {
+			for _, i := range r.Instances {
+				add(i)
+			}
+		}
+		if aws.ToString(out.NextToken) == "" {
+			return nil
+		}
+		in.NextToken = out.NextToken
+	}
+}
+
+// pingStatus returns the SSM ping status of each managed instance.
+func pingStatus(ctx context.Context, s awsapi.SSM, ids []string) (map[string]string, error) {
+	res := map[string]string{}
+	for _, chunk := range chunks(ids, 50) {
+		in := &ssm.DescribeInstanceInformationInput{
+			Filters:    []ssmtypes.InstanceInformationStringFilter{{Key: aws.String("InstanceIds"), Values: chunk}},
+			MaxResults: aws.Int32(50),
+		}
+		for {
+			out, err := s.DescribeInstanceInformation(ctx, in)
+			if err != nil {
+				return nil, fmt.Errorf("describe instance information: %w", err)
+			}
+			for _, ii := range out.InstanceInformationList {
+				res[aws.ToString(ii.InstanceId)] = string(ii.PingStatus)
+			}
+			if aws.ToString(out.NextToken) == "" {
+				break
+			}
+			in.NextToken = out.NextToken
+		}
+	}
+	return res, nil
+}
+
+func target(in ec2types.Instance, cfg *event.Config) (Target, error) {
+	t := Target{InstanceID: aws.ToString(in.InstanceId), Mounts: cfg.Mounts, MySQLLock: cfg.MySQLLock, FreezeTimeout: cfg.FreezeTimeout,
+		RootDevice: aws.ToString(in.RootDeviceName), Volumes: map[string]string{}}
+	tags := map[string]string{}
+	for _, tg := range in.Tags {
+		tags[aws.ToString(tg.Key)] = aws.ToString(tg.Value)
+	}
+	t.Name = tags["Name"]
+	for _, bd := range in.BlockDeviceMappings {
+		if bd.Ebs == nil || aws.ToString(bd.Ebs.VolumeId) == "" {
+			continue
+		}
+		v, dev := aws.ToString(bd.Ebs.VolumeId), aws.ToString(bd.DeviceName)
+		t.Volumes[v] = dev
+		t.VolumeOrder = append(t.VolumeOrder, v)
+		if dev == t.RootDevice {
+			t.RootVolumeID = v
+		}
+	}
+	if v, ok := tags[TagMounts]; ok {
+		var mounts []string
+		for _, m := range strings.Split(v, ",") {
+			if m = strings.TrimSpace(m); m != "" {
+				mounts = append(mounts, m)
+			}
+		}
+		if err := event.ValidateMounts("tag "+TagMounts, mounts); err != nil {
+			return t, err
+		}
+		t.Mounts = mounts
+	}
+	if v, ok := tags[TagMySQLLock]; ok {
+		if err := event.ValidateLock("tag "+TagMySQLLock, v); err != nil {
+			return t, err
+		}
+		t.MySQLLock = v
+	}
+	if v, ok := tags[TagFreezeTimeout]; ok {
+		d, err := event.ValidateFreezeTimeout("tag "+TagFreezeTimeout, v)
+		if err != nil {
+			return t, err
+		}
+		t.FreezeTimeout = d
+	}
+	if len(t.Mounts) == 0 {
+		return t, fmt.Errorf("no mounts to freeze: set mounts in the event, QUIESCE_MOUNTS, or tag %s on the instance", TagMounts)
+	}
+	if cfg.LockWait >= t.FreezeTimeout {
+		return t, fmt.Errorf("mysql.lock_wait %s must be shorter than the instance's freeze timeout %s", cfg.LockWait, t.FreezeTimeout)
+	}
+	return t, nil
+}
+
+func chunks(ids []string, n int) [][]string {
+	var out [][]string
+	for len(ids) > 0 {
+		k := min(n, len(ids))
+		out = append(out, ids[:k])
+		ids = ids[k:]
+	}
+	return out
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
