@@ -16,9 +16,10 @@ import (
 // and the snapshot consistent, so the position is left empty with a warning
 // (`hostagent check` reports the missing privilege up front).
 const (
-	errSpecificAccessDenied = 1227
-	errTableAccessDenied    = 1142
-	errDBAccessDenied       = 1044
+	errSpecificAccessDenied  = 1227
+	errTableAccessDenied     = 1142
+	errDBAccessDenied        = 1044
+	errUnknownSystemVariable = 1193
 )
 
 func isAccessDenied(err error) bool {
@@ -100,6 +101,9 @@ func (s *session) readMySQLPosition(ctx context.Context, info *report.LockInfo) 
 	}
 	var gtid sql.NullString
 	if err := s.conn.QueryRowContext(ctx, "SELECT @@GLOBAL.gtid_executed").Scan(&gtid); err != nil {
+		if sqlErrorNumber(err) == errUnknownSystemVariable { // MySQL < 5.6: no GTIDs
+			return nil
+		}
 		return err
 	}
 	info.GTIDExecuted = strings.ReplaceAll(gtid.String, "\n", "")
