@@ -37,3 +37,8 @@ var (
 // inside the freeze window, whose retries the orchestrator bounds by the
 // freeze deadline itself.
 func NoSDKRetry(o *ec2.Options) { o.RetryMaxAttempts = 1 }
+
+// NoSSMRetry makes one SSM call a single attempt: SendCommand must never
+// be re-sent by the SDK after a 5xx (a second freeze), and polling has its
+// own adaptive schedule that an SDK backoff would only lengthen.
+func NoSSMRetry(o *ssm.Options) { o.RetryMaxAttempts = 1 }

@@ -48,7 +48,7 @@ type MySQL struct {
 
 // Retention policy; a snapshot is kept if any rule keeps it.
 type Retention struct {
-	KeepLast *int  `json:"keep_last,omitempty"`
+	KeepLast *int   `json:"keep_last,omitempty"`
 	MaxAge   string `json:"max_age,omitempty"`
 }
 
@@ -279,10 +279,6 @@ func (cfg *Config) fill(ev *Event, getenv func(string) string, now time.Time) er
 	if cfg.FreezeTimeout, err = duration(field, ft, DefaultFreezeTimeout, MinFreezeTimeout, MaxFreezeTimeout); err != nil {
 		return err
 	}
-	if cfg.LockWait >= cfg.FreezeTimeout {
-		return fieldErr("mysql.lock_wait", cfg.LockWait.String(), "must be shorter than freeze_timeout %s", cfg.FreezeTimeout)
-	}
-
 	// Snapshot tags.
 	if err := ValidateUserTags(ev.SnapshotTags); err != nil {
 		return err

@@ -146,7 +146,10 @@ func (r *Runner) Cycle(ctx context.Context, cfg *event.Config, t targets.Target)
 	if len(notes) > 0 {
 		tags[TagNote] = joinNote(notes)
 	}
-	so := r.takeSnapshots(ctx, t, vols, tags, perVol, windowEnd)
+	// Stop retrying early enough for the thaw to reach the host before its
+	// deadline: after the deadline there is nothing left to gain.
+	margin := min(2*time.Second, t.FreezeTimeout/4)
+	so := r.takeSnapshots(ctx, t, vols, tags, perVol, minTime(windowEnd, freezeDeadline.Add(-margin)))
 	r.Limiter.Created(vols, so.firstSent)
 
 	// 4. Thaw as soon as every snapshot call has returned.
@@ -364,4 +367,3 @@ func minTime(a, b time.Time) time.Time {
 	}
 	return b
 }
-

@@ -216,4 +216,3 @@ func (r *Runner) Check(ctx context.Context, cfg *event.Config, t targets.Target)
 	res.Reason = "dry run: preflight ok"
 	return res
 }
-

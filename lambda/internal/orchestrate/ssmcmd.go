@@ -85,7 +85,7 @@ func (r *Runner) send(ctx context.Context, doc, instanceID string, params map[st
 		Comment:        aws.String(truncate("quiesce "+params["action"]+" "+params["runId"], 100)),
 	}
 	err = r.retry(ctx, until, retryPolicy{base: 50 * time.Millisecond, cap: 500 * time.Millisecond, throttleOnly: once}, func(ctx context.Context) error {
-		out, err := r.SSM.SendCommand(ctx, in)
+		out, err := r.SSM.SendCommand(ctx, in, awsapi.NoSSMRetry)
 		if err != nil {
 			if awsapi.IsAmbiguous(err) {
 				mayHaveRun = true
@@ -131,7 +131,7 @@ func (r *Runner) wait(ctx context.Context, cmdID, instanceID string, sentAt, unt
 			return nil, &CommandError{Kind: ErrOutcomeUnknown, Message: fmt.Sprintf("stopped waiting for command %s: %v", cmdID, err)}
 		}
 		callCtx, cancel := r.Clock.WithTimeout(ctx, max(until.Sub(r.Clock.Now()), 500*time.Millisecond))
-		out, err := r.SSM.GetCommandInvocation(callCtx, &ssm.GetCommandInvocationInput{CommandId: aws.String(cmdID), InstanceId: aws.String(instanceID)})
+		out, err := r.SSM.GetCommandInvocation(callCtx, &ssm.GetCommandInvocationInput{CommandId: aws.String(cmdID), InstanceId: aws.String(instanceID)}, awsapi.NoSSMRetry)
 		cancel()
 		elapsed := r.Clock.Now().Sub(sentAt)
 		next := pc.Hot

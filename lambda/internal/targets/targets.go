@@ -235,9 +235,6 @@ func target(in ec2types.Instance, cfg *event.Config) (Target, error) {
 	if len(t.Mounts) == 0 {
 		return t, fmt.Errorf("no mounts to freeze: set mounts in the event, QUIESCE_MOUNTS, or tag %s on the instance", TagMounts)
 	}
-	if cfg.LockWait >= t.FreezeTimeout {
-		return t, fmt.Errorf("mysql.lock_wait %s must be shorter than the instance's freeze timeout %s", cfg.LockWait, t.FreezeTimeout)
-	}
 	return t, nil
 }
 

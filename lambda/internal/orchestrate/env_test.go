@@ -1,0 +1,188 @@
+package orchestrate_test
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+
+	"github.com/quiesce/quiesce/internal/awslocal"
+	"github.com/quiesce/quiesce/lambda/internal/clock"
+	"github.com/quiesce/quiesce/lambda/internal/event"
+	"github.com/quiesce/quiesce/lambda/internal/fakehost"
+	"github.com/quiesce/quiesce/lambda/internal/handler"
+	"github.com/quiesce/quiesce/lambda/internal/metrics"
+	"github.com/quiesce/quiesce/lambda/internal/orchestrate"
+)
+
+const (
+	inst     = "i-0123456789abcdef0"
+	stack    = "qtest"
+	rootVol  = "vol-0000000000000root"
+	dataVol  = "vol-0000000000000da7a"
+	logsVol  = "vol-00000000000001095"
+	otherVol = "vol-000000000000a0123"
+)
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// env is one wire-test world: awslocal behind httptest, the real SDK
+// clients with the production retryer, a scripted hostagent.
+type env struct {
+	t      testing.TB
+	srv    *awslocal.Server
+	host   *fakehost.Host
+	runner *orchestrate.Runner
+	logs   *syncBuffer
+	emf    *syncBuffer
+	ec2    *ec2.Client
+	ssm    *ssm.Client
+}
+
+func addDB(srv *awslocal.Server, host *fakehost.Host, id string, tags map[string]string) {
+	srv.AddInstance(awslocal.Instance{ID: id, Tags: tags, BlockDevices: []awslocal.BlockDevice{
+		{DeviceName: "/dev/xvda", VolumeID: rootVol + id[len(id)-4:]},
+		{DeviceName: "/dev/sdf", VolumeID: dataVol + id[len(id)-4:]},
+		{DeviceName: "/dev/sdg", VolumeID: logsVol + id[len(id)-4:]},
+		{DeviceName: "/dev/sdh", VolumeID: otherVol + id[len(id)-4:]},
+	}})
+	if host.Volumes == nil {
+		host.Volumes = map[string]map[string][]string{}
+	}
+	host.Volumes[id] = map[string][]string{
+		"/var/lib/mysql":        {dataVol + id[len(id)-4:]},
+		"/var/lib/mysql-binlog": {logsVol + id[len(id)-4:]},
+	}
+}
+
+func vol(base, id string) string { return base + id[len(id)-4:] }
+
+func newEnv(t testing.TB) *env {
+	t.Helper()
+	srv := &awslocal.Server{}
+	host := fakehost.New()
+	addDB(srv, host, inst, map[string]string{"quiesce:enabled": "true", "Name": "db1"})
+	srv.RunCommand = host.Run
+	hs := httptest.NewServer(srv)
+	t.Cleanup(func() { hs.Close(); srv.Close() })
+	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", ""), Retryer: handler.Retryer}
+	e := &env{t: t, srv: srv, host: host, logs: &syncBuffer{}, emf: &syncBuffer{}}
+	e.ec2 = ec2.NewFromConfig(cfg, func(o *ec2.Options) { o.BaseEndpoint = aws.String(hs.URL) })
+	e.ssm = ssm.NewFromConfig(cfg, func(o *ssm.Options) { o.BaseEndpoint = aws.String(hs.URL) })
+	log := slog.New(slog.NewJSONHandler(e.logs, nil))
+	e.runner = orchestrate.NewRunner(e.ec2, e.ssm, clock.Real{}, log, &metrics.Emitter{W: e.emf, Stack: stack})
+	e.runner.ThawWait = 5 * time.Second
+	return e
+}
+
+// config parses an event the way the handler does.
+func (e *env) config(ev string, extraEnv ...string) *event.Config {
+	e.t.Helper()
+	envs := map[string]string{"QUIESCE_STACK": stack}
+	for i := 0; i+1 < len(extraEnv); i += 2 {
+		envs[extraEnv[i]] = extraEnv[i+1]
+	}
+	cfg, err := event.Parse([]byte(ev), func(k string) string { return envs[k] }, time.Now())
+	if err != nil {
+		e.t.Fatalf("event: %v", err)
+	}
+	return cfg
+}
+
+const baseEvent = `{"targets":{"instance_ids":["` + inst + `"]},"mounts":["/var/lib/mysql","/var/lib/mysql-binlog"],"freeze_timeout":"5s"}`
+
+func (e *env) run(ctx context.Context, ev string) (*orchestrate.Result, error) {
+	e.t.Helper()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	return e.runner.Run(ctx, e.config(ev))
+}
+
+// instResult returns the result of inst.
+func instResult(t testing.TB, res *orchestrate.Result, id string) orchestrate.InstanceResult {
+	t.Helper()
+	if res == nil {
+		t.Fatal("nil result")
+	}
+	for _, r := range res.Instances {
+		if r.InstanceID == id {
+			return r
+		}
+	}
+	t.Fatalf("no result for %s in %+v", id, res.Instances)
+	return orchestrate.InstanceResult{}
+}
+
+// assertHonest checks the invariants every scenario shares: nothing is
+// left frozen on the host, a thaw reached the host whenever a freeze did,
+// and no snapshot in the stand-in says application unless the result says
+// the instance is ok.
+func (e *env) assertHonest(res *orchestrate.Result) {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = e.srv.WaitCommands(ctx)
+	for _, w := range e.host.Windows() {
+		thawed := false
+		for _, c := range e.host.Calls() {
+			if c.InstanceID == w.InstanceID && c.Action == "thaw" && c.RunID == w.RunID && !c.At.Before(w.FrozenAt) {
+				thawed = true
+			}
+		}
+		if !thawed {
+			e.t.Errorf("instance %s: freeze at %s was never followed by a thaw command", w.InstanceID, w.FrozenAt.Format(time.RFC3339Nano))
+		}
+	}
+	ok := map[string]bool{}
+	if res != nil {
+		for _, r := range res.Instances {
+			ok[r.InstanceID] = r.Status == orchestrate.StatusOK
+		}
+	}
+	for _, s := range e.srv.Snapshots() {
+		if s.Tags["quiesce:consistency"] == "application" && !ok[s.Tags["quiesce:instance"]] {
+			e.t.Errorf("snapshot %s (%s) is tagged application but instance %s is not ok: tags %v", s.ID, s.VolumeID, s.Tags["quiesce:instance"], s.Tags)
+		}
+		if s.Tags["quiesce:stack"] != stack {
+			e.t.Errorf("snapshot %s lacks the stack tag: %v", s.ID, s.Tags)
+		}
+	}
+}
+
+func thawCount(e *env, id string) int {
+	n := 0
+	for _, a := range e.host.Actions(id) {
+		if a == "thaw" {
+			n++
+		}
+	}
+	return n
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }

@@ -1,0 +1,16 @@
+package orchestrate_test
+
+import (
+	"encoding/json"
+
+	"github.com/quiesce/quiesce/internal/awslocal"
+)
+
+func jsonCmd(code int, v any) awslocal.CommandResult {
+	b, _ := json.Marshal(v)
+	st := "Success"
+	if code != 0 {
+		st = "Failed"
+	}
+	return awslocal.CommandResult{Status: st, ResponseCode: code, Stdout: string(b)}
+}

@@ -1,0 +1,302 @@
+package orchestrate_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/quiesce/quiesce/internal/awslocal"
+	"github.com/quiesce/quiesce/lambda/internal/fakehost"
+	"github.com/quiesce/quiesce/lambda/internal/orchestrate"
+	"github.com/quiesce/quiesce/report"
+)
+
+func TestWireHappyPath(t *testing.T) {
+	e := newEnv(t)
+	res, err := e.run(nil, `{"targets":{"instance_ids":["`+inst+`"]},"mounts":["/var/lib/mysql","/var/lib/mysql-binlog"],"freeze_timeout":"5s","snapshot_tags":{"team":"db"},"mysql":{"lock":"auto"}}`)
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	e.assertHonest(res)
+	r := instResult(t, res, inst)
+	if r.Status != orchestrate.StatusOK || r.Consistency != orchestrate.Application || r.SnapshotAPI != orchestrate.APICreateSnapshots {
+		t.Fatalf("result = %+v", r)
+	}
+	if len(r.Snapshots) != 2 || !r.ThawSent || r.ThawedBy != report.ThawedByCommand || r.WindowMS <= 0 || r.LambdaWindowMS < r.WindowMS {
+		t.Fatalf("result = %+v", r)
+	}
+	// One CreateSnapshots: root and the unrelated data volume excluded.
+	calls := e.srv.CallsOf("CreateSnapshots")
+	if len(calls) != 1 {
+		t.Fatalf("CreateSnapshots calls = %d", len(calls))
+	}
+	f := calls[0].Form
+	if f.Get("InstanceSpecification.ExcludeBootVolume") != "true" || f.Get("InstanceSpecification.ExcludeDataVolumeId.1") != vol(otherVol, inst) || f.Get("InstanceSpecification.ExcludeDataVolumeId.2") != "" {
+		t.Fatalf("CreateSnapshots form = %v", f)
+	}
+	if got := calls[0].Tags(); got["quiesce:consistency"] != "application" || got["quiesce:run-id"] != res.RunID || got["team"] != "db" || got["quiesce:lock"] != "ftwrl" ||
+		got["quiesce:binlog-file"] != "mysql-bin.000042" || got["quiesce:binlog-pos"] != "4711" || got["quiesce:gtid"] != "0-1-1234" {
+		t.Fatalf("creation tags = %v", got)
+	}
+	// Per-volume tags after the window, and the freeze parameters.
+	snaps := e.srv.Snapshots()
+	byVol := map[string]awslocal.Snapshot{}
+	for _, s := range snaps {
+		byVol[s.VolumeID] = s
+	}
+	if s := byVol[vol(dataVol, inst)]; s.Tags["quiesce:device"] != "/dev/sdf" || s.Tags["quiesce:mounts"] != "/var/lib/mysql" || s.Tags["quiesce:instance"] != inst {
+		t.Fatalf("data snapshot tags = %v", s.Tags)
+	}
+	if s := byVol[vol(logsVol, inst)]; s.Tags["quiesce:device"] != "/dev/sdg" || s.Tags["quiesce:mounts"] != "/var/lib/mysql-binlog" {
+		t.Fatalf("logs snapshot tags = %v", s.Tags)
+	}
+	fz := e.host.Calls()[0]
+	want := map[string]string{"action": "freeze", "mounts": "/var/lib/mysql,/var/lib/mysql-binlog", "mysqlLock": "auto", "timeout": "5s", "lockWait": "5s"[:0] + "5s", "runId": res.RunID, "killLongQueries": "false"}
+	for k, v := range want {
+		if got := fz.Params[k]; len(got) != 1 || got[0] != v {
+			t.Errorf("freeze parameter %s = %v, want %q", k, got, v)
+		}
+	}
+	// The CreateSnapshots call happened while frozen, thaw after it returned.
+	w := e.host.Windows()[0]
+	if !calls[0].At.After(w.FrozenAt) || !w.ThawedAt.After(calls[0].At) {
+		t.Fatalf("order: frozen %v, snapshot %v, thawed %v", w.FrozenAt, calls[0].At, w.ThawedAt)
+	}
+	if !contains(e.emf.String(), `"freeze_window_ms"`) || !contains(e.emf.String(), `"instances_ok":1`) || !contains(e.emf.String(), `"Namespace":"Quiesce"`) {
+		t.Fatalf("EMF lines = %s", e.emf.String())
+	}
+}
+
+func TestWireScenarios(t *testing.T) {
+	type check func(t *testing.T, e *env, res *orchestrate.Result, err error, r orchestrate.InstanceResult)
+	okApp := func(t *testing.T, e *env, res *orchestrate.Result, err error, r orchestrate.InstanceResult) {
+		if err != nil || r.Status != orchestrate.StatusOK || r.Consistency != orchestrate.Application || thawCount(e, inst) != 1 {
+			t.Fatalf("want ok/application with one thaw: err=%v result=%+v thaws=%d", err, r, thawCount(e, inst))
+		}
+	}
+	failedWith := func(reason string, thaws int, snaps int) check {
+		return func(t *testing.T, e *env, res *orchestrate.Result, err error, r orchestrate.InstanceResult) {
+			t.Helper()
+			var re *orchestrate.RunError
+			if !errors.As(err, &re) {
+				t.Fatalf("want *RunError, got %v", err)
+			}
+			if r.Status != orchestrate.StatusFailed || !strings.Contains(r.Reason, reason) {
+				t.Fatalf("want failed with %q, got %+v", reason, r)
+			}
+			if got := thawCount(e, inst); got != thaws {
+				t.Fatalf("thaw commands run on host = %d, want %d (result %+v)", got, thaws, r)
+			}
+			if got := len(e.srv.Snapshots()); got != snaps {
+				t.Fatalf("snapshots = %d, want %d", got, snaps)
+			}
+		}
+	}
+	freezeOverride := func(res awslocal.CommandResult) func(inv awslocal.Invocation) (awslocal.CommandResult, bool) {
+		return func(inv awslocal.Invocation) (awslocal.CommandResult, bool) {
+			if inv.Param("action") == "freeze" {
+				return res, true
+			}
+			return awslocal.CommandResult{}, false
+		}
+	}
+	tests := []struct {
+		name  string
+		setup func(e *env)
+		ev    string
+		ctx   func() (context.Context, context.CancelFunc)
+		check check
+	}{
+		{"RequestLimitExceeded on CreateSnapshots is retried in the window", func(e *env) {
+			e.srv.SetFault("CreateSnapshots", awslocal.Fault{Code: "RequestLimitExceeded", Times: 2})
+		}, baseEvent, nil, func(t *testing.T, e *env, res *orchestrate.Result, err error, r orchestrate.InstanceResult) {
+			okApp(t, e, res, err, r)
+			if n := len(e.srv.CallsOf("CreateSnapshots")); n != 3 {
+				t.Fatalf("CreateSnapshots calls = %d, want 3", n)
+			}
+		}},
+		{"ThrottlingException on SendCommand and polls", func(e *env) {
+			e.srv.SetFault("SendCommand", awslocal.Fault{Code: "ThrottlingException", Times: 1})
+			e.srv.SetFault("GetCommandInvocation", awslocal.Fault{Code: "ThrottlingException", Times: 3})
+		}, baseEvent, nil, okApp},
+		{"InvocationDoesNotExist for the first polls", func(e *env) {
+			e.srv.SetFault("GetCommandInvocation", awslocal.Fault{Code: "InvocationDoesNotExist", Times: 4})
+		}, baseEvent, nil, okApp},
+		{"5xx on CreateSnapshots after it took effect: duplicates are tagged crash+incomplete", func(e *env) {
+			e.srv.SetFault("CreateSnapshots", awslocal.Fault{Code: "InternalError", Times: 1, AfterEffect: true})
+		}, baseEvent, nil, func(t *testing.T, e *env, res *orchestrate.Result, err error, r orchestrate.InstanceResult) {
+			okApp(t, e, res, err, r)
+			var app, orphan int
+			for _, s := range e.srv.Snapshots() {
+				switch {
+				case s.Tags["quiesce:consistency"] == "application":
+					app++
+				case s.Tags["quiesce:incomplete"] == "true" && s.Tags["quiesce:consistency"] == "crash":
+					orphan++
+				}
+			}
+			if app != 2 || orphan != 2 {
+				t.Fatalf("application=%d orphans=%d, want 2 and 2: %+v", app, orphan, e.srv.Snapshots())
+			}
+		}},
+		{"5xx on the freeze SendCommand: not re-sent, thaw sent", func(e *env) {
+			e.srv.SetFault("SendCommand", awslocal.Fault{Code: "InternalServerError", Times: 1, AfterEffect: true})
+		}, baseEvent, nil, func(t *testing.T, e *env, res *orchestrate.Result, err error, r orchestrate.InstanceResult) {
+			failedWith("freeze outcome unknown", 1, 0)(t, e, res, err, r)
+			if n := len(e.srv.CallsOf("SendCommand")); n != 2 {
+				t.Fatalf("SendCommand calls = %d, want freeze once + thaw", n)
+			}
+		}},
+		{"freeze Failed exit 1: thaw sent as a precaution", func(e *env) {
+			e.host.Override = freezeOverride(fakehost.Fail(report.ExitFailed, "freeze /var/lib/mysql: operation not supported"))
+		}, baseEvent, nil, failedWith("operation not supported", 1, 0)},
+		{"freeze TimedOut: outcome unknown, thaw sent", func(e *env) {
+			e.host.Override = freezeOverride(awslocal.CommandResult{Status: "TimedOut", ResponseCode: -1})
+		}, baseEvent, nil, failedWith("freeze outcome unknown", 1, 0)},
+		{"freeze output malformed: thaw sent", func(e *env) {
+			e.host.Override = freezeOverride(awslocal.CommandResult{Status: "Success", Stdout: "{\"run_id\": truncated"})
+		}, baseEvent, nil, failedWith("malformed FreezeReport", 1, 0)},
+		{"exit 3 busy: nothing of ours held, no thaw", func(e *env) {
+			e.host.Override = freezeOverride(fakehost.Fail(report.ExitBusy, "mount /var/lib/mysql is held by run other-run"))
+		}, baseEvent, nil, failedWith("another run holds a mount", 0, 0)},
+		{"exit 5 lock timeout: no thaw", func(e *env) {
+			e.host.Override = freezeOverride(fakehost.Fail(report.ExitLockWait, "FLUSH TABLES WITH READ LOCK: lock wait timeout 5s"))
+		}, baseEvent, nil, failedWith("MySQL lock not acquired", 0, 0)},
+		{"mount without an EBS volume: nothing snapshotted, thaw sent", func(e *env) {
+			delete(e.host.Volumes[inst], "/var/lib/mysql-binlog")
+		}, baseEvent, nil, failedWith("no EBS volume ID", 1, 0)},
+		{"CreateSnapshots unusable, CreateSnapshot fails midway: partial set tagged crash+incomplete", func(e *env) {
+			e.srv.SetFault("CreateSnapshots", awslocal.Fault{Code: "UnauthorizedOperation"})
+			e.srv.SetFault("CreateSnapshot", awslocal.Fault{Code: "IncorrectState", Match: func(c awslocal.Call) bool { return c.Form.Get("VolumeId") == vol(logsVol, inst) }})
+		}, baseEvent, nil, func(t *testing.T, e *env, res *orchestrate.Result, err error, r orchestrate.InstanceResult) {
+			failedWith("snapshot failed", 1, 1)(t, e, res, err, r)
+			s := e.srv.Snapshots()[0]
+			if s.Tags["quiesce:consistency"] != "crash" || s.Tags["quiesce:incomplete"] != "true" || s.VolumeID != vol(dataVol, inst) {
+				t.Fatalf("partial snapshot tags = %v", s.Tags)
+			}
+			if r.Consistency != orchestrate.Crash || len(r.Snapshots) != 1 || !r.Snapshots[0].Incomplete {
+				t.Fatalf("result = %+v", r)
+			}
+		}},
+		{"CreateSnapshots unusable: per-volume fallback succeeds with full tags at creation", func(e *env) {
+			e.srv.SetFault("CreateSnapshots", awslocal.Fault{Code: "UnsupportedOperation"})
+		}, baseEvent, nil, func(t *testing.T, e *env, res *orchestrate.Result, err error, r orchestrate.InstanceResult) {
+			okApp(t, e, res, err, r)
+			if r.SnapshotAPI != orchestrate.APICreateSnapshot || len(e.srv.CallsOf("CreateSnapshot")) != 2 || len(e.srv.CallsOf("CreateTags")) != 0 {
+				t.Fatalf("api=%s CreateSnapshot=%d CreateTags=%d", r.SnapshotAPI, len(e.srv.CallsOf("CreateSnapshot")), len(e.srv.CallsOf("CreateTags")))
+			}
+			for _, c := range e.srv.CallsOf("CreateSnapshot") {
+				if c.Tags()["quiesce:device"] == "" || c.Tags()["quiesce:consistency"] != "application" {
+					t.Fatalf("creation tags = %v", c.Tags())
+				}
+			}
+		}},
+		{"SnapshotCreationPerVolumeRateExceeded once: backs off and succeeds", func(e *env) {
+			e.srv.SetFault("CreateSnapshots", awslocal.Fault{Code: "SnapshotCreationPerVolumeRateExceeded", Times: 1})
+		}, baseEvent, nil, okApp},
+		{"SnapshotCreationPerVolumeRateExceeded until the freeze deadline: gives up in time, thaws", func(e *env) {
+			e.srv.SetFault("CreateSnapshots", awslocal.Fault{Code: "SnapshotCreationPerVolumeRateExceeded"})
+		}, strings.Replace(baseEvent, `"5s"`, `"3s"`, 1), nil, func(t *testing.T, e *env, res *orchestrate.Result, err error, r orchestrate.InstanceResult) {
+			failedWith("snapshot failed", 1, 0)(t, e, res, err, r)
+			w := e.host.Windows()[0]
+			if w.ThawedBy != report.ThawedByCommand || w.ThawedAt.Sub(w.FrozenAt) > 3*time.Second {
+				t.Fatalf("window %v by %s: retries ran past the freeze deadline", w.ThawedAt.Sub(w.FrozenAt), w.ThawedBy)
+			}
+		}},
+		{"context deadline arrives mid-cycle: thaw still sent, snapshot tagged crash", func(e *env) {
+			e.srv.SetLatency("CreateSnapshots", 2500*time.Millisecond)
+			e.runner.ThawReserve = time.Second
+			e.runner.MinStartBudget = time.Second
+		}, baseEvent, func() (context.Context, context.CancelFunc) { return context.WithTimeout(context.Background(), 2500*time.Millisecond) },
+			func(t *testing.T, e *env, res *orchestrate.Result, err error, r orchestrate.InstanceResult) {
+				failedWith("snapshot failed", 1, 2)(t, e, res, err, r)
+				for _, s := range e.srv.Snapshots() {
+					if s.Tags["quiesce:consistency"] != "crash" || s.Tags["quiesce:incomplete"] != "true" {
+						t.Fatalf("snapshot of a cut call: tags %v", s.Tags)
+					}
+				}
+			}},
+		{"thaw reports late: snapshots downgraded to crash", func(e *env) {
+			e.host.Override = func(inv awslocal.Invocation) (awslocal.CommandResult, bool) {
+				if inv.Param("action") == "thaw" {
+					return fakehostLate(inv), true
+				}
+				return awslocal.CommandResult{}, false
+			}
+		}, baseEvent, nil, func(t *testing.T, e *env, res *orchestrate.Result, err error, r orchestrate.InstanceResult) {
+			var re *orchestrate.RunError
+			if !errors.As(err, &re) || r.Status != orchestrate.StatusFailed || r.Consistency != orchestrate.Crash || !r.ThawLate || !r.ThawedByDeadline {
+				t.Fatalf("err=%v result=%+v", err, r)
+			}
+			for _, s := range e.srv.Snapshots() {
+				if s.Tags["quiesce:consistency"] != "crash" || !strings.Contains(s.Tags["quiesce:note"], "late") {
+					t.Fatalf("snapshot tags after a late thaw = %v", s.Tags)
+				}
+			}
+			if !contains(e.emf.String(), `"thawed_by_deadline":1`) {
+				t.Fatalf("EMF: %s", e.emf.String())
+			}
+		}},
+		{"thaw command fails: instance failed, snapshots crash", func(e *env) {
+			e.host.Override = func(inv awslocal.Invocation) (awslocal.CommandResult, bool) {
+				if inv.Param("action") == "thaw" {
+					return fakehost.Fail(report.ExitFailed, "thaw: state dir unreadable"), true
+				}
+				return awslocal.CommandResult{}, false
+			}
+		}, baseEvent, nil, func(t *testing.T, e *env, res *orchestrate.Result, err error, r orchestrate.InstanceResult) {
+			if r.Status != orchestrate.StatusFailed || r.Consistency != orchestrate.Crash || !strings.Contains(r.Reason, "thaw not confirmed") {
+				t.Fatalf("result = %+v", r)
+			}
+		}},
+		{"explicit lock requested but hostagent took none: crash at creation", func(e *env) {
+			e.host.AutoLock = report.LockNone
+			e.host.Override = func(inv awslocal.Invocation) (awslocal.CommandResult, bool) {
+				if inv.Param("action") == "freeze" {
+					inv.Parameters["mysqlLock"] = []string{"auto"}
+				}
+				return awslocal.CommandResult{}, false
+			}
+		}, strings.Replace(baseEvent, `"freeze_timeout"`, `"mysql":{"lock":"ftwrl"},"freeze_timeout"`, 1), nil,
+			func(t *testing.T, e *env, res *orchestrate.Result, err error, r orchestrate.InstanceResult) {
+				if r.Status != orchestrate.StatusFailed || r.Consistency != orchestrate.Crash {
+					t.Fatalf("result = %+v", r)
+				}
+				if c := e.srv.CallsOf("CreateSnapshots"); len(c) != 1 || c[0].Tags()["quiesce:consistency"] != "crash" {
+					t.Fatalf("creation tags should already say crash")
+				}
+			}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			tt.setup(e)
+			ctx := context.Background()
+			if tt.ctx != nil {
+				var cancel context.CancelFunc
+				ctx, cancel = tt.ctx()
+				defer cancel()
+			}
+			res, err := e.run(ctx, tt.ev)
+			if res == nil {
+				t.Fatalf("no result: %v", err)
+			}
+			r := instResult(t, res, inst)
+			tt.check(t, e, res, err, r)
+			e.assertHonest(res)
+			if t.Failed() {
+				t.Logf("logs:\n%s", e.logs.String())
+			}
+		})
+	}
+}
+
+// fakehostLate answers thaw as hostagent does after its deadline fired.
+func fakehostLate(inv awslocal.Invocation) awslocal.CommandResult {
+	tr := report.ThawReport{RunID: inv.Param("runId"), ThawedBy: report.ThawedByDeadline, Late: true, MySQLUnlocked: true, ThawedAt: time.Now(), HeldMS: 30000,
+		Mounts: []report.MountThaw{{Path: "/var/lib/mysql", Thawed: true}}}
+	return jsonCmd(report.ExitLate, tr)
+}
