@@ -13,6 +13,11 @@
 # unlock, window = lock sent → unlocked) plus start_us/end_us (epoch µs) so the
 # caller can line them up with its writer's commits. On any failure or signal
 # the trap thaws the mount and ends the session (which releases the lock).
+#
+# One addition to the seed's recipe so a benchmark cannot hang: FTWRL is given
+# --timeout seconds. A FLUSH TABLES WITH READ LOCK that is still waiting is not
+# withdrawn by closing the client (the server only notices at its next socket
+# read), so on timeout the trap KILLs the session's connection by id.
 set -euo pipefail
 
 defaults="" mount="" src="" dst="" timeout=30
@@ -42,9 +47,15 @@ ms_between() { echo "$(( ($2 - $1) / 1000 )).$(( (($2 - $1) % 1000) / 100 ))"; }
 
 frozen=0
 session_open=0
+conn_id=""
+locked=0
 cleanup() {
   local rc=$?
   if [ "$frozen" = 1 ]; then xfs_freeze -u "$mount" || true; fi
+  if [ "$session_open" = 1 ] && [ "$locked" = 0 ] && [ -n "$conn_id" ] && [ "$rc" != 0 ]; then
+    # FTWRL may still be queued in the server: withdraw it.
+    timeout 10 "$client" --defaults-file="$defaults" -e "KILL $conn_id" >/dev/null 2>&1 || true
+  fi
   if [ "$session_open" = 1 ]; then
     exec {to_client}>&- 2>/dev/null || true     # EOF: the client exits, the lock goes with it
     kill "$client_pid" 2>/dev/null || true
@@ -71,9 +82,14 @@ expect() { # wait for a marker line from the session, bounded
   return 1
 }
 
+echo "SELECT CONNECTION_ID();" >&"$to_client"
+IFS= read -r -t "$timeout" conn_id <&"$from_client" || { echo "seed-baseline: mariadb session did not answer" >&2; exit 1; }
+case "$conn_id" in *[!0-9]*|"") echo "seed-baseline: mariadb: $conn_id" >&2; exit 1 ;; esac
+
 t0=$(us)
 echo "FLUSH TABLES WITH READ LOCK; SELECT 'locked';" >&"$to_client"
 expect locked
+locked=1
 t1=$(us)
 xfs_freeze -f "$mount"
 frozen=1

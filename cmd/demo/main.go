@@ -1,0 +1,213 @@
+// Command demo runs quiesce end to end on one machine (`make demo`) and
+// produces the benchmark report (`make bench`):
+//
+//	demo run   [-cycles 5] [-interval 2s] [-workdir /var/tmp/quiesce-demo] …
+//	demo bench [-cycles 50] [-report bin/bench-report.md] …
+//	demo clean [-workdir /var/tmp/quiesce-demo]
+//
+// Everything it starts is stopped, thawed, unmounted and detached on exit,
+// on error and on Ctrl-C/SIGTERM. Exit codes: 0 ok, 1 a check failed or the
+// demo could not run, 2 bad usage, 130 interrupted.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/quiesce/quiesce/internal/buildinfo"
+	"github.com/quiesce/quiesce/internal/demo/harness"
+)
+
+const usage = `usage: demo <command> [flags]
+
+commands:
+  run     set up MariaDB on a loop XFS volume with a writer, take -cycles snapshots
+          through the real Lambda (RIE) → local EC2/SSM stand-in → SSM document →
+          hostagent, restore every snapshot and verify it, print the summary
+  bench   measure quiesce against the seed's FTWRL + xfs_freeze recipe; markdown report
+  clean   release what a killed demo left behind in -workdir (thaw, stop, unmount, detach)
+  version print the version
+
+run "demo <command> -h" for its flags.
+`
+
+var errUsage = errors.New("usage")
+
+func main() {
+	// The sbin tools (mkfs.xfs, losetup, mariadbd) are often missing from a
+	// non-login root shell's PATH.
+	os.Setenv("PATH", os.Getenv("PATH")+":/usr/local/sbin:/usr/sbin:/sbin")
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	failed := false
+	switch args[0] {
+	case "run":
+		var res *harness.RunResult
+		res, err = cmdRun(ctx, args[1:], stdout, stderr)
+		failed = res != nil && res.Failed()
+	case "bench":
+		var res *harness.BenchResult
+		res, err = cmdBench(ctx, args[1:], stdout, stderr)
+		failed = res != nil && res.Failed()
+	case "clean":
+		err = cmdClean(ctx, args[1:], stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "demo", buildinfo.String())
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "demo: unknown command %q\n%s", args[0], usage)
+		return 2
+	}
+	switch {
+	case errors.Is(err, errUsage) || errors.Is(err, flag.ErrHelp):
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(stderr, "demo:", err)
+		}
+		return 2
+	case ctx.Err() != nil:
+		if err != nil {
+			fmt.Fprintln(stderr, "demo: interrupted:", err)
+		} else {
+			fmt.Fprintln(stderr, "demo: interrupted")
+		}
+		return 130
+	case err != nil:
+		fmt.Fprintln(stderr, "demo:", err)
+		return 1
+	case failed:
+		fmt.Fprintln(stderr, "demo: FAILED (see above)")
+		return 1
+	}
+	return 0
+}
+
+func commonFlags(fs *flag.FlagSet, c *harness.Config, writers int) {
+	fs.StringVar(&c.WorkDir, "workdir", "/var/tmp/quiesce-demo", "work directory for the images and mounts (a previous demo's contents are replaced)")
+	fs.StringVar(&c.BinDir, "bin", "", "directory with hostagent and bootstrap (default: this program's directory)")
+	fs.IntVar(&c.Writers, "writers", writers, "writer connections doing transfers")
+	fs.BoolVar(&c.NoRIE, "no-rie", false, "run bootstrap under the built-in Lambda Runtime API instead of aws-lambda-rie")
+	fs.BoolVar(&c.Verbose, "v", false, "show the Lambda's log lines")
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	return nil
+}
+
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) (*harness.RunResult, error) {
+	var o harness.RunOptions
+	fs := flag.NewFlagSet("demo run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	commonFlags(fs, &o.Config, 4)
+	fs.IntVar(&o.Cycles, "cycles", 5, "snapshot cycles to run")
+	fs.DurationVar(&o.Interval, "interval", 2*time.Second, "time between cycle starts")
+	fs.StringVar(&o.FreezeTimeout, "freeze-timeout", "30s", "hostagent's hard deadline (the Lambda event's freeze_timeout)")
+	if err := parse(fs, args); err != nil {
+		return nil, err
+	}
+	if o.Cycles < 1 || o.Cycles > 1000 {
+		return nil, fmt.Errorf("%w: -cycles %d: want 1..1000", errUsage, o.Cycles)
+	}
+	if o.Interval < 0 || o.Interval > time.Hour {
+		return nil, fmt.Errorf("%w: -interval %s: want 0..1h", errUsage, o.Interval)
+	}
+	if o.Writers < 1 || o.Writers > 64 {
+		return nil, fmt.Errorf("%w: -writers %d: want 1..64", errUsage, o.Writers)
+	}
+	if err := harness.CheckWorkDir(o.WorkDir); err != nil {
+		return nil, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	o.Out = stdout
+	return harness.Run(ctx, o)
+}
+
+func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) (*harness.BenchResult, error) {
+	var o harness.BenchOptions
+	fs := flag.NewFlagSet("demo bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	// One writer for the side-by-side timings: with several writers queuing on
+	// the transfer sequence row, the seed's FTWRL deadlocks against InnoDB row
+	// locks (until innodb_lock_wait_timeout), which the hot-row section shows.
+	commonFlags(fs, &o.Config, 1)
+	fs.IntVar(&o.Cycles, "cycles", 50, "cycles per method")
+	fs.IntVar(&o.HotRowCycles, "hot-row-cycles", 2, "cycles of (a) and (b) with -hot-row-writers writers on the hot sequence row (0: skip)")
+	fs.IntVar(&o.HotRowWriters, "hot-row-writers", 4, "writers for the hot-row cycles")
+	fs.DurationVar(&o.SeedLockTimeout, "seed-lock-timeout", 5*time.Second, "how long the seed script waits for FTWRL before it KILLs its own session")
+	fs.StringVar(&o.ReportFile, "report", "", "also write the markdown report to this file")
+	fs.DurationVar(&o.SSMLatency, "ssm-latency", 200*time.Millisecond, "injected SSM latency each way (delivery and result) for the Lambda cycles")
+	fs.DurationVar(&o.SnapshotLatency, "snapshot-latency", 300*time.Millisecond, "injected CreateSnapshot(s) latency for the Lambda cycles")
+	if err := parse(fs, args); err != nil {
+		return nil, err
+	}
+	if o.Cycles < 1 || o.Cycles > 1000 {
+		return nil, fmt.Errorf("%w: -cycles %d: want 1..1000", errUsage, o.Cycles)
+	}
+	if err := harness.CheckWorkDir(o.WorkDir); err != nil {
+		return nil, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if o.Writers < 1 || o.Writers > 64 || o.HotRowWriters < 1 || o.HotRowWriters > 64 {
+		return nil, fmt.Errorf("%w: -writers/-hot-row-writers: want 1..64", errUsage)
+	}
+	if o.HotRowCycles < 0 || o.HotRowCycles > 100 {
+		return nil, fmt.Errorf("%w: -hot-row-cycles %d: want 0..100", errUsage, o.HotRowCycles)
+	}
+	if o.SeedLockTimeout < time.Second || o.SeedLockTimeout > 5*time.Minute {
+		return nil, fmt.Errorf("%w: -seed-lock-timeout %s: want 1s..5m", errUsage, o.SeedLockTimeout)
+	}
+	if o.SSMLatency < 0 || o.SnapshotLatency < 0 {
+		return nil, fmt.Errorf("%w: latencies must not be negative", errUsage)
+	}
+	o.Out = stdout
+	return harness.Bench(ctx, o)
+}
+
+func cmdClean(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("demo clean", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	workdir := fs.String("workdir", "/var/tmp/quiesce-demo", "the demo's work directory")
+	bin := fs.String("bin", "", "directory with hostagent (default: this program's directory)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if err := harness.CheckWorkDir(*workdir); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	done, err := harness.Clean(context.WithoutCancel(ctx), *workdir, *bin)
+	for _, d := range done {
+		fmt.Fprintln(stdout, "clean:", d)
+	}
+	if len(done) == 0 && err == nil {
+		fmt.Fprintln(stdout, "clean: nothing of the demo's is running or mounted under", *workdir)
+	}
+	if err != nil {
+		return fmt.Errorf("clean: %s", strings.TrimSpace(err.Error()))
+	}
+	return nil
+}

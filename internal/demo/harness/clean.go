@@ -1,0 +1,148 @@
+package harness
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/quiesce/quiesce/internal/demo/pool"
+	"github.com/quiesce/quiesce/report"
+)
+
+// Clean releases what a killed demo left under workdir: hostagent runs
+// holding its mounts are thawed, every mount below it is FITHAWed, the
+// mariadbd processes whose datadir is below it are stopped by PID, then the
+// mounts are unmounted (deepest first) and the loop devices backed by its
+// files detached. It touches nothing outside workdir.
+func Clean(ctx context.Context, workdir, binDir string) (done []string, err error) {
+	if err := CheckWorkDir(workdir); err != nil {
+		return nil, err
+	}
+	if binDir == "" {
+		if exe, err := os.Executable(); err == nil {
+			binDir = filepath.Dir(exe)
+		}
+	}
+	var errs []error
+	mounts := pool.MountsUnder(workdir)
+
+	// 1. Runs hostagent still holds on our mounts.
+	ha := filepath.Join(binDir, "hostagent")
+	if _, err := os.Stat(ha); err == nil {
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		out, _ := exec.CommandContext(sctx, ha, "status").Output()
+		cancel()
+		var st report.StatusReport
+		if json.Unmarshal(out, &st) == nil {
+			for _, r := range st.Runs {
+				if r.State != "held" || !anyUnder(r.Mounts, workdir) {
+					continue
+				}
+				tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+				err := exec.CommandContext(tctx, ha, "thaw", "--run-id", r.RunID).Run()
+				cancel()
+				var ee *exec.ExitError
+				if err != nil && !(errors.As(err, &ee) && ee.ExitCode() == report.ExitLate) {
+					errs = append(errs, fmt.Errorf("hostagent thaw --run-id %s: %w", r.RunID, err))
+				} else {
+					done = append(done, "thawed hostagent run "+r.RunID)
+				}
+			}
+		}
+	}
+	// 2. Anything still frozen (FITHAW is idempotent).
+	for _, m := range mounts {
+		if err := pool.Thaw(m); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	// 3. mariadbd servers on our datadirs, by PID.
+	for _, pid := range mariadbdUnder(workdir) {
+		if err := stopPID(pid, 30*time.Second); err != nil {
+			errs = append(errs, err)
+		} else {
+			done = append(done, fmt.Sprintf("stopped mariadbd pid %d", pid))
+		}
+	}
+	// 4. Unmount deepest first, then detach.
+	for _, m := range mounts {
+		if err := pool.Unmount(ctx, m); err != nil {
+			errs = append(errs, err)
+		} else {
+			done = append(done, "unmounted "+m)
+		}
+	}
+	for _, dev := range pool.LoopsBackedBy(workdir) {
+		if err := pool.Detach(ctx, dev); err != nil {
+			errs = append(errs, err)
+		} else {
+			done = append(done, "detached "+dev)
+		}
+	}
+	return done, errors.Join(errs...)
+}
+
+func anyUnder(paths []string, dir string) bool {
+	for _, p := range paths {
+		if p == dir || strings.HasPrefix(p, dir+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// mariadbdUnder lists mariadbd processes started with a --datadir below dir.
+func mariadbdUnder(dir string) []int {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	var out []int
+	for _, p := range procs {
+		data, err := os.ReadFile(p)
+		if err != nil || len(data) == 0 {
+			continue
+		}
+		args := bytes.Split(bytes.TrimRight(data, "\x00"), []byte{0})
+		if filepath.Base(string(args[0])) != "mariadbd" {
+			continue
+		}
+		for _, a := range args[1:] {
+			if d, ok := strings.CutPrefix(string(a), "--datadir="); ok && (d == dir || strings.HasPrefix(d, dir+"/")) {
+				if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil {
+					out = append(out, pid)
+				}
+				break
+			}
+		}
+	}
+	return out
+}
+
+// stopPID sends SIGTERM, waits up to limit for the process to go, then SIGKILLs.
+func stopPID(pid int, limit time.Duration) error {
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		return nil // already gone
+	}
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if syscall.Kill(pid, 0) != nil {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	for i := 0; i < 100; i++ {
+		if syscall.Kill(pid, 0) != nil {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("pid %d survived SIGKILL", pid)
+}

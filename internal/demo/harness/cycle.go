@@ -1,0 +1,217 @@
+package harness
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/quiesce/quiesce/internal/demo/bank"
+	"github.com/quiesce/quiesce/internal/demo/restore"
+	"github.com/quiesce/quiesce/report"
+)
+
+// Cycle is one Lambda invocation and what it did.
+type Cycle struct {
+	N           int
+	RunID       string
+	InvokeStart time.Time
+	InvokeTime  time.Duration
+	LambdaError string          `json:",omitempty"`
+	Result      json.RawMessage `json:",omitempty"` // the Lambda's response
+	// LambdaWindowMS is the window the Lambda reports (window_ms), -1 if absent.
+	LambdaWindowMS float64
+
+	Freeze     *report.FreezeReport `json:",omitempty"`
+	FreezeExit int
+	Thaw       *report.ThawReport `json:",omitempty"`
+	ThawExit   int
+	// ThawStarted is when the thaw script started on the "instance".
+	ThawStarted time.Time
+	// Window is the write-blocked window from hostagent's reports: freeze
+	// command start → thaw done.
+	Window    time.Duration
+	Snapshots []CycleSnapshot
+	// CopyTime is the stand-in's total snapshot copy time inside the window.
+	CopyTime time.Duration
+	Stall    bank.Stall
+	Problems []string `json:",omitempty"`
+}
+
+// CycleSnapshot is one snapshot a cycle created.
+type CycleSnapshot struct {
+	ID       string
+	VolumeID string
+	Image    string
+	Tags     map[string]string
+	Reflink  bool
+	CopyTime time.Duration
+}
+
+// OK reports whether the cycle produced an application-consistent snapshot set.
+func (c *Cycle) OK() bool { return len(c.Problems) == 0 }
+
+func (c *Cycle) problem(format string, args ...any) {
+	c.Problems = append(c.Problems, fmt.Sprintf(format, args...))
+}
+
+// Event is the DESIGN event the demo sends for one cycle.
+func (e *Env) Event(runID string) []byte {
+	ev := map[string]any{
+		"run_id":         runID,
+		"targets":        map[string]any{"instance_ids": []string{e.InstanceID}},
+		"mounts":         []string{e.Vol.Dir},
+		"mysql":          map[string]any{"lock": "auto", "defaults_file": e.DefaultsFile},
+		"freeze_timeout": e.Cfg.FreezeTimeout,
+		"snapshot_tags":  map[string]string{"demo": "true"},
+		// Keep every snapshot: the restore drill checks them all.
+		"retention":       map[string]any{"keep_last": 1000},
+		"max_concurrency": 1,
+	}
+	b, _ := json.Marshal(ev)
+	return b
+}
+
+// RunCycle invokes the Lambda once and collects what hostagent and the
+// stand-in recorded for that run id.
+func (e *Env) RunCycle(ctx context.Context, n int, runID string) *Cycle {
+	c := &Cycle{N: n, RunID: runID, LambdaWindowMS: -1, FreezeExit: -1, ThawExit: -1}
+	ictx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	c.InvokeStart = time.Now()
+	out, err := e.Lambda.Invoke(ictx, e.Event(runID))
+	c.InvokeTime = time.Since(c.InvokeStart)
+	if len(out) > 0 && json.Valid(out) {
+		c.Result = out
+		if v, ok := findNumber(out, "window_ms"); ok {
+			c.LambdaWindowMS = v
+		}
+	}
+	if err != nil {
+		c.LambdaError = err.Error()
+		c.problem("lambda: %v", err)
+	}
+
+	// hostagent's own reports, as the stand-in captured them from the SSM script.
+	for _, r := range e.Hooks.Runs() {
+		if r.Invocation.Param("runId") != runID {
+			continue
+		}
+		switch r.Invocation.Param("action") {
+		case "freeze":
+			c.FreezeExit = r.Result.ResponseCode
+			var fr report.FreezeReport
+			if json.Unmarshal([]byte(r.Result.Stdout), &fr) == nil && !fr.StartedAt.IsZero() {
+				c.Freeze = &fr
+			}
+		case "thaw":
+			c.ThawExit = r.Result.ResponseCode
+			c.ThawStarted = r.Started
+			var tr report.ThawReport
+			if json.Unmarshal([]byte(r.Result.Stdout), &tr) == nil && tr.RunID != "" {
+				c.Thaw = &tr
+			}
+		}
+	}
+	switch {
+	case c.Freeze == nil:
+		c.problem("no FreezeReport from hostagent (freeze exit %d)", c.FreezeExit)
+	case c.Thaw == nil:
+		c.problem("no ThawReport from hostagent (thaw exit %d)", c.ThawExit)
+	default:
+		c.Window = c.Thaw.ThawedAt.Sub(c.Freeze.StartedAt)
+		if c.Thaw.ThawedBy != report.ThawedByCommand || c.Thaw.Late {
+			c.problem("thawed by %s (late=%v), not by the Lambda's thaw command", c.Thaw.ThawedBy, c.Thaw.Late)
+		}
+	}
+
+	clones := e.Hooks.Clones()
+	for _, s := range e.AWS.Snapshots() {
+		if s.Tags[restore.TagRunID] != runID {
+			continue
+		}
+		cs := CycleSnapshot{ID: s.ID, VolumeID: s.VolumeID, Tags: s.Tags, Image: e.Hooks.SnapshotPath(s.ID)}
+		if cl, ok := clones[s.ID]; ok {
+			cs.Reflink, cs.CopyTime = cl.Reflink, cl.Duration
+			c.CopyTime += cl.Duration
+		}
+		c.Snapshots = append(c.Snapshots, cs)
+	}
+	sort.Slice(c.Snapshots, func(i, j int) bool { return c.Snapshots[i].ID < c.Snapshots[j].ID })
+	if len(c.Snapshots) == 0 {
+		c.problem("no snapshot tagged %s=%s", restore.TagRunID, runID)
+	}
+	for _, s := range c.Snapshots {
+		if s.VolumeID != e.Vol.ID {
+			c.problem("snapshot %s is of %s, not the data volume %s", s.ID, s.VolumeID, e.Vol.ID)
+		}
+		if got := s.Tags[restore.TagConsistency]; got != "application" {
+			c.problem("snapshot %s tagged %s=%q", s.ID, restore.TagConsistency, got)
+		}
+		if c.Freeze != nil {
+			if f := c.Freeze.Lock.BinlogFile; f != "" && s.Tags[restore.TagBinlogFile] != f {
+				c.problem("snapshot %s binlog-file tag %q ≠ FreezeReport %q", s.ID, s.Tags[restore.TagBinlogFile], f)
+			}
+			if p := c.Freeze.Lock.BinlogPos; p != 0 && s.Tags[restore.TagBinlogPos] != strconv.FormatUint(p, 10) {
+				c.problem("snapshot %s binlog-pos tag %q ≠ FreezeReport %d", s.ID, s.Tags[restore.TagBinlogPos], p)
+			}
+		}
+	}
+	if e.Writer != nil && c.Freeze != nil && c.Thaw != nil {
+		c.Stall = stallDuring(e.Writer.Commits(), c.Freeze.StartedAt, c.Thaw.ThawedAt)
+	}
+	return c
+}
+
+// stallDuring is the slowest commit whose transaction overlapped [from, to]:
+// the writer's experience of one freeze window.
+func stallDuring(commits []bank.Commit, from, to time.Time) bank.Stall {
+	var s bank.Stall
+	for _, c := range commits {
+		if c.End.Before(from) || c.Start.After(to) {
+			continue
+		}
+		s.Count++
+		if l := c.Latency(); l > s.Max {
+			s.Max, s.At, s.ID = l, c.End, c.ID
+		}
+	}
+	return s
+}
+
+// findNumber returns the first numeric value of key anywhere in a JSON document.
+func findNumber(doc []byte, key string) (float64, bool) {
+	var v any
+	if json.Unmarshal(doc, &v) != nil {
+		return 0, false
+	}
+	var walk func(any) (float64, bool)
+	walk = func(v any) (float64, bool) {
+		switch t := v.(type) {
+		case map[string]any:
+			if n, ok := t[key].(float64); ok {
+				return n, true
+			}
+			keys := make([]string, 0, len(t))
+			for k := range t {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			for _, k := range keys {
+				if n, ok := walk(t[k]); ok {
+					return n, true
+				}
+			}
+		case []any:
+			for _, x := range t {
+				if n, ok := walk(x); ok {
+					return n, true
+				}
+			}
+		}
+		return 0, false
+	}
+	return walk(v)
+}

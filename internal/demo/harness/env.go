@@ -1,0 +1,471 @@
+// Package harness runs the demo and the benchmark end to end on one machine:
+// a reflink XFS pool holding the "EBS volume" image, MariaDB on that volume
+// with the bank schema and a writer, the local EC2/SSM stand-in running the
+// real SSM document and hostagent, and the real Lambda bootstrap under the
+// Runtime Interface Emulator. Every resource it creates lives under the work
+// directory and is released by Env.Close in reverse order, with bounded waits.
+package harness
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	demodata "github.com/quiesce/quiesce/demo"
+	"github.com/quiesce/quiesce/internal/awslocal"
+	"github.com/quiesce/quiesce/internal/demo/bank"
+	"github.com/quiesce/quiesce/internal/demo/pool"
+	"github.com/quiesce/quiesce/internal/demo/restore"
+	"github.com/quiesce/quiesce/internal/demo/standin"
+	"github.com/quiesce/quiesce/internal/fixture"
+	"github.com/quiesce/quiesce/report"
+)
+
+// Layout inside the data volume and the MariaDB options shared by the
+// original server and every restored one.
+const (
+	DataSubdir = "db"     // datadir inside the volume
+	BinlogBase = "binlog" // relative: the index then names ./binlog.N, so a copy's index points into the copy
+	Stack      = "quiesce-demo"
+	markerFile = ".quiesce-demo"
+)
+
+// TuningArgs are the durability settings of a production primary, shared by
+// the original server and every restored one.
+var TuningArgs = []string{"--binlog-format=ROW", "--sync-binlog=1", "--innodb-flush-log-at-trx-commit=1"}
+
+// ServerArgs start the original server: binary log on the data volume.
+var ServerArgs = append([]string{"--log-bin=" + BinlogBase, "--server-id=1"}, TuningArgs...)
+
+// Config configures the environment.
+type Config struct {
+	WorkDir       string    // all images and mounts live here (default /var/tmp/quiesce-demo)
+	BinDir        string    // holds hostagent and bootstrap (default: next to the running binary)
+	Writers       int       // writer connections (default 4)
+	PoolSize      int64     // pool image size (sparse; default 8 GiB)
+	VolumeSize    int64     // data volume size (sparse; default 2 GiB)
+	NoRIE         bool      // use the built-in Runtime API instead of aws-lambda-rie
+	FreezeTimeout string    // hostagent --timeout via the Lambda event (default 30s)
+	Out           io.Writer // progress lines
+	Verbose       bool      // copy the Lambda's logs to Out
+}
+
+// Env is a running demo environment.
+type Env struct {
+	Cfg          Config
+	cleanup      pool.Cleanup
+	Pool         *pool.Pool
+	Vol          *pool.Volume
+	DB           *fixture.MariaDB
+	SQL          *sql.DB
+	DefaultsFile string
+	GTIDBase     uint64
+	Version      string // SELECT VERSION()
+
+	Writer     *bank.Writer
+	stopWriter context.CancelFunc
+	writerDone chan struct{}
+
+	AWS        *awslocal.Server
+	Hooks      *standin.Hooks
+	AWSURL     string
+	InstanceID string
+	Lambda     *Lambda
+}
+
+// Tool is an external program the demo needs and the package that has it.
+type Tool struct{ Name, Package string }
+
+// Tools are checked before anything is created.
+var Tools = []Tool{
+	{"mkfs.xfs", "xfsprogs"}, {"xfs_freeze", "xfsprogs"}, {"losetup", "mount"}, {"mount", "mount"}, {"umount", "mount"},
+	{"mariadbd", "mariadb-server"}, {"mariadb-install-db", "mariadb-server"}, {"mariadb", "mariadb-client"},
+	{"mariadb-binlog", "mariadb-client"}, {"bash", "bash"}, {"cp", "coreutils"},
+}
+
+// Preflight checks root, tools and the built binaries; one error naming everything missing.
+func Preflight(binDir string) error {
+	var missing []string
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("the demo needs root (loop devices, mount, FIFREEZE, mariadbd --user=mysql); running as uid %d", os.Geteuid())
+	}
+	for _, t := range Tools {
+		if _, err := exec.LookPath(t.Name); err != nil {
+			missing = append(missing, fmt.Sprintf("%s (apt-get install %s)", t.Name, t.Package))
+		}
+	}
+	if why := fixture.MariaDBUnavailable(); why != "" {
+		missing = append(missing, why)
+	}
+	for _, b := range []string{"hostagent", "bootstrap"} {
+		if fi, err := os.Stat(filepath.Join(binDir, b)); err != nil || fi.Mode()&0o111 == 0 {
+			missing = append(missing, fmt.Sprintf("%s/%s (run make build)", binDir, b))
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing: %s; scripts/install-deps.sh installs the tools", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+// CheckWorkDir refuses directories the demo must never take over.
+func CheckWorkDir(dir string) error {
+	if !filepath.IsAbs(dir) || filepath.Clean(dir) != dir {
+		return fmt.Errorf("-workdir %q: need a clean absolute path", dir)
+	}
+	for _, bad := range []string{"/", "/tmp", "/var/tmp", "/var", "/run", "/work", "/root", "/home", "/usr", "/etc", "/var/lib", "/var/lib/mysql"} {
+		if dir == bad {
+			return fmt.Errorf("-workdir %q: refusing a system directory; use a directory of its own such as /var/tmp/quiesce-demo", dir)
+		}
+	}
+	if strings.ContainsAny(dir, " \t\n,") {
+		return fmt.Errorf("-workdir %q: no spaces or commas (the mount path travels as an SSM parameter)", dir)
+	}
+	return nil
+}
+
+// prepareWorkDir makes dir ours: empty or a previous demo's (marker file),
+// nothing mounted below it. A previous run's files are removed.
+func prepareWorkDir(dir string) error {
+	if err := CheckWorkDir(dir); err != nil {
+		return err
+	}
+	if ms := pool.MountsUnder(dir); len(ms) > 0 {
+		return fmt.Errorf("%s is in use (%s mounted): another demo is running, or one was killed; run `demo clean -workdir %s`", dir, ms[0], dir)
+	}
+	if loops := pool.LoopsBackedBy(dir); len(loops) > 0 {
+		return fmt.Errorf("%s is in use (%s attached): run `demo clean -workdir %s`", dir, loops[0], dir)
+	}
+	entries, err := os.ReadDir(dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("workdir: %w", err)
+	case len(entries) > 0:
+		if _, err := os.Stat(filepath.Join(dir, markerFile)); err != nil {
+			return fmt.Errorf("workdir %s is not empty and was not made by the demo (no %s); choose another -workdir", dir, markerFile)
+		}
+		for _, e := range entries {
+			if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+				return fmt.Errorf("remove previous run's %s: %w", e.Name(), err)
+			}
+		}
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	// mariadbd runs as mysql and must traverse to the datadir.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, markerFile), []byte("made by quiesce demo; `demo clean` releases it\n"), 0o644)
+}
+
+func randHex(n int) string {
+	b := make([]byte, (n+1)/2)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)[:n]
+}
+
+func (c *Config) defaults() error {
+	if c.WorkDir == "" {
+		c.WorkDir = "/var/tmp/quiesce-demo"
+	}
+	if c.BinDir == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		c.BinDir = filepath.Dir(exe)
+	}
+	if abs, err := filepath.Abs(c.BinDir); err == nil {
+		c.BinDir = abs
+	}
+	if c.Writers <= 0 {
+		c.Writers = 4
+	}
+	if c.PoolSize <= 0 {
+		c.PoolSize = 8 << 30
+	}
+	if c.VolumeSize <= 0 {
+		c.VolumeSize = 2 << 30
+	}
+	if c.FreezeTimeout == "" {
+		c.FreezeTimeout = "30s"
+	}
+	if c.Out == nil {
+		c.Out = io.Discard
+	}
+	return nil
+}
+
+func (e *Env) logf(format string, args ...any) {
+	fmt.Fprintf(e.Cfg.Out, format+"\n", args...)
+}
+
+// Setup builds the environment. On error everything made so far is released.
+func Setup(ctx context.Context, cfg Config) (env *Env, err error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	if err := Preflight(cfg.BinDir); err != nil {
+		return nil, err
+	}
+	if err := prepareWorkDir(cfg.WorkDir); err != nil {
+		return nil, err
+	}
+	e := &Env{Cfg: cfg}
+	defer func() {
+		if err != nil {
+			if cerr := e.Close(context.WithoutCancel(ctx)); cerr != nil {
+				err = errors.Join(err, cerr)
+			}
+		}
+	}()
+
+	t0 := time.Now()
+	if e.Pool, err = pool.NewPool(ctx, &e.cleanup, cfg.WorkDir, cfg.PoolSize); err != nil {
+		return e, err
+	}
+	volID := "vol-0de30" + randHex(12)
+	if e.Vol, err = pool.NewVolume(ctx, &e.cleanup, e.Pool, volID, filepath.Join(cfg.WorkDir, "data"), cfg.VolumeSize); err != nil {
+		return e, err
+	}
+	e.logf("pool     %s (XFS reflink=1 on %s) holds %s.img (XFS on %s, mounted at %s)", e.Pool.Dir, e.Pool.Dev, volID, e.Vol.Dev, e.Vol.Dir)
+
+	e.DB, err = fixture.StartMariaDB(fixture.MariaDBOptions{
+		DataDir: filepath.Join(e.Vol.Dir, DataSubdir), TCP: true, ExtraArgs: ServerArgs, StartTimeout: time.Minute,
+	})
+	if err != nil {
+		return e, fmt.Errorf("start mariadbd: %w", err)
+	}
+	db := e.DB
+	e.cleanup.Push("stop mariadbd", func(context.Context) error { return db.Stop() })
+	// Runs before the server is stopped (LIFO): a frozen datadir would hang its shutdown.
+	e.cleanup.Push("thaw leftovers", func(ctx context.Context) error { return e.thawAll(ctx) })
+	if e.SQL, err = e.DB.DB(); err != nil {
+		return e, err
+	}
+	e.SQL.SetMaxOpenConns(64 + 4)
+	e.SQL.SetMaxIdleConns(16)
+	sqlDB := e.SQL
+	e.cleanup.Push("close sql pool", func(context.Context) error { return sqlDB.Close() })
+	if err := e.SQL.QueryRowContext(ctx, "SELECT VERSION()").Scan(&e.Version); err != nil {
+		return e, err
+	}
+	e.logf("mariadb  %s pid %d, datadir %s, socket %s, port %d, binlog on the same volume", e.Version, e.DB.PID, e.DB.DataDir, e.DB.Socket, e.DB.Port)
+
+	// hostagent reaches MariaDB through a defaults file, as on EC2 (no password on argv).
+	e.DefaultsFile = filepath.Join(cfg.WorkDir, "my.cnf")
+	if err := os.WriteFile(e.DefaultsFile, []byte("[client]\nuser=root\nsocket="+e.DB.Socket+"\n"), 0o600); err != nil {
+		return e, err
+	}
+
+	if err := bank.Load(ctx, e.SQL, demodata.BankSQL); err != nil {
+		return e, err
+	}
+	var gtid string
+	if err := e.SQL.QueryRowContext(ctx, "SELECT @@gtid_binlog_pos").Scan(&gtid); err != nil {
+		return e, err
+	}
+	pos, err := restore.ParseGTIDPos(gtid)
+	if err != nil {
+		return e, err
+	}
+	e.GTIDBase = pos[0].Seq
+	e.logf("bank     1000 accounts, total 1000000000, transfers log gap-free (GTID after load %s)", gtid)
+
+	if err := e.startStandIn(ctx); err != nil {
+		return e, err
+	}
+	if err := e.startLambda(ctx); err != nil {
+		return e, err
+	}
+	e.logf("setup    %s", time.Since(t0).Round(time.Millisecond))
+	return e, nil
+}
+
+// StartWriter starts the transfer writer with that many connections; StopWriter ends it.
+func (e *Env) StartWriter(workers int) {
+	wctx, cancel := context.WithCancel(context.Background())
+	e.Writer = &bank.Writer{DB: e.SQL, Workers: workers}
+	e.stopWriter = cancel
+	e.writerDone = make(chan struct{})
+	w, done := e.Writer, e.writerDone
+	go func() { w.Run(wctx); close(done) }()
+	e.cleanup.Push("stop writer", func(ctx context.Context) error { return e.StopWriter(ctx) })
+}
+
+// StopWriter stops the writer and waits (bounded) for its goroutines.
+func (e *Env) StopWriter(ctx context.Context) error {
+	if e.stopWriter == nil {
+		return nil
+	}
+	e.stopWriter()
+	select {
+	case <-e.writerDone:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("writer did not stop: %w", ctx.Err())
+	case <-time.After(30 * time.Second):
+		return errors.New("writer did not stop within 30s")
+	}
+}
+
+func (e *Env) startStandIn(ctx context.Context) error {
+	hooks, err := standin.NewHooks(e.Cfg.BinDir, e.Pool.Dir)
+	if err != nil {
+		return err
+	}
+	e.Hooks = hooks
+	e.AWS = awslocal.New()
+	hooks.Install(e.AWS)
+	e.InstanceID = "i-0de30" + randHex(12)
+	e.AWS.AddInstance(standin.DemoInstance(e.InstanceID, e.Vol.ID, nil))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{Handler: e.AWS, ReadHeaderTimeout: 10 * time.Second}
+	go hs.Serve(ln) //nolint:errcheck // ends with Shutdown
+	e.AWSURL = "http://" + ln.Addr().String()
+	aws := e.AWS
+	e.cleanup.Push("stop stand-in", func(ctx context.Context) error {
+		err := hs.Shutdown(ctx)
+		aws.Close()
+		return err
+	})
+	e.logf("aws      stand-in (in-process) on %s: EC2 + SSM, SendCommand runs the real Quiesce document with %s/hostagent, CreateSnapshot(s) = FICLONE in the pool; instance %s (%s + root volume), EC2's 15 s per-volume snapshot spacing not enforced",
+		e.AWSURL, e.Cfg.BinDir, e.InstanceID, e.Vol.ID)
+	return nil
+}
+
+// LambdaEnv is the function's environment: endpoints pointed at the stand-in.
+func (e *Env) LambdaEnv() []string {
+	return []string{
+		"AWS_ENDPOINT_URL_EC2=" + e.AWSURL, "AWS_ENDPOINT_URL_SSM=" + e.AWSURL,
+		"AWS_REGION=us-east-1", "AWS_DEFAULT_REGION=us-east-1",
+		"AWS_ACCESS_KEY_ID=AKIDDEMO", "AWS_SECRET_ACCESS_KEY=demo-secret", "AWS_SESSION_TOKEN=",
+		"AWS_EC2_METADATA_DISABLED=true",
+		"QUIESCE_DOCUMENT=" + standin.DefaultDocumentName, "QUIESCE_STACK=" + Stack,
+		"QUIESCE_TARGET_TAG_KEY=quiesce:enabled", "QUIESCE_TARGET_TAG_VALUE=true",
+		"QUIESCE_MOUNTS=" + e.Vol.Dir, "QUIESCE_MYSQL_LOCK=auto", "QUIESCE_MYSQL_DEFAULTS_FILE=" + e.DefaultsFile,
+		"QUIESCE_FREEZE_TIMEOUT=" + e.Cfg.FreezeTimeout, "QUIESCE_KEEP_LAST=1000", "QUIESCE_MAX_CONCURRENCY=1",
+	}
+}
+
+func (e *Env) startLambda(ctx context.Context) error {
+	rie := ""
+	if !e.Cfg.NoRIE {
+		rie = FindRIE()
+		if rie == "" {
+			e.logf("WARNING  aws-lambda-rie not found (scripts/install-deps.sh installs it): running bin/bootstrap under the demo's built-in Lambda Runtime API instead")
+		}
+	}
+	var logTo io.Writer
+	if e.Cfg.Verbose {
+		logTo = prefixWriter{w: e.Cfg.Out, prefix: "lambda   "}
+	}
+	l, err := StartLambda(ctx, LambdaConfig{Bootstrap: filepath.Join(e.Cfg.BinDir, "bootstrap"), RIE: rie, Env: e.LambdaEnv(), LogTo: logTo, Timeout: 2 * time.Minute})
+	if err != nil {
+		return err
+	}
+	e.Lambda = l
+	e.cleanup.Push("stop lambda", func(context.Context) error { return l.Stop() })
+	if l.Mode == "rie" {
+		e.logf("lambda   real bootstrap under %s (invoked over HTTP)", rie)
+	} else {
+		e.logf("lambda   real bootstrap under the built-in Runtime API (NOT aws-lambda-rie)")
+	}
+	return nil
+}
+
+type prefixWriter struct {
+	w      io.Writer
+	prefix string
+}
+
+func (p prefixWriter) Write(b []byte) (int, error) {
+	for _, line := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		fmt.Fprintln(p.w, p.prefix+line)
+	}
+	return len(b), nil
+}
+
+// Hostagent runs bin/hostagent with args and returns stdout, exit code.
+func (e *Env) Hostagent(ctx context.Context, args ...string) ([]byte, int, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(e.Cfg.BinDir, "hostagent"), args...)
+	cmd.WaitDelay = 5 * time.Second
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return out, ee.ExitCode(), fmt.Errorf("hostagent %s: exit %d: %s", strings.Join(args, " "), ee.ExitCode(), strings.TrimSpace(stderr.String()))
+	}
+	if err != nil {
+		return out, -1, fmt.Errorf("hostagent %s: %w", strings.Join(args, " "), err)
+	}
+	return out, 0, nil
+}
+
+// thawAll releases anything hostagent still holds on our data mount, then
+// FITHAWs it directly (idempotent), so nothing can stay frozen after the demo.
+func (e *Env) thawAll(ctx context.Context) error {
+	var errs []error
+	if out, _, err := e.Hostagent(ctx, "status"); err == nil {
+		var st report.StatusReport
+		if json.Unmarshal(out, &st) == nil {
+			for _, r := range st.Runs {
+				if r.State != "held" || !containsMount(r.Mounts, e.Vol.Dir) {
+					continue
+				}
+				if _, code, err := e.Hostagent(ctx, "thaw", "--run-id", r.RunID); err != nil && code != report.ExitLate {
+					errs = append(errs, err)
+				}
+			}
+		}
+	}
+	if e.Vol != nil {
+		if err := pool.Thaw(e.Vol.Dir); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func containsMount(list []string, m string) bool {
+	for _, x := range list {
+		if x == m {
+			return true
+		}
+	}
+	return false
+}
+
+// Close thaws anything still frozen, then releases everything in reverse
+// order (Lambda, stand-in, writer, thaw again, mariadbd, mounts, loop
+// devices), each step bounded.
+func (e *Env) Close(ctx context.Context) error {
+	var first error
+	if e.Vol != nil {
+		tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		first = e.thawAll(tctx)
+		cancel()
+	}
+	return errors.Join(first, e.cleanup.Run(ctx, 90*time.Second))
+}

@@ -1,0 +1,360 @@
+package harness
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/quiesce/quiesce/internal/demo/bank"
+	rpt "github.com/quiesce/quiesce/internal/demo/report"
+	"github.com/quiesce/quiesce/internal/demo/restore"
+)
+
+// RunOptions configure `demo run`.
+type RunOptions struct {
+	Config
+	Cycles   int           // default 5
+	Interval time.Duration // between cycle starts (default 2s)
+	// NoRestore skips the restore drill (not used by make demo).
+	NoRestore bool
+}
+
+// RunResult is everything `demo run` measured; also written as JSON to the work dir.
+type RunResult struct {
+	Machine   Machine
+	Lambda    string // "rie" or "runtime-api"
+	Cycles    []*Cycle
+	Restores  []restore.Result
+	Writer    WriterStats
+	Summary   Summary
+	StartedAt time.Time
+	Duration  time.Duration
+}
+
+// WriterStats summarizes the writer over the whole run.
+type WriterStats struct {
+	Commits    int
+	Declined   int64
+	Errors     int64
+	FirstErrs  []string `json:",omitempty"`
+	TPS        float64
+	MaxStall   time.Duration
+	MaxStallAt time.Time
+	// MaxStallCycle is the cycle whose window the slowest commit overlapped (0: none).
+	MaxStallCycle int
+}
+
+// Summary is the final table's content.
+type Summary struct {
+	CyclesOK, CyclesFailed         int
+	Window                         rpt.Dist // hostagent: freeze start → thaw done
+	WindowExclCopy                 rpt.Dist // the same minus the stand-in's snapshot copy
+	LambdaWindow                   rpt.Dist // as the Lambda reports it
+	Held                           rpt.Dist // hostagent freeze command: start → everything held
+	Copy                           rpt.Dist // snapshot copy in the stand-in
+	Reflink                        bool
+	StallMinusWindowMax            time.Duration // max over cycles of (writer stall − window)
+	Snapshots                      int
+	RestoresPassed, RestoresFailed int
+	Targets                        []Target
+}
+
+// Target is one of the issue's targets with the measured value.
+type Target struct {
+	Name, Want, Got string
+	Met             bool
+}
+
+// Failed reports whether the run must exit non-zero.
+func (r *RunResult) Failed() bool {
+	return r.Summary.RestoresFailed > 0 || r.Summary.CyclesFailed > 0 || r.Summary.CyclesOK == 0
+}
+
+// Run is `demo run`: set up, N cycles on a schedule, the restore drill for
+// every snapshot, the summary. The environment is always torn down.
+func Run(ctx context.Context, o RunOptions) (res *RunResult, err error) {
+	if o.Cycles <= 0 {
+		o.Cycles = 5
+	}
+	if o.Interval <= 0 {
+		o.Interval = 2 * time.Second
+	}
+	res = &RunResult{StartedAt: time.Now()}
+	env, err := Setup(ctx, o.Config)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		env.logf("cleanup  thaw, stop lambda/stand-in/writer/mariadbd, unmount, detach")
+		if cerr := env.Close(context.WithoutCancel(ctx)); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+		res.Duration = time.Since(res.StartedAt)
+		if b, jerr := json.MarshalIndent(res, "", "  "); jerr == nil {
+			_ = os.WriteFile(filepath.Join(env.Cfg.WorkDir, "demo-result.json"), b, 0o644)
+		}
+		env.logf("kept     snapshot images in %s (inside %s; the next run replaces them), results in %s",
+			env.Pool.Dir, env.Pool.Image, filepath.Join(env.Cfg.WorkDir, "demo-result.json"))
+	}()
+	res.Machine = DescribeMachine(env.Version)
+	res.Lambda = env.Lambda.Mode
+
+	env.StartWriter(env.Cfg.Writers)
+	writerStart := time.Now()
+	// Let the writer reach steady state before the first freeze.
+	if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
+		return res, err
+	}
+	session := randHex(6)
+	env.logf("\ncycles   %d, one every %s; window = hostagent freeze start → thaw done", o.Cycles, o.Interval)
+	next := time.Now()
+	for i := 1; i <= o.Cycles; i++ {
+		if err := sleepUntil(ctx, next); err != nil {
+			return res, err
+		}
+		next = next.Add(o.Interval)
+		c := env.RunCycle(ctx, i, fmt.Sprintf("demo-%s-c%02d", session, i))
+		res.Cycles = append(res.Cycles, c)
+		env.logf("%s", cycleLine(c, o.Cycles))
+		if ctx.Err() != nil {
+			return res, ctx.Err()
+		}
+	}
+	// Let the last blocked commits land, then stop writing.
+	_ = sleepCtx(ctx, 300*time.Millisecond)
+	if err := env.StopWriter(ctx); err != nil {
+		return res, err
+	}
+	commits := env.Writer.Commits()
+	res.Writer = writerStats(env.Writer, commits, time.Since(writerStart), res.Cycles)
+	for _, c := range res.Cycles {
+		if c.Freeze != nil && c.Thaw != nil {
+			c.Stall = stallDuring(commits, c.Freeze.StartedAt, c.Thaw.ThawedAt)
+		}
+	}
+	env.logf("writer   %d transfers committed (%.0f/s), %d declined, %d errors, max commit stall %s",
+		res.Writer.Commits, res.Writer.TPS, res.Writer.Declined, res.Writer.Errors, rpt.Ms(res.Writer.MaxStall)+" ms")
+	for _, e := range res.Writer.FirstErrs {
+		env.logf("writer   error: %s", e)
+	}
+
+	if !o.NoRestore {
+		env.logf("\nrestore  every snapshot: loop-attach the copy, mount -o nouuid, check its binlog against the tags, start a second mariadbd, check the bank")
+		for _, c := range res.Cycles {
+			for _, s := range c.Snapshots {
+				r, err := env.Drill(ctx, c, s, commits)
+				if err != nil {
+					r.Problems = append(r.Problems, "drill: "+err.Error())
+				}
+				res.Restores = append(res.Restores, r)
+				env.logf("%s", restoreLine(r))
+				if ctx.Err() != nil {
+					return res, ctx.Err()
+				}
+			}
+		}
+	}
+	res.Summary = summarize(res)
+	env.logf("\n%s", SummaryText(res))
+	return res, nil
+}
+
+// Drill runs the restore drill for one snapshot of a cycle.
+func (e *Env) Drill(ctx context.Context, c *Cycle, s CycleSnapshot, commits []bank.Commit) (restore.Result, error) {
+	snap := restore.Snapshot{ID: s.ID, Image: s.Image, Tags: s.Tags}
+	if c.Freeze != nil {
+		snap.FreezeStarted = c.Freeze.StartedAt
+	}
+	r, err := restore.Drill(ctx, snap, restore.Options{
+		MountDir:   filepath.Join(e.Cfg.WorkDir, "restore", s.ID),
+		DataSubdir: DataSubdir,
+		BinlogBase: BinlogBase,
+		ServerArgs: TuningArgs, // --log-bin/--server-id are set by the drill
+		Commits:    commits,
+		GTIDBase:   e.GTIDBase,
+	})
+	_ = os.Remove(filepath.Join(e.Cfg.WorkDir, "restore", s.ID))
+	return r, err
+}
+
+func writerStats(w *bank.Writer, commits []bank.Commit, elapsed time.Duration, cycles []*Cycle) WriterStats {
+	ws := WriterStats{Commits: len(commits), Declined: w.Declined()}
+	n, errs := w.Errors()
+	ws.Errors = n
+	for _, e := range errs {
+		ws.FirstErrs = append(ws.FirstErrs, e.Error())
+	}
+	if elapsed > 0 {
+		ws.TPS = float64(len(commits)) / elapsed.Seconds()
+	}
+	s := bank.MaxStall(commits, time.Time{}, time.Time{})
+	ws.MaxStall, ws.MaxStallAt = s.Max, s.At
+	for _, c := range cycles {
+		if c.Freeze == nil || c.Thaw == nil {
+			continue
+		}
+		for _, cm := range commits {
+			if cm.ID == s.ID && !cm.End.Before(c.Freeze.StartedAt) && !cm.Start.After(c.Thaw.ThawedAt) {
+				ws.MaxStallCycle = c.N
+			}
+		}
+	}
+	return ws
+}
+
+func summarize(res *RunResult) Summary {
+	var s Summary
+	var win, winEx, lam, held, cp []time.Duration
+	s.Reflink = true
+	for _, c := range res.Cycles {
+		if c.OK() {
+			s.CyclesOK++
+		} else {
+			s.CyclesFailed++
+		}
+		s.Snapshots += len(c.Snapshots)
+		for _, sn := range c.Snapshots {
+			if !sn.Reflink {
+				s.Reflink = false
+			}
+		}
+		if c.Freeze == nil || c.Thaw == nil {
+			continue
+		}
+		win = append(win, c.Window)
+		winEx = append(winEx, c.Window-c.CopyTime)
+		cp = append(cp, c.CopyTime)
+		held = append(held, time.Duration(c.Freeze.HeldMS*float64(time.Millisecond)))
+		if c.LambdaWindowMS >= 0 {
+			lam = append(lam, time.Duration(c.LambdaWindowMS*float64(time.Millisecond)))
+		}
+		if d := c.Stall.Max - c.Window; d > s.StallMinusWindowMax {
+			s.StallMinusWindowMax = d
+		}
+	}
+	s.Window, s.WindowExclCopy, s.LambdaWindow = rpt.Summarize(win), rpt.Summarize(winEx), rpt.Summarize(lam)
+	s.Held, s.Copy = rpt.Summarize(held), rpt.Summarize(cp)
+	for _, r := range res.Restores {
+		if r.Passed() {
+			s.RestoresPassed++
+		} else {
+			s.RestoresFailed++
+		}
+	}
+	s.Targets = []Target{
+		{Name: "write-blocked window p50 (excl. copy, incl. 2 SSM round trips)", Want: "≤ 150 ms",
+			Got: rpt.Ms(s.WindowExclCopy.P50) + " ms", Met: s.WindowExclCopy.N > 0 && s.WindowExclCopy.P50 <= 150*time.Millisecond},
+		{Name: "writer max stall − window (worst cycle)", Want: "≤ 50 ms",
+			Got: rpt.Ms(s.StallMinusWindowMax) + " ms", Met: s.WindowExclCopy.N > 0 && s.StallMinusWindowMax <= 50*time.Millisecond},
+		{Name: "restore failures", Want: "0",
+			Got: fmt.Sprintf("%d of %d", s.RestoresFailed, s.RestoresPassed+s.RestoresFailed), Met: s.RestoresFailed == 0 && s.RestoresPassed > 0},
+	}
+	return s
+}
+
+func cycleLine(c *Cycle, total int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "cycle %2d/%d  %s  ", c.N, total, c.RunID)
+	if c.Freeze != nil && c.Thaw != nil {
+		fmt.Fprintf(&b, "window %6s ms", rpt.Ms(c.Window))
+		if c.LambdaWindowMS >= 0 {
+			fmt.Fprintf(&b, " (lambda %s)", rpt.Ms(time.Duration(c.LambdaWindowMS*float64(time.Millisecond))))
+		}
+		fmt.Fprintf(&b, "  held %s ms  copy %s ms", rpt.Ms(time.Duration(c.Freeze.HeldMS*float64(time.Millisecond))), rpt.Ms(c.CopyTime))
+	}
+	for _, s := range c.Snapshots {
+		fmt.Fprintf(&b, "  %s %s %s:%s", s.ID, s.Tags[restore.TagConsistency], s.Tags[restore.TagBinlogFile], s.Tags[restore.TagBinlogPos])
+	}
+	if c.Stall.Count > 0 {
+		fmt.Fprintf(&b, "  stall %s ms", rpt.Ms(c.Stall.Max))
+	}
+	if !c.OK() {
+		fmt.Fprintf(&b, "\n   FAILED: %s", strings.Join(c.Problems, "; "))
+	}
+	return b.String()
+}
+
+func restoreLine(r restore.Result) string {
+	mark := "PASS"
+	if !r.Passed() {
+		mark = "FAIL"
+	}
+	line := fmt.Sprintf("%s  %s  %d transfers, total %d, gap-free, %s ends at %d (tag %d), gtid %s; mariadbd up in %s ms (%s)",
+		mark, r.SnapshotID, r.Invariants.MaxID, r.Invariants.Total, r.BinlogFile, r.LastEventEnd, r.TaggedPos, r.RestoredGTID,
+		rpt.Ms(r.StartupTime), r.Recovery.Summary())
+	if !r.Passed() {
+		line += "\n   " + strings.Join(r.Problems, "\n   ")
+	}
+	return line
+}
+
+// SummaryText renders the final table.
+func SummaryText(res *RunResult) string {
+	s := res.Summary
+	row := func(name string, d rpt.Dist) []string {
+		if d.N == 0 {
+			return []string{name, "-", "-", "-", "0"}
+		}
+		return []string{name, rpt.Ms(d.P50), rpt.Ms(d.P99), rpt.Ms(d.Max), fmt.Sprint(d.N)}
+	}
+	copyName := "snapshot copy (FICLONE reflink)"
+	if !s.Reflink {
+		copyName = "snapshot copy (PLAIN COPY: no reflink)"
+	}
+	var b strings.Builder
+	b.WriteString(rpt.Text([]string{"ms", "p50", "p99", "max", "n"}, [][]string{
+		row("write-blocked window (hostagent freeze start → thaw)", s.Window),
+		row("  … excluding the snapshot copy", s.WindowExclCopy),
+		row("window as the Lambda reports it", s.LambdaWindow),
+		row("hostagent freeze → held", s.Held),
+		row(copyName, s.Copy),
+	}))
+	b.WriteString("\n")
+	ws := res.Writer
+	stallWhere := "outside any freeze window"
+	if ws.MaxStallCycle > 0 {
+		stallWhere = fmt.Sprintf("during cycle %d", ws.MaxStallCycle)
+	}
+	b.WriteString(rpt.Text([]string{"run", "value"}, [][]string{
+		{"cycles", fmt.Sprintf("%d ok, %d failed (lambda: %s)", s.CyclesOK, s.CyclesFailed, res.Lambda)},
+		{"snapshots taken", fmt.Sprint(s.Snapshots)},
+		{"writer commits", fmt.Sprintf("%d (%.0f/s), %d errors", ws.Commits, ws.TPS, ws.Errors)},
+		{"writer max commit stall", fmt.Sprintf("%s ms, %s", rpt.Ms(ws.MaxStall), stallWhere)},
+		{"restores", fmt.Sprintf("%d passed, %d failed", s.RestoresPassed, s.RestoresFailed)},
+	}))
+	b.WriteString("\n")
+	var trows [][]string
+	for _, t := range s.Targets {
+		mark := "met"
+		if !t.Met {
+			mark = "MISSED"
+		}
+		trows = append(trows, []string{t.Name, t.Want, t.Got, mark})
+	}
+	b.WriteString(rpt.Text([]string{"target", "want", "measured", ""}, trows))
+	b.WriteString("\n" + res.Machine.String() + "\n")
+	return b.String()
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func sleepUntil(ctx context.Context, t time.Time) error {
+	if d := time.Until(t); d > 0 {
+		return sleepCtx(ctx, d)
+	}
+	return ctx.Err()
+}
