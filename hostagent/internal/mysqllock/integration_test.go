@@ -390,7 +390,7 @@ func TestInstanceModeOnMariaDBIsRefused(t *testing.T) {
 		l.Release(context.Background())
 		t.Fatal("instance mode accepted on MariaDB")
 	}
-	if !errors.Is(err, agenterr.ErrUsage) || !strings.Contains(err.Error(), "needs MySQL >= 8.0") || !strings.Contains(err.Error(), "MariaDB 10.") {
+	if !errors.Is(err, agenterr.ErrUsage) || !strings.Contains(err.Error(), "needs MySQL 8.0 or later") || !strings.Contains(err.Error(), "MariaDB 10.") {
 		t.Errorf("error %v: want a usage error naming the server", err)
 	}
 	if _, err := Check(ctx, opts(m, report.LockInstance)); !errors.Is(err, agenterr.ErrUsage) {

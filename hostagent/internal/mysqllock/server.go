@@ -68,11 +68,11 @@ func (si serverInfo) concreteMode(requested string) (string, error) {
 		return report.LockFTWRL, nil
 	case report.LockBackupStage:
 		if !si.MariaDB || !si.atLeast(10, 4) {
-			return "", agenterr.Usagef("--mysql-lock backup-stage needs MariaDB >= 10.4; server is %s (use ftwrl)", si.short())
+			return "", agenterr.Usagef("--mysql-lock backup-stage needs MariaDB 10.4 or later; server is %s (use ftwrl)", si.short())
 		}
 	case report.LockInstance:
 		if si.MariaDB || !si.atLeast(8, 0) {
-			return "", agenterr.Usagef("--mysql-lock instance (LOCK INSTANCE FOR BACKUP) needs MySQL >= 8.0; server is %s (use ftwrl or backup-stage)", si.short())
+			return "", agenterr.Usagef("--mysql-lock instance (LOCK INSTANCE FOR BACKUP) needs MySQL 8.0 or later; server is %s (use ftwrl or backup-stage)", si.short())
 		}
 	}
 	return requested, nil
