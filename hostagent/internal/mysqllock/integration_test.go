@@ -322,12 +322,22 @@ func TestLockWaitTimeoutBehindLongUpdate(t *testing.T) {
 func TestLongQueryLimit(t *testing.T) {
 	m, db := server(t)
 	exec(t, db, "CREATE DATABASE IF NOT EXISTS lk", "CREATE TABLE IF NOT EXISTS lk.lq (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
+	// An idle connection (Sleep) older than the limit must not count.
+	idle, err := db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	if err := idle.PingContext(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	id, done := runningStatement(t, db, "SELECT SLEEP(30)", 1100*time.Millisecond)
 
 	o := opts(m, report.LockFTWRL)
 	o.LongQueryLimit = time.Second
 	start := time.Now()
-	l, _, err := Acquire(context.Background(), o)
+	var l *Lock
+	l, _, err = Acquire(context.Background(), o)
 	if err == nil {
 		l.Release(context.Background())
 		t.Fatal("Acquire succeeded with a statement older than --long-query-limit")
@@ -335,6 +345,9 @@ func TestLongQueryLimit(t *testing.T) {
 	var lqe *LongQueryError
 	if !errors.Is(err, agenterr.ErrLockWait) || !errors.As(err, &lqe) {
 		t.Fatalf("error %v: want a LongQueryError wrapping ErrLockWait", err)
+	}
+	if len(lqe.Queries) != 1 || lqe.Queries[0].ID != id {
+		t.Errorf("long queries %v, want only thread %d (idle, own and system threads do not count)", lqe.Queries, id)
 	}
 	for _, want := range []string{fmt.Sprintf("thread %d", id), "root@localhost", "SELECT SLEEP(30)", "--long-query-limit 1s"} {
 		if !strings.Contains(err.Error(), want) {
