@@ -37,6 +37,7 @@ func (c *command) freeze(ctx context.Context, args []string) error {
 	mf.register(fs)
 	timeout := fs.Duration("timeout", defaultTimeout, "hard deadline from the first lock/freeze (1s..10m)")
 	runID := fs.String("run-id", "", "run id (default: generated)")
+	expedite := fs.Bool("expedite-rcu", true, "expedite RCU grace periods (/sys/kernel/rcu_expedited) while freezing: FIFREEZE takes a few ms instead of ~40")
 	stateDir := fs.String("state-dir", "", stateDirHelp)
 	if err := c.parse(fs, args); err != nil {
 		return err
@@ -73,7 +74,7 @@ func (c *command) freeze(ctx context.Context, args []string) error {
 	}
 	discover, instanceID := discoverer(ctx)
 	req := hold.Request{RunID: *runID, MySQL: stateMySQL(resolved), Requested: opts.Mode, Timeout: *timeout,
-		StartedAt: startedAt, StartMono: startMono, InstanceID: instanceID}
+		StartedAt: startedAt, StartMono: startMono, InstanceID: instanceID, ExpediteRCU: *expedite}
 	for _, m := range valid {
 		sm := state.Mount{Path: m.Path, FSType: m.FSType, Device: m.Source, Dev: m.Dev, MajMin: m.MajMin, VolumeIDs: []string{}}
 		if res, err := discover.Discover(ctx, m.MajMin, m.Source); err != nil {

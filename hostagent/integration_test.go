@@ -35,7 +35,8 @@ func TestMain(m *testing.M) {
 		defer os.RemoveAll(dir)
 		bin := filepath.Join(dir, "hostagent")
 		gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
-		cmd := exec.Command(gobin, "build", "-trimpath", "-o", bin, ".")
+		// Built as `make hostagent` builds it (static, stripped): the binary under test is the one shipped.
+		cmd := exec.Command(gobin, "build", "-trimpath", "-ldflags=-s -w", "-o", bin, ".")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "build hostagent: %v\n%s", err, out)
@@ -49,7 +50,7 @@ func TestMain(m *testing.M) {
 
 // env is one test's private state dir; cleanup kills every holder/guardian it recorded.
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	stateDir string
 }
 
@@ -151,7 +152,7 @@ func (e *env) status(t *testing.T) report.StatusReport {
 }
 
 // decodeOne requires stdout to be exactly one JSON object.
-func decodeOne(t *testing.T, stdout string, v any) {
+func decodeOne(t testing.TB, stdout string, v any) {
 	t.Helper()
 	dec := json.NewDecoder(strings.NewReader(stdout))
 	dec.DisallowUnknownFields()
@@ -268,7 +269,7 @@ func TestFreezeThawCycle(t *testing.T) {
 			}
 			waitDead(t, rep.HolderPID, 2*time.Second)
 			waitDead(t, rep.GuardianPID, 2*time.Second)
-			if _, err := os.Stat(filepath.Join(e.stateDir, rep.RunID+".json")); err != nil {
+			if _, err := (&state.Dir{Path: e.stateDir}).Read(rep.RunID); err != nil {
 				t.Fatalf("finished run's state must be kept for idempotent thaw: %v", err)
 			}
 		})

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
+	"github.com/quiesce/quiesce/hostagent/internal/fsfreeze"
 	"github.com/quiesce/quiesce/hostagent/internal/hold"
 	"github.com/quiesce/quiesce/hostagent/internal/mysqllock"
 	"github.com/quiesce/quiesce/hostagent/internal/state"
@@ -197,6 +198,7 @@ func newAgent(dir *state.Dir, log *slog.Logger) *hold.Agent {
 			},
 		},
 		SystemdTimer: hold.SystemdTimer(real, dir.Path),
+		ExpediteRCU:  fsfreeze.ExpediteRCU,
 	}
 }
 

@@ -25,6 +25,8 @@ type Request struct {
 	StartedAt  time.Time
 	StartMono  int64
 	InstanceID string
+	// ExpediteRCU shortens FIFREEZE (see fsfreeze.ExpediteRCU).
+	ExpediteRCU bool
 }
 
 // holderMsg is the holder's one message on the report pipe.
@@ -100,22 +102,19 @@ func (a *Agent) reserve(req Request) (*state.Run, error) {
 		return nil, err
 	}
 	defer unlock()
-	runs, err := a.Dir.List()
+	if prev, err := a.Dir.Read(req.RunID); err == nil {
+		if prev.Active() {
+			return nil, fmt.Errorf("--run-id %q: already %s: %w", req.RunID, prev.Status, agenterr.ErrBusy)
+		}
+		if prev.Status == state.StatusThawed {
+			return nil, agenterr.Usagef("--run-id %q: already used by a finished run; give a new one", req.RunID)
+		}
+	}
+	runs, err := a.Dir.Active()
 	if err != nil {
 		a.log().Warn("unreadable state files", "err", err)
 	}
 	for _, r := range runs {
-		if r.RunID == req.RunID {
-			if r.Active() {
-				return nil, fmt.Errorf("--run-id %q: already %s: %w", req.RunID, r.Status, agenterr.ErrBusy)
-			}
-			if r.Status == state.StatusThawed {
-				return nil, agenterr.Usagef("--run-id %q: already used by a finished run; give a new one", req.RunID)
-			}
-		}
-		if !r.Active() {
-			continue
-		}
 		for _, held := range r.Mounts {
 			for _, m := range req.Mounts {
 				if held.Path == m.Path || held.Dev == m.Dev {
@@ -138,6 +137,7 @@ func (a *Agent) reserve(req Request) (*state.Run, error) {
 		StartedAt:     req.StartedAt,
 		StartMono:     req.StartMono,
 		InstanceID:    req.InstanceID,
+		ExpediteRCU:   req.ExpediteRCU,
 		Deadline:      req.StartedAt.Add(provisional),
 		DeadlineMono:  req.StartMono + int64(provisional),
 		Client:        state.Self(),

@@ -57,6 +57,9 @@ type Agent struct {
 	MySQL MySQL
 	FS    FS
 	Log   *slog.Logger
+	// ExpediteRCU, if set, is called around the freezes of a run that asks
+	// for it (fsfreeze.ExpediteRCU); it returns the function that undoes it.
+	ExpediteRCU func() (restore func())
 	// SystemdTimer arms the third fail-safe layer; nil or returning "" skips it.
 	SystemdTimer func(ctx context.Context, run *state.Run) (unit string, err error)
 }

@@ -150,10 +150,16 @@ func (a *Agent) Holder(ctx context.Context, runID string, reportPipe *os.File) e
 		return fail(err)
 	}
 	mounts := make([]report.MountReport, 0, len(run.Mounts))
+	restoreRCU := func() {}
+	if run.ExpediteRCU && a.ExpediteRCU != nil {
+		restoreRCU = a.ExpediteRCU()
+	}
+	var freezeErr error
 	for _, m := range run.Mounts {
 		t0 := time.Now()
 		if err := a.freezeFS(m.Path, m.Dev); err != nil {
-			return undo(err)
+			freezeErr = err
+			break
 		}
 		frozen = append(frozen, m)
 		vols := m.VolumeIDs
@@ -164,6 +170,10 @@ func (a *Agent) Holder(ctx context.Context, runID string, reportPipe *os.File) e
 			VolumeIDs: vols, EC2Devices: m.EC2Devices, FreezeMS: ms(time.Since(t0))})
 	}
 	frozenAt, frozenMono := time.Now(), state.MonoNow()
+	restoreRCU()
+	if freezeErr != nil {
+		return undo(freezeErr)
+	}
 	if state.UntilMono(deadlineMono) <= 0 {
 		return undo(fmt.Errorf("deadline (%v) passed while locking and freezing", run.Timeout))
 	}

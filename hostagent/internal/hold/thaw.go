@@ -122,7 +122,7 @@ func (a *Agent) Recover(ctx context.Context, only string) ([]string, error) {
 		return nil, err
 	}
 	defer unlock()
-	runs, listErr := a.Dir.List()
+	runs, listErr := a.Dir.Active()
 	var recovered []string
 	var errs []error
 	for _, run := range runs {

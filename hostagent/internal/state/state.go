@@ -88,6 +88,8 @@ type Run struct {
 	// StartMono is the client's start (CLOCK_MONOTONIC ns), for held_ms.
 	StartMono  int64  `json:"start_mono"`
 	InstanceID string `json:"instance_id,omitempty"`
+	// ExpediteRCU: switch the kernel to expedited RCU grace periods while freezing.
+	ExpediteRCU bool `json:"expedite_rcu,omitempty"`
 	// Deadline is wall time for reports; DeadlineMono (CLOCK_MONOTONIC ns, the
 	// same clock in every process) is what timers use, immune to clock steps.
 	Deadline     time.Time `json:"deadline"`
@@ -158,7 +160,13 @@ func Open(path string) (*Dir, error) {
 	return &Dir{Path: path}, nil
 }
 
-func (d *Dir) file(id string) string { return filepath.Join(d.Path, id+".json") }
+// Active runs live at the top of the directory, finished ones (thawed,
+// failed) under done/: the paths every invocation walks (recovery, the busy
+// check) then read only what can still be held, however many runs are kept.
+const doneDir = "done"
+
+func (d *Dir) file(id string) string     { return filepath.Join(d.Path, id+".json") }
+func (d *Dir) doneFile(id string) string { return filepath.Join(d.Path, doneDir, id+".json") }
 
 // SocketPath is the holder's unix socket. Named by a hash of the run id, since
 // a 64-character id would not fit sun_path under a longer state dir.
@@ -192,7 +200,9 @@ func (d *Dir) Lock(wait time.Duration) (unlock func(), err error) {
 
 // Write stores r atomically (temp file + rename). No fsync: the directory is
 // tmpfs in production and its content means nothing after a reboot (nothing is
-// frozen then); rename alone makes every reader see a whole file.
+// frozen then); rename alone makes every reader see a whole file. A finished
+// run is written under done/ first and only then removed from the top, so a
+// reader always finds one complete record.
 func (d *Dir) Write(r *Run) error {
 	if !RunIDPattern.MatchString(r.RunID) {
 		return fmt.Errorf("state: bad run id %q", r.RunID)
@@ -202,7 +212,14 @@ func (d *Dir) Write(r *Run) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(d.Path, ".tmp-"+r.RunID+"-*")
+	target := d.file(r.RunID)
+	if !r.Active() {
+		if err := os.MkdirAll(filepath.Join(d.Path, doneDir), 0o700); err != nil {
+			return fmt.Errorf("state write %s: %w", r.RunID, err)
+		}
+		target = d.doneFile(r.RunID)
+	}
+	f, err := os.CreateTemp(filepath.Dir(target), ".tmp-"+r.RunID+"-*")
 	if err != nil {
 		return fmt.Errorf("state write %s: %w", r.RunID, err)
 	}
@@ -213,16 +230,29 @@ func (d *Dir) Write(r *Run) error {
 		os.Remove(tmp)
 		return fmt.Errorf("state write %s: %w", r.RunID, err)
 	}
-	if err := os.Rename(tmp, d.file(r.RunID)); err != nil {
+	if err := os.Rename(tmp, target); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("state write %s: %w", r.RunID, err)
+	}
+	if !r.Active() {
+		if err := os.Remove(d.file(r.RunID)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("state write %s: %w", r.RunID, err)
+		}
+	} else {
+		// A reused id (after a failed run) must not leave an older finished record behind.
+		os.Remove(d.doneFile(r.RunID))
 	}
 	return nil
 }
 
 // Read loads one run; ErrNotFound if there is none.
 func (d *Dir) Read(id string) (*Run, error) {
-	data, err := os.ReadFile(d.file(id))
+	path := d.file(id)
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		path = d.doneFile(id)
+		data, err = os.ReadFile(path)
+	}
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("run %q: %w", id, ErrNotFound)
 	}
@@ -231,14 +261,38 @@ func (d *Dir) Read(id string) (*Run, error) {
 	}
 	var r Run
 	if err := json.Unmarshal(data, &r); err != nil {
-		return nil, fmt.Errorf("state %s: %w", d.file(id), err)
+		return nil, fmt.Errorf("state %s: %w", path, err)
 	}
 	return &r, nil
 }
 
-// List loads every run, oldest first. Unreadable files are skipped and returned as errors.
+// Active loads the runs that may hold something (status starting or held),
+// oldest first. Unreadable files are skipped and returned as errors.
+func (d *Dir) Active() ([]*Run, error) {
+	runs, err := d.load(d.Path)
+	var active []*Run
+	for _, r := range runs {
+		if r.Active() {
+			active = append(active, r)
+		}
+	}
+	return active, err
+}
+
+// List loads every run, active and finished, oldest first.
 func (d *Dir) List() ([]*Run, error) {
-	entries, err := os.ReadDir(d.Path)
+	active, err1 := d.load(d.Path)
+	done, err2 := d.load(filepath.Join(d.Path, doneDir))
+	runs := append(active, done...)
+	sort.Slice(runs, func(i, j int) bool { return runs[i].StartedAt.Before(runs[j].StartedAt) })
+	return runs, errors.Join(err1, err2)
+}
+
+func (d *Dir) load(dir string) ([]*Run, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -249,12 +303,16 @@ func (d *Dir) List() ([]*Run, error) {
 		if !strings.HasSuffix(name, ".json") || strings.HasPrefix(name, ".") {
 			continue
 		}
-		r, err := d.Read(strings.TrimSuffix(name, ".json"))
+		data, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
-			errs = append(errs, err)
+			continue // finished and moved meanwhile
+		}
+		var r Run
+		if err := json.Unmarshal(data, &r); err != nil {
+			errs = append(errs, fmt.Errorf("state %s: %w", name, err))
 			continue
 		}
-		runs = append(runs, r)
+		runs = append(runs, &r)
 	}
 	sort.Slice(runs, func(i, j int) bool { return runs[i].StartedAt.Before(runs[j].StartedAt) })
 	return runs, errors.Join(errs...)
@@ -263,20 +321,30 @@ func (d *Dir) List() ([]*Run, error) {
 // Remove deletes a run's files (state, socket, log).
 func (d *Dir) Remove(id string) {
 	os.Remove(d.file(id))
+	os.Remove(d.doneFile(id))
 	os.Remove(d.SocketPath(id))
 	os.Remove(d.LogPath(id))
 }
 
-// Prune removes finished runs last updated before cutoff, and stray temp files.
+// Prune removes finished runs (and their logs) last written before cutoff, by
+// file time without parsing them, and stray temp files.
 func (d *Dir) Prune(cutoff time.Time) {
-	runs, _ := d.List()
-	for _, r := range runs {
-		if !r.Active() && r.UpdatedAt.Before(cutoff) {
-			d.Remove(r.RunID)
+	entries, _ := os.ReadDir(filepath.Join(d.Path, doneDir))
+	for _, e := range entries {
+		name := e.Name()
+		info, err := e.Info()
+		if err != nil || !info.ModTime().Before(cutoff) {
+			continue
+		}
+		if id, ok := strings.CutSuffix(name, ".json"); ok && !strings.HasPrefix(name, ".") {
+			os.Remove(d.doneFile(id))
+			os.Remove(d.LogPath(id))
+		} else if strings.HasPrefix(name, ".tmp-") {
+			os.Remove(filepath.Join(d.Path, doneDir, name))
 		}
 	}
-	entries, _ := os.ReadDir(d.Path)
-	for _, e := range entries {
+	top, _ := os.ReadDir(d.Path)
+	for _, e := range top {
 		if strings.HasPrefix(e.Name(), ".tmp-") {
 			if info, err := e.Info(); err == nil && info.ModTime().Before(time.Now().Add(-time.Minute)) {
 				os.Remove(filepath.Join(d.Path, e.Name()))
