@@ -40,12 +40,12 @@ func BenchmarkFreezeThawCycle(b *testing.B) {
 	}
 	b.Cleanup(func() { fs.Close() })
 	// The state dir on tmpfs, as /run is in production (on this machine /run is on the root disk).
-	stateDir, err := os.MkdirTemp("/dev/shm", "qb")
+	stateRoot, err := os.MkdirTemp("/dev/shm", "qb")
 	if err != nil {
-		stateDir, _ = os.MkdirTemp("", "qb")
+		stateRoot, _ = os.MkdirTemp("", "qb")
 	}
-	b.Cleanup(func() { os.RemoveAll(stateDir) })
-	stateDir = filepath.Join(stateDir, "s")
+	b.Cleanup(func() { os.RemoveAll(stateRoot) })
+	stateDir := filepath.Join(stateRoot, "s")
 
 	lockArgs := []string{"--mysql-lock", "none"}
 	var db *sql.DB
@@ -109,6 +109,7 @@ func BenchmarkFreezeThawCycle(b *testing.B) {
 	})
 
 	e := &env{t: b, stateDir: stateDir}
+	b.Cleanup(e.killAll) // a failed cycle must not leave a holder behind
 	var held, freezeCmd, lockMS, fifreeze, thawCmd, thawFlow, thawSQL, rss []float64
 	b.ResetTimer()
 	for n := 0; n < b.N; n++ {

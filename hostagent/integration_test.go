@@ -117,7 +117,9 @@ func (e *env) run(args ...string) result {
 
 func (e *env) freeze(t *testing.T, args ...string) report.FreezeReport {
 	t.Helper()
-	r := e.run(append([]string{"freeze"}, args...)...)
+	// No MySQL unless the test names it (a later --mysql-lock wins), so a server
+	// that happens to run on the test machine is never locked.
+	r := e.run(append([]string{"freeze", "--mysql-lock", "none"}, args...)...)
 	if r.code != 0 {
 		t.Fatalf("freeze %v: exit %d\nstdout: %s\nstderr: %s", args, r.code, r.stdout, r.stderr)
 	}
@@ -545,4 +547,30 @@ func fixtureFreeze(path string) error {
 		return errno
 	}
 	return nil
+}
+
+func TestThawBypassesHungHolder(t *testing.T) {
+	fs := loopFS(t, "xfs")
+	e := newEnv(t)
+	rep := e.freeze(t, "--mount", fs.Mount, "--timeout", "30s", "--run-id", "hung")
+	// A stopped holder accepts the connection (the kernel does) but never answers.
+	if err := syscall.Kill(rep.HolderPID, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	w := writer(t, fs.Mount)
+	start := time.Now()
+	th := e.thaw(t, rep.RunID, 0)
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("thaw waited %v for a hung holder", took)
+	}
+	if th.ThawedBy != report.ThawedByRecovery || th.Late || !th.MySQLUnlocked || !th.Mounts[0].Thawed {
+		t.Fatalf("thaw report %+v", th)
+	}
+	requireCompletes(t, w, 2*time.Second)
+	waitDead(t, rep.HolderPID, 2*time.Second)   // SIGKILL works on a stopped process
+	waitDead(t, rep.GuardianPID, 2*time.Second) // sees the run finished and exits
+	again := e.thaw(t, rep.RunID, 0)
+	if again.ThawedBy != report.ThawedByRecovery {
+		t.Fatalf("second thaw %+v", again)
+	}
 }

@@ -136,3 +136,27 @@ func TestMariaDBLockWaitExit5NothingHeld(t *testing.T) {
 	requireCompletes(t, insert(t, db), 5*time.Second)
 	e.thaw(t, "maria-wait", 0) // a failed run: nothing to thaw
 }
+
+func TestMariaDBCheck(t *testing.T) {
+	fs, m, db := mariadbOnLoop(t)
+	e := newEnv(t)
+	r := e.run("check", "--mount", fs.Mount, "--mysql-socket", m.Socket, "--mysql-lock", "ftwrl")
+	if r.code != 0 {
+		t.Fatalf("check: %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	var cr report.CheckReport
+	decodeOne(t, r.stdout, &cr)
+	if !cr.OK || cr.Lock.ServerVersion == "" || len(cr.Mounts) != 1 {
+		t.Fatalf("check report %+v", cr)
+	}
+	requireCompletes(t, insert(t, db), 5*time.Second)
+	// A socket with no server behind it: a MySQL problem, reported, nothing changed.
+	r = e.run("check", "--mount", fs.Mount, "--mysql-socket", fs.Mount+"/no.sock")
+	if r.code == 0 {
+		t.Fatalf("check with a dead socket passed: %s", r.stdout)
+	}
+	decodeOne(t, r.stdout, &cr)
+	if cr.OK || len(cr.Problems) == 0 {
+		t.Fatalf("check report %+v", cr)
+	}
+}

@@ -88,10 +88,18 @@ func lateCheck(rep *report.ThawReport) (*report.ThawReport, error) {
 	return rep, nil
 }
 
-// askHolder sends thaw on the holder's socket and waits for its report, at most
-// until a little after the run's deadline (by then the holder has acted).
+// holderAnswerWait bounds the wait for a holding holder's answer; it answers
+// in milliseconds, so a silent one is hung (or stopped) and is bypassed.
+const holderAnswerWait = 2 * time.Second
+
+// askHolder sends thaw on the holder's socket and waits for its report. While
+// the holder is still locking/freezing (starting), the request queues until it
+// is done, at most until a little after the deadline (by then it has acted).
 func (a *Agent) askHolder(ctx context.Context, run *state.Run) (*report.ThawReport, error) {
-	wait := max(2*time.Second, state.UntilMono(run.DeadlineMono)+time.Second)
+	wait := holderAnswerWait
+	if run.Status == state.StatusStarting {
+		wait = max(wait, state.UntilMono(run.DeadlineMono)+time.Second)
+	}
 	d := net.Dialer{Timeout: time.Second}
 	c, err := d.DialContext(ctx, "unix", a.Dir.SocketPath(run.RunID))
 	if err != nil {
@@ -202,7 +210,12 @@ func (a *Agent) Status(only string) (*report.StatusReport, error) {
 // transient timer that runs `hostagent recover --run-id X` one second after
 // the deadline. Elsewhere it returns nil (nothing to arm).
 func SystemdTimer(exe, stateDir string) func(ctx context.Context, run *state.Run) (string, error) {
-	if _, err := os.Stat("/run/systemd/system"); err != nil {
+	return systemdTimer(exe, stateDir, "/run/systemd/system")
+}
+
+// systemdTimer is SystemdTimer with the "systemd is PID 1" marker injectable.
+func systemdTimer(exe, stateDir, marker string) func(ctx context.Context, run *state.Run) (string, error) {
+	if _, err := os.Stat(marker); err != nil {
 		return nil
 	}
 	return func(ctx context.Context, run *state.Run) (string, error) {
