@@ -106,14 +106,15 @@ var (
 // LockModes accepted by hostagent --mysql-lock.
 var LockModes = []string{"auto", "ftwrl", "backup-stage", "instance", "none"}
 
-// Error is a validation error naming the field.
-type Error struct {
+// ValidationError is a bad event or environment value; it names the field.
+// (Its type name is what Lambda reports as errorType.)
+type ValidationError struct {
 	Field string
 	Value string
 	Msg   string
 }
 
-func (e *Error) Error() string {
+func (e *ValidationError) Error() string {
 	if e.Value == "" && !strings.Contains(e.Msg, "required") {
 		return fmt.Sprintf("%s: %s", e.Field, e.Msg)
 	}
@@ -121,7 +122,7 @@ func (e *Error) Error() string {
 }
 
 func fieldErr(field, value, format string, args ...any) error {
-	return &Error{Field: field, Value: value, Msg: fmt.Sprintf(format, args...)}
+	return &ValidationError{Field: field, Value: value, Msg: fmt.Sprintf(format, args...)}
 }
 
 // scheduled is the shape EventBridge rules (aws.events) and the default
@@ -142,7 +143,7 @@ func Parse(raw []byte, getenv func(string) string, now time.Time) (*Config, erro
 	} else {
 		var probe map[string]json.RawMessage
 		if err := json.Unmarshal(raw, &probe); err != nil {
-			return nil, fmt.Errorf("event: not a JSON object: %w", err)
+			return nil, &ValidationError{Field: "event", Msg: "not a JSON object: " + err.Error()}
 		}
 		var sch scheduled
 		_ = json.Unmarshal(raw, &sch)
@@ -155,7 +156,7 @@ func Parse(raw []byte, getenv func(string) string, now time.Time) (*Config, erro
 			dec := json.NewDecoder(bytes.NewReader(raw))
 			dec.DisallowUnknownFields()
 			if err := dec.Decode(&ev); err != nil {
-				return nil, fmt.Errorf("event: %w", jsonFieldError(err))
+				return nil, &ValidationError{Field: "event", Msg: jsonFieldError(err).Error()}
 			}
 		}
 	}

@@ -209,7 +209,9 @@ func TestWireScenarios(t *testing.T) {
 			e.srv.SetLatency("CreateSnapshots", 2500*time.Millisecond)
 			e.runner.ThawReserve = time.Second
 			e.runner.MinStartBudget = time.Second
-		}, baseEvent, func() (context.Context, context.CancelFunc) { return context.WithTimeout(context.Background(), 2500*time.Millisecond) },
+		}, baseEvent, func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), 2500*time.Millisecond)
+		},
 			func(t *testing.T, e *env, res *orchestrate.Result, err error, r orchestrate.InstanceResult) {
 				failedWith("snapshot failed", 1, 2)(t, e, res, err, r)
 				for _, s := range e.srv.Snapshots() {

@@ -1,0 +1,353 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/quiesce/quiesce/internal/awslocal"
+	"github.com/quiesce/quiesce/lambda/internal/fakehost"
+	"github.com/quiesce/quiesce/lambda/internal/orchestrate"
+)
+
+// bootstrapPath is the real Lambda binary, built once for the RIE tests.
+var bootstrapPath string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "quiesce-bootstrap-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := func() int {
+		defer os.RemoveAll(dir)
+		bootstrapPath = filepath.Join(dir, "bootstrap")
+		// Native GOARCH so the emulator can exec it here; the arm64
+		// release build uses the same flags.
+		cmd := exec.Command("go", "build", "-tags", "lambda.norpc", "-trimpath", "-ldflags=-s -w", "-o", bootstrapPath, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build bootstrap: %v\n%s", err, out)
+			return 1
+		}
+		return m.Run()
+	}()
+	os.Exit(code)
+}
+
+func findRIE(t testing.TB) string {
+	if p, err := exec.LookPath("aws-lambda-rie"); err == nil {
+		return p
+	}
+	out, err := exec.Command("go", "env", "GOPATH").Output()
+	if err == nil {
+		p := filepath.Join(strings.TrimSpace(string(out)), "bin", "aws-lambda-rie")
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	t.Skip("aws-lambda-rie not installed (scripts/install-deps.sh installs it into $(go env GOPATH)/bin)")
+	return ""
+}
+
+func freePort(t testing.TB) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// lockedBuffer collects the emulator's output.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+type rie struct {
+	url    string
+	output *lockedBuffer
+}
+
+// startRIE runs the emulator with the real bootstrap, pointed at endpoint
+// through the standard AWS endpoint variables only. The process is killed
+// by PID in cleanup.
+func startRIE(t *testing.T, endpoint string, extraEnv ...string) *rie {
+	t.Helper()
+	bin := findRIE(t)
+	port, apiPort := freePort(t), freePort(t)
+	cmd := exec.Command(bin,
+		"--runtime-interface-emulator-address", fmt.Sprintf("127.0.0.1:%d", port),
+		"--runtime-api-address", fmt.Sprintf("127.0.0.1:%d", apiPort),
+		bootstrapPath)
+	cmd.Dir = filepath.Dir(bootstrapPath)
+	cmd.Env = append([]string{
+		"PATH=/usr/bin:/bin",
+		"HOME=" + t.TempDir(),
+		"AWS_REGION=us-east-1",
+		"AWS_ACCESS_KEY_ID=AKIDLOCAL",
+		"AWS_SECRET_ACCESS_KEY=local-secret",
+		"AWS_CONFIG_FILE=/dev/null",
+		"AWS_SHARED_CREDENTIALS_FILE=/dev/null",
+		"AWS_EC2_METADATA_DISABLED=true",
+		"AWS_ENDPOINT_URL_EC2=" + endpoint,
+		"AWS_ENDPOINT_URL_SSM=" + endpoint,
+		"AWS_LAMBDA_FUNCTION_TIMEOUT=60",
+		"QUIESCE_STACK=rie-stack",
+	}, extraEnv...)
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start aws-lambda-rie: %v", err)
+	}
+	pid := cmd.Process.Pid
+	t.Cleanup(func() {
+		// The emulator's process group holds the bootstrap too.
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("emulator output:\n%s", out.String())
+		}
+	})
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("emulator did not listen on %s: %v\n%s", addr, err, out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return &rie{url: "http://" + addr + "/2015-03-31/functions/function/invocations", output: out}
+}
+
+func (r *rie) invoke(t *testing.T, event string) map[string]any {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, r.url, strings.NewReader(event))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("invoke: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err != nil {
+		t.Fatalf("response %q: %v", body, err)
+	}
+	return m
+}
+
+var initRe = regexp.MustCompile(`INIT REPORT\(durationMs: ([0-9.]+)\)`)
+
+// initMS returns the emulator's reported cold init, or -1.
+func (r *rie) initMS() float64 {
+	m := initRe.FindStringSubmatch(r.output.String())
+	if m == nil {
+		return -1
+	}
+	v, _ := strconv.ParseFloat(m[1], 64)
+	return v
+}
+
+const (
+	rieInst  = "i-0aaaaaaaaaaaaaaa1"
+	rieInst2 = "i-0aaaaaaaaaaaaaaa2"
+)
+
+func standIn(t testing.TB) (*awslocal.Server, *fakehost.Host, string) {
+	srv := &awslocal.Server{}
+	host := fakehost.New()
+	srv.RunCommand = host.Run
+	srv.AddInstance(awslocal.Instance{ID: rieInst, Tags: map[string]string{"quiesce:enabled": "true", "quiesce:mounts": "/data"},
+		BlockDevices: []awslocal.BlockDevice{{DeviceName: "/dev/xvda", VolumeID: "vol-0aaaaaaaaaaaa0001"}, {DeviceName: "/dev/sdf", VolumeID: "vol-0aaaaaaaaaaaa0002"}}})
+	host.Volumes = map[string]map[string][]string{rieInst: {"/data": {"vol-0aaaaaaaaaaaa0002"}}}
+	hs := httptest.NewServer(srv)
+	t.Cleanup(func() { hs.Close(); srv.Close() })
+	return srv, host, hs.URL
+}
+
+func TestRIESmoke(t *testing.T) {
+	srv, host, endpoint := standIn(t)
+	r := startRIE(t, endpoint, "QUIESCE_TARGET_TAG_KEY=quiesce:enabled", "QUIESCE_TARGET_TAG_VALUE=true", "QUIESCE_KEEP_LAST=3")
+
+	// A bare EventBridge scheduled event: everything from the environment.
+	start := time.Now()
+	resp := r.invoke(t, `{"version":"0","id":"x","detail-type":"Scheduled Event","source":"aws.events","account":"123456789012","time":"2026-11-25T20:00:00Z","region":"us-east-1","resources":[],"detail":{}}`)
+	firstInvoke := time.Since(start)
+	raw, _ := json.Marshal(resp)
+	var res orchestrate.Result
+	if err := json.Unmarshal(raw, &res); err != nil || res.RunID == "" {
+		t.Fatalf("response is not a result: %s (%v)", raw, err)
+	}
+	if len(res.Instances) != 1 || res.Instances[0].Status != orchestrate.StatusOK || res.Instances[0].Consistency != orchestrate.Application || len(res.Instances[0].Snapshots) != 1 {
+		t.Fatalf("result = %s", raw)
+	}
+	snaps := srv.Snapshots()
+	if len(snaps) != 1 {
+		t.Fatalf("stand-in has %d snapshots", len(snaps))
+	}
+	tags := snaps[0].Tags
+	if tags["quiesce:stack"] != "rie-stack" || tags["quiesce:run-id"] != res.RunID || tags["quiesce:instance"] != rieInst || tags["quiesce:device"] != "/dev/sdf" ||
+		tags["quiesce:mounts"] != "/data" || tags["quiesce:consistency"] != "application" || snaps[0].VolumeID != "vol-0aaaaaaaaaaaa0002" {
+		t.Fatalf("snapshot tags = %v", tags)
+	}
+	if got := host.Actions(rieInst); strings.Join(got, ",") != "freeze,thaw" {
+		t.Fatalf("host actions = %v", got)
+	}
+	t.Logf("cold init (emulator INIT REPORT): %.2f ms; first invoke round trip incl. one cycle: %v", r.initMS(), firstInvoke.Round(time.Millisecond))
+
+	// A bad event fails before anything is frozen, naming the field.
+	resp = r.invoke(t, `{"targets":{"instance_ids":["`+rieInst+`"]},"freeze_timeout":"0s"}`)
+	if resp["errorType"] != "ValidationError" || !strings.Contains(fmt.Sprint(resp["errorMessage"]), `freeze_timeout "0s": must be between 1s and 10m0s`) {
+		t.Fatalf("bad event response = %v", resp)
+	}
+	if got := len(host.Calls()); got != 2 {
+		t.Fatalf("host ran %d commands after a bad event, want still 2", got)
+	}
+
+	// A failing instance fails the invocation with RunError (the alarm
+	// fires) and the result inside the message.
+	host.Override = func(inv awslocal.Invocation) (awslocal.CommandResult, bool) {
+		if inv.Param("action") == "freeze" {
+			return fakehost.Fail(5, "FLUSH TABLES WITH READ LOCK: Lock wait timeout exceeded"), true
+		}
+		return awslocal.CommandResult{}, false
+	}
+	// (Another instance: the first one's volume may not be snapshotted again
+	// for 15 s, and the warm Lambda remembers that.)
+	srv.AddInstance(awslocal.Instance{ID: rieInst2, BlockDevices: []awslocal.BlockDevice{{DeviceName: "/dev/xvda", VolumeID: "vol-0bbbbbbbbbbbb0001"}, {DeviceName: "/dev/sdf", VolumeID: "vol-0bbbbbbbbbbbb0002"}}})
+	resp = r.invoke(t, `{"targets":{"instance_ids":["`+rieInst2+`"]},"mounts":["/data"]}`)
+	if resp["errorType"] != "RunError" || !strings.Contains(fmt.Sprint(resp["errorMessage"]), "MySQL lock not acquired") {
+		t.Fatalf("failing run response = %v", resp)
+	}
+}
+
+// BenchmarkRIEColdInit starts the emulator with the real bootstrap N times
+// and reports the emulator's INIT REPORT duration (process start to the
+// runtime's first /next) and the first invocation's round trip.
+func BenchmarkRIEColdInit(b *testing.B) {
+	const runs = 5
+	var inits, firsts []float64
+	for i := 0; i < runs; i++ {
+		_, _, endpoint := standIn(b)
+		r, stop := startRIEBench(b, endpoint)
+		start := time.Now()
+		resp := r.invokeB(b, `{"targets":{"instance_ids":["`+rieInst+`"]},"dry_run":true}`)
+		firsts = append(firsts, float64(time.Since(start).Microseconds())/1000)
+		if resp["run_id"] == nil {
+			b.Fatalf("dry run response = %v", resp)
+		}
+		if v := r.initMS(); v >= 0 {
+			inits = append(inits, v)
+		}
+		stop()
+	}
+	if len(inits) == 0 {
+		b.Fatal("no INIT REPORT in the emulator output")
+	}
+	b.ReportMetric(maxOf(inits), "cold_init_max_ms")
+	b.ReportMetric(median(inits), "cold_init_p50_ms")
+	b.ReportMetric(median(firsts), "first_invoke_p50_ms")
+	if fi, err := os.Stat(bootstrapPath); err == nil {
+		b.ReportMetric(float64(fi.Size())/1e6, "bootstrap_native_MB")
+	}
+}
+
+func startRIEBench(b *testing.B, endpoint string) (*rie, func()) {
+	bin := findRIE(b)
+	port, apiPort := freePort(b), freePort(b)
+	cmd := exec.Command(bin, "--runtime-interface-emulator-address", fmt.Sprintf("127.0.0.1:%d", port), "--runtime-api-address", fmt.Sprintf("127.0.0.1:%d", apiPort), bootstrapPath)
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=AKIDLOCAL", "AWS_SECRET_ACCESS_KEY=x", "AWS_CONFIG_FILE=/dev/null",
+		"AWS_SHARED_CREDENTIALS_FILE=/dev/null", "AWS_EC2_METADATA_DISABLED=true", "AWS_ENDPOINT_URL_EC2=" + endpoint, "AWS_ENDPOINT_URL_SSM=" + endpoint,
+		"QUIESCE_STACK=rie-stack", "QUIESCE_MOUNTS=/data"}
+	out := &lockedBuffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	stop := func() { _ = syscall.Kill(-pid, syscall.SIGKILL); _ = cmd.Wait() }
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			stop()
+			b.Fatalf("emulator did not start: %s", out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return &rie{url: "http://" + addr + "/2015-03-31/functions/function/invocations", output: out}, stop
+}
+
+func (r *rie) invokeB(b *testing.B, event string) map[string]any {
+	resp, err := http.Post(r.url, "application/json", strings.NewReader(event))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+		b.Fatal(err)
+	}
+	return m
+}
+
+func median(v []float64) float64 {
+	s := append([]float64(nil), v...)
+	for i := range s {
+		for j := i + 1; j < len(s); j++ {
+			if s[j] < s[i] {
+				s[i], s[j] = s[j], s[i]
+			}
+		}
+	}
+	return s[len(s)/2]
+}
+
+func maxOf(v []float64) float64 {
+	m := v[0]
+	for _, x := range v {
+		m = max(m, x)
+	}
+	return m
+}
