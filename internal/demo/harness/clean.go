@@ -34,12 +34,17 @@ func Clean(ctx context.Context, workdir, binDir string) (done []string, err erro
 	}
 	var errs []error
 	mounts := pool.MountsUnder(workdir)
+	// hostagent creates its state dir on any call: only look when it exists.
+	_, stateErr := os.Stat(StateDir)
+	hadState := stateErr == nil
 
 	// 1. Runs hostagent still holds on our mounts.
 	ha := filepath.Join(binDir, "hostagent")
-	if _, err := os.Stat(ha); err == nil {
+	if _, err := os.Stat(ha); err == nil && hadState {
 		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		out, _ := exec.CommandContext(sctx, ha, "status").Output()
+		cmd := exec.CommandContext(sctx, ha, "status")
+		cmd.Env = append(os.Environ(), "QUIESCE_STATE_DIR="+StateDir)
+		out, _ := cmd.Output()
 		cancel()
 		var st report.StatusReport
 		if json.Unmarshal(out, &st) == nil {
@@ -48,7 +53,9 @@ func Clean(ctx context.Context, workdir, binDir string) (done []string, err erro
 					continue
 				}
 				tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-				err := exec.CommandContext(tctx, ha, "thaw", "--run-id", r.RunID).Run()
+				tc := exec.CommandContext(tctx, ha, "thaw", "--run-id", r.RunID)
+				tc.Env = append(os.Environ(), "QUIESCE_STATE_DIR="+StateDir)
+				err := tc.Run()
 				cancel()
 				var ee *exec.ExitError
 				if err != nil && !(errors.As(err, &ee) && ee.ExitCode() == report.ExitLate) {
@@ -86,6 +93,13 @@ func Clean(ctx context.Context, workdir, binDir string) (done []string, err erro
 			errs = append(errs, err)
 		} else {
 			done = append(done, "detached "+dev)
+		}
+	}
+	if hadState && binDir != "" {
+		if err := removeStateDir(ctx, binDir); err != nil {
+			errs = append(errs, err)
+		} else {
+			done = append(done, "removed "+StateDir)
 		}
 	}
 	return done, errors.Join(errs...)

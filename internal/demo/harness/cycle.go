@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/quiesce/quiesce/internal/demo/bank"
@@ -21,8 +22,13 @@ type Cycle struct {
 	InvokeTime  time.Duration
 	LambdaError string          `json:",omitempty"`
 	Result      json.RawMessage `json:",omitempty"` // the Lambda's response
-	// LambdaWindowMS is the window the Lambda reports (window_ms), -1 if absent.
+	// From the Lambda's result (-1 if absent): lambda_window_ms = freeze
+	// SendCommand sent → thaw command returned (the Lambda's clock);
+	// window_ms = FreezeReport.frozen_at → ThawReport.thawed_at (filesystem frozen).
 	LambdaWindowMS float64
+	FrozenMS       float64
+	SnapshotCallMS float64
+	SnapshotAPI    string
 
 	Freeze     *report.FreezeReport `json:",omitempty"`
 	FreezeExit int
@@ -77,7 +83,7 @@ func (e *Env) Event(runID string) []byte {
 // RunCycle invokes the Lambda once and collects what hostagent and the
 // stand-in recorded for that run id.
 func (e *Env) RunCycle(ctx context.Context, n int, runID string) *Cycle {
-	c := &Cycle{N: n, RunID: runID, LambdaWindowMS: -1, FreezeExit: -1, ThawExit: -1}
+	c := &Cycle{N: n, RunID: runID, LambdaWindowMS: -1, FrozenMS: -1, SnapshotCallMS: -1, FreezeExit: -1, ThawExit: -1}
 	ictx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	c.InvokeStart = time.Now()
@@ -85,8 +91,17 @@ func (e *Env) RunCycle(ctx context.Context, n int, runID string) *Cycle {
 	c.InvokeTime = time.Since(c.InvokeStart)
 	if len(out) > 0 && json.Valid(out) {
 		c.Result = out
-		if v, ok := findNumber(out, "window_ms"); ok {
-			c.LambdaWindowMS = v
+		var lr lambdaResult
+		if json.Unmarshal(out, &lr) == nil {
+			for _, in := range lr.Instances {
+				if in.InstanceID != e.InstanceID {
+					continue
+				}
+				c.LambdaWindowMS, c.FrozenMS, c.SnapshotCallMS, c.SnapshotAPI = in.LambdaWindowMS, in.WindowMS, in.SnapshotCallMS, in.SnapshotAPI
+				if in.Status != "ok" {
+					c.problem("lambda reports instance %s %s: %s", in.InstanceID, in.Status, strings.Join(in.Errors, "; "))
+				}
+			}
 		}
 	}
 	if err != nil {
@@ -163,6 +178,19 @@ func (e *Env) RunCycle(ctx context.Context, n int, runID string) *Cycle {
 		c.Stall = stallDuring(e.Writer.Commits(), c.Freeze.StartedAt, c.Thaw.ThawedAt)
 	}
 	return c
+}
+
+// lambdaResult is the part of the Lambda's result document the demo reads.
+type lambdaResult struct {
+	Instances []struct {
+		InstanceID     string   `json:"instance_id"`
+		Status         string   `json:"status"`
+		WindowMS       float64  `json:"window_ms"`
+		LambdaWindowMS float64  `json:"lambda_window_ms"`
+		SnapshotCallMS float64  `json:"snapshot_call_ms"`
+		SnapshotAPI    string   `json:"snapshot_api"`
+		Errors         []string `json:"errors"`
+	} `json:"instances"`
 }
 
 // stallDuring is the slowest commit whose transaction overlapped [from, to]:

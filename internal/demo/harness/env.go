@@ -40,6 +40,10 @@ const (
 	BinlogBase = "binlog" // relative: the index then names ./binlog.N, so a copy's index points into the copy
 	Stack      = "quiesce-demo"
 	markerFile = ".quiesce-demo"
+	// StateDir is hostagent's state directory for the demo's runs
+	// ($QUIESCE_STATE_DIR, tmpfs like /run/quiesce): the demo's many runs stay
+	// out of the operator's /run/quiesce and are removed when the demo ends.
+	StateDir = "/run/quiesce-demo"
 )
 
 // TuningArgs are the durability settings of a production primary, shared by
@@ -253,6 +257,7 @@ func Setup(ctx context.Context, cfg Config) (env *Env, err error) {
 	}
 	db := e.DB
 	e.cleanup.Push("stop mariadbd", func(context.Context) error { return db.Stop() })
+	e.cleanup.Push("remove hostagent state", func(ctx context.Context) error { return removeStateDir(ctx, e.Cfg.BinDir) })
 	// Runs before the server is stopped (LIFO): a frozen datadir would hang its shutdown.
 	e.cleanup.Push("thaw leftovers", func(ctx context.Context) error { return e.thawAll(ctx) })
 	if e.SQL, err = e.DB.DB(); err != nil {
@@ -330,6 +335,7 @@ func (e *Env) startStandIn(ctx context.Context) error {
 		return err
 	}
 	e.Hooks = hooks
+	hooks.Env = []string{"QUIESCE_STATE_DIR=" + StateDir}
 	e.AWS = awslocal.New()
 	hooks.Install(e.AWS)
 	e.InstanceID = "i-0de30" + randHex(12)
@@ -409,6 +415,7 @@ func (e *Env) Hostagent(ctx context.Context, args ...string) ([]byte, int, error
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(e.Cfg.BinDir, "hostagent"), args...)
+	cmd.Env = append(os.Environ(), "QUIESCE_STATE_DIR="+StateDir)
 	cmd.WaitDelay = 5 * time.Second
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -439,6 +446,8 @@ func (e *Env) thawAll(ctx context.Context) error {
 				}
 			}
 		}
+	} else if _, serr := os.Stat(StateDir); serr == nil {
+		errs = append(errs, err)
 	}
 	if e.Vol != nil {
 		if err := pool.Thaw(e.Vol.Dir); err != nil {
@@ -446,6 +455,31 @@ func (e *Env) thawAll(ctx context.Context) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// removeStateDir deletes the demo's hostagent state directory once hostagent
+// says nothing is held there (finished runs only leave reports and logs).
+func removeStateDir(ctx context.Context, binDir string) error {
+	if _, err := os.Stat(StateDir); err != nil {
+		return nil
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "hostagent"), "status")
+	cmd.Env = append(os.Environ(), "QUIESCE_STATE_DIR="+StateDir)
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.Output()
+	if err != nil {
+		return fmt.Errorf("hostagent status before removing %s: %w", StateDir, err)
+	}
+	var st report.StatusReport
+	if err := json.Unmarshal(out, &st); err != nil {
+		return fmt.Errorf("hostagent status: %w", err)
+	}
+	for _, r := range st.Runs {
+		if r.State == "held" || r.HolderAlive || r.GuardAlive {
+			return fmt.Errorf("keeping %s: run %s is %s (holder alive %v, guardian alive %v)", StateDir, r.RunID, r.State, r.HolderAlive, r.GuardAlive)
+		}
+	}
+	return os.RemoveAll(StateDir)
 }
 
 func containsMount(list []string, m string) bool {

@@ -47,6 +47,8 @@ type WriterStats struct {
 	MaxStallAt time.Time
 	// MaxStallCycle is the cycle whose window the slowest commit overlapped (0: none).
 	MaxStallCycle int
+	// MaxStallNote places a stall outside every window relative to the nearest one.
+	MaxStallNote string `json:",omitempty"`
 }
 
 // Summary is the final table's content.
@@ -54,7 +56,9 @@ type Summary struct {
 	CyclesOK, CyclesFailed         int
 	Window                         rpt.Dist // hostagent: freeze start → thaw done
 	WindowExclCopy                 rpt.Dist // the same minus the stand-in's snapshot copy
-	LambdaWindow                   rpt.Dist // as the Lambda reports it
+	LambdaWindow                   rpt.Dist // Lambda: freeze SendCommand sent → thaw returned
+	Frozen                         rpt.Dist // filesystem frozen: frozen_at → thawed_at (the Lambda's window_ms)
+	SnapshotCall                   rpt.Dist // the Lambda's CreateSnapshot(s) call
 	Held                           rpt.Dist // hostagent freeze command: start → everything held
 	Copy                           rpt.Dist // snapshot copy in the stand-in
 	Reflink                        bool
@@ -194,14 +198,22 @@ func writerStats(w *bank.Writer, commits []bank.Commit, elapsed time.Duration, c
 	}
 	s := bank.MaxStall(commits, time.Time{}, time.Time{})
 	ws.MaxStall, ws.MaxStallAt = s.Max, s.At
+	begin := s.At.Add(-s.Max)
+	nearest := time.Duration(1<<62 - 1)
 	for _, c := range cycles {
 		if c.Freeze == nil || c.Thaw == nil {
 			continue
 		}
-		for _, cm := range commits {
-			if cm.ID == s.ID && !cm.End.Before(c.Freeze.StartedAt) && !cm.Start.After(c.Thaw.ThawedAt) {
-				ws.MaxStallCycle = c.N
-			}
+		if !s.At.Before(c.Freeze.StartedAt) && !begin.After(c.Thaw.ThawedAt) {
+			ws.MaxStallCycle = c.N
+			continue
+		}
+		// Distance from the stall to this window, in whichever direction.
+		if d := begin.Sub(c.Thaw.ThawedAt); d > 0 && d < nearest {
+			nearest, ws.MaxStallNote = d, fmt.Sprintf("began %s ms after cycle %d's thaw", rpt.Ms(d), c.N)
+		}
+		if d := c.Freeze.StartedAt.Sub(s.At); d > 0 && d < nearest {
+			nearest, ws.MaxStallNote = d, fmt.Sprintf("ended %s ms before cycle %d's freeze", rpt.Ms(d), c.N)
 		}
 	}
 	return ws
@@ -209,7 +221,7 @@ func writerStats(w *bank.Writer, commits []bank.Commit, elapsed time.Duration, c
 
 func summarize(res *RunResult) Summary {
 	var s Summary
-	var win, winEx, lam, held, cp []time.Duration
+	var win, winEx, lam, frozen, snapCall, held, cp []time.Duration
 	s.Reflink = true
 	for _, c := range res.Cycles {
 		if c.OK() {
@@ -231,13 +243,20 @@ func summarize(res *RunResult) Summary {
 		cp = append(cp, c.CopyTime)
 		held = append(held, time.Duration(c.Freeze.HeldMS*float64(time.Millisecond)))
 		if c.LambdaWindowMS >= 0 {
-			lam = append(lam, time.Duration(c.LambdaWindowMS*float64(time.Millisecond)))
+			lam = append(lam, msDur(c.LambdaWindowMS))
+		}
+		if c.FrozenMS >= 0 {
+			frozen = append(frozen, msDur(c.FrozenMS))
+		}
+		if c.SnapshotCallMS >= 0 {
+			snapCall = append(snapCall, msDur(c.SnapshotCallMS))
 		}
 		if d := c.Stall.Max - c.Window; d > s.StallMinusWindowMax {
 			s.StallMinusWindowMax = d
 		}
 	}
 	s.Window, s.WindowExclCopy, s.LambdaWindow = rpt.Summarize(win), rpt.Summarize(winEx), rpt.Summarize(lam)
+	s.Frozen, s.SnapshotCall = rpt.Summarize(frozen), rpt.Summarize(snapCall)
 	s.Held, s.Copy = rpt.Summarize(held), rpt.Summarize(cp)
 	for _, r := range res.Restores {
 		if r.Passed() {
@@ -263,9 +282,9 @@ func cycleLine(c *Cycle, total int) string {
 	if c.Freeze != nil && c.Thaw != nil {
 		fmt.Fprintf(&b, "window %6s ms", rpt.Ms(c.Window))
 		if c.LambdaWindowMS >= 0 {
-			fmt.Fprintf(&b, " (lambda %s)", rpt.Ms(time.Duration(c.LambdaWindowMS*float64(time.Millisecond))))
+			fmt.Fprintf(&b, " (lambda %s)", rpt.Ms(msDur(c.LambdaWindowMS)))
 		}
-		fmt.Fprintf(&b, "  held %s ms  copy %s ms", rpt.Ms(time.Duration(c.Freeze.HeldMS*float64(time.Millisecond))), rpt.Ms(c.CopyTime))
+		fmt.Fprintf(&b, "  held %s  copy %s", rpt.Ms(msDur(c.Freeze.HeldMS)), rpt.Ms(c.CopyTime))
 	}
 	for _, s := range c.Snapshots {
 		fmt.Fprintf(&b, "  %s %s %s:%s", s.ID, s.Tags[restore.TagConsistency], s.Tags[restore.TagBinlogFile], s.Tags[restore.TagBinlogPos])
@@ -310,8 +329,10 @@ func SummaryText(res *RunResult) string {
 	b.WriteString(rpt.Text([]string{"ms", "p50", "p99", "max", "n"}, [][]string{
 		row("write-blocked window (hostagent freeze start → thaw)", s.Window),
 		row("  … excluding the snapshot copy", s.WindowExclCopy),
-		row("window as the Lambda reports it", s.LambdaWindow),
-		row("hostagent freeze → held", s.Held),
+		row("Lambda: freeze SendCommand sent → thaw returned", s.LambdaWindow),
+		row("filesystem frozen (frozen_at → thawed_at)", s.Frozen),
+		row("hostagent freeze command → everything held", s.Held),
+		row("Lambda's snapshot call (incl. the copy)", s.SnapshotCall),
 		row(copyName, s.Copy),
 	}))
 	b.WriteString("\n")
@@ -319,6 +340,8 @@ func SummaryText(res *RunResult) string {
 	stallWhere := "outside any freeze window"
 	if ws.MaxStallCycle > 0 {
 		stallWhere = fmt.Sprintf("during cycle %d", ws.MaxStallCycle)
+	} else if ws.MaxStallNote != "" {
+		stallWhere += " (" + ws.MaxStallNote + ")"
 	}
 	b.WriteString(rpt.Text([]string{"run", "value"}, [][]string{
 		{"cycles", fmt.Sprintf("%d ok, %d failed (lambda: %s)", s.CyclesOK, s.CyclesFailed, res.Lambda)},
@@ -340,6 +363,8 @@ func SummaryText(res *RunResult) string {
 	b.WriteString("\n" + res.Machine.String() + "\n")
 	return b.String()
 }
+
+func msDur(ms float64) time.Duration { return time.Duration(ms * float64(time.Millisecond)) }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)

@@ -1,0 +1,186 @@
+package harness
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/quiesce/quiesce/internal/demo/pool"
+)
+
+// syncBuffer collects the demo's progress lines from several goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// buildBinaries builds hostagent and the native bootstrap the way the
+// Makefile does, into a temp bin dir.
+func buildBinaries(t *testing.T) string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("go toolchain not on PATH")
+	}
+	bin := t.TempDir()
+	if err := os.Chmod(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []struct{ out, pkg, tags string }{
+		{"hostagent", "github.com/quiesce/quiesce/hostagent", ""},
+		{"bootstrap", "github.com/quiesce/quiesce/lambda", "lambda.norpc"},
+	} {
+		args := []string{"build", "-trimpath", "-o", filepath.Join(bin, b.out)}
+		if b.tags != "" {
+			args = append(args, "-tags", b.tags)
+		}
+		cmd := exec.Command(goBin, append(args, b.pkg)...)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go build %s: %v\n%s", b.pkg, err, out)
+		}
+	}
+	return bin
+}
+
+func skipUnlessDemoCanRun(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skipf("the demo needs root (loop devices, mount, FIFREEZE); uid %d", os.Geteuid())
+	}
+	os.Setenv("PATH", os.Getenv("PATH")+":/usr/local/sbin:/usr/sbin:/sbin")
+	for _, tool := range Tools {
+		if _, err := exec.LookPath(tool.Name); err != nil {
+			t.Skipf("%s not installed (apt-get install %s; scripts/install-deps.sh does it)", tool.Name, tool.Package)
+		}
+	}
+}
+
+// TestShortDemo runs `demo run -cycles 2` for real: loop XFS pool and volume,
+// MariaDB with the writer, the real bootstrap under RIE (or the built-in
+// Runtime API when RIE is missing) against the in-process stand-in, which runs
+// the real SSM document and hostagent; then the restore drill of both
+// snapshots. Afterwards nothing may be left mounted, attached, running or held.
+func TestShortDemo(t *testing.T) {
+	skipUnlessDemoCanRun(t)
+	bin := buildBinaries(t)
+	if err := os.MkdirAll("/var/tmp", 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	work, err := os.MkdirTemp("/var/tmp", "quiesce-demo-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// Safety net when the test fails midway: release whatever is left.
+		if done, err := Clean(context.Background(), work, bin); len(done) > 0 || err != nil {
+			t.Errorf("demo left resources behind (released now): %v %v", done, err)
+		}
+		os.RemoveAll(work)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var out syncBuffer
+	start := time.Now()
+	res, err := Run(ctx, RunOptions{
+		Config:   Config{WorkDir: work, BinDir: bin, Writers: 2, PoolSize: 4 << 30, VolumeSize: 1 << 30, Out: &out},
+		Cycles:   2,
+		Interval: time.Second,
+	})
+	t.Logf("demo output:\n%s", out.String())
+	if err != nil {
+		t.Fatalf("demo run: %v", err)
+	}
+	t.Logf("demo took %s (lambda mode %s)", time.Since(start).Round(time.Millisecond), res.Lambda)
+	if res.Failed() {
+		t.Fatalf("demo reported failure: %+v", res.Summary)
+	}
+	if res.Summary.CyclesOK != 2 || res.Summary.Snapshots != 2 || res.Summary.RestoresPassed != 2 {
+		t.Fatalf("want 2 cycles, 2 snapshots, 2 restores passed; got %+v", res.Summary)
+	}
+	for _, c := range res.Cycles {
+		if c.Window <= 0 || c.Freeze == nil || c.Thaw == nil || c.Freeze.Lock.BinlogPos == 0 {
+			t.Errorf("cycle %d incomplete: window %s, freeze %v, thaw %v", c.N, c.Window, c.Freeze, c.Thaw)
+		}
+	}
+	for _, r := range res.Restores {
+		if r.Invariants.MaxID == 0 || r.LastEventEnd != r.TaggedPos || r.RestoredGTID == "" {
+			t.Errorf("restore %s passed without evidence: %+v", r.SnapshotID, r)
+		}
+	}
+	if res.Writer.Commits == 0 || res.Writer.Errors != 0 {
+		t.Errorf("writer: %d commits, %d errors %v", res.Writer.Commits, res.Writer.Errors, res.Writer.FirstErrs)
+	}
+	text := out.String()
+	for _, want := range []string{"cycle  1/2", "cycle  2/2", "PASS  snap-", "restores                 2 passed, 0 failed"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	// Everything released by Run itself.
+	if ms := pool.MountsUnder(work); len(ms) > 0 {
+		t.Errorf("still mounted: %v", ms)
+	}
+	if loops := pool.LoopsBackedBy(work); len(loops) > 0 {
+		t.Errorf("still attached: %v", loops)
+	}
+	if pids := mariadbdUnder(work); len(pids) > 0 {
+		t.Errorf("mariadbd still running: %v", pids)
+	}
+	if _, err := os.Stat(StateDir); err == nil {
+		t.Errorf("%s left behind", StateDir)
+	}
+	// The snapshot images stay for inspection, inside the (unmounted) pool image.
+	if _, err := os.Stat(filepath.Join(work, "pool.img")); err != nil {
+		t.Errorf("pool image with the snapshots not kept: %v", err)
+	}
+}
+
+func TestPrepareWorkDirRefusesForeignDirectories(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "precious"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := prepareWorkDir(dir); err == nil || !strings.Contains(err.Error(), "not made by the demo") {
+		t.Fatalf("took over a foreign directory: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "precious")); err != nil {
+		t.Fatal("foreign file removed")
+	}
+	// A previous demo's directory is emptied and reused.
+	if err := os.WriteFile(filepath.Join(dir, markerFile), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := prepareWorkDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "precious")); err == nil {
+		t.Fatal("previous run's files not removed")
+	}
+	for _, bad := range []string{"/", "/tmp", "/var/tmp", "relative", "/var/tmp/../tmp", "/var/tmp/a b", "/var/tmp/a,b", "/work"} {
+		if err := CheckWorkDir(bad); err == nil {
+			t.Errorf("CheckWorkDir(%q) accepted", bad)
+		}
+	}
+	if err := CheckWorkDir("/var/tmp/quiesce-demo"); err != nil {
+		t.Errorf("default rejected: %v", err)
+	}
+}
