@@ -246,6 +246,7 @@ func (c *command) holder(ctx context.Context, args []string) error {
 	if pipe == nil {
 		return errors.New("holder: no report pipe on fd 3")
 	}
+
 	return newAgent(dir, nil).Holder(ctx, *runID, pipe)
 }
 

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/quiesce/quiesce/hostagent/internal/state"
 	"github.com/quiesce/quiesce/internal/fixture"
 	"github.com/quiesce/quiesce/report"
@@ -253,6 +255,8 @@ func TestFreezeThawCycle(t *testing.T) {
 			if d := rep.Deadline.Sub(rep.StartedAt); d < 20*time.Second || d > 21*time.Second {
 				t.Fatalf("deadline %v after start, want the 20s timeout from when the guardian was armed", d)
 			}
+			requireDetached(t, rep.HolderPID)
+			requireDetached(t, rep.GuardianPID)
 			w := writer(t, fs.Mount)
 			requireBlocked(t, w, 200*time.Millisecond)
 			st := e.status(t)
@@ -572,5 +576,40 @@ func TestThawBypassesHungHolder(t *testing.T) {
 	again := e.thaw(t, rep.RunID, 0)
 	if again.ThawedBy != report.ThawedByRecovery {
 		t.Fatalf("second thaw %+v", again)
+	}
+}
+
+// requireDetached checks what SSM needs: the process has its own session and
+// holds no pipe (stdio on /dev/null), so the freeze command's output closes.
+// The holder closes its report pipe right after writing the report, which the
+// client may print first: allow it a moment.
+func requireDetached(t *testing.T, pid int) {
+	t.Helper()
+	sid, err := unix.Getsid(pid)
+	if err != nil || sid != pid {
+		t.Errorf("pid %d: session %d (%v), want its own session", pid, sid, err)
+	}
+	var problems []string
+	for deadline := time.Now().Add(500 * time.Millisecond); ; time.Sleep(5 * time.Millisecond) {
+		problems = problems[:0]
+		fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, fd := range fds {
+			target, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
+			if strings.HasPrefix(target, "pipe:") {
+				problems = append(problems, fmt.Sprintf("fd %s is a pipe (%s)", fd.Name(), target))
+			}
+			if len(fd.Name()) == 1 && fd.Name() <= "2" && target != "/dev/null" {
+				problems = append(problems, fmt.Sprintf("stdio fd %s is %s, want /dev/null", fd.Name(), target))
+			}
+		}
+		if len(problems) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	for _, p := range problems {
+		t.Errorf("pid %d: %s", pid, p)
 	}
 }

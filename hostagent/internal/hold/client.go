@@ -58,6 +58,7 @@ func (a *Agent) Freeze(ctx context.Context, req Request) (*report.FreezeReport, 
 	cmd.ExtraFiles = []*os.File{pw} // fd 3; everything else is close-on-exec
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	// Stdin/Stdout/Stderr nil: /dev/null, so SSM's pipes are not inherited.
+	closeOnExecFrom(3)
 	if err := cmd.Start(); err != nil {
 		pw.Close()
 		return nil, a.failStart(run, fmt.Errorf("start holder: %w", err))

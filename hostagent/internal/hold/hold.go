@@ -22,6 +22,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -240,4 +241,25 @@ var errHolderGone = errors.New("holder gone")
 // describe names a run for messages.
 func describe(run *state.Run) string {
 	return fmt.Sprintf("run %s (%s since %s)", run.RunID, run.Status, run.StartedAt.Format(time.RFC3339))
+}
+
+// closeOnExecFrom marks every descriptor >= from close-on-exec. Go's os/exec
+// passes only stdio and ExtraFiles to a child it creates, but descriptors this
+// process inherited without FD_CLOEXEC (a leaked pipe of the SSM agent or a
+// shell, say) would still reach the holder and guardian and keep the freeze
+// command's caller waiting for EOF until the hold ends.
+func closeOnExecFrom(from int) {
+	if err := unix.CloseRange(uint(from), ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err == nil {
+		return
+	}
+	// Kernels before 5.11: walk /proc/self/fd.
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd >= from {
+			unix.CloseOnExec(fd)
+		}
+	}
 }

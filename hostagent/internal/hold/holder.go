@@ -31,6 +31,8 @@ type socketRequest struct {
 // report on reportPipe (fd 3 from the client), then hold until thaw, deadline
 // or SIGTERM. It never touches the frozen mounts after freezing them.
 func (a *Agent) Holder(ctx context.Context, runID string, reportPipe *os.File) error {
+	// Nothing this process holds (the report pipe included) may reach the guardian.
+	closeOnExecFrom(3)
 	a.Log = openLog(a.Dir.LogPath(runID)).With("role", "holder", "run", runID)
 	reported := false
 	send := func(msg holderMsg) {
