@@ -19,10 +19,14 @@ import (
 	"github.com/quiesce/quiesce/lambda/internal/clock"
 )
 
-// Defaults from the EC2 documentation.
+// Defaults from the EC2 documentation, except the refill: EC2 refills 5
+// tokens/s, we grant 4.5/s. The grant happens before the freeze and the
+// call ~0.5–2 s later with jitter; pacing at exactly EC2's rate would let
+// an early call find EC2's bucket empty and retry inside the window. The
+// 10 % margin lets EC2's bucket run slightly ahead and absorb the jitter.
 const (
 	DefaultBucket            = 100
-	DefaultRefillPerSecond   = 5
+	DefaultRefillPerSecond   = 4.5
 	DefaultPerVolumeInterval = 15 * time.Second
 	DefaultMaxPending        = 5
 )
