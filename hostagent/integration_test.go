@@ -339,7 +339,7 @@ func TestKillGuardianHolderStillThaws(t *testing.T) {
 func TestKillBothNextInvocationRecovers(t *testing.T) {
 	fs := loopFS(t, "xfs")
 	e := newEnv(t)
-	for _, next := range []string{"status", "freeze"} {
+	for _, next := range []string{"status", "freeze", "recover"} {
 		t.Run(next, func(t *testing.T) {
 			rep := e.freeze(t, "--mount", fs.Mount, "--timeout", "60s", "--run-id", "both-"+next)
 			syscall.Kill(rep.GuardianPID, syscall.SIGKILL)
@@ -357,6 +357,10 @@ func TestKillBothNextInvocationRecovers(t *testing.T) {
 			case "freeze":
 				again := e.freeze(t, "--mount", fs.Mount, "--timeout", "20s", "--run-id", "both-freeze-2")
 				defer e.thaw(t, again.RunID, 0)
+			case "recover": // what the systemd timer runs
+				if r := e.run("recover", "--run-id", rep.RunID); r.code != 0 {
+					t.Fatalf("recover: %d %s %s", r.code, r.stdout, r.stderr)
+				}
 			}
 			requireCompletes(t, w, 2*time.Second)
 			th := e.thaw(t, rep.RunID, report.ExitLate)
@@ -611,5 +615,37 @@ func requireDetached(t *testing.T, pid int) {
 	}
 	for _, p := range problems {
 		t.Errorf("pid %d: %s", pid, p)
+	}
+}
+
+// A descriptor leaked into hostagent by its caller (as a shell or agent may
+// leak one) must not be kept open by the holder or guardian: the caller would
+// wait for EOF on it until the hold ends.
+func TestFreezeDoesNotKeepLeakedDescriptors(t *testing.T) {
+	fs := loopFS(t, "xfs")
+	e := newEnv(t)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pr.Close()
+	cmd := exec.Command(agentBin, "freeze", "--mysql-lock", "none", "--mount", fs.Mount, "--timeout", "20s", "--run-id", "leak")
+	cmd.Env = append(os.Environ(), state.EnvDir+"="+e.stateDir)
+	// Leak it at fd 9, not close-on-exec (fd 3 would be replaced by the holder's report pipe).
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer devnull.Close()
+	cmd.ExtraFiles = []*os.File{devnull, devnull, devnull, devnull, devnull, devnull, pw}
+	out, err := cmd.Output()
+	pw.Close()
+	if err != nil {
+		t.Fatalf("freeze: %v %s", err, out)
+	}
+	defer e.thaw(t, "leak", 0)
+	pr.SetReadDeadline(time.Now().Add(time.Second))
+	if n, err := pr.Read(make([]byte, 1)); n != 0 || err == nil || !strings.Contains(err.Error(), "EOF") {
+		t.Fatalf("leaked pipe still open in the hold processes: n=%d err=%v", n, err)
 	}
 }
