@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
 	"github.com/quiesce/quiesce/hostagent/internal/hold"
 	"github.com/quiesce/quiesce/hostagent/internal/mysqllock"
@@ -68,10 +70,19 @@ func (c *command) freeze(ctx context.Context, args []string) error {
 		c.runID = *runID
 	}
 	resolved, _ := mysqllock.Resolve(opts)
-	a, err := c.openAgent(ctx, *stateDir)
+	dir, err := state.Open(dirPath)
 	if err != nil {
 		return err
 	}
+	a := newAgent(dir, c.log)
+	// Start the holder now: its process start overlaps recovery, volume
+	// discovery and the reservation; it waits for Freeze's go-ahead.
+	holder, err := a.StartHolder(*runID)
+	if err != nil {
+		return err
+	}
+	defer holder.Abort()
+	c.recoverStale(ctx, a)
 	discover, instanceID := discoverer(ctx)
 	req := hold.Request{RunID: *runID, MySQL: stateMySQL(resolved), Requested: opts.Mode, Timeout: *timeout,
 		StartedAt: startedAt, StartMono: startMono, InstanceID: instanceID, ExpediteRCU: *expedite}
@@ -87,7 +98,7 @@ func (c *command) freeze(ctx context.Context, args []string) error {
 		}
 		req.Mounts = append(req.Mounts, sm)
 	}
-	rep, err := a.Freeze(ctx, req)
+	rep, err := a.Freeze(ctx, req, holder)
 	if err != nil {
 		return err
 	}
@@ -246,8 +257,13 @@ func (c *command) holder(ctx context.Context, args []string) error {
 	if pipe == nil {
 		return errors.New("holder: no report pipe on fd 3")
 	}
+	// Non-blocking before wrapping, so the go-ahead wait can have a deadline.
+	var control *os.File
+	if err := unix.SetNonblock(4, true); err == nil {
+		control = os.NewFile(4, "control")
+	}
 
-	return newAgent(dir, nil).Holder(ctx, *runID, pipe)
+	return newAgent(dir, nil).Holder(ctx, *runID, pipe, control)
 }
 
 func (c *command) guardian(ctx context.Context, args []string) error {

@@ -13,6 +13,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -393,6 +395,8 @@ func TestBusy(t *testing.T) {
 		}
 		requireCompletes(t, writer(t, b.Mount), 2*time.Second)
 	}
+	// The holders started for the refused freezes exit without doing anything.
+	e.requireOnlyProcs(t, rep.HolderPID, rep.GuardianPID)
 	after, _ := os.ReadFile(filepath.Join(e.stateDir, "busy-1.json"))
 	if !bytes.Equal(before, after) {
 		t.Fatal("a refused freeze changed the holding run's state")
@@ -510,7 +514,8 @@ func TestBadInputsExit2NothingFrozen(t *testing.T) {
 			requireCompletes(t, writer(t, M), 2*time.Second)
 		})
 	}
-	// Nothing was reserved or held by any of them.
+	// Nothing was reserved or held by any of them, and no process was left.
+	e.requireOnlyProcs(t)
 	runs, _ := (&state.Dir{Path: e.stateDir}).List()
 	if len(runs) != 0 {
 		t.Fatalf("bad input left runs in the state dir: %+v", runs)
@@ -648,4 +653,38 @@ func TestFreezeDoesNotKeepLeakedDescriptors(t *testing.T) {
 	if n, err := pr.Read(make([]byte, 1)); n != 0 || err == nil || !strings.Contains(err.Error(), "EOF") {
 		t.Fatalf("leaked pipe still open in the hold processes: n=%d err=%v", n, err)
 	}
+}
+
+// agentProcs lists the hostagent processes working on this env's state dir.
+func (e *env) agentProcs() []int {
+	var pids []int
+	entries, _ := os.ReadDir("/proc")
+	for _, ent := range entries {
+		pid, err := strconv.Atoi(ent.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile("/proc/" + ent.Name() + "/cmdline")
+		if err != nil || !strings.Contains(string(cmdline), e.stateDir) {
+			continue
+		}
+		if p, err := state.ProcOf(pid); err == nil && p.Alive() {
+			pids = append(pids, pid)
+		}
+	}
+	sort.Ints(pids)
+	return pids
+}
+
+// requireOnlyProcs waits (bounded) until exactly the given processes work on the state dir.
+func (e *env) requireOnlyProcs(t *testing.T, want ...int) {
+	t.Helper()
+	sort.Ints(want)
+	var got []int
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if got = e.agentProcs(); fmt.Sprint(got) == fmt.Sprint(want) {
+			return
+		}
+	}
+	t.Fatalf("hostagent processes on %s: %v, want %v", e.stateDir, got, want)
 }

@@ -167,12 +167,17 @@ func (c *command) openAgent(ctx context.Context, stateDir string) (*hold.Agent, 
 		return nil, err
 	}
 	a := newAgent(dir, c.log)
+	c.recoverStale(ctx, a)
+	return a, nil
+}
+
+// recover thaws stale runs (all their processes dead, or wedged past the deadline).
+func (c *command) recoverStale(ctx context.Context, a *hold.Agent) {
 	if ids, err := a.Recover(ctx, ""); err != nil {
 		c.log.Error("recovery", "err", err)
 	} else if len(ids) > 0 {
 		c.log.Warn("recovered stale runs (thawed)", "runs", ids)
 	}
-	return a, nil
 }
 
 func newAgent(dir *state.Dir, log *slog.Logger) *hold.Agent {

@@ -40,38 +40,79 @@ type holderMsg struct {
 // report before undoing everything itself.
 const answerSlack = 2 * time.Second
 
-// Freeze reserves the mounts, starts the holder and returns its FreezeReport.
-// On failure nothing is left frozen or locked.
-func (a *Agent) Freeze(ctx context.Context, req Request) (*report.FreezeReport, error) {
+// PendingHolder is a started holder waiting for the go-ahead on its control pipe.
+type PendingHolder struct {
+	pid     int
+	report  *os.File // read end of the holder's report pipe
+	control *os.File // write end: one byte = go; EOF (close, or our exit) = exit quietly
+}
+
+// StartHolder starts the detached holder for runID before the run is
+// reserved, so its exec and runtime start overlap the client's remaining
+// work (recovery, volume discovery, reservation). It does nothing until Freeze
+// lets it go; Abort (or this process exiting) makes it exit.
+func (a *Agent) StartHolder(runID string) (*PendingHolder, error) {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("report pipe: %w", err)
+	}
+	cr, cw, err := os.Pipe()
+	if err != nil {
+		pr.Close()
+		pw.Close()
+		return nil, fmt.Errorf("control pipe: %w", err)
+	}
+	cmd := exec.Command(a.Exe, CmdHolder, "--state-dir", a.Dir.Path, "--run-id", runID)
+	cmd.Dir = "/" // never keep a frozen mount busy as a working directory
+	cmd.Env = detachedEnv()
+	cmd.ExtraFiles = []*os.File{pw, cr} // fds 3 and 4; everything else is close-on-exec
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	// Stdin/Stdout/Stderr nil: /dev/null, so SSM's pipes are not inherited.
+	closeOnExecFrom(3)
+	err = cmd.Start()
+	pw.Close()
+	cr.Close()
+	if err != nil {
+		pr.Close()
+		cw.Close()
+		return nil, fmt.Errorf("start holder: %w", err)
+	}
+	// Reap the holder if it dies while we still run (we exit right after anyway).
+	go cmd.Wait()
+	return &PendingHolder{pid: cmd.Process.Pid, report: pr, control: cw}, nil
+}
+
+// Abort makes a pending holder exit without doing anything.
+func (h *PendingHolder) Abort() {
+	if h != nil {
+		h.control.Close()
+		h.report.Close()
+	}
+}
+
+// Freeze reserves the mounts, lets the holder go (starting one if h is nil)
+// and returns its FreezeReport. On failure nothing is left frozen or locked.
+func (a *Agent) Freeze(ctx context.Context, req Request, h *PendingHolder) (*report.FreezeReport, error) {
+	if h == nil {
+		var err error
+		if h, err = a.StartHolder(req.RunID); err != nil {
+			return nil, err
+		}
+	}
+	defer h.Abort()
 	run, err := a.reserve(req)
 	if err != nil {
 		return nil, err
 	}
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		return nil, a.failStart(run, fmt.Errorf("report pipe: %w", err))
+	if _, err := h.control.Write([]byte{'g'}); err != nil {
+		return nil, a.failStart(run, fmt.Errorf("holder (pid %d) exited before it could start: %w", h.pid, err))
 	}
-	defer pr.Close()
-	cmd := exec.Command(a.Exe, CmdHolder, "--state-dir", a.Dir.Path, "--run-id", run.RunID)
-	cmd.Dir = "/" // never keep a frozen mount busy as a working directory
-	cmd.Env = detachedEnv()
-	cmd.ExtraFiles = []*os.File{pw} // fd 3; everything else is close-on-exec
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	// Stdin/Stdout/Stderr nil: /dev/null, so SSM's pipes are not inherited.
-	closeOnExecFrom(3)
-	if err := cmd.Start(); err != nil {
-		pw.Close()
-		return nil, a.failStart(run, fmt.Errorf("start holder: %w", err))
-	}
-	pw.Close()
-	holderPID := cmd.Process.Pid
-	// Reap the holder if it dies while we still run (we exit right after anyway).
-	go cmd.Wait()
+	h.control.Close()
 
 	wait := req.Timeout + answerSlack
-	_ = pr.SetReadDeadline(time.Now().Add(wait))
+	_ = h.report.SetReadDeadline(time.Now().Add(wait))
 	var msg holderMsg
-	derr := json.NewDecoder(pr).Decode(&msg)
+	derr := json.NewDecoder(h.report).Decode(&msg)
 	switch {
 	case derr == nil && msg.Freeze != nil:
 		return msg.Freeze, nil
@@ -79,9 +120,9 @@ func (a *Agent) Freeze(ctx context.Context, req Request) (*report.FreezeReport, 
 		return nil, fromKind(msg.Kind, msg.Error)
 	}
 	// No answer: the holder crashed or hangs. Make sure nothing stays held.
-	why := fmt.Errorf("holder (pid %d) gave no report within %v: %v", holderPID, wait, derr)
+	why := fmt.Errorf("holder (pid %d) gave no report within %v: %v", h.pid, wait, derr)
 	if errors.Is(derr, os.ErrDeadlineExceeded) {
-		why = fmt.Errorf("holder (pid %d) gave no report within %v", holderPID, wait)
+		why = fmt.Errorf("holder (pid %d) gave no report within %v", h.pid, wait)
 	}
 	a.abandon(run.RunID, why)
 	return nil, why

@@ -93,7 +93,7 @@ func runHolder(t *testing.T, a *Agent, id string) (holderMsg, <-chan error) {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- a.Holder(context.Background(), id, pw) }()
+	go func() { done <- a.Holder(context.Background(), id, pw, nil) }()
 	var msg holderMsg
 	pr.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if err := json.NewDecoder(pr).Decode(&msg); err != nil {

@@ -27,12 +27,25 @@ type socketRequest struct {
 	Op string `json:"op"`
 }
 
-// Holder is the detached holder's main: start the guardian, lock, freeze,
-// report on reportPipe (fd 3 from the client), then hold until thaw, deadline
-// or SIGTERM. It never touches the frozen mounts after freezing them.
-func (a *Agent) Holder(ctx context.Context, runID string, reportPipe *os.File) error {
+// goAheadWait bounds how long a started holder waits for the client's go-ahead.
+const goAheadWait = 30 * time.Second
+
+// Holder is the detached holder's main: wait for the client's go-ahead on
+// control (fd 4; EOF means the client gave up: exit), start the guardian,
+// lock, freeze, report on reportPipe (fd 3), then hold until thaw, deadline or
+// SIGTERM. It never touches the frozen mounts after freezing them.
+func (a *Agent) Holder(ctx context.Context, runID string, reportPipe, control *os.File) error {
 	// Nothing this process holds (the report pipe included) may reach the guardian.
 	closeOnExecFrom(3)
+	if control != nil {
+		_ = control.SetReadDeadline(time.Now().Add(goAheadWait))
+		n, _ := control.Read(make([]byte, 1))
+		control.Close()
+		if n != 1 {
+			reportPipe.Close()
+			return nil // aborted before anything was done: nothing to undo or report
+		}
+	}
 	a.Log = openLog(a.Dir.LogPath(runID)).With("role", "holder", "run", runID)
 	reported := false
 	send := func(msg holderMsg) {
