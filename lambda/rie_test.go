@@ -233,7 +233,7 @@ func TestRIESmoke(t *testing.T) {
 
 	// A bad event fails before anything is frozen, naming the field.
 	resp = r.invoke(t, `{"targets":{"instance_ids":["`+rieInst+`"]},"freeze_timeout":"0s"}`)
-	if resp["errorType"] != "ValidationError" || !strings.Contains(fmt.Sprint(resp["errorMessage"]), `freeze_timeout "0s": must be between 1s and 10m0s`) {
+	if resp["errorType"] != "ValidationError" || !strings.Contains(fmt.Sprint(resp["errorMessage"]), `freeze_timeout "0s": must be between 1s and 10m`) {
 		t.Fatalf("bad event response = %v", resp)
 	}
 	if got := len(host.Calls()); got != 2 {

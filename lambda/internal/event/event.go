@@ -115,7 +115,7 @@ type ValidationError struct {
 }
 
 func (e *ValidationError) Error() string {
-	if e.Value == "" && !strings.Contains(e.Msg, "required") {
+	if e.Value == "" {
 		return fmt.Sprintf("%s: %s", e.Field, e.Msg)
 	}
 	return fmt.Sprintf("%s %q: %s", e.Field, e.Value, e.Msg)
@@ -403,9 +403,21 @@ func duration(field, v string, def, min, max time.Duration) (time.Duration, erro
 		return 0, fieldErr(field, v, "not a duration (e.g. 500ms, 30s, 2m)")
 	}
 	if d < min || d > max {
-		return 0, fieldErr(field, v, "must be between %s and %s", min, max)
+		return 0, fieldErr(field, v, "must be between %s and %s", human(min), human(max))
 	}
 	return d, nil
+}
+
+// human prints a duration the way an operator writes it: 10m, not 10m0s.
+func human(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // parseDuration is time.ParseDuration plus a days suffix ("30d").

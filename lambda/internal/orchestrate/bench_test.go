@@ -89,7 +89,7 @@ func BenchmarkWindowOverhead(b *testing.B) {
 	}
 	var over, lambdaOver []float64
 	for _, w := range host.Windows() {
-		over = append(over, float64((w.ThawedAt.Sub(w.FrozenAt) - injected).Microseconds())/1000)
+		over = append(over, float64((w.ThawedAt.Sub(w.FrozenAt)-injected).Microseconds())/1000)
 	}
 	for _, in := range res.Instances {
 		if in.Status != orchestrate.StatusOK {

@@ -1,0 +1,67 @@
+package orchestrate
+
+import (
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/quiesce/quiesce/report"
+)
+
+func TestGTIDTruncation(t *testing.T) {
+	short := "3E11FA47-71CA-11E1-9E33-C80AA9429562:1-5,\n 4E11FA47-71CA-11E1-9E33-C80AA9429562:1-9"
+	if got := gtidValue(short); got != "3E11FA47-71CA-11E1-9E33-C80AA9429562:1-5,4E11FA47-71CA-11E1-9E33-C80AA9429562:1-9" {
+		t.Fatalf("short = %q", got)
+	}
+	var parts []string
+	for i := 0; i < 12; i++ {
+		parts = append(parts, strings.Repeat("a", 8)+"-71ca-11e1-9e33-c80aa942956"+string(rune('0'+i%10))+":1-123456")
+	}
+	got := gtidValue(strings.Join(parts, ","))
+	if utf8.RuneCountInString(got) > 256 || !strings.HasSuffix(got, "more (truncated)") {
+		t.Fatalf("long = %q (%d)", got, len(got))
+	}
+	kept := strings.Split(strings.SplitN(got, " +", 2)[0], ",")
+	for i, k := range kept {
+		if k != parts[i] {
+			t.Fatalf("domain %d cut: %q", i, k)
+		}
+	}
+	if !strings.Contains(got, "+"+itoa(len(parts)-len(kept))+" more") {
+		t.Fatalf("count of left-out domains wrong: %q", got)
+	}
+	// One giant domain cannot be kept whole: plain truncation, marked.
+	if got := gtidValue(strings.Repeat("x", 600)); utf8.RuneCountInString(got) != 256 || !strings.HasSuffix(got, "(truncated)") {
+		t.Fatalf("giant = %q", got)
+	}
+}
+
+func itoa(n int) string { return string(rune('0' + n)) }
+
+func TestBaseTags(t *testing.T) {
+	fr := &report.FreezeReport{Lock: report.LockInfo{Mode: "none"}}
+	tags := baseTags("s", "r", "i-1", "", []string{"/a", "/b"}, Application, fr, map[string]string{"team": "db"})
+	want := map[string]string{"quiesce:stack": "s", "quiesce:run-id": "r", "quiesce:instance": "i-1", "quiesce:mounts": "/a,/b", "quiesce:consistency": "application", "quiesce:lock": "none", "team": "db", "Name": "quiesce i-1 r"}
+	for k, v := range want {
+		if tags[k] != v {
+			t.Errorf("%s = %q, want %q", k, tags[k], v)
+		}
+	}
+	if _, ok := tags["quiesce:binlog-file"]; ok {
+		t.Error("binlog tag without a binlog")
+	}
+}
+
+func TestLockHeld(t *testing.T) {
+	for _, tt := range []struct {
+		req, got string
+		ok       bool
+	}{
+		{"auto", "ftwrl", true}, {"auto", "none", true}, {"none", "none", true}, {"ftwrl", "ftwrl", true},
+		{"ftwrl", "none", false}, {"backup-stage", "ftwrl", false}, {"instance", "", false},
+	} {
+		if ok, note := lockHeld(tt.req, tt.got); ok != tt.ok {
+			t.Errorf("lockHeld(%q,%q) = %v %q", tt.req, tt.got, ok, note)
+		}
+	}
+}

@@ -1,0 +1,85 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeClock advances only when slept on.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+	return ctx.Err()
+}
+func (c *fakeClock) WithTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithCancel(ctx)
+}
+
+func TestBucketPacesAtRefillRate(t *testing.T) {
+	clk := &fakeClock{now: time.Unix(1_000_000, 0)}
+	l := New(clk)
+	start := clk.Now()
+	// 100 volumes pass at once, the next 45 need 10 s at 4.5/s.
+	for i := 0; i < 145; i++ {
+		if err := l.Reserve(context.Background(), []string{"vol-" + string(rune('A'+i%26)) + string(rune('a'+i/26))}); err != nil {
+			t.Fatal(err)
+		}
+		if i == 99 && clk.Now() != start {
+			t.Fatalf("the first 100 waited %v", clk.Now().Sub(start))
+		}
+	}
+	if el := clk.Now().Sub(start); el < 9900*time.Millisecond || el > 10100*time.Millisecond {
+		t.Fatalf("145 tokens took %v, want ~10s", el)
+	}
+}
+
+func TestPerVolumeSpacingAndPending(t *testing.T) {
+	clk := &fakeClock{now: time.Unix(1_000_000, 0)}
+	l := New(clk)
+	ctx := context.Background()
+	start := clk.Now()
+	l.Created([]string{"vol-1"}, start)
+	if err := l.Reserve(ctx, []string{"vol-1", "vol-2"}); err != nil {
+		t.Fatal(err)
+	}
+	if el := clk.Now().Sub(start); el != 15*time.Second {
+		t.Fatalf("second snapshot of vol-1 after %v, want 15s", el)
+	}
+	for i := 0; i < 5; i++ {
+		l.ObservePending("vol-3", start)
+	}
+	before := clk.Now()
+	err := l.Reserve(ctx, []string{"vol-3"})
+	if !errors.Is(err, ErrPendingLimit) || clk.Now() != before {
+		t.Fatalf("err = %v after waiting %v", err, clk.Now().Sub(before))
+	}
+	l.Release(1000)
+	if l.tokens > l.Bucket {
+		t.Fatalf("release overfilled the bucket: %v", l.tokens)
+	}
+}
+
+func TestReserveGivesBackTokensWhenCancelled(t *testing.T) {
+	clk := &fakeClock{now: time.Unix(1_000_000, 0)}
+	l := New(clk)
+	l.tokens = 0
+	l.at = clk.Now()
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := l.Reserve(ctx, []string{"vol-x"}); err == nil {
+		t.Fatal("want context error")
+	}
+	if l.tokens != 0 {
+		t.Fatalf("tokens = %v, want refunded to 0", l.tokens)
+	}
+}
