@@ -123,8 +123,9 @@ func (a *Agent) Holder(ctx context.Context, runID string, reportPipe, control *o
 
 	timerUnit := make(chan string, 1)
 	if a.SystemdTimer != nil {
+		armed := *run // a copy: the goroutine must not race the updates below
 		go func() {
-			unit, err := a.SystemdTimer(ctx, run)
+			unit, err := a.SystemdTimer(ctx, &armed)
 			if err != nil {
 				log.Warn("systemd timer not armed", "err", err)
 			}

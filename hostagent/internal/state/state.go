@@ -16,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -151,6 +152,10 @@ func Open(path string) (*Dir, error) {
 	}
 	if !st.IsDir() {
 		return nil, fmt.Errorf("state dir %q: not a directory", path)
+	}
+	// Whoever owns the directory can forge runs and sockets: it must be us.
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok && int(sys.Uid) != os.Geteuid() {
+		return nil, fmt.Errorf("state dir %q: owned by uid %d, not by us (uid %d)", path, sys.Uid, os.Geteuid())
 	}
 	if st.Mode().Perm() != 0o700 {
 		if err := os.Chmod(path, 0o700); err != nil {

@@ -63,7 +63,10 @@ func TestOpenRefuses(t *testing.T) {
 	root := t.TempDir()
 	file := filepath.Join(root, "f")
 	os.WriteFile(file, nil, 0o600)
-	for _, p := range []string{"relative", file, "/" + strings.Repeat("x", 90)} {
+	foreign := filepath.Join(root, "foreign")
+	os.Mkdir(foreign, 0o700)
+	os.Chown(foreign, 4242, 4242)
+	for _, p := range []string{"relative", file, "/" + strings.Repeat("x", 90), foreign} {
 		if _, err := Open(p); err == nil {
 			t.Errorf("Open(%q) accepted", p)
 		}
