@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/quiesce/quiesce/ssmdoc"
 )
@@ -72,7 +73,7 @@ var injections = []string{
 var extraInvalid = map[string][]string{
 	"mounts":            {"relative/path", "var/lib/mysql", strings.Repeat("/a", 513)},
 	"mysqlDefaultsFile": {"my.cnf", "/root/.my.cnf"},
-	"lockWait":          {"5", "5d", "1e9s", "0x10s", "5S", "1000000000s"},
+	"lockWait":          {"5", "5d", "1e9s", "0x10s", "5S", "1000000000s", "1.5µs", "1.1234567891s", "1m2m3m4m"},
 	"longQueryLimit":    {"5", "5d", "1e9s", "10 s"},
 	"timeout":           {"30", "30sec", "1e9s", "0x10s"},
 	"runId":             {"-r1", "r_1", "r.1", strings.Repeat("a", 65)},
@@ -125,7 +126,7 @@ func TestAllowedPatternsAcceptValidValues(t *testing.T) {
 		"mounts":            {"", "/var/lib/mysql", "/var/lib/mysql,/var/lib/mysql-binlog", "/data/db_1/x.y", "/mnt/vol-0abc,/srv/_x"},
 		"mysqlLock":         {"auto", "ftwrl", "backup-stage", "instance", "none"},
 		"mysqlDefaultsFile": {"", "/etc/quiesce/my.cnf", "/root/quiesce/my.cnf"},
-		"lockWait":          {"500ms", "5s", "2m", "1m30s", "1.5s", "2m0s", "1h0m0s"},
+		"lockWait":          {"500ms", "5s", "2m", "1m30s", "1.5s", "2m0s", "1h0m0s", "1.234567891s"},
 		"longQueryLimit":    {"10s", "0s", "250ms"},
 		"timeout":           {"30s", "1s", "10m", "2m30s"},
 		"killLongQueries":   {"true", "false"},
@@ -152,6 +153,30 @@ func TestAllowedPatternsAcceptValidValues(t *testing.T) {
 		for _, v := range values {
 			if err := inst.Validate(name, v); err != nil {
 				t.Errorf("valid value rejected: %v", err)
+			}
+		}
+	}
+}
+
+// The Lambda sends time.Duration.String() for the duration parameters; every
+// such value from 1 ms to 24 h must pass the document (a rejected value would
+// fail SendCommand with InvalidParameters).
+func TestGoDurationStringsAccepted(t *testing.T) {
+	d := mustQuiesce(t)
+	var samples []time.Duration
+	for _, base := range []time.Duration{time.Millisecond, time.Second, time.Minute, time.Hour} {
+		for _, n := range []int64{1, 2, 7, 10, 59, 60, 61, 99, 100, 999, 1001, 1234567} {
+			samples = append(samples, time.Duration(n)*base, time.Duration(n)*base+time.Duration(n)*time.Millisecond/7)
+		}
+	}
+	samples = append(samples, 1234567891*time.Nanosecond, 90*time.Second, 10*time.Minute, 24*time.Hour)
+	for _, s := range samples {
+		if s < time.Millisecond || s > 24*time.Hour {
+			continue
+		}
+		for _, name := range []string{"lockWait", "longQueryLimit", "timeout"} {
+			if err := d.Validate(name, s.String()); err != nil {
+				t.Errorf("Go duration %v: %v", s, err)
 			}
 		}
 	}
