@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -88,6 +89,9 @@ func (e installEnv) run(t *testing.T, machine string, params map[string]string) 
 		"PATH=" + e.bin + ":/usr/bin:/bin",
 		"FAKE_S3_ROOT=" + e.s3, "FAKE_AWS_LOG=" + e.awsLog, "FAKE_MACHINE=" + machine,
 		"QUIESCE_INSTALL_DIR=" + e.installDir,
+		// A real hostagent's `version` recovers stale runs in its state
+		// directory first: keep it away from the machine's /run/quiesce.
+		"QUIESCE_STATE_DIR=" + filepath.Join(e.root, "state"),
 	}, env...)
 	var so, se strings.Builder
 	cmd.Stdout, cmd.Stderr = &so, &se
@@ -222,4 +226,48 @@ func TestInstallHostagentRefuses(t *testing.T) {
 			t.Errorf("left behind %v", l)
 		}
 	})
+}
+
+// The real thing: build hostagent the way `make package` does, publish it
+// with a SHA256SUMS made by sha256sum, and install it with the document.
+func TestInstallRealHostagentBuild(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds hostagent; skipped with -short")
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = "/usr/local/go/bin/go"
+	}
+	machine := map[string]string{"amd64": "x86_64", "arm64": "aarch64"}[runtime.GOARCH]
+	if machine == "" {
+		t.Skipf("no release is built for %s", runtime.GOARCH)
+	}
+	e := newInstallEnv(t)
+	rel := filepath.Join(e.s3, "rel-bucket", "quiesce", "v0.0.0-test")
+	if err := os.MkdirAll(rel, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	name := "hostagent-linux-" + runtime.GOARCH
+	build := exec.Command(goBin, "build", "-trimpath", "-ldflags",
+		"-s -w -X github.com/quiesce/quiesce/internal/buildinfo.Version=v0.0.0-test",
+		"-o", filepath.Join(rel, name), "github.com/quiesce/quiesce/hostagent")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build hostagent: %v\n%s", err, out)
+	}
+	sums := exec.Command("sh", "-c", "sha256sum hostagent-linux-* > SHA256SUMS")
+	sums.Dir = rel
+	if out, err := sums.CombinedOutput(); err != nil {
+		t.Fatalf("sha256sum: %v\n%s", err, out)
+	}
+	stdout, stderr, code := e.run(t, machine, map[string]string{"bucket": "rel-bucket", "prefix": "quiesce", "version": "v0.0.0-test"})
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout %q\nstderr %q", code, stdout, stderr)
+	}
+	if !strings.HasPrefix(stdout, "hostagent v0.0.0-test") {
+		t.Errorf("stdout = %q, want `hostagent version` of the installed build", stdout)
+	}
+	if l := e.leftovers(t); len(l) != 0 {
+		t.Errorf("left behind %v", l)
+	}
 }
