@@ -158,6 +158,7 @@ func (r *Runner) one(ctx context.Context, cfg *event.Config, t targets.Target) (
 // seedLimiter tells the limiter about this stack's pending snapshots, so a
 // run right after another one respects the per-volume rules.
 func (r *Runner) seedLimiter(ctx context.Context, cfg *event.Config) {
+	r.Limiter.ResetPending()
 	in := &ec2.DescribeSnapshotsInput{OwnerIds: []string{"self"}, MaxResults: aws.Int32(1000), Filters: []ec2types.Filter{
 		{Name: aws.String("tag:" + TagStack), Values: []string{cfg.Stack}},
 		{Name: aws.String("status"), Values: []string{"pending"}},

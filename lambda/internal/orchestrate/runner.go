@@ -61,7 +61,8 @@ func NewRunner(e awsapi.EC2, s awsapi.SSM, c clock.Clock, log *slog.Logger, m *m
 }
 
 // thawBy is the last moment to send thaw: the invocation deadline minus
-// ThawReserve (or 20 % of what was left at the start, if larger).
+// ThawReserve. Freeze polling and snapshot retries stop there; the thaw
+// itself then runs on context.WithoutCancel, bounded by thawContextTimeout.
 func (r *Runner) thawBy(ctx context.Context) time.Time {
 	rem, ok := clock.Remaining(r.Clock, ctx)
 	if !ok {

@@ -59,6 +59,15 @@ func New(c clock.Clock) *Limiter {
 		tokens: DefaultBucket, last: map[string]time.Time{}, pending: map[string]int{}}
 }
 
+// ResetPending forgets the pending counts (they are re-read from EC2 at the
+// start of every run; a warm Lambda must not accumulate them forever, as
+// snapshots complete without telling us).
+func (l *Limiter) ResetPending() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.pending = map[string]int{}
+}
+
 // ObservePending seeds what is known about a volume before the run: a
 // pending snapshot started at start.
 func (l *Limiter) ObservePending(volumeID string, start time.Time) {

@@ -83,3 +83,18 @@ func TestReserveGivesBackTokensWhenCancelled(t *testing.T) {
 		t.Fatalf("tokens = %v, want refunded to 0", l.tokens)
 	}
 }
+
+func TestResetPendingForWarmInvocations(t *testing.T) {
+	clk := &fakeClock{now: time.Unix(1_000_000, 0)}
+	l := New(clk)
+	for i := 0; i < 5; i++ {
+		l.Created([]string{"vol-1"}, clk.Now().Add(-time.Hour))
+	}
+	if err := l.Reserve(context.Background(), []string{"vol-1"}); !errors.Is(err, ErrPendingLimit) {
+		t.Fatalf("err = %v", err)
+	}
+	l.ResetPending()
+	if err := l.Reserve(context.Background(), []string{"vol-1"}); err != nil {
+		t.Fatalf("after reset: %v", err)
+	}
+}

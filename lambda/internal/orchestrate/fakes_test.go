@@ -1,0 +1,277 @@
+package orchestrate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
+	"github.com/aws/smithy-go"
+
+	"github.com/quiesce/quiesce/lambda/internal/clock"
+	"github.com/quiesce/quiesce/lambda/internal/event"
+	"github.com/quiesce/quiesce/lambda/internal/targets"
+	"github.com/quiesce/quiesce/report"
+)
+
+// Fakes with function fields behind the consumer-side interfaces.
+type fakeSSM struct {
+	send func(ctx context.Context, in *ssm.SendCommandInput) (*ssm.SendCommandOutput, error)
+	get  func(ctx context.Context, in *ssm.GetCommandInvocationInput) (*ssm.GetCommandInvocationOutput, error)
+}
+
+func (f *fakeSSM) SendCommand(ctx context.Context, in *ssm.SendCommandInput, _ ...func(*ssm.Options)) (*ssm.SendCommandOutput, error) {
+	return f.send(ctx, in)
+}
+func (f *fakeSSM) GetCommandInvocation(ctx context.Context, in *ssm.GetCommandInvocationInput, _ ...func(*ssm.Options)) (*ssm.GetCommandInvocationOutput, error) {
+	return f.get(ctx, in)
+}
+func (f *fakeSSM) DescribeInstanceInformation(context.Context, *ssm.DescribeInstanceInformationInput, ...func(*ssm.Options)) (*ssm.DescribeInstanceInformationOutput, error) {
+	return nil, errors.New("not used")
+}
+
+type fakeEC2 struct {
+	createSnapshots   func(ctx context.Context, in *ec2.CreateSnapshotsInput) (*ec2.CreateSnapshotsOutput, error)
+	createSnapshot    func(ctx context.Context, in *ec2.CreateSnapshotInput) (*ec2.CreateSnapshotOutput, error)
+	createTags        func(ctx context.Context, in *ec2.CreateTagsInput) (*ec2.CreateTagsOutput, error)
+	describeSnapshots func(ctx context.Context, in *ec2.DescribeSnapshotsInput) (*ec2.DescribeSnapshotsOutput, error)
+}
+
+func (f *fakeEC2) DescribeInstances(context.Context, *ec2.DescribeInstancesInput, ...func(*ec2.Options)) (*ec2.DescribeInstancesOutput, error) {
+	return nil, errors.New("not used")
+}
+func (f *fakeEC2) CreateSnapshot(ctx context.Context, in *ec2.CreateSnapshotInput, _ ...func(*ec2.Options)) (*ec2.CreateSnapshotOutput, error) {
+	return f.createSnapshot(ctx, in)
+}
+func (f *fakeEC2) CreateSnapshots(ctx context.Context, in *ec2.CreateSnapshotsInput, _ ...func(*ec2.Options)) (*ec2.CreateSnapshotsOutput, error) {
+	return f.createSnapshots(ctx, in)
+}
+func (f *fakeEC2) CreateTags(ctx context.Context, in *ec2.CreateTagsInput, _ ...func(*ec2.Options)) (*ec2.CreateTagsOutput, error) {
+	return f.createTags(ctx, in)
+}
+func (f *fakeEC2) DescribeSnapshots(ctx context.Context, in *ec2.DescribeSnapshotsInput, _ ...func(*ec2.Options)) (*ec2.DescribeSnapshotsOutput, error) {
+	if f.describeSnapshots == nil {
+		return &ec2.DescribeSnapshotsOutput{}, nil
+	}
+	return f.describeSnapshots(ctx, in)
+}
+func (f *fakeEC2) DeleteSnapshot(context.Context, *ec2.DeleteSnapshotInput, ...func(*ec2.Options)) (*ec2.DeleteSnapshotOutput, error) {
+	return nil, errors.New("not used")
+}
+
+func apiErr(code string) error { return &smithy.GenericAPIError{Code: code, Message: code} }
+
+// scriptedSSM answers freeze and thaw with the given outputs and records
+// the actions sent.
+type scriptedSSM struct {
+	mu      sync.Mutex
+	actions []string
+	freeze  *ssm.GetCommandInvocationOutput
+	thaw    *ssm.GetCommandInvocationOutput
+}
+
+func (s *scriptedSSM) fake() *fakeSSM {
+	return &fakeSSM{
+		send: func(ctx context.Context, in *ssm.SendCommandInput) (*ssm.SendCommandOutput, error) {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			a := in.Parameters["action"][0]
+			s.actions = append(s.actions, a)
+			return &ssm.SendCommandOutput{Command: &ssmtypes.Command{CommandId: aws.String(a)}}, nil
+		},
+		get: func(ctx context.Context, in *ssm.GetCommandInvocationInput) (*ssm.GetCommandInvocationOutput, error) {
+			if aws.ToString(in.CommandId) == "freeze" {
+				return s.freeze, nil
+			}
+			return s.thaw, nil
+		},
+	}
+}
+
+func (s *scriptedSSM) sent() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Join(s.actions, ",")
+}
+
+func jsonOut(status ssmtypes.CommandInvocationStatus, code int32, v any) *ssm.GetCommandInvocationOutput {
+	b, _ := json.Marshal(v)
+	return &ssm.GetCommandInvocationOutput{Status: status, ResponseCode: code, StandardOutputContent: aws.String(string(b))}
+}
+
+func unitSetup(t *testing.T, e *fakeEC2, s *scriptedSSM) (*Runner, *event.Config, targets.Target) {
+	t.Helper()
+	r := NewRunner(e, s.fake(), clock.Real{}, nil, nil)
+	r.ThawWait = 2 * time.Second
+	r.MinStartBudget = 100 * time.Millisecond
+	r.ThawReserve = 200 * time.Millisecond
+	cfg := &event.Config{RunID: "run-1", Document: "Quiesce", Stack: "s", MySQLLock: "auto", LockWait: time.Second, LongQueryLimit: time.Second, FreezeTimeout: 5 * time.Second}
+	tg := targets.Target{InstanceID: "i-1", Mounts: []string{"/a", "/b"}, MySQLLock: "auto", FreezeTimeout: 5 * time.Second, RootDevice: "/dev/xvda", RootVolumeID: "vol-r",
+		Volumes: map[string]string{"vol-r": "/dev/xvda", "vol-a": "/dev/sdf", "vol-b": "/dev/sdg"}, VolumeOrder: []string{"vol-r", "vol-a", "vol-b"}}
+	s.freeze = jsonOut(ssmtypes.CommandInvocationStatusSuccess, 0, report.FreezeReport{RunID: "run-1", FrozenAt: time.Now(), Deadline: time.Now().Add(5 * time.Second), Lock: report.LockInfo{Mode: "ftwrl"},
+		Mounts: []report.MountReport{{Path: "/a", VolumeIDs: []string{"vol-a"}}, {Path: "/b", VolumeIDs: []string{"vol-b"}}}})
+	if s.thaw == nil {
+		s.thaw = jsonOut(ssmtypes.CommandInvocationStatusSuccess, 0, report.ThawReport{RunID: "run-1", ThawedBy: report.ThawedByCommand, ThawedAt: time.Now()})
+	}
+	return r, cfg, tg
+}
+
+func snapsOut(vols ...string) *ec2.CreateSnapshotsOutput {
+	out := &ec2.CreateSnapshotsOutput{}
+	for _, v := range vols {
+		out.Snapshots = append(out.Snapshots, ec2types.SnapshotInfo{SnapshotId: aws.String("snap-" + v), VolumeId: aws.String(v)})
+	}
+	return out
+}
+
+func TestPollScheduleIsAdaptive(t *testing.T) {
+	var mu sync.Mutex
+	var at []time.Duration
+	start := time.Now()
+	n := 0
+	f := &fakeSSM{get: func(ctx context.Context, in *ssm.GetCommandInvocationInput) (*ssm.GetCommandInvocationOutput, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		at = append(at, time.Since(start))
+		n++
+		switch {
+		case n <= 2:
+			return nil, &ssmtypes.InvocationDoesNotExist{Message: aws.String("not yet")}
+		case n <= 4:
+			return &ssm.GetCommandInvocationOutput{Status: ssmtypes.CommandInvocationStatusInProgress}, nil
+		}
+		return &ssm.GetCommandInvocationOutput{Status: ssmtypes.CommandInvocationStatusSuccess}, nil
+	}}
+	r := NewRunner(&fakeEC2{}, f, clock.Real{}, nil, nil)
+	out, err := r.wait(context.Background(), "c", "i", start, start.Add(5*time.Second))
+	if err != nil || out.Status != ssmtypes.CommandInvocationStatusSuccess || n != 5 {
+		t.Fatalf("out=%v err=%v polls=%d", out, err, n)
+	}
+	if at[0] < 100*time.Millisecond || at[0] > 150*time.Millisecond {
+		t.Fatalf("first poll after %v, want ~100ms", at[0])
+	}
+	for i := 1; i < len(at); i++ {
+		if gap := at[i] - at[i-1]; gap < 30*time.Millisecond || gap > 80*time.Millisecond {
+			t.Fatalf("poll %d gap %v, want the hot interval ~30ms", i, gap)
+		}
+	}
+	// Nothing ever: outcome unknown at `until`, not later.
+	f.get = func(context.Context, *ssm.GetCommandInvocationInput) (*ssm.GetCommandInvocationOutput, error) {
+		return &ssm.GetCommandInvocationOutput{Status: ssmtypes.CommandInvocationStatusPending}, nil
+	}
+	begin := time.Now()
+	_, err = r.wait(context.Background(), "c", "i", begin, begin.Add(600*time.Millisecond))
+	if !errors.Is(err, ErrOutcomeUnknown) || time.Since(begin) > 800*time.Millisecond {
+		t.Fatalf("err=%v after %v", err, time.Since(begin))
+	}
+}
+
+func TestDowngradeFailureIsReportedLoudly(t *testing.T) {
+	s := &scriptedSSM{thaw: jsonOut(ssmtypes.CommandInvocationStatusFailed, report.ExitLate, report.ThawReport{RunID: "run-1", ThawedBy: report.ThawedByDeadline, Late: true})}
+	e := &fakeEC2{
+		createSnapshots: func(ctx context.Context, in *ec2.CreateSnapshotsInput) (*ec2.CreateSnapshotsOutput, error) {
+			return snapsOut("vol-a", "vol-b"), nil
+		},
+		createTags: func(ctx context.Context, in *ec2.CreateTagsInput) (*ec2.CreateTagsOutput, error) {
+			return nil, apiErr("UnauthorizedOperation")
+		},
+	}
+	r, cfg, tg := unitSetup(t, e, s)
+	res := r.Cycle(context.Background(), cfg, tg)
+	if res.Status != StatusFailed || !strings.Contains(res.Reason, "could not re-tag") || res.Consistency != Crash {
+		t.Fatalf("result = %+v", res)
+	}
+	for _, sn := range res.Snapshots {
+		if !strings.Contains(sn.Consistency, "re-tag to crash failed") {
+			t.Fatalf("snapshot result hides the failed downgrade: %+v", sn)
+		}
+	}
+	if s.sent() != "freeze,thaw" {
+		t.Fatalf("sent %s", s.sent())
+	}
+}
+
+func TestCreateSnapshotsWrongVolumeSet(t *testing.T) {
+	s := &scriptedSSM{}
+	var tagged []map[string]string
+	e := &fakeEC2{
+		createSnapshots: func(ctx context.Context, in *ec2.CreateSnapshotsInput) (*ec2.CreateSnapshotsOutput, error) {
+			if !aws.ToBool(in.InstanceSpecification.ExcludeBootVolume) || len(in.InstanceSpecification.ExcludeDataVolumeIds) != 0 {
+				t.Errorf("spec = %+v", in.InstanceSpecification)
+			}
+			return snapsOut("vol-a"), nil // vol-b missing
+		},
+		createTags: func(ctx context.Context, in *ec2.CreateTagsInput) (*ec2.CreateTagsOutput, error) {
+			m := map[string]string{}
+			for _, tg := range in.Tags {
+				m[aws.ToString(tg.Key)] = aws.ToString(tg.Value)
+			}
+			tagged = append(tagged, m)
+			return &ec2.CreateTagsOutput{}, nil
+		},
+	}
+	r, cfg, tg := unitSetup(t, e, s)
+	res := r.Cycle(context.Background(), cfg, tg)
+	if res.Status != StatusFailed || !strings.Contains(res.Reason, "different volume set") {
+		t.Fatalf("result = %+v", res)
+	}
+	if len(tagged) != 1 || tagged[0][TagConsistency] != Crash || tagged[0][TagIncomplete] != "true" || tagged[0][TagDevice] != "/dev/sdf" {
+		t.Fatalf("tags = %v", tagged)
+	}
+}
+
+func TestThawSurvivesCancelledInvocation(t *testing.T) {
+	s := &scriptedSSM{}
+	e := &fakeEC2{
+		createSnapshots: func(ctx context.Context, in *ec2.CreateSnapshotsInput) (*ec2.CreateSnapshotsOutput, error) {
+			<-ctx.Done() // hangs until the invocation's deadline cuts it
+			return nil, ctx.Err()
+		},
+		createTags: func(ctx context.Context, in *ec2.CreateTagsInput) (*ec2.CreateTagsOutput, error) {
+			return &ec2.CreateTagsOutput{}, nil
+		},
+	}
+	r, cfg, tg := unitSetup(t, e, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
+	defer cancel()
+	res := r.Cycle(ctx, cfg, tg)
+	if s.sent() != "freeze,thaw" || !res.ThawSent || res.Status != StatusFailed {
+		t.Fatalf("sent=%s result=%+v", s.sent(), res)
+	}
+}
+
+func TestRetryNeverPassesDeadline(t *testing.T) {
+	r := NewRunner(&fakeEC2{}, &fakeSSM{}, clock.Real{}, nil, nil)
+	calls := 0
+	start := time.Now()
+	until := start.Add(400 * time.Millisecond)
+	err := r.retry(context.Background(), until, throttleRetry, func(ctx context.Context) error {
+		calls++
+		if dl, ok := ctx.Deadline(); !ok || dl.After(until.Add(5*time.Millisecond)) {
+			t.Errorf("attempt context deadline %v after %v", dl, until)
+		}
+		return apiErr("RequestLimitExceeded")
+	})
+	if err == nil || time.Now().After(until.Add(50*time.Millisecond)) || calls < 2 {
+		t.Fatalf("err=%v calls=%d elapsed=%v", err, calls, time.Since(start))
+	}
+	calls = 0
+	err = r.retry(context.Background(), until, retryPolicy{base: 10 * time.Millisecond, cap: 20 * time.Millisecond, throttleOnly: true}, func(ctx context.Context) error {
+		calls++
+		return apiErr("InternalError")
+	})
+	if err == nil || calls != 1 {
+		t.Fatalf("throttleOnly retried a 5xx: calls=%d", calls)
+	}
+}
