@@ -351,3 +351,20 @@ func maxOf(v []float64) float64 {
 	}
 	return m
 }
+
+// BenchmarkBootstrapSize builds the release bootstrap (linux/arm64, the
+// flags of `make bootstrap`) and reports its size; target ≤ 15 MB.
+func BenchmarkBootstrapSize(b *testing.B) {
+	out := filepath.Join(b.TempDir(), "bootstrap")
+	cmd := exec.Command("go", "build", "-tags", "lambda.norpc", "-trimpath", "-ldflags=-s -w", "-o", out, ".")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=arm64")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("build: %v\n%s", err, msg)
+	}
+	fi, err := os.Stat(out)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(fi.Size())/(1<<20), "bootstrap_arm64_MiB")
+	b.ReportMetric(float64(fi.Size())/1e6, "bootstrap_arm64_MB")
+}

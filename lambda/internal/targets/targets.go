@@ -65,7 +65,10 @@ type Excluded struct {
 }
 
 // Resolve finds the targets. IDs and tags are a union: instances listed by
-// ID plus instances carrying every target tag.
+// ID plus instances carrying every target tag (an empty tag value matches
+// any value). Non-running instances are skipped; instances that are
+// running but cannot be reached through SSM, or whose override tags are
+// invalid, fail (a running database without its backup must alarm).
 func Resolve(ctx context.Context, e awsapi.EC2, s awsapi.SSM, cfg *event.Config) ([]Target, []Excluded, error) {
 	found := map[string]ec2types.Instance{}
 	var order []string
@@ -78,23 +81,23 @@ func Resolve(ctx context.Context, e awsapi.EC2, s awsapi.SSM, cfg *event.Config)
 	}
 	var excluded []Excluded
 	if len(cfg.InstanceIDs) > 0 {
-		// A filter instead of InstanceIds: an unknown ID then yields a
-		// per-instance result instead of failing the whole call.
-		for _, chunk := range chunks(cfg.InstanceIDs, 200) {
-			if err := describe(ctx, e, []ec2types.Filter{{Name: aws.String("instance-id"), Values: chunk}}, add); err != nil {
-				return nil, nil, err
-			}
+		missing, err := describeIDs(ctx, e, cfg.InstanceIDs, add)
+		if err != nil {
+			return nil, nil, err
 		}
-		for _, id := range cfg.InstanceIDs {
-			if _, ok := found[id]; !ok {
-				excluded = append(excluded, Excluded{InstanceID: id, Failed: true, Reason: "instance not found in this account/region"})
-			}
+		for _, id := range missing {
+			excluded = append(excluded, Excluded{InstanceID: id, Failed: true, Reason: "instance not found in this account/region"})
 		}
 	}
 	if len(cfg.TargetTags) > 0 {
 		var fs []ec2types.Filter
 		for _, k := range sortedKeys(cfg.TargetTags) {
-			fs = append(fs, ec2types.Filter{Name: aws.String("tag:" + k), Values: []string{cfg.TargetTags[k]}})
+			if v := cfg.TargetTags[k]; v != "" {
+				fs = append(fs, ec2types.Filter{Name: aws.String("tag:" + k), Values: []string{v}})
+			} else {
+				// An empty value means "has the tag, any value".
+				fs = append(fs, ec2types.Filter{Name: aws.String("tag-key"), Values: []string{k}})
+			}
 		}
 		fs = append(fs, ec2types.Filter{Name: aws.String("instance-state-name"), Values: []string{"pending", "running", "stopping", "stopped", "shutting-down"}})
 		if err := describe(ctx, e, fs, add); err != nil {
@@ -144,8 +147,47 @@ func Resolve(ctx context.Context, e awsapi.EC2, s awsapi.SSM, cfg *event.Config)
 	return out, excluded, nil
 }
 
+// describeIDs looks instances up by ID. EC2 fails the whole call with
+// InvalidInstanceID.NotFound when one ID is unknown; then each ID is looked
+// up alone so the others still run and the missing ones are reported.
+func describeIDs(ctx context.Context, e awsapi.EC2, ids []string, add func(ec2types.Instance)) (missing []string, err error) {
+	seen := map[string]bool{}
+	collect := func(in ec2types.Instance) {
+		seen[aws.ToString(in.InstanceId)] = true
+		add(in)
+	}
+	for _, chunk := range chunks(ids, 200) {
+		err := describeInput(ctx, e, &ec2.DescribeInstancesInput{InstanceIds: chunk}, collect)
+		if err == nil {
+			continue
+		}
+		if !isNotFound(err) {
+			return nil, err
+		}
+		for _, id := range chunk {
+			if err := describeInput(ctx, e, &ec2.DescribeInstancesInput{InstanceIds: []string{id}}, collect); err != nil && !isNotFound(err) {
+				return nil, err
+			}
+		}
+	}
+	for _, id := range ids {
+		if !seen[id] {
+			missing = append(missing, id)
+		}
+	}
+	return missing, nil
+}
+
+func isNotFound(err error) bool {
+	c := awsapi.Code(err)
+	return c == "InvalidInstanceID.NotFound" || c == "InvalidInstanceID.Malformed"
+}
+
 func describe(ctx context.Context, e awsapi.EC2, fs []ec2types.Filter, add func(ec2types.Instance)) error {
-	in := &ec2.DescribeInstancesInput{Filters: fs, MaxResults: aws.Int32(1000)}
+	return describeInput(ctx, e, &ec2.DescribeInstancesInput{Filters: fs, MaxResults: aws.Int32(1000)}, add)
+}
+
+func describeInput(ctx context.Context, e awsapi.EC2, in *ec2.DescribeInstancesInput, add func(ec2types.Instance)) error {
 	for {
 		out, err := e.DescribeInstances(ctx, in)
 		if err != nil {
