@@ -160,3 +160,23 @@ func TestMariaDBCheck(t *testing.T) {
 		t.Fatalf("check report %+v", cr)
 	}
 }
+
+// MariaDB has no LOCK INSTANCE FOR BACKUP: asking for it is bad input (exit 2),
+// found by the holder after connecting, and nothing stays frozen or locked.
+func TestMariaDBInstanceModeRefused(t *testing.T) {
+	fs, m, db := mariadbOnLoop(t)
+	e := newEnv(t)
+	r := e.run("freeze", "--mount", fs.Mount, "--mysql-socket", m.Socket, "--mysql-lock", "instance",
+		"--timeout", "10s", "--run-id", "maria-instance")
+	if r.code != report.ExitUsage {
+		t.Fatalf("exit %d, want 2\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	var er report.ErrorReport
+	decodeOne(t, r.stdout, &er)
+	if !strings.Contains(er.Error, "instance") {
+		t.Fatalf("error report %+v", er)
+	}
+	requireCompletes(t, writer(t, fs.Mount), 2*time.Second)
+	requireCompletes(t, insert(t, db), 5*time.Second)
+	e.requireOnlyProcs(t)
+}

@@ -43,8 +43,9 @@ const answerSlack = 2 * time.Second
 // PendingHolder is a started holder waiting for the go-ahead on its control pipe.
 type PendingHolder struct {
 	pid     int
-	report  *os.File // read end of the holder's report pipe
-	control *os.File // write end: one byte = go; EOF (close, or our exit) = exit quietly
+	proc    *os.Process // our child: killing it through this handle never hits a reused pid
+	report  *os.File    // read end of the holder's report pipe
+	control *os.File    // write end: one byte = go; EOF (close, or our exit) = exit quietly
 }
 
 // StartHolder starts the detached holder for runID before the run is
@@ -79,7 +80,7 @@ func (a *Agent) StartHolder(runID string) (*PendingHolder, error) {
 	}
 	// Reap the holder if it dies while we still run (we exit right after anyway).
 	go cmd.Wait()
-	return &PendingHolder{pid: cmd.Process.Pid, report: pr, control: cw}, nil
+	return &PendingHolder{pid: cmd.Process.Pid, proc: cmd.Process, report: pr, control: cw}, nil
 }
 
 // Abort makes a pending holder exit without doing anything.
@@ -124,6 +125,8 @@ func (a *Agent) Freeze(ctx context.Context, req Request, h *PendingHolder) (*rep
 	if errors.Is(derr, os.ErrDeadlineExceeded) {
 		why = fmt.Errorf("holder (pid %d) gave no report within %v", h.pid, wait)
 	}
+	// Kill our child first: before the go-ahead was processed its pid is not in the state file.
+	_ = h.proc.Kill()
 	a.abandon(run.RunID, why)
 	return nil, why
 }

@@ -270,3 +270,39 @@ func TestReserve(t *testing.T) {
 		t.Fatalf("mount of a finished run must be free: %v", err)
 	}
 }
+
+// A holder that never reports: the client gives up after timeout + slack,
+// kills it, thaws every mount of the run and marks the run failed.
+func TestFreezeAbandonsSilentHolder(t *testing.T) {
+	r := &recorder{}
+	a := r.agent(t)
+	script := filepath.Join(t.TempDir(), "silent-holder")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\nexec sleep 60\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	a.Exe = script
+	req := Request{RunID: "silent", Timeout: time.Second, StartedAt: time.Now(), StartMono: state.MonoNow(),
+		Mounts: []state.Mount{{Path: "/a", Dev: 1}, {Path: "/b", Dev: 2}}}
+	start := time.Now()
+	h, err := a.StartHolder(req.RunID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = a.Freeze(context.Background(), req, h)
+	if err == nil || errorKind(err) != "failed" {
+		t.Fatalf("got %v, want a plain failure", err)
+	}
+	if took := time.Since(start); took < req.Timeout || took > req.Timeout+answerSlack+2*time.Second {
+		t.Fatalf("gave up after %v", took)
+	}
+	if got := r.get(); !equal(got, []string{"thaw /b", "thaw /a"}) {
+		t.Fatalf("calls %v, want every mount thawed in reverse", got)
+	}
+	if p, err := state.ProcOf(h.pid); err == nil && !waitExit(p, time.Second) {
+		t.Fatal("silent holder was not killed")
+	}
+	run, _ := a.Dir.Read("silent")
+	if run.Status != state.StatusFailed {
+		t.Fatalf("state %+v", run)
+	}
+}
