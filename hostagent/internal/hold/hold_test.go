@@ -288,6 +288,7 @@ func TestFreezeAbandonsSilentHolder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { h.proc.Kill() })
 	_, err = a.Freeze(context.Background(), req, h)
 	if err == nil || errorKind(err) != "failed" {
 		t.Fatalf("got %v, want a plain failure", err)
