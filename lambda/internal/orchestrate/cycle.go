@@ -208,8 +208,10 @@ func (r *Runner) Cycle(ctx context.Context, cfg *event.Config, t targets.Target)
 			all = append(all, orphans...)
 		}
 	}
-	res.Consistency = final
 	res.ConsistencyNote = joinNote(notes)
+	if len(all) > 0 {
+		res.Consistency = final
+	}
 	for _, c := range all {
 		upd := map[string]string{}
 		if so.api == APICreateSnapshots || orphan[c.id] {

@@ -110,6 +110,9 @@ func (r *InstanceResult) fail(reason string) {
 	}
 }
 
+// maxErrorResult bounds the result JSON embedded in a RunError message.
+const maxErrorResult = 200_000
+
 // RunError is returned when any instance failed, so the invocation fails
 // (and the alarm fires). It carries the whole result.
 type RunError struct {
@@ -122,6 +125,17 @@ func (e *RunError) Error() string {
 	if e.Result != nil {
 		fmt.Fprintf(&b, "quiesce run %s: %d of %d instances failed: %s", e.Result.RunID, len(e.Failed), len(e.Result.Instances), strings.Join(e.Failed, "; "))
 		if j, err := json.Marshal(e.Result); err == nil {
+			if len(j) > maxErrorResult {
+				// Keep the error readable for huge fleets: failed instances only.
+				slim := *e.Result
+				slim.Instances = nil
+				for _, in := range e.Result.Instances {
+					if in.Status == StatusFailed {
+						slim.Instances = append(slim.Instances, in)
+					}
+				}
+				j, _ = json.Marshal(slim)
+			}
 			b.WriteString(" result=")
 			b.Write(j)
 		}
