@@ -29,6 +29,15 @@ func (a *Agent) Thaw(ctx context.Context, runID string) (*report.ThawReport, err
 	if err != nil {
 		return nil, err
 	}
+	// Right after the go-ahead the holder runs but has not recorded itself yet
+	// (milliseconds): wait for it rather than thawing behind its back.
+	for wait := time.Now().Add(2 * time.Second); run.Status == state.StatusStarting && run.Holder.PID == 0 &&
+		run.Client.Alive() && time.Now().Before(wait); {
+		time.Sleep(10 * time.Millisecond)
+		if run, err = a.Dir.Read(runID); err != nil {
+			return nil, err
+		}
+	}
 	if run.Active() && run.Holder.Alive() {
 		rep, err := a.askHolder(ctx, run)
 		if err == nil {
