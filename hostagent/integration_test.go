@@ -38,7 +38,10 @@ func TestMain(m *testing.M) {
 		}
 		defer os.RemoveAll(dir)
 		bin := filepath.Join(dir, "hostagent")
-		gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+		gobin, err := exec.LookPath("go")
+		if err != nil {
+			gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		}
 		// Built as `make hostagent` builds it (static, stripped): the binary under test is the one shipped.
 		cmd := exec.Command(gobin, "build", "-trimpath", "-ldflags=-s -w", "-o", bin, ".")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
