@@ -334,6 +334,9 @@ func TestKillGuardianHolderStillThaws(t *testing.T) {
 		if late := at.Sub(rep.Deadline); late > 250*time.Millisecond {
 			t.Fatalf("holder's own deadline thawed %v late", late)
 		}
+		if early := rep.Deadline.Sub(at); early > 50*time.Millisecond {
+			t.Fatalf("write completed %v before the deadline: the hold did not last", early)
+		}
 		th := e.thaw(t, rep.RunID, report.ExitLate)
 		if th.ThawedBy != report.ThawedByDeadline || !th.Late || !th.MySQLUnlocked {
 			t.Fatalf("thaw report %+v", th)
