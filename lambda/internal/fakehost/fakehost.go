@@ -124,6 +124,13 @@ func (h *Host) Run(_ context.Context, inv awslocal.Invocation) awslocal.CommandR
 			return res
 		}
 	}
+	return h.Default(inv)
+}
+
+// Default runs the scripted hostagent behaviour (for use inside Override,
+// e.g. after a delay).
+func (h *Host) Default(inv awslocal.Invocation) awslocal.CommandResult {
+	now := h.now()
 	switch inv.Param("action") {
 	case "freeze":
 		return h.freeze(inv, now)

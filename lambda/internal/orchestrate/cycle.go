@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
+
 	"github.com/quiesce/quiesce/lambda/internal/clock"
 	"github.com/quiesce/quiesce/lambda/internal/event"
 	"github.com/quiesce/quiesce/lambda/internal/metrics"
@@ -93,6 +95,12 @@ func (r *Runner) Cycle(ctx context.Context, cfg *event.Config, t targets.Target)
 		r.Limiter.Release(len(estimate))
 		if freezeMayHold(err) {
 			r.thaw(ctx, cfg, t, &res, log)
+			if out == nil {
+				// The freeze may still be running (delayed delivery, a slow
+				// lock): if it completes after our thaw, it would hold until
+				// hostagent's deadline. Watch it and thaw again.
+				r.chaseFreeze(ctx, cfg, t, &res, log, cmdID, minTime(freezeDeadline.Add(5*time.Second), r.thawBy(ctx)))
+			}
 		}
 		log.Warn("freeze failed", "error", err, "thaw_sent", res.ThawSent)
 		return res
@@ -265,6 +273,21 @@ func (r *Runner) Cycle(ctx context.Context, cfg *event.Config, t targets.Target)
 	r.emitInstance(cfg, &res)
 	log.Info("instance done", "status", res.Status, "consistency", res.Consistency, "window_ms", res.WindowMS, "lambda_window_ms", res.LambdaWindowMS, "snapshot_call_ms", res.SnapshotCallMS, "snapshots", len(res.Snapshots))
 	return res
+}
+
+// chaseFreeze waits for a freeze whose outcome was unknown when we thawed;
+// if it turns out to have succeeded after all, it sends thaw again.
+func (r *Runner) chaseFreeze(ctx context.Context, cfg *event.Config, t targets.Target, res *InstanceResult, log *slog.Logger, cmdID string, until time.Time) {
+	out, err := r.wait(context.WithoutCancel(ctx), cmdID, t.InstanceID, r.Clock.Now().Add(-r.Poll.HotFor), until)
+	if err != nil {
+		res.errorf("freeze command %s still without a result; hostagent's deadline thaws it at the latest", cmdID)
+		return
+	}
+	if out.Status == ssmtypes.CommandInvocationStatusSuccess {
+		log.Warn("freeze completed after our thaw; thawing again", "command_id", cmdID)
+		res.errorf("freeze completed after the first thaw; thaw sent again")
+		r.thaw(ctx, cfg, t, res, log)
+	}
 }
 
 // lockHeld decides whether the lock hostagent reported is the one asked for.

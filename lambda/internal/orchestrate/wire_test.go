@@ -241,6 +241,21 @@ func TestWireScenarios(t *testing.T) {
 				t.Fatalf("EMF: %s", e.emf.String())
 			}
 		}},
+		{"freeze completes after the Lambda gave up and thawed: thawed again", func(e *env) {
+			e.host.Override = func(inv awslocal.Invocation) (awslocal.CommandResult, bool) {
+				if inv.Param("action") == "freeze" {
+					time.Sleep(2500 * time.Millisecond) // e.g. waiting for the MySQL lock
+					return e.host.Default(inv), true
+				}
+				return awslocal.CommandResult{}, false
+			}
+		}, strings.Replace(baseEvent, `"5s"`, `"2s"`, 1), nil, func(t *testing.T, e *env, res *orchestrate.Result, err error, r orchestrate.InstanceResult) {
+			failedWith("freeze outcome unknown", 2, 0)(t, e, res, err, r)
+			w := e.host.Windows()
+			if len(w) != 1 || w[0].ThawedBy != report.ThawedByCommand {
+				t.Fatalf("late freeze was not thawed by our command: %+v", w)
+			}
+		}},
 		{"thaw command fails: instance failed, snapshots crash", func(e *env) {
 			e.host.Override = func(inv awslocal.Invocation) (awslocal.CommandResult, bool) {
 				if inv.Param("action") == "thaw" {
