@@ -40,8 +40,7 @@ Run "hostagent <command> -h" for a command's flags.
 // place where errors become exit codes (exitCode).
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return report.ExitUsage
+		args = []string{""}
 	}
 	cmd, rest := args[0], args[1:]
 	c := &command{name: cmd, stdout: stdout, stderr: stderr,
@@ -67,6 +66,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = c.guardian(ctx, rest)
 	case hold.CmdRecover:
 		err = c.recover(ctx, rest)
+	case "":
+		err = agenterr.Usagef("no command given (want freeze, thaw, status, check or version; see hostagent help)")
 	default:
 		err = agenterr.Usagef("unknown command %q (want freeze, thaw, status, check or version)", cmd)
 	}
@@ -78,7 +79,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		c.printJSON(report.ErrorReport{RunID: c.runID, Error: err.Error(), ExitCode: code})
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "hostagent %s: %s\n", cmd, oneLine(err.Error()))
+		fmt.Fprintf(stderr, "%s: %s\n", strings.TrimSpace("hostagent "+cmd), oneLine(err.Error()))
 	}
 	return code
 }
