@@ -54,6 +54,7 @@ type CycleSnapshot struct {
 	Tags     map[string]string
 	Reflink  bool
 	CopyTime time.Duration
+	State    string // as the stand-in reports it (pending/completed)
 }
 
 // OK reports whether the cycle produced an application-consistent snapshot set.
@@ -84,6 +85,12 @@ func (e *Env) Event(runID string) []byte {
 // stand-in recorded for that run id.
 func (e *Env) RunCycle(ctx context.Context, n int, runID string) *Cycle {
 	c := &Cycle{N: n, RunID: runID, LambdaWindowMS: -1, FrozenMS: -1, SnapshotCallMS: -1, FreezeExit: -1, ThawExit: -1}
+	if n > 1 {
+		if err := e.ColdLambda(ctx); err != nil {
+			c.problem("restart the Lambda container: %v", err)
+			return c
+		}
+	}
 	ictx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	c.InvokeStart = time.Now()
@@ -147,7 +154,7 @@ func (e *Env) RunCycle(ctx context.Context, n int, runID string) *Cycle {
 		if s.Tags[restore.TagRunID] != runID {
 			continue
 		}
-		cs := CycleSnapshot{ID: s.ID, VolumeID: s.VolumeID, Tags: s.Tags, Image: e.Hooks.SnapshotPath(s.ID)}
+		cs := CycleSnapshot{ID: s.ID, VolumeID: s.VolumeID, Tags: s.Tags, Image: e.Hooks.SnapshotPath(s.ID), State: s.State}
 		if cl, ok := clones[s.ID]; ok {
 			cs.Reflink, cs.CopyTime = cl.Reflink, cl.Duration
 			c.CopyTime += cl.Duration

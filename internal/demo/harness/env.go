@@ -87,6 +87,7 @@ type Env struct {
 	AWSURL     string
 	InstanceID string
 	Lambda     *Lambda
+	rie        string
 }
 
 // Tool is an external program the demo needs and the package that has it.
@@ -373,29 +374,47 @@ func (e *Env) LambdaEnv() []string {
 }
 
 func (e *Env) startLambda(ctx context.Context) error {
-	rie := ""
 	if !e.Cfg.NoRIE {
-		rie = FindRIE()
-		if rie == "" {
+		e.rie = FindRIE()
+		if e.rie == "" {
 			e.logf("WARNING  aws-lambda-rie not found (scripts/install-deps.sh installs it): running bin/bootstrap under the demo's built-in Lambda Runtime API instead")
 		}
 	}
+	if err := e.launchLambda(ctx); err != nil {
+		return err
+	}
+	e.cleanup.Push("stop lambda", func(context.Context) error { return e.Lambda.Stop() })
+	if e.Lambda.Mode == "rie" {
+		e.logf("lambda   real bootstrap under %s (invoked over HTTP), a fresh container per cycle", e.rie)
+	} else {
+		e.logf("lambda   real bootstrap under the built-in Runtime API (NOT aws-lambda-rie), a fresh container per cycle")
+	}
+	return nil
+}
+
+func (e *Env) launchLambda(ctx context.Context) error {
 	var logTo io.Writer
 	if e.Cfg.Verbose {
 		logTo = prefixWriter{w: e.Cfg.Out, prefix: "lambda   "}
 	}
-	l, err := StartLambda(ctx, LambdaConfig{Bootstrap: filepath.Join(e.Cfg.BinDir, "bootstrap"), RIE: rie, Env: e.LambdaEnv(), LogTo: logTo, Timeout: 2 * time.Minute})
+	l, err := StartLambda(ctx, LambdaConfig{Bootstrap: filepath.Join(e.Cfg.BinDir, "bootstrap"), RIE: e.rie, Env: e.LambdaEnv(), LogTo: logTo, Timeout: 2 * time.Minute})
 	if err != nil {
 		return err
 	}
 	e.Lambda = l
-	e.cleanup.Push("stop lambda", func(context.Context) error { return l.Stop() })
-	if l.Mode == "rie" {
-		e.logf("lambda   real bootstrap under %s (invoked over HTTP)", rie)
-	} else {
-		e.logf("lambda   real bootstrap under the built-in Runtime API (NOT aws-lambda-rie)")
-	}
 	return nil
+}
+
+// ColdLambda replaces the function's container with a fresh one, as a
+// scheduled Lambda usually gets. The Lambda paces snapshots of one volume
+// 15 s apart in memory (EC2's rule) and counts the ones it started as
+// pending; a fresh container learns both from DescribeSnapshots, where the
+// stand-in's snapshots complete at once, so cycles can run seconds apart.
+func (e *Env) ColdLambda(ctx context.Context) error {
+	if err := e.Lambda.Stop(); err != nil {
+		return err
+	}
+	return e.launchLambda(ctx)
 }
 
 type prefixWriter struct {
