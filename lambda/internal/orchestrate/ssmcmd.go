@@ -63,7 +63,7 @@ type PollConfig struct {
 }
 
 // DefaultPoll is the production schedule.
-var DefaultPoll = PollConfig{First: 100 * time.Millisecond, Hot: 30 * time.Millisecond, HotFor: 2 * time.Second, Max: 250 * time.Millisecond, ThrottleMax: time.Second}
+var DefaultPoll = PollConfig{First: 100 * time.Millisecond, Hot: 30 * time.Millisecond, HotFor: 3 * time.Second, Max: 250 * time.Millisecond, ThrottleMax: time.Second}
 
 // commandTimeoutSeconds is SendCommand's delivery timeout: the minimum SSM
 // allows. A freeze delivered later than that must not run at all.
