@@ -22,6 +22,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/quiesce/quiesce/hostagent/internal/fsfreeze"
 	"github.com/quiesce/quiesce/hostagent/internal/state"
 	"github.com/quiesce/quiesce/internal/fixture"
 	"github.com/quiesce/quiesce/report"
@@ -83,6 +84,10 @@ func newEnv(t *testing.T) *env {
 	return e
 }
 
+// killAll ends every hold of this env, even after a failed test: kill the
+// recorded holder and guardian, then thaw the mounts they held (only this
+// test's loop mounts are ever recorded here), so later cleanups (stopping
+// mariadbd, unmounting) never wait on a frozen filesystem.
 func (e *env) killAll() {
 	d := &state.Dir{Path: e.stateDir}
 	runs, _ := d.List()
@@ -91,6 +96,9 @@ func (e *env) killAll() {
 			if p.Alive() {
 				syscall.Kill(p.PID, syscall.SIGKILL)
 			}
+		}
+		for _, m := range r.Mounts {
+			fsfreeze.Thaw(m.Path)
 		}
 	}
 }
