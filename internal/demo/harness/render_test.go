@@ -1,0 +1,106 @@
+package harness
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/quiesce/quiesce/internal/demo/bank"
+	"github.com/quiesce/quiesce/internal/demo/restore"
+	"github.com/quiesce/quiesce/report"
+)
+
+var t0 = time.Date(2026, 11, 25, 20, 0, 0, 0, time.UTC)
+
+func at(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+
+func cycleAt(n, startMS, windowMS int, copyMS int) *Cycle {
+	return &Cycle{
+		N: n, RunID: "r", LambdaWindowMS: float64(windowMS + 5), FrozenMS: float64(windowMS - 20), SnapshotCallMS: float64(copyMS + 1),
+		Freeze:    &report.FreezeReport{StartedAt: at(startMS), HeldMS: 20},
+		Thaw:      &report.ThawReport{ThawedAt: at(startMS + windowMS), ThawedBy: report.ThawedByCommand},
+		Window:    time.Duration(windowMS) * time.Millisecond,
+		CopyTime:  time.Duration(copyMS) * time.Millisecond,
+		Snapshots: []CycleSnapshot{{ID: "snap-1", Reflink: true, Tags: map[string]string{restore.TagConsistency: "application"}}},
+	}
+}
+
+func TestSummarizeTargetsAndStallPlacement(t *testing.T) {
+	res := &RunResult{Cycles: []*Cycle{cycleAt(1, 1000, 100, 4), cycleAt(2, 3000, 120, 6), cycleAt(3, 5000, 300, 200)}}
+	commits := []bank.Commit{
+		{ID: 1, Start: at(1010), End: at(1130)}, // blocked by cycle 1: 120 ms, window 100 → +20
+		{ID: 2, Start: at(3000), End: at(3190)}, // cycle 2: 190 ms vs 120 → +70 (misses the target)
+		{ID: 3, Start: at(4000), End: at(4250)}, // 250 ms outside any window
+	}
+	for _, c := range res.Cycles {
+		c.Stall = stallDuring(commits, c.Freeze.StartedAt, c.Thaw.ThawedAt)
+	}
+	res.Restores = []restore.Result{{Started: true}, {Started: true, Problems: []string{"money total 1, want 2"}}, {Started: true}}
+	res.Writer = writerStats(&bank.Writer{}, commits, 10*time.Second, res.Cycles)
+	res.Summary = summarize(res)
+	s := res.Summary
+	if s.CyclesOK != 3 || s.Snapshots != 3 || s.RestoresPassed != 2 || s.RestoresFailed != 1 || !res.Failed() {
+		t.Fatalf("summary counts %+v", s)
+	}
+	if s.Window.P50 != 120*time.Millisecond || s.WindowExclCopy.Max != 114*time.Millisecond || s.Copy.Max != 200*time.Millisecond {
+		t.Fatalf("windows %+v / %+v / %+v", s.Window, s.WindowExclCopy, s.Copy)
+	}
+	if s.StallMinusWindowMax != 70*time.Millisecond {
+		t.Fatalf("stall − window = %s, want 70ms", s.StallMinusWindowMax)
+	}
+	met := map[string]bool{}
+	for _, tg := range s.Targets {
+		met[tg.Name[:12]] = tg.Met
+	}
+	if !met["write-blocke"] || met["writer max s"] || met["restore fail"] {
+		t.Fatalf("targets %+v", s.Targets)
+	}
+	if res.Writer.MaxStall != 250*time.Millisecond || res.Writer.MaxStallCycle != 0 || res.Writer.MaxStallNote != "ended 750.0 ms before cycle 3's freeze" {
+		t.Fatalf("writer stats %+v", res.Writer)
+	}
+	text := SummaryText(res)
+	for _, want := range []string{"3 ok, 0 failed", "2 passed, 1 failed", "250.0 ms, outside any freeze window (ended 750.0 ms before cycle 3's freeze)", "MISSED", "snapshot copy (FICLONE reflink)"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("summary lacks %q:\n%s", want, text)
+		}
+	}
+}
+
+func TestCycleLineShowsFailures(t *testing.T) {
+	c := cycleAt(1, 0, 100, 3)
+	c.problem("no snapshot tagged quiesce:run-id=r")
+	line := cycleLine(c, 5)
+	if !strings.Contains(line, "cycle  1/5") || !strings.Contains(line, "FAILED: no snapshot tagged") {
+		t.Fatalf("cycle line %q", line)
+	}
+}
+
+func TestBenchMarkdown(t *testing.T) {
+	mk := func(key string, windows ...int) *Method {
+		m := &Method{Key: key, Name: "method " + key}
+		for i, w := range windows {
+			m.Samples = append(m.Samples, Sample{Start: at(i * 1000), End: at(i*1000 + w), Window: time.Duration(w) * time.Millisecond,
+				Stall: time.Duration(w+5) * time.Millisecond, Injected: map[bool]time.Duration{true: 700 * time.Millisecond}[key == "c"]})
+		}
+		return m
+	}
+	seed := mk("b", 100, 200)
+	seed.Samples = append(seed.Samples, Sample{Err: "seed-baseline.sh: exit status 1"})
+	b := &BenchResult{Cycles: 2, Writers: 1, LockMode: "backup-stage", StartedAt: t0,
+		Methods: []*Method{mk("a", 20, 40), seed, mk("c", 750, 770)}}
+	md := BenchMarkdown(b)
+	for _, want := range []string{
+		"| (a) method a | 20.0 | 40.0 | 40.0 |",
+		"| window p50 | 100.0 | 20.0 | 5.0× |",
+		"| orchestration overhead | 50.0 | 70.0 | 70.0 | 2 |",
+		"- (b) 1 failed; first: seed-baseline.sh: exit status 1",
+		"backup-stage (MariaDB `BACKUP STAGE START`",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q:\n%s", want, md)
+		}
+	}
+	if !b.Failed() {
+		t.Error("a failed sample does not fail the bench")
+	}
+}
