@@ -184,7 +184,10 @@ func (cfg *Config) fill(ev *Event, getenv func(string) string, now time.Time) er
 	if !docRe.MatchString(cfg.Document) {
 		return fieldErr("QUIESCE_DOCUMENT", cfg.Document, "not a valid SSM document name")
 	}
-	cfg.Stack = env("QUIESCE_STACK")
+	// The stack tag scopes IAM and retention; the template always sets
+	// QUIESCE_STACK. Without it, the function's own name is the most
+	// specific identity available (unique per account and region).
+	cfg.Stack = firstNonEmpty(env("QUIESCE_STACK"), env("AWS_LAMBDA_FUNCTION_NAME"))
 	if cfg.Stack == "" {
 		return fieldErr("QUIESCE_STACK", "", "required (the stack tag value every snapshot carries; IAM keys on it)")
 	}

@@ -227,7 +227,7 @@ func (r *Runner) Cycle(ctx context.Context, cfg *event.Config, t targets.Target)
 				upd[k] = v
 			}
 		}
-		sr := SnapshotResult{SnapshotID: c.id, VolumeID: c.volume, Device: t.Volumes[c.volume], Mounts: perVol[c.volume][TagMounts], Consistency: final, Incomplete: incomplete}
+		sr := SnapshotResult{SnapshotID: c.id, VolumeID: c.volume, Device: perVol[c.volume][TagDevice], Mounts: perVol[c.volume][TagMounts], Consistency: final, Incomplete: incomplete}
 		switch {
 		case orphan[c.id] || incomplete:
 			// Not part of a complete, acknowledged set: never application.
@@ -312,12 +312,16 @@ func lockHeld(requested, got string) (bool, string) {
 func volumesOf(fr *report.FreezeReport, t targets.Target) ([]string, map[string]map[string]string, error) {
 	var vols []string
 	mountsOf := map[string][]string{}
+	hostDevice := map[string]string{}
 	for _, m := range fr.Mounts {
 		if len(m.VolumeIDs) == 0 {
 			return nil, nil, fmt.Errorf("mount %s (device %s) has no EBS volume ID: cannot snapshot it", m.Path, m.Device)
 		}
 		for _, v := range m.VolumeIDs {
-			if _, attached := t.Volumes[v]; !attached {
+			hostDevice[v] = m.Device
+			// With no block device mappings at all (EC2 did not say), trust
+			// hostagent; otherwise a volume EC2 does not list is a mismatch.
+			if _, attached := t.Volumes[v]; !attached && len(t.Volumes) > 0 {
 				return nil, nil, fmt.Errorf("mount %s is on volume %s, which EC2 does not list as attached to %s", m.Path, v, t.InstanceID)
 			}
 			if _, seen := mountsOf[v]; !seen {
@@ -328,7 +332,11 @@ func volumesOf(fr *report.FreezeReport, t targets.Target) ([]string, map[string]
 	}
 	per := map[string]map[string]string{}
 	for _, v := range vols {
-		per[v] = map[string]string{TagDevice: t.Volumes[v], TagMounts: truncateValue(strings.Join(mountsOf[v], ","))}
+		dev := t.Volumes[v]
+		if dev == "" {
+			dev = hostDevice[v]
+		}
+		per[v] = map[string]string{TagDevice: dev, TagMounts: truncateValue(strings.Join(mountsOf[v], ","))}
 	}
 	return vols, per, nil
 }

@@ -275,3 +275,33 @@ func TestRetryNeverPassesDeadline(t *testing.T) {
 		t.Fatalf("throttleOnly retried a 5xx: calls=%d", calls)
 	}
 }
+
+func TestNoBlockDeviceMappingsFallsBackToPerVolume(t *testing.T) {
+	s := &scriptedSSM{}
+	var mu sync.Mutex
+	devices := map[string]string{}
+	e := &fakeEC2{
+		createSnapshots: func(ctx context.Context, in *ec2.CreateSnapshotsInput) (*ec2.CreateSnapshotsOutput, error) {
+			t.Error("CreateSnapshots without the instance's volume list")
+			return nil, apiErr("InvalidParameterValue")
+		},
+		createSnapshot: func(ctx context.Context, in *ec2.CreateSnapshotInput) (*ec2.CreateSnapshotOutput, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, tg := range in.TagSpecifications[0].Tags {
+				if aws.ToString(tg.Key) == TagDevice {
+					devices[aws.ToString(in.VolumeId)] = aws.ToString(tg.Value)
+				}
+			}
+			return &ec2.CreateSnapshotOutput{SnapshotId: aws.String("snap-" + aws.ToString(in.VolumeId)), VolumeId: in.VolumeId}, nil
+		},
+	}
+	r, cfg, tg := unitSetup(t, e, s)
+	tg.Volumes, tg.VolumeOrder, tg.RootVolumeID = nil, nil, ""
+	s.freeze = jsonOut(ssmtypes.CommandInvocationStatusSuccess, 0, report.FreezeReport{RunID: "run-1", Lock: report.LockInfo{Mode: "ftwrl"},
+		Mounts: []report.MountReport{{Path: "/a", Device: "/dev/nvme1n1", VolumeIDs: []string{"vol-a"}}, {Path: "/b", Device: "/dev/nvme2n1", VolumeIDs: []string{"vol-b"}}}})
+	res := r.Cycle(context.Background(), cfg, tg)
+	if res.Status != StatusOK || res.SnapshotAPI != APICreateSnapshot || devices["vol-a"] != "/dev/nvme1n1" || devices["vol-b"] != "/dev/nvme2n1" {
+		t.Fatalf("result = %+v devices = %v", res, devices)
+	}
+}

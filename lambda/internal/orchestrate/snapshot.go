@@ -81,7 +81,9 @@ func (r *Runner) snapshotCall(ctx context.Context, until time.Time, amb *bool, f
 // their device/mount tags are complete at creation.
 func (r *Runner) takeSnapshots(ctx context.Context, t targets.Target, vols []string, tags map[string]string, perVolTags map[string]map[string]string, until time.Time) snapOutcome {
 	out := snapOutcome{firstSent: r.Clock.Now()}
-	if len(vols) > 1 {
+	// CreateSnapshots needs the instance's volume list to exclude the
+	// others; without block device mappings use CreateSnapshot per volume.
+	if len(vols) > 1 && len(t.Volumes) > 0 {
 		out.api = APICreateSnapshots
 		err := r.createSnapshots(ctx, t, vols, tags, until, &out)
 		if err == nil || !awsapi.IsMultiVolumeUnusable(err) || out.ambiguous {
