@@ -34,7 +34,7 @@ func (s *syncBuffer) String() string {
 
 // buildBinaries builds hostagent and the native bootstrap the way the
 // Makefile does, into a temp bin dir.
-func buildBinaries(t *testing.T) string {
+func buildBinaries(t testing.TB) string {
 	t.Helper()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
@@ -61,7 +61,7 @@ func buildBinaries(t *testing.T) string {
 	return bin
 }
 
-func skipUnlessDemoCanRun(t *testing.T) {
+func skipUnlessDemoCanRun(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skipf("the demo needs root (loop devices, mount, FIFREEZE); uid %d", os.Geteuid())
@@ -183,4 +183,42 @@ func TestPrepareWorkDirRefusesForeignDirectories(t *testing.T) {
 	if err := CheckWorkDir("/var/tmp/quiesce-demo"); err != nil {
 		t.Errorf("default rejected: %v", err)
 	}
+}
+
+// BenchmarkDemoCycles measures the demo's targets over 10 full cycles with
+// the restore drill (make bench runs it once): write-blocked window p50/p99
+// (hostagent freeze start → thaw, excluding the snapshot copy), the worst
+// writer stall beyond its window, and restore failures.
+func BenchmarkDemoCycles(b *testing.B) {
+	skipUnlessDemoCanRun(b)
+	bin := buildBinaries(b)
+	work, err := os.MkdirTemp("/var/tmp", "quiesce-demo-bench-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		Clean(context.Background(), work, bin) //nolint:errcheck // safety net
+		os.RemoveAll(work)
+	})
+	const cycles = 10
+	b.ResetTimer()
+	var res *RunResult
+	for i := 0; i < b.N; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		res, err = Run(ctx, RunOptions{Config: Config{WorkDir: work, BinDir: bin, Writers: 4}, Cycles: cycles, Interval: time.Second})
+		cancel()
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	s := res.Summary
+	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+	b.ReportMetric(ms(s.WindowExclCopy.P50), "window_p50_ms")
+	b.ReportMetric(ms(s.WindowExclCopy.P99), "window_p99_ms")
+	b.ReportMetric(ms(s.LambdaWindow.P50), "lambda_window_p50_ms")
+	b.ReportMetric(ms(s.Copy.P50), "copy_p50_ms")
+	b.ReportMetric(ms(s.StallMinusWindowMax), "stall_minus_window_max_ms")
+	b.ReportMetric(float64(s.RestoresFailed), "restore_failures")
+	b.ReportMetric(float64(s.CyclesFailed), "cycle_failures")
 }
