@@ -64,6 +64,13 @@ func (r *Runner) Cycle(ctx context.Context, cfg *event.Config, t targets.Target)
 	for _, v := range estimate {
 		reserved[v] = true
 	}
+	// Pacing may have waited: check the budget again before freezing.
+	thawBy = r.thawBy(ctx)
+	if budget := thawBy.Sub(r.Clock.Now()); budget < min(r.MinStartBudget, t.FreezeTimeout) {
+		r.Limiter.Release(len(estimate))
+		res.fail(fmt.Sprintf("not started: only %s left in this invocation after pacing snapshot creation", budget.Round(time.Millisecond)))
+		return res
+	}
 
 	// 1. Freeze.
 	t0 := r.Clock.Now()
@@ -266,7 +273,7 @@ func (r *Runner) Cycle(ctx context.Context, cfg *event.Config, t targets.Target)
 	case final != Application:
 		res.fail("snapshots are crash-consistent only: " + res.ConsistencyNote)
 	case res.Status == StatusFailed && res.Reason != "":
-		// a re-tag failure already set the reason
+		// a failed re-tag or mount thaw already set the reason
 	default:
 		res.Status = StatusOK
 	}
@@ -375,8 +382,11 @@ func (r *Runner) thaw(ctx context.Context, cfg *event.Config, t targets.Target, 
 		log.Warn("thaw was late: hostagent's deadline had already thawed", "thawed_by", tr.ThawedBy)
 	}
 	for _, m := range tr.Mounts {
-		if !m.Thawed {
+		if !m.Thawed && m.Error != "" {
+			// The run cannot be ok while a mount may still be frozen
+			// (hostagent's deadline remains the backstop).
 			res.errorf("thaw %s: %s", m.Path, m.Error)
+			res.fail(fmt.Sprintf("thaw of %s failed: %s", m.Path, m.Error))
 		}
 	}
 	return tr, returned

@@ -305,3 +305,19 @@ func TestNoBlockDeviceMappingsFallsBackToPerVolume(t *testing.T) {
 		t.Fatalf("result = %+v devices = %v", res, devices)
 	}
 }
+
+func TestMountThawErrorFailsTheInstance(t *testing.T) {
+	s := &scriptedSSM{thaw: jsonOut(ssmtypes.CommandInvocationStatusSuccess, 0, report.ThawReport{RunID: "run-1", ThawedBy: report.ThawedByCommand,
+		Mounts: []report.MountThaw{{Path: "/a", Thawed: true}, {Path: "/b", Thawed: false, Error: "FITHAW: input/output error"}}})}
+	e := &fakeEC2{
+		createSnapshots: func(ctx context.Context, in *ec2.CreateSnapshotsInput) (*ec2.CreateSnapshotsOutput, error) {
+			return snapsOut("vol-a", "vol-b"), nil
+		},
+		createTags: func(ctx context.Context, in *ec2.CreateTagsInput) (*ec2.CreateTagsOutput, error) { return &ec2.CreateTagsOutput{}, nil },
+	}
+	r, cfg, tg := unitSetup(t, e, s)
+	res := r.Cycle(context.Background(), cfg, tg)
+	if res.Status != StatusFailed || !strings.Contains(res.Reason, "thaw of /b failed") {
+		t.Fatalf("result = %+v", res)
+	}
+}
