@@ -313,7 +313,9 @@ func TestMountThawErrorFailsTheInstance(t *testing.T) {
 		createSnapshots: func(ctx context.Context, in *ec2.CreateSnapshotsInput) (*ec2.CreateSnapshotsOutput, error) {
 			return snapsOut("vol-a", "vol-b"), nil
 		},
-		createTags: func(ctx context.Context, in *ec2.CreateTagsInput) (*ec2.CreateTagsOutput, error) { return &ec2.CreateTagsOutput{}, nil },
+		createTags: func(ctx context.Context, in *ec2.CreateTagsInput) (*ec2.CreateTagsOutput, error) {
+			return &ec2.CreateTagsOutput{}, nil
+		},
 	}
 	r, cfg, tg := unitSetup(t, e, s)
 	res := r.Cycle(context.Background(), cfg, tg)
