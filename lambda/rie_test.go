@@ -190,7 +190,9 @@ const (
 )
 
 func standIn(t testing.TB) (*awslocal.Server, *fakehost.Host, string) {
-	srv := &awslocal.Server{}
+	// SSM as it behaves: the invocation is unknown for a moment after
+	// SendCommand, delivery and output take a while.
+	srv := &awslocal.Server{InvocationDelay: 150 * time.Millisecond, CommandDelay: 20 * time.Millisecond, ResultDelay: 20 * time.Millisecond}
 	host := fakehost.New()
 	srv.RunCommand = host.Run
 	srv.AddInstance(awslocal.Instance{ID: rieInst, Tags: map[string]string{"quiesce:enabled": "true", "quiesce:mounts": "/data"},

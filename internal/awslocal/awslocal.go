@@ -33,6 +33,8 @@
 //     status, N times, after M successes, only for matching calls, or after
 //     the action took effect (a "lost response").
 //   - SetLatency(action, d): delay every request of an action.
+//   - CommandDelay, ResultDelay, InvocationDelay: SSM delivery, result
+//     visibility and the eventual consistency of GetCommandInvocation.
 //   - Limits: the EC2 snapshot rules (CreateSnapshot token bucket 100 refilled
 //     5/s — charged one token per volume snapshot, also for CreateSnapshots —,
 //     15 s between snapshots of one volume, ≤5 pending per volume), enforced
@@ -254,6 +256,9 @@ type Server struct {
 	// ResultDelay: RunCommand returns → GetCommandInvocation shows the result.
 	CommandDelay time.Duration
 	ResultDelay  time.Duration
+	// InvocationDelay: GetCommandInvocation answers InvocationDoesNotExist
+	// for this long after SendCommand (SSM is eventually consistent).
+	InvocationDelay time.Duration
 	// RunCommand runs one invocation; nil answers Success with empty output.
 	RunCommand func(ctx context.Context, inv Invocation) CommandResult
 	// OnSnapshot is called inside CreateSnapshot(s) for each volume.

@@ -384,3 +384,29 @@ func TestSnapshotLimits(t *testing.T) {
 		t.Fatalf("stats = %+v", st)
 	}
 }
+
+func TestEC2ParameterRulesAndEventualConsistency(t *testing.T) {
+	s := New()
+	seed(s)
+	s.InvocationDelay = 50 * time.Millisecond
+	e, m := clients(t, s)
+	ctx := context.Background()
+	if _, err := e.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{"i-0aaa"}, MaxResults: aws.Int32(5)}); apiCode(err) != "InvalidParameterCombination" {
+		t.Fatalf("InstanceIds+MaxResults: %v", err)
+	}
+	if _, err := e.DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{MaxResults: aws.Int32(2)}); apiCode(err) != "InvalidParameterValue" {
+		t.Fatalf("MaxResults 2: %v", err)
+	}
+	out, err := m.SendCommand(ctx, &ssm.SendCommandInput{DocumentName: aws.String("Quiesce"), InstanceIds: []string{"i-0aaa"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := &ssm.GetCommandInvocationInput{CommandId: out.Command.CommandId, InstanceId: aws.String("i-0aaa")}
+	if _, err := m.GetCommandInvocation(ctx, in); apiCode(err) != "InvocationDoesNotExist" {
+		t.Fatalf("right after SendCommand: %v", err)
+	}
+	time.Sleep(60 * time.Millisecond)
+	if _, err := m.GetCommandInvocation(ctx, in); err != nil {
+		t.Fatalf("after the delay: %v", err)
+	}
+}

@@ -246,7 +246,27 @@ func maxResults(form url.Values) int {
 	return n
 }
 
+// checkMaxResults applies EC2's page size rule (5–1000) and its refusal to
+// combine MaxResults with an explicit ID list.
+func checkMaxResults(form url.Values, idParam string) *APIError {
+	v := form.Get("MaxResults")
+	if v == "" {
+		return nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 5 || n > 1000 {
+		return &APIError{Code: "InvalidParameterValue", Message: fmt.Sprintf("MaxResults %q must be between 5 and 1000", v)}
+	}
+	if len(list(form, idParam)) > 0 {
+		return &APIError{Code: "InvalidParameterCombination", Message: "The parameter " + idParam + "s cannot be used with the parameter maxResults"}
+	}
+	return nil
+}
+
 func (s *Server) describeInstances(form url.Values) (ec2Response, *APIError) {
+	if e := checkMaxResults(form, "InstanceId"); e != nil {
+		return nil, e
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ids := list(form, "InstanceId")
@@ -660,6 +680,9 @@ func (s *Server) createTags(form url.Values) (ec2Response, *APIError) {
 }
 
 func (s *Server) describeSnapshots(form url.Values) (ec2Response, *APIError) {
+	if e := checkMaxResults(form, "SnapshotId"); e != nil {
+		return nil, e
+	}
 	owners := list(form, "Owner")
 	ids := list(form, "SnapshotId")
 	fs := filters(form)

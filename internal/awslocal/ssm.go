@@ -193,10 +193,10 @@ func (s *Server) getCommandInvocation(body []byte) (any, *APIError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := s.commands[in.CommandId][in.InstanceId]
-	if c == nil {
+	now := s.Clock.Now()
+	if c == nil || now.Before(c.RequestedAt.Add(s.InvocationDelay)) {
 		return nil, &APIError{Code: "InvocationDoesNotExist", Message: "An error occurred (InvocationDoesNotExist)"}
 	}
-	now := s.Clock.Now()
 	status := c.Status
 	code := -1
 	var stdout, stderr string
