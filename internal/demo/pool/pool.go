@@ -356,6 +356,13 @@ func NewPool(ctx context.Context, cl *Cleanup, workdir string, size int64) (*Poo
 		return nil, fmt.Errorf("mount pool: %w", err)
 	}
 	cl.Push("unmount "+p.Dir, func(ctx context.Context) error { return Unmount(ctx, p.Dir) })
+	// Extent size hints, inherited by the images created here: copy-on-write
+	// after each snapshot then allocates 4 MiB at a time instead of 128 KiB,
+	// so the volume image stays in few extents and FICLONE (whose time grows
+	// with the extent count) stays in milliseconds over many snapshots.
+	if _, err := Run(ctx, "xfs_io", "-c", "extsize 4m", "-c", "cowextsize 4m", p.Dir); err != nil {
+		return nil, fmt.Errorf("pool extent hints: %w", err)
+	}
 	return p, nil
 }
 
