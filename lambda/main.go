@@ -1,6 +1,48 @@
-// Command bootstrap is the quiesce Lambda (provided.al2023): it resolves the
-// target instances, freezes each through the SSM document, snapshots the
-// volumes, always thaws, tags honestly and prunes. See DESIGN.md "lambda".
+// Command bootstrap is the quiesce Lambda (provided.al2023, arm64): it
+// resolves the target instances, freezes each through the SSM document,
+// snapshots the volumes behind the frozen mounts, always thaws, tags what
+// happened honestly and prunes old snapshots of its stack.
+//
+// # Input
+//
+// The DESIGN.md event (manual invoke, SAM test event, EventBridge Scheduler
+// input); unknown fields are rejected, every error names the field:
+//
+//	{"targets":{"instance_ids":["i-…"],"tags":{"quiesce:enabled":"true"}},
+//	 "mounts":["/var/lib/mysql"],
+//	 "mysql":{"lock":"auto","defaults_file":"/etc/quiesce/my.cnf",
+//	          "lock_wait":"5s","long_query_limit":"10s","kill_long_queries":false},
+//	 "freeze_timeout":"30s", "snapshot_tags":{"team":"db"},
+//	 "retention":{"keep_last":14,"max_age":"720h"},
+//	 "max_concurrency":10, "dry_run":false, "run_id":"optional"}
+//
+// A bare scheduled event (source aws.events / aws.scheduler) or {} uses the
+// environment: QUIESCE_STACK (required; the function name if unset),
+// QUIESCE_DOCUMENT (default Quiesce), QUIESCE_TARGET_TAG_KEY/_VALUE (an empty
+// value matches any value), QUIESCE_MOUNTS (comma-separated),
+// QUIESCE_MYSQL_LOCK, QUIESCE_MYSQL_DEFAULTS_FILE, QUIESCE_FREEZE_TIMEOUT,
+// QUIESCE_KEEP_LAST, QUIESCE_MAX_AGE, QUIESCE_MAX_CONCURRENCY. Event fields
+// override the environment. Targets by ID and by tag are a union; instance
+// tags quiesce:mounts, quiesce:mysql-lock, quiesce:freeze-timeout override
+// per instance.
+//
+// # Output
+//
+// The result JSON (run_id, per instance: status ok|failed|skipped, reason,
+// window_ms on the host, lambda_window_ms, snapshot IDs, consistency, lock,
+// thaw outcome, errors; retention). When any instance failed the invocation
+// returns a RunError (errorType "RunError") whose message carries the result,
+// so the failure alarm fires. Logs are JSON on stderr; CloudWatch EMF metric
+// lines (namespace Quiesce, dimension Stack) on stdout.
+//
+// # Consistency
+//
+// quiesce:consistency=application only when the freeze (and the requested
+// lock) held, every snapshot call returned within freeze_timeout of sending
+// the freeze, and the thaw report says our thaw ended the hold in time;
+// otherwise crash, with quiesce:note saying why. See package orchestrate.
+//
+// AWS_ENDPOINT_URL_EC2 / AWS_ENDPOINT_URL_SSM point it at a local stand-in.
 package main
 
 import (

@@ -197,3 +197,20 @@ func TestWireRetention(t *testing.T) {
 		t.Fatalf("DescribeSnapshots calls = %d: listing was not paginated", n)
 	}
 }
+
+func TestWireScheduledEventUsesEnvTargetTagKeyOnly(t *testing.T) {
+	e := newEnv(t)
+	addDB(e.srv, e.host, inst2, map[string]string{"backup": "whatever"})
+	cfg := e.config(`{"source":"aws.scheduler","detail-type":"Scheduled Event"}`, "QUIESCE_TARGET_TAG_KEY", "backup", "QUIESCE_MOUNTS", "/var/lib/mysql")
+	res, err := e.runner.Run(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Instances) != 1 || res.Instances[0].InstanceID != inst2 || res.Instances[0].Status != orchestrate.StatusOK {
+		t.Fatalf("instances = %+v", res.Instances)
+	}
+	if f := e.srv.CallsOf("DescribeInstances")[0].Form; f.Get("Filter.1.Name") != "tag-key" || f.Get("Filter.1.Value.1") != "backup" {
+		t.Fatalf("filter = %v", f)
+	}
+	e.assertHonest(res)
+}
