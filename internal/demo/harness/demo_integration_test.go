@@ -222,3 +222,34 @@ func BenchmarkDemoCycles(b *testing.B) {
 	b.ReportMetric(float64(s.RestoresFailed), "restore_failures")
 	b.ReportMetric(float64(s.CyclesFailed), "cycle_failures")
 }
+
+// A setup that fails midway (the data volume is too small for XFS) must undo
+// what it made: no mount, no loop device, no server left.
+func TestSetupFailureReleasesEverything(t *testing.T) {
+	skipUnlessDemoCanRun(t)
+	bin := t.TempDir()
+	for _, b := range []string{"hostagent", "bootstrap"} { // Preflight only checks they exist
+		if err := os.WriteFile(filepath.Join(bin, b), []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	work, err := os.MkdirTemp("/var/tmp", "quiesce-demo-fail-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(work)
+	env, err := Setup(context.Background(), Config{WorkDir: work, BinDir: bin, PoolSize: 1 << 30, VolumeSize: 16 << 20})
+	if err == nil {
+		env.Close(context.Background())
+		t.Fatal("setup with a 16 MiB XFS volume succeeded")
+	}
+	if !strings.Contains(err.Error(), "format vol-") {
+		t.Fatalf("unexpected error: %v", err)
+	}
+	if ms := pool.MountsUnder(work); len(ms) > 0 {
+		t.Errorf("left mounted: %v", ms)
+	}
+	if loops := pool.LoopsBackedBy(work); len(loops) > 0 {
+		t.Errorf("left attached: %v", loops)
+	}
+}
