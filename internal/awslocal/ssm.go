@@ -335,7 +335,8 @@ func (s *Server) describeInstanceInformation(body []byte) (any, *APIError) {
 }
 
 // WaitCommands blocks until every started command has finished running (or
-// ctx ends). Useful in tests before asserting on Commands().
+// ctx ends). Useful in tests before asserting on Commands(); call it when no
+// SendCommand is in flight (sync.WaitGroup rules).
 func (s *Server) WaitCommands(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() { s.wg.Wait(); close(done) }()
