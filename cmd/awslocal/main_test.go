@@ -48,7 +48,9 @@ func TestRunServesUntilCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	var out strings.Builder
-	go func() { done <- run(ctx, []string{"-listen", addr, "-pool", t.TempDir(), "-volume", "vol-0abc"}, &out, io.Discard) }()
+	go func() {
+		done <- run(ctx, []string{"-listen", addr, "-pool", t.TempDir(), "-volume", "vol-0abc"}, &out, io.Discard)
+	}()
 	var resp *http.Response
 	for i := 0; i < 100; i++ {
 		resp, err = http.Post("http://"+addr+"/", "application/x-www-form-urlencoded", strings.NewReader("Action=DescribeInstances&Version=2016-11-15"))
