@@ -77,6 +77,9 @@ type retryPolicy struct {
 	// a 5xx or transport error after which the request may have run:
 	// used for the freeze command, which must not be sent twice.
 	throttleOnly bool
+	// adapt, when set, picks the backoff for the error met (e.g. slower
+	// for EC2's per-volume snapshot limits).
+	adapt func(err error) retryPolicy
 }
 
 // retry calls f until it succeeds, returns a non-retryable error, or the
@@ -102,11 +105,15 @@ func (r *Runner) retry(ctx context.Context, until time.Time, p retryPolicy, f fu
 		if !retryable {
 			return err
 		}
-		ceil := p.base << min(attempt, 10)
-		if ceil > p.cap {
-			ceil = p.cap
+		b := p
+		if p.adapt != nil {
+			b = p.adapt(err)
 		}
-		d := p.base/2 + time.Duration(rand.Int64N(int64(ceil-p.base/2)+1))
+		ceil := b.base << min(attempt, 10)
+		if ceil > b.cap {
+			ceil = b.cap
+		}
+		d := b.base/2 + time.Duration(rand.Int64N(int64(ceil-b.base/2)+1))
 		if !r.Clock.Now().Add(d).Before(until) {
 			return fmt.Errorf("gave up after %d attempts, retrying would pass the deadline: %w", attempt+1, err)
 		}

@@ -45,30 +45,22 @@ var (
 	perVolumeRetry = retryPolicy{base: time.Second, cap: 5 * time.Second}
 )
 
-func policyFor(err error) retryPolicy {
+// snapshotRetry backs off faster for the bucket than for the per-volume
+// limits, which do not clear in milliseconds.
+var snapshotRetry = retryPolicy{base: throttleRetry.base, cap: throttleRetry.cap, adapt: func(err error) retryPolicy {
 	if awsapi.IsPerVolumeLimit(err) {
 		return perVolumeRetry
 	}
 	return throttleRetry
-}
+}}
 
-// snapshotCall retries one snapshot API call until `until` with the policy
-// that fits the error met, recording ambiguity.
+// snapshotCall retries one snapshot API call until `until`, recording
+// whether any failure may have created snapshots anyway.
 func (r *Runner) snapshotCall(ctx context.Context, until time.Time, amb *bool, f func(ctx context.Context) error) error {
-	var policy = throttleRetry
-	var lastErr error
-	return r.retry(ctx, until, retryPolicy{base: policy.base, cap: policy.cap}, func(ctx context.Context) error {
+	return r.retry(ctx, until, snapshotRetry, func(ctx context.Context) error {
 		err := f(ctx)
-		if err != nil {
-			lastErr = err
-			if awsapi.IsAmbiguous(err) {
-				*amb = true
-			}
-			if awsapi.IsPerVolumeLimit(lastErr) {
-				// Sleep a little longer before the next attempt: the
-				// per-volume limits do not clear in milliseconds.
-				_ = r.Clock.Sleep(ctx, perVolumeRetry.base/2)
-			}
+		if err != nil && awsapi.IsAmbiguous(err) {
+			*amb = true
 		}
 		return err
 	})
