@@ -154,7 +154,7 @@ func (s *stringList) Set(v string) error {
 }
 
 func validRunID(id string) error {
-	if !state.RunIDPattern.MatchString(id) {
+	if !state.ValidRunID(id) {
 		return agenterr.Usagef("--run-id %q: want 1-64 letters, digits or '-', starting with a letter or digit", id)
 	}
 	return nil

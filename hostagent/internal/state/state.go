@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -40,7 +39,23 @@ const (
 )
 
 // RunIDPattern is the contract's run id syntax (SSM document allowedPattern).
-var RunIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{0,63}$`)
+// ValidRunID checks it without a regexp: compiling one costs every process
+// start (holder and guardian included) a fraction of a millisecond.
+const RunIDPattern = `^[A-Za-z0-9][A-Za-z0-9-]{0,63}$`
+
+// ValidRunID reports whether id matches RunIDPattern.
+func ValidRunID(id string) bool {
+	if len(id) == 0 || len(id) > 64 || id[0] == '-' {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // ErrNotFound is returned by Read for an unknown run id.
 var ErrNotFound = errors.New("no such run")
@@ -209,7 +224,7 @@ func (d *Dir) Lock(wait time.Duration) (unlock func(), err error) {
 // run is written under done/ first and only then removed from the top, so a
 // reader always finds one complete record.
 func (d *Dir) Write(r *Run) error {
-	if !RunIDPattern.MatchString(r.RunID) {
+	if !ValidRunID(r.RunID) {
 		return fmt.Errorf("state: bad run id %q", r.RunID)
 	}
 	r.UpdatedAt = time.Now().UTC()

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -134,5 +135,15 @@ func TestLockExcludes(t *testing.T) {
 func TestUntilMono(t *testing.T) {
 	if d := UntilMono(MonoNow() + int64(time.Second)); d < 900*time.Millisecond || d > time.Second {
 		t.Fatalf("UntilMono = %v", d)
+	}
+}
+
+func TestValidRunIDMatchesPattern(t *testing.T) {
+	re := regexp.MustCompile(RunIDPattern)
+	for _, id := range []string{"", "a", "A-1", "-a", "a-", "a_b", "a b", "ü", "0" + strings.Repeat("x", 63),
+		"0" + strings.Repeat("x", 64), "run-2026-11-25T10", "a.b", "a/b", "a\n"} {
+		if got, want := ValidRunID(id), re.MatchString(id); got != want {
+			t.Errorf("ValidRunID(%q) = %v, pattern says %v", id, got, want)
+		}
 	}
 }
