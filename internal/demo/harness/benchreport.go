@@ -38,7 +38,7 @@ func BenchMarkdown(b *BenchResult) string {
 	fmt.Fprintf(&w, "# quiesce benchmark (`demo bench`)\n\n")
 	fmt.Fprintf(&w, "%s.  \n", b.Machine)
 	fmt.Fprintf(&w, "hostagent lock: %s.  \n", lockModeText(b.LockMode))
-	fmt.Fprintf(&w, "Run %s; %d cycles of each method, interleaved (a, b, c, a, b, c, …) on the same MariaDB and the same writer: %d connections doing transfer transactions (gap-free sequence row, sync_binlog=1, innodb_flush_log_at_trx_commit=1), %d commits at %.0f/s over the run, %d writer errors. Every method takes the same snapshot copy (FICLONE of the data volume's image in the reflink XFS pool).\n\n",
+	fmt.Fprintf(&w, "Run %s; %d cycles of each method, interleaved (a, b, c, a, b, c, …) on the same MariaDB and the same writer: %d connection(s) doing transfer transactions (gap-free sequence row, sync_binlog=1, innodb_flush_log_at_trx_commit=1), %d commits at %.0f/s over the run, %d writer errors. Every method takes the same snapshot copy (FICLONE of the data volume's image in the reflink XFS pool).\n\n",
 		b.StartedAt.UTC().Format(time.RFC3339), b.Cycles, b.Writers, b.Writer.Commits, b.Writer.TPS, b.Writer.Errors)
 
 	if len(b.Methods) < 3 {

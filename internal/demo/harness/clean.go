@@ -80,21 +80,53 @@ func Clean(ctx context.Context, workdir, binDir string) (done []string, err erro
 			done = append(done, fmt.Sprintf("stopped mariadbd pid %d", pid))
 		}
 	}
-	// 4. Unmount deepest first, then detach.
+	// 4. Unmount and detach in dependency order: the pool hosts the images
+	// behind other loop devices, so those mounts and devices go first.
+	loops := pool.LoopsBackedBy(workdir)
+	hosting := func(m string) bool {
+		for _, l := range loops {
+			if bf := backingFile(l); strings.HasPrefix(bf, m+"/") {
+				return true
+			}
+		}
+		return false
+	}
+	var hosts []string
 	for _, m := range mounts {
+		if hosting(m) {
+			hosts = append(hosts, m)
+			continue
+		}
 		if err := pool.Unmount(ctx, m); err != nil {
 			errs = append(errs, err)
 		} else {
 			done = append(done, "unmounted "+m)
 		}
 	}
-	for _, dev := range pool.LoopsBackedBy(workdir) {
-		if err := pool.Detach(ctx, dev); err != nil {
-			errs = append(errs, err)
-		} else {
-			done = append(done, "detached "+dev)
+	detach := func(under []string) {
+		for _, dev := range pool.LoopsBackedBy(workdir) {
+			bf := backingFile(dev)
+			if under != nil && !hostedBy(bf, under) {
+				continue
+			}
+			if err := pool.Detach(ctx, dev); err != nil {
+				errs = append(errs, err)
+			} else {
+				done = append(done, "detached "+dev)
+			}
 		}
 	}
+	if len(hosts) > 0 {
+		detach(hosts)
+	}
+	for _, m := range hosts {
+		if err := pool.Unmount(ctx, m); err != nil {
+			errs = append(errs, err)
+		} else {
+			done = append(done, "unmounted "+m)
+		}
+	}
+	detach(nil)
 	if hadState && binDir != "" {
 		if err := removeStateDir(ctx, binDir); err != nil {
 			errs = append(errs, err)
@@ -103,6 +135,25 @@ func Clean(ctx context.Context, workdir, binDir string) (done []string, err erro
 		}
 	}
 	return done, errors.Join(errs...)
+}
+
+// hostedBy reports whether file lies below one of the mount points.
+func hostedBy(file string, mounts []string) bool {
+	for _, m := range mounts {
+		if strings.HasPrefix(file, m+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// backingFile is a loop device's backing file path.
+func backingFile(dev string) string {
+	data, err := os.ReadFile(filepath.Join("/sys/block", filepath.Base(dev), "loop", "backing_file"))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSuffix(strings.TrimSpace(string(data)), " (deleted)")
 }
 
 func anyUnder(paths []string, dir string) bool {

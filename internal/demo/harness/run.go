@@ -163,6 +163,10 @@ func Run(ctx context.Context, o RunOptions) (res *RunResult, err error) {
 			}
 		}
 	}
+	if len(res.Restores) > 0 {
+		env.logf("         (a copy is a frozen running server, so InnoDB replays its redo log; a transfer that BLOCK_COMMIT caught\n" +
+			"          between InnoDB's prepare and the binlog write is rolled back, since the binlog, as tagged, does not have it)")
+	}
 	res.Summary = summarize(res)
 	env.logf("\n%s", SummaryText(res))
 	return res, nil
