@@ -215,38 +215,3 @@ func stallDuring(commits []bank.Commit, from, to time.Time) bank.Stall {
 	}
 	return s
 }
-
-// findNumber returns the first numeric value of key anywhere in a JSON document.
-func findNumber(doc []byte, key string) (float64, bool) {
-	var v any
-	if json.Unmarshal(doc, &v) != nil {
-		return 0, false
-	}
-	var walk func(any) (float64, bool)
-	walk = func(v any) (float64, bool) {
-		switch t := v.(type) {
-		case map[string]any:
-			if n, ok := t[key].(float64); ok {
-				return n, true
-			}
-			keys := make([]string, 0, len(t))
-			for k := range t {
-				keys = append(keys, k)
-			}
-			sort.Strings(keys)
-			for _, k := range keys {
-				if n, ok := walk(t[k]); ok {
-					return n, true
-				}
-			}
-		case []any:
-			for _, x := range t {
-				if n, ok := walk(x); ok {
-					return n, true
-				}
-			}
-		}
-		return 0, false
-	}
-	return walk(v)
-}

@@ -78,16 +78,3 @@ func TestLambdaInvokeModes(t *testing.T) {
 		})
 	}
 }
-
-func TestFindNumber(t *testing.T) {
-	doc := []byte(`{"run_id":"r","instances":[{"id":"i-1","window_ms":87.5,"snapshots":[{"window_ms":1}]}],"z":{"window_ms":3}}`)
-	if v, ok := findNumber(doc, "window_ms"); !ok || v != 87.5 {
-		t.Fatalf("findNumber = %v %v", v, ok)
-	}
-	if _, ok := findNumber(doc, "missing"); ok {
-		t.Fatal("found a missing key")
-	}
-	if _, ok := findNumber([]byte("not json"), "x"); ok {
-		t.Fatal("found in invalid JSON")
-	}
-}
