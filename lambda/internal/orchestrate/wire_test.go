@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -178,6 +179,29 @@ func TestWireScenarios(t *testing.T) {
 			}
 			if r.Consistency != orchestrate.Crash || len(r.Snapshots) != 1 || !r.Snapshots[0].Incomplete {
 				t.Fatalf("result = %+v", r)
+			}
+		}},
+		{"CreateSnapshots fails midway (first volume snapshotted, then 500): retried, the stray snapshot tagged crash+incomplete", func(e *env) {
+			var failed atomic.Bool
+			e.srv.OnSnapshot = func(_ context.Context, _, volumeID, _ string) error {
+				if volumeID == vol(logsVol, inst) && failed.CompareAndSwap(false, true) {
+					return errors.New("EBS hiccup")
+				}
+				return nil
+			}
+		}, baseEvent, nil, func(t *testing.T, e *env, res *orchestrate.Result, err error, r orchestrate.InstanceResult) {
+			okApp(t, e, res, err, r)
+			var app, stray int
+			for _, s := range e.srv.Snapshots() {
+				switch {
+				case s.Tags["quiesce:consistency"] == "application":
+					app++
+				case s.Tags["quiesce:incomplete"] == "true" && s.VolumeID == vol(dataVol, inst):
+					stray++
+				}
+			}
+			if app != 2 || stray != 1 || len(e.srv.CallsOf("CreateSnapshots")) != 2 {
+				t.Fatalf("application=%d stray=%d calls=%d", app, stray, len(e.srv.CallsOf("CreateSnapshots")))
 			}
 		}},
 		{"CreateSnapshots unusable: per-volume fallback succeeds with full tags at creation", func(e *env) {
