@@ -19,7 +19,7 @@ import (
 type RunOptions struct {
 	Config
 	Cycles   int           // default 5
-	Interval time.Duration // between cycle starts (default 2s)
+	Interval time.Duration // between cycle starts (0: back to back)
 	// NoRestore skips the restore drill (not used by make demo).
 	NoRestore bool
 }
@@ -85,8 +85,8 @@ func Run(ctx context.Context, o RunOptions) (res *RunResult, err error) {
 	if o.Cycles <= 0 {
 		o.Cycles = 5
 	}
-	if o.Interval <= 0 {
-		o.Interval = 2 * time.Second
+	if o.Interval < 0 {
+		o.Interval = 0 // back to back
 	}
 	res = &RunResult{StartedAt: time.Now()}
 	env, err := Setup(ctx, o.Config)
