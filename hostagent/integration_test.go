@@ -584,6 +584,7 @@ func TestThawBypassesHungHolder(t *testing.T) {
 	if err := syscall.Kill(rep.HolderPID, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	waitStopped(t, rep.HolderPID)
 	w := writer(t, fs.Mount)
 	start := time.Now()
 	th := e.thaw(t, rep.RunID, 0)
@@ -701,4 +702,20 @@ func (e *env) requireOnlyProcs(t *testing.T, want ...int) {
 		}
 	}
 	t.Fatalf("hostagent processes on %s: %v, want %v", e.stateDir, got, want)
+}
+
+// waitStopped waits (bounded) until pid is in the stopped state: SIGSTOP takes
+// effect asynchronously, when each thread next passes through the kernel.
+func waitStopped(t *testing.T, pid int) {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i := strings.LastIndexByte(string(b), ')'); i > 0 && len(b) > i+2 && (b[i+2] == 'T' || b[i+2] == 't') {
+			return
+		}
+	}
+	t.Fatalf("pid %d did not stop", pid)
 }

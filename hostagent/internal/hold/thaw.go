@@ -45,11 +45,14 @@ func (a *Agent) Thaw(ctx context.Context, runID string) (*report.ThawReport, err
 		}
 		a.log().Warn("holder did not answer; thawing from the state file", "run", runID, "err", err)
 	}
-	unlock, err := a.Dir.Lock(dirLockWait)
-	if err != nil {
-		return nil, err
+	// The lock keeps state updates consistent, but thawing is always safe: a
+	// process stuck while holding the lock (a stopped holder in the middle of
+	// recording its own thaw, say) must not keep this thaw from happening.
+	if unlock, err := a.Dir.Lock(dirLockWait); err == nil {
+		defer unlock()
+	} else {
+		a.log().Warn("state dir lock unavailable; thawing without it", "run", runID, "err", err)
 	}
-	defer unlock()
 	if run, err = a.Dir.Read(runID); err != nil {
 		return nil, err
 	}
