@@ -21,6 +21,7 @@
 package ssmdoc
 
 import (
+	"bytes"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -110,7 +111,7 @@ var (
 // constraints, and no reference to an undeclared parameter.
 func Load(doc []byte) (*Document, error) {
 	var d Document
-	dec := yaml.NewDecoder(strings.NewReader(string(doc)))
+	dec := yaml.NewDecoder(bytes.NewReader(doc))
 	dec.KnownFields(true)
 	if err := dec.Decode(&d); err != nil {
 		return nil, fmt.Errorf("ssmdoc: parse: %w", err)
