@@ -79,8 +79,12 @@ const (
 	// overdueSlack: a run still active this long after its deadline is treated
 	// as wedged by recovery even if its processes are alive.
 	overdueSlack = 2 * time.Second
-	// dirLockWait bounds waiting for the state dir lock.
+	// dirLockWait bounds waiting for the state dir lock (held for microseconds
+	// normally; longer only if a process got stuck holding it).
 	dirLockWait = 5 * time.Second
+	// recoverLockWait is shorter: recovery runs opportunistically at the start
+	// of every command and must not delay them all behind a stuck process.
+	recoverLockWait = time.Second
 	// unlockTimeout bounds UNLOCK TABLES / connection close after a thaw.
 	unlockTimeout = 3 * time.Second
 	// keepFinished: thawed/failed runs stay this long so thaw stays idempotent.

@@ -137,7 +137,7 @@ func (a *Agent) askHolder(ctx context.Context, run *state.Run) (*report.ThawRepo
 // wedged). only restricts it to one run (the systemd timer's `recover`).
 // Finished runs older than a day are pruned. It returns the recovered run ids.
 func (a *Agent) Recover(ctx context.Context, only string) ([]string, error) {
-	unlock, err := a.Dir.Lock(dirLockWait)
+	unlock, err := a.Dir.Lock(recoverLockWait)
 	if err != nil {
 		return nil, err
 	}
