@@ -19,7 +19,7 @@ import (
 type Request struct {
 	RunID      string
 	Mounts     []state.Mount // sorted: the freeze order
-	MySQL      state.MySQL   // Mode already resolved (auto → none/ftwrl/…)
+	MySQL      state.MySQL   // after mysqllock.Resolve: auto becomes none when no MySQL is involved
 	Requested  string        // the --mysql-lock value as given
 	Timeout    time.Duration
 	StartedAt  time.Time
