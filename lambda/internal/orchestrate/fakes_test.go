@@ -186,7 +186,7 @@ func TestPollScheduleIsAdaptive(t *testing.T) {
 }
 
 func TestDowngradeFailureIsReportedLoudly(t *testing.T) {
-	s := &scriptedSSM{thaw: jsonOut(ssmtypes.CommandInvocationStatusFailed, report.ExitLate, report.ThawReport{RunID: "run-1", ThawedBy: report.ThawedByDeadline, Late: true})}
+	s := &scriptedSSM{thaw: jsonOut(ssmtypes.CommandInvocationStatusSuccess, report.ExitOK, report.ThawReport{RunID: "run-1", ThawedBy: report.ThawedByRecovery})}
 	e := &fakeEC2{
 		createSnapshots: func(ctx context.Context, in *ec2.CreateSnapshotsInput) (*ec2.CreateSnapshotsOutput, error) {
 			return snapsOut("vol-a", "vol-b"), nil

@@ -9,7 +9,9 @@
 //   - every snapshot call of the instance RETURNED within freeze_timeout of
 //     the Lambda sending the freeze command (hostagent's deadline starts
 //     later, so no clock sync is needed),
-//   - the ThawReport came back, thawed_by=command and not late.
+//   - the ThawReport came back, thawed by our command or, when late, by
+//     hostagent's deadline (which by the rule above fell after every call
+//     returned); a hold ended by "recovery" is not trusted.
 //
 // Anything else is crash. Tags are set at creation (TagSpecifications) with
 // the consistency known at that moment; when the call returned too late or

@@ -244,7 +244,7 @@ func TestWireScenarios(t *testing.T) {
 					}
 				}
 			}},
-		{"thaw reports late: snapshots downgraded to crash", func(e *env) {
+		{"thaw reports late after in-time snapshot calls: consistency stands, late reported", func(e *env) {
 			e.host.Override = func(inv awslocal.Invocation) (awslocal.CommandResult, bool) {
 				if inv.Param("action") == "thaw" {
 					return fakehostLate(inv), true
@@ -252,17 +252,46 @@ func TestWireScenarios(t *testing.T) {
 				return awslocal.CommandResult{}, false
 			}
 		}, baseEvent, nil, func(t *testing.T, e *env, res *orchestrate.Result, err error, r orchestrate.InstanceResult) {
-			var re *orchestrate.RunError
-			if !errors.As(err, &re) || r.Status != orchestrate.StatusFailed || r.Consistency != orchestrate.Crash || !r.ThawLate || !r.ThawedByDeadline {
+			// DESIGN: hostagent's deadline started after the freeze was
+			// sent, so calls that returned within freeze_timeout of sending
+			// it were inside the hold; the deadline thaw came after them.
+			if err != nil || r.Status != orchestrate.StatusOK || r.Consistency != orchestrate.Application || !r.ThawLate || !r.ThawedByDeadline {
 				t.Fatalf("err=%v result=%+v", err, r)
 			}
+			if !strings.Contains(strings.Join(r.Errors, "; "), "after hostagent's deadline") {
+				t.Fatalf("late thaw not reported: %v", r.Errors)
+			}
 			for _, s := range e.srv.Snapshots() {
-				if s.Tags["quiesce:consistency"] != "crash" || !strings.Contains(s.Tags["quiesce:note"], "late") {
-					t.Fatalf("snapshot tags after a late thaw = %v", s.Tags)
+				if s.Tags["quiesce:consistency"] != "application" {
+					t.Fatalf("snapshot tags after a late thaw of an in-time snapshot = %v", s.Tags)
 				}
 			}
 			if !contains(e.emf.String(), `"thawed_by_deadline":1`) {
 				t.Fatalf("EMF: %s", e.emf.String())
+			}
+		}},
+		{"thaw reports late and the snapshot call outlived freeze_timeout: crash, never application", func(e *env) {
+			e.srv.SetLatency("CreateSnapshots", 3500*time.Millisecond)
+			e.host.Override = func(inv awslocal.Invocation) (awslocal.CommandResult, bool) {
+				if inv.Param("action") == "thaw" {
+					return fakehostLate(inv), true
+				}
+				return awslocal.CommandResult{}, false
+			}
+		}, strings.Replace(baseEvent, `"5s"`, `"3s"`, 1), nil, func(t *testing.T, e *env, res *orchestrate.Result, err error, r orchestrate.InstanceResult) {
+			var re *orchestrate.RunError
+			if !errors.As(err, &re) || r.Status != orchestrate.StatusFailed || r.Consistency != orchestrate.Crash || !r.ThawLate {
+				t.Fatalf("err=%v result=%+v", err, r)
+			}
+			if len(e.srv.Snapshots()) == 0 {
+				t.Fatalf("no snapshot was created")
+			}
+			for _, s := range e.srv.Snapshots() {
+				// The Lambda stops waiting at the freeze deadline, so the call's
+				// snapshot is an unacknowledged one: crash and incomplete.
+				if s.Tags["quiesce:consistency"] != "crash" || s.Tags["quiesce:incomplete"] != "true" {
+					t.Fatalf("snapshot tags = %v", s.Tags)
+				}
 			}
 		}},
 		{"freeze completes after the Lambda gave up and thawed: thawed again", func(e *env) {
