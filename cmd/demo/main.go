@@ -45,8 +45,12 @@ func main() {
 	// The sbin tools (mkfs.xfs, losetup, mariadbd) are often missing from a
 	// non-login root shell's PATH.
 	os.Setenv("PATH", os.Getenv("PATH")+":/usr/local/sbin:/usr/sbin:/sbin")
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	defer stop()
+	// `demo run | head` must not kill the demo mid-cycle when the pipe
+	// closes (Go's default for SIGPIPE on stdout): writes fail instead and
+	// the cleanup still runs.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	os.Exit(code)
 }
@@ -129,6 +133,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) (*harn
 	fs.IntVar(&o.Cycles, "cycles", 5, "snapshot cycles to run")
 	fs.DurationVar(&o.Interval, "interval", 2*time.Second, "time between cycle starts")
 	fs.StringVar(&o.FreezeTimeout, "freeze-timeout", "30s", "hostagent's hard deadline (the Lambda event's freeze_timeout)")
+	fs.BoolVar(&o.WarmLambda, "warm-lambda", false, "keep one Lambda container for all cycles (it then spaces snapshots of the volume 15 s apart, EC2's rule)")
 	if err := parse(fs, args); err != nil {
 		return nil, err
 	}

@@ -55,12 +55,15 @@ var ServerArgs = append([]string{"--log-bin=" + BinlogBase, "--server-id=1"}, Tu
 
 // Config configures the environment.
 type Config struct {
-	WorkDir       string    // all images and mounts live here (default /var/tmp/quiesce-demo)
-	BinDir        string    // holds hostagent and bootstrap (default: next to the running binary)
-	Writers       int       // writer connections (default 4)
-	PoolSize      int64     // pool image size (sparse; default 8 GiB)
-	VolumeSize    int64     // data volume size (sparse; default 2 GiB)
-	NoRIE         bool      // use the built-in Runtime API instead of aws-lambda-rie
+	WorkDir    string // all images and mounts live here (default /var/tmp/quiesce-demo)
+	BinDir     string // holds hostagent and bootstrap (default: next to the running binary)
+	Writers    int    // writer connections (default 4)
+	PoolSize   int64  // pool image size (sparse; default 8 GiB)
+	VolumeSize int64  // data volume size (sparse; default 2 GiB)
+	NoRIE      bool   // use the built-in Runtime API instead of aws-lambda-rie
+	// WarmLambda keeps one function container for every cycle (the Lambda
+	// then spaces snapshots of the volume 15 s apart, as EC2 requires).
+	WarmLambda    bool
 	FreezeTimeout string    // hostagent --timeout via the Lambda event (default 30s)
 	Out           io.Writer // progress lines
 	Verbose       bool      // copy the Lambda's logs to Out
@@ -385,11 +388,18 @@ func (e *Env) startLambda(ctx context.Context) error {
 	}
 	e.cleanup.Push("stop lambda", func(context.Context) error { return e.Lambda.Stop() })
 	if e.Lambda.Mode == "rie" {
-		e.logf("lambda   real bootstrap under %s (invoked over HTTP), a fresh container per cycle", e.rie)
+		e.logf("lambda   real bootstrap under %s (invoked over HTTP), %s", e.rie, e.containerPolicy())
 	} else {
-		e.logf("lambda   real bootstrap under the built-in Runtime API (NOT aws-lambda-rie), a fresh container per cycle")
+		e.logf("lambda   real bootstrap under the built-in Runtime API (NOT aws-lambda-rie), %s", e.containerPolicy())
 	}
 	return nil
+}
+
+func (e *Env) containerPolicy() string {
+	if e.Cfg.WarmLambda {
+		return "one warm container for all cycles"
+	}
+	return "a fresh container per cycle"
 }
 
 func (e *Env) launchLambda(ctx context.Context) error {
@@ -411,6 +421,9 @@ func (e *Env) launchLambda(ctx context.Context) error {
 // pending; a fresh container learns both from DescribeSnapshots, where the
 // stand-in's snapshots complete at once, so cycles can run seconds apart.
 func (e *Env) ColdLambda(ctx context.Context) error {
+	if e.Cfg.WarmLambda {
+		return nil
+	}
 	if err := e.Lambda.Stop(); err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/quiesce/quiesce/internal/demo/bank"
+	"github.com/quiesce/quiesce/internal/demo/pool"
 	rpt "github.com/quiesce/quiesce/internal/demo/report"
 	"github.com/quiesce/quiesce/internal/demo/restore"
 )
@@ -102,8 +103,9 @@ func Run(ctx context.Context, o RunOptions) (res *RunResult, err error) {
 		if b, jerr := json.MarshalIndent(res, "", "  "); jerr == nil {
 			_ = os.WriteFile(filepath.Join(env.Cfg.WorkDir, "demo-result.json"), b, 0o644)
 		}
-		env.logf("kept     snapshot images in %s (inside %s; the next run replaces them), results in %s",
-			env.Pool.Dir, env.Pool.Image, filepath.Join(env.Cfg.WorkDir, "demo-result.json"))
+		env.logf("kept     the snapshot images snap-*.img inside %s (the next run replaces them) and the results in %s;\n"+
+			"         to inspect: mkdir -p /mnt/qpool /mnt/qsnap && mount -o loop %s /mnt/qpool && mount -o loop,nouuid,ro /mnt/qpool/snap-….img /mnt/qsnap",
+			env.Pool.Image, filepath.Join(env.Cfg.WorkDir, "demo-result.json"), env.Pool.Image)
 	}()
 	res.Machine = DescribeMachine(env.Version)
 	res.Lambda = env.Lambda.Mode
@@ -148,7 +150,8 @@ func Run(ctx context.Context, o RunOptions) (res *RunResult, err error) {
 	}
 
 	if !o.NoRestore {
-		env.logf("\nrestore  every snapshot: loop-attach the copy, mount -o nouuid, check its binlog against the tags, start a second mariadbd, check the bank")
+		env.logf("\nrestore  every snapshot: a new volume from it (FICLONE), loop-attached and mounted (-o nouuid), its binlog checked\n" +
+			"         against the tags, a second mariadbd started on it, the bank checked; the snapshot image itself stays untouched")
 		for _, c := range res.Cycles {
 			for _, s := range c.Snapshots {
 				r, err := env.Drill(ctx, c, s, commits)
@@ -172,9 +175,17 @@ func Run(ctx context.Context, o RunOptions) (res *RunResult, err error) {
 	return res, nil
 }
 
-// Drill runs the restore drill for one snapshot of a cycle.
+// Drill runs the restore drill for one snapshot of a cycle. As on EBS, the
+// snapshot itself is never mounted: a new "volume" is created from it (a
+// FICLONE of the snapshot image), restored and checked, then deleted, so the
+// snapshot images stay exactly as taken for anyone to inspect afterwards.
 func (e *Env) Drill(ctx context.Context, c *Cycle, s CycleSnapshot, commits []bank.Commit) (restore.Result, error) {
-	snap := restore.Snapshot{ID: s.ID, Image: s.Image, Tags: s.Tags}
+	volImage := filepath.Join(e.Pool.Dir, "restore-"+s.ID+".img")
+	if _, err := pool.Clone(s.Image, volImage); err != nil {
+		return restore.Result{SnapshotID: s.ID}, fmt.Errorf("create a volume from %s: %w", s.ID, err)
+	}
+	defer os.Remove(volImage)
+	snap := restore.Snapshot{ID: s.ID, Image: volImage, Tags: s.Tags}
 	if c.Freeze != nil {
 		snap.FreezeStarted = c.Freeze.StartedAt
 	}

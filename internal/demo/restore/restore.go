@@ -34,8 +34,11 @@ const (
 
 // Snapshot is what the drill needs to know about one snapshot.
 type Snapshot struct {
-	ID    string
-	Image string            // the copy's image file (pool/snap-….img)
+	ID string
+	// Image is the volume image to restore. The drill writes to it (crash
+	// recovery, a new binlog): give it a volume made from the snapshot, as
+	// EBS restores do, not the snapshot itself.
+	Image string
 	Tags  map[string]string // as stored by the stand-in
 	// FreezeStarted is when the freeze command started (hostagent's
 	// started_at): every transfer whose COMMIT returned before it must be in
