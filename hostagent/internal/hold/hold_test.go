@@ -307,3 +307,42 @@ func TestFreezeAbandonsSilentHolder(t *testing.T) {
 		t.Fatalf("state %+v", run)
 	}
 }
+
+func TestThawReportsAMountThatDidNotThaw(t *testing.T) {
+	r := &recorder{}
+	a := r.agent(t)
+	a.FS.Thaw = func(p string) (bool, error) {
+		r.add("thaw " + p)
+		if p == "/b" {
+			return false, fmt.Errorf("thaw %s: input/output error", p)
+		}
+		return true, nil
+	}
+	dead := state.Proc{PID: 1 << 22, Start: 1}
+	run := &state.Run{RunID: "eio", Status: state.StatusHeld, Holder: dead, Guardian: dead, Client: dead,
+		StartedAt: time.Now(), DeadlineMono: state.MonoNow() + int64(time.Hour), DeadlineFinal: true,
+		Mounts: []state.Mount{{Path: "/a"}, {Path: "/b"}}}
+	if err := a.Dir.Write(run); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := a.Thaw(context.Background(), "eio")
+	if err == nil || errorKind(err) != "failed" || rep == nil {
+		t.Fatalf("got %+v, %v; want the report and a failure", rep, err)
+	}
+	if rep.Mounts[0].Thawed != true || rep.Mounts[1].Thawed || rep.Mounts[1].Error == "" {
+		t.Fatalf("mounts %+v", rep.Mounts)
+	}
+	// A repeated thaw retries the failed mount: still failing, still an error...
+	if _, err := a.Thaw(context.Background(), "eio"); err == nil {
+		t.Fatal("second thaw hid the failed mount")
+	}
+	// ...and once the device recovers, the retry succeeds and is recorded.
+	a.FS.Thaw = func(p string) (bool, error) { r.add("thaw " + p); return true, nil }
+	rep, err = a.Thaw(context.Background(), "eio")
+	if err != nil || !rep.Mounts[1].Thawed {
+		t.Fatalf("third thaw %+v, %v", rep, err)
+	}
+	if got := r.get(); !equal(got, []string{"thaw /b", "thaw /a", "thaw /b", "thaw /b"}) {
+		t.Fatalf("calls %v: only the failed mount is retried", got)
+	}
+}

@@ -65,6 +65,7 @@ func (a *Agent) Thaw(ctx context.Context, runID string) (*report.ThawReport, err
 		if run.Thaw == nil {
 			return nil, fmt.Errorf("run %s: thawed but no report recorded", runID)
 		}
+		a.retryFailedThaws(run)
 		return lateCheck(run.Thaw)
 	}
 	// Active, but the holder is gone or mute: thaw here, filesystems first,
@@ -87,12 +88,42 @@ func (a *Agent) Thaw(ctx context.Context, runID string) (*report.ThawReport, err
 	}
 	os.Remove(a.Dir.SocketPath(runID))
 	if terr != nil {
-		return &rep, terr
+		a.log().Error("thaw", "run", runID, "err", terr)
 	}
 	return lateCheck(&rep)
 }
 
+// retryFailedThaws tries again the mounts whose thaw failed (a repeated thaw
+// command is how an operator retries) and records the outcome.
+func (a *Agent) retryFailedThaws(run *state.Run) {
+	retried := false
+	for i, m := range run.Thaw.Mounts {
+		if m.Thawed {
+			continue
+		}
+		retried = true
+		if _, err := a.thawFS(m.Path); err != nil {
+			run.Thaw.Mounts[i].Error = err.Error()
+		} else {
+			run.Thaw.Mounts[i] = report.MountThaw{Path: m.Path, Thawed: true}
+		}
+	}
+	if retried {
+		if err := a.Dir.Write(run); err != nil {
+			a.log().Error("state write", "run", run.RunID, "err", err)
+		}
+	}
+}
+
+// lateCheck turns a thaw report into the command's outcome: a mount that did
+// not thaw is a failure (exit 1, report still printed), a thaw after the
+// fail-safe acted is ErrLate (exit 4).
 func lateCheck(rep *report.ThawReport) (*report.ThawReport, error) {
+	for _, m := range rep.Mounts {
+		if !m.Thawed {
+			return rep, fmt.Errorf("run %s: thaw %s failed: %s", rep.RunID, m.Path, m.Error)
+		}
+	}
 	if rep.Late {
 		return rep, fmt.Errorf("run %s was already thawed by %s at %s, before this thaw: %w",
 			rep.RunID, rep.ThawedBy, rep.ThawedAt.Format(time.RFC3339Nano), agenterr.ErrLate)
