@@ -238,7 +238,8 @@ func (m *mysqlFlags) finish(fs *flag.FlagSet) (mysqllock.Options, error) {
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
 		case "mysql-defaults-file", "mysql-socket", "mysql-user":
-			m.opts.Explicit = true
+			// An empty value (a wrapper passing an unset option) names nothing.
+			m.opts.Explicit = m.opts.Explicit || f.Value.String() != ""
 		case "mysql-lock":
 			if f.Value.String() != report.LockAuto && f.Value.String() != report.LockNone {
 				m.opts.Explicit = true
