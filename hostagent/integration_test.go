@@ -719,3 +719,44 @@ func waitStopped(t *testing.T, pid int) {
 	}
 	t.Fatalf("pid %d did not stop", pid)
 }
+
+// Concurrent freezes: of different mounts all succeed; of one mount exactly one
+// wins and the others are busy (the reservation is atomic under the state lock).
+func TestConcurrentFreezes(t *testing.T) {
+	a, b := loopFS(t, "xfs"), loopFS(t, "ext4")
+	e := newEnv(t)
+	type outcome struct {
+		id string
+		r  result
+	}
+	freezeAll := func(mounts ...string) []outcome {
+		out := make(chan outcome, len(mounts))
+		for i, m := range mounts {
+			id := fmt.Sprintf("conc-%d-%d", time.Now().UnixNano()%1e6, i)
+			go func() {
+				out <- outcome{id, e.run("freeze", "--mysql-lock", "none", "--mount", m, "--timeout", "20s", "--run-id", id)}
+			}()
+		}
+		var res []outcome
+		for range mounts {
+			res = append(res, <-out)
+		}
+		return res
+	}
+	for _, o := range freezeAll(a.Mount, b.Mount) {
+		if o.r.code != 0 {
+			t.Fatalf("freeze %s: %d %s %s", o.id, o.r.code, o.r.stdout, o.r.stderr)
+		}
+		e.thaw(t, o.id, 0)
+	}
+	codes := map[int]int{}
+	for _, o := range freezeAll(a.Mount, a.Mount, a.Mount) {
+		codes[o.r.code]++
+		if o.r.code == 0 {
+			defer e.thaw(t, o.id, 0)
+		}
+	}
+	if codes[0] != 1 || codes[report.ExitBusy] != 2 {
+		t.Fatalf("exit codes %v, want one 0 and two 3", codes)
+	}
+}
