@@ -416,10 +416,11 @@ func (e *Env) launchLambda(ctx context.Context) error {
 }
 
 // ColdLambda replaces the function's container with a fresh one, as a
-// scheduled Lambda usually gets. The Lambda paces snapshots of one volume
-// 15 s apart in memory (EC2's rule) and counts the ones it started as
-// pending; a fresh container learns both from DescribeSnapshots, where the
-// stand-in's snapshots complete at once, so cycles can run seconds apart.
+// scheduled Lambda often gets. A warm container paces snapshots of one
+// volume 15 s apart (EC2's rule, remembered in memory); a fresh one learns
+// the spacing only from pending snapshots (DescribeSnapshots), and the
+// stand-in's complete at once, so demo cycles can run seconds apart.
+// -warm-lambda keeps one container instead.
 func (e *Env) ColdLambda(ctx context.Context) error {
 	if e.Cfg.WarmLambda {
 		return nil
