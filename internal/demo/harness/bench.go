@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	demodata "github.com/quiesce/quiesce/demo"
@@ -293,6 +294,8 @@ func (e *Env) benchSeed(ctx context.Context, script, lockTimeout, snapID string)
 	defer cancel()
 	cmd := exec.CommandContext(cctx, "bash", script, "--defaults-file", e.DefaultsFile, "--mount", e.Vol.Dir,
 		"--source", e.Vol.Image, "--dest", snap, "--timeout", lockTimeout)
+	// SIGTERM first so the script's trap thaws and ends its session; SIGKILL after 5 s.
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 5 * time.Second
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
