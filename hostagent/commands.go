@@ -83,18 +83,18 @@ func (c *command) freeze(ctx context.Context, args []string) error {
 	}
 	defer holder.Abort()
 	c.recoverStale(ctx, a)
-	discover, instanceID := discoverer(ctx)
+	discover, onEC2, instanceID := discoverer(ctx)
 	req := hold.Request{RunID: *runID, MySQL: stateMySQL(resolved), Requested: opts.Mode, Timeout: *timeout,
 		StartedAt: startedAt, StartMono: startMono, InstanceID: instanceID, ExpediteRCU: *expedite}
 	for _, m := range valid {
-		sm := state.Mount{Path: m.Path, FSType: m.FSType, Device: m.Source, Dev: m.Dev, MajMin: m.MajMin, VolumeIDs: []string{}}
-		if res, err := discover.Discover(ctx, m.MajMin, m.Source); err != nil {
-			c.log.Warn("volume discovery", "mount", m.Path, "err", err)
-		} else {
-			if res.VolumeIDs != nil {
-				sm.VolumeIDs = res.VolumeIDs
-			}
-			sm.EC2Devices = res.EC2Devices
+		res, err := volumesOf(ctx, discover, onEC2, m)
+		if err != nil {
+			return err
+		}
+		sm := state.Mount{Path: m.Path, FSType: m.FSType, Device: m.Source, Dev: m.Dev, MajMin: m.MajMin,
+			VolumeIDs: []string{}, EC2Devices: res.EC2Devices}
+		if res.VolumeIDs != nil {
+			sm.VolumeIDs = res.VolumeIDs
 		}
 		req.Mounts = append(req.Mounts, sm)
 	}
@@ -107,9 +107,8 @@ func (c *command) freeze(ctx context.Context, args []string) error {
 }
 
 // discoverer asks IMDS only on EC2 (elsewhere it would only cost its timeout).
-func discoverer(ctx context.Context) (volumes.Discoverer, string) {
-	d := volumes.Discoverer{}
-	onEC2, instanceID := d.OnEC2()
+func discoverer(ctx context.Context) (d volumes.Discoverer, onEC2 bool, instanceID string) {
+	onEC2, instanceID = d.OnEC2()
 	if onEC2 {
 		d.IMDS = &volumes.IMDS{}
 		if instanceID == "" {
@@ -118,7 +117,25 @@ func discoverer(ctx context.Context) (volumes.Discoverer, string) {
 			}
 		}
 	}
-	return d, instanceID
+	return d, onEC2, instanceID
+}
+
+// volumesOf finds the EBS volumes behind a mount. On EC2 a mount with none
+// (instance store, an unrecognised device) cannot be snapshotted, so freezing
+// it would only block writers for nothing: that is refused up front. Off EC2
+// (tests, the local demo) an empty list is fine.
+func volumesOf(ctx context.Context, d volumes.Discoverer, onEC2 bool, m preflight.Mount) (volumes.Result, error) {
+	res, err := d.Discover(ctx, m.MajMin, m.Source)
+	switch {
+	case err != nil && onEC2:
+		return res, fmt.Errorf("--mount %q: volume discovery: %w", m.Path, err)
+	case err != nil:
+		return volumes.Result{}, nil
+	case onEC2 && len(res.VolumeIDs) == 0 && len(res.EC2Devices) == 0:
+		return res, agenterr.Usagef("--mount %q: no EBS volume behind it (disks %s); it cannot be snapshotted",
+			m.Path, strings.Join(res.Disks, ","))
+	}
+	return res, nil
 }
 
 func newRunID(t time.Time) string {
@@ -201,14 +218,15 @@ func (c *command) check(ctx context.Context, args []string) error {
 	}
 	valid, problems := preflight.Inspect(mounts, preflight.DefaultEnv(dirPath))
 	rep := report.CheckReport{Mounts: []report.MountReport{}}
-	discover, _ := discoverer(ctx)
+	discover, onEC2, _ := discoverer(ctx)
 	for _, m := range valid {
-		mr := report.MountReport{Path: m.Path, FSType: m.FSType, Device: m.Source, VolumeIDs: []string{}}
-		if res, err := discover.Discover(ctx, m.MajMin, m.Source); err != nil {
-			problems = append(problems, fmt.Errorf("volumes of %s: %w", m.Path, err))
-		} else if res.VolumeIDs != nil {
+		res, err := volumesOf(ctx, discover, onEC2, m)
+		if err != nil {
+			problems = append(problems, err)
+		}
+		mr := report.MountReport{Path: m.Path, FSType: m.FSType, Device: m.Source, VolumeIDs: []string{}, EC2Devices: res.EC2Devices}
+		if res.VolumeIDs != nil {
 			mr.VolumeIDs = res.VolumeIDs
-			mr.EC2Devices = res.EC2Devices
 		}
 		rep.Mounts = append(rep.Mounts, mr)
 	}

@@ -6,10 +6,16 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
+	"github.com/quiesce/quiesce/hostagent/internal/preflight"
+	"github.com/quiesce/quiesce/hostagent/internal/volumes"
 	"github.com/quiesce/quiesce/report"
 )
 
@@ -67,6 +73,39 @@ func TestRunUsage(t *testing.T) {
 		}
 		if lines := strings.Split(strings.TrimSpace(stderr.String()), "\n"); len(lines) != 1 || !strings.Contains(lines[0], tc.err) {
 			t.Errorf("%v: stderr %q, want one line naming %s", tc.args, stderr.String(), tc.err)
+		}
+	}
+}
+
+func TestVolumesOfRefusesUnsnapshottableMountsOnEC2(t *testing.T) {
+	sys := t.TempDir()
+	disk := func(name, majMin, serial string) {
+		dir := filepath.Join(sys, "class", "block", name)
+		os.MkdirAll(filepath.Join(dir, "device"), 0o755)
+		os.WriteFile(filepath.Join(dir, "device", "serial"), []byte(serial+"\n"), 0o644)
+		os.MkdirAll(filepath.Join(sys, "dev", "block"), 0o755)
+		os.Symlink(dir, filepath.Join(sys, "dev", "block", majMin))
+	}
+	disk("nvme1n1", "259:1", "vol0123abc")
+	disk("nvme2n1", "259:2", "AWS1B2C3D4E5F") // instance store
+	d := volumes.Discoverer{SysRoot: sys}
+	ebs := preflight.Mount{Path: "/data", Source: "/dev/nvme1n1", MajMin: unix.Mkdev(259, 1)}
+	local := preflight.Mount{Path: "/scratch", Source: "/dev/nvme2n1", MajMin: unix.Mkdev(259, 2)}
+	gone := preflight.Mount{Path: "/gone", Source: "/dev/nvme9n1", MajMin: unix.Mkdev(259, 9)}
+
+	if res, err := volumesOf(context.Background(), d, true, ebs); err != nil || len(res.VolumeIDs) != 1 || res.VolumeIDs[0] != "vol-0123abc" {
+		t.Fatalf("ebs: %+v %v", res, err)
+	}
+	if _, err := volumesOf(context.Background(), d, true, local); !errors.Is(err, agenterr.ErrUsage) || !strings.Contains(err.Error(), "/scratch") {
+		t.Fatalf("instance store on EC2: %v, want a usage error naming the mount", err)
+	}
+	if _, err := volumesOf(context.Background(), d, true, gone); err == nil {
+		t.Fatal("discovery failure on EC2 accepted")
+	}
+	// Off EC2 (tests, the local demo) nothing is refused.
+	for _, m := range []preflight.Mount{local, gone} {
+		if _, err := volumesOf(context.Background(), d, false, m); err != nil {
+			t.Fatalf("off EC2 %s: %v", m.Path, err)
 		}
 	}
 }
