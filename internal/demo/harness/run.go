@@ -104,7 +104,7 @@ func Run(ctx context.Context, o RunOptions) (res *RunResult, err error) {
 			_ = os.WriteFile(filepath.Join(env.Cfg.WorkDir, "demo-result.json"), b, 0o644)
 		}
 		env.logf("kept     the snapshot images snap-*.img inside %s (the next run replaces them) and the results in %s;\n"+
-			"         to inspect: mkdir -p /mnt/qpool /mnt/qsnap && mount -o loop %s /mnt/qpool && mount -o loop,nouuid,ro /mnt/qpool/snap-….img /mnt/qsnap",
+			"         to inspect: mkdir -p /mnt/qpool /mnt/qsnap && mount -o loop %s /mnt/qpool && mount -o loop,ro,norecovery,nouuid /mnt/qpool/snap-….img /mnt/qsnap (read-only: a frozen copy's XFS log is replayed only on a writable mount)",
 			env.Pool.Image, filepath.Join(env.Cfg.WorkDir, "demo-result.json"), env.Pool.Image)
 	}()
 	res.Machine = DescribeMachine(env.Version)
