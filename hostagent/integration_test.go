@@ -73,6 +73,12 @@ func newEnv(t *testing.T) *env {
 	t.Cleanup(func() {
 		e.killAll()
 		if t.Failed() {
+			states, _ := filepath.Glob(filepath.Join(e.stateDir, "*.json"))
+			done, _ := filepath.Glob(filepath.Join(e.stateDir, "done", "*.json"))
+			for _, f := range append(states, done...) {
+				b, _ := os.ReadFile(f)
+				t.Logf("%s:\n%s", f, b)
+			}
 			logs, _ := filepath.Glob(filepath.Join(e.stateDir, "*.log"))
 			for _, l := range logs {
 				b, _ := os.ReadFile(l)
