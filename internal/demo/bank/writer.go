@@ -34,7 +34,6 @@ type Writer struct {
 	declined int64 // transfers rolled back for insufficient funds
 	errCount int64
 	firstErr []error
-	inflight map[int]time.Time // worker → BEGIN time of its open transaction
 }
 
 // Run blocks until ctx ends. Errors of single transactions are counted (see
@@ -50,9 +49,6 @@ func (w *Writer) Run(ctx context.Context) {
 	if w.TxTimeout <= 0 {
 		w.TxTimeout = 2 * time.Minute
 	}
-	w.mu.Lock()
-	w.inflight = map[int]time.Time{}
-	w.mu.Unlock()
 	var wg sync.WaitGroup
 	for i := 0; i < w.Workers; i++ {
 		wg.Add(1)
@@ -88,10 +84,8 @@ func (w *Writer) work(ctx context.Context, worker int) {
 		}
 		amount := int64(1 + rng.IntN(100))
 		start := time.Now()
-		w.setInflight(worker, start)
 		id, err := w.transfer(ctx, conn, worker, from, to, amount)
 		end := time.Now()
-		w.setInflight(worker, time.Time{})
 		switch {
 		case err == nil && id > 0:
 			w.mu.Lock()
@@ -152,16 +146,6 @@ func (w *Writer) transfer(ctx context.Context, conn *sql.Conn, worker, from, to 
 	return id, nil
 }
 
-func (w *Writer) setInflight(worker int, t time.Time) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if t.IsZero() {
-		delete(w.inflight, worker)
-	} else {
-		w.inflight[worker] = t
-	}
-}
-
 func (w *Writer) fail(ctx context.Context, err error) {
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		return
@@ -192,20 +176,6 @@ func (w *Writer) Count() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return len(w.commits)
-}
-
-// OldestInflight is the BEGIN time of the oldest open transaction (zero if none):
-// a writer stuck behind a freeze has no commit yet, but it is stalled.
-func (w *Writer) OldestInflight() time.Time {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	var oldest time.Time
-	for _, t := range w.inflight {
-		if oldest.IsZero() || t.Before(oldest) {
-			oldest = t
-		}
-	}
-	return oldest
 }
 
 // Errors returns the number of failed transactions and the first few errors.
