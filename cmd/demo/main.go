@@ -33,7 +33,8 @@ commands:
           through the real Lambda (RIE) → local EC2/SSM stand-in → SSM document →
           hostagent, restore every snapshot and verify it, print the summary
   bench   measure quiesce against the seed's FTWRL + xfs_freeze recipe; markdown report
-  clean   release what a killed demo left behind in -workdir (thaw, stop, unmount, detach)
+  clean   release what a killed demo or bench left behind in -workdir (thaw, stop, unmount,
+          detach; default /var/tmp/quiesce-demo, the bench uses /var/tmp/quiesce-bench)
   version print the version
 
 run "demo <command> -h" for its flags.
@@ -104,8 +105,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func commonFlags(fs *flag.FlagSet, c *harness.Config, writers int) {
-	fs.StringVar(&c.WorkDir, "workdir", "/var/tmp/quiesce-demo", "work directory for the images and mounts (a previous demo's contents are replaced)")
+func commonFlags(fs *flag.FlagSet, c *harness.Config, workdir string, writers int) {
+	fs.StringVar(&c.WorkDir, "workdir", workdir, "work directory for the images and mounts (a previous run's contents are replaced)")
 	fs.StringVar(&c.BinDir, "bin", "", "directory with hostagent and bootstrap (default: this program's directory)")
 	fs.IntVar(&c.Writers, "writers", writers, "writer connections doing transfers")
 	fs.BoolVar(&c.NoRIE, "no-rie", false, "run bootstrap under the built-in Lambda Runtime API instead of aws-lambda-rie")
@@ -129,7 +130,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) (*harn
 	var o harness.RunOptions
 	fs := flag.NewFlagSet("demo run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	commonFlags(fs, &o.Config, 4)
+	commonFlags(fs, &o.Config, "/var/tmp/quiesce-demo", 4)
 	fs.IntVar(&o.Cycles, "cycles", 5, "snapshot cycles to run")
 	fs.DurationVar(&o.Interval, "interval", 2*time.Second, "time between cycle starts")
 	fs.StringVar(&o.FreezeTimeout, "freeze-timeout", "30s", "hostagent's hard deadline (the Lambda event's freeze_timeout)")
@@ -160,7 +161,8 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) (*ha
 	// One writer for the side-by-side timings: with several writers queuing on
 	// the transfer sequence row, the seed's FTWRL deadlocks against InnoDB row
 	// locks (until innodb_lock_wait_timeout), which the hot-row section shows.
-	commonFlags(fs, &o.Config, 1)
+	// Its own work dir: a bench does not replace the demo's kept snapshots.
+	commonFlags(fs, &o.Config, "/var/tmp/quiesce-bench", 1)
 	fs.IntVar(&o.Cycles, "cycles", 50, "cycles per method")
 	fs.IntVar(&o.HotRowCycles, "hot-row-cycles", 2, "cycles of (a) and (b) with -hot-row-writers writers on the hot sequence row (0: skip)")
 	fs.IntVar(&o.HotRowWriters, "hot-row-writers", 4, "writers for the hot-row cycles")
