@@ -496,23 +496,47 @@ func removeStateDir(ctx context.Context, binDir string) error {
 	if _, err := os.Stat(StateDir); err != nil {
 		return nil
 	}
+	// A holder and guardian exit a moment after their thaw: wait for them (bounded).
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		busy, err := stateBusy(ctx, binDir)
+		if err != nil {
+			return err
+		}
+		if busy == "" {
+			return os.RemoveAll(StateDir)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("keeping %s: %s", StateDir, busy)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// stateBusy describes a run in the demo's state dir that is held or still
+// has a live holder/guardian ("" when none).
+func stateBusy(ctx context.Context, binDir string) (string, error) {
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "hostagent"), "status")
 	cmd.Env = append(os.Environ(), "QUIESCE_STATE_DIR="+StateDir)
 	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.Output()
 	if err != nil {
-		return fmt.Errorf("hostagent status before removing %s: %w", StateDir, err)
+		return "", fmt.Errorf("hostagent status before removing %s: %w", StateDir, err)
 	}
 	var st report.StatusReport
 	if err := json.Unmarshal(out, &st); err != nil {
-		return fmt.Errorf("hostagent status: %w", err)
+		return "", fmt.Errorf("hostagent status: %w", err)
 	}
 	for _, r := range st.Runs {
 		if r.State == "held" || r.HolderAlive || r.GuardAlive {
-			return fmt.Errorf("keeping %s: run %s is %s (holder alive %v, guardian alive %v)", StateDir, r.RunID, r.State, r.HolderAlive, r.GuardAlive)
+			return fmt.Sprintf("run %s is %s (holder alive %v, guardian alive %v)", r.RunID, r.State, r.HolderAlive, r.GuardAlive), nil
 		}
 	}
-	return os.RemoveAll(StateDir)
+	return "", nil
 }
 
 func containsMount(list []string, m string) bool {
