@@ -357,7 +357,7 @@ func (e *Env) startStandIn(ctx context.Context) error {
 		aws.Close()
 		return err
 	})
-	e.logf("aws      stand-in (in-process) on %s: EC2 + SSM, SendCommand runs the real Quiesce document with %s/hostagent, CreateSnapshot(s) = FICLONE in the pool; instance %s (%s + root volume), EC2's 15 s per-volume snapshot spacing not enforced",
+	e.logf("aws      stand-in (in-process) on %s: EC2 + SSM, SendCommand runs the real Quiesce document with %s/hostagent, CreateSnapshot(s) = FICLONE in the pool; instance %s (%s + root volume), snapshots complete at once and EC2's snapshot rate limits (15 s per volume, ≤5 pending) are not enforced",
 		e.AWSURL, e.Cfg.BinDir, e.InstanceID, e.Vol.ID)
 	return nil
 }
