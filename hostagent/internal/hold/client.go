@@ -197,7 +197,7 @@ func (a *Agent) reserve(req Request) (*state.Run, error) {
 func (a *Agent) failStart(run *state.Run, err error) error {
 	run.Status = state.StatusFailed
 	run.Error = err.Error()
-	_ = a.Dir.Write(run)
+	_ = a.update(run)
 	return err
 }
 

@@ -153,6 +153,27 @@ func (a *Agent) finish(runID string, rep report.ThawReport) (*state.Run, error) 
 	return run, nil
 }
 
+// errSuperseded: another process (recovery, a thaw from the state file)
+// finished the run while its holder was still working on it.
+var errSuperseded = errors.New("run was finished by another process meanwhile")
+
+// update records the holder's view of an active run. It runs under the state
+// lock like every decision about runs (the busy check, recovery), so recovery
+// never judges a run by a record the holder is replacing; and it refuses to
+// revive a run that someone else finished meanwhile.
+func (a *Agent) update(run *state.Run) error {
+	unlock, lockErr := a.Dir.Lock(dirLockWait)
+	if lockErr == nil {
+		defer unlock()
+	} else {
+		a.log().Warn("state lock unavailable; writing without it", "err", lockErr)
+	}
+	if cur, err := a.Dir.Read(run.RunID); err == nil && !cur.Active() {
+		return fmt.Errorf("run %s is %s: %w", run.RunID, cur.Status, errSuperseded)
+	}
+	return a.Dir.Write(run)
+}
+
 func heldMS(run *state.Run, at time.Time) float64 {
 	from := run.LockStartedAt
 	if from.IsZero() {

@@ -346,3 +346,36 @@ func TestThawReportsAMountThatDidNotThaw(t *testing.T) {
 		t.Fatalf("calls %v: only the failed mount is retried", got)
 	}
 }
+
+// If another process finishes the run while the holder is freezing (recovery
+// judging it stale, a thaw from the state file), the holder must not revive it
+// as held: it undoes everything and reports failure.
+func TestHolderDoesNotReviveAFinishedRun(t *testing.T) {
+	r := &recorder{}
+	a := r.agent(t)
+	startingRun(t, a, "superseded", 10*time.Second)
+	freeze := a.FS.Freeze
+	a.FS.Freeze = func(p string, dev uint64) error {
+		if p == "/c" { // meanwhile, someone else finishes the run
+			run, _ := a.Dir.Read("superseded")
+			run.Status = state.StatusThawed
+			run.Thaw = &report.ThawReport{RunID: "superseded", ThawedBy: report.ThawedByRecovery, Late: true}
+			if err := a.Dir.Write(run); err != nil {
+				t.Error(err)
+			}
+		}
+		return freeze(p, dev)
+	}
+	msg, done := runHolder(t, a, "superseded")
+	<-done
+	if msg.Freeze != nil || msg.Kind != "failed" {
+		t.Fatalf("message %+v, want a failure", msg)
+	}
+	want := []string{"lock", "freeze /a", "freeze /b", "freeze /c", "thaw /c", "thaw /b", "thaw /a", "unlock"}
+	if got := r.get(); !equal(got, want) {
+		t.Fatalf("calls %v\nwant  %v", got, want)
+	}
+	if run, _ := a.Dir.Read("superseded"); run.Status != state.StatusThawed || run.Thaw.ThawedBy != report.ThawedByRecovery {
+		t.Fatalf("the other process's record was overwritten: %+v", run)
+	}
+}

@@ -3,6 +3,7 @@ package hold
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -72,9 +73,9 @@ func (a *Agent) Holder(ctx context.Context, runID string, reportPipe, control *o
 	}
 	fail := func(err error) error {
 		a.log().Error("freeze failed; undone", "err", err)
-		run.Status = state.StatusFailed
-		run.Error = err.Error()
-		if werr := a.Dir.Write(run); werr != nil {
+		failed := *run
+		failed.Status, failed.Error = state.StatusFailed, err.Error()
+		if werr := a.update(&failed); werr != nil && !errors.Is(werr, errSuperseded) {
 			a.log().Error("state write", "err", werr)
 		}
 		send(holderMsg{Kind: errorKind(err), Error: err.Error()})
@@ -114,7 +115,7 @@ func (a *Agent) Holder(ctx context.Context, runID string, reportPipe, control *o
 	run.Holder, run.Guardian = self, guardian
 	run.Deadline, run.DeadlineMono, run.DeadlineFinal = deadline, deadlineMono, true
 	run.LockStartedAt = lockStart
-	if err := a.Dir.Write(run); err != nil {
+	if err := a.update(run); err != nil {
 		_ = killProc(guardian)
 		return fail(err)
 	}
@@ -213,7 +214,11 @@ func (a *Agent) Holder(ctx context.Context, runID string, reportPipe, control *o
 		TimerUnit: unit,
 	}
 	run.Status, run.FrozenAt, run.Freeze, run.TimerUnit = state.StatusHeld, frozenAt, rep, unit
-	if err := a.Dir.Write(run); err != nil {
+	if err := a.update(run); errors.Is(err, errSuperseded) {
+		// Recovery or a thaw finished this run while we froze: it must not
+		// stay held behind their back.
+		return undo(err)
+	} else if err != nil {
 		// The "starting" record still names every mount, so recovery and the
 		// guardian can thaw them; keep holding.
 		log.Error("state write", "err", err)

@@ -185,7 +185,8 @@ func (a *Agent) Recover(ctx context.Context, only string) ([]string, error) {
 		if alive && !overdue {
 			continue
 		}
-		a.log().Warn("recovering stale run", "run", run.RunID, "status", run.Status, "overdue", overdue)
+		a.log().Warn("recovering stale run", "run", run.RunID, "status", run.Status, "overdue", overdue,
+			"client", run.Client, "holder", run.Holder, "guardian", run.Guardian)
 		mounts, terr := a.thawMounts(run.Mounts)
 		if terr != nil {
 			errs = append(errs, terr)
