@@ -331,3 +331,34 @@ func TestMountThawErrorFailsTheInstance(t *testing.T) {
 		t.Fatalf("result = %+v", res)
 	}
 }
+
+func TestVolumesOfXenDevices(t *testing.T) {
+	tg := targets.Target{InstanceID: "i-1", Volumes: map[string]string{"vol-root": "/dev/sda1", "vol-data": "/dev/sdf", "vol-log": "xvdg"}}
+	tests := []struct {
+		name    string
+		devices []string
+		want    []string
+		wantErr string
+	}{
+		{"sd name", []string{"/dev/sdf"}, []string{"vol-data"}, ""},
+		{"xvd name maps to sd", []string{"/dev/xvdf"}, []string{"vol-data"}, ""},
+		{"mapping itself named xvd", []string{"/dev/sdg"}, []string{"vol-log"}, ""},
+		{"two devices (md)", []string{"/dev/sdf", "/dev/sdg"}, []string{"vol-data", "vol-log"}, ""},
+		{"unknown device", []string{"/dev/sdz"}, nil, "no block device mapping"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fr := &report.FreezeReport{Mounts: []report.MountReport{{Path: "/var/lib/mysql", Device: "/dev/xvdf", EC2Devices: tt.devices}}}
+			vols, _, err := volumesOf(fr, tg)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || strings.Join(vols, ",") != strings.Join(tt.want, ",") {
+				t.Fatalf("vols = %v, err = %v; want %v", vols, err, tt.want)
+			}
+		})
+	}
+}
