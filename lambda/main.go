@@ -53,7 +53,7 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 
 	"github.com/quiesce/quiesce/internal/buildinfo"
-	"github.com/quiesce/quiesce/lambda/internal/clock"
+	"github.com/quiesce/quiesce/internal/clock"
 	"github.com/quiesce/quiesce/lambda/internal/handler"
 	"github.com/quiesce/quiesce/lambda/internal/metrics"
 	"github.com/quiesce/quiesce/lambda/internal/orchestrate"

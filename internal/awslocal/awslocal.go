@@ -51,6 +51,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"github.com/quiesce/quiesce/internal/clock"
 	"net/http"
 	"net/url"
 	"sort"
@@ -59,33 +60,13 @@ import (
 	"time"
 )
 
-// Clock is the time source of the stand-in. The zero Server uses real time;
-// a scaled clock lets a simulation run minutes of EC2 rate limits in seconds.
-type Clock interface {
-	Now() time.Time
-	// Sleep waits d (on this clock) or until ctx is done.
-	Sleep(ctx context.Context, d time.Duration) error
-}
-
-type realClock struct{}
-
-func (realClock) Now() time.Time { return time.Now() }
-func (realClock) Sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+// Clock is the time source of the stand-in (internal/clock). The zero Server
+// uses real time; a scaled clock lets a simulation run minutes of EC2 rate
+// limits in seconds, on the same time base as the Lambda under test.
+type Clock = clock.Clock
 
 // RealClock is the wall clock.
-var RealClock Clock = realClock{}
+var RealClock Clock = clock.Real{}
 
 // Invocation is one instance's share of a SendCommand, as given to RunCommand.
 type Invocation struct {

@@ -15,7 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/quiesce/quiesce/internal/awslocal"
-	"github.com/quiesce/quiesce/lambda/internal/clock"
+	"github.com/quiesce/quiesce/internal/clock"
 	"github.com/quiesce/quiesce/lambda/internal/event"
 	"github.com/quiesce/quiesce/lambda/internal/fakehost"
 	"github.com/quiesce/quiesce/lambda/internal/handler"
@@ -24,10 +24,7 @@ import (
 )
 
 // fleetEnv builds n instances with two data volumes each behind awslocal.
-func fleetEnv(b *testing.B, n int, clk interface {
-	clock.Clock
-	awslocal.Clock
-}) (*awslocal.Server, *fakehost.Host, *orchestrate.Runner, *event.Config) {
+func fleetEnv(b *testing.B, n int, clk clock.Clock) (*awslocal.Server, *fakehost.Host, *orchestrate.Runner, *event.Config) {
 	srv := &awslocal.Server{Clock: clk}
 	host := &fakehost.Host{Clock: clk, Volumes: map[string]map[string][]string{}}
 	srv.RunCommand = host.Run

@@ -16,7 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/quiesce/quiesce/internal/awslocal"
-	"github.com/quiesce/quiesce/lambda/internal/clock"
+	"github.com/quiesce/quiesce/internal/clock"
 	"github.com/quiesce/quiesce/lambda/internal/event"
 	"github.com/quiesce/quiesce/lambda/internal/fakehost"
 	"github.com/quiesce/quiesce/lambda/internal/handler"

@@ -28,7 +28,7 @@ import (
 	"time"
 
 	"github.com/quiesce/quiesce/lambda/internal/awsapi"
-	"github.com/quiesce/quiesce/lambda/internal/clock"
+	"github.com/quiesce/quiesce/internal/clock"
 	"github.com/quiesce/quiesce/lambda/internal/metrics"
 	"github.com/quiesce/quiesce/lambda/internal/ratelimit"
 )

@@ -16,7 +16,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/quiesce/quiesce/lambda/internal/clock"
+	"github.com/quiesce/quiesce/internal/clock"
 )
 
 // Defaults from the EC2 documentation, except the refill: EC2 refills 5
