@@ -332,6 +332,7 @@ func (c *manualClock) Sleep(ctx context.Context, d time.Duration) error {
 	c.mu.Unlock()
 	return ctx.Err()
 }
+
 // WithTimeout: the stand-in never asks for one; a manual clock has no timers.
 func (c *manualClock) WithTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
 	return context.WithCancel(ctx)
