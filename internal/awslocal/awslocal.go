@@ -27,6 +27,11 @@
 //   - OnSnapshot is called synchronously inside CreateSnapshot(s), once per
 //     volume, before the call returns (EBS fixes the point in time at the
 //     call). An error fails the call with InternalError (HTTP 500).
+//   - OnDeleteSnapshot is called inside DeleteSnapshot once EC2's checks
+//     passed, before the snapshot goes (the demo removes its image file).
+//   - Documents (optional): SendCommand validates the document name and
+//     parameters like SSM (InvalidDocument, InvalidParameters) using the
+//     ssmdoc rules, e.g. Documents: {"Quiesce": ssmdoc.Quiesce()}.
 //
 // Test controls:
 //   - SetFault(action, Fault): fail an action with an error code and HTTP
@@ -51,13 +56,15 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	"github.com/quiesce/quiesce/internal/clock"
 	"net/http"
 	"net/url"
 	"sort"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/quiesce/quiesce/internal/clock"
+	"github.com/quiesce/quiesce/ssmdoc"
 )
 
 // Clock is the time source of the stand-in (internal/clock). The zero Server
@@ -244,7 +251,18 @@ type Server struct {
 	RunCommand func(ctx context.Context, inv Invocation) CommandResult
 	// OnSnapshot is called inside CreateSnapshot(s) for each volume.
 	OnSnapshot func(ctx context.Context, instanceID, volumeID, snapshotID string) error
-	Limits     Limits
+	// OnDeleteSnapshot is called inside DeleteSnapshot after EC2's own
+	// checks (exists, not in use) and before the snapshot is removed (e.g.
+	// the demo deletes the image file). An error fails the call with
+	// InternalError (HTTP 500) and keeps the snapshot.
+	OnDeleteSnapshot func(ctx context.Context, snapshotID, volumeID string) error
+	// Documents, when set, makes SendCommand check its request like SSM
+	// does: a document not listed is InvalidDocument; an undeclared
+	// parameter, a parameter with other than one value, or a value outside
+	// the document's allowedValues/allowedPattern (ssmdoc's Render rules) is
+	// InvalidParameters, and nothing runs. nil accepts anything.
+	Documents map[string]*ssmdoc.Document
+	Limits    Limits
 
 	mu        sync.Mutex
 	instances map[string]*Instance

@@ -236,7 +236,7 @@ func (s *Server) ec2Action(ctx context.Context, action string, form url.Values) 
 	case "DescribeSnapshots":
 		return s.describeSnapshots(form)
 	case "DeleteSnapshot":
-		return s.deleteSnapshot(form)
+		return s.deleteSnapshot(ctx, form)
 	}
 	return nil, &APIError{Code: "InvalidAction", Message: fmt.Sprintf("The action %q is not valid for this web service.", action), Status: 400}
 }
@@ -757,16 +757,34 @@ func (s *Server) snapshotMatches(sn *Snapshot, fs []filter, now time.Time) bool 
 	return true
 }
 
-func (s *Server) deleteSnapshot(form url.Values) (ec2Response, *APIError) {
+func (s *Server) deleteSnapshot(ctx context.Context, form url.Values) (ec2Response, *APIError) {
 	id := form.Get("SnapshotId")
+	check := func() (*Snapshot, *APIError) {
+		sn := s.snapshots[id]
+		if sn == nil {
+			return nil, &APIError{Code: "InvalidSnapshot.NotFound", Message: fmt.Sprintf("The snapshot '%s' does not exist.", id)}
+		}
+		if sn.InUse {
+			return nil, &APIError{Code: "InvalidSnapshot.InUse", Message: fmt.Sprintf("The snapshot %s is currently in use by ami-0123456789abcdef0", id)}
+		}
+		return sn, nil
+	}
+	s.mu.Lock()
+	sn, e := check()
+	s.mu.Unlock()
+	if e != nil {
+		return nil, e
+	}
+	if s.OnDeleteSnapshot != nil {
+		// Outside the lock: the hook may take a while (file removal).
+		if err := s.OnDeleteSnapshot(ctx, id, sn.VolumeID); err != nil {
+			return nil, &APIError{Code: "InternalError", Message: fmt.Sprintf("delete %s failed: %v", id, err), Status: 500}
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sn := s.snapshots[id]
-	if sn == nil {
-		return nil, &APIError{Code: "InvalidSnapshot.NotFound", Message: fmt.Sprintf("The snapshot '%s' does not exist.", id)}
-	}
-	if sn.InUse {
-		return nil, &APIError{Code: "InvalidSnapshot.InUse", Message: fmt.Sprintf("The snapshot %s is currently in use by ami-0123456789abcdef0", id)}
+	if _, e := check(); e != nil {
+		return nil, e
 	}
 	delete(s.snapshots, id)
 	for i, o := range s.snapOrder {

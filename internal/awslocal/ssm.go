@@ -95,6 +95,9 @@ func (s *Server) sendCommand(body []byte) (any, *APIError) {
 	if len(in.InstanceIds) == 0 {
 		return nil, &APIError{Code: "ValidationException", Message: "InstanceIds or Targets is required"}
 	}
+	if e := s.checkDocument(in.DocumentName, in.Parameters); e != nil {
+		return nil, e
+	}
 	now := s.Clock.Now()
 	id := newUUID()
 	s.mu.Lock()
@@ -355,4 +358,28 @@ func sortedKeys(m map[string]string) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// checkDocument validates a SendCommand against Server.Documents like SSM:
+// InvalidDocument for an unknown document, InvalidParameters for a bad
+// parameter (the message names it and its value).
+func (s *Server) checkDocument(name string, params map[string][]string) *APIError {
+	if s.Documents == nil {
+		return nil
+	}
+	doc := s.Documents[name]
+	if doc == nil {
+		return &APIError{Code: "InvalidDocument", Message: fmt.Sprintf("Document with name %s does not exist.", name)}
+	}
+	flat := make(map[string]string, len(params))
+	for k, v := range params {
+		if len(v) != 1 {
+			return &APIError{Code: "InvalidParameters", Message: fmt.Sprintf("Parameter %s of type String must have exactly one value, got %d.", k, len(v))}
+		}
+		flat[k] = v[0]
+	}
+	if _, _, err := doc.Render(flat); err != nil {
+		return &APIError{Code: "InvalidParameters", Message: err.Error()}
+	}
+	return nil
 }
