@@ -1200,7 +1200,10 @@ func TestIndependentSchedulerEvent(t *testing.T) {
 	s.insts = []*indInstance{{id: indE, state: "running", ping: "Online", root: "/dev/xvda", lockMode: "ftwrl", gtid: "0-1-99", freeze: "ok", tags: map[string]string{"backup": "quiesce"},
 		devices: [][2]string{{"/dev/xvda", "vol-0e0000000000000r0"}, {"/dev/sdf", "vol-0e0000000000000d1"}}, mountVols: map[string][]string{"/data": {"vol-0e0000000000000d1"}}}}
 	ec2URL, ssmURL := s.servers(t)
-	r := startRIE(t, ec2URL, "AWS_ENDPOINT_URL_SSM="+ssmURL, "QUIESCE_TARGET_TAG_KEY=backup", "QUIESCE_TARGET_TAG_VALUE=quiesce", "QUIESCE_MOUNTS=/data")
+	// No QUIESCE_STACK: the function's name is the stack, for the tags and
+	// for the metrics' Stack dimension alike.
+	r := startRIE(t, ec2URL, "AWS_ENDPOINT_URL_SSM="+ssmURL, "QUIESCE_TARGET_TAG_KEY=backup", "QUIESCE_TARGET_TAG_VALUE=quiesce", "QUIESCE_MOUNTS=/data",
+		"QUIESCE_STACK=", "AWS_LAMBDA_FUNCTION_NAME=quiesce-fn")
 	resp := r.invoke(t, `{"version":"0","id":"0b0f3d35-8f0c-4d43-a3a4-7f1b9d0e9e1d","detail-type":"Scheduled Event","source":"aws.scheduler","account":"210987654321","time":"2026-11-25T21:00:00Z","region":"us-east-1","resources":["arn:aws:scheduler:us-east-1:210987654321:schedule/default/quiesce"],"detail":"{}"}`)
 	if resp["errorType"] != nil || resp["instances_ok"] != float64(1) {
 		t.Fatalf("scheduler event: %v", resp)
@@ -1213,5 +1216,14 @@ func TestIndependentSchedulerEvent(t *testing.T) {
 	}
 	if len(snaps) != 1 || snaps[0].tags["quiesce:consistency"] != "application" || snaps[0].tags["quiesce:mounts"] != "/data" || snaps[0].tags["quiesce:gtid"] != "0-1-99" {
 		t.Fatalf("snapshots: %+v", snaps)
+	}
+	stack := snaps[0].tags["quiesce:stack"]
+	if stack == "" || resp["stack"] != stack {
+		t.Fatalf("stack tag %q, result stack %v", stack, resp["stack"])
+	}
+	for _, line := range strings.Split(r.output.String(), "\n") {
+		if strings.Contains(line, `"CloudWatchMetrics"`) && !strings.Contains(line, `"Stack":"`+stack+`"`) {
+			t.Errorf("EMF line without Stack %q: %s", stack, line)
+		}
 	}
 }

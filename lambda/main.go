@@ -54,6 +54,7 @@ import (
 
 	"github.com/quiesce/quiesce/internal/buildinfo"
 	"github.com/quiesce/quiesce/internal/clock"
+	"github.com/quiesce/quiesce/lambda/internal/event"
 	"github.com/quiesce/quiesce/lambda/internal/handler"
 	"github.com/quiesce/quiesce/lambda/internal/metrics"
 	"github.com/quiesce/quiesce/lambda/internal/orchestrate"
@@ -67,7 +68,7 @@ func main() {
 		log.Error("load AWS config", "error", err)
 		os.Exit(1)
 	}
-	m := &metrics.Emitter{W: os.Stdout, Stack: os.Getenv("QUIESCE_STACK")}
+	m := &metrics.Emitter{W: os.Stdout, Stack: event.StackFromEnv(os.Getenv)}
 	h := &handler.Handler{Runner: orchestrate.NewRunner(ec2c, ssmc, clock.Real{}, log, m), Log: log}
 	lambda.Start(h.Handle)
 }

@@ -187,7 +187,7 @@ func (cfg *Config) fill(ev *Event, getenv func(string) string, now time.Time) er
 	// The stack tag scopes IAM and retention; the template always sets
 	// QUIESCE_STACK. Without it, the function's own name is the most
 	// specific identity available (unique per account and region).
-	cfg.Stack = firstNonEmpty(env("QUIESCE_STACK"), env("AWS_LAMBDA_FUNCTION_NAME"))
+	cfg.Stack = StackFromEnv(getenv)
 	if cfg.Stack == "" {
 		return fieldErr("QUIESCE_STACK", "", "required (the stack tag value every snapshot carries; IAM keys on it)")
 	}
@@ -331,6 +331,13 @@ func (cfg *Config) fill(ev *Event, getenv func(string) string, now time.Time) er
 	}
 	cfg.DryRun = ev.DryRun
 	return nil
+}
+
+// StackFromEnv is the stack name every snapshot tag and metric carries:
+// QUIESCE_STACK, else the function's name. (main uses it for the metrics'
+// Stack dimension, so both always agree.)
+func StackFromEnv(getenv func(string) string) string {
+	return firstNonEmpty(strings.TrimSpace(getenv("QUIESCE_STACK")), strings.TrimSpace(getenv("AWS_LAMBDA_FUNCTION_NAME")))
 }
 
 // ValidateMounts checks mount paths against the SSM document's pattern.
