@@ -953,6 +953,11 @@ func TestIndependentStandIn(t *testing.T) {
 	if !strings.Contains(fmt.Sprint(byID[indD]["reason"]), "ConnectionLost") {
 		t.Errorf("ConnectionLost instance reason = %v", byID[indD]["reason"])
 	}
+	// The freeze that never finished: the reason says what SSM last said
+	// (InProgress), not an InvocationDoesNotExist from the first polls.
+	if r := fmt.Sprint(byID[indG]["reason"]); !strings.Contains(r, "InProgress") || strings.Contains(r, "InvocationDoesNotExist") {
+		t.Errorf("hung freeze reason = %s", r)
+	}
 	if !strings.Contains(fmt.Sprint(byID[indB]["reason"]), "lock") {
 		t.Errorf("lock-wait instance reason = %v", byID[indB]["reason"])
 	}

@@ -117,6 +117,9 @@ func (r *Runner) wait(ctx context.Context, cmdID, instanceID string, sentAt, unt
 	pc := r.Poll
 	interval := pc.First
 	var lastErr error
+	// lastStatus is what SSM last answered (Pending, InProgress, Delayed…);
+	// an error after it (throttling) replaces it.
+	var lastStatus string
 	for {
 		now := r.Clock.Now()
 		if !now.Add(interval).Before(until) {
@@ -124,7 +127,14 @@ func (r *Runner) wait(ctx context.Context, cmdID, instanceID string, sentAt, unt
 			if rem := until.Sub(now); rem > 0 && rem < interval {
 				interval = rem
 			} else {
-				return nil, &CommandError{Kind: ErrOutcomeUnknown, Message: fmt.Sprintf("no result for command %s within %s (last error: %v)", cmdID, until.Sub(sentAt).Round(time.Millisecond), lastErr)}
+				last := fmt.Sprintf("last error: %v", lastErr)
+				if lastErr == nil {
+					last = "never polled"
+				}
+				if lastStatus != "" {
+					last = "last status " + lastStatus
+				}
+				return nil, &CommandError{Kind: ErrOutcomeUnknown, Message: fmt.Sprintf("no result for command %s within %s (%s)", cmdID, until.Sub(sentAt).Round(time.Millisecond), last)}
 			}
 		}
 		if err := r.Clock.Sleep(ctx, interval); err != nil {
@@ -143,14 +153,17 @@ func (r *Runner) wait(ctx context.Context, cmdID, instanceID string, sentAt, unt
 		case err == nil:
 		case awsapi.IsInvocationDoesNotExist(err):
 			lastErr = err
+			lastStatus = ""
 			interval = next
 			continue
 		case awsapi.IsThrottle(err):
 			lastErr = err
+			lastStatus = ""
 			interval = min(max(interval*2, pc.Hot), pc.ThrottleMax)
 			continue
 		case awsapi.IsRetryable(err) || awsapi.IsAmbiguous(err):
 			lastErr = err
+			lastStatus = ""
 			if ctx.Err() != nil {
 				return nil, &CommandError{Kind: ErrOutcomeUnknown, Message: fmt.Sprintf("stopped waiting for command %s: %v", cmdID, ctx.Err())}
 			}
@@ -158,6 +171,10 @@ func (r *Runner) wait(ctx context.Context, cmdID, instanceID string, sentAt, unt
 			continue
 		default:
 			return nil, &CommandError{Kind: ErrOutcomeUnknown, Message: fmt.Sprintf("get command invocation %s: %v", cmdID, err)}
+		}
+		lastStatus = string(out.Status)
+		if d := aws.ToString(out.StatusDetails); d != "" && d != lastStatus {
+			lastStatus += " (" + d + ")"
 		}
 		switch out.Status {
 		case ssmtypes.CommandInvocationStatusSuccess, ssmtypes.CommandInvocationStatusFailed,
