@@ -258,13 +258,23 @@ func (s *indStandIn) serveEC2(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	var respDelay time.Duration
+	var respDelay, createDelay time.Duration
 	if action == "CreateSnapshot" {
 		if inst, _ := s.volumeOwner(f.Get("VolumeId")); inst != nil {
 			if ms, err := strconv.Atoi(inst.tags["indie:response-delay-ms"]); err == nil {
 				respDelay = time.Duration(ms) * time.Millisecond
 			}
+			if ms, err := strconv.Atoi(inst.tags["indie:create-delay-ms"]); err == nil {
+				createDelay = time.Duration(ms) * time.Millisecond
+			}
 		}
+	}
+	if createDelay > 0 {
+		// The request waits in EC2's front end; the snapshot is taken
+		// when it is processed, whether or not the caller still listens.
+		s.mu.Unlock()
+		time.Sleep(createDelay)
+		s.mu.Lock()
 	}
 	if respDelay > 0 {
 		// EBS has taken the snapshot; the response is slow to come back.
@@ -824,6 +834,7 @@ const (
 	indG = "i-0900000000000000a" // freeze command never finishes (outcome unknown)
 	indH = "i-0700000000000000c" // CreateSnapshot response slower than the freeze deadline (the snapshot exists)
 	indI = "i-0600000000000000d" // thaw throttled past hostagent's deadline: thaw is late
+	indJ = "i-0500000000000000e" // CreateSnapshot processed only after the Lambda gave up on the call (and thawed)
 	indX = "i-0800000000000000b" // not tagged: must not be touched
 )
 
@@ -863,6 +874,8 @@ func (s *indStandIn) fleet() {
 			devices: [][2]string{{"/dev/xvda", "vol-070000000000000r0"}, {"/dev/sdf", "vol-070000000000000d1"}}, mountVols: map[string][]string{"/data": {"vol-070000000000000d1"}}},
 		{id: indI, state: "running", ping: "Online", root: "/dev/xvda", lockMode: "ftwrl", gtid: "0-1-8", freeze: "ok", tags: enabled(map[string]string{"quiesce:freeze-timeout": "2s", "indie:throttle-thaw-ms": "2500"}),
 			devices: [][2]string{{"/dev/xvda", "vol-060000000000000r0"}, {"/dev/sdf", "vol-060000000000000d1"}}, mountVols: map[string][]string{"/data": {"vol-060000000000000d1"}}},
+		{id: indJ, state: "running", ping: "Online", root: "/dev/xvda", lockMode: "ftwrl", gtid: "0-1-9", freeze: "ok", tags: enabled(map[string]string{"quiesce:freeze-timeout": "2s", "indie:create-delay-ms": "2500"}),
+			devices: [][2]string{{"/dev/xvda", "vol-050000000000000r0"}, {"/dev/sdf", "vol-050000000000000d1"}}, mountVols: map[string][]string{"/data": {"vol-050000000000000d1"}}},
 		{id: indX, state: "running", ping: "Online", root: "/dev/xvda", freeze: "ok", tags: map[string]string{"Name": "web"}, devices: [][2]string{{"/dev/xvda", "vol-080000000000000r0"}}},
 	}
 	s.alwaysThrottleCreateSnapshots[indF] = true
@@ -926,9 +939,9 @@ func TestIndependentStandIn(t *testing.T) {
 		m := x.(map[string]any)
 		byID[m["instance_id"].(string)] = m
 	}
-	want := map[string]string{indA: "ok", indB: "failed", indC: "skipped", indD: "failed", indE: "ok", indF: "failed", indG: "failed", indH: "failed", indI: "ok"}
+	want := map[string]string{indA: "ok", indB: "failed", indC: "skipped", indD: "failed", indE: "ok", indF: "failed", indG: "failed", indH: "failed", indI: "ok", indJ: "failed"}
 	// Consistency each instance's snapshots must carry.
-	wantConsistency := map[string]string{indA: "application", indE: "application", indH: "crash", indI: "application"}
+	wantConsistency := map[string]string{indA: "application", indE: "application", indH: "crash", indI: "application", indJ: "crash"}
 	// Hold endings the stand-in must see.
 	wantEnd := map[string]string{indI: report.ThawedByDeadline}
 	for id, st := range want {

@@ -228,6 +228,16 @@ func (r *Runner) Cycle(ctx context.Context, cfg *event.Config, t targets.Target)
 			all = append(all, orphans...)
 		}
 	}
+	if so.ambiguous {
+		// EC2 may still process an abandoned call after this (the request
+		// can wait in its front end): Run sweeps again once it had time to.
+		for _, o := range all {
+			known[o.id] = true
+		}
+		res.lateSweep = &lateSweep{after: so.lastReturn, find: func(ctx context.Context) ([]SnapshotResult, []string) {
+			return r.sweepOrphans(ctx, cfg.RunID, t.InstanceID, known, perVol)
+		}}
+	}
 	res.ConsistencyNote = joinNote(notes)
 	if len(all) > 0 {
 		res.Consistency = final
@@ -247,7 +257,7 @@ func (r *Runner) Cycle(ctx context.Context, cfg *event.Config, t targets.Target)
 			upd[TagIncomplete] = "true"
 			note := res.ConsistencyNote
 			if orphan[c.id] {
-				note = "created by a snapshot call whose response was lost; not part of the acknowledged set"
+				note = orphanNote
 			}
 			upd[TagNote] = truncateValue(note)
 			sr.Consistency, sr.Incomplete = Crash, true

@@ -96,6 +96,9 @@ func newEnv(t testing.TB) *env {
 	e.ssm = ssm.NewFromConfig(cfg, func(o *ssm.Options) { o.BaseEndpoint = aws.String(hs.URL) })
 	log := slog.New(slog.NewJSONHandler(e.logs, nil))
 	e.runner = orchestrate.NewRunner(e.ec2, e.ssm, clock.Real{}, log, &metrics.Emitter{W: e.emf, Stack: stack})
+	// Long enough for the wire scenarios whose abandoned snapshot calls the
+	// stand-in processes late (like EC2 would).
+	e.runner.OrphanSettle = 2 * time.Second
 	e.runner.ThawWait = 5 * time.Second
 	return e
 }

@@ -70,6 +70,7 @@ func (r *Runner) Run(ctx context.Context, cfg *event.Config) (*Result, error) {
 	}
 	close(work)
 	wg.Wait()
+	r.sweepLate(ctx, results)
 	res.Instances = append(res.Instances, results...)
 	sort.SliceStable(res.Instances, func(i, j int) bool { return res.Instances[i].InstanceID < res.Instances[j].InstanceID })
 
@@ -216,4 +217,46 @@ func (r *Runner) Check(ctx context.Context, cfg *event.Config, t targets.Target)
 	res.Status = StatusOK
 	res.Reason = "dry run: preflight ok"
 	return res
+}
+
+// sweepLate runs the instances' late orphan sweeps once EC2 had time to
+// process abandoned snapshot calls: a snapshot taken after the thaw must
+// not keep the "application" tag it was requested with.
+func (r *Runner) sweepLate(ctx context.Context, results []InstanceResult) {
+	var at time.Time
+	for _, res := range results {
+		if res.lateSweep != nil && res.lateSweep.after.Add(r.OrphanSettle).After(at) {
+			at = res.lateSweep.after.Add(r.OrphanSettle)
+		}
+	}
+	if at.IsZero() {
+		return
+	}
+	// Keep a second for the sweep itself before the invocation ends.
+	if rem, ok := clock.Remaining(r.Clock, ctx); ok {
+		if limit := r.Clock.Now().Add(rem - time.Second); limit.Before(at) {
+			at = limit
+		}
+	}
+	if d := at.Sub(r.Clock.Now()); d > 0 {
+		_ = r.Clock.Sleep(ctx, d)
+	}
+	sctx, cancel := r.Clock.WithTimeout(context.WithoutCancel(ctx), thawContextTimeout)
+	defer cancel()
+	for i := range results {
+		ls := results[i].lateSweep
+		if ls == nil {
+			continue
+		}
+		results[i].lateSweep = nil
+		snaps, errs := ls.find(sctx)
+		results[i].Errors = append(results[i].Errors, errs...)
+		if len(snaps) > 0 {
+			results[i].Snapshots = append(results[i].Snapshots, snaps...)
+			if results[i].Consistency == "" {
+				results[i].Consistency = Crash
+			}
+			r.Log.Warn("snapshots appeared after their call was abandoned; tagged crash", "instance", results[i].InstanceID, "count", len(snaps))
+		}
+	}
 }

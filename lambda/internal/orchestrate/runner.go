@@ -48,6 +48,10 @@ type Runner struct {
 	ThawWait time.Duration
 	// MinStartBudget: do not start freezing an instance with less time left.
 	MinStartBudget time.Duration
+	// OrphanSettle: after a snapshot call was abandoned (its outcome
+	// unknown), look for snapshots it created once more this long after,
+	// at the end of the run (EC2 may process a queued request late).
+	OrphanSettle time.Duration
 }
 
 // NewRunner returns a Runner with production settings.
@@ -59,7 +63,7 @@ func NewRunner(e awsapi.EC2, s awsapi.SSM, c clock.Clock, log *slog.Logger, m *m
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Runner{EC2: e, SSM: s, Clock: c, Limiter: ratelimit.New(c), Log: log, Metrics: m, Poll: DefaultPoll,
-		ThawReserve: 5 * time.Second, ThawWait: 15 * time.Second, MinStartBudget: 10 * time.Second}
+		ThawReserve: 5 * time.Second, ThawWait: 15 * time.Second, MinStartBudget: 10 * time.Second, OrphanSettle: 5 * time.Second}
 }
 
 // thawBy is the last moment to send thaw: the invocation deadline minus

@@ -236,3 +236,41 @@ func (r *Runner) findOrphans(ctx context.Context, runID, instanceID string, know
 func joinNote(notes []string) string {
 	return truncateValue(strings.Join(notes, "; "))
 }
+
+// orphanNote is the note on a snapshot nobody acknowledged to the Lambda.
+const orphanNote = "created by a snapshot call whose response was lost; not part of the acknowledged set"
+
+// lateSweep looks again, after the run, for snapshots of this run and
+// instance that an abandoned snapshot call created after the first look.
+type lateSweep struct {
+	after time.Time // the abandoned calls ended here
+	find  func(ctx context.Context) ([]SnapshotResult, []string)
+}
+
+// sweepOrphans finds snapshots of runID/instanceID not in known, tags them
+// crash and incomplete, and returns them (and any errors) for the result.
+func (r *Runner) sweepOrphans(ctx context.Context, runID, instanceID string, known map[string]bool, perVol map[string]map[string]string) ([]SnapshotResult, []string) {
+	orphans, err := r.findOrphans(ctx, runID, instanceID, known)
+	var errs []string
+	if err != nil {
+		errs = append(errs, fmt.Sprintf("looking again for snapshots of failed calls: %v", err))
+	}
+	var out []SnapshotResult
+	for _, o := range orphans {
+		known[o.id] = true
+		upd := map[string]string{TagConsistency: Crash, TagIncomplete: "true", TagNote: orphanNote}
+		for k, v := range perVol[o.volume] {
+			upd[k] = v
+		}
+		sr := SnapshotResult{SnapshotID: o.id, VolumeID: o.volume, Device: perVol[o.volume][TagDevice], Mounts: perVol[o.volume][TagMounts], Consistency: Crash, Incomplete: true}
+		if err := r.tagSnapshot(ctx, o.id, upd); err != nil {
+			errs = append(errs, fmt.Sprintf("tag %s: %v", o.id, err))
+			sr.Consistency = "unknown (re-tag to crash failed)"
+		}
+		out = append(out, sr)
+	}
+	if len(out) > 0 {
+		errs = append(errs, fmt.Sprintf("%d snapshot(s) appeared after the run gave up on their call; tagged crash and incomplete", len(out)))
+	}
+	return out, errs
+}

@@ -229,15 +229,23 @@ func TestWireScenarios(t *testing.T) {
 				t.Fatalf("window %v by %s: retries ran past the freeze deadline", w.ThawedAt.Sub(w.FrozenAt), w.ThawedBy)
 			}
 		}},
+		// The invocation's time runs out while CreateSnapshots is in flight:
+		// the call is abandoned at thawBy (deadline - ThawReserve), thaw is
+		// sent, and EC2 — which still processes the request, 2 s after it
+		// arrived — creates the snapshots after the thaw; the late sweep
+		// in the reserve finds them and tags them crash.
 		{"context deadline arrives mid-cycle: thaw still sent, snapshot tagged crash", func(e *env) {
-			e.srv.SetLatency("CreateSnapshots", 2500*time.Millisecond)
-			e.runner.ThawReserve = time.Second
+			e.srv.SetLatency("CreateSnapshots", 2000*time.Millisecond)
+			e.runner.ThawReserve = 2 * time.Second
 			e.runner.MinStartBudget = time.Second
 		}, baseEvent, func() (context.Context, context.CancelFunc) {
-			return context.WithTimeout(context.Background(), 2500*time.Millisecond)
+			return context.WithTimeout(context.Background(), 4000*time.Millisecond)
 		},
 			func(t *testing.T, e *env, res *orchestrate.Result, err error, r orchestrate.InstanceResult) {
 				failedWith("snapshot failed", 1, 2)(t, e, res, err, r)
+				if len(r.Snapshots) != 2 || r.Consistency != orchestrate.Crash {
+					t.Fatalf("late snapshots not in the result: %+v", r)
+				}
 				for _, s := range e.srv.Snapshots() {
 					if s.Tags["quiesce:consistency"] != "crash" || s.Tags["quiesce:incomplete"] != "true" {
 						t.Fatalf("snapshot of a cut call: tags %v", s.Tags)
