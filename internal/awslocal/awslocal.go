@@ -602,12 +602,15 @@ func withDefaults(e *APIError) *APIError {
 	return &c
 }
 
-func (s *Server) sleepLatency(ctx context.Context, action string) {
+// sleepLatency waits an action's injected latency on the server's own
+// context, not the request's: like AWS, a request whose caller gave up is
+// still processed when its time comes (only Close cuts the wait short).
+func (s *Server) sleepLatency(action string) {
 	s.mu.Lock()
 	d := s.latency[action]
 	s.mu.Unlock()
 	if d > 0 {
-		_ = s.Clock.Sleep(ctx, d)
+		_ = s.Clock.Sleep(s.ctx, d)
 	}
 }
 

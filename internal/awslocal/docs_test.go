@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
@@ -115,5 +116,32 @@ func TestOnDeleteSnapshot(t *testing.T) {
 	}
 	if len(deleted) != 1 || deleted[0] != id+"/vol-0data1" {
 		t.Fatalf("hook calls = %v (never for the in-use one)", deleted)
+	}
+}
+
+// Like EC2, a request the caller abandons while it waits (latency) is still
+// processed, at its own time: a CreateSnapshot whose caller timed out
+// creates its snapshot later. (The stand-in used to cut the latency short
+// and process at the moment the client left, which hid a Lambda bug.)
+func TestAbandonedRequestIsProcessedLater(t *testing.T) {
+	s := New()
+	seed(s)
+	s.SetLatency("CreateSnapshot", 400*time.Millisecond)
+	e, _ := clients(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if _, err := e.CreateSnapshot(ctx, &ec2.CreateSnapshotInput{VolumeId: aws.String("vol-0data1")}); err == nil {
+		t.Fatal("call outlived its context")
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := len(s.Snapshots()); n != 0 {
+		t.Fatalf("%d snapshots 250ms into a 400ms latency", n)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for len(s.Snapshots()) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := len(s.Snapshots()); n != 1 {
+		t.Fatalf("abandoned CreateSnapshot made %d snapshots, want 1", n)
 	}
 }

@@ -176,7 +176,7 @@ func (s *Server) serveEC2(w http.ResponseWriter, r *http.Request) {
 	action := form.Get("Action")
 	call := Call{Service: "ec2", Action: action, Form: form, At: s.Clock.Now()}
 	idx := s.record(call)
-	s.sleepLatency(r.Context(), action)
+	s.sleepLatency(action)
 
 	fault, after := s.checkFault(call)
 	if fault != nil && !after {

@@ -23,7 +23,7 @@ func (s *Server) serveSSM(w http.ResponseWriter, r *http.Request, target string)
 	action := strings.TrimPrefix(target, "AmazonSSM.")
 	call := Call{Service: "ssm", Action: action, JSON: body, At: s.Clock.Now()}
 	idx := s.record(call)
-	s.sleepLatency(r.Context(), action)
+	s.sleepLatency(action)
 
 	fault, after := s.checkFault(call)
 	if fault != nil && !after {
