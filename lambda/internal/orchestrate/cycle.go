@@ -185,7 +185,11 @@ func (r *Runner) Cycle(ctx context.Context, cfg *event.Config, t targets.Target)
 		// sending it (checked above) was inside the hold, and the deadline
 		// thaw came after it. The snapshots keep their consistency; the
 		// long window is reported (and counted in thawed_by_deadline).
-		res.errorf("thaw arrived after hostagent's deadline (thawed_by %s); snapshot calls had returned within freeze_timeout, so consistency stands", tr.ThawedBy)
+		if len(notes) == 0 && so.err == nil {
+			res.errorf("thaw arrived after hostagent's deadline (thawed_by %s); snapshot calls had returned within freeze_timeout, so consistency stands", tr.ThawedBy)
+		} else {
+			res.errorf("thaw arrived after hostagent's deadline (thawed_by %s)", tr.ThawedBy)
+		}
 	case tr.ThawedBy != report.ThawedByCommand:
 		notes = append(notes, "hold ended by "+tr.ThawedBy+", not by our thaw")
 	}

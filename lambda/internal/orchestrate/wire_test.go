@@ -291,6 +291,11 @@ func TestWireScenarios(t *testing.T) {
 			if !errors.As(err, &re) || r.Status != orchestrate.StatusFailed || r.Consistency != orchestrate.Crash || !r.ThawLate {
 				t.Fatalf("err=%v result=%+v", err, r)
 			}
+			for _, m := range r.Errors {
+				if strings.Contains(m, "consistency stands") {
+					t.Fatalf("result claims consistency stands for a crash-only instance: %q", m)
+				}
+			}
 			if len(e.srv.Snapshots()) == 0 {
 				t.Fatalf("no snapshot was created")
 			}
