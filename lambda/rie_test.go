@@ -24,6 +24,7 @@ import (
 	"github.com/quiesce/quiesce/internal/awslocal"
 	"github.com/quiesce/quiesce/lambda/internal/fakehost"
 	"github.com/quiesce/quiesce/lambda/internal/orchestrate"
+	"github.com/quiesce/quiesce/ssmdoc"
 )
 
 // bootstrapPath is the real Lambda binary, built once for the RIE tests.
@@ -206,7 +207,12 @@ const (
 func standIn(t testing.TB) (*awslocal.Server, *fakehost.Host, string) {
 	// SSM as it behaves: the invocation is unknown for a moment after
 	// SendCommand, delivery and output take a while.
-	srv := &awslocal.Server{InvocationDelay: 150 * time.Millisecond, CommandDelay: 20 * time.Millisecond, ResultDelay: 20 * time.Millisecond}
+	doc, err := ssmdoc.Quiesce()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &awslocal.Server{InvocationDelay: 150 * time.Millisecond, CommandDelay: 20 * time.Millisecond, ResultDelay: 20 * time.Millisecond,
+		Documents: map[string]*ssmdoc.Document{"Quiesce": doc}}
 	host := fakehost.New()
 	srv.RunCommand = host.Run
 	srv.AddInstance(awslocal.Instance{ID: rieInst, Tags: map[string]string{"quiesce:enabled": "true", "quiesce:mounts": "/data"},

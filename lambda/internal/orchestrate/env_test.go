@@ -22,6 +22,7 @@ import (
 	"github.com/quiesce/quiesce/lambda/internal/handler"
 	"github.com/quiesce/quiesce/lambda/internal/metrics"
 	"github.com/quiesce/quiesce/lambda/internal/orchestrate"
+	"github.com/quiesce/quiesce/ssmdoc"
 )
 
 const (
@@ -84,7 +85,13 @@ func vol(base, id string) string { return base + id[len(id)-4:] }
 
 func newEnv(t testing.TB) *env {
 	t.Helper()
-	srv := &awslocal.Server{}
+	doc, err := ssmdoc.Quiesce()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// SSM's own parameter validation: every command the Lambda sends must
+	// pass the real document's allowedValues/allowedPattern.
+	srv := &awslocal.Server{Documents: map[string]*ssmdoc.Document{"Quiesce": doc}}
 	host := fakehost.New()
 	addDB(srv, host, inst, map[string]string{"quiesce:enabled": "true", "Name": "db1"})
 	srv.RunCommand = host.Run
