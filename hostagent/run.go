@@ -204,7 +204,7 @@ func newAgent(dir *state.Dir, log *slog.Logger) *hold.Agent {
 			},
 		},
 		SystemdTimer: hold.SystemdTimer(real, dir.Path),
-		ExpediteRCU:  fsfreeze.ExpediteRCU,
+		RCU:          hold.RCUKnob{Expedited: fsfreeze.RCUExpedited, Set: fsfreeze.SetRCUExpedited},
 	}
 }
 

@@ -97,21 +97,29 @@ func ioctl(fd int, req uint) error {
 // rcuExpedited is the kernel's switch for expedited RCU grace periods.
 var rcuExpedited = "/sys/kernel/rcu_expedited"
 
-// ExpediteRCU makes RCU grace periods expedited until restore is called.
+// RCUExpedited reports whether RCU grace periods are expedited
+// (/sys/kernel/rcu_expedited is not 0).
 //
-// Why: freeze_super takes three percpu rw-semaphores, and each waits for a
-// normal RCU grace period (tens of ms on a HZ=100..250 kernel) — most of a
-// FIFREEZE's ~40 ms, spent with writers already blocked. Expedited grace
-// periods take microseconds, so the freeze drops to a few ms. The setting is
-// global, so it is only changed when it is 0 and put back right after the
-// freeze; where it is already on, or not writable, nothing is touched.
-func ExpediteRCU() (restore func()) {
+// Why a freeze cares: freeze_super takes three percpu rw-semaphores, and each
+// waits for a normal RCU grace period (tens of ms on a HZ=100..250 kernel) —
+// most of a FIFREEZE's ~40 ms, spent with writers already blocked. Expedited
+// grace periods take microseconds, so the freeze drops to a few ms. The
+// setting is machine-wide, which is why hostagent only switches it on when
+// asked (--expedite-rcu) and records in the run's state that it must be put
+// back, so the guardian and recovery restore it if the holder dies.
+func RCUExpedited() (bool, error) {
 	b, err := os.ReadFile(rcuExpedited)
-	if err != nil || strings.TrimSpace(string(b)) != "0" {
-		return func() {}
+	if err != nil {
+		return false, err
 	}
-	if err := os.WriteFile(rcuExpedited, []byte("1\n"), 0); err != nil {
-		return func() {}
+	return strings.TrimSpace(string(b)) != "0", nil
+}
+
+// SetRCUExpedited switches expedited RCU grace periods on or off.
+func SetRCUExpedited(on bool) error {
+	v := "0\n"
+	if on {
+		v = "1\n"
 	}
-	return func() { _ = os.WriteFile(rcuExpedited, []byte("0\n"), 0) }
+	return os.WriteFile(rcuExpedited, []byte(v), 0)
 }

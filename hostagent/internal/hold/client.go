@@ -220,6 +220,7 @@ func (a *Agent) abandon(runID string, why error) {
 		a.log().Error("thaw after abandoned holder did not return", "run", runID)
 	}
 	_ = killProc(run.Guardian)
+	a.restoreRCU(run)
 	unlock, lerr := a.Dir.Lock(dirLockWait)
 	if lerr == nil {
 		defer unlock()
@@ -227,6 +228,7 @@ func (a *Agent) abandon(runID string, why error) {
 	if run, err = a.Dir.Read(runID); err == nil && run.Active() {
 		run.Status = state.StatusFailed
 		run.Error = why.Error()
+		run.RCURestore = false
 		_ = a.Dir.Write(run)
 	}
 }

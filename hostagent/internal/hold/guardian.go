@@ -34,6 +34,7 @@ func (a *Agent) Guardian(ctx context.Context, runID string, holder state.Proc, d
 			holderGone = !holder.Alive() // pinned now; recheck against pid reuse
 		}
 	}
+	rcuRestored := false
 	for {
 		remaining := state.UntilMono(deadlineMono)
 		if remaining <= 0 {
@@ -59,6 +60,12 @@ func (a *Agent) Guardian(ctx context.Context, runID string, holder state.Proc, d
 				a.log().Info("run finished; guardian exits", "status", run.Status)
 				return nil
 			}
+			if err == nil && run.RCURestore && !rcuRestored {
+				// The holder died while freezing: the mounts stay held until
+				// the deadline, but the machine-wide knob goes back now.
+				a.restoreRCU(run)
+				rcuRestored = true
+			}
 		}
 	}
 
@@ -75,6 +82,7 @@ func (a *Agent) Guardian(ctx context.Context, runID string, holder state.Proc, d
 	if terr != nil {
 		a.log().Error("deadline thaw", "err", terr)
 	}
+	a.restoreRCU(run)
 	exited := waitExit(holder, guardianGrace)
 	if !exited {
 		a.log().Warn("holder still alive after the deadline; SIGKILL", "holder_pid", holder.PID)

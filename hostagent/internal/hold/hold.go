@@ -58,11 +58,31 @@ type Agent struct {
 	MySQL MySQL
 	FS    FS
 	Log   *slog.Logger
-	// ExpediteRCU, if set, is called around the freezes of a run that asks
-	// for it (fsfreeze.ExpediteRCU); it returns the function that undoes it.
-	ExpediteRCU func() (restore func())
+	// RCU reads and switches /sys/kernel/rcu_expedited for runs that ask for
+	// it (fsfreeze.RCUExpedited/SetRCUExpedited); nil fields skip it.
+	RCU RCUKnob
 	// SystemdTimer arms the third fail-safe layer; nil or returning "" skips it.
 	SystemdTimer func(ctx context.Context, run *state.Run) (unit string, err error)
+}
+
+// RCUKnob is the machine-wide expedited-RCU switch.
+type RCUKnob struct {
+	Expedited func() (bool, error)
+	Set       func(on bool) error
+}
+
+// restoreRCU switches expedited RCU back off for a run that switched it on
+// (state.Run.RCURestore): the holder does it right after its freezes; the
+// client, guardian, thaw and recovery do it when the holder died before.
+func (a *Agent) restoreRCU(run *state.Run) {
+	if !run.RCURestore || a.RCU.Set == nil {
+		return
+	}
+	if err := a.RCU.Set(false); err != nil {
+		a.log().Error("restore /sys/kernel/rcu_expedited", "run", run.RunID, "err", err)
+		return
+	}
+	a.log().Info("restored /sys/kernel/rcu_expedited=0", "run", run.RunID)
 }
 
 // Hidden subcommand names.
@@ -147,6 +167,7 @@ func (a *Agent) finish(runID string, rep report.ThawReport) (*state.Run, error) 
 	}
 	run.Status = state.StatusThawed
 	run.Thaw = &rep
+	run.RCURestore = false // every caller restored it before recording the thaw
 	if err := a.Dir.Write(run); err != nil {
 		return run, err
 	}

@@ -379,3 +379,84 @@ func TestHolderDoesNotReviveAFinishedRun(t *testing.T) {
 		t.Fatalf("the other process's record was overwritten: %+v", run)
 	}
 }
+
+// rcuKnob fakes /sys/kernel/rcu_expedited, recording switches with the other calls.
+func (r *recorder) rcuKnob(on *bool) RCUKnob {
+	return RCUKnob{
+		Expedited: func() (bool, error) { return *on, nil },
+		Set: func(v bool) error {
+			r.add(fmt.Sprintf("rcu %v", v))
+			*on = v
+			return nil
+		},
+	}
+}
+
+func TestHolderExpeditesRCUOnlyAroundFreezes(t *testing.T) {
+	for _, initially := range []bool{false, true} {
+		t.Run(fmt.Sprint("initially ", initially), func(t *testing.T) {
+			r := &recorder{}
+			a := r.agent(t)
+			on := initially
+			a.RCU = r.rcuKnob(&on)
+			startingRun(t, a, "run1", 10*time.Second)
+			run, _ := a.Dir.Read("run1")
+			run.ExpediteRCU = true
+			a.Dir.Write(run)
+			msg, done := runHolder(t, a, "run1")
+			if msg.Freeze == nil {
+				t.Fatalf("holder: %+v", msg)
+			}
+			want := []string{"lock", "rcu true", "freeze /a", "freeze /b", "freeze /c", "rcu false"}
+			if initially { // already on (the operator's choice): never touched
+				want = []string{"lock", "freeze /a", "freeze /b", "freeze /c"}
+			}
+			if calls := r.get(); !equal(calls, want) {
+				t.Fatalf("calls %v, want %v", calls, want)
+			}
+			if held, _ := a.Dir.Read("run1"); held.RCURestore {
+				t.Fatal("held run still asks for the knob to be restored")
+			}
+			if _, err := a.Thaw(context.Background(), "run1"); err != nil {
+				t.Fatal(err)
+			}
+			<-done
+			if on != initially {
+				t.Fatalf("knob %v after the run, was %v", on, initially)
+			}
+		})
+	}
+}
+
+// A run whose holder died while the knob was on: recovery and a thaw from the
+// state file switch it back off (the guardian path is an integration test).
+func TestRecoveryAndThawRestoreRCU(t *testing.T) {
+	dead := state.Proc{PID: 1 << 22, Start: 1}
+	for _, how := range []string{"recover", "thaw"} {
+		t.Run(how, func(t *testing.T) {
+			r := &recorder{}
+			a := r.agent(t)
+			on := true
+			a.RCU = r.rcuKnob(&on)
+			run := &state.Run{RunID: "r1", Status: state.StatusStarting, Holder: dead, Guardian: dead, Client: dead,
+				StartedAt: time.Now(), DeadlineMono: state.MonoNow() + int64(time.Hour), ExpediteRCU: true, RCURestore: true,
+				Mounts: []state.Mount{{Path: "/a"}}}
+			if err := a.Dir.Write(run); err != nil {
+				t.Fatal(err)
+			}
+			if how == "recover" {
+				if _, err := a.Recover(context.Background(), ""); err != nil {
+					t.Fatal(err)
+				}
+			} else if _, err := a.Thaw(context.Background(), "r1"); err != nil {
+				t.Fatal(err)
+			}
+			if on {
+				t.Fatalf("knob left on; calls %v", r.get())
+			}
+			if got, _ := a.Dir.Read("r1"); got.Active() || got.RCURestore {
+				t.Fatalf("run after %s: status %s rcu_restore %v", how, got.Status, got.RCURestore)
+			}
+		})
+	}
+}

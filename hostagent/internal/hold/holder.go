@@ -75,6 +75,7 @@ func (a *Agent) Holder(ctx context.Context, runID string, reportPipe, control *o
 		a.log().Error("freeze failed; undone", "err", err)
 		failed := *run
 		failed.Status, failed.Error = state.StatusFailed, err.Error()
+		failed.RCURestore = false // this holder restored it, or never switched it on
 		if werr := a.update(&failed); werr != nil && !errors.Is(werr, errSuperseded) {
 			a.log().Error("state write", "err", werr)
 		}
@@ -115,6 +116,13 @@ func (a *Agent) Holder(ctx context.Context, runID string, reportPipe, control *o
 	run.Holder, run.Guardian = self, guardian
 	run.Deadline, run.DeadlineMono, run.DeadlineFinal = deadline, deadlineMono, true
 	run.LockStartedAt = lockStart
+	if run.ExpediteRCU && a.RCU.Expedited != nil && a.RCU.Set != nil {
+		// Recorded before it is switched on, so that a holder killed in
+		// between never leaves the machine-wide knob on for good.
+		if on, err := a.RCU.Expedited(); err == nil && !on {
+			run.RCURestore = true
+		}
+	}
 	if err := a.update(run); err != nil {
 		_ = killProc(guardian)
 		return fail(err)
@@ -167,9 +175,10 @@ func (a *Agent) Holder(ctx context.Context, runID string, reportPipe, control *o
 		return fail(err)
 	}
 	mounts := make([]report.MountReport, 0, len(run.Mounts))
-	restoreRCU := func() {}
-	if run.ExpediteRCU && a.ExpediteRCU != nil {
-		restoreRCU = a.ExpediteRCU()
+	if run.RCURestore {
+		if err := a.RCU.Set(true); err != nil {
+			log.Warn("expedite RCU", "err", err)
+		}
 	}
 	var freezeErr error
 	for _, m := range run.Mounts {
@@ -187,7 +196,8 @@ func (a *Agent) Holder(ctx context.Context, runID string, reportPipe, control *o
 			VolumeIDs: vols, EC2Devices: m.EC2Devices, FreezeMS: ms(time.Since(t0))})
 	}
 	frozenAt, frozenMono := time.Now(), state.MonoNow()
-	restoreRCU()
+	a.restoreRCU(run)
+	run.RCURestore = false // recorded by the next state write (held, or failed)
 	if freezeErr != nil {
 		return undo(freezeErr)
 	}

@@ -76,6 +76,8 @@ func (a *Agent) Thaw(ctx context.Context, runID string) (*report.ThawReport, err
 		_ = killProc(run.Holder)
 		holderDead = waitExit(run.Holder, time.Second)
 	}
+	a.restoreRCU(run)
+	run.RCURestore = false
 	now := time.Now()
 	rep := report.ThawReport{RunID: runID, ThawedBy: report.ThawedByRecovery, HeldMS: heldMS(run, now), Mounts: mounts,
 		MySQLUnlocked: holderDead || run.LockMode == report.LockNone, ThawedAt: now.UTC()}
@@ -197,6 +199,8 @@ func (a *Agent) Recover(ctx context.Context, only string) ([]string, error) {
 			holderDead = waitExit(run.Holder, time.Second)
 		}
 		_ = killProc(run.Guardian)
+		a.restoreRCU(run)
+		run.RCURestore = false
 		now := time.Now()
 		rep := report.ThawReport{RunID: run.RunID, ThawedBy: report.ThawedByRecovery, HeldMS: heldMS(run, now),
 			Mounts: mounts, MySQLUnlocked: holderDead || run.LockMode == report.LockNone, Late: true, ThawedAt: now.UTC()}

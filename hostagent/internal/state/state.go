@@ -106,6 +106,10 @@ type Run struct {
 	InstanceID string `json:"instance_id,omitempty"`
 	// ExpediteRCU: switch the kernel to expedited RCU grace periods while freezing.
 	ExpediteRCU bool `json:"expedite_rcu,omitempty"`
+	// RCURestore: the holder found expedited RCU off and switches it on for
+	// the freezes; until it records that it switched it back, whoever ends the
+	// run (guardian, client, thaw, recovery) must switch it off again.
+	RCURestore bool `json:"rcu_restore,omitempty"`
 	// Deadline is wall time for reports; DeadlineMono (CLOCK_MONOTONIC ns, the
 	// same clock in every process) is what timers use, immune to clock steps.
 	Deadline     time.Time `json:"deadline"`
