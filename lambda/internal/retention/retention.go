@@ -5,8 +5,10 @@
 //
 // Rules (a snapshot is kept if ANY rule keeps it, like restic's keep
 // options, so combining rules never deletes more than either alone):
-//   - keep_last N: the N newest complete snapshots of the volume
-//     (snapshots tagged quiesce:incomplete=true do not count);
+//   - keep_last N: the N newest completed, complete snapshots of the
+//     volume (pending or errored ones and those tagged
+//     quiesce:incomplete=true do not count, so this run's still-pending
+//     snapshot never pushes out the last restorable one);
 //   - max_age D: snapshots younger than D;
 //   - always: this run's snapshots and snapshots still pending.
 //
@@ -83,9 +85,11 @@ func Plan(p Policy, snaps []ec2types.Snapshot) []string {
 		rank := 0
 		for _, s := range list {
 			tags := tagMap(s.Tags)
-			incomplete := tags[tagIncomplete] == "true"
+			// Only a completed, complete snapshot can stand in for the ones
+			// pruned: a pending one (this run's are) may still end in error.
+			counts := tags[tagIncomplete] != "true" && s.State == ec2types.SnapshotStateCompleted
 			keep := tags[tagRunID] == p.RunID || s.State == ec2types.SnapshotStatePending
-			if !incomplete {
+			if counts {
 				if p.KeepLast > 0 && rank < p.KeepLast {
 					keep = true
 				}

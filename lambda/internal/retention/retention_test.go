@@ -44,7 +44,7 @@ func TestPlan(t *testing.T) {
 		p    Policy
 		want []string
 	}{
-		{"keep_last 3 (pending counts, incomplete does not)", Policy{KeepLast: 3}, []string{"s-3d", "s-4d-incomplete", "s-5d"}},
+		{"keep_last 3 (pending is kept but does not count, incomplete does not count)", Policy{KeepLast: 3}, []string{"s-3d", "s-4d-incomplete", "s-5d"}},
 		{"max_age 2.5d", Policy{MaxAge: 60 * time.Hour}, []string{"b-9d", "s-3d", "s-4d-incomplete", "s-5d"}},
 		{"union: keep_last 2 or younger than 3.5d", Policy{KeepLast: 2, MaxAge: 84 * time.Hour}, []string{"s-4d-incomplete", "s-5d"}},
 		{"only volumes of successful instances", Policy{KeepLast: 1, Volumes: map[string]bool{"vol-b": true}}, []string{"b-9d"}},
@@ -76,5 +76,21 @@ func TestPlanNeverPrunesThisRun(t *testing.T) {
 	got := Plan(Policy{Stack: "prod", RunID: "run-x", KeepLast: 1, Now: now}, snaps)
 	if !reflect.DeepEqual(got, []string{"older"}) {
 		t.Fatalf("Plan = %v", got)
+	}
+}
+
+// keep_last counts only completed snapshots: this run's snapshots are still
+// pending when retention runs, and a pending snapshot can still end in
+// "error"; counting it would delete the last restorable snapshot first.
+func TestKeepLastCountsCompletedOnly(t *testing.T) {
+	fresh := snap("this-run", "vol-a", time.Minute, "quiesce:run-id", "run-x")
+	fresh.State = ec2types.SnapshotStatePending
+	failed := snap("failed-1h", "vol-a", time.Hour)
+	failed.State = ec2types.SnapshotStateError
+	snaps := []ec2types.Snapshot{fresh, failed, snap("good-1d", "vol-a", 24*time.Hour), snap("good-2d", "vol-a", 48*time.Hour)}
+	got := Plan(Policy{Stack: "prod", RunID: "run-x", KeepLast: 1, Now: now}, snaps)
+	sort.Strings(got)
+	if !reflect.DeepEqual(got, []string{"failed-1h", "good-2d"}) {
+		t.Fatalf("Plan = %v, want the errored one and good-2d deleted, good-1d kept until this run's snapshot completes", got)
 	}
 }
