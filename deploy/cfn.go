@@ -3,8 +3,7 @@
 // goformation (typed) and with the small evaluator in this file, which turns
 // the raw YAML, short-form intrinsic tags included, into plain values for a
 // given set of parameter values. goformation drops the properties of
-// ScheduleV2 events and cannot expand AWS::LanguageExtensions' Fn::ForEach,
-// so those are checked through Evaluate.
+// ScheduleV2 events, so those are checked through Evaluate.
 package deploy
 
 import (
@@ -289,19 +288,6 @@ func (e *Evaluator) eval(v any, depth int) (any, error) {
 		}
 		out := make(map[string]any, len(x))
 		for k, item := range x {
-			if strings.HasPrefix(k, "Fn::ForEach::") {
-				expanded, err := e.forEach(k, item, depth)
-				if err != nil {
-					return nil, err
-				}
-				for ek, ev := range expanded {
-					if _, dup := out[ek]; dup {
-						return nil, fmt.Errorf("%s: key %q produced twice", k, ek)
-					}
-					out[ek] = ev
-				}
-				continue
-			}
 			r, err := e.eval(item, depth+1)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", k, err)
@@ -432,68 +418,8 @@ func (e *Evaluator) intrinsic(name string, arg any, depth int) (any, bool, error
 		r, err := e.condition(fmt.Sprint(arg), depth+1)
 		return r, true, err
 	}
-	if strings.HasPrefix(name, "Fn::") && !strings.HasPrefix(name, "Fn::ForEach::") {
+	if strings.HasPrefix(name, "Fn::") {
 		return nil, true, fmt.Errorf("intrinsic %s is not supported by this evaluator", name)
 	}
 	return nil, false, nil
-}
-
-// forEach expands AWS::LanguageExtensions' Fn::ForEach inside a mapping:
-// [identifier, collection, {outputKey: outputValue}]. ${id} is replaced
-// verbatim and &{id} with only the value's alphanumerics, as the transform does.
-func (e *Evaluator) forEach(key string, arg any, depth int) (map[string]any, error) {
-	a, _ := arg.([]any)
-	if len(a) != 3 {
-		return nil, fmt.Errorf("%s: want [identifier, collection, fragment]", key)
-	}
-	id, _ := a[0].(string)
-	coll, err := e.eval(a[1], depth+1)
-	if err != nil {
-		return nil, fmt.Errorf("%s: collection: %w", key, err)
-	}
-	items, ok := coll.([]any)
-	if !ok {
-		return nil, fmt.Errorf("%s: collection is not a list", key)
-	}
-	frag, ok := a[2].(map[string]any)
-	if !ok {
-		return nil, fmt.Errorf("%s: fragment is not a mapping", key)
-	}
-	alnum := regexp.MustCompile(`[^0-9A-Za-z]+`)
-	out := map[string]any{}
-	for _, it := range items {
-		val := fmt.Sprint(it)
-		replace := func(s string) string {
-			s = strings.ReplaceAll(s, "${"+id+"}", val)
-			return strings.ReplaceAll(s, "&{"+id+"}", alnum.ReplaceAllString(val, ""))
-		}
-		for fk, fv := range frag {
-			r, err := e.eval(substituteIdentifier(fv, replace), depth+1)
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", key, err)
-			}
-			out[replace(fk)] = r
-		}
-	}
-	return out, nil
-}
-
-func substituteIdentifier(v any, replace func(string) string) any {
-	switch x := v.(type) {
-	case string:
-		return replace(x)
-	case []any:
-		out := make([]any, len(x))
-		for i, it := range x {
-			out[i] = substituteIdentifier(it, replace)
-		}
-		return out
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, it := range x {
-			out[replace(k)] = substituteIdentifier(it, replace)
-		}
-		return out
-	}
-	return v
 }

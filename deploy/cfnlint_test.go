@@ -8,8 +8,7 @@ import (
 )
 
 // cfn-lint validates the template against the CloudFormation and SAM
-// specifications, expanding AWS::LanguageExtensions and running the SAM
-// translator. CI does not install it (it is a Python tool); where it is
+// specifications, running the SAM translator. CI does not install it (it is a Python tool); where it is
 // installed, the template must pass it with informational checks included.
 func TestCfnLint(t *testing.T) {
 	if testing.Short() {

@@ -21,6 +21,12 @@ import (
 
 const templatePath = "../template.yaml"
 
+// optInTagKey is the fixed tag key instances opt in with. It is a literal in
+// the IAM condition key (ssm:resourceTag/quiesce:enabled), the schedule's
+// targets.tags and the function's QUIESCE_TARGET_TAG_KEY; only its value is a
+// parameter (TargetTagValue).
+const optInTagKey = "quiesce:enabled"
+
 var updateTemplate = flag.Bool("update-template", false, "rewrite the SSM document Content blocks in template.yaml from ssmdoc/*.yaml")
 
 // sampleParams are deliberately unlike the defaults, so a test can tell a
@@ -29,7 +35,6 @@ var sampleParams = map[string]string{
 	"ScheduleExpression": "cron(15 3 * * ? *)",
 	"ScheduleTimezone":   "Europe/Berlin",
 	"ScheduleEnabled":    "false",
-	"TargetTagKey":       "backup:db",
 	"TargetTagValue":     "nightly",
 	"Mounts":             "/data/mysql,/data/binlog",
 	"MysqlLock":          "backup-stage",
@@ -83,6 +88,36 @@ func get(t *testing.T, v any, path ...string) any {
 		}
 	}
 	return v
+}
+
+// `sam deploy --guided` must work as is: only the SAM transform, so no
+// CAPABILITY_AUTO_EXPAND (AWS::LanguageExtensions or macros need it), and no
+// intrinsic the plain CloudFormation engine does not know.
+func TestTemplateNeedsNoAutoExpand(t *testing.T) {
+	raw := readTemplate(t)
+	if raw["Transform"] != "AWS::Serverless-2016-10-31" {
+		t.Errorf("Transform = %v, want exactly AWS::Serverless-2016-10-31", raw["Transform"])
+	}
+	if _, ok := raw["Parameters"].(map[string]any)["TargetTagKey"]; ok {
+		t.Errorf("parameter TargetTagKey is back: the opt-in key is fixed (%s)", optInTagKey)
+	}
+	var walk func(path string, v any)
+	walk = func(path string, v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			for k, it := range x {
+				if strings.HasPrefix(k, "Fn::ForEach") || k == "Fn::ToJsonString" || k == "Fn::Length" {
+					t.Errorf("%s: %s needs the AWS::LanguageExtensions transform", path, k)
+				}
+				walk(path+"."+k, it)
+			}
+		case []any:
+			for i, it := range x {
+				walk(path+"["+strconv.Itoa(i)+"]", it)
+			}
+		}
+	}
+	walk("template", map[string]any(raw))
 }
 
 // The typed view, as AWS tooling sees it.
@@ -270,8 +305,8 @@ func TestScheduleWiredToParameters(t *testing.T) {
 			if err := dec.Decode(&e); err != nil {
 				t.Fatalf("schedule Input is not the DESIGN event: %v\n%s", err, input)
 			}
-			if !reflect.DeepEqual(e.Targets.Tags, map[string]string{ev.Param("TargetTagKey"): ev.Param("TargetTagValue")}) {
-				t.Errorf("targets.tags = %v", e.Targets.Tags)
+			if !reflect.DeepEqual(e.Targets.Tags, map[string]string{optInTagKey: ev.Param("TargetTagValue")}) {
+				t.Errorf("targets.tags = %v, want {%s: %s}", e.Targets.Tags, optInTagKey, ev.Param("TargetTagValue"))
 			}
 			if strings.Join(e.Mounts, ",") != ev.Param("Mounts") {
 				t.Errorf("mounts = %q, want %s", e.Mounts, ev.Param("Mounts"))
@@ -309,7 +344,7 @@ func itoa(n int) string { return strconv.Itoa(n) }
 func TestTemplateParameterPatterns(t *testing.T) {
 	raw := readTemplate(t)
 	params := raw["Parameters"].(map[string]any)
-	for _, name := range []string{"TargetTagKey", "TargetTagValue", "Mounts", "MysqlDefaultsFile", "FreezeTimeout", "MaxAge", "AlarmEmail", "ScheduleExpression", "ScheduleTimezone"} {
+	for _, name := range []string{"TargetTagValue", "Mounts", "MysqlDefaultsFile", "FreezeTimeout", "MaxAge", "AlarmEmail", "ScheduleExpression", "ScheduleTimezone"} {
 		p := params[name].(map[string]any)
 		pat, _ := p["AllowedPattern"].(string)
 		if pat == "" {
@@ -360,7 +395,7 @@ func TestTemplateEnvironmentWiring(t *testing.T) {
 	vars := get(t, res, "QuiesceFunction", "Properties", "Environment", "Variables").(map[string]any)
 	want := map[string]string{
 		"QUIESCE_DOCUMENT": "ref:QuiesceDocument", "QUIESCE_STACK": "db-snaps",
-		"QUIESCE_TARGET_TAG_KEY": "backup:db", "QUIESCE_TARGET_TAG_VALUE": "nightly",
+		"QUIESCE_TARGET_TAG_KEY": optInTagKey, "QUIESCE_TARGET_TAG_VALUE": "nightly",
 		"QUIESCE_MOUNTS": "/data/mysql,/data/binlog", "QUIESCE_MYSQL_LOCK": "backup-stage",
 		"QUIESCE_MYSQL_DEFAULTS_FILE": "/etc/quiesce/my.cnf", "QUIESCE_FREEZE_TIMEOUT": "45s",
 		"QUIESCE_KEEP_LAST": "7", "QUIESCE_MAX_AGE": "168h", "QUIESCE_MAX_CONCURRENCY": "25",
