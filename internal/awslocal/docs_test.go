@@ -10,6 +10,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/quiesce/quiesce/ssmdoc"
@@ -143,5 +144,30 @@ func TestAbandonedRequestIsProcessedLater(t *testing.T) {
 	}
 	if n := len(s.Snapshots()); n != 1 {
 		t.Fatalf("abandoned CreateSnapshot made %d snapshots, want 1", n)
+	}
+}
+
+// EC2 rejects a filter name it does not know (InvalidParameterValue) instead
+// of matching nothing; a misspelt filter must fail loudly, not look like an
+// empty fleet or nothing to prune.
+func TestUnknownFilterIsAnError(t *testing.T) {
+	s := New()
+	seed(s)
+	e, _ := clients(t, s)
+	ctx := context.Background()
+	bad := []ec2types.Filter{{Name: aws.String("tag-kee"), Values: []string{"x"}}}
+	if _, err := e.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: bad}); apiCode(err) != "InvalidParameterValue" || !strings.Contains(err.Error(), "tag-kee") {
+		t.Errorf("DescribeInstances with an unknown filter: %v", err)
+	}
+	if _, err := e.DescribeSnapshots(ctx, &ec2.DescribeSnapshotsInput{Filters: bad}); apiCode(err) != "InvalidParameterValue" {
+		t.Errorf("DescribeSnapshots with an unknown filter: %v", err)
+	}
+	if _, err := e.DescribeVolumes(ctx, &ec2.DescribeVolumesInput{Filters: bad}); apiCode(err) != "InvalidParameterValue" {
+		t.Errorf("DescribeVolumes with an unknown filter: %v", err)
+	}
+	ok := []ec2types.Filter{{Name: aws.String("tag:quiesce:enabled"), Values: []string{"true"}}, {Name: aws.String("instance-state-name"), Values: []string{"running"}}}
+	out, err := e.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: ok})
+	if err != nil || len(out.Reservations) != 2 {
+		t.Fatalf("known filters: %v %d", err, len(out.Reservations))
 	}
 }

@@ -267,6 +267,10 @@ func (s *Server) describeInstances(form url.Values) (ec2Response, *APIError) {
 	if e := checkMaxResults(form, "InstanceId"); e != nil {
 		return nil, e
 	}
+	fs := filters(form)
+	if e := checkFilters(fs, "instance-state-name", "instance-id", "availability-zone"); e != nil {
+		return nil, e
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ids := list(form, "InstanceId")
@@ -275,7 +279,6 @@ func (s *Server) describeInstances(form url.Values) (ec2Response, *APIError) {
 			return nil, &APIError{Code: "InvalidInstanceID.NotFound", Message: fmt.Sprintf("The instance ID '%s' does not exist", id)}
 		}
 	}
-	fs := filters(form)
 	var matched []*Instance
 	for _, id := range s.order {
 		in := s.instances[id]
@@ -351,15 +354,17 @@ func instanceMatches(in *Instance, fs []filter) bool {
 				return false
 			}
 		default:
-			// Unknown filters match nothing, like EC2's InvalidParameterValue
-			// would make the caller notice.
-			return false
+			return false // unreachable: checkFilters rejected unknown names
 		}
 	}
 	return true
 }
 
 func (s *Server) describeVolumes(form url.Values) (ec2Response, *APIError) {
+	fs := filters(form)
+	if e := checkFilters(fs, "attachment.instance-id", "volume-id", "attachment.device"); e != nil {
+		return nil, e
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ids := list(form, "VolumeId")
@@ -368,7 +373,6 @@ func (s *Server) describeVolumes(form url.Values) (ec2Response, *APIError) {
 			return nil, &APIError{Code: "InvalidVolume.NotFound", Message: fmt.Sprintf("The volume '%s' does not exist.", id)}
 		}
 	}
-	fs := filters(form)
 	var out []xmlVolume
 	for _, instID := range s.order {
 		in := s.instances[instID]
@@ -686,6 +690,9 @@ func (s *Server) describeSnapshots(form url.Values) (ec2Response, *APIError) {
 	owners := list(form, "Owner")
 	ids := list(form, "SnapshotId")
 	fs := filters(form)
+	if e := checkFilters(fs, "volume-id", "status", "snapshot-id", "owner-id", "description"); e != nil {
+		return nil, e
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, id := range ids {
@@ -803,4 +810,16 @@ func contains(list []string, v string) bool {
 		}
 	}
 	return false
+}
+
+// checkFilters rejects filter names the action does not know, like EC2
+// (tag:K, tag-key and tag-value are always known).
+func checkFilters(fs []filter, known ...string) *APIError {
+	for _, f := range fs {
+		if strings.HasPrefix(f.Name, "tag:") || f.Name == "tag-key" || f.Name == "tag-value" || contains(known, f.Name) {
+			continue
+		}
+		return &APIError{Code: "InvalidParameterValue", Message: fmt.Sprintf("The filter '%s' is invalid", f.Name)}
+	}
+	return nil
 }
