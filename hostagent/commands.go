@@ -70,7 +70,7 @@ func (c *command) freeze(ctx context.Context, args []string) error {
 		c.runID = *runID
 	}
 	resolved, _ := mysqllock.Resolve(opts)
-	dir, err := state.Open(dirPath)
+	dir, err := openStateDir(dirPath)
 	if err != nil {
 		return err
 	}
@@ -313,7 +313,7 @@ func (c *command) recover(ctx context.Context, args []string) error {
 			return err
 		}
 	}
-	dir, err := state.Open(state.Resolve(*stateDir))
+	dir, err := openStateDir(state.Resolve(*stateDir))
 	if err != nil {
 		return err
 	}

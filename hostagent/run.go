@@ -66,6 +66,11 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = c.guardian(ctx, rest)
 	case hold.CmdRecover:
 		err = c.recover(ctx, rest)
+	case cmdProbeWrite:
+		if perr := probeWrite(rest); perr != nil {
+			return report.ExitFailed
+		}
+		return report.ExitOK
 	case "":
 		err = agenterr.Usagef("no command given (want freeze, thaw, status, check or version; see hostagent help)")
 	default:
@@ -163,7 +168,7 @@ func validRunID(id string) error {
 // openAgent opens the state dir and recovers stale runs first, as every
 // operational subcommand does.
 func (c *command) openAgent(ctx context.Context, stateDir string) (*hold.Agent, error) {
-	dir, err := state.Open(state.Resolve(stateDir))
+	dir, err := openStateDir(state.Resolve(stateDir))
 	if err != nil {
 		return nil, err
 	}
@@ -259,7 +264,7 @@ func (c *command) version(ctx context.Context, args []string) error {
 	}
 	// Recovery on every invocation, but never create the state dir just for this.
 	if dir := state.Resolve(""); dirExists(dir) {
-		if d, err := state.Open(dir); err == nil {
+		if d, err := openStateDir(dir); err == nil {
 			_, _ = newAgent(d, c.log).Recover(ctx, "")
 		}
 	}

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
+	"github.com/quiesce/quiesce/hostagent/internal/state"
+)
+
+// cmdProbeWrite is the hidden helper that shows a directory's filesystem takes writes.
+const cmdProbeWrite = "__probe-write"
+
+// stateProbeWait bounds the write probe; a live filesystem answers in milliseconds.
+const stateProbeWait = time.Second
+
+// openStateDir opens the state dir once its filesystem is known to take
+// writes. On a frozen filesystem (frozen by someone else: hostagent refuses
+// to freeze the state dir's own) every write sleeps uninterruptibly until
+// the thaw — even SIGKILL waits — so a command that simply wrote its state
+// would hang, with its caller's stdout pipe open, for as long as that lasts.
+// The write is tried in a detached child instead: if it does not finish in
+// time the command refuses (busy) and the child finishes after the thaw.
+// tmpfs and ramfs (production's /run) cannot be frozen and skip the probe.
+func openStateDir(path string) (*state.Dir, error) {
+	if err := stateDirWritable(path); err != nil {
+		return nil, err
+	}
+	return state.Open(path)
+}
+
+func stateDirWritable(path string) error {
+	if !filepath.IsAbs(path) {
+		return nil // state.Open refuses it with its own message
+	}
+	dir := filepath.Clean(path)
+	for { // the dir may not exist yet: probe where it will be created
+		if st, err := os.Stat(dir); err == nil && st.IsDir() {
+			break
+		}
+		if dir == "/" {
+			return nil
+		}
+		dir = filepath.Dir(dir)
+	}
+	var sfs unix.Statfs_t
+	if err := unix.Statfs(dir, &sfs); err == nil && (sfs.Type == unix.TMPFS_MAGIC || sfs.Type == unix.RAMFS_MAGIC) {
+		return nil
+	}
+	cmd := exec.Command("/proc/self/exe", cmdProbeWrite, dir)
+	cmd.Dir = "/"
+	cmd.Env = []string{}
+	// Detached like the holder: if it blocks, it must not keep the caller's pipes open.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("state dir %s: start write probe: %w", path, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("state dir %s: write probe in %s failed: %w", path, dir, err)
+		}
+		return nil
+	case <-time.After(stateProbeWait):
+		return fmt.Errorf("state dir %s: its filesystem took no write within %v (frozen?); refusing: %w",
+			path, stateProbeWait, agenterr.ErrBusy)
+	}
+}
+
+// probeWrite creates, writes and removes a file in dir: the probe's child side.
+func probeWrite(args []string) error {
+	if len(args) != 1 {
+		return errors.New("usage: " + cmdProbeWrite + " DIR")
+	}
+	f, err := os.CreateTemp(args[0], ".probe-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	_, werr := f.Write([]byte{'1'})
+	return errors.Join(werr, f.Close())
+}
