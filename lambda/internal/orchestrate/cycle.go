@@ -88,6 +88,18 @@ func (r *Runner) Cycle(ctx context.Context, cfg *event.Config, t targets.Target)
 		}
 		res.fail("freeze outcome unknown: " + err.Error())
 		r.thaw(ctx, cfg, t, &res, log)
+		// Without a command ID the freeze cannot be watched; if SSM took it
+		// and delivers it after this thaw, it would hold until hostagent's
+		// deadline. Thaw once more at the end of the run.
+		res.lateSweep = &lateSweep{after: r.Clock.Now(), find: func(ctx context.Context) ([]SnapshotResult, []string) {
+			var again InstanceResult
+			tr, _ := r.thaw(ctx, cfg, t, &again, log)
+			msgs := []string{"thaw sent again at the end of the run, in case SSM delivered the freeze late"}
+			if tr != nil && len(tr.Mounts) > 0 {
+				msgs = append(msgs, "the second thaw released a hold: the freeze had been delivered after the first thaw")
+			}
+			return nil, append(msgs, again.Errors...)
+		}}
 		return res
 	}
 	log.Info("freeze sent", "command_id", cmdID)

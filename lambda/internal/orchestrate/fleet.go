@@ -219,9 +219,10 @@ func (r *Runner) Check(ctx context.Context, cfg *event.Config, t targets.Target)
 	return res
 }
 
-// sweepLate runs the instances' late orphan sweeps once EC2 had time to
-// process abandoned snapshot calls: a snapshot taken after the thaw must
-// not keep the "application" tag it was requested with.
+// sweepLate runs the instances' late sweeps once EC2/SSM had time to
+// process requests whose outcome was unknown: a snapshot taken after the
+// thaw must not keep the "application" tag it was requested with, and a
+// freeze delivered after the thaw must not hold until the deadline.
 func (r *Runner) sweepLate(ctx context.Context, results []InstanceResult) {
 	var at time.Time
 	for _, res := range results {

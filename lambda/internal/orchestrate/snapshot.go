@@ -240,8 +240,9 @@ func joinNote(notes []string) string {
 // orphanNote is the note on a snapshot nobody acknowledged to the Lambda.
 const orphanNote = "created by a snapshot call whose response was lost; not part of the acknowledged set"
 
-// lateSweep looks again, after the run, for snapshots of this run and
-// instance that an abandoned snapshot call created after the first look.
+// lateSweep is work for the end of the run, once EC2/SSM had time to act
+// on requests whose outcome was unknown: look again for snapshots of an
+// abandoned snapshot call, or thaw again after an unknown freeze send.
 type lateSweep struct {
 	after time.Time // the abandoned calls ended here
 	find  func(ctx context.Context) ([]SnapshotResult, []string)

@@ -142,12 +142,30 @@ func TestWireScenarios(t *testing.T) {
 				t.Fatalf("application=%d orphans=%d, want 2 and 2: %+v", app, orphan, e.srv.Snapshots())
 			}
 		}},
-		{"5xx on the freeze SendCommand: not re-sent, thaw sent", func(e *env) {
+		{"5xx on the freeze SendCommand: not re-sent, thaw sent (and again at the end)", func(e *env) {
 			e.srv.SetFault("SendCommand", awslocal.Fault{Code: "InternalServerError", Times: 1, AfterEffect: true})
 		}, baseEvent, nil, func(t *testing.T, e *env, res *orchestrate.Result, err error, r orchestrate.InstanceResult) {
-			failedWith("freeze outcome unknown", 1, 0)(t, e, res, err, r)
-			if n := len(e.srv.CallsOf("SendCommand")); n != 2 {
-				t.Fatalf("SendCommand calls = %d, want freeze once + thaw", n)
+			failedWith("freeze outcome unknown", 2, 0)(t, e, res, err, r)
+			if n := len(e.srv.CallsOf("SendCommand")); n != 3 {
+				t.Fatalf("SendCommand calls = %d, want freeze once + two thaws", n)
+			}
+		}},
+		// SSM took the freeze although SendCommand answered 5xx, and
+		// delivers it after the Lambda's immediate thaw (which then finds
+		// nothing to thaw): the thaw re-sent at the end of the run ends it.
+		{"5xx on the freeze SendCommand and the freeze delivered after the thaw: thawed again", func(e *env) {
+			e.srv.SetFault("SendCommand", awslocal.Fault{Code: "InternalServerError", Times: 1, AfterEffect: true})
+			e.host.Override = func(inv awslocal.Invocation) (awslocal.CommandResult, bool) {
+				if inv.Param("action") == "freeze" {
+					time.Sleep(time.Second)
+					return e.host.Default(inv), true
+				}
+				return awslocal.CommandResult{}, false
+			}
+		}, baseEvent, nil, func(t *testing.T, e *env, res *orchestrate.Result, err error, r orchestrate.InstanceResult) {
+			failedWith("freeze outcome unknown", 2, 0)(t, e, res, err, r)
+			if e.host.Held(inst) {
+				t.Fatal("the late freeze is still held after the run")
 			}
 		}},
 		{"freeze Failed exit 1: thaw sent as a precaution", func(e *env) {
