@@ -1247,3 +1247,61 @@ func TestIndependentSchedulerEvent(t *testing.T) {
 		}
 	}
 }
+
+// A manual invoke with every field of the DESIGN event: what reaches the
+// SSM document and the snapshot is what the event said.
+func TestIndependentManualEvent(t *testing.T) {
+	s := newIndStandIn(t)
+	s.insts = []*indInstance{{id: indA, state: "running", ping: "Online", root: "/dev/xvda", lockMode: "backup-stage", gtid: "0-1-5", freeze: "ok", tags: map[string]string{"Name": "db-a"},
+		devices:   [][2]string{{"/dev/xvda", "vol-0a0000000000000r0"}, {"/dev/sdf", "vol-0a0000000000000d1"}, {"/dev/sdg", "vol-0a0000000000000d2"}},
+		mountVols: map[string][]string{"/var/lib/mysql": {"vol-0a0000000000000d1"}}}}
+	old := s.seedSnapshot("vol-0a0000000000000d1", 40*24*time.Hour, map[string]string{"quiesce:stack": "rie-stack"}, false)
+	young := s.seedSnapshot("vol-0a0000000000000d1", 2*24*time.Hour, map[string]string{"quiesce:stack": "rie-stack"}, false)
+	ec2URL, ssmURL := s.servers(t)
+	r := startRIE(t, ec2URL, "AWS_ENDPOINT_URL_SSM="+ssmURL)
+	resp := r.invoke(t, `{"targets":{"instance_ids":["`+indA+`"]},"mounts":["/var/lib/mysql"],
+		"mysql":{"lock":"backup-stage","defaults_file":"/etc/quiesce/my.cnf","lock_wait":"1500ms","long_query_limit":"30s","kill_long_queries":true},
+		"freeze_timeout":"45s","snapshot_tags":{"team":"db","cost-center":"42"},"retention":{"keep_last":0,"max_age":"30d"},
+		"max_concurrency":3,"dry_run":false,"run_id":"manual-2026-11-25"}`)
+	if resp["errorType"] != nil || resp["run_id"] != "manual-2026-11-25" || resp["instances_ok"] != float64(1) {
+		t.Fatalf("response: %v", resp)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var freeze *indCmd
+	for _, c := range s.cmds {
+		if c.action == "freeze" {
+			freeze = c
+		}
+	}
+	if freeze == nil {
+		t.Fatal("no freeze command")
+	}
+	want := map[string]string{"action": "freeze", "mounts": "/var/lib/mysql", "mysqlLock": "backup-stage", "mysqlDefaultsFile": "/etc/quiesce/my.cnf",
+		"lockWait": "1.5s", "longQueryLimit": "30s", "killLongQueries": "true", "timeout": "45s", "runId": "manual-2026-11-25"}
+	for k, v := range want {
+		if got := freeze.params[k]; len(got) != 1 || got[0] != v {
+			t.Errorf("freeze parameter %s = %v, want %q", k, got, v)
+		}
+	}
+	var fresh []*indSnap
+	for _, id := range s.snapOrder {
+		if sn := s.snaps[id]; sn != nil && !sn.seeded {
+			fresh = append(fresh, sn)
+		}
+	}
+	if len(fresh) != 1 || fresh[0].vol != "vol-0a0000000000000d1" {
+		t.Fatalf("snapshots: %+v", fresh)
+	}
+	tg := fresh[0].tags
+	for k, v := range map[string]string{"team": "db", "cost-center": "42", "quiesce:run-id": "manual-2026-11-25", "quiesce:lock": "backup-stage", "quiesce:consistency": "application",
+		"quiesce:device": "/dev/sdf", "quiesce:gtid": "0-1-5", "quiesce:instance": indA} {
+		if tg[k] != v {
+			t.Errorf("tag %s = %q, want %q", k, tg[k], v)
+		}
+	}
+	// max_age 30d only: the 40-day-old one goes, the 2-day-old one stays.
+	if strings.Join(s.deleted, ",") != old || s.snaps[young] == nil {
+		t.Errorf("deleted %v, want only %s", s.deleted, old)
+	}
+}
