@@ -21,7 +21,8 @@ const (
 )
 
 // ErrDeviceChanged means the directory no longer lives on the device preflight
-// validated (something was mounted or unmounted in between), so it is not frozen.
+// validated (something was mounted or unmounted in between), so it is not
+// frozen (Freeze) or not thawed (ThawDev) through that path.
 var ErrDeviceChanged = errors.New("device changed since preflight")
 
 // Freeze syncs and freezes the filesystem mounted at path. When wantDev is not
@@ -64,13 +65,31 @@ func Freeze(path string, wantDev uint64) error {
 
 // Thaw thaws the filesystem mounted at path. It is idempotent: EINVAL (not
 // frozen) returns wasFrozen=false and no error.
-func Thaw(path string) (wasFrozen bool, err error) {
+func Thaw(path string) (wasFrozen bool, err error) { return ThawDev(path, 0) }
+
+// ThawDev is Thaw that first checks, on the opened descriptor, that path is
+// still the filesystem that was frozen (device wantDev, unless 0). If the
+// mount was unmounted (umount -l) or covered since, FITHAW would hit another
+// filesystem — "not frozen" from the parent, read as success, while the
+// frozen one lives on detached, or worse a thaw of someone else's freeze — so
+// it returns ErrDeviceChanged instead.
+func ThawDev(path string, wantDev uint64) (wasFrozen bool, err error) {
 	// Opening a directory on a frozen filesystem does not block (no write).
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	if err != nil {
 		return false, fmt.Errorf("thaw %s: open: %w", path, err)
 	}
 	defer unix.Close(fd)
+	if wantDev != 0 {
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			return false, fmt.Errorf("thaw %s: stat: %w", path, err)
+		}
+		if st.Dev != wantDev {
+			return false, fmt.Errorf("thaw %s: %w (device %d:%d, frozen was %d:%d): unmounted or covered while frozen; that filesystem may still be frozen",
+				path, ErrDeviceChanged, unix.Major(st.Dev), unix.Minor(st.Dev), unix.Major(wantDev), unix.Minor(wantDev))
+		}
+	}
 	if err := ioctl(fd, FITHAW); err != nil {
 		if errors.Is(err, unix.EINVAL) {
 			return false, nil

@@ -52,7 +52,16 @@ func TestFreezeThawLoop(t *testing.T) {
 				t.Fatal("write completed on a frozen filesystem")
 			case <-time.After(150 * time.Millisecond):
 			}
-			was, err := fsfreeze.Thaw(fs.Mount)
+			// A stale device must refuse to thaw: FITHAW would reach another filesystem.
+			if _, err := fsfreeze.ThawDev(fs.Mount, st.Dev+1); !errors.Is(err, fsfreeze.ErrDeviceChanged) {
+				t.Fatalf("thaw with wrong device: got %v, want ErrDeviceChanged", err)
+			}
+			select {
+			case <-done:
+				t.Fatal("a thaw with the wrong device thawed")
+			case <-time.After(100 * time.Millisecond):
+			}
+			was, err := fsfreeze.ThawDev(fs.Mount, st.Dev)
 			if err != nil || !was {
 				t.Fatalf("thaw: was=%v err=%v", was, err)
 			}

@@ -125,11 +125,11 @@ func (a *Agent) freezeFS(path string, dev uint64) error {
 	return fsfreeze.Freeze(path, dev)
 }
 
-func (a *Agent) thawFS(path string) (bool, error) {
+func (a *Agent) thawFS(m state.Mount) (bool, error) {
 	if a.FS.Thaw != nil {
-		return a.FS.Thaw(path)
+		return a.FS.Thaw(m.Path)
 	}
-	return fsfreeze.Thaw(path)
+	return fsfreeze.ThawDev(m.Path, m.Dev)
 }
 
 // thawMounts thaws every mount of the run in reverse freeze order and returns
@@ -140,7 +140,7 @@ func (a *Agent) thawMounts(mounts []state.Mount) ([]report.MountThaw, error) {
 	for i := len(mounts) - 1; i >= 0; i-- {
 		m := mounts[i]
 		out[i] = report.MountThaw{Path: m.Path, Thawed: true}
-		was, err := a.thawFS(m.Path)
+		was, err := a.thawFS(m)
 		if err != nil {
 			out[i] = report.MountThaw{Path: m.Path, Thawed: false, Error: err.Error()}
 			errs = append(errs, err)

@@ -104,7 +104,13 @@ func (a *Agent) retryFailedThaws(run *state.Run) {
 			continue
 		}
 		retried = true
-		if _, err := a.thawFS(m.Path); err != nil {
+		mount := state.Mount{Path: m.Path}
+		for _, rm := range run.Mounts {
+			if rm.Path == m.Path {
+				mount = rm
+			}
+		}
+		if _, err := a.thawFS(mount); err != nil {
 			run.Thaw.Mounts[i].Error = err.Error()
 		} else {
 			run.Thaw.Mounts[i] = report.MountThaw{Path: m.Path, Thawed: true}
