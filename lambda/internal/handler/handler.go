@@ -44,9 +44,7 @@ func (h *Handler) Handle(ctx context.Context, raw json.RawMessage) (*orchestrate
 	}
 	res, err := h.Runner.Run(ctx, cfg)
 	if res != nil {
-		if b, jerr := json.Marshal(res); jerr == nil {
-			h.Log.Info("run result", "run_id", cfg.RunID, "result", json.RawMessage(b))
-		}
+		logResult(h.Log, res)
 	}
 	var re *orchestrate.RunError
 	if err != nil && !errors.As(err, &re) {
@@ -77,4 +75,37 @@ func LoadClients(ctx context.Context) (*ec2.Client, *ssm.Client, error) {
 		return nil, nil, err
 	}
 	return ec2.NewFromConfig(cfg), ssm.NewFromConfig(cfg), nil
+}
+
+// maxLogResult keeps the "run result" log event under CloudWatch Logs'
+// 256 KB event limit (a longer line arrives truncated and unparseable).
+const maxLogResult = 200_000
+
+// logResult logs the run's result as one JSON event; a result too big for
+// that (a large fleet) is logged as counts plus the failed instances, which
+// are also in the invocation's error. Every instance has its own
+// "instance done" line anyway.
+func logResult(log *slog.Logger, res *orchestrate.Result) {
+	b, err := json.Marshal(res)
+	if err != nil {
+		return
+	}
+	if len(b) <= maxLogResult {
+		log.Info("run result", "run_id", res.RunID, "result", json.RawMessage(b))
+		return
+	}
+	var failed []orchestrate.InstanceResult
+	size := 0
+	for _, in := range res.Instances {
+		if in.Status != orchestrate.StatusFailed {
+			continue
+		}
+		fb, _ := json.Marshal(in)
+		if size += len(fb); size > maxLogResult {
+			break
+		}
+		failed = append(failed, in)
+	}
+	log.Info("run result (large fleet: counts and failed instances only)", "run_id", res.RunID, "instances_ok", res.OK, "instances_failed", res.Failed,
+		"instances_skipped", res.Skipped, "retention", res.Retention, "failed_instances", failed)
 }
