@@ -213,7 +213,7 @@ func (a *Agent) abandon(runID string, why error) {
 		waitExit(run.Holder, time.Second)
 	}
 	done := make(chan []report.MountThaw, 1)
-	go func() { out, _ := a.thawMounts(run.Mounts); done <- out }()
+	go func() { out, _ := a.thawRun(run); done <- out }()
 	select {
 	case <-done:
 	case <-time.After(5 * time.Second):

@@ -78,7 +78,7 @@ func (a *Agent) Guardian(ctx context.Context, runID string, holder state.Proc, d
 		return nil
 	}
 	a.log().Warn("deadline reached; thawing")
-	mounts, terr := a.thawMounts(run.Mounts)
+	mounts, terr := a.thawRun(run)
 	if terr != nil {
 		a.log().Error("deadline thaw", "err", terr)
 	}

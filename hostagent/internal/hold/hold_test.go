@@ -274,37 +274,57 @@ func TestReserve(t *testing.T) {
 // A holder that never reports: the client gives up after timeout + slack,
 // kills it, thaws every mount of the run and marks the run failed.
 func TestFreezeAbandonsSilentHolder(t *testing.T) {
-	r := &recorder{}
-	a := r.agent(t)
-	script := filepath.Join(t.TempDir(), "silent-holder")
-	if err := os.WriteFile(script, []byte("#!/bin/sh\nexec sleep 60\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	a.Exe = script
-	req := Request{RunID: "silent", Timeout: time.Second, StartedAt: time.Now(), StartMono: state.MonoNow(),
-		Mounts: []state.Mount{{Path: "/a", Dev: 1}, {Path: "/b", Dev: 2}}}
-	start := time.Now()
-	h, err := a.StartHolder(req.RunID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.proc.Kill() })
-	_, err = a.Freeze(context.Background(), req, h)
-	if err == nil || errorKind(err) != "failed" {
-		t.Fatalf("got %v, want a plain failure", err)
-	}
-	if took := time.Since(start); took < req.Timeout || took > req.Timeout+answerSlack+2*time.Second {
-		t.Fatalf("gave up after %v", took)
-	}
-	if got := r.get(); !equal(got, []string{"thaw /b", "thaw /a"}) {
-		t.Fatalf("calls %v, want every mount thawed in reverse", got)
-	}
-	if p, err := state.ProcOf(h.pid); err == nil && !waitExit(p, time.Second) {
-		t.Fatal("silent holder was not killed")
-	}
-	run, _ := a.Dir.Read("silent")
-	if run.Status != state.StatusFailed {
-		t.Fatalf("state %+v", run)
+	for _, recorded := range []bool{true, false} {
+		t.Run(fmt.Sprint("holder recorded ", recorded), func(t *testing.T) {
+			r := &recorder{}
+			a := r.agent(t)
+			script := filepath.Join(t.TempDir(), "silent-holder")
+			if err := os.WriteFile(script, []byte("#!/bin/sh\nexec sleep 60\n"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			a.Exe = script
+			req := Request{RunID: "silent", Timeout: time.Second, StartedAt: time.Now(), StartMono: state.MonoNow(),
+				Mounts: []state.Mount{{Path: "/a", Dev: 1}, {Path: "/b", Dev: 2}}}
+			start := time.Now()
+			h, err := a.StartHolder(req.RunID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { h.proc.Kill() })
+			if recorded {
+				// As a real holder does before its first lock or freeze.
+				go func() {
+					for until := time.Now().Add(5 * time.Second); time.Now().Before(until); time.Sleep(time.Millisecond) {
+						if run, err := a.Dir.Read("silent"); err == nil {
+							run.Holder, _ = state.ProcOf(h.pid)
+							a.update(run)
+							return
+						}
+					}
+				}()
+			}
+			_, err = a.Freeze(context.Background(), req, h)
+			if err == nil || errorKind(err) != "failed" {
+				t.Fatalf("got %v, want a plain failure", err)
+			}
+			if took := time.Since(start); took < req.Timeout || took > req.Timeout+answerSlack+2*time.Second {
+				t.Fatalf("gave up after %v", took)
+			}
+			want := []string{"thaw /b", "thaw /a"}
+			if !recorded { // it never got to freeze anything
+				want = nil
+			}
+			if got := r.get(); !equal(got, want) {
+				t.Fatalf("calls %v, want %v", got, want)
+			}
+			if p, err := state.ProcOf(h.pid); err == nil && !waitExit(p, time.Second) {
+				t.Fatal("silent holder was not killed")
+			}
+			run, _ := a.Dir.Read("silent")
+			if run.Status != state.StatusFailed {
+				t.Fatalf("state %+v", run)
+			}
+		})
 	}
 }
 
@@ -456,6 +476,47 @@ func TestRecoveryAndThawRestoreRCU(t *testing.T) {
 			}
 			if got, _ := a.Dir.Read("r1"); got.Active() || got.RCURestore {
 				t.Fatalf("run after %s: status %s rcu_restore %v", how, got.Status, got.RCURestore)
+			}
+		})
+	}
+}
+
+// A run whose holder never recorded itself froze nothing (the holder records
+// itself before its first lock or freeze): ending it must not FITHAW its
+// mounts, which may be frozen by someone else (an operator's fsfreeze, another
+// tool) — that freeze is theirs to end.
+func TestRunWithoutHolderThawsNothing(t *testing.T) {
+	dead := state.Proc{PID: 1 << 22, Start: 1}
+	for _, how := range []string{"recover", "thaw"} {
+		t.Run(how, func(t *testing.T) {
+			r := &recorder{}
+			a := r.agent(t)
+			run := &state.Run{RunID: "r1", Status: state.StatusStarting, Client: dead, StartedAt: time.Now(),
+				DeadlineMono: state.MonoNow() + int64(time.Hour), Mounts: []state.Mount{{Path: "/theirs"}}}
+			if err := a.Dir.Write(run); err != nil {
+				t.Fatal(err)
+			}
+			var rep *report.ThawReport
+			if how == "recover" {
+				if _, err := a.Recover(context.Background(), ""); err != nil {
+					t.Fatal(err)
+				}
+				got, _ := a.Dir.Read("r1")
+				rep = got.Thaw
+			} else {
+				var err error
+				if rep, err = a.Thaw(context.Background(), "r1"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if calls := r.get(); len(calls) != 0 {
+				t.Fatalf("calls %v: a run that froze nothing thawed", calls)
+			}
+			if got, _ := a.Dir.Read("r1"); got.Active() {
+				t.Fatalf("run still %s", got.Status)
+			}
+			if rep == nil || len(rep.Mounts) != 1 || !rep.Mounts[0].Thawed {
+				t.Fatalf("report %+v: the mount is not held by this run", rep)
 			}
 		})
 	}

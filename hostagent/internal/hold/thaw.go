@@ -70,7 +70,7 @@ func (a *Agent) Thaw(ctx context.Context, runID string) (*report.ThawReport, err
 	}
 	// Active, but the holder is gone or mute: thaw here, filesystems first,
 	// then end the holder (its connection closing releases the MySQL lock).
-	mounts, terr := a.thawMounts(run.Mounts)
+	mounts, terr := a.thawRun(run)
 	holderDead := true
 	if run.Holder.Alive() {
 		_ = killProc(run.Holder)
@@ -195,7 +195,7 @@ func (a *Agent) Recover(ctx context.Context, only string) ([]string, error) {
 		}
 		a.log().Warn("recovering stale run", "run", run.RunID, "status", run.Status, "overdue", overdue,
 			"client", run.Client, "holder", run.Holder, "guardian", run.Guardian)
-		mounts, terr := a.thawMounts(run.Mounts)
+		mounts, terr := a.thawRun(run)
 		if terr != nil {
 			errs = append(errs, terr)
 		}
