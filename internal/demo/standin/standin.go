@@ -80,10 +80,33 @@ func NewHooks(binDir, poolDir string) (*Hooks, error) {
 	return &Hooks{Document: doc, DocumentName: DefaultDocumentName, BinDir: binDir, PoolDir: poolDir}, nil
 }
 
-// Install sets the hooks on a stand-in.
+// Install sets the hooks on a stand-in, and has it check SendCommand's
+// document and parameters as SSM does (InvalidParameters) before anything runs.
 func (h *Hooks) Install(s *awslocal.Server) {
+	name := h.DocumentName
+	if name == "" {
+		name = DefaultDocumentName
+	}
+	s.Documents = map[string]*ssmdoc.Document{name: h.Document}
 	s.RunCommand = h.RunCommand
 	s.OnSnapshot = h.OnSnapshot
+	s.OnDeleteSnapshot = h.OnDeleteSnapshot
+}
+
+// OnDeleteSnapshot removes the snapshot's image, as retention deleting an EBS
+// snapshot frees its storage. A snapshot with no image here (e.g. the root
+// volume's) has nothing to free.
+func (h *Hooks) OnDeleteSnapshot(ctx context.Context, snapshotID, volumeID string) error {
+	if strings.ContainsAny(snapshotID, "/.") {
+		return fmt.Errorf("delete snapshot %s: bad id", snapshotID)
+	}
+	if err := os.Remove(h.SnapshotPath(snapshotID)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("delete snapshot %s: %w", snapshotID, err)
+	}
+	h.mu.Lock()
+	delete(h.clones, snapshotID)
+	h.mu.Unlock()
+	return nil
 }
 
 // RunCommand renders the document with the invocation's parameters and runs

@@ -154,3 +154,48 @@ func TestScriptEnv(t *testing.T) {
 		t.Fatalf("scriptEnv = %q", env)
 	}
 }
+
+func TestOnDeleteSnapshotFreesTheImage(t *testing.T) {
+	poolDir := t.TempDir()
+	h, err := NewHooks("", poolDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(h.ImagePath("vol-0abc"), []byte("data"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.OnSnapshot(context.Background(), "i-1", "vol-0abc", "snap-01"); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.OnDeleteSnapshot(context.Background(), "snap-01", "vol-0abc"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(h.SnapshotPath("snap-01")); !os.IsNotExist(err) {
+		t.Fatalf("image still there after delete: %v", err)
+	}
+	if _, ok := h.Clones()["snap-01"]; ok {
+		t.Fatal("deleted snapshot still listed as a clone")
+	}
+	if _, err := os.Stat(h.ImagePath("vol-0abc")); err != nil {
+		t.Fatalf("the volume image went with the snapshot: %v", err)
+	}
+	// A snapshot without an image (the root volume's) has nothing to free.
+	if err := h.OnDeleteSnapshot(context.Background(), "snap-02", "vol-0root"); err != nil {
+		t.Fatalf("delete of an image-less snapshot: %v", err)
+	}
+	if err := h.OnDeleteSnapshot(context.Background(), "../x", "vol-0abc"); err == nil {
+		t.Fatal("accepted a path in the snapshot id")
+	}
+}
+
+func TestInstallValidatesSendCommandLikeSSM(t *testing.T) {
+	h, err := NewHooks(fakeHostagent(t, `echo ran; exit 0`), t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &awslocal.Server{}
+	h.Install(srv)
+	if srv.Documents[DefaultDocumentName] != h.Document || srv.OnDeleteSnapshot == nil || srv.RunCommand == nil || srv.OnSnapshot == nil {
+		t.Fatalf("Install left hooks unset: %+v", srv)
+	}
+}
