@@ -74,22 +74,40 @@ func Thaw(path string) (wasFrozen bool, err error) { return ThawDev(path, 0) }
 // frozen one lives on detached, or worse a thaw of someone else's freeze — so
 // it returns ErrDeviceChanged instead.
 func ThawDev(path string, wantDev uint64) (wasFrozen bool, err error) {
-	// Opening a directory on a frozen filesystem does not block (no write).
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	fd, err := Open(path, wantDev)
 	if err != nil {
-		return false, fmt.Errorf("thaw %s: open: %w", path, err)
+		return false, fmt.Errorf("thaw %s: %w", path, err)
 	}
 	defer unix.Close(fd)
+	return ThawFD(fd, path)
+}
+
+// Open opens the mount's root directory read-only and checks it lives on
+// wantDev (unless 0). Opening a directory on a frozen filesystem does not
+// block (no write). A descriptor kept from before a freeze reaches that
+// filesystem even after its mount point was unmounted lazily or covered.
+func Open(path string, wantDev uint64) (fd int, err error) {
+	fd, err = unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
+	if err != nil {
+		return -1, fmt.Errorf("open: %w", err)
+	}
 	if wantDev != 0 {
 		var st unix.Stat_t
 		if err := unix.Fstat(fd, &st); err != nil {
-			return false, fmt.Errorf("thaw %s: stat: %w", path, err)
+			unix.Close(fd)
+			return -1, fmt.Errorf("stat: %w", err)
 		}
 		if st.Dev != wantDev {
-			return false, fmt.Errorf("thaw %s: %w (device %d:%d, frozen was %d:%d): unmounted or covered while frozen; that filesystem may still be frozen",
-				path, ErrDeviceChanged, unix.Major(st.Dev), unix.Minor(st.Dev), unix.Major(wantDev), unix.Minor(wantDev))
+			unix.Close(fd)
+			return -1, fmt.Errorf("%w (device %d:%d, frozen was %d:%d): unmounted or covered while frozen; that filesystem may still be frozen",
+				ErrDeviceChanged, unix.Major(st.Dev), unix.Minor(st.Dev), unix.Major(wantDev), unix.Minor(wantDev))
 		}
 	}
+	return fd, nil
+}
+
+// ThawFD thaws the filesystem of an open descriptor (see Open); path names it in errors.
+func ThawFD(fd int, path string) (wasFrozen bool, err error) {
 	if err := ioctl(fd, FITHAW); err != nil {
 		if errors.Is(err, unix.EINVAL) {
 			return false, nil

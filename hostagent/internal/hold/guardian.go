@@ -24,6 +24,12 @@ func (a *Agent) Guardian(ctx context.Context, runID string, holder state.Proc, d
 	// SIGTERM/SIGINT/SIGHUP must not take the fail-safe down (a shutdown kills
 	// everything anyway; a stray signal should not). SIGKILL still works.
 	signal.Ignore(syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
+	// The holder starts this process before its first freeze: the mounts
+	// opened now are the ones it will freeze, reachable at the deadline even
+	// if a mount point is unmounted (lazily) or covered meanwhile.
+	if run, err := a.Dir.Read(runID); err == nil {
+		a.keepMountFDs(run.Mounts)
+	}
 
 	holderGone := !holder.Alive()
 	pidfd := -1

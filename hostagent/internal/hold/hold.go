@@ -63,6 +63,25 @@ type Agent struct {
 	RCU RCUKnob
 	// SystemdTimer arms the third fail-safe layer; nil or returning "" skips it.
 	SystemdTimer func(ctx context.Context, run *state.Run) (unit string, err error)
+	// mountFDs are the holder's and guardian's descriptors on each mount's
+	// root, opened before the freeze: FITHAW through them reaches the frozen
+	// filesystem even if its mount point was unmounted lazily or covered.
+	mountFDs map[string]int
+}
+
+// keepMountFDs opens every mount of the run (real filesystems only) for thawFS.
+// A mount whose path no longer is the validated device gets none: thawFS then
+// reports it through the path check.
+func (a *Agent) keepMountFDs(mounts []state.Mount) {
+	if a.FS.Thaw != nil {
+		return
+	}
+	a.mountFDs = make(map[string]int, len(mounts))
+	for _, m := range mounts {
+		if fd, err := fsfreeze.Open(m.Path, m.Dev); err == nil {
+			a.mountFDs[m.Path] = fd
+		}
+	}
 }
 
 // RCUKnob is the machine-wide expedited-RCU switch.
@@ -128,6 +147,9 @@ func (a *Agent) freezeFS(path string, dev uint64) error {
 func (a *Agent) thawFS(m state.Mount) (bool, error) {
 	if a.FS.Thaw != nil {
 		return a.FS.Thaw(m.Path)
+	}
+	if fd, ok := a.mountFDs[m.Path]; ok {
+		return fsfreeze.ThawFD(fd, m.Path)
 	}
 	return fsfreeze.ThawDev(m.Path, m.Dev)
 }

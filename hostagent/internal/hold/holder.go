@@ -71,6 +71,7 @@ func (a *Agent) Holder(ctx context.Context, runID string, reportPipe, control *o
 		send(holderMsg{Kind: "failed", Error: err.Error()})
 		return err
 	}
+	a.keepMountFDs(run.Mounts)
 	fail := func(err error) error {
 		a.log().Error("freeze failed; undone", "err", err)
 		failed := *run
