@@ -203,14 +203,28 @@ func (a *Agent) failStart(run *state.Run, err error) error {
 
 // abandon undoes a run whose holder did not report: kill the holder, thaw what
 // it may have frozen (its MySQL connection dies with it), stop the guardian.
+// Only while the run is still active: if someone else finished it (the
+// guardian at the deadline, recovery, a thaw — e.g. while this client was
+// stopped past its wait), its mounts are not this client's any more and may
+// already be frozen by a newer run. The decision and the thaw happen under
+// the state lock, which a newer run needs to reserve them.
 func (a *Agent) abandon(runID string, why error) {
 	run, err := a.Dir.Read(runID)
 	if err != nil {
 		return
 	}
-	if pid := run.Holder.PID; pid != 0 {
+	if run.Active() && run.Holder.PID != 0 {
 		_ = killProc(run.Holder)
 		waitExit(run.Holder, time.Second)
+	}
+	unlock, lerr := a.Dir.Lock(dirLockWait)
+	if lerr == nil {
+		defer unlock()
+	} else {
+		a.log().Warn("state dir lock unavailable; undoing without it", "run", runID, "err", lerr)
+	}
+	if run, err = a.Dir.Read(runID); err != nil || !run.Active() {
+		return
 	}
 	done := make(chan []report.MountThaw, 1)
 	go func() { out, _ := a.thawRun(run); done <- out }()
@@ -221,14 +235,8 @@ func (a *Agent) abandon(runID string, why error) {
 	}
 	_ = killProc(run.Guardian)
 	a.restoreRCU(run)
-	unlock, lerr := a.Dir.Lock(dirLockWait)
-	if lerr == nil {
-		defer unlock()
-	}
-	if run, err = a.Dir.Read(runID); err == nil && run.Active() {
-		run.Status = state.StatusFailed
-		run.Error = why.Error()
-		run.RCURestore = false
-		_ = a.Dir.Write(run)
-	}
+	run.Status = state.StatusFailed
+	run.Error = why.Error()
+	run.RCURestore = false
+	_ = a.Dir.Write(run)
 }

@@ -274,8 +274,18 @@ func TestReserve(t *testing.T) {
 // A holder that never reports: the client gives up after timeout + slack,
 // kills it, thaws every mount of the run and marks the run failed.
 func TestFreezeAbandonsSilentHolder(t *testing.T) {
-	for _, recorded := range []bool{true, false} {
-		t.Run(fmt.Sprint("holder recorded ", recorded), func(t *testing.T) {
+	for _, tc := range []struct {
+		name               string
+		recorded, finished bool
+	}{
+		{"holder recorded", true, false},
+		{"holder never recorded", false, false},
+		// The client was stopped (SIGSTOP) past its wait: meanwhile the
+		// guardian thawed at the deadline and a new run may hold the mounts.
+		{"run finished meanwhile", true, true},
+	} {
+		recorded := tc.recorded
+		t.Run(tc.name, func(t *testing.T) {
 			r := &recorder{}
 			a := r.agent(t)
 			script := filepath.Join(t.TempDir(), "silent-holder")
@@ -298,6 +308,10 @@ func TestFreezeAbandonsSilentHolder(t *testing.T) {
 						if run, err := a.Dir.Read("silent"); err == nil {
 							run.Holder, _ = state.ProcOf(h.pid)
 							a.update(run)
+							if tc.finished {
+								run.Status, run.Thaw = state.StatusThawed, &report.ThawReport{RunID: "silent", ThawedBy: report.ThawedByDeadline}
+								a.update(run)
+							}
 							return
 						}
 					}
@@ -311,7 +325,7 @@ func TestFreezeAbandonsSilentHolder(t *testing.T) {
 				t.Fatalf("gave up after %v", took)
 			}
 			want := []string{"thaw /b", "thaw /a"}
-			if !recorded { // it never got to freeze anything
+			if !recorded || tc.finished { // it never froze anything, or it is not this client's to thaw any more
 				want = nil
 			}
 			if got := r.get(); !equal(got, want) {
@@ -321,8 +335,8 @@ func TestFreezeAbandonsSilentHolder(t *testing.T) {
 				t.Fatal("silent holder was not killed")
 			}
 			run, _ := a.Dir.Read("silent")
-			if run.Status != state.StatusFailed {
-				t.Fatalf("state %+v", run)
+			if wantStatus := map[bool]string{false: state.StatusFailed, true: state.StatusThawed}[tc.finished]; run.Status != wantStatus {
+				t.Fatalf("status %s, want %s", run.Status, wantStatus)
 			}
 		})
 	}
