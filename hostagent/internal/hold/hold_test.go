@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -533,5 +534,30 @@ func TestRunWithoutHolderThawsNothing(t *testing.T) {
 				t.Fatalf("report %+v: the mount is not held by this run", rep)
 			}
 		})
+	}
+}
+
+// Retrying a finished run's failed thaw must not FITHAW a mount that a newer
+// run holds now (it could be reserved again once the old run was finished).
+func TestThawRetrySkipsAMountANewerRunHolds(t *testing.T) {
+	r := &recorder{}
+	a := r.agent(t)
+	dead := state.Proc{PID: 1 << 22, Start: 1}
+	old := &state.Run{RunID: "old", Status: state.StatusThawed, StartedAt: time.Now(),
+		Mounts: []state.Mount{{Path: "/x", Dev: 9}},
+		Thaw:   &report.ThawReport{RunID: "old", ThawedBy: report.ThawedByCommand, Mounts: []report.MountThaw{{Path: "/x", Error: "thaw /x: input/output error"}}}}
+	newer := &state.Run{RunID: "newer", Status: state.StatusHeld, StartedAt: time.Now(), Holder: state.Self(), Guardian: dead,
+		DeadlineMono: state.MonoNow() + int64(time.Hour), Mounts: []state.Mount{{Path: "/x", Dev: 9}}}
+	for _, run := range []*state.Run{old, newer} {
+		if err := a.Dir.Write(run); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, err := a.Thaw(context.Background(), "old")
+	if calls := r.get(); len(calls) != 0 {
+		t.Fatalf("calls %v: the newer run's freeze was thawed", calls)
+	}
+	if err == nil || rep == nil || rep.Mounts[0].Thawed || !strings.Contains(rep.Mounts[0].Error, "newer") {
+		t.Fatalf("got %+v, %v; want the old failure, noting the mount is held by run newer", rep, err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
@@ -96,20 +97,39 @@ func (a *Agent) Thaw(ctx context.Context, runID string) (*report.ThawReport, err
 }
 
 // retryFailedThaws tries again the mounts whose thaw failed (a repeated thaw
-// command is how an operator retries) and records the outcome.
+// command is how an operator retries) and records the outcome. It runs under
+// the state lock and leaves alone a mount that a newer run holds now: once
+// this run was finished, its mounts could be reserved and frozen again.
 func (a *Agent) retryFailedThaws(run *state.Run) {
+	active, _ := a.Dir.Active()
+	heldBy := func(m state.Mount) string {
+		for _, r := range active {
+			for _, h := range r.Mounts {
+				if h.Path == m.Path || (m.Dev != 0 && h.Dev == m.Dev) {
+					return r.RunID
+				}
+			}
+		}
+		return ""
+	}
 	retried := false
 	for i, m := range run.Thaw.Mounts {
 		if m.Thawed {
 			continue
 		}
-		retried = true
 		mount := state.Mount{Path: m.Path}
 		for _, rm := range run.Mounts {
 			if rm.Path == m.Path {
 				mount = rm
 			}
 		}
+		if id := heldBy(mount); id != "" {
+			if !strings.Contains(m.Error, "held by run") {
+				run.Thaw.Mounts[i].Error = m.Error + fmt.Sprintf(" (not retried: held by run %s now)", id)
+			}
+			continue
+		}
+		retried = true
 		if _, err := a.thawFS(mount); err != nil {
 			run.Thaw.Mounts[i].Error = err.Error()
 		} else {
