@@ -22,7 +22,11 @@
 //     choose to take that on.
 //   - Hidden subcommands: __holder and __guardian (the detached processes of a
 //     hold, started by freeze) and recover [--run-id ID] (thaws stale runs; the
-//     systemd timer armed by freeze runs it one second after the deadline).
+//     systemd timer armed by freeze runs it one second after the deadline),
+//     and __probe-write DIR (a detached child that shows the state dir's
+//     filesystem takes writes: on a frozen one every write would hang the
+//     command unkillably, so it refuses with exit 3 instead; not run for
+//     tmpfs/ramfs, which cannot be frozen).
 package main
 
 import (
