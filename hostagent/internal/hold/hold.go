@@ -173,12 +173,12 @@ func (a *Agent) thawMounts(mounts []state.Mount) ([]report.MountThaw, error) {
 	return out, errors.Join(errs...)
 }
 
-// thawRun thaws the mounts of a run its holder no longer serves. A run whose
-// holder never recorded itself froze nothing — the holder records itself
-// before its first lock or freeze — so its mounts are left alone: one of them
+// thawRun thaws the mounts of a run its holder no longer serves. A run still
+// starting that has not recorded Freezing froze nothing — the holder records
+// it before its first FIFREEZE — so its mounts are left alone: one of them
 // may be frozen by someone else, and that freeze is theirs to end.
 func (a *Agent) thawRun(run *state.Run) ([]report.MountThaw, error) {
-	if run.Status == state.StatusStarting && run.Holder.PID == 0 {
+	if run.Status == state.StatusStarting && (run.Holder.PID == 0 || !run.Freezing) {
 		out := make([]report.MountThaw, len(run.Mounts))
 		for i, m := range run.Mounts {
 			out[i] = report.MountThaw{Path: m.Path, Thawed: true}

@@ -279,7 +279,7 @@ func TestFreezeAbandonsSilentHolder(t *testing.T) {
 		name               string
 		recorded, finished bool
 	}{
-		{"holder recorded", true, false},
+		{"holder froze", true, false},
 		{"holder never recorded", false, false},
 		// The client was stopped (SIGSTOP) past its wait: meanwhile the
 		// guardian thawed at the deadline and a new run may hold the mounts.
@@ -307,7 +307,9 @@ func TestFreezeAbandonsSilentHolder(t *testing.T) {
 				go func() {
 					for until := time.Now().Add(5 * time.Second); time.Now().Before(until); time.Sleep(time.Millisecond) {
 						if run, err := a.Dir.Read("silent"); err == nil {
+							// As a real holder does before its first freeze.
 							run.Holder, _ = state.ProcOf(h.pid)
+							run.Freezing = true
 							a.update(run)
 							if tc.finished {
 								run.Status, run.Thaw = state.StatusThawed, &report.ThawReport{RunID: "silent", ThawedBy: report.ThawedByDeadline}
@@ -502,11 +504,22 @@ func TestRecoveryAndThawRestoreRCU(t *testing.T) {
 // tool) — that freeze is theirs to end.
 func TestRunWithoutHolderThawsNothing(t *testing.T) {
 	dead := state.Proc{PID: 1 << 22, Start: 1}
-	for _, how := range []string{"recover", "thaw"} {
-		t.Run(how, func(t *testing.T) {
+	for _, tc := range []struct {
+		how    string
+		holder state.Proc // recorded holder (dead by now)
+		thaws  bool
+	}{
+		{"recover", state.Proc{}, false},
+		{"thaw", state.Proc{}, false},
+		// Killed while waiting for the MySQL lock: recorded, never froze.
+		{"recover", dead, false},
+		{"thaw", dead, false},
+	} {
+		how := tc.how
+		t.Run(fmt.Sprintf("%s holder %d", how, tc.holder.PID), func(t *testing.T) {
 			r := &recorder{}
 			a := r.agent(t)
-			run := &state.Run{RunID: "r1", Status: state.StatusStarting, Client: dead, StartedAt: time.Now(),
+			run := &state.Run{RunID: "r1", Status: state.StatusStarting, Client: dead, StartedAt: time.Now(), Holder: tc.holder,
 				DeadlineMono: state.MonoNow() + int64(time.Hour), Mounts: []state.Mount{{Path: "/theirs"}}}
 			if err := a.Dir.Write(run); err != nil {
 				t.Fatal(err)
@@ -560,4 +573,35 @@ func TestThawRetrySkipsAMountANewerRunHolds(t *testing.T) {
 	if err == nil || rep == nil || rep.Mounts[0].Thawed || !strings.Contains(rep.Mounts[0].Error, "newer") {
 		t.Fatalf("got %+v, %v; want the old failure, noting the mount is held by run newer", rep, err)
 	}
+}
+
+// The holder records that it is about to freeze before its first FIFREEZE,
+// so that a run killed before that point is known to hold no mount.
+func TestHolderRecordsFreezingBeforeFreezing(t *testing.T) {
+	r := &recorder{}
+	a := r.agent(t)
+	var marked []bool
+	a.FS.Freeze = func(p string, dev uint64) error {
+		run, err := a.Dir.Read("run1")
+		marked = append(marked, err == nil && run.Freezing && run.Status == state.StatusStarting)
+		r.add("freeze " + p)
+		return nil
+	}
+	startingRun(t, a, "run1", 10*time.Second)
+	msg, done := runHolder(t, a, "run1")
+	if msg.Freeze == nil {
+		t.Fatalf("holder: %+v", msg)
+	}
+	if fmt.Sprint(marked) != "[true true true]" {
+		t.Fatalf("freezing recorded before each freeze: %v", marked)
+	}
+	// And a recorded, freezing run is thawed by recovery paths.
+	run, _ := a.Dir.Read("run1")
+	if out, _ := a.thawRun(run); len(out) != 3 || !equal(r.get()[len(r.get())-3:], []string{"thaw /c", "thaw /b", "thaw /a"}) {
+		t.Fatalf("thawRun of a held run: %v / %v", out, r.get())
+	}
+	if _, err := a.Thaw(context.Background(), "run1"); err != nil {
+		t.Fatal(err)
+	}
+	<-done
 }

@@ -175,6 +175,14 @@ func (a *Agent) Holder(ctx context.Context, runID string, reportPipe, control *o
 		}
 		return fail(err)
 	}
+	// From here on the mounts may be frozen: record it first (~0.1 ms on
+	// tmpfs). Unrecorded, a holder killed now would leave frozen mounts that
+	// the guardian and recovery take for untouched; so no record, no freeze.
+	run.Freezing = true
+	if err := a.update(run); err != nil {
+		run.Freezing = false
+		return undo(fmt.Errorf("record freezing: %w", err))
+	}
 	mounts := make([]report.MountReport, 0, len(run.Mounts))
 	if run.RCURestore {
 		if err := a.RCU.Set(true); err != nil {

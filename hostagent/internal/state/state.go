@@ -117,12 +117,16 @@ type Run struct {
 	// DeadlineFinal is false while only the client's upper bound is known.
 	DeadlineFinal bool      `json:"deadline_final"`
 	LockStartedAt time.Time `json:"lock_started_at,omitzero"`
-	FrozenAt      time.Time `json:"frozen_at,omitzero"`
-	Client        Proc      `json:"client"`
-	Holder        Proc      `json:"holder"`
-	Guardian      Proc      `json:"guardian"`
-	ConnectionID  uint64    `json:"connection_id,omitempty"`
-	TimerUnit     string    `json:"timer_unit,omitempty"`
+	// Freezing: the holder holds its lock and is about to freeze (recorded
+	// before the first FIFREEZE). A run still starting without it froze
+	// nothing, so whoever ends it leaves the mounts alone.
+	Freezing     bool      `json:"freezing,omitempty"`
+	FrozenAt     time.Time `json:"frozen_at,omitzero"`
+	Client       Proc      `json:"client"`
+	Holder       Proc      `json:"holder"`
+	Guardian     Proc      `json:"guardian"`
+	ConnectionID uint64    `json:"connection_id,omitempty"`
+	TimerUnit    string    `json:"timer_unit,omitempty"`
 
 	Freeze *report.FreezeReport `json:"freeze,omitempty"`
 	Thaw   *report.ThawReport   `json:"thaw,omitempty"`
