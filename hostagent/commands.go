@@ -39,7 +39,7 @@ func (c *command) freeze(ctx context.Context, args []string) error {
 	mf.register(fs)
 	timeout := fs.Duration("timeout", defaultTimeout, "hard deadline from the first lock/freeze (1s..10m)")
 	runID := fs.String("run-id", "", "run id (default: generated)")
-	expedite := fs.Bool("expedite-rcu", false, "switch the machine-wide /sys/kernel/rcu_expedited on while freezing (FIFREEZE takes a few ms instead of ~40); restored after, also by the guardian/recovery")
+	expedite := fs.Bool("expedite-rcu", true, "switch the machine-wide /sys/kernel/rcu_expedited on for the milliseconds of the FIFREEZE calls (a few ms instead of ~40 with writers blocked); restored after, also by the guardian/recovery; =false to leave the kernel setting alone")
 	stateDir := fs.String("state-dir", "", stateDirHelp)
 	if err := c.parse(fs, args); err != nil {
 		return err

@@ -141,8 +141,8 @@ var rcuExpedited = "/sys/kernel/rcu_expedited"
 // waits for a normal RCU grace period (tens of ms on a HZ=100..250 kernel) —
 // most of a FIFREEZE's ~40 ms, spent with writers already blocked. Expedited
 // grace periods take microseconds, so the freeze drops to a few ms. The
-// setting is machine-wide, which is why hostagent only switches it on when
-// asked (--expedite-rcu) and records in the run's state that it must be put
+// setting is machine-wide, which is why hostagent switches it on only for
+// the freeze calls, only when it was off (--expedite-rcu, default on), and records in the run's state that it must be put
 // back, so the guardian and recovery restore it if the holder dies.
 func RCUExpedited() (bool, error) {
 	b, err := os.ReadFile(rcuExpedited)
