@@ -65,11 +65,13 @@ func percentile(v []float64, p float64) float64 {
 // BenchmarkWindowOverhead measures what the orchestration adds to the
 // write-blocked window beyond the injected AWS latencies inside it: SSM
 // result visibility 200 ms after the freeze ran, CreateSnapshots 300 ms,
-// thaw delivery 200 ms (SSM 200 ms each way). Real clock; 100 cycles run as
-// one fleet of 100 instances, 10 at a time (the Lambda's default
-// concurrency) to keep wall time near 12 s. The snapshot bucket is raised
-// so pacing (which happens before the freeze anyway) does not stretch the
-// run.
+// thaw delivery 200 ms (SSM 200 ms each way). Real clock; 100 cycles, one
+// instance at a time (~90 s of wall time): the per-cycle overhead, which is
+// what the ≤ 50 ms p99 target is about. Run 10 at a time, the instances
+// share the run's GetCommandInvocation budget (ratelimit.DefaultPollsPerSecond)
+// and detection waits for it: that fleet cost is what BenchmarkFleet1000's
+// window_p99_sim_ms shows. The snapshot bucket is raised so pacing (which
+// happens before the freeze anyway) does not stretch the run.
 func BenchmarkWindowOverhead(b *testing.B) {
 	const cycles = 100
 	const injected = 700 * time.Millisecond
@@ -78,6 +80,7 @@ func BenchmarkWindowOverhead(b *testing.B) {
 	srv.SetLatency("CreateSnapshots", 300*time.Millisecond)
 	r.Limiter = ratelimit.New(clock.Real{})
 	r.Limiter.Bucket, r.Limiter.RefillPerSecond = 10000, 10000
+	ev.MaxConcurrency = 1
 	b.ResetTimer()
 	res, err := r.Run(context.Background(), ev)
 	b.StopTimer()

@@ -39,9 +39,12 @@ type Runner struct {
 	SSM     awsapi.SSM
 	Clock   clock.Clock
 	Limiter *ratelimit.Limiter
-	Log     *slog.Logger
-	Metrics *metrics.Emitter
-	Poll    PollConfig
+	// PollBudget, when set, paces GetCommandInvocation across all instances
+	// of a run (see ratelimit.DefaultPollsPerSecond).
+	PollBudget *ratelimit.Bucket
+	Log        *slog.Logger
+	Metrics    *metrics.Emitter
+	Poll       PollConfig
 	// ThawReserve is kept free before the invocation deadline for the thaw.
 	ThawReserve time.Duration
 	// ThawWait bounds waiting for the ThawReport after the thaw was sent.
@@ -63,6 +66,7 @@ func NewRunner(e awsapi.EC2, s awsapi.SSM, c clock.Clock, log *slog.Logger, m *m
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Runner{EC2: e, SSM: s, Clock: c, Limiter: ratelimit.New(c), Log: log, Metrics: m, Poll: DefaultPoll,
+		PollBudget:  ratelimit.NewBucket(c, ratelimit.DefaultPollsPerSecond, ratelimit.DefaultPollBurst),
 		ThawReserve: 5 * time.Second, ThawWait: 15 * time.Second, MinStartBudget: 10 * time.Second, OrphanSettle: 5 * time.Second}
 }
 

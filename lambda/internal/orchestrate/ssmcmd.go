@@ -53,7 +53,8 @@ func (e *CommandError) Unwrap() error { return e.Kind }
 // then every Hot while within HotFor of sending (where a freeze usually
 // completes, so detection adds at most Hot to the write-blocked window),
 // then growing ×1.5 up to Max. Throttling doubles the interval up to
-// ThrottleMax.
+// ThrottleMax. Every poll also takes a token from the run's shared
+// PollBudget, so a fleet's hot polling stays within SSM's API rate.
 type PollConfig struct {
 	First       time.Duration
 	Hot         time.Duration
@@ -139,6 +140,11 @@ func (r *Runner) wait(ctx context.Context, cmdID, instanceID string, sentAt, unt
 		}
 		if err := r.Clock.Sleep(ctx, interval); err != nil {
 			return nil, &CommandError{Kind: ErrOutcomeUnknown, Message: fmt.Sprintf("stopped waiting for command %s: %v", cmdID, err)}
+		}
+		if r.PollBudget != nil {
+			if err := r.PollBudget.Wait(ctx); err != nil {
+				return nil, &CommandError{Kind: ErrOutcomeUnknown, Message: fmt.Sprintf("stopped waiting for command %s: %v", cmdID, err)}
+			}
 		}
 		callCtx, cancel := r.Clock.WithTimeout(ctx, max(until.Sub(r.Clock.Now()), 500*time.Millisecond))
 		out, err := r.SSM.GetCommandInvocation(callCtx, &ssm.GetCommandInvocationInput{CommandId: aws.String(cmdID), InstanceId: aws.String(instanceID)}, awsapi.NoSSMRetry)
