@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/quiesce/quiesce/internal/syncbuf"
 	"log/slog"
 	"net"
 	"os"
@@ -498,26 +499,9 @@ func TestLimitedUserAndPasswordRedaction(t *testing.T) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // captureSlog routes the default logger (at debug level) into a buffer for the test.
-func captureSlog(t *testing.T) *syncBuffer {
-	buf := &syncBuffer{}
+func captureSlog(t *testing.T) *syncbuf.Buffer {
+	buf := &syncbuf.Buffer{}
 	prev := slog.Default()
 	slog.SetDefault(slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	t.Cleanup(func() { slog.SetDefault(prev) })

@@ -1,36 +1,17 @@
 package harness
 
 import (
-	"bytes"
 	"context"
+	"github.com/quiesce/quiesce/internal/syncbuf"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/quiesce/quiesce/internal/demo/pool"
 )
-
-// syncBuffer collects the demo's progress lines from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // buildBinaries builds hostagent and the native bootstrap the way the
 // Makefile does, into a temp bin dir.
@@ -95,7 +76,7 @@ func TestShortDemo(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	var out syncBuffer
+	var out syncbuf.Buffer
 	start := time.Now()
 	res, err := Run(ctx, RunOptions{
 		Config:   Config{WorkDir: work, BinDir: bin, Writers: 2, PoolSize: 4 << 30, VolumeSize: 1 << 30, Out: &out},

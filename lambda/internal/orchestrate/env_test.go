@@ -1,12 +1,11 @@
 package orchestrate_test
 
 import (
-	"bytes"
 	"context"
+	"github.com/quiesce/quiesce/internal/syncbuf"
 	"log/slog"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -34,24 +33,6 @@ const (
 	otherVol = "vol-000000000000a0123"
 )
 
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // env is one wire-test world: awslocal behind httptest, the real SDK
 // clients with the production retryer, a scripted hostagent.
 type env struct {
@@ -59,8 +40,8 @@ type env struct {
 	srv    *awslocal.Server
 	host   *fakehost.Host
 	runner *orchestrate.Runner
-	logs   *syncBuffer
-	emf    *syncBuffer
+	logs   *syncbuf.Buffer
+	emf    *syncbuf.Buffer
 	ec2    *ec2.Client
 	ssm    *ssm.Client
 }
@@ -98,7 +79,7 @@ func newEnv(t testing.TB) *env {
 	hs := httptest.NewServer(srv)
 	t.Cleanup(func() { hs.Close(); srv.Close() })
 	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", ""), Retryer: handler.Retryer}
-	e := &env{t: t, srv: srv, host: host, logs: &syncBuffer{}, emf: &syncBuffer{}}
+	e := &env{t: t, srv: srv, host: host, logs: &syncbuf.Buffer{}, emf: &syncbuf.Buffer{}}
 	e.ec2 = ec2.NewFromConfig(cfg, func(o *ec2.Options) { o.BaseEndpoint = aws.String(hs.URL) })
 	e.ssm = ssm.NewFromConfig(cfg, func(o *ssm.Options) { o.BaseEndpoint = aws.String(hs.URL) })
 	log := slog.New(slog.NewJSONHandler(e.logs, nil))
