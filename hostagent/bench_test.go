@@ -3,9 +3,9 @@ package main
 import (
 	"context"
 	"database/sql"
+	"github.com/quiesce/quiesce/internal/stats"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -156,19 +156,19 @@ func benchCycles(b *testing.B, extraArgs ...string) {
 		}
 	}
 	b.StopTimer()
-	b.ReportMetric(pct(held, 50), "held_p50_ms")
-	b.ReportMetric(pct(held, 99), "held_p99_ms")
-	b.ReportMetric(pct(freezeCmd, 50), "freeze_cmd_p50_ms")
-	b.ReportMetric(pct(lockMS, 50), "lock_p50_ms")
-	b.ReportMetric(pct(fifreeze, 50), "fifreeze_p50_ms")
-	b.ReportMetric(pct(thawCmd, 50), "thaw_cmd_p50_ms")
-	b.ReportMetric(pct(thawFlow, 50), "thaw_flow_p50_ms")
-	b.ReportMetric(pct(thawFlow, 99), "thaw_flow_p99_ms")
+	b.ReportMetric(stats.Percentile(held, 50), "held_p50_ms")
+	b.ReportMetric(stats.Percentile(held, 99), "held_p99_ms")
+	b.ReportMetric(stats.Percentile(freezeCmd, 50), "freeze_cmd_p50_ms")
+	b.ReportMetric(stats.Percentile(lockMS, 50), "lock_p50_ms")
+	b.ReportMetric(stats.Percentile(fifreeze, 50), "fifreeze_p50_ms")
+	b.ReportMetric(stats.Percentile(thawCmd, 50), "thaw_cmd_p50_ms")
+	b.ReportMetric(stats.Percentile(thawFlow, 50), "thaw_flow_p50_ms")
+	b.ReportMetric(stats.Percentile(thawFlow, 99), "thaw_flow_p99_ms")
 	if len(thawSQL) > 0 {
-		b.ReportMetric(pct(thawSQL, 50), "thaw_sql_p50_ms")
-		b.ReportMetric(pct(thawSQL, 99), "thaw_sql_p99_ms")
+		b.ReportMetric(stats.Percentile(thawSQL, 50), "thaw_sql_p50_ms")
+		b.ReportMetric(stats.Percentile(thawSQL, 99), "thaw_sql_p99_ms")
 	}
-	b.ReportMetric(pct(rss, 100), "holder_rss_mb")
+	b.ReportMetric(stats.Percentile(rss, 100), "holder_rss_mb")
 	if st, err := os.Stat(agentBin); err == nil {
 		b.ReportMetric(float64(st.Size())/(1<<20), "binary_mb")
 	}
@@ -201,16 +201,6 @@ func vmRSSMB(pid int) float64 {
 		}
 	}
 	return 0
-}
-
-func pct(v []float64, p float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	i := int(float64(len(s)-1) * p / 100)
-	return s[i]
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -2,7 +2,7 @@ package mysqllock
 
 import (
 	"context"
-	"sort"
+	"github.com/quiesce/quiesce/internal/stats"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -81,27 +81,16 @@ func benchCycles(b *testing.B, mode string) {
 		time.Sleep(10 * time.Millisecond) // let writes flow between cycles
 	}
 	b.StopTimer()
-	b.ReportMetric(pct(acquire, 50), "acquire_p50_ms")
-	b.ReportMetric(pct(acquire, 99), "acquire_p99_ms")
-	b.ReportMetric(pct(lock, 50), "lock_p50_ms")
-	b.ReportMetric(pct(lock, 99), "lock_p99_ms")
-	b.ReportMetric(pct(release, 50), "release_p50_ms")
-	b.ReportMetric(pct(release, 99), "release_p99_ms")
-	b.ReportMetric(pct(resume, 50), "resume_p50_ms")
+	b.ReportMetric(stats.Percentile(acquire, 50), "acquire_p50_ms")
+	b.ReportMetric(stats.Percentile(acquire, 99), "acquire_p99_ms")
+	b.ReportMetric(stats.Percentile(lock, 50), "lock_p50_ms")
+	b.ReportMetric(stats.Percentile(lock, 99), "lock_p99_ms")
+	b.ReportMetric(stats.Percentile(release, 50), "release_p50_ms")
+	b.ReportMetric(stats.Percentile(release, 99), "release_p99_ms")
+	b.ReportMetric(stats.Percentile(resume, 50), "resume_p50_ms")
 	b.ReportMetric(float64(cycles), "cycles")
 	b.ReportMetric(float64(writes.Load()), "writes")
 	b.ReportMetric(ms(srvStartup), "server_startup_ms")
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-// pct is the nearest-rank percentile.
-func pct(v []float64, p float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	i := int(p/100*float64(len(s))+0.5) - 1
-	return s[min(max(i, 0), len(s)-1)]
-}

@@ -4,7 +4,7 @@ package report
 
 import (
 	"fmt"
-	"math"
+	"github.com/quiesce/quiesce/internal/stats"
 	"sort"
 	"strings"
 	"time"
@@ -18,20 +18,9 @@ type Dist struct {
 }
 
 // Percentile returns the nearest-rank p-th percentile (0 < p ≤ 100) of
-// sorted: the smallest value with at least p% of the samples at or below it.
-// With few samples p99 is the maximum, which is the honest answer.
+// sorted (stats.PercentileSorted: the definition every benchmark shares).
 func Percentile(sorted []time.Duration, p float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	rank := int(math.Ceil(p / 100 * float64(len(sorted))))
-	if rank < 1 {
-		rank = 1
-	}
-	if rank > len(sorted) {
-		rank = len(sorted)
-	}
-	return sorted[rank-1]
+	return stats.PercentileSorted(sorted, p)
 }
 
 // Summarize sorts a copy of ds and returns its distribution.

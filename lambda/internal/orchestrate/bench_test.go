@@ -3,9 +3,9 @@ package orchestrate_test
 import (
 	"context"
 	"fmt"
+	"github.com/quiesce/quiesce/internal/stats"
 	"log/slog"
 	"net/http/httptest"
-	"sort"
 	"testing"
 	"time"
 
@@ -52,16 +52,6 @@ func fleetEnv(b *testing.B, n int, clk clock.Clock) (*awslocal.Server, *fakehost
 	return srv, host, r, ev
 }
 
-func percentile(v []float64, p float64) float64 {
-	s := append([]float64(nil), v...)
-	sort.Float64s(s)
-	if len(s) == 0 {
-		return 0
-	}
-	i := int(p*float64(len(s)-1) + 0.5)
-	return s[i]
-}
-
 // BenchmarkWindowOverhead measures what the orchestration adds to the
 // write-blocked window beyond the injected AWS latencies inside it: SSM
 // result visibility 200 ms after the freeze ran, CreateSnapshots 300 ms,
@@ -100,11 +90,11 @@ func BenchmarkWindowOverhead(b *testing.B) {
 	if len(over) != cycles {
 		b.Fatalf("windows = %d", len(over))
 	}
-	b.ReportMetric(percentile(over, 0.50), "overhead_p50_ms")
-	b.ReportMetric(percentile(over, 0.99), "overhead_p99_ms")
-	b.ReportMetric(percentile(over, 1), "overhead_max_ms")
+	b.ReportMetric(stats.Percentile(over, 50), "overhead_p50_ms")
+	b.ReportMetric(stats.Percentile(over, 99), "overhead_p99_ms")
+	b.ReportMetric(stats.Percentile(over, 100), "overhead_max_ms")
 	b.ReportMetric(float64(cycles), "cycles")
-	b.ReportMetric(percentile(lambdaOver, 0.50), "lambda_window_p50_ms")
+	b.ReportMetric(stats.Percentile(lambdaOver, 50), "lambda_window_p50_ms")
 }
 
 // realClockBoth is the wall clock for both the Lambda and the stand-in.
@@ -150,7 +140,7 @@ func BenchmarkFleet1000(b *testing.B) {
 	b.ReportMetric(float64(st.Throttled+st.PerVolumeRate+st.ConcurrentSnapshot), "snapshot_throttles_met")
 	b.ReportMetric(float64(st.SnapshotsCreated), "snapshots")
 	b.ReportMetric(float64(r.Limiter.Waits()), "paced_waits")
-	b.ReportMetric(percentile(windows, 0.99), "window_p99_sim_ms")
+	b.ReportMetric(stats.Percentile(windows, 99), "window_p99_sim_ms")
 	if res.Failed > 0 || err != nil {
 		for _, in := range res.Instances {
 			if in.Status != orchestrate.StatusOK {

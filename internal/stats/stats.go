@@ -1,0 +1,30 @@
+// Package stats has the one percentile definition every benchmark and report
+// in this repository uses, so numbers measured side by side compare.
+package stats
+
+import (
+	"cmp"
+	"math"
+	"slices"
+)
+
+// Percentile returns the nearest-rank p-th percentile (0 < p ≤ 100) of v, in
+// any order (v is not modified): the smallest value with at least p% of the
+// samples at or below it. With fewer than 100 samples p99 is the maximum,
+// which is the honest answer. Zero for no samples.
+func Percentile[T cmp.Ordered](v []T, p float64) T {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return PercentileSorted(s, p)
+}
+
+// PercentileSorted is Percentile for an already sorted slice.
+func PercentileSorted[T cmp.Ordered](sorted []T, p float64) T {
+	var zero T
+	if len(sorted) == 0 {
+		return zero
+	}
+	rank := int(math.Ceil(p / 100 * float64(len(sorted))))
+	rank = min(max(rank, 1), len(sorted))
+	return sorted[rank-1]
+}
