@@ -3,6 +3,7 @@ package awslocal
 import (
 	"context"
 	"errors"
+	"github.com/quiesce/quiesce/internal/clock"
 	"net/http/httptest"
 	"sync"
 	"testing"
@@ -319,29 +320,8 @@ func TestSendCommandLifecycle(t *testing.T) {
 	}
 }
 
-// manualClock is a settable clock for limit tests.
-type manualClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *manualClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *manualClock) Sleep(ctx context.Context, d time.Duration) error {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-	return ctx.Err()
-}
-
-// WithTimeout: the stand-in never asks for one; a manual clock has no timers.
-func (c *manualClock) WithTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
-	return context.WithCancel(ctx)
-}
-
-func (c *manualClock) advance(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
-
 func TestSnapshotLimits(t *testing.T) {
-	clk := &manualClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	clk := clock.NewManual(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	s := &Server{Clock: clk, SnapshotCompleteAfter: 5 * time.Minute, Limits: Limits{Enforce: true, Bucket: 3, Refill: 1}}
 	seed(s)
 	e, _ := clients(t, s)
@@ -365,23 +345,23 @@ func TestSnapshotLimits(t *testing.T) {
 	if c := snap("vol-0root1"); c != "RequestLimitExceeded" {
 		t.Fatalf("bucket of 3 exhausted: %q", c)
 	}
-	clk.advance(time.Second)
+	clk.Advance(time.Second)
 	if c := snap("vol-0root1"); c != "" {
 		t.Fatalf("after refill: %q", c)
 	}
 	// Pending per volume: with the first one, 5 pending snapshots of vol-0data2 block the sixth.
 	s.Limits.Bucket, s.Limits.Refill = 1000, 1000
 	for i := 0; i < 4; i++ {
-		clk.advance(16 * time.Second)
+		clk.Advance(16 * time.Second)
 		if c := snap("vol-0data2"); c != "" {
 			t.Fatalf("snapshot %d: %q", i, c)
 		}
 	}
-	clk.advance(16 * time.Second)
+	clk.Advance(16 * time.Second)
 	if c := snap("vol-0data2"); c != "ConcurrentSnapshotLimitExceeded" {
 		t.Fatalf("with 5 pending: %q", c)
 	}
-	clk.advance(10 * time.Minute) // all completed
+	clk.Advance(10 * time.Minute) // all completed
 	if c := snap("vol-0data2"); c != "" {
 		t.Fatalf("after completion: %q", c)
 	}

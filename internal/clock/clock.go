@@ -5,6 +5,7 @@ package clock
 
 import (
 	"context"
+	"sync"
 	"time"
 )
 
@@ -80,3 +81,28 @@ func Remaining(c Clock, ctx context.Context) (time.Duration, bool) {
 	}
 	return wall, true
 }
+
+// Manual is a clock for tests that moves only when slept on or advanced:
+// Sleep returns at once, having moved the time by d. WithTimeout sets no
+// timer (manual time never reaches a deadline by itself).
+type Manual struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// NewManual returns a manual clock reading start.
+func NewManual(start time.Time) *Manual { return &Manual{now: start} }
+
+func (c *Manual) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+
+func (c *Manual) Sleep(ctx context.Context, d time.Duration) error {
+	c.Advance(d)
+	return ctx.Err()
+}
+
+func (c *Manual) WithTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithCancel(ctx)
+}
+
+// Advance moves the clock by d.
+func (c *Manual) Advance(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }

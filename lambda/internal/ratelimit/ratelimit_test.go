@@ -3,30 +3,13 @@ package ratelimit
 import (
 	"context"
 	"errors"
-	"sync"
+	"github.com/quiesce/quiesce/internal/clock"
 	"testing"
 	"time"
 )
 
-// fakeClock advances only when slept on.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-	return ctx.Err()
-}
-func (c *fakeClock) WithTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
-	return context.WithCancel(ctx)
-}
-
 func TestBucketPacesAtRefillRate(t *testing.T) {
-	clk := &fakeClock{now: time.Unix(1_000_000, 0)}
+	clk := clock.NewManual(time.Unix(1_000_000, 0))
 	l := New(clk)
 	start := clk.Now()
 	// 100 volumes pass at once, the next 45 need 10 s at 4.5/s.
@@ -44,7 +27,7 @@ func TestBucketPacesAtRefillRate(t *testing.T) {
 }
 
 func TestPerVolumeSpacingAndPending(t *testing.T) {
-	clk := &fakeClock{now: time.Unix(1_000_000, 0)}
+	clk := clock.NewManual(time.Unix(1_000_000, 0))
 	l := New(clk)
 	ctx := context.Background()
 	start := clk.Now()
@@ -70,7 +53,7 @@ func TestPerVolumeSpacingAndPending(t *testing.T) {
 }
 
 func TestReserveGivesBackTokensWhenCancelled(t *testing.T) {
-	clk := &fakeClock{now: time.Unix(1_000_000, 0)}
+	clk := clock.NewManual(time.Unix(1_000_000, 0))
 	l := New(clk)
 	l.tokens = 0
 	l.at = clk.Now()
@@ -85,7 +68,7 @@ func TestReserveGivesBackTokensWhenCancelled(t *testing.T) {
 }
 
 func TestResetPendingForWarmInvocations(t *testing.T) {
-	clk := &fakeClock{now: time.Unix(1_000_000, 0)}
+	clk := clock.NewManual(time.Unix(1_000_000, 0))
 	l := New(clk)
 	for i := 0; i < 5; i++ {
 		l.Created([]string{"vol-1"}, clk.Now().Add(-time.Hour))
