@@ -65,7 +65,7 @@ func fleetEnv(b *testing.B, n int, clk clock.Clock) (*awslocal.Server, *fakehost
 func BenchmarkWindowOverhead(b *testing.B) {
 	const cycles = 100
 	const injected = 700 * time.Millisecond
-	srv, host, r, ev := fleetEnv(b, cycles, realClockBoth{})
+	srv, host, r, ev := fleetEnv(b, cycles, clock.Real{})
 	srv.CommandDelay, srv.ResultDelay = 200*time.Millisecond, 200*time.Millisecond
 	srv.SetLatency("CreateSnapshots", 300*time.Millisecond)
 	r.Limiter = ratelimit.New(clock.Real{})
@@ -96,9 +96,6 @@ func BenchmarkWindowOverhead(b *testing.B) {
 	b.ReportMetric(float64(cycles), "cycles")
 	b.ReportMetric(stats.Percentile(lambdaOver, 50), "lambda_window_p50_ms")
 }
-
-// realClockBoth is the wall clock for both the Lambda and the stand-in.
-type realClockBoth struct{ clock.Real }
 
 // BenchmarkFleet1000 runs 1 000 instances × 2 data volumes against
 // awslocal enforcing EC2's snapshot rules (bucket 100 refilled 5/s, 15 s
