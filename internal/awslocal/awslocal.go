@@ -553,6 +553,31 @@ func (s *Server) setCallError(idx int, code string) {
 	}
 }
 
+// dispatch is what both protocols do around an action: record the call,
+// apply its latency, and honour an injected fault — before the action
+// (nothing happens) or after it ("took effect, then the response was lost").
+// On an error it writes it with writeErr and returns ok=false.
+func dispatch[R any](s *Server, w http.ResponseWriter, call Call, writeErr func(http.ResponseWriter, *APIError), run func() (R, *APIError)) (resp R, ok bool) {
+	idx := s.record(call)
+	s.sleepLatency(call.Action)
+	fault, after := s.checkFault(call)
+	if fault != nil && !after {
+		s.setCallError(idx, fault.Code)
+		writeErr(w, fault)
+		return resp, false
+	}
+	resp, apiErr := run()
+	if apiErr == nil && fault != nil {
+		apiErr = fault
+	}
+	if apiErr != nil {
+		s.setCallError(idx, apiErr.Code)
+		writeErr(w, apiErr)
+		return resp, false
+	}
+	return resp, true
+}
+
 // checkFault returns the fault that applies to this call, if any, and
 // whether it should be raised after the action took effect.
 func (s *Server) checkFault(c Call) (*APIError, bool) {

@@ -175,22 +175,10 @@ func (s *Server) serveEC2(w http.ResponseWriter, r *http.Request) {
 	form := r.Form
 	action := form.Get("Action")
 	call := Call{Service: "ec2", Action: action, Form: form, At: s.Clock.Now()}
-	idx := s.record(call)
-	s.sleepLatency(action)
-
-	fault, after := s.checkFault(call)
-	if fault != nil && !after {
-		s.setCallError(idx, fault.Code)
-		writeEC2Error(w, fault)
-		return
-	}
-	resp, apiErr := s.ec2Action(r.Context(), action, form)
-	if apiErr == nil && fault != nil {
-		apiErr = fault
-	}
-	if apiErr != nil {
-		s.setCallError(idx, apiErr.Code)
-		writeEC2Error(w, apiErr)
+	resp, ok := dispatch(s, w, call, writeEC2Error, func() (ec2Response, *APIError) {
+		return s.ec2Action(r.Context(), action, form)
+	})
+	if !ok {
 		return
 	}
 	h := resp.header()

@@ -22,22 +22,10 @@ func (s *Server) serveSSM(w http.ResponseWriter, r *http.Request, target string)
 	}
 	action := strings.TrimPrefix(target, "AmazonSSM.")
 	call := Call{Service: "ssm", Action: action, JSON: body, At: s.Clock.Now()}
-	idx := s.record(call)
-	s.sleepLatency(action)
-
-	fault, after := s.checkFault(call)
-	if fault != nil && !after {
-		s.setCallError(idx, fault.Code)
-		writeSSMError(w, fault)
-		return
-	}
-	resp, apiErr := s.ssmAction(action, body)
-	if apiErr == nil && fault != nil {
-		apiErr = fault
-	}
-	if apiErr != nil {
-		s.setCallError(idx, apiErr.Code)
-		writeSSMError(w, apiErr)
+	resp, ok := dispatch(s, w, call, writeSSMError, func() (any, *APIError) {
+		return s.ssmAction(action, body)
+	})
+	if !ok {
 		return
 	}
 	out, err := json.Marshal(resp)
