@@ -25,7 +25,7 @@ bootstrap:
 	CGO_ENABLED=0 $(GO) build -tags lambda.norpc -trimpath -ldflags='$(LDFLAGS)' -o $(BIN)/bootstrap ./lambda
 
 tools:
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/awslocal ./cmd/awslocal
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/awslocal ./test/cmd/awslocal
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/demo ./cmd/demo
 
 # Used by `sam build` (BuildMethod: makefile).

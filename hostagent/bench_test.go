@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quiesce/quiesce/internal/fixture"
-	"github.com/quiesce/quiesce/report"
+	"github.com/quiesce/quiesce/contract"
+	"github.com/quiesce/quiesce/test/fixture"
 )
 
 // BenchmarkFreezeThawCycle runs 50 full cycles of the real binary on loop XFS
@@ -129,7 +129,7 @@ func benchCycles(b *testing.B, extraArgs ...string) {
 			if r.code != 0 {
 				b.Fatalf("freeze: %d %s %s", r.code, r.stdout, r.stderr)
 			}
-			var rep report.FreezeReport
+			var rep contract.FreezeReport
 			decodeOne(b, r.stdout, &rep)
 			held = append(held, ms(rep.FrozenAt.Sub(start)))
 			freezeCmd = append(freezeCmd, ms(r.elapsed))

@@ -12,13 +12,13 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
 	"github.com/quiesce/quiesce/hostagent/internal/hold"
 	"github.com/quiesce/quiesce/hostagent/internal/mysqllock"
 	"github.com/quiesce/quiesce/hostagent/internal/preflight"
 	"github.com/quiesce/quiesce/hostagent/internal/state"
 	"github.com/quiesce/quiesce/hostagent/internal/volumes"
-	"github.com/quiesce/quiesce/report"
 )
 
 // Timeout bounds from DESIGN.md.
@@ -217,14 +217,14 @@ func (c *command) check(ctx context.Context, args []string) error {
 		}
 	}
 	valid, problems := preflight.Inspect(mounts, preflight.DefaultEnv(dirPath))
-	rep := report.CheckReport{Mounts: []report.MountReport{}}
+	rep := contract.CheckReport{Mounts: []contract.MountReport{}}
 	discover, onEC2, _ := discoverer(ctx)
 	for _, m := range valid {
 		res, err := volumesOf(ctx, discover, onEC2, m)
 		if err != nil {
 			problems = append(problems, err)
 		}
-		mr := report.MountReport{Path: m.Path, FSType: m.FSType, Device: m.Source, VolumeIDs: []string{}, EC2Devices: res.EC2Devices}
+		mr := contract.MountReport{Path: m.Path, FSType: m.FSType, Device: m.Source, VolumeIDs: []string{}, EC2Devices: res.EC2Devices}
 		if res.VolumeIDs != nil {
 			mr.VolumeIDs = res.VolumeIDs
 		}
@@ -238,7 +238,7 @@ func (c *command) check(ctx context.Context, args []string) error {
 			problems = append(problems, err)
 		}
 	} else {
-		rep.Lock = report.LockInfo{Mode: report.LockNone, Requested: opts.Mode}
+		rep.Lock = contract.LockInfo{Mode: contract.LockNone, Requested: opts.Mode}
 	}
 	if rep.Lock.Requested == "" {
 		rep.Lock.Requested = opts.Mode

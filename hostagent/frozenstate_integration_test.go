@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quiesce/quiesce/report"
+	"github.com/quiesce/quiesce/contract"
 )
 
 // TestStateDirOnFrozenFilesystemRefused: a state dir on a filesystem someone
@@ -50,13 +50,13 @@ func TestStateDirOnFrozenFilesystemRefused(t *testing.T) {
 			t.Fatalf("%v hung on the frozen state dir until its filesystem was thawed", args[0])
 		}
 		elapsed := time.Since(start)
-		if code := cmd.ProcessState.ExitCode(); code != report.ExitBusy {
+		if code := cmd.ProcessState.ExitCode(); code != contract.ExitBusy {
 			t.Fatalf("%v: exit %d, want 3\nstdout: %s\nstderr: %s", args[0], code, out.String(), errb.String())
 		}
 		if elapsed > 3*time.Second {
 			t.Errorf("%v took %v to refuse", args[0], elapsed)
 		}
-		var er report.ErrorReport
+		var er contract.ErrorReport
 		decodeOne(t, out.String(), &er)
 		line := strings.TrimSpace(errb.String())
 		if strings.Contains(line, "\n") || !strings.Contains(line, stateDir) {

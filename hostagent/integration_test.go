@@ -22,10 +22,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/hostagent/internal/fsfreeze"
 	"github.com/quiesce/quiesce/hostagent/internal/state"
-	"github.com/quiesce/quiesce/internal/fixture"
-	"github.com/quiesce/quiesce/report"
+	"github.com/quiesce/quiesce/test/fixture"
 )
 
 var agentBin string // built by TestMain; "" when the build failed
@@ -136,7 +136,7 @@ func (e *env) run(args ...string) result {
 	return r
 }
 
-func (e *env) freeze(t *testing.T, args ...string) report.FreezeReport {
+func (e *env) freeze(t *testing.T, args ...string) contract.FreezeReport {
 	t.Helper()
 	// No MySQL unless the test names it (a later --mysql-lock wins), so a server
 	// that happens to run on the test machine is never locked.
@@ -147,29 +147,29 @@ func (e *env) freeze(t *testing.T, args ...string) report.FreezeReport {
 	if r.elapsed > 5*time.Second {
 		t.Fatalf("freeze took %v: it must return as soon as everything is held", r.elapsed)
 	}
-	var rep report.FreezeReport
+	var rep contract.FreezeReport
 	decodeOne(t, r.stdout, &rep)
 	return rep
 }
 
-func (e *env) thaw(t *testing.T, runID string, wantCode int) report.ThawReport {
+func (e *env) thaw(t *testing.T, runID string, wantCode int) contract.ThawReport {
 	t.Helper()
 	r := e.run("thaw", "--run-id", runID)
 	if r.code != wantCode {
 		t.Fatalf("thaw %s: exit %d, want %d\nstdout: %s\nstderr: %s", runID, r.code, wantCode, r.stdout, r.stderr)
 	}
-	var rep report.ThawReport
+	var rep contract.ThawReport
 	decodeOne(t, r.stdout, &rep)
 	return rep
 }
 
-func (e *env) status(t *testing.T) report.StatusReport {
+func (e *env) status(t *testing.T) contract.StatusReport {
 	t.Helper()
 	r := e.run("status")
 	if r.code != 0 {
 		t.Fatalf("status: exit %d: %s %s", r.code, r.stdout, r.stderr)
 	}
-	var rep report.StatusReport
+	var rep contract.StatusReport
 	decodeOne(t, r.stdout, &rep)
 	return rep
 }
@@ -264,7 +264,7 @@ func TestFreezeThawCycle(t *testing.T) {
 			e := newEnv(t)
 			rep := e.freeze(t, "--mount", fs.Mount, "--timeout", "20s", "--run-id", "cycle-"+fstype, "--mysql-lock", "none")
 			if rep.RunID != "cycle-"+fstype || len(rep.Mounts) != 1 || rep.Mounts[0].FSType != fstype ||
-				rep.Mounts[0].Device != fs.Device || rep.HolderPID == 0 || rep.GuardianPID == 0 || rep.Lock.Mode != report.LockNone {
+				rep.Mounts[0].Device != fs.Device || rep.HolderPID == 0 || rep.GuardianPID == 0 || rep.Lock.Mode != contract.LockNone {
 				t.Fatalf("unexpected report %+v", rep)
 			}
 			wantVol := strings.TrimSuffix(filepath.Base(fs.Image), ".img")
@@ -283,7 +283,7 @@ func TestFreezeThawCycle(t *testing.T) {
 				t.Fatalf("status during hold: %+v", st)
 			}
 			th := e.thaw(t, rep.RunID, 0)
-			if th.ThawedBy != report.ThawedByCommand || th.Late || !th.MySQLUnlocked || len(th.Mounts) != 1 || !th.Mounts[0].Thawed {
+			if th.ThawedBy != contract.ThawedByCommand || th.Late || !th.MySQLUnlocked || len(th.Mounts) != 1 || !th.Mounts[0].Thawed {
 				t.Fatalf("thaw report %+v", th)
 			}
 			requireCompletes(t, w, 2*time.Second)
@@ -318,8 +318,8 @@ func TestKillHolderGuardianThawsByDeadline(t *testing.T) {
 	if early := rep.Deadline.Sub(at); early > 50*time.Millisecond {
 		t.Fatalf("thawed %v before the deadline", early)
 	}
-	th := e.thaw(t, rep.RunID, report.ExitLate)
-	if th.ThawedBy != report.ThawedByDeadline || !th.Late {
+	th := e.thaw(t, rep.RunID, contract.ExitLate)
+	if th.ThawedBy != contract.ThawedByDeadline || !th.Late {
 		t.Fatalf("thaw after deadline: %+v", th)
 	}
 	waitDead(t, rep.GuardianPID, 2*time.Second)
@@ -335,7 +335,7 @@ func TestKillGuardianHolderStillThaws(t *testing.T) {
 		w := writer(t, fs.Mount)
 		requireBlocked(t, w, 150*time.Millisecond)
 		th := e.thaw(t, rep.RunID, 0)
-		if th.ThawedBy != report.ThawedByCommand {
+		if th.ThawedBy != contract.ThawedByCommand {
 			t.Fatalf("thaw report %+v", th)
 		}
 		requireCompletes(t, w, 2*time.Second)
@@ -351,8 +351,8 @@ func TestKillGuardianHolderStillThaws(t *testing.T) {
 		if early := rep.Deadline.Sub(at); early > 50*time.Millisecond {
 			t.Fatalf("write completed %v before the deadline: the hold did not last", early)
 		}
-		th := e.thaw(t, rep.RunID, report.ExitLate)
-		if th.ThawedBy != report.ThawedByDeadline || !th.Late || !th.MySQLUnlocked {
+		th := e.thaw(t, rep.RunID, contract.ExitLate)
+		if th.ThawedBy != contract.ThawedByDeadline || !th.Late || !th.MySQLUnlocked {
 			t.Fatalf("thaw report %+v", th)
 		}
 	})
@@ -373,7 +373,7 @@ func TestKillBothNextInvocationRecovers(t *testing.T) {
 			switch next {
 			case "status":
 				st := e.status(t)
-				if len(st.Runs) != 1 || st.Runs[0].State != state.StatusThawed || st.Runs[0].ThawedBy != report.ThawedByRecovery {
+				if len(st.Runs) != 1 || st.Runs[0].State != state.StatusThawed || st.Runs[0].ThawedBy != contract.ThawedByRecovery {
 					t.Fatalf("status after recovery: %+v", st)
 				}
 			case "freeze":
@@ -385,8 +385,8 @@ func TestKillBothNextInvocationRecovers(t *testing.T) {
 				}
 			}
 			requireCompletes(t, w, 2*time.Second)
-			th := e.thaw(t, rep.RunID, report.ExitLate)
-			if th.ThawedBy != report.ThawedByRecovery || !th.Late {
+			th := e.thaw(t, rep.RunID, contract.ExitLate)
+			if th.ThawedBy != contract.ThawedByRecovery || !th.Late {
 				t.Fatalf("thaw of a recovered run: %+v", th)
 			}
 		})
@@ -405,12 +405,12 @@ func TestBusy(t *testing.T) {
 		{"--mount", b.Mount, "--run-id", "busy-1"},
 	} {
 		r := e.run(append([]string{"freeze", "--timeout", "5s"}, args...)...)
-		if r.code != report.ExitBusy {
+		if r.code != contract.ExitBusy {
 			t.Fatalf("freeze %v: exit %d, want 3\n%s%s", args, r.code, r.stdout, r.stderr)
 		}
-		var er report.ErrorReport
+		var er contract.ErrorReport
 		decodeOne(t, r.stdout, &er)
-		if er.ExitCode != report.ExitBusy || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
+		if er.ExitCode != contract.ExitBusy || strings.Count(strings.TrimSpace(r.stderr), "\n") != 0 {
 			t.Fatalf("error report %+v / stderr %q", er, r.stderr)
 		}
 		requireCompletes(t, writer(t, b.Mount), 2*time.Second)
@@ -447,7 +447,7 @@ func TestFreezeFailureUndoesEarlierMounts(t *testing.T) {
 	}
 	t.Cleanup(func() { second.Thaw() })
 	r := e.run("freeze", "--mount", a.Mount, "--mount", b.Mount, "--timeout", "5s", "--run-id", "undo")
-	if r.code != report.ExitBusy {
+	if r.code != contract.ExitBusy {
 		t.Fatalf("exit %d, want 3: %s %s", r.code, r.stdout, r.stderr)
 	}
 	requireCompletes(t, writer(t, first.Mount), 2*time.Second)
@@ -511,7 +511,7 @@ func TestBadInputsExit2NothingFrozen(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			r := e.run(tc.args...)
-			if r.code != report.ExitUsage {
+			if r.code != contract.ExitUsage {
 				t.Fatalf("exit %d, want 2\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
 			}
 			lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
@@ -519,13 +519,13 @@ func TestBadInputsExit2NothingFrozen(t *testing.T) {
 				t.Fatalf("stderr must be one line naming %q, got %q", tc.want, r.stderr)
 			}
 			if tc.args[0] == "check" {
-				var cr report.CheckReport
+				var cr contract.CheckReport
 				decodeOne(t, r.stdout, &cr)
 				if cr.OK || len(cr.Problems) == 0 {
 					t.Fatalf("check report %+v", cr)
 				}
 			} else {
-				var er report.ErrorReport
+				var er contract.ErrorReport
 				decodeOne(t, r.stdout, &er)
 				if er.ExitCode != 2 || er.Error == "" {
 					t.Fatalf("error report %+v", er)
@@ -549,9 +549,9 @@ func TestCheckChangesNothing(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("check: %d %s %s", r.code, r.stdout, r.stderr)
 	}
-	var cr report.CheckReport
+	var cr contract.CheckReport
 	decodeOne(t, r.stdout, &cr)
-	if !cr.OK || len(cr.Mounts) != 1 || cr.Mounts[0].FSType != "xfs" || len(cr.Mounts[0].VolumeIDs) != 1 || cr.Lock.Mode != report.LockNone {
+	if !cr.OK || len(cr.Mounts) != 1 || cr.Mounts[0].FSType != "xfs" || len(cr.Mounts[0].VolumeIDs) != 1 || cr.Lock.Mode != contract.LockNone {
 		t.Fatalf("check report %+v", cr)
 	}
 	requireCompletes(t, writer(t, fs.Mount), 2*time.Second)
@@ -597,14 +597,14 @@ func TestThawBypassesHungHolder(t *testing.T) {
 	if took := time.Since(start); took > 5*time.Second {
 		t.Fatalf("thaw waited %v for a hung holder", took)
 	}
-	if th.ThawedBy != report.ThawedByRecovery || th.Late || !th.MySQLUnlocked || !th.Mounts[0].Thawed {
+	if th.ThawedBy != contract.ThawedByRecovery || th.Late || !th.MySQLUnlocked || !th.Mounts[0].Thawed {
 		t.Fatalf("thaw report %+v", th)
 	}
 	requireCompletes(t, w, 2*time.Second)
 	waitDead(t, rep.HolderPID, 2*time.Second)   // SIGKILL works on a stopped process
 	waitDead(t, rep.GuardianPID, 2*time.Second) // sees the run finished and exits
 	again := e.thaw(t, rep.RunID, 0)
-	if again.ThawedBy != report.ThawedByRecovery {
+	if again.ThawedBy != contract.ThawedByRecovery {
 		t.Fatalf("second thaw %+v", again)
 	}
 }
@@ -762,7 +762,7 @@ func TestConcurrentFreezes(t *testing.T) {
 			defer e.thaw(t, o.id, 0)
 		}
 	}
-	if codes[0] != 1 || codes[report.ExitBusy] != 2 {
+	if codes[0] != 1 || codes[contract.ExitBusy] != 2 {
 		t.Fatalf("exit codes %v, want one 0 and two 3", codes)
 	}
 }

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quiesce/quiesce/internal/fixture"
-	"github.com/quiesce/quiesce/report"
+	"github.com/quiesce/quiesce/contract"
+	"github.com/quiesce/quiesce/test/fixture"
 )
 
 // mariadbOnLoop starts a private mariadbd whose datadir is on a fresh loop XFS
@@ -56,20 +56,20 @@ func insert(t *testing.T, db *sql.DB) <-chan time.Time {
 func TestMariaDBFreezeBlocksInsertsUntilThaw(t *testing.T) {
 	fs, m, db := mariadbOnLoop(t)
 	e := newEnv(t)
-	for _, mode := range []string{report.LockFTWRL, report.LockBackupStage, report.LockAuto} {
+	for _, mode := range []string{contract.LockFTWRL, contract.LockBackupStage, contract.LockAuto} {
 		t.Run(mode, func(t *testing.T) {
 			rep := e.freeze(t, "--mount", fs.Mount, "--mysql-socket", m.Socket, "--mysql-lock", mode,
 				"--timeout", "20s", "--run-id", "maria-"+mode)
-			if rep.Lock.Mode == report.LockNone || rep.Lock.BinlogFile == "" || rep.Lock.ServerVersion == "" {
+			if rep.Lock.Mode == contract.LockNone || rep.Lock.BinlogFile == "" || rep.Lock.ServerVersion == "" {
 				t.Fatalf("lock info %+v", rep.Lock)
 			}
-			if mode != report.LockAuto && rep.Lock.Mode != mode {
+			if mode != contract.LockAuto && rep.Lock.Mode != mode {
 				t.Fatalf("lock mode %q, want %q", rep.Lock.Mode, mode)
 			}
 			w := insert(t, db)
 			requireBlocked(t, w, 300*time.Millisecond)
 			th := e.thaw(t, rep.RunID, 0)
-			if !th.MySQLUnlocked || th.ThawedBy != report.ThawedByCommand {
+			if !th.MySQLUnlocked || th.ThawedBy != contract.ThawedByCommand {
 				t.Fatalf("thaw %+v", th)
 			}
 			requireCompletes(t, w, 5*time.Second)
@@ -95,8 +95,8 @@ func TestMariaDBKillHolderThawsByDeadline(t *testing.T) {
 	if late := at.Sub(rep.Deadline); late > 2*time.Second {
 		t.Fatalf("insert committed %v after the deadline", late)
 	}
-	th := e.thaw(t, rep.RunID, report.ExitLate)
-	if th.ThawedBy != report.ThawedByDeadline || !th.Late {
+	th := e.thaw(t, rep.RunID, contract.ExitLate)
+	if th.ThawedBy != contract.ThawedByDeadline || !th.Late {
 		t.Fatalf("thaw %+v", th)
 	}
 	if late := th.ThawedAt.Sub(rep.Deadline); late > 250*time.Millisecond {
@@ -124,7 +124,7 @@ func TestMariaDBLockWaitExit5NothingHeld(t *testing.T) {
 	r := e.run("freeze", "--mount", fs.Mount, "--mysql-socket", m.Socket, "--mysql-lock", "ftwrl",
 		"--lock-wait", "1s", "--timeout", "10s", "--run-id", "maria-wait")
 	took := time.Since(start)
-	if r.code != report.ExitLockWait {
+	if r.code != contract.ExitLockWait {
 		t.Fatalf("exit %d, want 5\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	if took < 900*time.Millisecond || took > 3*time.Second {
@@ -149,7 +149,7 @@ func TestMariaDBCheck(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("check: %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	var cr report.CheckReport
+	var cr contract.CheckReport
 	decodeOne(t, r.stdout, &cr)
 	if !cr.OK || cr.Lock.ServerVersion == "" || len(cr.Mounts) != 1 {
 		t.Fatalf("check report %+v", cr)
@@ -173,10 +173,10 @@ func TestMariaDBInstanceModeRefused(t *testing.T) {
 	e := newEnv(t)
 	r := e.run("freeze", "--mount", fs.Mount, "--mysql-socket", m.Socket, "--mysql-lock", "instance",
 		"--timeout", "10s", "--run-id", "maria-instance")
-	if r.code != report.ExitUsage {
+	if r.code != contract.ExitUsage {
 		t.Fatalf("exit %d, want 2\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	var er report.ErrorReport
+	var er contract.ErrorReport
 	decodeOne(t, r.stdout, &er)
 	if !strings.Contains(er.Error, "instance") {
 		t.Fatalf("error report %+v", er)

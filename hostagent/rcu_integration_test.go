@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/quiesce/quiesce/hostagent/internal/state"
-	"github.com/quiesce/quiesce/internal/fixture"
+	"github.com/quiesce/quiesce/test/fixture"
 )
 
 const rcuKnob = "/sys/kernel/rcu_expedited"

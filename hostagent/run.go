@@ -12,13 +12,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
 	"github.com/quiesce/quiesce/hostagent/internal/fsfreeze"
 	"github.com/quiesce/quiesce/hostagent/internal/hold"
 	"github.com/quiesce/quiesce/hostagent/internal/mysqllock"
 	"github.com/quiesce/quiesce/hostagent/internal/state"
 	"github.com/quiesce/quiesce/internal/buildinfo"
-	"github.com/quiesce/quiesce/report"
 )
 
 const usage = `usage: hostagent <command> [flags]
@@ -59,7 +59,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = c.version(ctx, rest)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
-		return report.ExitOK
+		return contract.ExitOK
 	case hold.CmdHolder:
 		err = c.holder(ctx, rest)
 	case hold.CmdGuardian:
@@ -68,20 +68,20 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = c.recover(ctx, rest)
 	case cmdProbeWrite:
 		if perr := probeWrite(rest); perr != nil {
-			return report.ExitFailed
+			return contract.ExitFailed
 		}
-		return report.ExitOK
+		return contract.ExitOK
 	case "":
 		err = agenterr.Usagef("no command given (want freeze, thaw, status, check or version; see hostagent help)")
 	default:
 		err = agenterr.Usagef("unknown command %q (want freeze, thaw, status, check or version)", cmd)
 	}
 	if errors.Is(err, flag.ErrHelp) {
-		return report.ExitOK
+		return contract.ExitOK
 	}
 	code := exitCode(err)
 	if err != nil && !c.printed {
-		c.printJSON(report.ErrorReport{RunID: c.runID, Error: err.Error(), ExitCode: code})
+		c.printJSON(contract.ErrorReport{RunID: c.runID, Error: err.Error(), ExitCode: code})
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %s\n", strings.TrimSpace("hostagent "+cmd), oneLine(err.Error()))
@@ -93,17 +93,17 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func exitCode(err error) int {
 	switch {
 	case err == nil:
-		return report.ExitOK
+		return contract.ExitOK
 	case errors.Is(err, agenterr.ErrUsage):
-		return report.ExitUsage
+		return contract.ExitUsage
 	case errors.Is(err, agenterr.ErrBusy):
-		return report.ExitBusy
+		return contract.ExitBusy
 	case errors.Is(err, agenterr.ErrLate):
-		return report.ExitLate
+		return contract.ExitLate
 	case errors.Is(err, agenterr.ErrLockWait):
-		return report.ExitLockWait
+		return contract.ExitLockWait
 	}
-	return report.ExitFailed
+	return contract.ExitFailed
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
@@ -197,7 +197,7 @@ func newAgent(dir *state.Dir, log *slog.Logger) *hold.Agent {
 		Exe: exe,
 		Log: log,
 		MySQL: hold.MySQL{
-			Acquire: func(ctx context.Context, o state.MySQL) (hold.Lock, report.LockInfo, error) {
+			Acquire: func(ctx context.Context, o state.MySQL) (hold.Lock, contract.LockInfo, error) {
 				l, info, err := mysqllock.Acquire(ctx, mysqlOptions(o))
 				if l == nil {
 					return nil, info, err // no typed-nil in the interface
@@ -232,7 +232,7 @@ func (m *mysqlFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&m.opts.DefaultsFile, "mysql-defaults-file", "", "option file with a [client] group (socket/host/port/user/password)")
 	fs.StringVar(&m.opts.Socket, "mysql-socket", "", "server unix socket")
 	fs.StringVar(&m.opts.User, "mysql-user", "", "user (default root via unix-socket auth)")
-	fs.StringVar(&m.opts.Mode, "mysql-lock", report.LockAuto, "auto|ftwrl|backup-stage|instance|none")
+	fs.StringVar(&m.opts.Mode, "mysql-lock", contract.LockAuto, "auto|ftwrl|backup-stage|instance|none")
 	fs.DurationVar(&m.opts.LockWait, "lock-wait", 5*time.Second, "session lock_wait_timeout: give up (exit 5) after this")
 	fs.DurationVar(&m.opts.LongQueryLimit, "long-query-limit", 10*time.Second, "refuse to lock while a query runs longer than this (0: off)")
 	fs.BoolVar(&m.opts.KillLongQueries, "kill-long-queries", false, "kill such queries instead of refusing")
@@ -246,7 +246,7 @@ func (m *mysqlFlags) finish(fs *flag.FlagSet) (mysqllock.Options, error) {
 			// An empty value (a wrapper passing an unset option) names nothing.
 			m.opts.Explicit = m.opts.Explicit || f.Value.String() != ""
 		case "mysql-lock":
-			if f.Value.String() != report.LockAuto && f.Value.String() != report.LockNone {
+			if f.Value.String() != contract.LockAuto && f.Value.String() != contract.LockNone {
 				m.opts.Explicit = true
 			}
 		}

@@ -13,10 +13,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
 	"github.com/quiesce/quiesce/hostagent/internal/preflight"
 	"github.com/quiesce/quiesce/hostagent/internal/volumes"
-	"github.com/quiesce/quiesce/report"
 )
 
 func TestExitCode(t *testing.T) {
@@ -24,13 +24,13 @@ func TestExitCode(t *testing.T) {
 		err  error
 		want int
 	}{
-		{nil, report.ExitOK},
-		{errors.New("boom"), report.ExitFailed},
-		{agenterr.Usagef("--mount %q: nope", "x"), report.ExitUsage},
-		{fmt.Errorf("freeze /a: %w", agenterr.ErrBusy), report.ExitBusy},
-		{fmt.Errorf("thaw: %w", agenterr.ErrLate), report.ExitLate},
-		{fmt.Errorf("lock: %w", fmt.Errorf("wait: %w", agenterr.ErrLockWait)), report.ExitLockWait},
-		{errors.Join(errors.New("x"), agenterr.ErrLockWait), report.ExitLockWait},
+		{nil, contract.ExitOK},
+		{errors.New("boom"), contract.ExitFailed},
+		{agenterr.Usagef("--mount %q: nope", "x"), contract.ExitUsage},
+		{fmt.Errorf("freeze /a: %w", agenterr.ErrBusy), contract.ExitBusy},
+		{fmt.Errorf("thaw: %w", agenterr.ErrLate), contract.ExitLate},
+		{fmt.Errorf("lock: %w", fmt.Errorf("wait: %w", agenterr.ErrLockWait)), contract.ExitLockWait},
+		{errors.Join(errors.New("x"), agenterr.ErrLockWait), contract.ExitLockWait},
 	}
 	for _, tc := range cases {
 		if got := exitCode(tc.err); got != tc.want {
@@ -47,15 +47,15 @@ func TestRunUsage(t *testing.T) {
 		code int
 		err  string
 	}{
-		{nil, report.ExitUsage, "no command"},
-		{[]string{"frobnicate"}, report.ExitUsage, `"frobnicate"`},
-		{[]string{"thaw"}, report.ExitUsage, "--run-id"},
-		{[]string{"thaw", "--run-id", "a b"}, report.ExitUsage, `"a b"`},
-		{[]string{"status", "--run-id", "-"}, report.ExitUsage, `"-"`},
-		{[]string{"freeze", "--timeout", "1h", "--mount", "/x"}, report.ExitUsage, "--timeout 1h0m0s"},
-		{[]string{"freeze", "--mount", "/x", "--mysql-lock", "fast"}, report.ExitUsage, `"fast"`},
-		{[]string{"freeze", "-h"}, report.ExitOK, ""},
-		{[]string{"help"}, report.ExitOK, ""},
+		{nil, contract.ExitUsage, "no command"},
+		{[]string{"frobnicate"}, contract.ExitUsage, `"frobnicate"`},
+		{[]string{"thaw"}, contract.ExitUsage, "--run-id"},
+		{[]string{"thaw", "--run-id", "a b"}, contract.ExitUsage, `"a b"`},
+		{[]string{"status", "--run-id", "-"}, contract.ExitUsage, `"-"`},
+		{[]string{"freeze", "--timeout", "1h", "--mount", "/x"}, contract.ExitUsage, "--timeout 1h0m0s"},
+		{[]string{"freeze", "--mount", "/x", "--mysql-lock", "fast"}, contract.ExitUsage, `"fast"`},
+		{[]string{"freeze", "-h"}, contract.ExitOK, ""},
+		{[]string{"help"}, contract.ExitOK, ""},
 	}
 	for _, tc := range cases {
 		var stdout, stderr bytes.Buffer
@@ -67,7 +67,7 @@ func TestRunUsage(t *testing.T) {
 		if tc.err == "" {
 			continue
 		}
-		var er report.ErrorReport
+		var er contract.ErrorReport
 		if err := json.Unmarshal(stdout.Bytes(), &er); err != nil || er.ExitCode != tc.code {
 			t.Errorf("%v: stdout %q is not an ErrorReport with exit %d", tc.args, stdout.String(), tc.code)
 		}

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/hostagent/internal/fsfreeze"
-	"github.com/quiesce/quiesce/report"
 )
 
 // TestThawAfterLazyUnmount: after `umount -l` of a held mount, the path is a
@@ -28,9 +28,9 @@ func TestThawAfterLazyUnmount(t *testing.T) {
 		wantCode int
 		thawed   bool
 	}{
-		{"holder thaws", nil, report.ExitOK, true},
-		{"guardian thaws at the deadline", []string{"holder"}, report.ExitLate, true},
-		{"nobody left", []string{"guardian", "holder"}, report.ExitFailed, false},
+		{"holder thaws", nil, contract.ExitOK, true},
+		{"guardian thaws at the deadline", []string{"holder"}, contract.ExitLate, true},
+		{"nobody left", []string{"guardian", "holder"}, contract.ExitFailed, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fs := loopFS(t, "xfs")
@@ -71,7 +71,7 @@ func TestThawAfterLazyUnmount(t *testing.T) {
 				time.Sleep(time.Until(rep.Deadline) + 300*time.Millisecond)
 			}
 			r := e.run("thaw", "--run-id", rep.RunID)
-			var th report.ThawReport
+			var th contract.ThawReport
 			decodeOne(t, r.stdout, &th)
 			if r.code != tc.wantCode || len(th.Mounts) != 1 || th.Mounts[0].Thawed != tc.thawed {
 				t.Fatalf("thaw: exit %d, report %+v; want exit %d, thawed=%v\nstderr: %s", r.code, th, tc.wantCode, tc.thawed, r.stderr)

@@ -2,7 +2,7 @@ package main
 
 // An independent check of the built bootstrap: a second, deliberately
 // different EC2/SSM stand-in (written here from the wire formats the SDK's
-// deserializers expect, sharing no code with internal/awslocal), with the
+// deserializers expect, sharing no code with test/awslocal), with the
 // quirks real AWS has — namespaced EC2 XML with requestId, several
 // reservations per DescribeInstances page and short pages with nextToken,
 // stopped and ConnectionLost instances, GetCommandInvocation answering
@@ -31,7 +31,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/quiesce/quiesce/report"
+	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/ssmdoc"
 )
 
@@ -743,16 +743,16 @@ func (s *indStandIn) runHost(inst *indInstance, c *indCmd, p map[string]string, 
 	switch p["action"] {
 	case "freeze":
 		if h := inst.hold(); h.active(now) {
-			result(report.ExitBusy, report.ErrorReport{Error: "busy", ExitCode: report.ExitBusy})
+			result(contract.ExitBusy, contract.ErrorReport{Error: "busy", ExitCode: contract.ExitBusy})
 			return
 		}
 		if inst.freeze == "lockwait" {
-			result(report.ExitLockWait, report.ErrorReport{RunID: p["runId"], Error: "FLUSH TABLES WITH READ LOCK: Lock wait timeout exceeded; try restarting transaction (lock_wait 5s)", ExitCode: report.ExitLockWait})
+			result(contract.ExitLockWait, contract.ErrorReport{RunID: p["runId"], Error: "FLUSH TABLES WITH READ LOCK: Lock wait timeout exceeded; try restarting transaction (lock_wait 5s)", ExitCode: contract.ExitLockWait})
 			return
 		}
 		timeout, err := time.ParseDuration(p["timeout"])
 		if err != nil {
-			result(report.ExitUsage, report.ErrorReport{Error: "bad timeout", ExitCode: report.ExitUsage})
+			result(contract.ExitUsage, contract.ErrorReport{Error: "bad timeout", ExitCode: contract.ExitUsage})
 			return
 		}
 		h := &indHold{runID: p["runId"], start: now, deadline: now.Add(timeout)}
@@ -761,43 +761,43 @@ func (s *indStandIn) runHost(inst *indInstance, c *indCmd, p map[string]string, 
 		if mode == "auto" {
 			mode = inst.lockMode
 		}
-		fr := report.FreezeReport{RunID: p["runId"], Hostname: "ip-10-0-0-1", InstanceID: inst.id, StartedAt: now, FrozenAt: now, Deadline: h.deadline, TimeoutMS: timeout.Milliseconds(),
-			Lock: report.LockInfo{Mode: mode, Requested: p["mysqlLock"], AcquiredMS: 0.8}, HolderPID: 999, GuardianPID: 1000}
-		if mode != report.LockNone {
+		fr := contract.FreezeReport{RunID: p["runId"], Hostname: "ip-10-0-0-1", InstanceID: inst.id, StartedAt: now, FrozenAt: now, Deadline: h.deadline, TimeoutMS: timeout.Milliseconds(),
+			Lock: contract.LockInfo{Mode: mode, Requested: p["mysqlLock"], AcquiredMS: 0.8}, HolderPID: 999, GuardianPID: 1000}
+		if mode != contract.LockNone {
 			fr.Lock.BinlogFile, fr.Lock.BinlogPos, fr.Lock.GTIDExecuted = "binlog.000117", 91827364, inst.gtid
 		}
 		for i, m := range strings.Split(p["mounts"], ",") {
-			fr.Mounts = append(fr.Mounts, report.MountReport{Path: m, FSType: "xfs", Device: fmt.Sprintf("/dev/nvme%dn1", i+1), VolumeIDs: inst.mountVols[m], FreezeMS: 4})
+			fr.Mounts = append(fr.Mounts, contract.MountReport{Path: m, FSType: "xfs", Device: fmt.Sprintf("/dev/nvme%dn1", i+1), VolumeIDs: inst.mountVols[m], FreezeMS: 4})
 		}
 		result(0, fr)
 		c.hang = inst.freeze == "hang"
 	case "thaw":
 		h := inst.hold()
-		tr := report.ThawReport{RunID: p["runId"], ThawedBy: report.ThawedByCommand, MySQLUnlocked: true, ThawedAt: now}
+		tr := contract.ThawReport{RunID: p["runId"], ThawedBy: contract.ThawedByCommand, MySQLUnlocked: true, ThawedAt: now}
 		switch {
 		case h == nil || !h.end.IsZero() || h.runID != p["runId"]:
 			result(0, tr)
 		case !now.Before(h.deadline):
-			h.end, h.endedBy = h.deadline, report.ThawedByDeadline
-			tr.ThawedBy, tr.Late, tr.ThawedAt = report.ThawedByDeadline, true, h.deadline
+			h.end, h.endedBy = h.deadline, contract.ThawedByDeadline
+			tr.ThawedBy, tr.Late, tr.ThawedAt = contract.ThawedByDeadline, true, h.deadline
 			tr.HeldMS = float64(h.deadline.Sub(h.start).Milliseconds())
-			result(report.ExitLate, tr)
+			result(contract.ExitLate, tr)
 		default:
-			h.end, h.endedBy = now, report.ThawedByCommand
+			h.end, h.endedBy = now, contract.ThawedByCommand
 			tr.HeldMS = float64(now.Sub(h.start).Milliseconds())
 			for m := range inst.mountVols {
-				tr.Mounts = append(tr.Mounts, report.MountThaw{Path: m, Thawed: true})
+				tr.Mounts = append(tr.Mounts, contract.MountThaw{Path: m, Thawed: true})
 			}
 			result(0, tr)
 		}
 	case "check":
-		cr := report.CheckReport{OK: true, Lock: report.LockInfo{Mode: inst.lockMode}}
+		cr := contract.CheckReport{OK: true, Lock: contract.LockInfo{Mode: inst.lockMode}}
 		for _, m := range strings.Split(p["mounts"], ",") {
-			cr.Mounts = append(cr.Mounts, report.MountReport{Path: m, FSType: "xfs", Device: "/dev/nvme1n1", VolumeIDs: inst.mountVols[m]})
+			cr.Mounts = append(cr.Mounts, contract.MountReport{Path: m, FSType: "xfs", Device: "/dev/nvme1n1", VolumeIDs: inst.mountVols[m]})
 		}
 		result(0, cr)
 	default:
-		result(report.ExitUsage, report.ErrorReport{Error: "unknown action", ExitCode: 2})
+		result(contract.ExitUsage, contract.ErrorReport{Error: "unknown action", ExitCode: 2})
 	}
 }
 
@@ -943,7 +943,7 @@ func TestIndependentStandIn(t *testing.T) {
 	// Consistency each instance's snapshots must carry.
 	wantConsistency := map[string]string{indA: "application", indE: "application", indH: "crash", indI: "application", indJ: "crash"}
 	// Hold endings the stand-in must see.
-	wantEnd := map[string]string{indI: report.ThawedByDeadline}
+	wantEnd := map[string]string{indI: contract.ThawedByDeadline}
 	for id, st := range want {
 		got := byID[id]
 		if got == nil {
@@ -996,7 +996,7 @@ func TestIndependentStandIn(t *testing.T) {
 		for _, h := range inst.holds {
 			if h.end.IsZero() {
 				t.Errorf("%s: freeze of run %s never thawed (deadline %v)", inst.id, h.runID, h.deadline)
-			} else if we := cmp.Or(wantEnd[inst.id], report.ThawedByCommand); h.endedBy != we {
+			} else if we := cmp.Or(wantEnd[inst.id], contract.ThawedByCommand); h.endedBy != we {
 				t.Errorf("%s: hold ended by %s", inst.id, h.endedBy)
 			}
 			if h.runID != runID {

@@ -21,10 +21,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quiesce/quiesce/internal/awslocal"
-	"github.com/quiesce/quiesce/lambda/internal/fakehost"
 	"github.com/quiesce/quiesce/lambda/internal/orchestrate"
 	"github.com/quiesce/quiesce/ssmdoc"
+	"github.com/quiesce/quiesce/test/awslocal"
+	"github.com/quiesce/quiesce/test/fakehost"
 )
 
 // bootstrapPath is the real Lambda binary, built once for the RIE tests.

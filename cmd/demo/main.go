@@ -23,7 +23,7 @@ import (
 	"time"
 
 	"github.com/quiesce/quiesce/internal/buildinfo"
-	"github.com/quiesce/quiesce/internal/demo/harness"
+	"github.com/quiesce/quiesce/test/demo/harness"
 )
 
 const usage = `usage: demo <command> [flags]

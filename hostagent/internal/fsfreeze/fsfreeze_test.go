@@ -10,7 +10,7 @@ import (
 
 	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
 	"github.com/quiesce/quiesce/hostagent/internal/fsfreeze"
-	"github.com/quiesce/quiesce/internal/fixture"
+	"github.com/quiesce/quiesce/test/fixture"
 )
 
 func TestFreezeThawLoop(t *testing.T) {

@@ -10,9 +10,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
 	"github.com/quiesce/quiesce/hostagent/internal/state"
-	"github.com/quiesce/quiesce/report"
 )
 
 // Request is a validated freeze.
@@ -31,9 +31,9 @@ type Request struct {
 
 // holderMsg is the holder's one message on the report pipe.
 type holderMsg struct {
-	Freeze *report.FreezeReport `json:"freeze,omitempty"`
-	Kind   string               `json:"kind,omitempty"`
-	Error  string               `json:"error,omitempty"`
+	Freeze *contract.FreezeReport `json:"freeze,omitempty"`
+	Kind   string                 `json:"kind,omitempty"`
+	Error  string                 `json:"error,omitempty"`
 }
 
 // answerSlack is how long past the timeout the client waits for the holder's
@@ -93,7 +93,7 @@ func (h *PendingHolder) Abort() {
 
 // Freeze reserves the mounts, lets the holder go (starting one if h is nil)
 // and returns its FreezeReport. On failure nothing is left frozen or locked.
-func (a *Agent) Freeze(ctx context.Context, req Request, h *PendingHolder) (*report.FreezeReport, error) {
+func (a *Agent) Freeze(ctx context.Context, req Request, h *PendingHolder) (*contract.FreezeReport, error) {
 	if h == nil {
 		var err error
 		if h, err = a.StartHolder(req.RunID); err != nil {
@@ -226,7 +226,7 @@ func (a *Agent) abandon(runID string, why error) {
 	if run, err = a.Dir.Read(runID); err != nil || !run.Active() {
 		return
 	}
-	done := make(chan []report.MountThaw, 1)
+	done := make(chan []contract.MountThaw, 1)
 	go func() { out, _ := a.thawRun(run); done <- out }()
 	select {
 	case <-done:

@@ -10,8 +10,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/hostagent/internal/state"
-	"github.com/quiesce/quiesce/report"
 )
 
 // Guardian is the guardian process's main. It sleeps until the deadline
@@ -103,8 +103,8 @@ func (a *Agent) Guardian(ctx context.Context, runID string, holder state.Proc, d
 		}
 	}
 	now := time.Now()
-	rep := report.ThawReport{RunID: runID, ThawedBy: report.ThawedByDeadline, HeldMS: heldMS(run, now),
-		Mounts: mounts, MySQLUnlocked: exited || run.LockMode == report.LockNone, Late: true, ThawedAt: now.UTC()}
+	rep := contract.ThawReport{RunID: runID, ThawedBy: contract.ThawedByDeadline, HeldMS: heldMS(run, now),
+		Mounts: mounts, MySQLUnlocked: exited || run.LockMode == contract.LockNone, Late: true, ThawedAt: now.UTC()}
 	if _, err := a.finish(runID, rep); err != nil {
 		a.log().Error("state write", "err", err)
 	}

@@ -27,10 +27,10 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
 	"github.com/quiesce/quiesce/hostagent/internal/fsfreeze"
 	"github.com/quiesce/quiesce/hostagent/internal/state"
-	"github.com/quiesce/quiesce/report"
 )
 
 // Lock is a held MySQL lock (mysqllock.*Lock).
@@ -41,7 +41,7 @@ type Lock interface {
 
 // MySQL is what the hold needs from the lock package; function fields so tests fake it.
 type MySQL struct {
-	Acquire        func(ctx context.Context, o state.MySQL) (Lock, report.LockInfo, error)
+	Acquire        func(ctx context.Context, o state.MySQL) (Lock, contract.LockInfo, error)
 	KillConnection func(ctx context.Context, o state.MySQL, id uint64) error
 }
 
@@ -156,15 +156,15 @@ func (a *Agent) thawFS(m state.Mount) (bool, error) {
 
 // thawMounts thaws every mount of the run in reverse freeze order and returns
 // the outcomes in the run's (path) order. It never stops at an error.
-func (a *Agent) thawMounts(mounts []state.Mount) ([]report.MountThaw, error) {
-	out := make([]report.MountThaw, len(mounts))
+func (a *Agent) thawMounts(mounts []state.Mount) ([]contract.MountThaw, error) {
+	out := make([]contract.MountThaw, len(mounts))
 	var errs []error
 	for i := len(mounts) - 1; i >= 0; i-- {
 		m := mounts[i]
-		out[i] = report.MountThaw{Path: m.Path, Thawed: true}
+		out[i] = contract.MountThaw{Path: m.Path, Thawed: true}
 		was, err := a.thawFS(m)
 		if err != nil {
-			out[i] = report.MountThaw{Path: m.Path, Thawed: false, Error: err.Error()}
+			out[i] = contract.MountThaw{Path: m.Path, Thawed: false, Error: err.Error()}
 			errs = append(errs, err)
 			continue
 		}
@@ -177,11 +177,11 @@ func (a *Agent) thawMounts(mounts []state.Mount) ([]report.MountThaw, error) {
 // starting that has not recorded Freezing froze nothing — the holder records
 // it before its first FIFREEZE — so its mounts are left alone: one of them
 // may be frozen by someone else, and that freeze is theirs to end.
-func (a *Agent) thawRun(run *state.Run) ([]report.MountThaw, error) {
+func (a *Agent) thawRun(run *state.Run) ([]contract.MountThaw, error) {
 	if run.Status == state.StatusStarting && (run.Holder.PID == 0 || !run.Freezing) {
-		out := make([]report.MountThaw, len(run.Mounts))
+		out := make([]contract.MountThaw, len(run.Mounts))
 		for i, m := range run.Mounts {
-			out[i] = report.MountThaw{Path: m.Path, Thawed: true}
+			out[i] = contract.MountThaw{Path: m.Path, Thawed: true}
 		}
 		return out, nil
 	}
@@ -190,7 +190,7 @@ func (a *Agent) thawRun(run *state.Run) ([]report.MountThaw, error) {
 
 // finish records a thaw in the state file unless someone recorded one first
 // (the holder and guardian may both act at the deadline; the first word stands).
-func (a *Agent) finish(runID string, rep report.ThawReport) (*state.Run, error) {
+func (a *Agent) finish(runID string, rep contract.ThawReport) (*state.Run, error) {
 	unlock, lockErr := a.Dir.Lock(dirLockWait)
 	if lockErr == nil {
 		defer unlock()

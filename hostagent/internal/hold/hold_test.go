@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
 	"github.com/quiesce/quiesce/hostagent/internal/state"
-	"github.com/quiesce/quiesce/report"
 )
 
 // recorder fakes the filesystem and MySQL, logging every call in order.
@@ -66,12 +66,12 @@ func (r *recorder) agent(t *testing.T) *Agent {
 			},
 			Thaw: func(p string) (bool, error) { r.add("thaw " + p); return true, nil },
 		},
-		MySQL: MySQL{Acquire: func(ctx context.Context, o state.MySQL) (Lock, report.LockInfo, error) {
+		MySQL: MySQL{Acquire: func(ctx context.Context, o state.MySQL) (Lock, contract.LockInfo, error) {
 			r.add("lock")
 			if r.lockErr != nil {
-				return nil, report.LockInfo{}, r.lockErr
+				return nil, contract.LockInfo{}, r.lockErr
 			}
-			return fakeLock{r}, report.LockInfo{Mode: report.LockFTWRL, BinlogFile: "bin.000001"}, nil
+			return fakeLock{r}, contract.LockInfo{Mode: contract.LockFTWRL, BinlogFile: "bin.000001"}, nil
 		}},
 	}
 }
@@ -79,7 +79,7 @@ func (r *recorder) agent(t *testing.T) *Agent {
 func startingRun(t *testing.T, a *Agent, id string, timeout time.Duration) {
 	t.Helper()
 	run := &state.Run{RunID: id, Status: state.StatusStarting, Timeout: timeout, StartedAt: time.Now(), StartMono: state.MonoNow(),
-		MySQL: state.MySQL{Mode: report.LockFTWRL}, LockMode: report.LockFTWRL, Client: state.Self(),
+		MySQL: state.MySQL{Mode: contract.LockFTWRL}, LockMode: contract.LockFTWRL, Client: state.Self(),
 		Mounts: []state.Mount{{Path: "/a", Dev: 1}, {Path: "/b", Dev: 2}, {Path: "/c", Dev: 3}}}
 	if err := a.Dir.Write(run); err != nil {
 		t.Fatal(err)
@@ -148,11 +148,11 @@ func TestHolderThawsBeforeUnlock(t *testing.T) {
 	a := r.agent(t)
 	startingRun(t, a, "order", 20*time.Second)
 	msg, done := runHolder(t, a, "order")
-	if msg.Freeze == nil || msg.Freeze.Lock.Mode != report.LockFTWRL || len(msg.Freeze.Mounts) != 3 {
+	if msg.Freeze == nil || msg.Freeze.Lock.Mode != contract.LockFTWRL || len(msg.Freeze.Mounts) != 3 {
 		t.Fatalf("freeze report %+v", msg)
 	}
 	rep, err := a.Thaw(context.Background(), "order")
-	if err != nil || rep.ThawedBy != report.ThawedByCommand || rep.Late {
+	if err != nil || rep.ThawedBy != contract.ThawedByCommand || rep.Late {
 		t.Fatalf("thaw %+v %v", rep, err)
 	}
 	if err := <-done; err != nil {
@@ -164,7 +164,7 @@ func TestHolderThawsBeforeUnlock(t *testing.T) {
 	}
 	// Idempotent, from the state file now that the holder is gone.
 	again, err := a.Thaw(context.Background(), "order")
-	if err != nil || again.ThawedBy != report.ThawedByCommand || again.HeldMS != rep.HeldMS {
+	if err != nil || again.ThawedBy != contract.ThawedByCommand || again.HeldMS != rep.HeldMS {
 		t.Fatalf("second thaw %+v %v", again, err)
 	}
 }
@@ -186,7 +186,7 @@ func TestHolderOwnDeadline(t *testing.T) {
 		t.Fatalf("acted %v after the deadline", late)
 	}
 	rep, err := a.Thaw(context.Background(), "deadline")
-	if !errors.Is(err, agenterr.ErrLate) || rep == nil || rep.ThawedBy != report.ThawedByDeadline || !rep.Late {
+	if !errors.Is(err, agenterr.ErrLate) || rep == nil || rep.ThawedBy != contract.ThawedByDeadline || !rep.Late {
 		t.Fatalf("late thaw %+v %v", rep, err)
 	}
 }
@@ -223,7 +223,7 @@ func TestRecover(t *testing.T) {
 	}
 	for _, id := range []string{"dead", "wedged"} {
 		run, _ := a.Dir.Read(id)
-		if run.Status != state.StatusThawed || run.Thaw.ThawedBy != report.ThawedByRecovery || !run.Thaw.Late {
+		if run.Status != state.StatusThawed || run.Thaw.ThawedBy != contract.ThawedByRecovery || !run.Thaw.Late {
 			t.Fatalf("%s: %+v", id, run.Thaw)
 		}
 	}
@@ -312,7 +312,7 @@ func TestFreezeAbandonsSilentHolder(t *testing.T) {
 							run.Freezing = true
 							a.update(run)
 							if tc.finished {
-								run.Status, run.Thaw = state.StatusThawed, &report.ThawReport{RunID: "silent", ThawedBy: report.ThawedByDeadline}
+								run.Status, run.Thaw = state.StatusThawed, &contract.ThawReport{RunID: "silent", ThawedBy: contract.ThawedByDeadline}
 								a.update(run)
 							}
 							return
@@ -396,7 +396,7 @@ func TestHolderDoesNotReviveAFinishedRun(t *testing.T) {
 		if p == "/c" { // meanwhile, someone else finishes the run
 			run, _ := a.Dir.Read("superseded")
 			run.Status = state.StatusThawed
-			run.Thaw = &report.ThawReport{RunID: "superseded", ThawedBy: report.ThawedByRecovery, Late: true}
+			run.Thaw = &contract.ThawReport{RunID: "superseded", ThawedBy: contract.ThawedByRecovery, Late: true}
 			if err := a.Dir.Write(run); err != nil {
 				t.Error(err)
 			}
@@ -412,7 +412,7 @@ func TestHolderDoesNotReviveAFinishedRun(t *testing.T) {
 	if got := r.get(); !equal(got, want) {
 		t.Fatalf("calls %v\nwant  %v", got, want)
 	}
-	if run, _ := a.Dir.Read("superseded"); run.Status != state.StatusThawed || run.Thaw.ThawedBy != report.ThawedByRecovery {
+	if run, _ := a.Dir.Read("superseded"); run.Status != state.StatusThawed || run.Thaw.ThawedBy != contract.ThawedByRecovery {
 		t.Fatalf("the other process's record was overwritten: %+v", run)
 	}
 }
@@ -524,7 +524,7 @@ func TestRunWithoutHolderThawsNothing(t *testing.T) {
 			if err := a.Dir.Write(run); err != nil {
 				t.Fatal(err)
 			}
-			var rep *report.ThawReport
+			var rep *contract.ThawReport
 			if how == "recover" {
 				if _, err := a.Recover(context.Background(), ""); err != nil {
 					t.Fatal(err)
@@ -558,7 +558,7 @@ func TestThawRetrySkipsAMountANewerRunHolds(t *testing.T) {
 	dead := state.Proc{PID: 1 << 22, Start: 1}
 	old := &state.Run{RunID: "old", Status: state.StatusThawed, StartedAt: time.Now(),
 		Mounts: []state.Mount{{Path: "/x", Dev: 9}},
-		Thaw:   &report.ThawReport{RunID: "old", ThawedBy: report.ThawedByCommand, Mounts: []report.MountThaw{{Path: "/x", Error: "thaw /x: input/output error"}}}}
+		Thaw:   &contract.ThawReport{RunID: "old", ThawedBy: contract.ThawedByCommand, Mounts: []contract.MountThaw{{Path: "/x", Error: "thaw /x: input/output error"}}}}
 	newer := &state.Run{RunID: "newer", Status: state.StatusHeld, StartedAt: time.Now(), Holder: state.Self(), Guardian: dead,
 		DeadlineMono: state.MonoNow() + int64(time.Hour), Mounts: []state.Mount{{Path: "/x", Dev: 9}}}
 	for _, run := range []*state.Run{old, newer} {

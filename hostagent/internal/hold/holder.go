@@ -13,13 +13,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/hostagent/internal/state"
-	"github.com/quiesce/quiesce/report"
 )
 
 // thawRequest is one `thaw` arriving on the holder's socket.
 type thawRequest struct {
-	reply   chan *report.ThawReport
+	reply   chan *contract.ThawReport
 	written chan struct{}
 }
 
@@ -145,9 +145,9 @@ func (a *Agent) Holder(ctx context.Context, runID string, reportPipe, control *o
 		timerUnit <- ""
 	}
 
-	info := report.LockInfo{Mode: report.LockNone}
+	info := contract.LockInfo{Mode: contract.LockNone}
 	var lock Lock
-	if run.MySQL.Mode != report.LockNone {
+	if run.MySQL.Mode != contract.LockNone {
 		lockCtx, cancel := context.WithTimeout(ctx, state.UntilMono(deadlineMono))
 		l, li, err := a.MySQL.Acquire(lockCtx, run.MySQL)
 		cancel()
@@ -183,7 +183,7 @@ func (a *Agent) Holder(ctx context.Context, runID string, reportPipe, control *o
 		run.Freezing = false
 		return undo(fmt.Errorf("record freezing: %w", err))
 	}
-	mounts := make([]report.MountReport, 0, len(run.Mounts))
+	mounts := make([]contract.MountReport, 0, len(run.Mounts))
 	if run.RCURestore {
 		if err := a.RCU.Set(true); err != nil {
 			log.Warn("expedite RCU", "err", err)
@@ -201,7 +201,7 @@ func (a *Agent) Holder(ctx context.Context, runID string, reportPipe, control *o
 		if vols == nil {
 			vols = []string{}
 		}
-		mounts = append(mounts, report.MountReport{Path: m.Path, FSType: m.FSType, Device: m.Device,
+		mounts = append(mounts, contract.MountReport{Path: m.Path, FSType: m.FSType, Device: m.Device,
 			VolumeIDs: vols, EC2Devices: m.EC2Devices, FreezeMS: ms(time.Since(t0))})
 	}
 	frozenAt, frozenMono := time.Now(), state.MonoNow()
@@ -224,7 +224,7 @@ func (a *Agent) Holder(ctx context.Context, runID string, reportPipe, control *o
 	if lock != nil {
 		run.ConnectionID = lock.ConnectionID()
 	}
-	rep := &report.FreezeReport{
+	rep := &contract.FreezeReport{
 		RunID: runID, Hostname: hostname, InstanceID: run.InstanceID,
 		StartedAt: run.StartedAt, FrozenAt: frozenAt, Deadline: deadline,
 		TimeoutMS: run.Timeout.Milliseconds(), Lock: info, Mounts: mounts,
@@ -267,18 +267,18 @@ func (a *Agent) serve(run *state.Run, lock Lock, ln *net.UnixListener, deadlineM
 	defer signal.Stop(sigs)
 
 	var req *thawRequest
-	by := report.ThawedByCommand
+	by := contract.ThawedByCommand
 	select {
 	case r := <-reqs:
 		req = &r
 	case <-timer.C:
-		by = report.ThawedByDeadline
+		by = contract.ThawedByDeadline
 	case s := <-sigs:
 		a.log().Warn("signal; thawing now", "signal", s.String())
-		by = report.ThawedByRecovery
+		by = contract.ThawedByRecovery
 	}
-	if by == report.ThawedByCommand && state.UntilMono(deadlineMono) <= 0 {
-		by = report.ThawedByDeadline // the command lost the race with the deadline
+	if by == contract.ThawedByCommand && state.UntilMono(deadlineMono) <= 0 {
+		by = contract.ThawedByDeadline // the command lost the race with the deadline
 	}
 	rep := a.release(run, lock, by)
 	if req != nil {
@@ -299,7 +299,7 @@ func (a *Agent) handleConn(c net.Conn, reqs chan<- thawRequest) {
 		_ = json.NewEncoder(c).Encode(map[string]string{"error": "unknown request"})
 		return
 	}
-	r := thawRequest{reply: make(chan *report.ThawReport, 1), written: make(chan struct{})}
+	r := thawRequest{reply: make(chan *contract.ThawReport, 1), written: make(chan struct{})}
 	defer close(r.written)
 	select {
 	case reqs <- r:
@@ -311,7 +311,7 @@ func (a *Agent) handleConn(c net.Conn, reqs chan<- thawRequest) {
 }
 
 // release thaws every mount, then unlocks MySQL, then records the thaw.
-func (a *Agent) release(run *state.Run, lock Lock, by string) *report.ThawReport {
+func (a *Agent) release(run *state.Run, lock Lock, by string) *contract.ThawReport {
 	mounts, err := a.thawMounts(run.Mounts)
 	if err != nil {
 		a.log().Error("thaw", "err", err)
@@ -326,8 +326,8 @@ func (a *Agent) release(run *state.Run, lock Lock, by string) *report.ThawReport
 		cancel()
 	}
 	now := time.Now()
-	rep := report.ThawReport{RunID: run.RunID, ThawedBy: by, HeldMS: heldMS(run, now), Mounts: mounts,
-		MySQLUnlocked: unlocked, Late: by != report.ThawedByCommand, ThawedAt: now.UTC()}
+	rep := contract.ThawReport{RunID: run.RunID, ThawedBy: by, HeldMS: heldMS(run, now), Mounts: mounts,
+		MySQLUnlocked: unlocked, Late: by != contract.ThawedByCommand, ThawedAt: now.UTC()}
 	stored, err := a.finish(run.RunID, rep)
 	if err != nil {
 		a.log().Error("state write", "err", err)

@@ -13,16 +13,16 @@ import (
 	"strings"
 	"time"
 
+	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
 	"github.com/quiesce/quiesce/hostagent/internal/state"
-	"github.com/quiesce/quiesce/report"
 )
 
 // Thaw ends a run: through the holder's socket when it lives, else from the
 // state file. Idempotent: a finished run's report is returned again. A thaw
 // that comes after the fail-safe acted returns the report AND an
 // agenterr.ErrLate-wrapping error.
-func (a *Agent) Thaw(ctx context.Context, runID string) (*report.ThawReport, error) {
+func (a *Agent) Thaw(ctx context.Context, runID string) (*contract.ThawReport, error) {
 	run, err := a.Dir.Read(runID)
 	if errors.Is(err, state.ErrNotFound) {
 		return nil, agenterr.Usagef("--run-id %q: no such run in %s", runID, a.Dir.Path)
@@ -60,7 +60,7 @@ func (a *Agent) Thaw(ctx context.Context, runID string) (*report.ThawReport, err
 	switch run.Status {
 	case state.StatusFailed:
 		// Nothing was held; answer so callers that always thaw get a report.
-		return &report.ThawReport{RunID: runID, ThawedBy: report.ThawedByCommand, Mounts: []report.MountThaw{},
+		return &contract.ThawReport{RunID: runID, ThawedBy: contract.ThawedByCommand, Mounts: []contract.MountThaw{},
 			MySQLUnlocked: true, ThawedAt: time.Now().UTC()}, nil
 	case state.StatusThawed:
 		if run.Thaw == nil {
@@ -80,10 +80,10 @@ func (a *Agent) Thaw(ctx context.Context, runID string) (*report.ThawReport, err
 	a.restoreRCU(run)
 	run.RCURestore = false
 	now := time.Now()
-	rep := report.ThawReport{RunID: runID, ThawedBy: report.ThawedByRecovery, HeldMS: heldMS(run, now), Mounts: mounts,
-		MySQLUnlocked: holderDead || run.LockMode == report.LockNone, ThawedAt: now.UTC()}
+	rep := contract.ThawReport{RunID: runID, ThawedBy: contract.ThawedByRecovery, HeldMS: heldMS(run, now), Mounts: mounts,
+		MySQLUnlocked: holderDead || run.LockMode == contract.LockNone, ThawedAt: now.UTC()}
 	if run.DeadlineFinal && state.UntilMono(run.DeadlineMono) <= 0 {
-		rep.ThawedBy, rep.Late = report.ThawedByDeadline, true
+		rep.ThawedBy, rep.Late = contract.ThawedByDeadline, true
 	}
 	run.Status, run.Thaw = state.StatusThawed, &rep
 	if err := a.Dir.Write(run); err != nil {
@@ -133,7 +133,7 @@ func (a *Agent) retryFailedThaws(run *state.Run) {
 		if _, err := a.thawFS(mount); err != nil {
 			run.Thaw.Mounts[i].Error = err.Error()
 		} else {
-			run.Thaw.Mounts[i] = report.MountThaw{Path: m.Path, Thawed: true}
+			run.Thaw.Mounts[i] = contract.MountThaw{Path: m.Path, Thawed: true}
 		}
 	}
 	if retried {
@@ -146,7 +146,7 @@ func (a *Agent) retryFailedThaws(run *state.Run) {
 // lateCheck turns a thaw report into the command's outcome: a mount that did
 // not thaw is a failure (exit 1, report still printed), a thaw after the
 // fail-safe acted is ErrLate (exit 4).
-func lateCheck(rep *report.ThawReport) (*report.ThawReport, error) {
+func lateCheck(rep *contract.ThawReport) (*contract.ThawReport, error) {
 	for _, m := range rep.Mounts {
 		if !m.Thawed {
 			return rep, fmt.Errorf("run %s: thaw %s failed: %s", rep.RunID, m.Path, m.Error)
@@ -166,7 +166,7 @@ const holderAnswerWait = 2 * time.Second
 // askHolder sends thaw on the holder's socket and waits for its report. While
 // the holder is still locking/freezing (starting), the request queues until it
 // is done, at most until a little after the deadline (by then it has acted).
-func (a *Agent) askHolder(ctx context.Context, run *state.Run) (*report.ThawReport, error) {
+func (a *Agent) askHolder(ctx context.Context, run *state.Run) (*contract.ThawReport, error) {
 	wait := holderAnswerWait
 	if run.Status == state.StatusStarting {
 		wait = max(wait, state.UntilMono(run.DeadlineMono)+time.Second)
@@ -181,7 +181,7 @@ func (a *Agent) askHolder(ctx context.Context, run *state.Run) (*report.ThawRepo
 	if err := json.NewEncoder(c).Encode(socketRequest{Op: "thaw"}); err != nil {
 		return nil, err
 	}
-	var rep report.ThawReport
+	var rep contract.ThawReport
 	if err := json.NewDecoder(c).Decode(&rep); err != nil {
 		return nil, fmt.Errorf("%w: %v", errHolderGone, err)
 	}
@@ -228,8 +228,8 @@ func (a *Agent) Recover(ctx context.Context, only string) ([]string, error) {
 		a.restoreRCU(run)
 		run.RCURestore = false
 		now := time.Now()
-		rep := report.ThawReport{RunID: run.RunID, ThawedBy: report.ThawedByRecovery, HeldMS: heldMS(run, now),
-			Mounts: mounts, MySQLUnlocked: holderDead || run.LockMode == report.LockNone, Late: true, ThawedAt: now.UTC()}
+		rep := contract.ThawReport{RunID: run.RunID, ThawedBy: contract.ThawedByRecovery, HeldMS: heldMS(run, now),
+			Mounts: mounts, MySQLUnlocked: holderDead || run.LockMode == contract.LockNone, Late: true, ThawedAt: now.UTC()}
 		run.Status, run.Thaw = state.StatusThawed, &rep
 		if err := a.Dir.Write(run); err != nil {
 			errs = append(errs, err)
@@ -247,7 +247,7 @@ func (a *Agent) Recover(ctx context.Context, only string) ([]string, error) {
 }
 
 // Status describes the runs in the state dir (one run with only != "").
-func (a *Agent) Status(only string) (*report.StatusReport, error) {
+func (a *Agent) Status(only string) (*contract.StatusReport, error) {
 	var runs []*state.Run
 	if only != "" {
 		run, err := a.Dir.Read(only)
@@ -264,9 +264,9 @@ func (a *Agent) Status(only string) (*report.StatusReport, error) {
 			a.log().Warn("unreadable state files", "err", err)
 		}
 	}
-	out := &report.StatusReport{Runs: []report.RunStatus{}}
+	out := &contract.StatusReport{Runs: []contract.RunStatus{}}
 	for _, r := range runs {
-		rs := report.RunStatus{RunID: r.RunID, State: r.Status, LockMode: r.LockMode, FrozenAt: r.FrozenAt,
+		rs := contract.RunStatus{RunID: r.RunID, State: r.Status, LockMode: r.LockMode, FrozenAt: r.FrozenAt,
 			Deadline: r.Deadline, HolderPID: r.Holder.PID, GuardianPID: r.Guardian.PID,
 			HolderAlive: r.Holder.Alive(), GuardAlive: r.Guardian.Alive()}
 		for _, m := range r.Mounts {

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quiesce/quiesce/report"
+	"github.com/quiesce/quiesce/contract"
 )
 
 // BenchmarkAcquireRelease measures full lock cycles against the real
@@ -21,7 +21,7 @@ import (
 //   - release_p50_ms/p99: Release wall time (unlock + close)
 //   - resume_p50_ms: Release → the next write completes
 func BenchmarkAcquireRelease(b *testing.B) {
-	for _, mode := range []string{report.LockFTWRL, report.LockBackupStage} {
+	for _, mode := range []string{contract.LockFTWRL, contract.LockBackupStage} {
 		b.Run(mode, func(b *testing.B) { benchCycles(b, mode) })
 	}
 }

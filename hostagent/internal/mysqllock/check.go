@@ -6,7 +6,7 @@ import (
 	"sort"
 	"strings"
 
-	"github.com/quiesce/quiesce/report"
+	"github.com/quiesce/quiesce/contract"
 )
 
 // Check is the preflight of `hostagent check`: it connects, reads the
@@ -14,19 +14,19 @@ import (
 // privileges that lock (and --long-query-limit / --kill-long-queries / the
 // position) needs, and reads the current binary log file/position (empty when
 // the log is off). It takes no lock and changes nothing.
-func Check(ctx context.Context, o Options) (report.LockInfo, error) {
-	info := report.LockInfo{Mode: o.Mode, Requested: o.Mode}
+func Check(ctx context.Context, o Options) (contract.LockInfo, error) {
+	info := contract.LockInfo{Mode: o.Mode, Requested: o.Mode}
 	if err := o.Validate(); err != nil {
 		return info, err
 	}
 	o, involved := Resolve(o)
 	if !involved {
-		info.Mode = report.LockNone
+		info.Mode = contract.LockNone
 		return info, nil
 	}
 	s, err := connect(ctx, o)
 	if staleAutoSocket(o, err) {
-		info.Mode = report.LockNone
+		info.Mode = contract.LockNone
 		return info, nil
 	}
 	if err != nil {

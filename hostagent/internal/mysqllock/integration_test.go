@@ -5,7 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"github.com/quiesce/quiesce/internal/syncbuf"
+	"github.com/quiesce/quiesce/test/syncbuf"
 	"log/slog"
 	"net"
 	"os"
@@ -15,9 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
-	"github.com/quiesce/quiesce/internal/fixture"
-	"github.com/quiesce/quiesce/report"
+	"github.com/quiesce/quiesce/test/fixture"
 )
 
 // One real mariadbd for the whole package (install+start ~1 s): every test
@@ -76,7 +76,7 @@ func opts(m *fixture.MariaDB, mode string) Options {
 
 // acquire takes the lock and always releases it in cleanup, so a failing
 // test never leaves the shared server locked.
-func acquire(t *testing.T, o Options) (*Lock, report.LockInfo) {
+func acquire(t *testing.T, o Options) (*Lock, contract.LockInfo) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -131,9 +131,9 @@ func TestLockBlocksInsertUntilRelease(t *testing.T) {
 	exec(t, db, "CREATE DATABASE IF NOT EXISTS lk", "CREATE TABLE IF NOT EXISTS lk.blocks (id INT AUTO_INCREMENT PRIMARY KEY, v INT) ENGINE=InnoDB",
 		"CREATE TABLE IF NOT EXISTS lk.blocks_myisam (id INT AUTO_INCREMENT PRIMARY KEY, v INT) ENGINE=MyISAM")
 	for _, tt := range []struct{ requested, want string }{
-		{report.LockFTWRL, report.LockFTWRL},
-		{report.LockBackupStage, report.LockBackupStage},
-		{report.LockAuto, report.LockBackupStage},
+		{contract.LockFTWRL, contract.LockFTWRL},
+		{contract.LockBackupStage, contract.LockBackupStage},
+		{contract.LockAuto, contract.LockBackupStage},
 	} {
 		t.Run(tt.requested, func(t *testing.T) {
 			l, info := acquire(t, opts(m, tt.requested))
@@ -179,7 +179,7 @@ func TestPositionMatchesMasterStatus(t *testing.T) {
 	m, db := server(t)
 	exec(t, db, "CREATE DATABASE IF NOT EXISTS lk", "CREATE TABLE IF NOT EXISTS lk.pos (id INT AUTO_INCREMENT PRIMARY KEY, v INT)",
 		"INSERT INTO lk.pos (v) VALUES (1)")
-	for _, mode := range []string{report.LockFTWRL, report.LockBackupStage} {
+	for _, mode := range []string{contract.LockFTWRL, contract.LockBackupStage} {
 		t.Run(mode, func(t *testing.T) {
 			l, info := acquire(t, opts(m, mode))
 			if err := l.Release(context.Background()); err != nil {
@@ -200,7 +200,7 @@ func TestPositionMatchesMasterStatus(t *testing.T) {
 	t.Run("after write", func(t *testing.T) {
 		_, before := masterStatus(t, db)
 		exec(t, db, "INSERT INTO lk.pos (v) VALUES (2)")
-		l, info := acquire(t, opts(m, report.LockAuto))
+		l, info := acquire(t, opts(m, contract.LockAuto))
 		l.Release(context.Background())
 		if info.BinlogPos <= before {
 			t.Errorf("position %d did not advance past %d after a write", info.BinlogPos, before)
@@ -213,7 +213,7 @@ func TestLockWithLazyRedoFlush(t *testing.T) {
 	m, db := server(t)
 	exec(t, db, "SET GLOBAL innodb_flush_log_at_trx_commit = 2")
 	t.Cleanup(func() { db.Exec("SET GLOBAL innodb_flush_log_at_trx_commit = 1") })
-	for _, mode := range []string{report.LockFTWRL, report.LockBackupStage} {
+	for _, mode := range []string{contract.LockFTWRL, contract.LockBackupStage} {
 		l, info := acquire(t, opts(m, mode))
 		if info.BinlogFile == "" {
 			t.Errorf("%s: no binlog position with flush_log_at_trx_commit=2", mode)
@@ -276,7 +276,7 @@ func TestLockWaitTimeoutBehindLongUpdate(t *testing.T) {
 
 	for _, wait := range []time.Duration{time.Second, 500 * time.Millisecond} {
 		t.Run("ftwrl lock-wait "+wait.String(), func(t *testing.T) {
-			o := opts(m, report.LockFTWRL)
+			o := opts(m, contract.LockFTWRL)
 			o.LockWait = wait
 			start := time.Now()
 			l, info, err := Acquire(context.Background(), o)
@@ -310,7 +310,7 @@ func TestLockWaitTimeoutBehindLongUpdate(t *testing.T) {
 	// backup-stage does not wait behind a running transactional write: it
 	// blocks the commit instead (the reason auto picks it on MariaDB).
 	t.Run("backup-stage does not wait", func(t *testing.T) {
-		o := opts(m, report.LockBackupStage)
+		o := opts(m, contract.LockBackupStage)
 		o.LockWait = time.Second
 		l, info := acquire(t, o)
 		if info.AcquiredMS > 200 {
@@ -338,7 +338,7 @@ func TestLongQueryLimit(t *testing.T) {
 	}
 	id, done := runningStatement(t, db, "SELECT SLEEP(30)", 1100*time.Millisecond)
 
-	o := opts(m, report.LockFTWRL)
+	o := opts(m, contract.LockFTWRL)
 	o.LongQueryLimit = time.Second
 	start := time.Now()
 	var l *Lock
@@ -387,7 +387,7 @@ func TestLongQueryLimit(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the long SELECT was not killed")
 	}
-	if info.Mode != report.LockFTWRL {
+	if info.Mode != contract.LockFTWRL {
 		t.Errorf("mode %q", info.Mode)
 	}
 	if len(info.KilledQueries) != 1 || info.KilledQueries[0] != id {
@@ -403,7 +403,7 @@ func TestInstanceModeOnMariaDBIsRefused(t *testing.T) {
 	exec(t, db, "CREATE DATABASE IF NOT EXISTS lk", "CREATE TABLE IF NOT EXISTS lk.inst (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	l, _, err := Acquire(ctx, opts(m, report.LockInstance))
+	l, _, err := Acquire(ctx, opts(m, contract.LockInstance))
 	if err == nil {
 		l.Release(context.Background())
 		t.Fatal("instance mode accepted on MariaDB")
@@ -411,7 +411,7 @@ func TestInstanceModeOnMariaDBIsRefused(t *testing.T) {
 	if !errors.Is(err, agenterr.ErrUsage) || !strings.Contains(err.Error(), "needs MySQL 8.0 or later") || !strings.Contains(err.Error(), "MariaDB 10.") {
 		t.Errorf("error %v: want a usage error naming the server", err)
 	}
-	if _, err := Check(ctx, opts(m, report.LockInstance)); !errors.Is(err, agenterr.ErrUsage) {
+	if _, err := Check(ctx, opts(m, contract.LockInstance)); !errors.Is(err, agenterr.ErrUsage) {
 		t.Errorf("Check(instance) = %v, want usage error", err)
 	}
 	waitWritable(t, db, "lk.inst")
@@ -419,14 +419,14 @@ func TestInstanceModeOnMariaDBIsRefused(t *testing.T) {
 
 func TestCheck(t *testing.T) {
 	m, _ := server(t)
-	o := opts(m, report.LockAuto)
+	o := opts(m, contract.LockAuto)
 	o.LongQueryLimit = 10 * time.Second
 	o.KillLongQueries = true
 	info, err := Check(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.Mode != report.LockBackupStage || info.Requested != report.LockAuto || info.BinlogFile == "" || !strings.Contains(info.ServerVersion, "MariaDB") {
+	if info.Mode != contract.LockBackupStage || info.Requested != contract.LockAuto || info.BinlogFile == "" || !strings.Contains(info.ServerVersion, "MariaDB") {
 		t.Errorf("Check = %+v", info)
 	}
 	// With delay_key_write=ALL, MyISAM index blocks live in server memory
@@ -435,15 +435,15 @@ func TestCheck(t *testing.T) {
 	exec(t, db, "SET GLOBAL delay_key_write = ALL")
 	info, err = Check(context.Background(), o)
 	exec(t, db, "SET GLOBAL delay_key_write = ON")
-	if err != nil || info.Mode != report.LockFTWRL {
+	if err != nil || info.Mode != contract.LockFTWRL {
 		t.Errorf("Check(auto) with delay_key_write=ALL = %q, %v; want ftwrl", info.Mode, err)
 	}
 	// mode none / auto without a server: nothing to check, no connection.
 	saved := socketPaths
 	socketPaths = []string{"/nonexistent/mysqld.sock"}
 	defer func() { socketPaths = saved }()
-	info, err = Check(context.Background(), Options{Mode: report.LockAuto, LockWait: time.Second})
-	if err != nil || info.Mode != report.LockNone {
+	info, err = Check(context.Background(), Options{Mode: contract.LockAuto, LockWait: time.Second})
+	if err != nil || info.Mode != contract.LockNone {
 		t.Errorf("Check(auto, no server) = %+v, %v", info, err)
 	}
 }
@@ -461,7 +461,7 @@ func TestLimitedUserAndPasswordRedaction(t *testing.T) {
 	wrong := writeFile(t, "wrong.cnf", fmt.Sprintf("[client]\nuser=limited\npassword=%sX\nsocket=%s\n", testSecret, m.Socket), 0o600)
 	var errs []error
 
-	o := Options{Mode: report.LockFTWRL, DefaultsFile: cnf, LockWait: time.Second, LongQueryLimit: time.Second, KillLongQueries: true}
+	o := Options{Mode: contract.LockFTWRL, DefaultsFile: cnf, LockWait: time.Second, LongQueryLimit: time.Second, KillLongQueries: true}
 	_, err := Check(context.Background(), o)
 	if err == nil {
 		t.Fatal("Check passed for a user without RELOAD/PROCESS")
@@ -515,7 +515,7 @@ func captureSlog(t *testing.T) *syncbuf.Buffer {
 func TestKillConnectionReleasesLock(t *testing.T) {
 	m, db := server(t)
 	exec(t, db, "CREATE DATABASE IF NOT EXISTS lk", "CREATE TABLE IF NOT EXISTS lk.kill (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
-	o := opts(m, report.LockFTWRL)
+	o := opts(m, contract.LockFTWRL)
 	l, _ := acquire(t, o)
 	blocked := startWrite(db, 10*time.Second, "INSERT INTO lk.kill (v) VALUES (1)")
 	select {
@@ -557,7 +557,7 @@ func TestIdleHolderSurvivesShortWaitTimeout(t *testing.T) {
 		db.Exec("SET GLOBAL wait_timeout = 28800")
 		db.Exec("SET GLOBAL interactive_timeout = 28800")
 	})
-	l, _ := acquire(t, opts(m, report.LockFTWRL))
+	l, _ := acquire(t, opts(m, contract.LockFTWRL))
 	exec(t, db, "SET GLOBAL wait_timeout = 28800", "SET GLOBAL interactive_timeout = 28800")
 	time.Sleep(2 * time.Second)
 	blocked := startWrite(db, 10*time.Second, "INSERT INTO lk.idle (v) VALUES (1)")
@@ -575,8 +575,8 @@ func TestIdleHolderSurvivesShortWaitTimeout(t *testing.T) {
 }
 
 func TestNoneAndNil(t *testing.T) {
-	l, info, err := Acquire(context.Background(), Options{Mode: report.LockNone, LockWait: time.Second})
-	if err != nil || l != nil || info.Mode != report.LockNone || info.Requested != report.LockNone {
+	l, info, err := Acquire(context.Background(), Options{Mode: contract.LockNone, LockWait: time.Second})
+	if err != nil || l != nil || info.Mode != contract.LockNone || info.Requested != contract.LockNone {
 		t.Fatalf("Acquire(none) = %v, %+v, %v", l, info, err)
 	}
 	if err := l.Release(context.Background()); err != nil {
@@ -591,7 +591,7 @@ func TestNoneAndNil(t *testing.T) {
 	}
 	// A named server that is not there is a plain error, quickly.
 	start := time.Now()
-	_, _, err = Acquire(context.Background(), Options{Mode: report.LockAuto, Socket: "/nonexistent/q.sock", LockWait: time.Second})
+	_, _, err = Acquire(context.Background(), Options{Mode: contract.LockAuto, Socket: "/nonexistent/q.sock", LockWait: time.Second})
 	if err == nil || errors.Is(err, agenterr.ErrLockWait) || errors.Is(err, agenterr.ErrUsage) || time.Since(start) > 3*time.Second {
 		t.Errorf("Acquire on a missing socket: %v after %v", err, time.Since(start))
 	}
@@ -603,7 +603,7 @@ func TestCancelledContextLeavesNothingHeld(t *testing.T) {
 		"INSERT IGNORE INTO lk.cslow VALUES (1, 0)",
 		"CREATE TABLE IF NOT EXISTS lk.cflow (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
 	runningStatement(t, db, "UPDATE lk.cslow SET v=v+1 WHERE SLEEP(20)=0", 50*time.Millisecond)
-	o := opts(m, report.LockFTWRL)
+	o := opts(m, contract.LockFTWRL)
 	o.LockWait = 10 * time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
@@ -645,7 +645,7 @@ func TestPositionIsExactUnderWriteLoad(t *testing.T) {
 		db.QueryRow("SELECT (SELECT COUNT(*) FROM lk.load) + (SELECT COUNT(*) FROM lk.load_myisam)").Scan(&n)
 		return n
 	}
-	for _, mode := range []string{report.LockFTWRL, report.LockBackupStage} {
+	for _, mode := range []string{contract.LockFTWRL, contract.LockBackupStage} {
 		t.Run(mode, func(t *testing.T) {
 			l, info := acquire(t, opts(m, mode))
 			rows := count()
@@ -680,7 +680,7 @@ func TestBinlogDisabled(t *testing.T) {
 		t.Skip("mariadb fixture: " + srvSkip)
 	}
 	m := fixture.StartMariaDBForTest(t, fixture.MariaDBOptions{NoLogBin: true})
-	for _, mode := range []string{report.LockFTWRL, report.LockAuto} {
+	for _, mode := range []string{contract.LockFTWRL, contract.LockAuto} {
 		l, info := acquire(t, opts(m, mode))
 		if info.BinlogFile != "" || info.BinlogPos != 0 {
 			t.Errorf("%s without log-bin: position %s:%d, want empty", mode, info.BinlogFile, info.BinlogPos)
@@ -689,7 +689,7 @@ func TestBinlogDisabled(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	info, err := Check(context.Background(), opts(m, report.LockAuto))
+	info, err := Check(context.Background(), opts(m, contract.LockAuto))
 	if err != nil || info.BinlogFile != "" {
 		t.Errorf("Check without log-bin = %+v, %v", info, err)
 	}
@@ -709,12 +709,12 @@ func TestAutoWithStaleSocket(t *testing.T) {
 	l.Close()
 	socketPaths = []string{sock}
 
-	o := Options{Mode: report.LockAuto, LockWait: time.Second}
+	o := Options{Mode: contract.LockAuto, LockWait: time.Second}
 	lk, info, err := Acquire(context.Background(), o)
-	if err != nil || lk != nil || info.Mode != report.LockNone {
+	if err != nil || lk != nil || info.Mode != contract.LockNone {
 		t.Errorf("Acquire(auto, stale socket) = %v, %+v, %v; want none", lk, info, err)
 	}
-	if info, err := Check(context.Background(), o); err != nil || info.Mode != report.LockNone {
+	if info, err := Check(context.Background(), o); err != nil || info.Mode != contract.LockNone {
 		t.Errorf("Check(auto, stale socket) = %+v, %v; want none", info, err)
 	}
 	o.Socket = sock
@@ -732,7 +732,7 @@ func TestBackupStageMidwayFailureIsUndone(t *testing.T) {
 		"CREATE TABLE IF NOT EXISTS lk.mflow (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
 	runningStatement(t, db, "UPDATE lk.slow_myisam SET v=v+1 WHERE SLEEP(20)=0", 50*time.Millisecond)
 
-	o := opts(m, report.LockBackupStage)
+	o := opts(m, contract.LockBackupStage)
 	o.LockWait = time.Second
 	start := time.Now()
 	l, _, err := Acquire(context.Background(), o)

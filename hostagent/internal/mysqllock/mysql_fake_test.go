@@ -15,8 +15,8 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
+	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
-	"github.com/quiesce/quiesce/report"
 )
 
 // A scripted database/sql driver standing in for MySQL servers this machine
@@ -117,37 +117,37 @@ func TestMySQLPositionVariants(t *testing.T) {
 		wantGTID      string
 		wantFirst     string
 	}{
-		{"8.0 master status", "8.0.36", true, report.LockFTWRL,
+		{"8.0 master status", "8.0.36", true, contract.LockFTWRL,
 			map[string]fakeResult{"SHOW MASTER STATUS": status, "SELECT @@GLOBAL.gtid_executed": gtidRow},
 			"binlog.000042", 157, wantGTID, "SHOW MASTER STATUS"},
-		{"8.4 binary log status", "8.4.2", true, report.LockFTWRL,
+		{"8.4 binary log status", "8.4.2", true, contract.LockFTWRL,
 			map[string]fakeResult{"SHOW BINARY LOG STATUS": status, "SELECT @@GLOBAL.gtid_executed": gtidRow},
 			"binlog.000042", 157, wantGTID, "SHOW BINARY LOG STATUS"},
-		{"fork without the new syntax falls back", "8.3.0-fork", true, report.LockFTWRL,
+		{"fork without the new syntax falls back", "8.3.0-fork", true, contract.LockFTWRL,
 			map[string]fakeResult{"SHOW BINARY LOG STATUS": parseErr, "SHOW MASTER STATUS": status, "SELECT @@GLOBAL.gtid_executed": gtidRow},
 			"binlog.000042", 157, wantGTID, "SHOW BINARY LOG STATUS"},
-		{"binlog off: gtid only", "8.0.36", false, report.LockFTWRL,
+		{"binlog off: gtid only", "8.0.36", false, contract.LockFTWRL,
 			map[string]fakeResult{"SELECT @@GLOBAL.gtid_executed": one([]string{"g"}, "")},
 			"", 0, "", "SELECT @@GLOBAL.gtid_executed"},
-		{"5.5 without gtid", "5.5.62-log", true, report.LockFTWRL,
+		{"5.5 without gtid", "5.5.62-log", true, contract.LockFTWRL,
 			map[string]fakeResult{"SHOW MASTER STATUS": one(masterCols[:4], "mysql-bin.000003", "107", "", ""),
 				"SELECT @@GLOBAL.gtid_executed": {err: &mysql.MySQLError{Number: 1193, Message: "Unknown system variable"}}},
 			"mysql-bin.000003", 107, "", "SHOW MASTER STATUS"},
-		{"log bin on but no row", "8.0.36", true, report.LockFTWRL,
+		{"log bin on but no row", "8.0.36", true, contract.LockFTWRL,
 			map[string]fakeResult{"SHOW MASTER STATUS": {cols: masterCols}, "SELECT @@GLOBAL.gtid_executed": gtidRow},
 			"", 0, wantGTID, "SHOW MASTER STATUS"},
-		{"instance: log_status", "8.0.36", true, report.LockInstance,
+		{"instance: log_status", "8.0.36", true, contract.LockInstance,
 			map[string]fakeResult{"SELECT LOCAL FROM performance_schema.log_status": one([]string{"LOCAL"},
 				[]byte(`{"gtid_executed": "`+strings.ReplaceAll(gtid, "\n", `\n`)+`", "binary_log_file": "binlog.000007", "binary_log_position": 1234}`))},
 			"binlog.000007", 1234, wantGTID, "SELECT LOCAL FROM performance_schema.log_status"},
-		{"access denied leaves position empty", "8.0.36", true, report.LockFTWRL,
+		{"access denied leaves position empty", "8.0.36", true, contract.LockFTWRL,
 			map[string]fakeResult{"SHOW MASTER STATUS": {err: &mysql.MySQLError{Number: 1227, Message: "Access denied; you need REPLICATION CLIENT"}}},
 			"", 0, "", "SHOW MASTER STATUS"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s, f := fakeSession(t, tt.version, tt.logBin, tt.answers)
-			var info report.LockInfo
+			var info contract.LockInfo
 			if err := s.readPosition(context.Background(), tt.mode, &info, slog.Default()); err != nil {
 				t.Fatal(err)
 			}
@@ -168,8 +168,8 @@ func TestMySQLPositionErrors(t *testing.T) {
 		"other error":  {"SHOW MASTER STATUS": {err: &mysql.MySQLError{Number: 1146, Message: "doesn't exist"}}},
 	} {
 		s, _ := fakeSession(t, "8.0.36", true, answers)
-		var info report.LockInfo
-		if err := s.readPosition(context.Background(), report.LockFTWRL, &info, slog.Default()); err == nil {
+		var info contract.LockInfo
+		if err := s.readPosition(context.Background(), contract.LockFTWRL, &info, slog.Default()); err == nil {
 			t.Errorf("%s: no error", name)
 		}
 	}
@@ -186,8 +186,8 @@ func TestRedoFlushOnlyWhenLazy(t *testing.T) {
 	for _, lazy := range []int64{0, 1, 2} {
 		s, f := fakeSession(t, "10.11.6-MariaDB", true, answers)
 		s.server.FlushLogAtCommit = lazy
-		var info report.LockInfo
-		if err := s.readPosition(context.Background(), report.LockBackupStage, &info, slog.Default()); err != nil {
+		var info contract.LockInfo
+		if err := s.readPosition(context.Background(), contract.LockBackupStage, &info, slog.Default()); err != nil {
 			t.Fatal(err)
 		}
 		flushed := f.seen[0] == "FLUSH NO_WRITE_TO_BINLOG ENGINE LOGS"
@@ -209,16 +209,16 @@ func TestLockStatementsAndErrors(t *testing.T) {
 		lockWait bool // error wraps ErrLockWait
 		wantErr  bool
 	}{
-		{report.LockInstance, map[string]fakeResult{"LOCK INSTANCE FOR BACKUP": {}}, []string{"LOCK INSTANCE FOR BACKUP"}, false, false},
-		{report.LockInstance, map[string]fakeResult{"LOCK INSTANCE FOR BACKUP": {err: &mysql.MySQLError{Number: 1205, Message: "Lock wait timeout"}}},
+		{contract.LockInstance, map[string]fakeResult{"LOCK INSTANCE FOR BACKUP": {}}, []string{"LOCK INSTANCE FOR BACKUP"}, false, false},
+		{contract.LockInstance, map[string]fakeResult{"LOCK INSTANCE FOR BACKUP": {err: &mysql.MySQLError{Number: 1205, Message: "Lock wait timeout"}}},
 			[]string{"LOCK INSTANCE FOR BACKUP"}, true, true},
-		{report.LockFTWRL, map[string]fakeResult{"FLUSH TABLES WITH READ LOCK": {err: &mysql.MySQLError{Number: 3024, Message: "max_execution_time"}}},
+		{contract.LockFTWRL, map[string]fakeResult{"FLUSH TABLES WITH READ LOCK": {err: &mysql.MySQLError{Number: 3024, Message: "max_execution_time"}}},
 			[]string{"FLUSH TABLES WITH READ LOCK"}, true, true},
-		{report.LockFTWRL, map[string]fakeResult{"FLUSH TABLES WITH READ LOCK": {err: &mysql.MySQLError{Number: 1227, Message: "Access denied; you need RELOAD"}}},
+		{contract.LockFTWRL, map[string]fakeResult{"FLUSH TABLES WITH READ LOCK": {err: &mysql.MySQLError{Number: 1227, Message: "Access denied; you need RELOAD"}}},
 			[]string{"FLUSH TABLES WITH READ LOCK"}, false, true},
-		{report.LockBackupStage, map[string]fakeResult{"BACKUP STAGE START": {}, "BACKUP STAGE BLOCK_COMMIT": {err: &mysql.MySQLError{Number: 1205, Message: "Lock wait timeout"}}},
+		{contract.LockBackupStage, map[string]fakeResult{"BACKUP STAGE START": {}, "BACKUP STAGE BLOCK_COMMIT": {err: &mysql.MySQLError{Number: 1205, Message: "Lock wait timeout"}}},
 			[]string{"BACKUP STAGE START", "BACKUP STAGE BLOCK_COMMIT"}, true, true},
-		{report.LockBackupStage, map[string]fakeResult{"BACKUP STAGE START": {err: &mysql.MySQLError{Number: 1969, Message: "max_statement_time"}}},
+		{contract.LockBackupStage, map[string]fakeResult{"BACKUP STAGE START": {err: &mysql.MySQLError{Number: 1969, Message: "max_statement_time"}}},
 			[]string{"BACKUP STAGE START"}, true, true},
 	}
 	for _, tt := range tests {

@@ -9,7 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/quiesce/quiesce/report"
+	"github.com/quiesce/quiesce/contract"
 )
 
 // Lock is a held MySQL lock on one pinned connection. The lock lives exactly
@@ -30,19 +30,19 @@ type Lock struct {
 // When the lock is not acquired in time, or a long query refuses it, the
 // error wraps agenterr.ErrLockWait (exit 5). Connection and authentication
 // failures are plain errors. On any error nothing is left held on the server.
-func Acquire(ctx context.Context, o Options) (*Lock, report.LockInfo, error) {
-	info := report.LockInfo{Mode: o.Mode, Requested: o.Mode}
+func Acquire(ctx context.Context, o Options) (*Lock, contract.LockInfo, error) {
+	info := contract.LockInfo{Mode: o.Mode, Requested: o.Mode}
 	if err := o.Validate(); err != nil {
 		return nil, info, err
 	}
 	o, involved := Resolve(o)
 	if !involved {
-		info.Mode = report.LockNone
+		info.Mode = contract.LockNone
 		return nil, info, nil
 	}
 	s, err := connect(ctx, o)
 	if staleAutoSocket(o, err) {
-		info.Mode = report.LockNone
+		info.Mode = contract.LockNone
 		return nil, info, nil
 	}
 	if err != nil {

@@ -9,8 +9,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
-	"github.com/quiesce/quiesce/report"
 )
 
 // Options are the MySQL flags of `hostagent freeze` / `check`.
@@ -67,7 +67,7 @@ func (o Options) LogValue() slog.Value {
 
 func knownMode(m string) bool {
 	switch m {
-	case report.LockAuto, report.LockFTWRL, report.LockBackupStage, report.LockInstance, report.LockNone:
+	case contract.LockAuto, contract.LockFTWRL, contract.LockBackupStage, contract.LockInstance, contract.LockNone:
 		return true
 	}
 	return false
@@ -118,13 +118,13 @@ func (o Options) named() bool {
 // The concrete lock for `auto` is chosen after connecting (see the package doc).
 func Resolve(o Options) (Options, bool) {
 	switch o.Mode {
-	case report.LockNone:
+	case contract.LockNone:
 		return o, false
-	case report.LockAuto:
+	case contract.LockAuto:
 		if o.named() || findSocket() != "" {
 			return o, true
 		}
-		o.Mode = report.LockNone
+		o.Mode = contract.LockNone
 		return o, false
 	}
 	return o, true
@@ -136,7 +136,7 @@ func Resolve(o Options) (Options, bool) {
 // queues), so there is no database to lock: same as no socket at all. Any
 // other failure, or any failure once MySQL is named, stays an error.
 func staleAutoSocket(o Options, err error) bool {
-	if err == nil || o.Mode != report.LockAuto || o.named() || !errors.Is(err, syscall.ECONNREFUSED) {
+	if err == nil || o.Mode != contract.LockAuto || o.named() || !errors.Is(err, syscall.ECONNREFUSED) {
 		return false
 	}
 	slog.Warn("mysql: no server listens on the socket found at a usual path; treating --mysql-lock auto as none", "err", err)

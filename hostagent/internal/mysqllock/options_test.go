@@ -8,12 +8,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
-	"github.com/quiesce/quiesce/report"
 )
 
 func validOptions() Options {
-	return Options{Mode: report.LockAuto, LockWait: 5 * time.Second, LongQueryLimit: 10 * time.Second}
+	return Options{Mode: contract.LockAuto, LockWait: 5 * time.Second, LongQueryLimit: 10 * time.Second}
 }
 
 func writeFile(t *testing.T, name, content string, perm os.FileMode) string {
@@ -41,8 +41,8 @@ func TestValidate(t *testing.T) {
 		wantErr string // "" = valid
 	}{
 		{"defaults", func(o *Options) {}, ""},
-		{"every mode", func(o *Options) { o.Mode = report.LockBackupStage }, ""},
-		{"none", func(o *Options) { o.Mode = report.LockNone }, ""},
+		{"every mode", func(o *Options) { o.Mode = contract.LockBackupStage }, ""},
+		{"none", func(o *Options) { o.Mode = contract.LockNone }, ""},
 		{"good defaults file", func(o *Options) { o.DefaultsFile = good }, ""},
 		{"long query limit off", func(o *Options) { o.LongQueryLimit = 0 }, ""},
 		{"sub-second lock wait", func(o *Options) { o.LockWait = 500 * time.Millisecond }, ""},
@@ -220,13 +220,13 @@ func TestResolve(t *testing.T) {
 		wantMode     string
 		wantInvolved bool
 	}{
-		{"auto, nothing named, no socket", Options{Mode: report.LockAuto}, report.LockNone, false},
-		{"auto, explicit", Options{Mode: report.LockAuto, Explicit: true}, report.LockAuto, true},
-		{"auto, socket given", Options{Mode: report.LockAuto, Socket: "/x.sock"}, report.LockAuto, true},
-		{"auto, defaults file given", Options{Mode: report.LockAuto, DefaultsFile: "/etc/q.cnf"}, report.LockAuto, true},
-		{"auto, user given", Options{Mode: report.LockAuto, User: "backup"}, report.LockAuto, true},
-		{"ftwrl without server named", Options{Mode: report.LockFTWRL}, report.LockFTWRL, true},
-		{"none with server named", Options{Mode: report.LockNone, Explicit: true}, report.LockNone, false},
+		{"auto, nothing named, no socket", Options{Mode: contract.LockAuto}, contract.LockNone, false},
+		{"auto, explicit", Options{Mode: contract.LockAuto, Explicit: true}, contract.LockAuto, true},
+		{"auto, socket given", Options{Mode: contract.LockAuto, Socket: "/x.sock"}, contract.LockAuto, true},
+		{"auto, defaults file given", Options{Mode: contract.LockAuto, DefaultsFile: "/etc/q.cnf"}, contract.LockAuto, true},
+		{"auto, user given", Options{Mode: contract.LockAuto, User: "backup"}, contract.LockAuto, true},
+		{"ftwrl without server named", Options{Mode: contract.LockFTWRL}, contract.LockFTWRL, true},
+		{"none with server named", Options{Mode: contract.LockNone, Explicit: true}, contract.LockNone, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -252,7 +252,7 @@ func TestResolveFindsUsualSocket(t *testing.T) {
 	plain := filepath.Join(dir, "plain.sock")
 	os.WriteFile(plain, nil, 0o600)
 	socketPaths = []string{plain, sock}
-	if o, involved := Resolve(Options{Mode: report.LockAuto}); !involved || o.Mode != report.LockAuto {
+	if o, involved := Resolve(Options{Mode: contract.LockAuto}); !involved || o.Mode != contract.LockAuto {
 		t.Errorf("Resolve with a live socket = (%s, %t), want (auto, true)", o.Mode, involved)
 	}
 	if got := findSocket(); got != sock {
@@ -277,7 +277,7 @@ func TestVersionAndModes(t *testing.T) {
 	}
 	dkw := parseVersion("10.11.6-MariaDB")
 	dkw.DelayKeyWriteAll = true
-	if got, _ := dkw.concreteMode(report.LockAuto); got != report.LockFTWRL {
+	if got, _ := dkw.concreteMode(contract.LockAuto); got != contract.LockFTWRL {
 		t.Errorf("auto with delay_key_write=ALL on MariaDB = %q, want ftwrl", got)
 	}
 	for _, tt := range tests {

@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/quiesce/quiesce/report"
+	"github.com/quiesce/quiesce/contract"
 )
 
 // Access-denied errors while reading the position: the lock itself is fine
@@ -37,15 +37,15 @@ func isAccessDenied(err error) bool {
 // written to the binary log) may still sit in InnoDB's in-memory redo
 // buffer, which a filesystem freeze cannot capture; FLUSH ENGINE LOGS writes
 // and syncs it first, so the data agrees with the position.
-func (s *session) readPosition(ctx context.Context, mode string, info *report.LockInfo, log *slog.Logger) error {
-	if s.server.FlushLogAtCommit != 1 && mode != report.LockInstance {
+func (s *session) readPosition(ctx context.Context, mode string, info *contract.LockInfo, log *slog.Logger) error {
+	if s.server.FlushLogAtCommit != 1 && mode != contract.LockInstance {
 		if _, err := s.conn.ExecContext(ctx, "FLUSH NO_WRITE_TO_BINLOG ENGINE LOGS"); err != nil {
 			return fmt.Errorf("mysql lock %s: flush InnoDB redo (innodb_flush_log_at_trx_commit=%d): %w", mode, s.server.FlushLogAtCommit, err)
 		}
 	}
 	var err error
 	switch {
-	case mode == report.LockInstance:
+	case mode == contract.LockInstance:
 		err = s.readLogStatus(ctx, info)
 	case s.server.MariaDB:
 		err = s.readMariaDBPosition(ctx, info)
@@ -70,7 +70,7 @@ func (s *session) readPosition(ctx context.Context, mode string, info *report.Lo
 // would not match the file/position pair. With the binary log off there is no
 // file/position, and @@gtid_current_pos (= the replicated state of a replica)
 // is what a restored copy would resume from.
-func (s *session) readMariaDBPosition(ctx context.Context, info *report.LockInfo) error {
+func (s *session) readMariaDBPosition(ctx context.Context, info *contract.LockInfo) error {
 	if !s.server.LogBin {
 		return s.conn.QueryRowContext(ctx, "SELECT @@GLOBAL.gtid_current_pos").Scan(&info.GTIDExecuted)
 	}
@@ -84,7 +84,7 @@ func (s *session) readMariaDBPosition(ctx context.Context, info *report.LockInfo
 // SHOW MASTER STATUS before; try the other on a syntax error, since version
 // strings of forks do not always tell. gtid_executed is meaningful with or
 // without the binary log (8.0 persists it in mysql.gtid_executed).
-func (s *session) readMySQLPosition(ctx context.Context, info *report.LockInfo) error {
+func (s *session) readMySQLPosition(ctx context.Context, info *contract.LockInfo) error {
 	if s.server.LogBin {
 		first, second := "SHOW MASTER STATUS", "SHOW BINARY LOG STATUS"
 		if s.server.atLeast(8, 2) {
@@ -112,7 +112,7 @@ func (s *session) readMySQLPosition(ctx context.Context, info *report.LockInfo) 
 
 // showBinlogStatus reads File and Position by column name (the column set
 // differs between servers and versions). No row means the log is off.
-func (s *session) showBinlogStatus(ctx context.Context, stmt string, info *report.LockInfo) error {
+func (s *session) showBinlogStatus(ctx context.Context, stmt string, info *contract.LockInfo) error {
 	rows, err := s.conn.QueryContext(ctx, stmt)
 	if err != nil {
 		return err
@@ -151,7 +151,7 @@ func (s *session) showBinlogStatus(ctx context.Context, stmt string, info *repor
 // readLogStatus: under LOCK INSTANCE FOR BACKUP, performance_schema.log_status
 // gives the binary log coordinates and gtid_executed as one consistent
 // snapshot (it blocks log rotation and commits while it collects them).
-func (s *session) readLogStatus(ctx context.Context, info *report.LockInfo) error {
+func (s *session) readLogStatus(ctx context.Context, info *contract.LockInfo) error {
 	var local []byte
 	if err := s.conn.QueryRowContext(ctx, "SELECT LOCAL FROM performance_schema.log_status").Scan(&local); err != nil {
 		return err

@@ -5,8 +5,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
-	"github.com/quiesce/quiesce/report"
 )
 
 // serverInfo is what SELECT VERSION() and a few variables tell us.
@@ -61,16 +61,16 @@ func (si serverInfo) short() string {
 // `auto` picks what it picks.
 func (si serverInfo) concreteMode(requested string) (string, error) {
 	switch requested {
-	case report.LockAuto:
+	case contract.LockAuto:
 		if si.MariaDB && si.atLeast(10, 4) && !si.DelayKeyWriteAll {
-			return report.LockBackupStage, nil
+			return contract.LockBackupStage, nil
 		}
-		return report.LockFTWRL, nil
-	case report.LockBackupStage:
+		return contract.LockFTWRL, nil
+	case contract.LockBackupStage:
 		if !si.MariaDB || !si.atLeast(10, 4) {
 			return "", agenterr.Usagef("--mysql-lock backup-stage needs MariaDB 10.4 or later; server is %s (use ftwrl)", si.short())
 		}
-	case report.LockInstance:
+	case contract.LockInstance:
 		if si.MariaDB || !si.atLeast(8, 0) {
 			return "", agenterr.Usagef("--mysql-lock instance (LOCK INSTANCE FOR BACKUP) needs MySQL 8.0 or later; server is %s (use ftwrl or backup-stage)", si.short())
 		}
@@ -81,12 +81,12 @@ func (si serverInfo) concreteMode(requested string) (string, error) {
 // lockStatements are run in order to lock; unlock undoes them.
 func lockStatements(mode string) []string {
 	switch mode {
-	case report.LockFTWRL:
+	case contract.LockFTWRL:
 		return []string{"FLUSH TABLES WITH READ LOCK"}
-	case report.LockBackupStage:
+	case contract.LockBackupStage:
 		// BLOCK_COMMIT runs the skipped FLUSH and BLOCK_DDL stages itself.
 		return []string{"BACKUP STAGE START", "BACKUP STAGE BLOCK_COMMIT"}
-	case report.LockInstance:
+	case contract.LockInstance:
 		return []string{"LOCK INSTANCE FOR BACKUP"}
 	}
 	return nil
@@ -94,11 +94,11 @@ func lockStatements(mode string) []string {
 
 func unlockStatement(mode string) string {
 	switch mode {
-	case report.LockFTWRL:
+	case contract.LockFTWRL:
 		return "UNLOCK TABLES"
-	case report.LockBackupStage:
+	case contract.LockBackupStage:
 		return "BACKUP STAGE END"
-	case report.LockInstance:
+	case contract.LockInstance:
 		return "UNLOCK INSTANCE"
 	}
 	return ""
@@ -109,14 +109,14 @@ func unlockStatement(mode string) string {
 func (si serverInfo) requiredPrivileges(mode string, o Options) map[string][]string {
 	need := map[string][]string{}
 	switch mode {
-	case report.LockFTWRL, report.LockBackupStage:
+	case contract.LockFTWRL, contract.LockBackupStage:
 		need[mode] = []string{"RELOAD"}
-	case report.LockInstance:
+	case contract.LockInstance:
 		need[mode] = []string{"BACKUP_ADMIN"}
 	}
 	if si.LogBin {
 		need["binlog position"] = []string{"BINLOG MONITOR", "REPLICATION CLIENT", "SUPER"}
-		if mode == report.LockInstance {
+		if mode == contract.LockInstance {
 			need["binlog position"] = []string{"BACKUP_ADMIN"}
 		}
 	}

@@ -20,7 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/quiesce/quiesce/report"
+	"github.com/quiesce/quiesce/contract"
 )
 
 // DefaultDir is the production state directory. Tests override it with
@@ -128,9 +128,9 @@ type Run struct {
 	ConnectionID uint64    `json:"connection_id,omitempty"`
 	TimerUnit    string    `json:"timer_unit,omitempty"`
 
-	Freeze *report.FreezeReport `json:"freeze,omitempty"`
-	Thaw   *report.ThawReport   `json:"thaw,omitempty"`
-	Error  string               `json:"error,omitempty"`
+	Freeze *contract.FreezeReport `json:"freeze,omitempty"`
+	Thaw   *contract.ThawReport   `json:"thaw,omitempty"`
+	Error  string                 `json:"error,omitempty"`
 
 	UpdatedAt time.Time `json:"updated_at"`
 }

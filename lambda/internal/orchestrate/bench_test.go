@@ -14,13 +14,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
-	"github.com/quiesce/quiesce/internal/awslocal"
 	"github.com/quiesce/quiesce/internal/clock"
 	"github.com/quiesce/quiesce/lambda/internal/event"
-	"github.com/quiesce/quiesce/lambda/internal/fakehost"
 	"github.com/quiesce/quiesce/lambda/internal/handler"
 	"github.com/quiesce/quiesce/lambda/internal/orchestrate"
 	"github.com/quiesce/quiesce/lambda/internal/ratelimit"
+	"github.com/quiesce/quiesce/test/awslocal"
+	"github.com/quiesce/quiesce/test/fakehost"
 )
 
 // fleetEnv builds n instances with two data volumes each behind awslocal.

@@ -9,11 +9,11 @@ import (
 
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
+	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/internal/clock"
 	"github.com/quiesce/quiesce/lambda/internal/event"
 	"github.com/quiesce/quiesce/lambda/internal/metrics"
 	"github.com/quiesce/quiesce/lambda/internal/targets"
-	"github.com/quiesce/quiesce/report"
 )
 
 // thawContextTimeout bounds the thaw when the invocation's own context is
@@ -104,7 +104,7 @@ func (r *Runner) Cycle(ctx context.Context, cfg *event.Config, t targets.Target)
 	}
 	log.Info("freeze sent", "command_id", cmdID)
 	out, err := r.wait(ctx, cmdID, t.InstanceID, t0, windowEnd)
-	var fr *report.FreezeReport
+	var fr *contract.FreezeReport
 	if err == nil {
 		fr, err = parseFreeze(out, cfg.RunID)
 	}
@@ -202,12 +202,12 @@ func (r *Runner) Cycle(ctx context.Context, cfg *event.Config, t targets.Target)
 		} else {
 			res.errorf("thaw arrived after hostagent's deadline (thawed_by %s)", tr.ThawedBy)
 		}
-	case tr.ThawedBy != report.ThawedByCommand:
+	case tr.ThawedBy != contract.ThawedByCommand:
 		notes = append(notes, "hold ended by "+tr.ThawedBy+", not by our thaw")
 	}
 	if tr != nil {
 		res.ThawedBy, res.ThawLate = tr.ThawedBy, tr.Late
-		res.ThawedByDeadline = tr.ThawedBy == report.ThawedByDeadline
+		res.ThawedByDeadline = tr.ThawedBy == contract.ThawedByDeadline
 		if !tr.ThawedAt.IsZero() && !fr.FrozenAt.IsZero() {
 			res.WindowMS = ms(tr.ThawedAt.Sub(fr.FrozenAt))
 		} else {
@@ -331,15 +331,15 @@ func (r *Runner) chaseFreeze(ctx context.Context, cfg *event.Config, t targets.T
 // lockHeld decides whether the lock hostagent reported is the one asked for.
 func lockHeld(requested, got string) (bool, string) {
 	switch {
-	case requested == report.LockAuto || requested == "":
+	case requested == contract.LockAuto || requested == "":
 		// auto resolves to a lock when MySQL is present, to none when
 		// there is no database: both are what the operator asked for.
 		return true, ""
-	case requested == report.LockNone:
+	case requested == contract.LockNone:
 		return true, ""
 	case got == requested:
 		return true, ""
-	case got == "" || got == report.LockNone:
+	case got == "" || got == contract.LockNone:
 		return false, fmt.Sprintf("MySQL lock %s was requested but hostagent reports none", requested)
 	}
 	return false, fmt.Sprintf("MySQL lock %s was requested but hostagent took %s", requested, got)
@@ -347,7 +347,7 @@ func lockHeld(requested, got string) (bool, string) {
 
 // volumesOf maps the FreezeReport's mounts to the volumes to snapshot, in
 // a stable order, and the per-volume tags (device and the mounts it backs).
-func volumesOf(fr *report.FreezeReport, t targets.Target) ([]string, map[string]map[string]string, error) {
+func volumesOf(fr *contract.FreezeReport, t targets.Target) ([]string, map[string]map[string]string, error) {
 	var vols []string
 	mountsOf := map[string][]string{}
 	hostDevice := map[string]string{}
@@ -391,7 +391,7 @@ func volumesOf(fr *report.FreezeReport, t targets.Target) ([]string, map[string]
 // volumesByDevice maps a mount's EC2 device names to the attached volumes.
 // Names are compared without "/dev/" and with Xen's "xvd" read as "sd", as
 // EC2 maps /dev/sdf to xvdf inside the guest.
-func volumesByDevice(m report.MountReport, t targets.Target) ([]string, error) {
+func volumesByDevice(m contract.MountReport, t targets.Target) ([]string, error) {
 	norm := func(dev string) string {
 		dev = strings.TrimPrefix(dev, "/dev/")
 		if rest, ok := strings.CutPrefix(dev, "xvd"); ok {
@@ -416,7 +416,7 @@ func volumesByDevice(m report.MountReport, t targets.Target) ([]string, error) {
 
 // thaw sends thaw and waits for the ThawReport. It runs on a context that
 // survives the invocation's cancellation, bounded by thawContextTimeout.
-func (r *Runner) thaw(ctx context.Context, cfg *event.Config, t targets.Target, res *InstanceResult, log *slog.Logger) (*report.ThawReport, time.Time) {
+func (r *Runner) thaw(ctx context.Context, cfg *event.Config, t targets.Target, res *InstanceResult, log *slog.Logger) (*contract.ThawReport, time.Time) {
 	tctx, cancel := r.Clock.WithTimeout(context.WithoutCancel(ctx), thawContextTimeout)
 	defer cancel()
 	sendUntil := r.Clock.Now().Add(thawContextTimeout / 2)
@@ -435,7 +435,7 @@ func (r *Runner) thaw(ctx context.Context, cfg *event.Config, t targets.Target, 
 		until = sent.Add(rem)
 	}
 	out, err := r.wait(tctx, cmdID, t.InstanceID, sent, until)
-	var tr *report.ThawReport
+	var tr *contract.ThawReport
 	if err == nil {
 		tr, err = parseThaw(out)
 	}

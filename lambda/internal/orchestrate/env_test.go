@@ -2,7 +2,7 @@ package orchestrate_test
 
 import (
 	"context"
-	"github.com/quiesce/quiesce/internal/syncbuf"
+	"github.com/quiesce/quiesce/test/syncbuf"
 	"log/slog"
 	"net/http/httptest"
 	"strings"
@@ -14,14 +14,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
-	"github.com/quiesce/quiesce/internal/awslocal"
 	"github.com/quiesce/quiesce/internal/clock"
 	"github.com/quiesce/quiesce/lambda/internal/event"
-	"github.com/quiesce/quiesce/lambda/internal/fakehost"
 	"github.com/quiesce/quiesce/lambda/internal/handler"
 	"github.com/quiesce/quiesce/lambda/internal/metrics"
 	"github.com/quiesce/quiesce/lambda/internal/orchestrate"
 	"github.com/quiesce/quiesce/ssmdoc"
+	"github.com/quiesce/quiesce/test/awslocal"
+	"github.com/quiesce/quiesce/test/fakehost"
 )
 
 const (

@@ -16,10 +16,10 @@ import (
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/internal/clock"
 	"github.com/quiesce/quiesce/lambda/internal/event"
 	"github.com/quiesce/quiesce/lambda/internal/targets"
-	"github.com/quiesce/quiesce/report"
 )
 
 // Fakes with function fields behind the consumer-side interfaces.
@@ -119,10 +119,10 @@ func unitSetup(t *testing.T, e *fakeEC2, s *scriptedSSM) (*Runner, *event.Config
 	cfg := &event.Config{RunID: "run-1", Document: "Quiesce", Stack: "s", MySQLLock: "auto", LockWait: time.Second, LongQueryLimit: time.Second, FreezeTimeout: 5 * time.Second}
 	tg := targets.Target{InstanceID: "i-1", Mounts: []string{"/a", "/b"}, MySQLLock: "auto", FreezeTimeout: 5 * time.Second, RootDevice: "/dev/xvda", RootVolumeID: "vol-r",
 		Volumes: map[string]string{"vol-r": "/dev/xvda", "vol-a": "/dev/sdf", "vol-b": "/dev/sdg"}, VolumeOrder: []string{"vol-r", "vol-a", "vol-b"}}
-	s.freeze = jsonOut(ssmtypes.CommandInvocationStatusSuccess, 0, report.FreezeReport{RunID: "run-1", FrozenAt: time.Now(), Deadline: time.Now().Add(5 * time.Second), Lock: report.LockInfo{Mode: "ftwrl"},
-		Mounts: []report.MountReport{{Path: "/a", VolumeIDs: []string{"vol-a"}}, {Path: "/b", VolumeIDs: []string{"vol-b"}}}})
+	s.freeze = jsonOut(ssmtypes.CommandInvocationStatusSuccess, 0, contract.FreezeReport{RunID: "run-1", FrozenAt: time.Now(), Deadline: time.Now().Add(5 * time.Second), Lock: contract.LockInfo{Mode: "ftwrl"},
+		Mounts: []contract.MountReport{{Path: "/a", VolumeIDs: []string{"vol-a"}}, {Path: "/b", VolumeIDs: []string{"vol-b"}}}})
 	if s.thaw == nil {
-		s.thaw = jsonOut(ssmtypes.CommandInvocationStatusSuccess, 0, report.ThawReport{RunID: "run-1", ThawedBy: report.ThawedByCommand, ThawedAt: time.Now()})
+		s.thaw = jsonOut(ssmtypes.CommandInvocationStatusSuccess, 0, contract.ThawReport{RunID: "run-1", ThawedBy: contract.ThawedByCommand, ThawedAt: time.Now()})
 	}
 	return r, cfg, tg
 }
@@ -186,7 +186,7 @@ func TestPollScheduleIsAdaptive(t *testing.T) {
 }
 
 func TestDowngradeFailureIsReportedLoudly(t *testing.T) {
-	s := &scriptedSSM{thaw: jsonOut(ssmtypes.CommandInvocationStatusSuccess, report.ExitOK, report.ThawReport{RunID: "run-1", ThawedBy: report.ThawedByRecovery})}
+	s := &scriptedSSM{thaw: jsonOut(ssmtypes.CommandInvocationStatusSuccess, contract.ExitOK, contract.ThawReport{RunID: "run-1", ThawedBy: contract.ThawedByRecovery})}
 	e := &fakeEC2{
 		createSnapshots: func(ctx context.Context, in *ec2.CreateSnapshotsInput) (*ec2.CreateSnapshotsOutput, error) {
 			return snapsOut("vol-a", "vol-b"), nil
@@ -306,8 +306,8 @@ func TestNoBlockDeviceMappingsFallsBackToPerVolume(t *testing.T) {
 	}
 	r, cfg, tg := unitSetup(t, e, s)
 	tg.Volumes, tg.VolumeOrder, tg.RootVolumeID = nil, nil, ""
-	s.freeze = jsonOut(ssmtypes.CommandInvocationStatusSuccess, 0, report.FreezeReport{RunID: "run-1", Lock: report.LockInfo{Mode: "ftwrl"},
-		Mounts: []report.MountReport{{Path: "/a", Device: "/dev/nvme1n1", VolumeIDs: []string{"vol-a"}}, {Path: "/b", Device: "/dev/nvme2n1", VolumeIDs: []string{"vol-b"}}}})
+	s.freeze = jsonOut(ssmtypes.CommandInvocationStatusSuccess, 0, contract.FreezeReport{RunID: "run-1", Lock: contract.LockInfo{Mode: "ftwrl"},
+		Mounts: []contract.MountReport{{Path: "/a", Device: "/dev/nvme1n1", VolumeIDs: []string{"vol-a"}}, {Path: "/b", Device: "/dev/nvme2n1", VolumeIDs: []string{"vol-b"}}}})
 	res := r.Cycle(context.Background(), cfg, tg)
 	if res.Status != StatusOK || res.SnapshotAPI != APICreateSnapshot || devices["vol-a"] != "/dev/nvme1n1" || devices["vol-b"] != "/dev/nvme2n1" {
 		t.Fatalf("result = %+v devices = %v", res, devices)
@@ -315,8 +315,8 @@ func TestNoBlockDeviceMappingsFallsBackToPerVolume(t *testing.T) {
 }
 
 func TestMountThawErrorFailsTheInstance(t *testing.T) {
-	s := &scriptedSSM{thaw: jsonOut(ssmtypes.CommandInvocationStatusSuccess, 0, report.ThawReport{RunID: "run-1", ThawedBy: report.ThawedByCommand,
-		Mounts: []report.MountThaw{{Path: "/a", Thawed: true}, {Path: "/b", Thawed: false, Error: "FITHAW: input/output error"}}})}
+	s := &scriptedSSM{thaw: jsonOut(ssmtypes.CommandInvocationStatusSuccess, 0, contract.ThawReport{RunID: "run-1", ThawedBy: contract.ThawedByCommand,
+		Mounts: []contract.MountThaw{{Path: "/a", Thawed: true}, {Path: "/b", Thawed: false, Error: "FITHAW: input/output error"}}})}
 	e := &fakeEC2{
 		createSnapshots: func(ctx context.Context, in *ec2.CreateSnapshotsInput) (*ec2.CreateSnapshotsOutput, error) {
 			return snapsOut("vol-a", "vol-b"), nil
@@ -348,7 +348,7 @@ func TestVolumesOfXenDevices(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			fr := &report.FreezeReport{Mounts: []report.MountReport{{Path: "/var/lib/mysql", Device: "/dev/xvdf", EC2Devices: tt.devices}}}
+			fr := &contract.FreezeReport{Mounts: []contract.MountReport{{Path: "/var/lib/mysql", Device: "/dev/xvdf", EC2Devices: tt.devices}}}
 			vols, _, err := volumesOf(fr, tg)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {

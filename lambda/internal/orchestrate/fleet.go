@@ -12,12 +12,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
+	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/internal/clock"
 	"github.com/quiesce/quiesce/lambda/internal/event"
 	"github.com/quiesce/quiesce/lambda/internal/metrics"
 	"github.com/quiesce/quiesce/lambda/internal/retention"
 	"github.com/quiesce/quiesce/lambda/internal/targets"
-	"github.com/quiesce/quiesce/report"
 )
 
 // ErrNoTargets: the targets matched no instance at all (an empty fleet is
@@ -200,7 +200,7 @@ func (r *Runner) Check(ctx context.Context, cfg *event.Config, t targets.Target)
 		res.fail("check: " + err.Error())
 		return res
 	}
-	var cr report.CheckReport
+	var cr contract.CheckReport
 	if derr := decodeJSON(aws.ToString(out.StandardOutputContent), &cr); derr != nil {
 		res.fail(fmt.Sprintf("check [status %s, exit %d]: %s", out.Status, out.ResponseCode, errorMessage(out)))
 		return res

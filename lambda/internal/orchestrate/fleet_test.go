@@ -6,10 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quiesce/quiesce/internal/awslocal"
-	"github.com/quiesce/quiesce/lambda/internal/fakehost"
+	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/lambda/internal/orchestrate"
-	"github.com/quiesce/quiesce/report"
+	"github.com/quiesce/quiesce/test/awslocal"
+	"github.com/quiesce/quiesce/test/fakehost"
 )
 
 const (
@@ -36,7 +36,7 @@ func TestWireTargetsAndOverrides(t *testing.T) {
 	addDB(e.srv, e.host, inst5, on)
 	e.srv.SetPingStatus(inst5, "ConnectionLost")
 	addDB(e.srv, e.host, inst6, withTags(map[string]string{"quiesce:mysql-lock": "global"}))
-	e.host.AutoLock = report.LockNone
+	e.host.AutoLock = contract.LockNone
 
 	// inst is listed by ID without the tag; the others come from the tag.
 	e.srv.AddInstance(awslocal.Instance{ID: inst, Tags: map[string]string{"Name": "db1"}, BlockDevices: []awslocal.BlockDevice{
@@ -100,7 +100,7 @@ func TestWireOneFailureDoesNotStopOthers(t *testing.T) {
 	addDB(e.srv, e.host, inst3, nil)
 	e.host.Override = func(inv awslocal.Invocation) (awslocal.CommandResult, bool) {
 		if inv.InstanceID == inst2 && inv.Param("action") == "freeze" {
-			panicky := fakehost.Fail(report.ExitBusy, "busy")
+			panicky := fakehost.Fail(contract.ExitBusy, "busy")
 			return panicky, true
 		}
 		return awslocal.CommandResult{}, false

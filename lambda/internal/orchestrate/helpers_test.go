@@ -3,7 +3,7 @@ package orchestrate_test
 import (
 	"encoding/json"
 
-	"github.com/quiesce/quiesce/internal/awslocal"
+	"github.com/quiesce/quiesce/test/awslocal"
 )
 
 func jsonCmd(code int, v any) awslocal.CommandResult {

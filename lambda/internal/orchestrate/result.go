@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/quiesce/quiesce/report"
+	"github.com/quiesce/quiesce/contract"
 )
 
 // Status of one instance in a run.
@@ -63,11 +63,11 @@ type InstanceResult struct {
 	ThawedBy       string           `json:"thawed_by,omitempty"`
 	ThawLate       bool             `json:"thaw_late,omitempty"`
 	// ThawedByDeadline: hostagent's fail-safe, not our thaw, ended the hold.
-	ThawedByDeadline bool                `json:"thawed_by_deadline,omitempty"`
-	FreezeCommandID  string              `json:"freeze_command_id,omitempty"`
-	ThawCommandID    string              `json:"thaw_command_id,omitempty"`
-	Check            *report.CheckReport `json:"check,omitempty"`
-	Errors           []string            `json:"errors,omitempty"`
+	ThawedByDeadline bool                  `json:"thawed_by_deadline,omitempty"`
+	FreezeCommandID  string                `json:"freeze_command_id,omitempty"`
+	ThawCommandID    string                `json:"thaw_command_id,omitempty"`
+	Check            *contract.CheckReport `json:"check,omitempty"`
+	Errors           []string              `json:"errors,omitempty"`
 
 	// lateSweep, when set, looks once more for snapshots of abandoned calls.
 	lateSweep *lateSweep

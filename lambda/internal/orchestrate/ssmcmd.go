@@ -13,8 +13,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
+	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/lambda/internal/awsapi"
-	"github.com/quiesce/quiesce/report"
 )
 
 // Freeze outcomes the orchestrator branches on.
@@ -220,7 +220,7 @@ func decodeJSON(stdout string, v any) error {
 
 // errorMessage extracts hostagent's ErrorReport message, or stderr's last line.
 func errorMessage(out *ssm.GetCommandInvocationOutput) string {
-	var er report.ErrorReport
+	var er contract.ErrorReport
 	if decodeJSON(aws.ToString(out.StandardOutputContent), &er) == nil && er.Error != "" {
 		return er.Error
 	}
@@ -232,11 +232,11 @@ func errorMessage(out *ssm.GetCommandInvocationOutput) string {
 }
 
 // parseFreeze turns the freeze invocation into a FreezeReport or a typed error.
-func parseFreeze(out *ssm.GetCommandInvocationOutput, runID string) (*report.FreezeReport, error) {
+func parseFreeze(out *ssm.GetCommandInvocationOutput, runID string) (*contract.FreezeReport, error) {
 	status := string(out.Status)
 	switch out.Status {
 	case ssmtypes.CommandInvocationStatusSuccess:
-		var fr report.FreezeReport
+		var fr contract.FreezeReport
 		if err := decodeJSON(aws.ToString(out.StandardOutputContent), &fr); err != nil {
 			return nil, &CommandError{Kind: ErrOutcomeUnknown, Status: status, ExitCode: out.ResponseCode, Message: "malformed FreezeReport: " + err.Error()}
 		}
@@ -250,13 +250,13 @@ func parseFreeze(out *ssm.GetCommandInvocationOutput, runID string) (*report.Fre
 	case ssmtypes.CommandInvocationStatusFailed:
 		ce := &CommandError{Status: status, ExitCode: out.ResponseCode, Message: errorMessage(out)}
 		switch out.ResponseCode {
-		case report.ExitUsage:
+		case contract.ExitUsage:
 			ce.Kind = ErrUsage
-		case report.ExitBusy:
+		case contract.ExitBusy:
 			ce.Kind = ErrBusy
-		case report.ExitLockWait:
+		case contract.ExitLockWait:
 			ce.Kind = ErrLockTimeout
-		case report.ExitFailed:
+		case contract.ExitFailed:
 			ce.Kind = ErrFreezeFailed
 		default:
 			ce.Kind = ErrOutcomeUnknown
@@ -275,17 +275,17 @@ func freezeMayHold(err error) bool {
 }
 
 // parseThaw returns the ThawReport (exit 0, or exit 4 = late) or an error.
-func parseThaw(out *ssm.GetCommandInvocationOutput) (*report.ThawReport, error) {
+func parseThaw(out *ssm.GetCommandInvocationOutput) (*contract.ThawReport, error) {
 	ok := out.Status == ssmtypes.CommandInvocationStatusSuccess ||
-		(out.Status == ssmtypes.CommandInvocationStatusFailed && out.ResponseCode == report.ExitLate)
+		(out.Status == ssmtypes.CommandInvocationStatusFailed && out.ResponseCode == contract.ExitLate)
 	if !ok {
 		return nil, &CommandError{Kind: ErrThawFailed, Status: string(out.Status), ExitCode: out.ResponseCode, Message: errorMessage(out)}
 	}
-	var tr report.ThawReport
+	var tr contract.ThawReport
 	if err := decodeJSON(aws.ToString(out.StandardOutputContent), &tr); err != nil {
 		return nil, &CommandError{Kind: ErrThawFailed, Status: string(out.Status), ExitCode: out.ResponseCode, Message: "malformed ThawReport: " + err.Error()}
 	}
-	if out.ResponseCode == report.ExitLate {
+	if out.ResponseCode == contract.ExitLate {
 		tr.Late = true
 	}
 	return &tr, nil

@@ -9,7 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
-	"github.com/quiesce/quiesce/report"
+	"github.com/quiesce/quiesce/contract"
 )
 
 // Snapshot tag keys (contract 5).
@@ -60,7 +60,7 @@ func gtidValue(gtid string) string {
 }
 
 // baseTags are the tags every snapshot of an instance gets at creation.
-func baseTags(stack, runID, instanceID, name string, mounts []string, consistency string, fr *report.FreezeReport, user map[string]string) map[string]string {
+func baseTags(stack, runID, instanceID, name string, mounts []string, consistency string, fr *contract.FreezeReport, user map[string]string) map[string]string {
 	t := map[string]string{}
 	for k, v := range user {
 		t[k] = truncateValue(v)
@@ -78,7 +78,7 @@ func baseTags(stack, runID, instanceID, name string, mounts []string, consistenc
 	if fr != nil {
 		mode := fr.Lock.Mode
 		if mode == "" {
-			mode = report.LockNone
+			mode = contract.LockNone
 		}
 		t[TagLock] = mode
 		if fr.Lock.BinlogFile != "" {

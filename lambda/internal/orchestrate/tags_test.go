@@ -5,7 +5,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/quiesce/quiesce/report"
+	"github.com/quiesce/quiesce/contract"
 )
 
 func TestGTIDTruncation(t *testing.T) {
@@ -39,7 +39,7 @@ func TestGTIDTruncation(t *testing.T) {
 func itoa(n int) string { return string(rune('0' + n)) }
 
 func TestBaseTags(t *testing.T) {
-	fr := &report.FreezeReport{Lock: report.LockInfo{Mode: "none"}}
+	fr := &contract.FreezeReport{Lock: contract.LockInfo{Mode: "none"}}
 	tags := baseTags("s", "r", "i-1", "", []string{"/a", "/b"}, Application, fr, map[string]string{"team": "db"})
 	want := map[string]string{"quiesce:stack": "s", "quiesce:run-id": "r", "quiesce:instance": "i-1", "quiesce:mounts": "/a,/b", "quiesce:consistency": "application", "quiesce:lock": "none", "team": "db", "Name": "quiesce i-1 r"}
 	for k, v := range want {

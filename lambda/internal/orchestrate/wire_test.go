@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quiesce/quiesce/internal/awslocal"
-	"github.com/quiesce/quiesce/lambda/internal/fakehost"
+	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/lambda/internal/orchestrate"
-	"github.com/quiesce/quiesce/report"
+	"github.com/quiesce/quiesce/test/awslocal"
+	"github.com/quiesce/quiesce/test/fakehost"
 )
 
 func TestWireHappyPath(t *testing.T) {
@@ -25,7 +25,7 @@ func TestWireHappyPath(t *testing.T) {
 	if r.Status != orchestrate.StatusOK || r.Consistency != orchestrate.Application || r.SnapshotAPI != orchestrate.APICreateSnapshots {
 		t.Fatalf("result = %+v", r)
 	}
-	if len(r.Snapshots) != 2 || !r.ThawSent || r.ThawedBy != report.ThawedByCommand || r.WindowMS <= 0 || r.LambdaWindowMS < r.WindowMS {
+	if len(r.Snapshots) != 2 || !r.ThawSent || r.ThawedBy != contract.ThawedByCommand || r.WindowMS <= 0 || r.LambdaWindowMS < r.WindowMS {
 		t.Fatalf("result = %+v", r)
 	}
 	// One CreateSnapshots: root and the unrelated data volume excluded.
@@ -169,7 +169,7 @@ func TestWireScenarios(t *testing.T) {
 			}
 		}},
 		{"freeze Failed exit 1: thaw sent as a precaution", func(e *env) {
-			e.host.Override = freezeOverride(fakehost.Fail(report.ExitFailed, "freeze /var/lib/mysql: operation not supported"))
+			e.host.Override = freezeOverride(fakehost.Fail(contract.ExitFailed, "freeze /var/lib/mysql: operation not supported"))
 		}, baseEvent, nil, failedWith("operation not supported", 1, 0)},
 		{"freeze TimedOut: outcome unknown, thaw sent", func(e *env) {
 			e.host.Override = freezeOverride(awslocal.CommandResult{Status: "TimedOut", ResponseCode: -1})
@@ -178,10 +178,10 @@ func TestWireScenarios(t *testing.T) {
 			e.host.Override = freezeOverride(awslocal.CommandResult{Status: "Success", Stdout: "{\"run_id\": truncated"})
 		}, baseEvent, nil, failedWith("malformed FreezeReport", 1, 0)},
 		{"exit 3 busy: nothing of ours held, no thaw", func(e *env) {
-			e.host.Override = freezeOverride(fakehost.Fail(report.ExitBusy, "mount /var/lib/mysql is held by run other-run"))
+			e.host.Override = freezeOverride(fakehost.Fail(contract.ExitBusy, "mount /var/lib/mysql is held by run other-run"))
 		}, baseEvent, nil, failedWith("another run holds a mount", 0, 0)},
 		{"exit 5 lock timeout: no thaw", func(e *env) {
-			e.host.Override = freezeOverride(fakehost.Fail(report.ExitLockWait, "FLUSH TABLES WITH READ LOCK: lock wait timeout 5s"))
+			e.host.Override = freezeOverride(fakehost.Fail(contract.ExitLockWait, "FLUSH TABLES WITH READ LOCK: lock wait timeout 5s"))
 		}, baseEvent, nil, failedWith("MySQL lock not acquired", 0, 0)},
 		{"mount without an EBS volume: nothing snapshotted, thaw sent", func(e *env) {
 			delete(e.host.Volumes[inst], "/var/lib/mysql-binlog")
@@ -243,7 +243,7 @@ func TestWireScenarios(t *testing.T) {
 		}, strings.Replace(baseEvent, `"5s"`, `"3s"`, 1), nil, func(t *testing.T, e *env, res *orchestrate.Result, err error, r orchestrate.InstanceResult) {
 			failedWith("snapshot failed", 1, 0)(t, e, res, err, r)
 			w := e.host.Windows()[0]
-			if w.ThawedBy != report.ThawedByCommand || w.ThawedAt.Sub(w.FrozenAt) > 3*time.Second {
+			if w.ThawedBy != contract.ThawedByCommand || w.ThawedAt.Sub(w.FrozenAt) > 3*time.Second {
 				t.Fatalf("window %v by %s: retries ran past the freeze deadline", w.ThawedAt.Sub(w.FrozenAt), w.ThawedBy)
 			}
 		}},
@@ -336,14 +336,14 @@ func TestWireScenarios(t *testing.T) {
 		}, strings.Replace(baseEvent, `"5s"`, `"2s"`, 1), nil, func(t *testing.T, e *env, res *orchestrate.Result, err error, r orchestrate.InstanceResult) {
 			failedWith("freeze outcome unknown", 2, 0)(t, e, res, err, r)
 			w := e.host.Windows()
-			if len(w) != 1 || w[0].ThawedBy != report.ThawedByCommand {
+			if len(w) != 1 || w[0].ThawedBy != contract.ThawedByCommand {
 				t.Fatalf("late freeze was not thawed by our command: %+v", w)
 			}
 		}},
 		{"thaw command fails: instance failed, snapshots crash", func(e *env) {
 			e.host.Override = func(inv awslocal.Invocation) (awslocal.CommandResult, bool) {
 				if inv.Param("action") == "thaw" {
-					return fakehost.Fail(report.ExitFailed, "thaw: state dir unreadable"), true
+					return fakehost.Fail(contract.ExitFailed, "thaw: state dir unreadable"), true
 				}
 				return awslocal.CommandResult{}, false
 			}
@@ -353,7 +353,7 @@ func TestWireScenarios(t *testing.T) {
 			}
 		}},
 		{"explicit lock requested but hostagent took none: crash at creation", func(e *env) {
-			e.host.AutoLock = report.LockNone
+			e.host.AutoLock = contract.LockNone
 			e.host.Override = func(inv awslocal.Invocation) (awslocal.CommandResult, bool) {
 				if inv.Param("action") == "freeze" {
 					inv.Parameters["mysqlLock"] = []string{"auto"}
@@ -397,7 +397,7 @@ func TestWireScenarios(t *testing.T) {
 
 // fakehostLate answers thaw as hostagent does after its deadline fired.
 func fakehostLate(inv awslocal.Invocation) awslocal.CommandResult {
-	tr := report.ThawReport{RunID: inv.Param("runId"), ThawedBy: report.ThawedByDeadline, Late: true, MySQLUnlocked: true, ThawedAt: time.Now(), HeldMS: 30000,
-		Mounts: []report.MountThaw{{Path: "/var/lib/mysql", Thawed: true}}}
-	return jsonCmd(report.ExitLate, tr)
+	tr := contract.ThawReport{RunID: inv.Param("runId"), ThawedBy: contract.ThawedByDeadline, Late: true, MySQLUnlocked: true, ThawedAt: time.Now(), HeldMS: 30000,
+		Mounts: []contract.MountThaw{{Path: "/var/lib/mysql", Thawed: true}}}
+	return jsonCmd(contract.ExitLate, tr)
 }

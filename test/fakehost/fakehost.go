@@ -15,8 +15,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/quiesce/quiesce/internal/awslocal"
-	"github.com/quiesce/quiesce/report"
+	"github.com/quiesce/quiesce/contract"
+	"github.com/quiesce/quiesce/test/awslocal"
 )
 
 // Clock is the time source (awslocal.Clock and lambda clocks satisfy it).
@@ -139,14 +139,14 @@ func (h *Host) Default(inv awslocal.Invocation) awslocal.CommandResult {
 	case "check":
 		return h.check(inv)
 	case "status":
-		return jsonResult(0, report.StatusReport{})
+		return jsonResult(0, contract.StatusReport{})
 	}
-	return Fail(report.ExitUsage, "unknown action "+inv.Param("action"))
+	return Fail(contract.ExitUsage, "unknown action "+inv.Param("action"))
 }
 
 // Fail returns a failed command with an ErrorReport, like hostagent.
 func Fail(code int, msg string) awslocal.CommandResult {
-	r := jsonResult(code, report.ErrorReport{Error: msg, ExitCode: code})
+	r := jsonResult(code, contract.ErrorReport{Error: msg, ExitCode: code})
 	r.Stderr = "hostagent: " + msg + "\n"
 	return r
 }
@@ -160,11 +160,11 @@ func jsonResult(code int, v any) awslocal.CommandResult {
 	return awslocal.CommandResult{Status: st, ResponseCode: code, Stdout: string(b) + "\n"}
 }
 
-func (h *Host) mountReports(instanceID string, mounts []string) []report.MountReport {
-	var out []report.MountReport
+func (h *Host) mountReports(instanceID string, mounts []string) []contract.MountReport {
+	var out []contract.MountReport
 	for i, m := range mounts {
 		vols := h.Volumes[instanceID][m]
-		out = append(out, report.MountReport{Path: m, FSType: "xfs", Device: fmt.Sprintf("/dev/nvme%dn1", i+1), VolumeIDs: append([]string{}, vols...), FreezeMS: 2})
+		out = append(out, contract.MountReport{Path: m, FSType: "xfs", Device: fmt.Sprintf("/dev/nvme%dn1", i+1), VolumeIDs: append([]string{}, vols...), FreezeMS: 2})
 	}
 	return out
 }
@@ -172,11 +172,11 @@ func (h *Host) mountReports(instanceID string, mounts []string) []report.MountRe
 func (h *Host) freeze(inv awslocal.Invocation, now time.Time) awslocal.CommandResult {
 	mounts := splitMounts(inv.Param("mounts"))
 	if len(mounts) == 0 {
-		return Fail(report.ExitUsage, "freeze: at least one --mount is required")
+		return Fail(contract.ExitUsage, "freeze: at least one --mount is required")
 	}
 	timeout, err := time.ParseDuration(inv.Param("timeout"))
 	if err != nil || timeout < time.Second {
-		return Fail(report.ExitUsage, fmt.Sprintf("--timeout %q: invalid", inv.Param("timeout")))
+		return Fail(contract.ExitUsage, fmt.Sprintf("--timeout %q: invalid", inv.Param("timeout")))
 	}
 	runID := inv.Param("runId")
 	h.mu.Lock()
@@ -185,23 +185,23 @@ func (h *Host) freeze(inv awslocal.Invocation, now time.Time) awslocal.CommandRe
 		h.held = map[string]*hold{}
 	}
 	if hd := h.held[inv.InstanceID]; hd != nil && now.Before(hd.deadline) {
-		return Fail(report.ExitBusy, fmt.Sprintf("mount %s is held by run %s", hd.mounts[0], hd.runID))
+		return Fail(contract.ExitBusy, fmt.Sprintf("mount %s is held by run %s", hd.mounts[0], hd.runID))
 	}
 	lock := inv.Param("mysqlLock")
 	mode := lock
-	if lock == "" || lock == report.LockAuto {
+	if lock == "" || lock == contract.LockAuto {
 		mode = h.AutoLock
 		if mode == "" {
-			mode = report.LockFTWRL
+			mode = contract.LockFTWRL
 		}
 	}
-	li := report.LockInfo{Mode: mode, Requested: lock, AcquiredMS: 1.5}
-	if mode != report.LockNone {
+	li := contract.LockInfo{Mode: mode, Requested: lock, AcquiredMS: 1.5}
+	if mode != contract.LockNone {
 		li.BinlogFile, li.BinlogPos, li.GTIDExecuted, li.ServerVersion = "mysql-bin.000042", 4711, "0-1-1234", "10.11.6-MariaDB"
 	}
 	h.windows = append(h.windows, Window{InstanceID: inv.InstanceID, RunID: runID, FrozenAt: now})
 	h.held[inv.InstanceID] = &hold{runID: runID, mounts: mounts, frozenAt: now, deadline: now.Add(timeout), window: len(h.windows) - 1}
-	return jsonResult(0, report.FreezeReport{RunID: runID, Hostname: "db-" + inv.InstanceID, InstanceID: inv.InstanceID, StartedAt: now, FrozenAt: now,
+	return jsonResult(0, contract.FreezeReport{RunID: runID, Hostname: "db-" + inv.InstanceID, InstanceID: inv.InstanceID, StartedAt: now, FrozenAt: now,
 		Deadline: now.Add(timeout), TimeoutMS: timeout.Milliseconds(), Lock: li, Mounts: h.mountReports(inv.InstanceID, mounts), HolderPID: 4242, GuardianPID: 4243, HeldMS: 3})
 }
 
@@ -212,19 +212,19 @@ func (h *Host) thaw(inv awslocal.Invocation, now time.Time) awslocal.CommandResu
 	hd := h.held[inv.InstanceID]
 	if hd == nil || (runID != "" && hd.runID != runID) {
 		// Idempotent: nothing of this run is held.
-		return jsonResult(0, report.ThawReport{RunID: runID, ThawedBy: report.ThawedByCommand, MySQLUnlocked: true, ThawedAt: now})
+		return jsonResult(0, contract.ThawReport{RunID: runID, ThawedBy: contract.ThawedByCommand, MySQLUnlocked: true, ThawedAt: now})
 	}
 	delete(h.held, inv.InstanceID)
-	tr := report.ThawReport{RunID: runID, ThawedBy: report.ThawedByCommand, MySQLUnlocked: true, ThawedAt: now}
+	tr := contract.ThawReport{RunID: runID, ThawedBy: contract.ThawedByCommand, MySQLUnlocked: true, ThawedAt: now}
 	for _, m := range hd.mounts {
-		tr.Mounts = append(tr.Mounts, report.MountThaw{Path: m, Thawed: true})
+		tr.Mounts = append(tr.Mounts, contract.MountThaw{Path: m, Thawed: true})
 	}
 	code := 0
 	end := now
 	if !now.Before(hd.deadline) {
-		tr.ThawedBy, tr.Late, tr.ThawedAt = report.ThawedByDeadline, true, hd.deadline
+		tr.ThawedBy, tr.Late, tr.ThawedAt = contract.ThawedByDeadline, true, hd.deadline
 		end = hd.deadline
-		code = report.ExitLate
+		code = contract.ExitLate
 	}
 	tr.HeldMS = float64(end.Sub(hd.frozenAt).Microseconds()) / 1000
 	h.windows[hd.window].ThawedAt = end
@@ -234,7 +234,7 @@ func (h *Host) thaw(inv awslocal.Invocation, now time.Time) awslocal.CommandResu
 
 func (h *Host) check(inv awslocal.Invocation) awslocal.CommandResult {
 	mounts := splitMounts(inv.Param("mounts"))
-	cr := report.CheckReport{OK: len(mounts) > 0, Mounts: h.mountReports(inv.InstanceID, mounts), Lock: report.LockInfo{Mode: inv.Param("mysqlLock")}}
+	cr := contract.CheckReport{OK: len(mounts) > 0, Mounts: h.mountReports(inv.InstanceID, mounts), Lock: contract.LockInfo{Mode: inv.Param("mysqlLock")}}
 	for _, m := range cr.Mounts {
 		if len(m.VolumeIDs) == 0 {
 			cr.OK = false
@@ -242,7 +242,7 @@ func (h *Host) check(inv awslocal.Invocation) awslocal.CommandResult {
 		}
 	}
 	if !cr.OK {
-		return jsonResult(report.ExitFailed, cr)
+		return jsonResult(contract.ExitFailed, cr)
 	}
 	return jsonResult(0, cr)
 }

@@ -2,7 +2,7 @@ package harness
 
 import (
 	"context"
-	"github.com/quiesce/quiesce/internal/syncbuf"
+	"github.com/quiesce/quiesce/test/syncbuf"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quiesce/quiesce/internal/demo/pool"
+	"github.com/quiesce/quiesce/test/demo/pool"
 )
 
 // buildBinaries builds hostagent and the native bootstrap the way the

@@ -23,14 +23,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/quiesce/quiesce/contract"
 	demodata "github.com/quiesce/quiesce/demo"
-	"github.com/quiesce/quiesce/internal/awslocal"
-	"github.com/quiesce/quiesce/internal/demo/bank"
-	"github.com/quiesce/quiesce/internal/demo/pool"
-	"github.com/quiesce/quiesce/internal/demo/restore"
-	"github.com/quiesce/quiesce/internal/demo/standin"
-	"github.com/quiesce/quiesce/internal/fixture"
-	"github.com/quiesce/quiesce/report"
+	"github.com/quiesce/quiesce/test/awslocal"
+	"github.com/quiesce/quiesce/test/demo/bank"
+	"github.com/quiesce/quiesce/test/demo/pool"
+	"github.com/quiesce/quiesce/test/demo/restore"
+	"github.com/quiesce/quiesce/test/demo/standin"
+	"github.com/quiesce/quiesce/test/fixture"
 )
 
 // Layout inside the data volume and the MariaDB options shared by the
@@ -468,13 +468,13 @@ func (e *Env) Hostagent(ctx context.Context, args ...string) ([]byte, int, error
 func (e *Env) thawAll(ctx context.Context) error {
 	var errs []error
 	if out, _, err := e.Hostagent(ctx, "status"); err == nil {
-		var st report.StatusReport
+		var st contract.StatusReport
 		if json.Unmarshal(out, &st) == nil {
 			for _, r := range st.Runs {
 				if r.State != "held" || !containsMount(r.Mounts, e.Vol.Dir) {
 					continue
 				}
-				if _, code, err := e.Hostagent(ctx, "thaw", "--run-id", r.RunID); err != nil && code != report.ExitLate {
+				if _, code, err := e.Hostagent(ctx, "thaw", "--run-id", r.RunID); err != nil && code != contract.ExitLate {
 					errs = append(errs, err)
 				}
 			}
@@ -527,7 +527,7 @@ func stateBusy(ctx context.Context, binDir string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("hostagent status before removing %s: %w", StateDir, err)
 	}
-	var st report.StatusReport
+	var st contract.StatusReport
 	if err := json.Unmarshal(out, &st); err != nil {
 		return "", fmt.Errorf("hostagent status: %w", err)
 	}

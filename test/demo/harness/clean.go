@@ -14,8 +14,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/quiesce/quiesce/internal/demo/pool"
-	"github.com/quiesce/quiesce/report"
+	"github.com/quiesce/quiesce/contract"
+	"github.com/quiesce/quiesce/test/demo/pool"
 )
 
 // Clean releases what a killed demo left under workdir: hostagent runs
@@ -46,7 +46,7 @@ func Clean(ctx context.Context, workdir, binDir string) (done []string, err erro
 		cmd.Env = append(os.Environ(), "QUIESCE_STATE_DIR="+StateDir)
 		out, _ := cmd.Output()
 		cancel()
-		var st report.StatusReport
+		var st contract.StatusReport
 		if json.Unmarshal(out, &st) == nil {
 			for _, r := range st.Runs {
 				if r.State != "held" || !anyUnder(r.Mounts, workdir) {
@@ -58,7 +58,7 @@ func Clean(ctx context.Context, workdir, binDir string) (done []string, err erro
 				err := tc.Run()
 				cancel()
 				var ee *exec.ExitError
-				if err != nil && !(errors.As(err, &ee) && ee.ExitCode() == report.ExitLate) {
+				if err != nil && !(errors.As(err, &ee) && ee.ExitCode() == contract.ExitLate) {
 					errs = append(errs, fmt.Errorf("hostagent thaw --run-id %s: %w", r.RunID, err))
 				} else {
 					done = append(done, "thawed hostagent run "+r.RunID)

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quiesce/quiesce/internal/awslocal"
+	"github.com/quiesce/quiesce/test/awslocal"
 )
 
 // fakeHostagent writes a hostagent that prints its argv and the SSM_* env it

@@ -12,9 +12,9 @@ import (
 	"time"
 
 	demodata "github.com/quiesce/quiesce/demo"
-	"github.com/quiesce/quiesce/internal/demo/bank"
-	"github.com/quiesce/quiesce/internal/demo/pool"
-	"github.com/quiesce/quiesce/internal/fixture"
+	"github.com/quiesce/quiesce/test/demo/bank"
+	"github.com/quiesce/quiesce/test/demo/pool"
+	"github.com/quiesce/quiesce/test/fixture"
 )
 
 // TestDrillOnLockedFrozenCopy takes a snapshot the way quiesce does (BACKUP

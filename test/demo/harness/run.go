@@ -10,10 +10,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/quiesce/quiesce/internal/demo/bank"
-	"github.com/quiesce/quiesce/internal/demo/pool"
-	rpt "github.com/quiesce/quiesce/internal/demo/report"
-	"github.com/quiesce/quiesce/internal/demo/restore"
+	"github.com/quiesce/quiesce/test/demo/bank"
+	"github.com/quiesce/quiesce/test/demo/pool"
+	rpt "github.com/quiesce/quiesce/test/demo/report"
+	"github.com/quiesce/quiesce/test/demo/restore"
 )
 
 // RunOptions configure `demo run`.

@@ -14,11 +14,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/quiesce/quiesce/contract"
 	demodata "github.com/quiesce/quiesce/demo"
-	"github.com/quiesce/quiesce/internal/demo/bank"
-	"github.com/quiesce/quiesce/internal/demo/pool"
-	rpt "github.com/quiesce/quiesce/internal/demo/report"
-	"github.com/quiesce/quiesce/report"
+	"github.com/quiesce/quiesce/test/demo/bank"
+	"github.com/quiesce/quiesce/test/demo/pool"
+	rpt "github.com/quiesce/quiesce/test/demo/report"
 )
 
 // BenchOptions configure `demo bench`.
@@ -260,7 +260,7 @@ func (e *Env) benchDirect(ctx context.Context, runID string) Sample {
 		s.Err = fmt.Sprintf("freeze exit %d: %v", code, err)
 		return s
 	}
-	var fr report.FreezeReport
+	var fr contract.FreezeReport
 	if err := json.Unmarshal(out, &fr); err != nil {
 		s.Err = "freeze report: " + err.Error()
 		e.Hostagent(ctx, "thaw", "--run-id", runID) //nolint:errcheck // best effort after a bad report

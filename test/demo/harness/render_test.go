@@ -5,9 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/quiesce/quiesce/internal/demo/bank"
-	"github.com/quiesce/quiesce/internal/demo/restore"
-	"github.com/quiesce/quiesce/report"
+	"github.com/quiesce/quiesce/contract"
+	"github.com/quiesce/quiesce/test/demo/bank"
+	"github.com/quiesce/quiesce/test/demo/restore"
 )
 
 var t0 = time.Date(2026, 11, 25, 20, 0, 0, 0, time.UTC)
@@ -17,8 +17,8 @@ func at(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) 
 func cycleAt(n, startMS, windowMS int, copyMS int) *Cycle {
 	return &Cycle{
 		N: n, RunID: "r", LambdaWindowMS: float64(windowMS + 5), FrozenMS: float64(windowMS - 20), SnapshotCallMS: float64(copyMS + 1),
-		Freeze:    &report.FreezeReport{StartedAt: at(startMS), HeldMS: 20},
-		Thaw:      &report.ThawReport{ThawedAt: at(startMS + windowMS), ThawedBy: report.ThawedByCommand},
+		Freeze:    &contract.FreezeReport{StartedAt: at(startMS), HeldMS: 20},
+		Thaw:      &contract.ThawReport{ThawedAt: at(startMS + windowMS), ThawedBy: contract.ThawedByCommand},
 		Window:    time.Duration(windowMS) * time.Millisecond,
 		CopyTime:  time.Duration(copyMS) * time.Millisecond,
 		Snapshots: []CycleSnapshot{{ID: "snap-1", Reflink: true, Tags: map[string]string{restore.TagConsistency: "application"}}},

@@ -9,9 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/quiesce/quiesce/internal/demo/bank"
-	"github.com/quiesce/quiesce/internal/demo/restore"
-	"github.com/quiesce/quiesce/report"
+	"github.com/quiesce/quiesce/contract"
+	"github.com/quiesce/quiesce/test/demo/bank"
+	"github.com/quiesce/quiesce/test/demo/restore"
 )
 
 // Cycle is one Lambda invocation and what it did.
@@ -30,9 +30,9 @@ type Cycle struct {
 	SnapshotCallMS float64
 	SnapshotAPI    string
 
-	Freeze     *report.FreezeReport `json:",omitempty"`
+	Freeze     *contract.FreezeReport `json:",omitempty"`
 	FreezeExit int
-	Thaw       *report.ThawReport `json:",omitempty"`
+	Thaw       *contract.ThawReport `json:",omitempty"`
 	ThawExit   int
 	// ThawStarted is when the thaw script started on the "instance".
 	ThawStarted time.Time
@@ -124,14 +124,14 @@ func (e *Env) RunCycle(ctx context.Context, n int, runID string) *Cycle {
 		switch r.Invocation.Param("action") {
 		case "freeze":
 			c.FreezeExit = r.Result.ResponseCode
-			var fr report.FreezeReport
+			var fr contract.FreezeReport
 			if json.Unmarshal([]byte(r.Result.Stdout), &fr) == nil && !fr.StartedAt.IsZero() {
 				c.Freeze = &fr
 			}
 		case "thaw":
 			c.ThawExit = r.Result.ResponseCode
 			c.ThawStarted = r.Started
-			var tr report.ThawReport
+			var tr contract.ThawReport
 			if json.Unmarshal([]byte(r.Result.Stdout), &tr) == nil && tr.RunID != "" {
 				c.Thaw = &tr
 			}
@@ -144,7 +144,7 @@ func (e *Env) RunCycle(ctx context.Context, n int, runID string) *Cycle {
 		c.problem("no ThawReport from hostagent (thaw exit %d)", c.ThawExit)
 	default:
 		c.Window = c.Thaw.ThawedAt.Sub(c.Freeze.StartedAt)
-		if c.Thaw.ThawedBy != report.ThawedByCommand || c.Thaw.Late {
+		if c.Thaw.ThawedBy != contract.ThawedByCommand || c.Thaw.Late {
 			c.problem("thawed by %s (late=%v), not by the Lambda's thaw command", c.Thaw.ThawedBy, c.Thaw.Late)
 		}
 	}

@@ -1,4 +1,4 @@
-// Package standin gives the local AWS stand-in (internal/awslocal) its demo
+// Package standin gives the local AWS stand-in (test/awslocal) its demo
 // behaviour: SendCommand runs the REAL "Quiesce" SSM document (rendered by
 // ssmdoc exactly as the SSM Agent would, parameters as SSM_<name>
 // environment variables) with bash, which runs the real hostagent; and
@@ -19,9 +19,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/quiesce/quiesce/internal/awslocal"
-	"github.com/quiesce/quiesce/internal/demo/pool"
 	"github.com/quiesce/quiesce/ssmdoc"
+	"github.com/quiesce/quiesce/test/awslocal"
+	"github.com/quiesce/quiesce/test/demo/pool"
 )
 
 // DefaultDocumentName is the SSM document name the Lambda sends (QUIESCE_DOCUMENT default).

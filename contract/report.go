@@ -1,7 +1,7 @@
 // Package report holds the wire types that hostagent prints on stdout and the
 // Lambda parses from the SSM command output, plus the documented exit codes.
 // Field names are part of the contract (DESIGN.md): extend, never rename.
-package report
+package contract
 
 import "time"
 

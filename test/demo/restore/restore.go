@@ -18,9 +18,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/quiesce/quiesce/internal/demo/bank"
-	"github.com/quiesce/quiesce/internal/demo/pool"
-	"github.com/quiesce/quiesce/internal/fixture"
+	"github.com/quiesce/quiesce/test/demo/bank"
+	"github.com/quiesce/quiesce/test/demo/pool"
+	"github.com/quiesce/quiesce/test/fixture"
 )
 
 // Snapshot tag keys (contract 5).

@@ -1,4 +1,4 @@
-// Command awslocal serves the local EC2/SSM stand-in (internal/awslocal) with
+// Command awslocal serves the local EC2/SSM stand-in (test/awslocal) with
 // the demo's hooks: SendCommand runs the real "Quiesce" SSM document with bash
 // (which runs hostagent from -bin first on PATH), and CreateSnapshot(s) copies
 // pool/<volume>.img to pool/<snapshot>.img with FICLONE. Point the Lambda (or
@@ -28,8 +28,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/quiesce/quiesce/internal/awslocal"
-	"github.com/quiesce/quiesce/internal/demo/standin"
+	"github.com/quiesce/quiesce/test/awslocal"
+	"github.com/quiesce/quiesce/test/demo/standin"
 )
 
 func main() {

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	rpt "github.com/quiesce/quiesce/internal/demo/report"
+	rpt "github.com/quiesce/quiesce/test/demo/report"
 )
 
 // pick collects one field of the successful samples.
