@@ -14,6 +14,9 @@ const (
 	ExitBusy     = 3 // another run holds one of the mounts
 	ExitLate     = 4 // thaw came after the deadline; the fail-safe had already thawed
 	ExitLockWait = 5 // MySQL lock not acquired within --lock-wait (or a long query refused it)
+	// ExitVerifyFailed: verify or clone ran and the result is bad (the snapshot
+	// does not restore, or replication will not start); the report says why.
+	ExitVerifyFailed = 6
 )
 
 // Lock modes accepted by --mysql-lock.
@@ -22,6 +25,7 @@ const (
 	LockFTWRL       = "ftwrl"
 	LockBackupStage = "backup-stage"
 	LockInstance    = "instance"
+	LockReplica     = "replica"
 	LockNone        = "none"
 )
 
@@ -49,6 +53,9 @@ type FreezeReport struct {
 	HeldMS float64 `json:"held_ms"`
 	// TimerUnit is the systemd transient timer armed as a third fail-safe layer, if any.
 	TimerUnit string `json:"timer_unit,omitempty"`
+	// FailsafeLayers names what will end this hold if nobody sends thaw:
+	// "guardian", "systemd-timer", "next-invocation".
+	FailsafeLayers []string `json:"failsafe_layers,omitempty"`
 }
 
 // LockInfo describes the MySQL lock taken (mode "none" when no database is involved).
@@ -88,6 +95,17 @@ type ThawReport struct {
 	MySQLUnlocked bool        `json:"mysql_unlocked"`
 	Late          bool        `json:"late"`
 	ThawedAt      time.Time   `json:"thawed_at"`
+	// LockLost is set when the MySQL lock ended before the thaw (its connection
+	// was killed, or the server went away): writes may have gone through
+	// during the hold, so the snapshot is not application-consistent.
+	LockLost *LockLoss `json:"lock_lost,omitempty"`
+}
+
+// LockLoss says when and why the MySQL lock was lost during a hold.
+type LockLoss struct {
+	At      time.Time `json:"at"`
+	AfterMS float64   `json:"after_ms"` // since the lock was taken
+	Reason  string    `json:"reason"`
 }
 
 // MountThaw is the outcome of thawing one mount.
