@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"database/sql"
-	"github.com/quiesce/quiesce/internal/stats"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,7 +12,9 @@ import (
 	"time"
 
 	"github.com/quiesce/quiesce/contract"
+	"github.com/quiesce/quiesce/internal/stats"
 	"github.com/quiesce/quiesce/test/fixture"
+	"github.com/quiesce/quiesce/test/fixture/mariadb"
 )
 
 // BenchmarkFreezeThawCycle runs 50 full cycles of the real binary on loop XFS
@@ -57,8 +58,8 @@ func benchCycles(b *testing.B, extraArgs ...string) {
 
 	lockArgs := []string{"--mysql-lock", "none"}
 	var db *sql.DB
-	if fixture.MariaDBUnavailable() == "" {
-		m, err := fixture.StartMariaDB(fixture.MariaDBOptions{DataDir: fs.Mount + "/data"})
+	if mariadb.Unavailable() == "" {
+		m, err := mariadb.Start(mariadb.Options{DataDir: fs.Mount + "/data"})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -75,7 +76,7 @@ func benchCycles(b *testing.B, extraArgs ...string) {
 		}
 		lockArgs = []string{"--mysql-socket", m.Socket, "--mysql-lock", "ftwrl"}
 	} else {
-		b.Logf("no MariaDB (%s): benchmarking the filesystem freeze alone", fixture.MariaDBUnavailable())
+		b.Logf("no MariaDB (%s): benchmarking the filesystem freeze alone", mariadb.Unavailable())
 	}
 
 	// Light load: a file writer and (with MariaDB) an INSERT loop, each

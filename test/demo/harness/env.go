@@ -30,7 +30,7 @@ import (
 	"github.com/quiesce/quiesce/test/demo/pool"
 	"github.com/quiesce/quiesce/test/demo/restore"
 	"github.com/quiesce/quiesce/test/demo/standin"
-	"github.com/quiesce/quiesce/test/fixture"
+	"github.com/quiesce/quiesce/test/fixture/mariadb"
 )
 
 // Layout inside the data volume and the MariaDB options shared by the
@@ -75,7 +75,7 @@ type Env struct {
 	cleanup      pool.Cleanup
 	Pool         *pool.Pool
 	Vol          *pool.Volume
-	DB           *fixture.MariaDB
+	DB           *mariadb.Server
 	SQL          *sql.DB
 	DefaultsFile string
 	GTIDBase     uint64
@@ -114,7 +114,7 @@ func Preflight(binDir string) error {
 			missing = append(missing, fmt.Sprintf("%s (apt-get install %s)", t.Name, t.Package))
 		}
 	}
-	if why := fixture.MariaDBUnavailable(); why != "" {
+	if why := mariadb.Unavailable(); why != "" {
 		missing = append(missing, why)
 	}
 	for _, b := range []string{"hostagent", "bootstrap"} {
@@ -253,7 +253,7 @@ func Setup(ctx context.Context, cfg Config) (env *Env, err error) {
 	}
 	e.logf("pool     %s (XFS reflink=1 on %s) holds %s.img (XFS on %s, mounted at %s)", e.Pool.Dir, e.Pool.Dev, volID, e.Vol.Dev, e.Vol.Dir)
 
-	e.DB, err = fixture.StartMariaDB(fixture.MariaDBOptions{
+	e.DB, err = mariadb.Start(mariadb.Options{
 		DataDir: filepath.Join(e.Vol.Dir, DataSubdir), TCP: true, ExtraArgs: ServerArgs, StartTimeout: time.Minute,
 	})
 	if err != nil {

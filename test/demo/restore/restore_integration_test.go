@@ -15,6 +15,7 @@ import (
 	"github.com/quiesce/quiesce/test/demo/bank"
 	"github.com/quiesce/quiesce/test/demo/pool"
 	"github.com/quiesce/quiesce/test/fixture"
+	"github.com/quiesce/quiesce/test/fixture/mariadb"
 )
 
 // TestDrillOnLockedFrozenCopy takes a snapshot the way quiesce does (BACKUP
@@ -45,7 +46,7 @@ func TestDrillOnLockedFrozenCopy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := fixture.StartMariaDB(fixture.MariaDBOptions{
+	m, err := mariadb.Start(mariadb.Options{
 		DataDir:   filepath.Join(vol.Dir, "db"),
 		TCP:       true,
 		ExtraArgs: []string{"--log-bin=binlog", "--server-id=1", "--sync-binlog=1"},
