@@ -13,12 +13,12 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/quiesce/quiesce/contract"
-	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
 	"github.com/quiesce/quiesce/hostagent/internal/hold"
 	"github.com/quiesce/quiesce/hostagent/internal/mysqllock"
 	"github.com/quiesce/quiesce/hostagent/internal/preflight"
 	"github.com/quiesce/quiesce/hostagent/internal/state"
 	"github.com/quiesce/quiesce/hostagent/internal/volumes"
+	"github.com/quiesce/quiesce/internal/agenterr"
 )
 
 // Timeout bounds from DESIGN.md.

@@ -18,7 +18,7 @@ import (
 	"github.com/quiesce/quiesce/test/syncbuf"
 
 	"github.com/quiesce/quiesce/contract"
-	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
+	"github.com/quiesce/quiesce/internal/agenterr"
 	"github.com/quiesce/quiesce/test/fixture"
 )
 

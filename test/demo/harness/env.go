@@ -25,6 +25,7 @@ import (
 
 	"github.com/quiesce/quiesce/contract"
 	demodata "github.com/quiesce/quiesce/demo"
+	"github.com/quiesce/quiesce/internal/fsfreeze"
 	"github.com/quiesce/quiesce/test/awslocal"
 	"github.com/quiesce/quiesce/test/demo/bank"
 	"github.com/quiesce/quiesce/test/demo/pool"
@@ -483,7 +484,7 @@ func (e *Env) thawAll(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	if e.Vol != nil {
-		if err := pool.Thaw(e.Vol.Dir); err != nil {
+		if _, err := fsfreeze.Thaw(e.Vol.Dir); err != nil {
 			errs = append(errs, err)
 		}
 	}

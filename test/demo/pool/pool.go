@@ -20,12 +20,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-)
 
-// Linux ioctl numbers (linux/fs.h); x/sys/unix does not export them.
-const (
-	ioctlFIFREEZE = 0xC0045877
-	ioctlFITHAW   = 0xC0045878
+	"github.com/quiesce/quiesce/internal/fsfreeze"
 )
 
 // cmdTimeout bounds every external command (mkfs, losetup, mount, umount).
@@ -106,7 +102,7 @@ func Mount(ctx context.Context, dev, dir, options string) error {
 // retrying for a short while when it is busy (a process we stopped may still
 // be closing files).
 func Unmount(ctx context.Context, dir string) error {
-	_ = Thaw(dir)
+	_, _ = fsfreeze.Thaw(dir)
 	var err error
 	for attempt := 0; attempt < 20; attempt++ {
 		if _, err = Run(ctx, "umount", dir); err == nil {
@@ -122,33 +118,6 @@ func Unmount(ctx context.Context, dir string) error {
 		}
 	}
 	return err
-}
-
-// Thaw issues FITHAW on dir. EINVAL means "not frozen", which is success.
-func Thaw(dir string) error {
-	return fsIoctl(dir, ioctlFITHAW)
-}
-
-// Freeze issues FIFREEZE on dir. Only the benchmark's direct measurements use it
-// on mounts this package created; the demo itself freezes through hostagent.
-func Freeze(dir string) error {
-	return fsIoctl(dir, ioctlFIFREEZE)
-}
-
-func fsIoctl(dir string, req uintptr) error {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", dir, err)
-	}
-	defer unix.Close(fd)
-	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, 0)
-	if errno == unix.EINVAL && req == ioctlFITHAW {
-		return nil
-	}
-	if errno != 0 {
-		return fmt.Errorf("ioctl %#x %s: %w", req, dir, errno)
-	}
-	return nil
 }
 
 // IsMountPoint reports whether dir is listed as a mount point in /proc/self/mountinfo.

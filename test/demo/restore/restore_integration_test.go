@@ -12,6 +12,7 @@ import (
 	"time"
 
 	demodata "github.com/quiesce/quiesce/demo"
+	"github.com/quiesce/quiesce/internal/fsfreeze"
 	"github.com/quiesce/quiesce/test/demo/bank"
 	"github.com/quiesce/quiesce/test/demo/pool"
 	"github.com/quiesce/quiesce/test/fixture"
@@ -104,12 +105,12 @@ func TestDrillOnLockedFrozenCopy(t *testing.T) {
 	if err := conn.QueryRowContext(ctx, "SELECT @@gtid_binlog_pos").Scan(&gtid); err != nil {
 		t.Fatal(err)
 	}
-	if err := pool.Freeze(vol.Dir); err != nil {
+	if err := fsfreeze.Freeze(vol.Dir, 0); err != nil {
 		t.Fatal(err)
 	}
 	snapImage := filepath.Join(p.Dir, "snap-0test.img")
 	_, cerr := pool.Clone(vol.Image, snapImage)
-	if err := pool.Thaw(vol.Dir); err != nil {
+	if _, err := fsfreeze.Thaw(vol.Dir); err != nil {
 		t.Fatal(err)
 	}
 	if cerr != nil {
