@@ -13,6 +13,7 @@ import (
 
 	demodata "github.com/quiesce/quiesce/demo"
 	"github.com/quiesce/quiesce/internal/fsfreeze"
+	"github.com/quiesce/quiesce/internal/mountinfo"
 	"github.com/quiesce/quiesce/test/demo/bank"
 	"github.com/quiesce/quiesce/test/demo/pool"
 	"github.com/quiesce/quiesce/test/fixture"
@@ -149,7 +150,7 @@ func TestDrillOnLockedFrozenCopy(t *testing.T) {
 	}
 	t.Logf("notes: %q", res.Recovery.Notes)
 	t.Logf("restored: %d transfers, binlog %s:%d, gtid %s, startup %s, recovery: %s", res.Invariants.MaxID, file, pos, gtid, res.StartupTime, res.Recovery.Summary())
-	if pool.IsMountPoint(opts.MountDir) {
+	if mountinfo.IsMountPoint(opts.MountDir) {
 		t.Fatal("drill left the copy mounted")
 	}
 
