@@ -32,6 +32,7 @@ import (
 	"github.com/quiesce/quiesce/test/demo/restore"
 	"github.com/quiesce/quiesce/test/demo/standin"
 	"github.com/quiesce/quiesce/test/fixture/mariadb"
+	"github.com/quiesce/quiesce/test/rie"
 )
 
 // Layout inside the data volume and the MariaDB options shared by the
@@ -90,8 +91,8 @@ type Env struct {
 	Hooks      *standin.Hooks
 	AWSURL     string
 	InstanceID string
-	Lambda     *Lambda
-	rie        string
+	Lambda     *rie.Function
+	rieBin     string
 }
 
 // Tool is an external program the demo needs and the package that has it.
@@ -379,8 +380,8 @@ func (e *Env) LambdaEnv() []string {
 
 func (e *Env) startLambda(ctx context.Context) error {
 	if !e.Cfg.NoRIE {
-		e.rie = FindRIE()
-		if e.rie == "" {
+		e.rieBin = rie.Find()
+		if e.rieBin == "" {
 			e.logf("WARNING  aws-lambda-rie not found (scripts/install-deps.sh installs it): running bin/bootstrap under the demo's built-in Lambda Runtime API instead")
 		}
 	}
@@ -388,8 +389,8 @@ func (e *Env) startLambda(ctx context.Context) error {
 		return err
 	}
 	e.cleanup.Push("stop lambda", func(context.Context) error { return e.Lambda.Stop() })
-	if e.Lambda.Mode == "rie" {
-		e.logf("lambda   real bootstrap under %s (invoked over HTTP), %s", e.rie, e.containerPolicy())
+	if e.Lambda.Mode == rie.ModeRIE {
+		e.logf("lambda   real bootstrap under %s (invoked over HTTP), %s", e.rieBin, e.containerPolicy())
 	} else {
 		e.logf("lambda   real bootstrap under the built-in Runtime API (NOT aws-lambda-rie), %s", e.containerPolicy())
 	}
@@ -408,7 +409,9 @@ func (e *Env) launchLambda(ctx context.Context) error {
 	if e.Cfg.Verbose {
 		logTo = prefixWriter{w: e.Cfg.Out, prefix: "lambda   "}
 	}
-	l, err := StartLambda(ctx, LambdaConfig{Bootstrap: filepath.Join(e.Cfg.BinDir, "bootstrap"), RIE: e.rie, Env: e.LambdaEnv(), LogTo: logTo, Timeout: 2 * time.Minute})
+	env := append(os.Environ(), e.LambdaEnv()...)
+	env = append(env, "AWS_LAMBDA_FUNCTION_NAME=quiesce-demo", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE=256", "LOG_LEVEL=warn")
+	l, err := rie.Start(ctx, rie.Config{Bootstrap: filepath.Join(e.Cfg.BinDir, "bootstrap"), RIE: e.rieBin, Env: env, LogTo: logTo, Timeout: 2 * time.Minute})
 	if err != nil {
 		return err
 	}
