@@ -10,10 +10,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/quiesce/quiesce/internal/stats"
 	"github.com/quiesce/quiesce/lambda/internal/orchestrate"
 	"github.com/quiesce/quiesce/ssmdoc"
 	"github.com/quiesce/quiesce/test/awslocal"
@@ -221,9 +223,9 @@ func BenchmarkRIEColdInit(b *testing.B) {
 	if len(inits) == 0 {
 		b.Fatal("no INIT REPORT in the emulator output")
 	}
-	b.ReportMetric(maxOf(inits), "cold_init_max_ms")
-	b.ReportMetric(median(inits), "cold_init_p50_ms")
-	b.ReportMetric(median(firsts), "first_invoke_p50_ms")
+	b.ReportMetric(slices.Max(inits), "cold_init_max_ms")
+	b.ReportMetric(stats.Percentile(inits, 50), "cold_init_p50_ms")
+	b.ReportMetric(stats.Percentile(firsts, 50), "first_invoke_p50_ms")
 	if fi, err := os.Stat(bootstrapPath); err == nil {
 		b.ReportMetric(float64(fi.Size())/1e6, "bootstrap_native_MB")
 	}
@@ -242,26 +244,6 @@ func startRIEBench(b *testing.B, endpoint string) (*rie, func()) {
 		b.Fatal(err)
 	}
 	return &rie{f}, func() { _ = f.Stop() }
-}
-
-func median(v []float64) float64 {
-	s := append([]float64(nil), v...)
-	for i := range s {
-		for j := i + 1; j < len(s); j++ {
-			if s[j] < s[i] {
-				s[i], s[j] = s[j], s[i]
-			}
-		}
-	}
-	return s[len(s)/2]
-}
-
-func maxOf(v []float64) float64 {
-	m := v[0]
-	for _, x := range v {
-		m = max(m, x)
-	}
-	return m
 }
 
 // BenchmarkBootstrapSize builds the release bootstrap (linux/arm64, the
