@@ -57,10 +57,18 @@ func (c *command) freeze(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if _, involved := mysqllock.Resolve(opts); involved && *timeout <= opts.LockWait {
+		// The deadline runs from the start of the lock wait: the lock could
+		// only be granted after (or just before) everything must thaw.
+		return agenterr.Usagef("--timeout %s must be longer than --lock-wait %s: the lock wait counts against the deadline", *timeout, opts.LockWait)
+	}
 	if len(mounts) == 0 {
 		return agenterr.Usagef("no --mount given (at least one mount point to freeze)")
 	}
 	dirPath := state.Resolve(*stateDir)
+	if err := checkStateDir(dirPath); err != nil {
+		return err
+	}
 	valid, err := preflight.Validate(mounts, preflight.DefaultEnv(dirPath))
 	if err != nil {
 		return err
@@ -211,6 +219,9 @@ func (c *command) check(ctx context.Context, args []string) error {
 		return err
 	}
 	dirPath := state.Resolve(*stateDir)
+	if err := checkStateDir(dirPath); err != nil {
+		return err
+	}
 	if dirExists(dirPath) { // recover stale runs, but do not create the dir for a check
 		if _, err := c.openAgent(ctx, *stateDir); err != nil {
 			return err
