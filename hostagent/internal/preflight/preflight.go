@@ -105,6 +105,9 @@ type Env struct {
 	// Protected are paths whose filesystems must never be frozen, with the
 	// reason shown to the user, e.g. {"/run/quiesce": "the state directory"}.
 	Protected map[string]string
+	// SysRoot is where sysfs is mounted (/sys), read to find mounts stored on
+	// other listed mounts (loop backing files, dm/md slaves); "" skips that check.
+	SysRoot string
 }
 
 // DefaultEnv is the real machine, protecting the binary and the state dir too.
@@ -124,7 +127,7 @@ func DefaultEnv(stateDir string) Env {
 		}
 		prot[p] = "the state directory " + stateDir
 	}
-	return Env{Mounts: ReadMountinfo, Stat: statDev, Protected: prot}
+	return Env{Mounts: ReadMountinfo, Stat: statDev, Protected: prot, SysRoot: "/sys"}
 }
 
 // ReadMountinfo reads /proc/self/mountinfo.
@@ -201,6 +204,7 @@ func Inspect(paths []string, env Env) ([]Mount, []error) {
 		mounts = append(mounts, m)
 	}
 	sort.Slice(mounts, func(i, j int) bool { return mounts[i].Path < mounts[j].Path })
+	problems = append(problems, backingProblems(mounts, env)...)
 	return mounts, problems
 }
 
