@@ -181,6 +181,7 @@ func (c *command) status(ctx context.Context, args []string) error {
 	fs := c.flagSet()
 	runID := fs.String("run-id", "", "only this run")
 	stateDir := fs.String("state-dir", "", stateDirHelp)
+	jsonOut := fs.Bool("json", false, "print JSON even on a terminal (elsewhere it always is)")
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
@@ -198,7 +199,7 @@ func (c *command) status(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	c.printJSON(rep)
+	c.printReport(func(table bool) error { return renderStatus(c.stdout, *rep, table, time.Now()) }, *jsonOut)
 	return nil
 }
 
@@ -211,6 +212,7 @@ func (c *command) check(ctx context.Context, args []string) error {
 	var mf mysqlFlags
 	mf.register(fs)
 	stateDir := fs.String("state-dir", "", stateDirHelp)
+	jsonOut := fs.Bool("json", false, "print JSON even on a terminal (elsewhere it always is)")
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
@@ -258,7 +260,7 @@ func (c *command) check(ctx context.Context, args []string) error {
 		rep.Problems = append(rep.Problems, oneLine(p.Error()))
 	}
 	rep.OK = len(problems) == 0
-	c.printJSON(rep)
+	c.printReport(func(table bool) error { return renderCheck(c.stdout, rep, table) }, *jsonOut)
 	if len(problems) == 0 {
 		return nil
 	}

@@ -28,8 +28,8 @@ const usage = `usage: hostagent <command> [flags]
 commands:
   freeze --mount P [--mount P2 ...] [mysql flags] [--timeout 30s] [--run-id ID]
   thaw   --run-id ID
-  status [--run-id ID]
-  check  --mount P [...] [mysql flags]
+  status [--run-id ID] [--json]
+  check  --mount P [...] [mysql flags] [--json]
   version
 
 mysql flags: --mysql-defaults-file F --mysql-socket S --mysql-user U
@@ -151,6 +151,15 @@ type command struct {
 	log            *slog.Logger
 	runID          string
 	printed        bool // a report was printed on stdout already
+}
+
+// printReport prints a report through render: a table when stdout is a
+// terminal and --json was not given, the JSON object otherwise.
+func (c *command) printReport(render func(table bool) error, forceJSON bool) {
+	if err := render(!forceJSON && isTerminal(c.stdout)); err != nil {
+		fmt.Fprintf(c.stderr, "hostagent %s: write report: %v\n", c.name, err)
+	}
+	c.printed = true
 }
 
 func (c *command) printJSON(v any) {
