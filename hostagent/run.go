@@ -9,8 +9,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/hostagent/internal/hold"
@@ -26,8 +28,8 @@ const usage = `usage: hostagent <command> [flags]
 commands:
   freeze --mount P [--mount P2 ...] [mysql flags] [--timeout 30s] [--run-id ID]
   thaw   --run-id ID
-  status [--run-id ID]
-  check  --mount P [...] [mysql flags]
+  status [--run-id ID] [--json]
+  check  --mount P [...] [mysql flags] [--json]
   version
 
 mysql flags: --mysql-defaults-file F --mysql-socket S --mysql-user U
@@ -74,17 +76,17 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "":
 		err = agenterr.Usagef("no command given (want freeze, thaw, status, check or version; see hostagent help)")
 	default:
-		err = agenterr.Usagef("unknown command %q (want freeze, thaw, status, check or version)", cmd)
+		err = agenterr.Usagef("unknown command %s (want freeze, thaw, status, check or version)", agenterr.Quote(cmd))
 	}
 	if errors.Is(err, flag.ErrHelp) {
 		return contract.ExitOK
 	}
 	code := exitCode(err)
 	if err != nil && !c.printed {
-		c.printJSON(contract.ErrorReport{RunID: c.runID, Error: err.Error(), ExitCode: code})
+		c.printJSON(contract.ErrorReport{RunID: c.runID, Error: capMessage(err.Error()), ExitCode: code})
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "%s: %s\n", strings.TrimSpace("hostagent "+cmd), oneLine(err.Error()))
+		fmt.Fprintf(stderr, "%s: %s\n", capMessage(strings.TrimSpace("hostagent "+cmd)), capMessage(oneLine(err.Error())))
 	}
 	return code
 }
@@ -108,6 +110,40 @@ func exitCode(err error) int {
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
+// maxMessage bounds an error message on stdout/stderr. Values are already
+// cut where they are named (agenterr.Quote); this is the backstop for any
+// message that still carries a huge argument (an unknown 100 000-byte flag).
+const maxMessage = 1000
+
+func capMessage(s string) string {
+	if len(s) <= maxMessage {
+		return s
+	}
+	cut := maxMessage
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s…(message cut, %d bytes)", s[:cut], len(s))
+}
+
+// shortenQuoted cuts the first quoted value in a flag package error
+// ("invalid value \"…\" for flag -timeout: parse error") with agenterr.Quote.
+func shortenQuoted(msg string) string {
+	i := strings.IndexByte(msg, '"')
+	if i < 0 {
+		return msg
+	}
+	q, err := strconv.QuotedPrefix(msg[i:])
+	if err != nil {
+		return msg
+	}
+	v, err := strconv.Unquote(q)
+	if err != nil {
+		return msg
+	}
+	return msg[:i] + agenterr.Quote(v) + msg[i+len(q):]
+}
+
 // command is one invocation's context.
 type command struct {
 	name           string
@@ -115,6 +151,15 @@ type command struct {
 	log            *slog.Logger
 	runID          string
 	printed        bool // a report was printed on stdout already
+}
+
+// printReport prints a report through render: a table when stdout is a
+// terminal and --json was not given, the JSON object otherwise.
+func (c *command) printReport(render func(table bool) error, forceJSON bool) {
+	if err := render(!forceJSON && isTerminal(c.stdout)); err != nil {
+		fmt.Fprintf(c.stderr, "hostagent %s: write report: %v\n", c.name, err)
+	}
+	c.printed = true
 }
 
 func (c *command) printJSON(v any) {
@@ -139,28 +184,34 @@ func (c *command) parse(fs *flag.FlagSet, args []string) error {
 			fs.PrintDefaults()
 			return err
 		}
-		return agenterr.Usagef("%v", err)
+		return agenterr.Usagef("%s", shortenQuoted(err.Error()))
 	}
 	if fs.NArg() > 0 {
-		return agenterr.Usagef("unexpected argument %q", fs.Arg(0))
+		return agenterr.Usagef("unexpected argument %s", agenterr.Quote(fs.Arg(0)))
 	}
 	return nil
 }
 
 // stringList is a repeatable flag (--mount A --mount B); commas also split.
+// Values are kept as given: whitespace around one is refused by preflight,
+// never trimmed (" /data" is not "/data").
 type stringList []string
 
 func (s *stringList) String() string { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error {
-	for _, p := range strings.Split(v, ",") {
-		*s = append(*s, strings.TrimSpace(p))
+	if strings.Contains(v, ",") {
+		if _, err := os.Stat(v); err == nil {
+			// Split, it would name other paths than the one that exists.
+			return errors.New("a mount point whose path contains ',' cannot be given (',' separates mount points)")
+		}
 	}
+	*s = append(*s, strings.Split(v, ",")...)
 	return nil
 }
 
 func validRunID(id string) error {
 	if !state.ValidRunID(id) {
-		return agenterr.Usagef("--run-id %q: want 1-64 letters, digits or '-', starting with a letter or digit", id)
+		return agenterr.Usagef("--run-id %s: want 1-64 letters, digits or '-', starting with a letter or digit", agenterr.Quote(id))
 	}
 	return nil
 }
