@@ -21,11 +21,11 @@ import (
 	"github.com/quiesce/quiesce/hostagent/internal/volumes"
 )
 
-// Timeout bounds from DESIGN.md.
+// Timeout bounds: the Lambda checks the same ones (contract).
 const (
-	minTimeout     = time.Second
-	maxTimeout     = 10 * time.Minute
-	defaultTimeout = 30 * time.Second
+	minTimeout     = contract.MinFreezeTimeout
+	maxTimeout     = contract.MaxFreezeTimeout
+	defaultTimeout = contract.DefaultFreezeTimeout
 )
 
 const stateDirHelp = "state directory (default $" + state.EnvDir + " or " + state.DefaultDir + "; for tests)"

@@ -732,12 +732,12 @@ func (s *indStandIn) serveSSM(w http.ResponseWriter, r *http.Request) {
 // runHost plays hostagent behind the document, at the moment SSM delivers
 // the command (here: when it is sent).
 func (s *indStandIn) runHost(inst *indInstance, c *indCmd, p map[string]string, now time.Time) {
-	result := func(code int, v any) {
+	result := func(code contract.ExitCode, v any) {
 		b, _ := json.Marshal(v)
-		c.code, c.stdout, c.status = code, string(b)+"\n", "Success"
+		c.code, c.stdout, c.status = int(code), string(b)+"\n", "Success"
 		if code != 0 {
 			c.status = "Failed"
-			c.stderr = "failed to run commands: exit status " + strconv.Itoa(code)
+			c.stderr = "failed to run commands: exit status " + strconv.Itoa(int(code))
 		}
 	}
 	switch p["action"] {

@@ -1,5 +1,5 @@
-// Package event parses and validates the Lambda's input: the DESIGN.md event
-// (manual invoke, SAM test event, EventBridge Scheduler input) or a bare
+// Package event parses and validates the Lambda's input: the event README's
+// "Run it by hand" shows (manual invoke, SAM test event, EventBridge Scheduler input) or a bare
 // scheduled event / {} that falls back to the QUIESCE_* environment defaults.
 // Every validation error names the field and the bad value, and happens
 // before anything is frozen.
@@ -16,9 +16,11 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/quiesce/quiesce/contract"
 )
 
-// Event is the JSON input (DESIGN.md "lambda").
+// Event is the JSON input.
 type Event struct {
 	RunID          string            `json:"run_id,omitempty"`
 	Targets        *Targets          `json:"targets,omitempty"`
@@ -78,33 +80,32 @@ type Config struct {
 // Defaults when neither the event nor the environment says otherwise.
 const (
 	DefaultDocument       = "Quiesce"
-	DefaultFreezeTimeout  = 30 * time.Second
+	DefaultFreezeTimeout  = contract.DefaultFreezeTimeout
 	DefaultLockWait       = 5 * time.Second
 	DefaultLongQueryLimit = 10 * time.Second
 	DefaultMaxConcurrency = 10
 	MaxMaxConcurrency     = 100
 )
 
-// Limits that mirror hostagent's and EC2's.
+// Limits shared with hostagent and derived from EC2's (contract).
 const (
-	MinFreezeTimeout = time.Second
-	MaxFreezeTimeout = 10 * time.Minute
-	MaxUserTags      = 50 - ReservedTags
-	// ReservedTags is how many tags quiesce itself puts on a snapshot.
-	ReservedTags = 13
+	MinFreezeTimeout = contract.MinFreezeTimeout
+	MaxFreezeTimeout = contract.MaxFreezeTimeout
+	MaxUserTags      = contract.MaxUserTags
+	// ReservedTags is how many tags quiesce itself may put on a snapshot.
+	ReservedTags = contract.ReservedTags
 )
 
 var (
-	// Same rules as the SSM document's allowedPattern (contract 1).
+	// Same rule as the SSM document's allowedPattern for one mount.
 	mountRe = regexp.MustCompile(`^/[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*$`)
-	runIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{0,63}$`)
 	instRe  = regexp.MustCompile(`^(i|mi)-[0-9a-f]{8,17}$`)
 	stackRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:/+=@-]{0,127}$`)
 	docRe   = regexp.MustCompile(`^[A-Za-z0-9_.:/-]{3,128}$`)
 )
 
-// LockModes accepted by hostagent --mysql-lock.
-var LockModes = []string{"auto", "ftwrl", "backup-stage", "instance", "none"}
+// LockModes accepted by hostagent --mysql-lock and the SSM document.
+var LockModes = contract.LockModes()
 
 // ValidationError is a bad event or environment value; it names the field.
 // (Its type name is what Lambda reports as errorType.)
@@ -199,8 +200,8 @@ func (cfg *Config) fill(ev *Event, getenv func(string) string, now time.Time) er
 	cfg.RunID = ev.RunID
 	if cfg.RunID == "" {
 		cfg.RunID = NewRunID(now)
-	} else if !runIDRe.MatchString(cfg.RunID) {
-		return fieldErr("run_id", cfg.RunID, "must match %s", runIDRe)
+	} else if !contract.ValidRunID(cfg.RunID) {
+		return fieldErr("run_id", cfg.RunID, "must match %s", contract.RunIDPattern)
 	}
 
 	// Targets.
@@ -255,7 +256,7 @@ func (cfg *Config) fill(ev *Event, getenv func(string) string, now time.Time) er
 	if my == nil {
 		my = &MySQL{}
 	}
-	cfg.MySQLLock = firstNonEmpty(my.Lock, env("QUIESCE_MYSQL_LOCK"), "auto")
+	cfg.MySQLLock = firstNonEmpty(my.Lock, env("QUIESCE_MYSQL_LOCK"), contract.LockAuto)
 	if err := ValidateLock("mysql.lock", cfg.MySQLLock); err != nil {
 		return err
 	}
@@ -379,7 +380,7 @@ func ValidateFreezeTimeout(field, v string) (time.Duration, error) {
 // are reserved for AWS and for the honest consistency record).
 func ValidateUserTags(tags map[string]string) error {
 	if len(tags) > MaxUserTags {
-		return fieldErr("snapshot_tags", strconv.Itoa(len(tags))+" tags", "at most %d user tags (EC2 allows 50 per snapshot, quiesce uses %d)", MaxUserTags, ReservedTags)
+		return fieldErr("snapshot_tags", strconv.Itoa(len(tags))+" tags", "at most %d user tags (EC2 allows %d per snapshot, quiesce uses %d)", MaxUserTags, contract.MaxTagsPerResource, ReservedTags)
 	}
 	keys := make([]string, 0, len(tags))
 	for k := range tags {
@@ -393,9 +394,9 @@ func ValidateUserTags(tags map[string]string) error {
 			return fieldErr("snapshot_tags", k, "tag key must be 1-128 characters")
 		case strings.HasPrefix(strings.ToLower(k), "aws:"):
 			return fieldErr("snapshot_tags", k, "tag keys starting with aws: are reserved by AWS")
-		case strings.HasPrefix(strings.ToLower(k), "quiesce:"):
+		case strings.HasPrefix(strings.ToLower(k), contract.TagPrefix):
 			return fieldErr("snapshot_tags", k, "tag keys starting with quiesce: are reserved")
-		case k == "Name":
+		case k == contract.TagName:
 			return fieldErr("snapshot_tags", k, "Name is set by quiesce")
 		case utf8.RuneCountInString(v) > 256:
 			return fieldErr("snapshot_tags."+k, v, "tag value longer than 256 characters")

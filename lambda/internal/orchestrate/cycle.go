@@ -20,18 +20,18 @@ import (
 // already done (it runs on context.WithoutCancel).
 const thawContextTimeout = 10 * time.Second
 
-// freezeParams are the SSM document parameters for freeze (contract 1).
-func freezeParams(cfg *event.Config, t targets.Target) map[string]string {
-	return map[string]string{
-		"action":            "freeze",
-		"mounts":            strings.Join(t.Mounts, ","),
-		"mysqlLock":         t.MySQLLock,
-		"mysqlDefaultsFile": cfg.MySQLDefaultsFile,
-		"lockWait":          cfg.LockWait.String(),
-		"longQueryLimit":    cfg.LongQueryLimit.String(),
-		"killLongQueries":   fmt.Sprint(cfg.KillLongQueries),
-		"timeout":           t.FreezeTimeout.String(),
-		"runId":             cfg.RunID,
+// freezeParams are the SSM document parameters for freeze.
+func freezeParams(cfg *event.Config, t targets.Target) contract.CommandParams {
+	return contract.CommandParams{
+		Action:            contract.ActionFreeze,
+		RunID:             cfg.RunID,
+		Mounts:            t.Mounts,
+		MySQLLock:         t.MySQLLock,
+		MySQLDefaultsFile: cfg.MySQLDefaultsFile,
+		LockWait:          cfg.LockWait,
+		LongQueryLimit:    cfg.LongQueryLimit,
+		KillLongQueries:   cfg.KillLongQueries,
+		Timeout:           t.FreezeTimeout,
 	}
 }
 
@@ -420,7 +420,8 @@ func (r *Runner) thaw(ctx context.Context, cfg *event.Config, t targets.Target, 
 	tctx, cancel := r.Clock.WithTimeout(context.WithoutCancel(ctx), thawContextTimeout)
 	defer cancel()
 	sendUntil := r.Clock.Now().Add(thawContextTimeout / 2)
-	cmdID, mayHaveRun, err := r.send(tctx, cfg.Document, t.InstanceID, map[string]string{"action": "thaw", "runId": cfg.RunID}, sendUntil, false)
+	thaw := contract.CommandParams{Action: contract.ActionThaw, RunID: cfg.RunID}
+	cmdID, mayHaveRun, err := r.send(tctx, cfg.Document, t.InstanceID, thaw, sendUntil, false)
 	returned := r.Clock.Now()
 	res.ThawSent = mayHaveRun
 	res.ThawCommandID = cmdID

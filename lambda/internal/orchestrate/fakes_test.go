@@ -105,9 +105,9 @@ func (s *scriptedSSM) sent() string {
 	return strings.Join(s.actions, ",")
 }
 
-func jsonOut(status ssmtypes.CommandInvocationStatus, code int32, v any) *ssm.GetCommandInvocationOutput {
+func jsonOut(status ssmtypes.CommandInvocationStatus, code contract.ExitCode, v any) *ssm.GetCommandInvocationOutput {
 	b, _ := json.Marshal(v)
-	return &ssm.GetCommandInvocationOutput{Status: status, ResponseCode: code, StandardOutputContent: aws.String(string(b))}
+	return &ssm.GetCommandInvocationOutput{Status: status, ResponseCode: int32(code), StandardOutputContent: aws.String(string(b))}
 }
 
 func unitSetup(t *testing.T, e *fakeEC2, s *scriptedSSM) (*Runner, *event.Config, targets.Target) {

@@ -184,7 +184,7 @@ func (r *Runner) seedLimiter(ctx context.Context, cfg *event.Config) {
 func (r *Runner) Check(ctx context.Context, cfg *event.Config, t targets.Target) InstanceResult {
 	res := InstanceResult{InstanceID: t.InstanceID, Name: t.Name, Status: StatusFailed, Mounts: t.Mounts}
 	params := freezeParams(cfg, t)
-	params["action"] = "check"
+	params.Action = contract.ActionCheck
 	until := r.Clock.Now().Add(60 * time.Second)
 	if tb := r.thawBy(ctx); tb.Before(until) {
 		until = tb

@@ -16,10 +16,10 @@ const (
 	StatusSkipped = "skipped"
 )
 
-// Consistency tag values.
+// Consistency tag values (docs/architecture.md#consistency).
 const (
-	Application = "application"
-	Crash       = "crash"
+	Application = contract.ConsistencyApplication
+	Crash       = contract.ConsistencyCrash
 )
 
 // Result is the invocation's JSON result.

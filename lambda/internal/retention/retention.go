@@ -27,14 +27,15 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
+	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/lambda/internal/awsapi"
 )
 
 // Tag keys read here (the orchestrator writes them).
 const (
-	tagStack      = "quiesce:stack"
-	tagRunID      = "quiesce:run-id"
-	tagIncomplete = "quiesce:incomplete"
+	tagStack      = contract.TagStack
+	tagRunID      = contract.TagRunID
+	tagIncomplete = contract.TagIncomplete
 )
 
 // Policy is one retention pass.

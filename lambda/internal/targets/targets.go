@@ -17,15 +17,16 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
+	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/lambda/internal/awsapi"
 	"github.com/quiesce/quiesce/lambda/internal/event"
 )
 
 // Override tags read from the instance.
 const (
-	TagMounts        = "quiesce:mounts"
-	TagMySQLLock     = "quiesce:mysql-lock"
-	TagFreezeTimeout = "quiesce:freeze-timeout"
+	TagMounts        = contract.InstanceTagMounts
+	TagMySQLLock     = contract.InstanceTagMySQLLock
+	TagFreezeTimeout = contract.InstanceTagFreezeTimeout
 )
 
 // Target is one instance to quiesce, with its effective settings.
@@ -237,7 +238,7 @@ func target(in ec2types.Instance, cfg *event.Config) (Target, error) {
 	for _, tg := range in.Tags {
 		tags[aws.ToString(tg.Key)] = aws.ToString(tg.Value)
 	}
-	t.Name = tags["Name"]
+	t.Name = tags[contract.TagName]
 	for _, bd := range in.BlockDeviceMappings {
 		if bd.Ebs == nil || aws.ToString(bd.Ebs.VolumeId) == "" {
 			continue
