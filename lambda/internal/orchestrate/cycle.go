@@ -11,6 +11,7 @@ import (
 
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/internal/clock"
+	"github.com/quiesce/quiesce/lambda/internal/consistency"
 	"github.com/quiesce/quiesce/lambda/internal/event"
 	"github.com/quiesce/quiesce/lambda/internal/metrics"
 	"github.com/quiesce/quiesce/lambda/internal/targets"
@@ -128,13 +129,6 @@ func (r *Runner) Cycle(ctx context.Context, cfg *event.Config, t targets.Target)
 	log.Info("frozen", "frozen_at", fr.FrozenAt, "lock", fr.Lock.Mode, "freeze_visible_ms", ms(r.Clock.Now().Sub(t0)))
 
 	// 2. Which volumes: every volume behind every mount, or none.
-	var notes []string
-	consistency := Application
-	lockOK, lockNote := lockHeld(t.MySQLLock, fr.Lock.Mode)
-	if !lockOK {
-		consistency = Crash
-		notes = append(notes, lockNote)
-	}
 	vols, perVol, verr := volumesOf(fr, t)
 	if verr != nil {
 		res.errorf("%v", verr)
@@ -163,15 +157,13 @@ func (r *Runner) Cycle(ctx context.Context, cfg *event.Config, t targets.Target)
 			return res
 		}
 	}
-	if !r.Clock.Now().Before(freezeDeadline) {
-		consistency = Crash
-		notes = append(notes, "freeze deadline passed before the snapshot call")
-	}
+	ev := consistency.Evidence{LockRequested: t.MySQLLock, LockTaken: fr.Lock.Mode, FreezeSent: t0, FreezeTimeout: t.FreezeTimeout, CallsStarted: r.Clock.Now()}
+	created := consistency.Decide(ev)
 
-	// 3. Snapshot, inside the window.
-	tags := baseTags(cfg.Stack, cfg.RunID, t.InstanceID, t.Name, t.Mounts, consistency, fr, cfg.SnapshotTags)
-	if len(notes) > 0 {
-		tags[TagNote] = joinNote(notes)
+	// 3. Snapshot, inside the window, tagged with what is known now.
+	tags := baseTags(cfg.Stack, cfg.RunID, t.InstanceID, t.Name, t.Mounts, created.Consistency, fr, cfg.SnapshotTags)
+	if len(created.Notes) > 0 {
+		tags[TagNote] = truncateValue(created.Note())
 	}
 	// Stop retrying early enough for the thaw to reach the host before its
 	// deadline: after the deadline there is nothing left to gain.
@@ -185,27 +177,20 @@ func (r *Runner) Cycle(ctx context.Context, cfg *event.Config, t targets.Target)
 
 	res.SnapshotAPI = so.api
 	res.SnapshotCallMS = ms(so.lastReturn.Sub(so.firstSent))
-	if so.lastReturn.After(freezeDeadline) {
-		notes = append(notes, fmt.Sprintf("snapshot call returned %s after freeze_timeout %s", so.lastReturn.Sub(freezeDeadline).Round(time.Millisecond), t.FreezeTimeout))
-	}
-	switch {
-	case tr == nil:
-		notes = append(notes, "thaw not confirmed")
-	case tr.Late:
-		// DESIGN's rule: hostagent's deadline started after we sent the
-		// freeze, so every call that returned within freeze_timeout of
-		// sending it (checked above) was inside the hold, and the deadline
-		// thaw came after it. The snapshots keep their consistency; the
-		// long window is reported (and counted in thawed_by_deadline).
-		if len(notes) == 0 && so.err == nil {
+	ev.AfterThaw, ev.CallsReturned, ev.Thaw, ev.SetError = true, so.lastReturn, tr, so.err
+	final := consistency.Decide(ev)
+	if tr != nil && tr.Late {
+		// A late thaw keeps the verdict when the calls returned in time
+		// (docs/architecture.md#consistency); the long window is reported
+		// (and counted in thawed_by_deadline).
+		if final.Consistency == Application {
 			res.errorf("thaw arrived after hostagent's deadline (thawed_by %s); snapshot calls had returned within freeze_timeout, so consistency stands", tr.ThawedBy)
 		} else {
 			res.errorf("thaw arrived after hostagent's deadline (thawed_by %s)", tr.ThawedBy)
 		}
-	case tr.ThawedBy != contract.ThawedByCommand:
-		notes = append(notes, "hold ended by "+tr.ThawedBy+", not by our thaw")
 	}
 	if tr != nil {
+		res.LockLost = tr.LockLost
 		res.ThawedBy, res.ThawLate = tr.ThawedBy, tr.Late
 		res.ThawedByDeadline = tr.ThawedBy == contract.ThawedByDeadline
 		if !tr.ThawedAt.IsZero() && !fr.FrozenAt.IsZero() {
@@ -213,14 +198,6 @@ func (r *Runner) Cycle(ctx context.Context, cfg *event.Config, t targets.Target)
 		} else {
 			res.WindowMS = tr.HeldMS
 		}
-	}
-	incomplete := so.err != nil
-	if incomplete {
-		notes = append(notes, "incomplete set: "+so.err.Error())
-	}
-	final := consistency
-	if len(notes) > 0 {
-		final = Crash
 	}
 
 	// 5. Tags after the window: per-volume device/mounts for the
@@ -254,9 +231,9 @@ func (r *Runner) Cycle(ctx context.Context, cfg *event.Config, t targets.Target)
 			return r.sweepOrphans(ctx, cfg.RunID, t.InstanceID, known, perVol)
 		}}
 	}
-	res.ConsistencyNote = joinNote(notes)
+	res.ConsistencyNote = truncateValue(final.Note())
 	if len(all) > 0 {
-		res.Consistency = final
+		res.Consistency = final.Consistency
 	}
 	for _, c := range all {
 		upd := map[string]string{}
@@ -265,26 +242,25 @@ func (r *Runner) Cycle(ctx context.Context, cfg *event.Config, t targets.Target)
 				upd[k] = v
 			}
 		}
-		sr := SnapshotResult{SnapshotID: c.id, VolumeID: c.volume, Device: perVol[c.volume][TagDevice], Mounts: perVol[c.volume][TagMounts], Consistency: final, Incomplete: incomplete}
+		v := final
+		if orphan[c.id] {
+			v = consistency.Unacknowledged()
+		}
+		sr := SnapshotResult{SnapshotID: c.id, VolumeID: c.volume, Device: perVol[c.volume][TagDevice], Mounts: perVol[c.volume][TagMounts], Consistency: v.Consistency, Incomplete: v.Incomplete}
 		switch {
-		case orphan[c.id] || incomplete:
+		case v.Incomplete:
 			// Not part of a complete, acknowledged set: never application.
 			upd[TagConsistency] = Crash
 			upd[TagIncomplete] = "true"
-			note := res.ConsistencyNote
-			if orphan[c.id] {
-				note = orphanNote
-			}
-			upd[TagNote] = truncateValue(note)
-			sr.Consistency, sr.Incomplete = Crash, true
-		case final != consistency:
-			upd[TagConsistency] = Crash
-			upd[TagNote] = res.ConsistencyNote
+			upd[TagNote] = truncateValue(v.Note())
+		case v.Consistency != created.Consistency:
+			upd[TagConsistency] = v.Consistency
+			upd[TagNote] = truncateValue(v.Note())
 		}
 		if len(upd) > 0 {
 			if err := r.tagSnapshot(context.WithoutCancel(ctx), c.id, upd); err != nil {
 				res.errorf("tag %s: %v", c.id, err)
-				if upd[TagConsistency] == Crash && consistency == Application {
+				if upd[TagConsistency] == Crash && created.Consistency == Application {
 					// The downgrade did not land: the snapshot may still
 					// say application. Say so loudly.
 					res.fail(fmt.Sprintf("could not re-tag %s as crash-consistent: %v", c.id, err))
@@ -301,7 +277,7 @@ func (r *Runner) Cycle(ctx context.Context, cfg *event.Config, t targets.Target)
 		res.fail("snapshot failed: " + so.err.Error())
 	case tr == nil:
 		res.fail("thaw not confirmed; hostagent's deadline thaws at the latest " + fr.Deadline.Format(time.RFC3339Nano))
-	case final != Application:
+	case final.Consistency != Application:
 		res.fail("snapshots are crash-consistent only: " + res.ConsistencyNote)
 	case res.Status == StatusFailed && res.Reason != "":
 		// a failed re-tag or mount thaw already set the reason
@@ -326,23 +302,6 @@ func (r *Runner) chaseFreeze(ctx context.Context, cfg *event.Config, t targets.T
 		res.errorf("freeze completed after the first thaw; thaw sent again")
 		r.thaw(ctx, cfg, t, res, log)
 	}
-}
-
-// lockHeld decides whether the lock hostagent reported is the one asked for.
-func lockHeld(requested, got string) (bool, string) {
-	switch {
-	case requested == contract.LockAuto || requested == "":
-		// auto resolves to a lock when MySQL is present, to none when
-		// there is no database: both are what the operator asked for.
-		return true, ""
-	case requested == contract.LockNone:
-		return true, ""
-	case got == requested:
-		return true, ""
-	case got == "" || got == contract.LockNone:
-		return false, fmt.Sprintf("MySQL lock %s was requested but hostagent reports none", requested)
-	}
-	return false, fmt.Sprintf("MySQL lock %s was requested but hostagent took %s", requested, got)
 }
 
 // volumesOf maps the FreezeReport's mounts to the volumes to snapshot, in

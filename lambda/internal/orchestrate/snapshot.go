@@ -14,6 +14,7 @@ import (
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/quiesce/quiesce/lambda/internal/awsapi"
+	"github.com/quiesce/quiesce/lambda/internal/consistency"
 	"github.com/quiesce/quiesce/lambda/internal/targets"
 )
 
@@ -237,9 +238,6 @@ func joinNote(notes []string) string {
 	return truncateValue(strings.Join(notes, "; "))
 }
 
-// orphanNote is the note on a snapshot nobody acknowledged to the Lambda.
-const orphanNote = "created by a snapshot call whose response was lost; not part of the acknowledged set"
-
 // lateSweep is work for the end of the run, once EC2/SSM had time to act
 // on requests whose outcome was unknown: look again for snapshots of an
 // abandoned snapshot call, or thaw again after an unknown freeze send.
@@ -259,11 +257,12 @@ func (r *Runner) sweepOrphans(ctx context.Context, runID, instanceID string, kno
 	var out []SnapshotResult
 	for _, o := range orphans {
 		known[o.id] = true
-		upd := map[string]string{TagConsistency: Crash, TagIncomplete: "true", TagNote: orphanNote}
+		v := consistency.Unacknowledged()
+		upd := map[string]string{TagConsistency: v.Consistency, TagIncomplete: "true", TagNote: v.Note()}
 		for k, v := range perVol[o.volume] {
 			upd[k] = v
 		}
-		sr := SnapshotResult{SnapshotID: o.id, VolumeID: o.volume, Device: perVol[o.volume][TagDevice], Mounts: perVol[o.volume][TagMounts], Consistency: Crash, Incomplete: true}
+		sr := SnapshotResult{SnapshotID: o.id, VolumeID: o.volume, Device: perVol[o.volume][TagDevice], Mounts: perVol[o.volume][TagMounts], Consistency: v.Consistency, Incomplete: v.Incomplete}
 		if err := r.tagSnapshot(ctx, o.id, upd); err != nil {
 			errs = append(errs, fmt.Sprintf("tag %s: %v", o.id, err))
 			sr.Consistency = "unknown (re-tag to crash failed)"
