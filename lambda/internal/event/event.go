@@ -175,9 +175,24 @@ func jsonFieldError(err error) error {
 	return err
 }
 
+// fill validates the event against the environment, field group by field
+// group, in the order the event lists them; the first bad value wins.
 func (cfg *Config) fill(ev *Event, getenv func(string) string, now time.Time) error {
 	env := func(k string) string { return strings.TrimSpace(getenv(k)) }
+	if err := cfg.fillIdentity(ev, env, getenv, now); err != nil {
+		return err
+	}
+	for _, fill := range []func(*Event, func(string) string) error{cfg.fillTargets, cfg.fillMounts, cfg.fillMySQL, cfg.fillFreeze, cfg.fillRetention, cfg.fillConcurrency} {
+		if err := fill(ev, env); err != nil {
+			return err
+		}
+	}
+	cfg.DryRun = ev.DryRun
+	return nil
+}
 
+// fillIdentity: the SSM document, the stack and the run id.
+func (cfg *Config) fillIdentity(ev *Event, env, getenv func(string) string, now time.Time) error {
 	cfg.Document = env("QUIESCE_DOCUMENT")
 	if cfg.Document == "" {
 		cfg.Document = DefaultDocument
@@ -203,7 +218,11 @@ func (cfg *Config) fill(ev *Event, getenv func(string) string, now time.Time) er
 	} else if !contract.ValidRunID(cfg.RunID) {
 		return fieldErr("run_id", cfg.RunID, "must match %s", contract.RunIDPattern)
 	}
+	return nil
+}
 
+// fillTargets: instance ids and/or tags (all must match).
+func (cfg *Config) fillTargets(ev *Event, env func(string) string) error {
 	// Targets.
 	if ev.Targets != nil {
 		cfg.InstanceIDs = ev.Targets.InstanceIDs
@@ -235,7 +254,11 @@ func (cfg *Config) fill(ev *Event, getenv func(string) string, now time.Time) er
 			return fieldErr("targets.tags."+k, v, "tag value longer than 256 characters")
 		}
 	}
+	return nil
+}
 
+// fillMounts: the mounts to freeze, unless instance tags say otherwise.
+func (cfg *Config) fillMounts(ev *Event, env func(string) string) error {
 	// Mounts.
 	cfg.Mounts = ev.Mounts
 	if len(cfg.Mounts) == 0 {
@@ -250,7 +273,11 @@ func (cfg *Config) fill(ev *Event, getenv func(string) string, now time.Time) er
 	if err := ValidateMounts("mounts", cfg.Mounts); err != nil {
 		return err
 	}
+	return nil
+}
 
+// fillMySQL: the options passed to hostagent for the MySQL lock.
+func (cfg *Config) fillMySQL(ev *Event, env func(string) string) error {
 	// MySQL.
 	my := ev.MySQL
 	if my == nil {
@@ -274,9 +301,14 @@ func (cfg *Config) fill(ev *Event, getenv func(string) string, now time.Time) er
 	if my.KillLongQueries != nil {
 		cfg.KillLongQueries = *my.KillLongQueries
 	}
+	return nil
+}
 
+// fillFreeze: the freeze timeout and the user snapshot tags.
+func (cfg *Config) fillFreeze(ev *Event, env func(string) string) error {
 	// Freeze timeout.
 	ft := ev.FreezeTimeout
+	var err error
 	field := "freeze_timeout"
 	if ft == "" {
 		ft, field = env("QUIESCE_FREEZE_TIMEOUT"), "QUIESCE_FREEZE_TIMEOUT"
@@ -289,7 +321,11 @@ func (cfg *Config) fill(ev *Event, getenv func(string) string, now time.Time) er
 		return err
 	}
 	cfg.SnapshotTags = ev.SnapshotTags
+	return nil
+}
 
+// fillRetention: keep_last and max_age, event before environment.
+func (cfg *Config) fillRetention(ev *Event, env func(string) string) error {
 	// Retention.
 	keep, maxAge := env("QUIESCE_KEEP_LAST"), env("QUIESCE_MAX_AGE")
 	keepField, ageField := "QUIESCE_KEEP_LAST", "QUIESCE_MAX_AGE"
@@ -315,7 +351,11 @@ func (cfg *Config) fill(ev *Event, getenv func(string) string, now time.Time) er
 		}
 		cfg.MaxAge = d
 	}
+	return nil
+}
 
+// fillConcurrency: how many instances run at once.
+func (cfg *Config) fillConcurrency(ev *Event, env func(string) string) error {
 	// Concurrency.
 	cfg.MaxConcurrency = DefaultMaxConcurrency
 	if ev.MaxConcurrency != nil {
@@ -330,7 +370,6 @@ func (cfg *Config) fill(ev *Event, getenv func(string) string, now time.Time) er
 		}
 		cfg.MaxConcurrency = n
 	}
-	cfg.DryRun = ev.DryRun
 	return nil
 }
 

@@ -71,9 +71,6 @@ type InstanceResult struct {
 	ThawCommandID   string                `json:"thaw_command_id,omitempty"`
 	Check           *contract.CheckReport `json:"check,omitempty"`
 	Errors          []string              `json:"errors,omitempty"`
-
-	// lateSweep, when set, looks once more for snapshots of abandoned calls.
-	lateSweep *lateSweep
 }
 
 // SnapshotResult is one snapshot created in the run.

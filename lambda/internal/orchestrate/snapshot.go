@@ -195,7 +195,7 @@ func sortCreated(c []created) {
 	sort.Slice(c, func(i, j int) bool { return c[i].volume < c[j].volume })
 }
 
-// tagSnapshots sets tags on one snapshot after the window, retrying
+// tagSnapshot sets tags on one snapshot after the window, retrying
 // throttling generously (the window is closed; only the invocation
 // deadline bounds it).
 func (r *Runner) tagSnapshot(ctx context.Context, id string, tags map[string]string) error {
@@ -217,8 +217,8 @@ func (r *Runner) findOrphans(ctx context.Context, runID, instanceID string, know
 		{Name: aws.String("tag:" + TagInstance), Values: []string{instanceID}},
 	}}
 	var out []created
-	for {
-		o, err := r.EC2.DescribeSnapshots(ctx, in)
+	for p := ec2.NewDescribeSnapshotsPaginator(r.EC2, in); p.HasMorePages(); {
+		o, err := p.NextPage(ctx)
 		if err != nil {
 			return out, err
 		}
@@ -227,23 +227,12 @@ func (r *Runner) findOrphans(ctx context.Context, runID, instanceID string, know
 				out = append(out, created{id: id, volume: aws.ToString(s.VolumeId)})
 			}
 		}
-		if aws.ToString(o.NextToken) == "" {
-			return out, nil
-		}
-		in.NextToken = o.NextToken
 	}
+	return out, nil
 }
 
 func joinNote(notes []string) string {
 	return truncateValue(strings.Join(notes, "; "))
-}
-
-// lateSweep is work for the end of the run, once EC2/SSM had time to act
-// on requests whose outcome was unknown: look again for snapshots of an
-// abandoned snapshot call, or thaw again after an unknown freeze send.
-type lateSweep struct {
-	after time.Time // the abandoned calls ended here
-	find  func(ctx context.Context) ([]SnapshotResult, []string)
 }
 
 // sweepOrphans finds snapshots of runID/instanceID not in known, tags them

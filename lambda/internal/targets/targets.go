@@ -189,8 +189,8 @@ func describe(ctx context.Context, e awsapi.EC2, fs []ec2types.Filter, add func(
 }
 
 func describeInput(ctx context.Context, e awsapi.EC2, in *ec2.DescribeInstancesInput, add func(ec2types.Instance)) error {
-	for {
-		out, err := e.DescribeInstances(ctx, in)
+	for p := ec2.NewDescribeInstancesPaginator(e, in); p.HasMorePages(); {
+		out, err := p.NextPage(ctx)
 		if err != nil {
 			return fmt.Errorf("describe instances: %w", err)
 		}
@@ -199,11 +199,8 @@ func describeInput(ctx context.Context, e awsapi.EC2, in *ec2.DescribeInstancesI
 				add(i)
 			}
 		}
-		if aws.ToString(out.NextToken) == "" {
-			return nil
-		}
-		in.NextToken = out.NextToken
 	}
+	return nil
 }
 
 // pingStatus returns the SSM ping status of each managed instance.
@@ -214,18 +211,14 @@ func pingStatus(ctx context.Context, s awsapi.SSM, ids []string) (map[string]str
 			Filters:    []ssmtypes.InstanceInformationStringFilter{{Key: aws.String("InstanceIds"), Values: chunk}},
 			MaxResults: aws.Int32(50),
 		}
-		for {
-			out, err := s.DescribeInstanceInformation(ctx, in)
+		for p := ssm.NewDescribeInstanceInformationPaginator(s, in); p.HasMorePages(); {
+			out, err := p.NextPage(ctx)
 			if err != nil {
 				return nil, fmt.Errorf("describe instance information: %w", err)
 			}
 			for _, ii := range out.InstanceInformationList {
 				res[aws.ToString(ii.InstanceId)] = string(ii.PingStatus)
 			}
-			if aws.ToString(out.NextToken) == "" {
-				break
-			}
-			in.NextToken = out.NextToken
 		}
 	}
 	return res, nil
