@@ -1248,7 +1248,7 @@ func TestIndependentSchedulerEvent(t *testing.T) {
 	}
 }
 
-// A manual invoke with every field of the DESIGN event: what reaches the
+// A manual invoke with every field of the event: what reaches the
 // SSM document and the snapshot is what the event said.
 func TestIndependentManualEvent(t *testing.T) {
 	s := newIndStandIn(t)

@@ -187,7 +187,8 @@ func (r *Runner) wait(ctx context.Context, cmdID, instanceID string, sentAt, unt
 	}
 }
 
-// decodeJSON finds the one JSON object hostagent printed. The document
+// decodeJSON finds the one JSON object hostagent printed
+// (docs/architecture.md#wire-contract). The document
 // passes stdout through unchanged, but tolerate a stray line before it.
 func decodeJSON(stdout string, v any) error {
 	s := strings.TrimSpace(stdout)
@@ -258,8 +259,9 @@ func parseFreeze(out *ssm.GetCommandInvocationOutput, runID string) (*contract.F
 
 // freezeMayHold reports whether, after this freeze error, something may
 // still be held on the host (so thaw must be sent). hostagent guarantees
-// exit 2, 3 and 5 changed nothing of ours; exit 1 means it rolled back, but
-// a thaw costs one command outside the window and covers a rollback bug.
+// that exit 2, 3 and 5 changed nothing of ours (docs/architecture.md#exit-codes);
+// exit 1 means it rolled back, but a thaw costs one command outside the
+// window and covers a rollback bug.
 func freezeMayHold(err error) bool {
 	return !(errors.Is(err, contract.ErrUsage) || errors.Is(err, contract.ErrBusy) || errors.Is(err, contract.ErrLockWait))
 }

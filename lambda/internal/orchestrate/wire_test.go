@@ -279,7 +279,7 @@ func TestWireScenarios(t *testing.T) {
 				return awslocal.CommandResult{}, false
 			}
 		}, baseEvent, nil, func(t *testing.T, e *env, res *orchestrate.Result, err error, r orchestrate.InstanceResult) {
-			// DESIGN: hostagent's deadline started after the freeze was
+			// docs/architecture.md#consistency: hostagent's deadline started after the freeze was
 			// sent, so calls that returned within freeze_timeout of sending
 			// it were inside the hold; the deadline thaw came after them.
 			if err != nil || r.Status != orchestrate.StatusOK || r.Consistency != orchestrate.Application || !r.ThawLate || !r.ThawedByDeadline {
