@@ -400,6 +400,9 @@ func (r *Runner) thaw(ctx context.Context, cfg *event.Config, t targets.Target, 
 	if tr.Late {
 		log.Warn("thaw was late: hostagent's deadline had already thawed", "thawed_by", tr.ThawedBy)
 	}
+	if ll := tr.LockLost; ll != nil {
+		log.Warn("MySQL lock lost during the hold; the snapshots are crash-consistent only", "after_ms", ll.AfterMS, "reason", ll.Reason)
+	}
 	for _, m := range tr.Mounts {
 		if !m.Thawed && m.Error != "" {
 			// The run cannot be ok while a mount may still be frozen

@@ -188,8 +188,8 @@ func (r *Runner) wait(ctx context.Context, cmdID, instanceID string, sentAt, unt
 }
 
 // decodeJSON finds the one JSON object hostagent printed
-// (docs/architecture.md#wire-contract). The document
-// passes stdout through unchanged, but tolerate a stray line before it.
+// (docs/architecture.md#wire-contract). The document passes stdout through
+// unchanged, but tolerate a stray line before it.
 func decodeJSON(stdout string, v any) error {
 	s := strings.TrimSpace(stdout)
 	if s == "" {
