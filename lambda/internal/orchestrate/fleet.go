@@ -242,8 +242,6 @@ func (r *Runner) Check(ctx context.Context, cfg *event.Config, t targets.Target)
 	return res
 }
 
-// sweepLate runs the instances' late sweeps once EC2/SSM had time to
-
 // FollowUp is work for the end of the run, once EC2 and SSM had time to act
 // on requests whose outcome was unknown: a snapshot taken after the thaw
 // must not keep the "application" tag it was requested with, and a freeze
