@@ -22,11 +22,11 @@ import (
 	"github.com/quiesce/quiesce/internal/agenterr"
 )
 
-// Timeout bounds (docs/architecture.md#the-hold-and-its-deadline).
+// Timeout bounds: the Lambda checks the same ones (contract, docs/architecture.md#the-hold-and-its-deadline).
 const (
-	minTimeout     = time.Second
-	maxTimeout     = 10 * time.Minute
-	defaultTimeout = 30 * time.Second
+	minTimeout     = contract.MinFreezeTimeout
+	maxTimeout     = contract.MaxFreezeTimeout
+	defaultTimeout = contract.DefaultFreezeTimeout
 )
 
 const stateDirHelp = "state directory (default $" + state.EnvDir + " or " + state.DefaultDir + "; for tests)"

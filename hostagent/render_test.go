@@ -214,12 +214,12 @@ func TestStatusAndCheckOnATerminalPrintTables(t *testing.T) {
 	}
 	missing := dir + "/no-such-mount"
 	out, code = runOnTerminal(t, "check", "--state-dir", dir, "--mysql-lock", "none", "--mount", missing)
-	if code != contract.ExitUsage || !strings.HasPrefix(out, "check: 1 problem\n") || !strings.Contains(out, "  - bad usage: --mount \""+missing+"\": does not exist\n") {
+	if code != int(contract.ExitUsage) || !strings.HasPrefix(out, "check: 1 problem\n") || !strings.Contains(out, "  - bad usage: --mount \""+missing+"\": does not exist\n") {
 		t.Errorf("check on a terminal: exit %d, %q", code, out)
 	}
 	out, code = runOnTerminal(t, "check", "--json", "--state-dir", dir, "--mysql-lock", "none", "--mount", missing)
 	var cr contract.CheckReport
-	if code != contract.ExitUsage || json.Unmarshal([]byte(out), &cr) != nil || cr.OK {
+	if code != int(contract.ExitUsage) || json.Unmarshal([]byte(out), &cr) != nil || cr.OK {
 		t.Errorf("check --json on a terminal: exit %d, %q", code, out)
 	}
 	// Piped: JSON as before.

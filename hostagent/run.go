@@ -61,7 +61,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = c.version(ctx, rest)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
-		return contract.ExitOK
+		return int(contract.ExitOK)
 	case hold.CmdHolder:
 		err = c.holder(ctx, rest)
 	case hold.CmdGuardian:
@@ -70,16 +70,16 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = c.recover(ctx, rest)
 	case cmdProbeWrite:
 		if perr := probeWrite(rest); perr != nil {
-			return contract.ExitFailed
+			return int(contract.ExitFailed)
 		}
-		return contract.ExitOK
+		return int(contract.ExitOK)
 	case "":
 		err = agenterr.Usagef("no command given (want freeze, thaw, status, check or version; see hostagent help)")
 	default:
 		err = agenterr.Usagef("unknown command %s (want freeze, thaw, status, check or version)", agenterr.Quote(cmd))
 	}
 	if errors.Is(err, flag.ErrHelp) {
-		return contract.ExitOK
+		return int(contract.ExitOK)
 	}
 	code := exitCode(err)
 	if err != nil && !c.printed {
@@ -88,25 +88,11 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %s\n", capMessage(strings.TrimSpace("hostagent "+cmd)), capMessage(oneLine(err.Error())))
 	}
-	return code
+	return int(code)
 }
 
-// exitCode maps an error to DESIGN.md's exit codes.
-func exitCode(err error) int {
-	switch {
-	case err == nil:
-		return contract.ExitOK
-	case errors.Is(err, agenterr.ErrUsage):
-		return contract.ExitUsage
-	case errors.Is(err, agenterr.ErrBusy):
-		return contract.ExitBusy
-	case errors.Is(err, agenterr.ErrLate):
-		return contract.ExitLate
-	case errors.Is(err, agenterr.ErrLockWait):
-		return contract.ExitLockWait
-	}
-	return contract.ExitFailed
-}
+// exitCode maps an error to its exit code (docs/architecture.md#exit-codes).
+func exitCode(err error) contract.ExitCode { return contract.ExitCodeOf(err) }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
