@@ -237,7 +237,7 @@ func str(p *string) string {
 	return *p
 }
 
-// designEvent is the Lambda event shape in DESIGN.md ("lambda").
+// designEvent is the Lambda event shape README.md documents ("Run it by hand").
 type designEvent struct {
 	Targets struct {
 		InstanceIDs []string          `json:"instance_ids"`
@@ -303,7 +303,7 @@ func TestScheduleWiredToParameters(t *testing.T) {
 			dec.DisallowUnknownFields()
 			var e designEvent
 			if err := dec.Decode(&e); err != nil {
-				t.Fatalf("schedule Input is not the DESIGN event: %v\n%s", err, input)
+				t.Fatalf("schedule Input is not the documented event: %v\n%s", err, input)
 			}
 			if !reflect.DeepEqual(e.Targets.Tags, map[string]string{optInTagKey: ev.Param("TargetTagValue")}) {
 				t.Errorf("targets.tags = %v, want {%s: %s}", e.Targets.Tags, optInTagKey, ev.Param("TargetTagValue"))

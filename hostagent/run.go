@@ -89,7 +89,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return code
 }
 
-// exitCode maps an error to DESIGN.md's exit codes.
+// exitCode maps an error to the exit codes of docs/architecture.md#exit-codes.
 func exitCode(err error) int {
 	switch {
 	case err == nil:

@@ -23,7 +23,7 @@ import (
 	"github.com/quiesce/quiesce/test/fixture/mariadb"
 )
 
-// Snapshot tag keys (contract 5).
+// Snapshot tag keys (docs/architecture.md#wire-contract).
 const (
 	TagConsistency = "quiesce:consistency"
 	TagBinlogFile  = "quiesce:binlog-file"
