@@ -3,8 +3,10 @@ package deploy_test
 import (
 	"fmt"
 	"go/ast"
+	"maps"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -276,16 +278,7 @@ func TestIAMCoversLambdaCalls(t *testing.T) {
 			t.Errorf("the template grants %s but lambda/ never calls %s", action, name)
 		}
 	}
-	t.Logf("lambda calls: %v", keys(called))
-}
-
-func keys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
+	t.Logf("lambda calls: %v", slices.Sorted(maps.Keys(called)))
 }
 
 // moduleDir finds a package's directory in the module cache via go env.
