@@ -449,9 +449,16 @@ func (p prefixWriter) Write(b []byte) (int, error) {
 
 // Hostagent runs bin/hostagent with args and returns stdout, exit code.
 func (e *Env) Hostagent(ctx context.Context, args ...string) ([]byte, int, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	return runHostagent(ctx, e.Cfg.BinDir, 2*time.Minute, args...)
+}
+
+// runHostagent runs binDir/hostagent on the demo's state dir, bounded by
+// limit, and returns its stdout and exit code (-1 if it did not run); a
+// non-zero exit is an error carrying its stderr.
+func runHostagent(ctx context.Context, binDir string, limit time.Duration, args ...string) ([]byte, int, error) {
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(e.Cfg.BinDir, "hostagent"), args...)
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "hostagent"), args...)
 	cmd.Env = append(os.Environ(), "QUIESCE_STATE_DIR="+StateDir)
 	cmd.WaitDelay = 5 * time.Second
 	var stderr strings.Builder
@@ -524,10 +531,7 @@ func removeStateDir(ctx context.Context, binDir string) error {
 // stateBusy describes a run in the demo's state dir that is held or still
 // has a live holder/guardian ("" when none).
 func stateBusy(ctx context.Context, binDir string) (string, error) {
-	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "hostagent"), "status")
-	cmd.Env = append(os.Environ(), "QUIESCE_STATE_DIR="+StateDir)
-	cmd.WaitDelay = 5 * time.Second
-	out, err := cmd.Output()
+	out, _, err := runHostagent(ctx, binDir, 2*time.Minute, "status")
 	if err != nil {
 		return "", fmt.Errorf("hostagent status before removing %s: %w", StateDir, err)
 	}
