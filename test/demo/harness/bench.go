@@ -94,18 +94,7 @@ func (b *BenchResult) Failed() bool {
 // Bench is `demo bench`: the three methods interleaved, cycle by cycle, on
 // the same MariaDB and writer.
 func Bench(ctx context.Context, o BenchOptions) (res *BenchResult, err error) {
-	if o.Cycles <= 0 {
-		o.Cycles = 50
-	}
-	if o.Pause <= 0 {
-		o.Pause = 300 * time.Millisecond
-	}
-	if o.SeedLockTimeout <= 0 {
-		o.SeedLockTimeout = 10 * time.Second
-	}
-	if o.HotRowWriters <= 0 {
-		o.HotRowWriters = 4
-	}
+	o.setDefaults()
 	res = &BenchResult{StartedAt: time.Now(), Cycles: o.Cycles, SeedLockTimeout: o.SeedLockTimeout}
 	env, err := Setup(ctx, o.Config)
 	if err != nil {
@@ -174,15 +163,35 @@ func Bench(ctx context.Context, o BenchOptions) (res *BenchResult, err error) {
 	fmt.Fprintln(env.Cfg.Out)
 	fmt.Fprint(env.Cfg.Out, res.Markdown)
 	if o.ReportFile != "" {
-		if err := os.MkdirAll(filepath.Dir(o.ReportFile), 0o755); err != nil {
-			return res, err
-		}
-		if err := os.WriteFile(o.ReportFile, []byte(res.Markdown), 0o644); err != nil {
+		if err := writeReport(o.ReportFile, res.Markdown); err != nil {
 			return res, err
 		}
 		env.logf("\nreport   written to %s", o.ReportFile)
 	}
 	return res, nil
+}
+
+func (o *BenchOptions) setDefaults() {
+	if o.Cycles <= 0 {
+		o.Cycles = 50
+	}
+	if o.Pause <= 0 {
+		o.Pause = 300 * time.Millisecond
+	}
+	if o.SeedLockTimeout <= 0 {
+		o.SeedLockTimeout = 10 * time.Second
+	}
+	if o.HotRowWriters <= 0 {
+		o.HotRowWriters = 4
+	}
+}
+
+// writeReport writes the markdown report to path, making its directory.
+func writeReport(path, markdown string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(markdown), 0o644)
 }
 
 // benchRound is what every bench cycle needs to take a sample.
