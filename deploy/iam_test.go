@@ -3,8 +3,10 @@ package deploy_test
 import (
 	"fmt"
 	"go/ast"
+	"maps"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -109,112 +111,107 @@ func (s statement) condEquals(key string, want ...string) bool {
 // Every statement, one by one: no mutating action on "*", and each mutating
 // action carries the condition that keeps it to this stack / tagged instances.
 func TestIAMLeastPrivilege(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		env    deploy.Env
-		tagVal string
-	}{
-		{"sample parameters", sampleEnv, "nightly"},
-		{"defaults", deploy.Env{StackName: "quiesce", Region: "us-east-1", AccountID: "111122223333", Partition: "aws"}, "true"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			stack := tc.env.StackName
-			arn := func(service, res string) string {
-				return "arn:" + tc.env.Partition + ":" + service + ":" + tc.env.Region + ":" + tc.env.AccountID + ":" + res
+	eachEnv(t, "quiesce", func(t *testing.T, env deploy.Env, defaults bool) {
+		tagVal := "nightly" // sampleParams' TargetTagValue
+		if defaults {
+			tagVal = "true"
+		}
+		stack := env.StackName
+		arn := func(service, res string) string {
+			return "arn:" + env.Partition + ":" + service + ":" + env.Region + ":" + env.AccountID + ":" + res
+		}
+		snapshotARN := "arn:" + env.Partition + ":ec2:" + env.Region + "::snapshot/*"
+		docARN := arn("ssm", "document/ref:QuiesceDocument")
+		granted := map[string]bool{}
+		for _, st := range functionStatements(t, env) {
+			id := st.Sid
+			if st.Effect != "Allow" {
+				t.Errorf("%s: Effect %q", id, st.Effect)
 			}
-			snapshotARN := "arn:" + tc.env.Partition + ":ec2:" + tc.env.Region + "::snapshot/*"
-			docARN := arn("ssm", "document/ref:QuiesceDocument")
-			granted := map[string]bool{}
-			for _, st := range functionStatements(t, tc.env) {
-				id := st.Sid
-				if st.Effect != "Allow" {
-					t.Errorf("%s: Effect %q", id, st.Effect)
+			for _, a := range st.Actions {
+				if strings.Contains(a, "*") {
+					t.Errorf("%s: wildcard action %s", id, a)
 				}
-				for _, a := range st.Actions {
-					if strings.Contains(a, "*") {
-						t.Errorf("%s: wildcard action %s", id, a)
+				granted[a] = true
+				if readOnly.MatchString(a) {
+					continue
+				}
+				for _, r := range st.Resources {
+					if r == "*" || strings.HasSuffix(r, ":*") {
+						t.Errorf("%s: mutating action %s on resource %q", id, a, r)
 					}
-					granted[a] = true
-					if readOnly.MatchString(a) {
-						continue
+					if !strings.HasPrefix(r, "arn:"+env.Partition+":") || !strings.Contains(r, ":"+env.Region+":") {
+						t.Errorf("%s: %s on %q is not scoped to this partition and region", id, a, r)
 					}
+				}
+				switch a {
+				case "ssm:SendCommand":
 					for _, r := range st.Resources {
-						if r == "*" || strings.HasSuffix(r, ":*") {
-							t.Errorf("%s: mutating action %s on resource %q", id, a, r)
-						}
-						if !strings.HasPrefix(r, "arn:"+tc.env.Partition+":") || !strings.Contains(r, ":"+tc.env.Region+":") {
-							t.Errorf("%s: %s on %q is not scoped to this partition and region", id, a, r)
+						switch {
+						case r == docARN:
+							// The document itself: unconditioned, it is this stack's.
+						case r == arn("ec2", "instance/*"):
+							// The opt-in key is a literal; only its value is the TargetTagValue parameter.
+							if !st.condEquals("ssm:resourceTag/"+optInTagKey, tagVal) || len(st.Condition) != 1 || len(st.Condition["StringEquals"]) != 1 {
+								t.Errorf("%s: SendCommand on instances must carry exactly StringEquals ssm:resourceTag/%s = %s: %v", id, optInTagKey, tagVal, st.Condition)
+							}
+						default:
+							t.Errorf("%s: SendCommand on unexpected resource %s (only %s and tagged instances)", id, r, docARN)
 						}
 					}
-					switch a {
-					case "ssm:SendCommand":
-						for _, r := range st.Resources {
-							switch {
-							case r == docARN:
-								// The document itself: unconditioned, it is this stack's.
-							case r == arn("ec2", "instance/*"):
-								// The opt-in key is a literal; only its value is the TargetTagValue parameter.
-								if !st.condEquals("ssm:resourceTag/"+optInTagKey, tc.tagVal) || len(st.Condition) != 1 || len(st.Condition["StringEquals"]) != 1 {
-									t.Errorf("%s: SendCommand on instances must carry exactly StringEquals ssm:resourceTag/%s = %s: %v", id, optInTagKey, tc.tagVal, st.Condition)
-								}
-							default:
-								t.Errorf("%s: SendCommand on unexpected resource %s (only %s and tagged instances)", id, r, docARN)
+				case "ec2:CreateSnapshot", "ec2:CreateSnapshots":
+					for _, r := range st.Resources {
+						switch r {
+						case arn("ec2", "volume/*"), arn("ec2", "instance/*"):
+							// Source side of the call; the new snapshot is constrained below.
+						case snapshotARN:
+							if !st.condEquals("aws:RequestTag/quiesce:stack", stack) {
+								t.Errorf("%s: %s on snapshots without aws:RequestTag/quiesce:stack = %s: %v", id, a, stack, st.Condition)
 							}
+						default:
+							t.Errorf("%s: %s on unexpected resource %s", id, a, r)
 						}
-					case "ec2:CreateSnapshot", "ec2:CreateSnapshots":
-						for _, r := range st.Resources {
-							switch r {
-							case arn("ec2", "volume/*"), arn("ec2", "instance/*"):
-								// Source side of the call; the new snapshot is constrained below.
-							case snapshotARN:
-								if !st.condEquals("aws:RequestTag/quiesce:stack", stack) {
-									t.Errorf("%s: %s on snapshots without aws:RequestTag/quiesce:stack = %s: %v", id, a, stack, st.Condition)
-								}
-							default:
-								t.Errorf("%s: %s on unexpected resource %s", id, a, r)
-							}
-						}
-					case "ec2:CreateTags":
-						for _, r := range st.Resources {
-							if r != snapshotARN {
-								t.Errorf("%s: CreateTags on %s (snapshots only)", id, r)
-							}
-						}
-						onCreate := st.condEquals("ec2:CreateAction", "CreateSnapshot", "CreateSnapshots") &&
-							st.condEquals("aws:RequestTag/quiesce:stack", stack)
-						ownSnapshot := st.condEquals("aws:ResourceTag/quiesce:stack", stack)
-						if !onCreate && !ownSnapshot {
-							t.Errorf("%s: CreateTags needs ec2:CreateAction in [CreateSnapshot, CreateSnapshots] with the stack tag, or aws:ResourceTag/quiesce:stack = %s: %v", id, stack, st.Condition)
-						}
-						if ownSnapshot && !onCreate {
-							// Re-tagging must not be able to move a snapshot out of (or into) the stack.
-							if keys := st.Condition["ForAllValues:StringNotEquals"]["aws:TagKeys"]; strings.Join(keys, ",") != "quiesce:stack" {
-								t.Errorf("%s: re-tagging may change quiesce:stack itself: %v", id, st.Condition)
-							}
-						}
-					case "ec2:DeleteSnapshot":
-						for _, r := range st.Resources {
-							if r != snapshotARN {
-								t.Errorf("%s: DeleteSnapshot on %s", id, r)
-							}
-						}
-						if !st.condEquals("aws:ResourceTag/quiesce:stack", stack) {
-							t.Errorf("%s: DeleteSnapshot without aws:ResourceTag/quiesce:stack = %s", id, stack)
-						}
-					default:
-						t.Errorf("%s: unexpected mutating action %s", id, a)
 					}
+				case "ec2:CreateTags":
+					for _, r := range st.Resources {
+						if r != snapshotARN {
+							t.Errorf("%s: CreateTags on %s (snapshots only)", id, r)
+						}
+					}
+					onCreate := st.condEquals("ec2:CreateAction", "CreateSnapshot", "CreateSnapshots") &&
+						st.condEquals("aws:RequestTag/quiesce:stack", stack)
+					ownSnapshot := st.condEquals("aws:ResourceTag/quiesce:stack", stack)
+					if !onCreate && !ownSnapshot {
+						t.Errorf("%s: CreateTags needs ec2:CreateAction in [CreateSnapshot, CreateSnapshots] with the stack tag, or aws:ResourceTag/quiesce:stack = %s: %v", id, stack, st.Condition)
+					}
+					if ownSnapshot && !onCreate {
+						// Re-tagging must not be able to move a snapshot out of (or into) the stack.
+						if keys := st.Condition["ForAllValues:StringNotEquals"]["aws:TagKeys"]; strings.Join(keys, ",") != "quiesce:stack" {
+							t.Errorf("%s: re-tagging may change quiesce:stack itself: %v", id, st.Condition)
+						}
+					}
+				case "ec2:DeleteSnapshot":
+					for _, r := range st.Resources {
+						if r != snapshotARN {
+							t.Errorf("%s: DeleteSnapshot on %s", id, r)
+						}
+					}
+					if !st.condEquals("aws:ResourceTag/quiesce:stack", stack) {
+						t.Errorf("%s: DeleteSnapshot without aws:ResourceTag/quiesce:stack = %s", id, stack)
+					}
+				default:
+					t.Errorf("%s: unexpected mutating action %s", id, a)
 				}
 			}
-			for _, need := range []string{"ssm:SendCommand", "ssm:GetCommandInvocation", "ssm:DescribeInstanceInformation",
-				"ec2:DescribeInstances", "ec2:DescribeSnapshots", "ec2:CreateSnapshot",
-				"ec2:CreateSnapshots", "ec2:CreateTags", "ec2:DeleteSnapshot"} {
-				if !granted[need] {
-					t.Errorf("the function is not granted %s", need)
-				}
+		}
+		for _, need := range []string{"ssm:SendCommand", "ssm:GetCommandInvocation", "ssm:DescribeInstanceInformation",
+			"ec2:DescribeInstances", "ec2:DescribeSnapshots", "ec2:CreateSnapshot",
+			"ec2:CreateSnapshots", "ec2:CreateTags", "ec2:DeleteSnapshot"} {
+			if !granted[need] {
+				t.Errorf("the function is not granted %s", need)
 			}
-		})
-	}
+		}
+	})
 }
 
 // Every EC2/SSM API the Lambda's code calls must be granted, and every
@@ -282,16 +279,7 @@ func TestIAMCoversLambdaCalls(t *testing.T) {
 			t.Errorf("the template grants %s but lambda/ never calls %s", action, name)
 		}
 	}
-	t.Logf("lambda calls: %v", keys(called))
-}
-
-func keys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
+	t.Logf("lambda calls: %v", slices.Sorted(maps.Keys(called)))
 }
 
 // moduleDir finds a package's directory in the module cache via go env.

@@ -53,6 +53,16 @@ var sampleEnv = deploy.Env{
 	AccountID: "111122223333", Partition: "aws",
 }
 
+// eachEnv runs f as two subtests: with the sample parameters (sampleEnv),
+// and with every parameter at its default for a stack named stack
+// (defaults is true then).
+func eachEnv(t *testing.T, stack string, f func(t *testing.T, env deploy.Env, defaults bool)) {
+	t.Run("sample parameters", func(t *testing.T) { f(t, sampleEnv, false) })
+	t.Run("defaults", func(t *testing.T) {
+		f(t, deploy.Env{StackName: stack, Region: "us-east-1", AccountID: "111122223333", Partition: "aws"}, true)
+	})
+}
+
 func readTemplate(t *testing.T) deploy.Template {
 	t.Helper()
 	tpl, err := deploy.ReadTemplate(templatePath)
@@ -237,7 +247,7 @@ func str(p *string) string {
 	return *p
 }
 
-// designEvent is the Lambda event shape in DESIGN.md ("lambda").
+// designEvent is the Lambda event shape README.md documents ("Run it by hand").
 type designEvent struct {
 	Targets struct {
 		InstanceIDs []string          `json:"instance_ids"`
@@ -277,64 +287,59 @@ func TestScheduleWiredToParameters(t *testing.T) {
 		t.Errorf("ScheduleExpression = %v, want !Ref ScheduleExpression", rawSched["ScheduleExpression"])
 	}
 
-	for _, tc := range []struct {
-		name    string
-		env     deploy.Env
-		enabled string
-	}{
-		{"sample parameters", sampleEnv, "DISABLED"},
-		{"defaults", deploy.Env{StackName: "s", Region: "us-east-1", AccountID: "111122223333", Partition: "aws"}, "ENABLED"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			ev, res := evaluate(t, tc.env)
-			sched := get(t, res, "QuiesceFunction", "Properties", "Events", "Schedule", "Properties").(map[string]any)
-			if sched["ScheduleExpression"] != ev.Param("ScheduleExpression") ||
-				sched["ScheduleExpressionTimezone"] != ev.Param("ScheduleTimezone") || sched["State"] != tc.enabled {
-				t.Errorf("schedule = %v / %v / %v", sched["ScheduleExpression"], sched["ScheduleExpressionTimezone"], sched["State"])
+	eachEnv(t, "s", func(t *testing.T, env deploy.Env, defaults bool) {
+		enabled := "DISABLED" // sampleParams' ScheduleEnabled is false
+		if defaults {
+			enabled = "ENABLED"
+		}
+		ev, res := evaluate(t, env)
+		sched := get(t, res, "QuiesceFunction", "Properties", "Events", "Schedule", "Properties").(map[string]any)
+		if sched["ScheduleExpression"] != ev.Param("ScheduleExpression") ||
+			sched["ScheduleExpressionTimezone"] != ev.Param("ScheduleTimezone") || sched["State"] != enabled {
+			t.Errorf("schedule = %v / %v / %v", sched["ScheduleExpression"], sched["ScheduleExpressionTimezone"], sched["State"])
+		}
+		if sched["OmitName"] != true {
+			t.Errorf("OmitName must be true so two stacks do not collide on the schedule name")
+		}
+		input, ok := sched["Input"].(string)
+		if !ok {
+			t.Fatalf("Input is %T", sched["Input"])
+		}
+		dec := json.NewDecoder(strings.NewReader(input))
+		dec.DisallowUnknownFields()
+		var e designEvent
+		if err := dec.Decode(&e); err != nil {
+			t.Fatalf("schedule Input is not the documented event: %v\n%s", err, input)
+		}
+		if !reflect.DeepEqual(e.Targets.Tags, map[string]string{optInTagKey: ev.Param("TargetTagValue")}) {
+			t.Errorf("targets.tags = %v, want {%s: %s}", e.Targets.Tags, optInTagKey, ev.Param("TargetTagValue"))
+		}
+		if strings.Join(e.Mounts, ",") != ev.Param("Mounts") {
+			t.Errorf("mounts = %q, want %s", e.Mounts, ev.Param("Mounts"))
+		}
+		if e.MySQL.Lock != ev.Param("MysqlLock") || e.MySQL.DefaultsFile != ev.Param("MysqlDefaultsFile") {
+			t.Errorf("mysql = %+v", e.MySQL)
+		}
+		if e.FreezeTimeout != ev.Param("FreezeTimeout") || e.Retention.MaxAge != ev.Param("MaxAge") ||
+			itoa(e.Retention.KeepLast) != ev.Param("KeepLast") || itoa(e.MaxConcurrency) != ev.Param("MaxConcurrency") {
+			t.Errorf("event = %+v", e)
+		}
+		if e.DryRun {
+			t.Errorf("scheduled run must not be a dry run")
+		}
+		// Every event value must also pass the SSM document's own
+		// patterns, or the Lambda would send something the agent refuses.
+		doc, err := ssmdoc.Quiesce()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, v := range map[string]string{"mounts": strings.Join(e.Mounts, ","), "mysqlLock": e.MySQL.Lock,
+			"mysqlDefaultsFile": e.MySQL.DefaultsFile, "timeout": e.FreezeTimeout} {
+			if err := doc.Validate(name, v); err != nil {
+				t.Errorf("event value rejected by the document: %v", err)
 			}
-			if sched["OmitName"] != true {
-				t.Errorf("OmitName must be true so two stacks do not collide on the schedule name")
-			}
-			input, ok := sched["Input"].(string)
-			if !ok {
-				t.Fatalf("Input is %T", sched["Input"])
-			}
-			dec := json.NewDecoder(strings.NewReader(input))
-			dec.DisallowUnknownFields()
-			var e designEvent
-			if err := dec.Decode(&e); err != nil {
-				t.Fatalf("schedule Input is not the DESIGN event: %v\n%s", err, input)
-			}
-			if !reflect.DeepEqual(e.Targets.Tags, map[string]string{optInTagKey: ev.Param("TargetTagValue")}) {
-				t.Errorf("targets.tags = %v, want {%s: %s}", e.Targets.Tags, optInTagKey, ev.Param("TargetTagValue"))
-			}
-			if strings.Join(e.Mounts, ",") != ev.Param("Mounts") {
-				t.Errorf("mounts = %q, want %s", e.Mounts, ev.Param("Mounts"))
-			}
-			if e.MySQL.Lock != ev.Param("MysqlLock") || e.MySQL.DefaultsFile != ev.Param("MysqlDefaultsFile") {
-				t.Errorf("mysql = %+v", e.MySQL)
-			}
-			if e.FreezeTimeout != ev.Param("FreezeTimeout") || e.Retention.MaxAge != ev.Param("MaxAge") ||
-				itoa(e.Retention.KeepLast) != ev.Param("KeepLast") || itoa(e.MaxConcurrency) != ev.Param("MaxConcurrency") {
-				t.Errorf("event = %+v", e)
-			}
-			if e.DryRun {
-				t.Errorf("scheduled run must not be a dry run")
-			}
-			// Every event value must also pass the SSM document's own
-			// patterns, or the Lambda would send something the agent refuses.
-			doc, err := ssmdoc.Quiesce()
-			if err != nil {
-				t.Fatal(err)
-			}
-			for name, v := range map[string]string{"mounts": strings.Join(e.Mounts, ","), "mysqlLock": e.MySQL.Lock,
-				"mysqlDefaultsFile": e.MySQL.DefaultsFile, "timeout": e.FreezeTimeout} {
-				if err := doc.Validate(name, v); err != nil {
-					t.Errorf("event value rejected by the document: %v", err)
-				}
-			}
-		})
-	}
+		}
+	})
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }

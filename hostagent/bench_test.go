@@ -30,7 +30,7 @@ import (
 //	holder_rss_mb               max VmRSS of the holder during the hold
 //	binary_mb                   size of the static, stripped binary (as `make hostagent` builds it)
 //
-// Targets (issue 3): held p50 ≤ 20 ms, thaw ≤ 10 ms, RSS ≤ 15 MB, binary ≤ 10 MB.
+// Targets (README.md, Performance): held p50 ≤ 20 ms, thaw ≤ 10 ms, RSS ≤ 15 MB, binary ≤ 10 MB.
 // The state dir is on tmpfs, as /run is in production. freeze runs with its
 // defaults (--expedite-rcu on); BenchmarkFreezeThawCycleNoExpediteRCU shows
 // the same cycle with each FIFREEZE waiting for normal RCU grace periods.

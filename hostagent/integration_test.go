@@ -311,18 +311,25 @@ func TestKillHolderGuardianThawsByDeadline(t *testing.T) {
 	}
 	waitDead(t, rep.HolderPID, time.Second)
 	requireBlocked(t, w, 300*time.Millisecond) // the guardian holds until the deadline, not before
-	at := requireCompletes(t, w, 5*time.Second)
-	if late := at.Sub(rep.Deadline); late > 250*time.Millisecond {
-		t.Fatalf("write completed %v after the deadline, want ≤ 250ms", late)
-	}
-	if early := rep.Deadline.Sub(at); early > 50*time.Millisecond {
-		t.Fatalf("thawed %v before the deadline", early)
-	}
+	requireThawedAtDeadline(t, requireCompletes(t, w, 5*time.Second), rep.Deadline, "the guardian")
 	th := e.thaw(t, rep.RunID, contract.ExitLate)
 	if th.ThawedBy != contract.ThawedByDeadline || !th.Late {
 		t.Fatalf("thaw after deadline: %+v", th)
 	}
 	waitDead(t, rep.GuardianPID, 2*time.Second)
+}
+
+// requireThawedAtDeadline: a blocked write completed at at, which must be
+// the deadline's thaw by who: not more than 50 ms before it (the hold
+// lasted), not more than 250 ms after it.
+func requireThawedAtDeadline(t *testing.T, at, deadline time.Time, who string) {
+	t.Helper()
+	if late := at.Sub(deadline); late > 250*time.Millisecond {
+		t.Fatalf("%s thawed %v after the deadline, want ≤ 250ms", who, late)
+	}
+	if early := deadline.Sub(at); early > 50*time.Millisecond {
+		t.Fatalf("write completed %v before the deadline: the hold did not last (%s)", early, who)
+	}
 }
 
 func TestKillGuardianHolderStillThaws(t *testing.T) {
@@ -344,13 +351,7 @@ func TestKillGuardianHolderStillThaws(t *testing.T) {
 		rep := e.freeze(t, "--mount", fs.Mount, "--timeout", "1s", "--run-id", "kill-guardian-2")
 		syscall.Kill(rep.GuardianPID, syscall.SIGKILL)
 		w := writer(t, fs.Mount)
-		at := requireCompletes(t, w, 5*time.Second)
-		if late := at.Sub(rep.Deadline); late > 250*time.Millisecond {
-			t.Fatalf("holder's own deadline thawed %v late", late)
-		}
-		if early := rep.Deadline.Sub(at); early > 50*time.Millisecond {
-			t.Fatalf("write completed %v before the deadline: the hold did not last", early)
-		}
+		requireThawedAtDeadline(t, requireCompletes(t, w, 5*time.Second), rep.Deadline, "the holder's own deadline")
 		th := e.thaw(t, rep.RunID, contract.ExitLate)
 		if th.ThawedBy != contract.ThawedByDeadline || !th.Late || !th.MySQLUnlocked {
 			t.Fatalf("thaw report %+v", th)

@@ -1,9 +1,11 @@
 // Command hostagent locks MySQL/MariaDB and freezes filesystems for an
 // application-consistent EBS snapshot, holds them under a hard deadline, and
-// thaws them. DESIGN.md ("hostagent") is the contract: subcommands freeze,
-// thaw, status, check and version, one JSON object on stdout, exit codes 0-5.
+// thaws them: subcommands freeze, thaw, status, check and version (and the
+// hidden ones below), one JSON object on stdout, the exit codes of
+// docs/architecture.md#exit-codes.
+// How the hold works: docs/architecture.md#the-hold-and-its-deadline.
 //
-// Beyond the contract:
+// Details:
 //
 //   - State lives in /run/quiesce (override: --state-dir or $QUIESCE_STATE_DIR,
 //     meant for tests): active runs as <run-id>.json, finished ones under done/

@@ -19,7 +19,7 @@
 // snapshots (tags, pending→completed after Server.SnapshotCompleteAfter) and
 // SSM commands. Seed it with AddInstance / AddSnapshot.
 //
-// Hooks (contract 4 of the team brief):
+// Hooks (how tests and the demo give the stand-in a host and EBS storage):
 //   - RunCommand runs asynchronously after SendCommand, once per instance,
 //     after CommandDelay; its CommandResult becomes visible to
 //     GetCommandInvocation ResultDelay later. Tests set a scripted fake

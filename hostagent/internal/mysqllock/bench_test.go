@@ -64,7 +64,7 @@ func benchCycles(b *testing.B, mode string) {
 		}
 		acquire = append(acquire, ms(time.Since(start)))
 		lock = append(lock, info.AcquiredMS)
-		time.Sleep(5 * time.Millisecond) // hold briefly, as a snapshot would
+		time.Sleep(5 * time.Millisecond) // hold for a moment, as a snapshot would
 		rs := time.Now()
 		if err := l.Release(context.Background()); err != nil {
 			b.Fatal(err)

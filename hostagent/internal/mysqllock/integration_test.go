@@ -269,12 +269,20 @@ func runningStatement(t *testing.T, db *sql.DB, stmt string, minAge time.Duratio
 	}
 }
 
+// slowUpdateRunning creates lk.<slow> (one row; tableOpts such as
+// " ENGINE=MyISAM") and lk.<flow> (for probe writes), and leaves a 20 s
+// UPDATE of the slow row running on another connection.
+func slowUpdateRunning(t *testing.T, db *sql.DB, slow, tableOpts, flow string) {
+	t.Helper()
+	exec(t, db, "CREATE DATABASE IF NOT EXISTS lk", "CREATE TABLE IF NOT EXISTS lk."+slow+" (id INT PRIMARY KEY, v INT)"+tableOpts,
+		"INSERT IGNORE INTO lk."+slow+" VALUES (1, 0)",
+		"CREATE TABLE IF NOT EXISTS lk."+flow+" (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
+	runningStatement(t, db, "UPDATE lk."+slow+" SET v=v+1 WHERE SLEEP(20)=0", 50*time.Millisecond)
+}
+
 func TestLockWaitTimeoutBehindLongUpdate(t *testing.T) {
 	m, db := server(t)
-	exec(t, db, "CREATE DATABASE IF NOT EXISTS lk", "CREATE TABLE IF NOT EXISTS lk.slow (id INT PRIMARY KEY, v INT)",
-		"INSERT IGNORE INTO lk.slow VALUES (1, 0)",
-		"CREATE TABLE IF NOT EXISTS lk.flow (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
-	runningStatement(t, db, "UPDATE lk.slow SET v=v+1 WHERE SLEEP(20)=0", 50*time.Millisecond)
+	slowUpdateRunning(t, db, "slow", "", "flow")
 
 	for _, wait := range []time.Duration{time.Second, 500 * time.Millisecond} {
 		t.Run("ftwrl lock-wait "+wait.String(), func(t *testing.T) {
@@ -601,10 +609,7 @@ func TestNoneAndNil(t *testing.T) {
 
 func TestCancelledContextLeavesNothingHeld(t *testing.T) {
 	m, db := server(t)
-	exec(t, db, "CREATE DATABASE IF NOT EXISTS lk", "CREATE TABLE IF NOT EXISTS lk.cslow (id INT PRIMARY KEY, v INT)",
-		"INSERT IGNORE INTO lk.cslow VALUES (1, 0)",
-		"CREATE TABLE IF NOT EXISTS lk.cflow (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
-	runningStatement(t, db, "UPDATE lk.cslow SET v=v+1 WHERE SLEEP(20)=0", 50*time.Millisecond)
+	slowUpdateRunning(t, db, "cslow", "", "cflow")
 	o := opts(m, contract.LockFTWRL)
 	o.LockWait = 10 * time.Second
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
@@ -729,10 +734,7 @@ func TestAutoWithStaleSocket(t *testing.T) {
 // long non-transactional write) ends the backup stage before returning.
 func TestBackupStageMidwayFailureIsUndone(t *testing.T) {
 	m, db := server(t)
-	exec(t, db, "CREATE DATABASE IF NOT EXISTS lk", "CREATE TABLE IF NOT EXISTS lk.slow_myisam (id INT PRIMARY KEY, v INT) ENGINE=MyISAM",
-		"INSERT IGNORE INTO lk.slow_myisam VALUES (1, 0)",
-		"CREATE TABLE IF NOT EXISTS lk.mflow (id INT AUTO_INCREMENT PRIMARY KEY, v INT)")
-	runningStatement(t, db, "UPDATE lk.slow_myisam SET v=v+1 WHERE SLEEP(20)=0", 50*time.Millisecond)
+	slowUpdateRunning(t, db, "slow_myisam", " ENGINE=MyISAM", "mflow")
 
 	o := opts(m, contract.LockBackupStage)
 	o.LockWait = time.Second

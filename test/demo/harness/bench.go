@@ -94,18 +94,7 @@ func (b *BenchResult) Failed() bool {
 // Bench is `demo bench`: the three methods interleaved, cycle by cycle, on
 // the same MariaDB and writer.
 func Bench(ctx context.Context, o BenchOptions) (res *BenchResult, err error) {
-	if o.Cycles <= 0 {
-		o.Cycles = 50
-	}
-	if o.Pause <= 0 {
-		o.Pause = 300 * time.Millisecond
-	}
-	if o.SeedLockTimeout <= 0 {
-		o.SeedLockTimeout = 10 * time.Second
-	}
-	if o.HotRowWriters <= 0 {
-		o.HotRowWriters = 4
-	}
+	o.setDefaults()
 	res = &BenchResult{StartedAt: time.Now(), Cycles: o.Cycles, SeedLockTimeout: o.SeedLockTimeout}
 	env, err := Setup(ctx, o.Config)
 	if err != nil {
@@ -137,39 +126,18 @@ func Bench(ctx context.Context, o BenchOptions) (res *BenchResult, err error) {
 	env.AWS.SetLatency("CreateSnapshots", o.SnapshotLatency)
 	env.AWS.SetLatency("CreateSnapshot", o.SnapshotLatency)
 
-	env.StartWriter(env.Cfg.Writers)
-	writerStart := time.Now()
-	if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
-		return res, err
-	}
-	session := randHex(6)
-	seedTimeout := strconv.Itoa(int(o.SeedLockTimeout.Round(time.Second) / time.Second))
+	br := benchRound{env: env, o: o, session: randHex(6), seedScript: seedScript,
+		seedTimeout: strconv.Itoa(int(o.SeedLockTimeout.Round(time.Second) / time.Second))}
 	env.logf("\nbench    %d cycles of each method, interleaved, %d writers", o.Cycles, env.Cfg.Writers)
-	for i := 1; i <= o.Cycles; i++ {
-		direct.Samples = append(direct.Samples, env.benchDirect(ctx, fmt.Sprintf("bench-%s-a%03d", session, i)))
-		if err := sleepCtx(ctx, o.Pause); err != nil {
-			return res, err
-		}
-		seed.Samples = append(seed.Samples, env.benchSeed(ctx, seedScript, seedTimeout, fmt.Sprintf("snap-bench%s-b%03d", session, i)))
-		if err := sleepCtx(ctx, o.Pause); err != nil {
-			return res, err
-		}
-		lambda.Samples = append(lambda.Samples, env.benchLambda(ctx, i, fmt.Sprintf("bench-%s-c%03d", session, i), o.SSMLatency, o.SnapshotLatency))
-		if err := sleepCtx(ctx, o.Pause); err != nil {
-			return res, err
-		}
+	res.Writer, err = br.run(ctx, env.Cfg.Writers, o.Cycles, "", res.Methods, func(i int) {
 		if i%10 == 0 || i == o.Cycles {
 			env.logf("bench    %d/%d  last: direct %s ms, seed %s ms, lambda %s ms", i, o.Cycles,
 				rpt.Ms(last(direct).Window), rpt.Ms(last(seed).Window), rpt.Ms(last(lambda).Window))
 		}
-	}
-	_ = sleepCtx(ctx, 300*time.Millisecond)
-	if err := env.StopWriter(ctx); err != nil {
+	})
+	if err != nil {
 		return res, err
 	}
-	commits := env.Writer.Commits()
-	res.Writer = writerStats(env.Writer, commits, time.Since(writerStart), nil)
-	finishSamples(res.Methods, commits)
 	for _, s := range direct.Samples {
 		if s.LockMode != "" {
 			res.LockMode = s.LockMode
@@ -184,43 +152,96 @@ func Bench(ctx context.Context, o BenchOptions) (res *BenchResult, err error) {
 		hd := &Method{Key: "a", Name: direct.Name}
 		hs := &Method{Key: "b", Name: seed.Name}
 		res.HotRow = []*Method{hd, hs}
-		env.StartWriter(o.HotRowWriters)
-		hotStart := time.Now()
-		if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
-			return res, err
-		}
-		for i := 1; i <= o.HotRowCycles; i++ {
-			hd.Samples = append(hd.Samples, env.benchDirect(ctx, fmt.Sprintf("bench-%s-ha%03d", session, i)))
-			if err := sleepCtx(ctx, o.Pause); err != nil {
-				return res, err
-			}
-			hs.Samples = append(hs.Samples, env.benchSeed(ctx, seedScript, seedTimeout, fmt.Sprintf("snap-bench%s-hb%03d", session, i)))
-			if err := sleepCtx(ctx, o.Pause); err != nil {
-				return res, err
-			}
+		res.HotRowWriter, err = br.run(ctx, o.HotRowWriters, o.HotRowCycles, "h", res.HotRow, func(i int) {
 			env.logf("bench    hot row %d/%d: direct %s ms, seed %s ms %s", i, o.HotRowCycles, rpt.Ms(last(hd).Window), rpt.Ms(last(hs).Window), last(hs).Err)
-		}
-		_ = sleepCtx(ctx, 300*time.Millisecond)
-		if err := env.StopWriter(ctx); err != nil {
+		})
+		if err != nil {
 			return res, err
 		}
-		hc := env.Writer.Commits()
-		res.HotRowWriter = writerStats(env.Writer, hc, time.Since(hotStart), nil)
-		finishSamples(res.HotRow, hc)
 	}
 	res.Markdown = BenchMarkdown(res)
 	fmt.Fprintln(env.Cfg.Out)
 	fmt.Fprint(env.Cfg.Out, res.Markdown)
 	if o.ReportFile != "" {
-		if err := os.MkdirAll(filepath.Dir(o.ReportFile), 0o755); err != nil {
-			return res, err
-		}
-		if err := os.WriteFile(o.ReportFile, []byte(res.Markdown), 0o644); err != nil {
+		if err := writeReport(o.ReportFile, res.Markdown); err != nil {
 			return res, err
 		}
 		env.logf("\nreport   written to %s", o.ReportFile)
 	}
 	return res, nil
+}
+
+func (o *BenchOptions) setDefaults() {
+	if o.Cycles <= 0 {
+		o.Cycles = 50
+	}
+	if o.Pause <= 0 {
+		o.Pause = 300 * time.Millisecond
+	}
+	if o.SeedLockTimeout <= 0 {
+		o.SeedLockTimeout = 10 * time.Second
+	}
+	if o.HotRowWriters <= 0 {
+		o.HotRowWriters = 4
+	}
+}
+
+// writeReport writes the markdown report to path, making its directory.
+func writeReport(path, markdown string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(markdown), 0o644)
+}
+
+// benchRound is what every bench cycle needs to take a sample.
+type benchRound struct {
+	env                     *Env
+	o                       BenchOptions
+	session                 string
+	seedScript, seedTimeout string
+}
+
+// run measures methods under writers: the writers start and warm up for
+// half a second, then each cycle takes one sample of every method in turn,
+// pausing after each, and calls progress. The writers stop 300 ms after the
+// last sample; their commit record completes the samples. tag tells this
+// round's run and snapshot ids apart from another's.
+func (br benchRound) run(ctx context.Context, writers, cycles int, tag string, methods []*Method, progress func(i int)) (WriterStats, error) {
+	e := br.env
+	e.StartWriter(writers)
+	start := time.Now()
+	if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
+		return WriterStats{}, err
+	}
+	for i := 1; i <= cycles; i++ {
+		for _, m := range methods {
+			m.Samples = append(m.Samples, br.sample(ctx, m.Key, tag, i))
+			if err := sleepCtx(ctx, br.o.Pause); err != nil {
+				return WriterStats{}, err
+			}
+		}
+		progress(i)
+	}
+	_ = sleepCtx(ctx, 300*time.Millisecond)
+	if err := e.StopWriter(ctx); err != nil {
+		return WriterStats{}, err
+	}
+	commits := e.Writer.Commits()
+	finishSamples(methods, commits)
+	return writerStats(e.Writer, commits, time.Since(start), nil), nil
+}
+
+// sample takes cycle i's sample of method key: (a) hostagent directly,
+// (b) the seed script, (c) the full Lambda cycle.
+func (br benchRound) sample(ctx context.Context, key, tag string, i int) Sample {
+	switch key {
+	case "a":
+		return br.env.benchDirect(ctx, fmt.Sprintf("bench-%s-%sa%03d", br.session, tag, i))
+	case "b":
+		return br.env.benchSeed(ctx, br.seedScript, br.seedTimeout, fmt.Sprintf("snap-bench%s-%sb%03d", br.session, tag, i))
+	}
+	return br.env.benchLambda(ctx, i, fmt.Sprintf("bench-%s-%sc%03d", br.session, tag, i), br.o.SSMLatency, br.o.SnapshotLatency)
 }
 
 // finishSamples fills in what needs the writer's full commit record: the

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -33,56 +32,70 @@ func Clean(ctx context.Context, workdir, binDir string) (done []string, err erro
 			binDir = filepath.Dir(exe)
 		}
 	}
-	var errs []error
+	var c cleanLog
 	mounts := pool.MountsUnder(workdir)
 	// hostagent creates its state dir on any call: only look when it exists.
 	_, stateErr := os.Stat(StateDir)
 	hadState := stateErr == nil
+	if hadState {
+		c.thawHeldRuns(ctx, binDir, workdir)
+	}
+	for _, m := range mounts { // anything still frozen (FITHAW is idempotent)
+		_, err := fsfreeze.Thaw(m)
+		c.record(err, "")
+	}
+	for _, pid := range mariadbdUnder(workdir) { // mariadbd servers on our datadirs, by PID
+		c.record(stopPID(pid, 30*time.Second), fmt.Sprintf("stopped mariadbd pid %d", pid))
+	}
+	c.unmountAndDetach(ctx, workdir, mounts)
+	if hadState && binDir != "" {
+		c.record(removeStateDir(ctx, binDir), "removed "+StateDir)
+	}
+	return c.done, errors.Join(c.errs...)
+}
 
-	// 1. Runs hostagent still holds on our mounts.
-	ha := filepath.Join(binDir, "hostagent")
-	if _, err := os.Stat(ha); err == nil && hadState {
-		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		cmd := exec.CommandContext(sctx, ha, "status")
-		cmd.Env = append(os.Environ(), "QUIESCE_STATE_DIR="+StateDir)
-		out, _ := cmd.Output()
-		cancel()
-		var st contract.StatusReport
-		if json.Unmarshal(out, &st) == nil {
-			for _, r := range st.Runs {
-				if r.State != "held" || !anyUnder(r.Mounts, workdir) {
-					continue
-				}
-				tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-				tc := exec.CommandContext(tctx, ha, "thaw", "--run-id", r.RunID)
-				tc.Env = append(os.Environ(), "QUIESCE_STATE_DIR="+StateDir)
-				err := tc.Run()
-				cancel()
-				var ee *exec.ExitError
-				if err != nil && !(errors.As(err, &ee) && contract.ExitCode(ee.ExitCode()) == contract.ExitLate) {
-					errs = append(errs, fmt.Errorf("hostagent thaw --run-id %s: %w", r.RunID, err))
-				} else {
-					done = append(done, "thawed hostagent run "+r.RunID)
-				}
-			}
-		}
+// cleanLog collects what Clean did and what failed.
+type cleanLog struct {
+	done []string
+	errs []error
+}
+
+// record notes err, or, when the step succeeded, what it did (if anything).
+func (c *cleanLog) record(err error, did string) {
+	switch {
+	case err != nil:
+		c.errs = append(c.errs, err)
+	case did != "":
+		c.done = append(c.done, did)
 	}
-	// 2. Anything still frozen (FITHAW is idempotent).
-	for _, m := range mounts {
-		if _, err := fsfreeze.Thaw(m); err != nil {
-			errs = append(errs, err)
-		}
+}
+
+// thawHeldRuns thaws the hostagent runs that still hold mounts below workdir.
+func (c *cleanLog) thawHeldRuns(ctx context.Context, binDir, workdir string) {
+	if _, err := os.Stat(filepath.Join(binDir, "hostagent")); err != nil {
+		return
 	}
-	// 3. mariadbd servers on our datadirs, by PID.
-	for _, pid := range mariadbdUnder(workdir) {
-		if err := stopPID(pid, 30*time.Second); err != nil {
-			errs = append(errs, err)
-		} else {
-			done = append(done, fmt.Sprintf("stopped mariadbd pid %d", pid))
-		}
+	out, _, _ := runHostagent(ctx, binDir, 30*time.Second, "status")
+	var st contract.StatusReport
+	if json.Unmarshal(out, &st) != nil {
+		return
 	}
-	// 4. Unmount and detach in dependency order: the pool hosts the images
-	// behind other loop devices, so those mounts and devices go first.
+	for _, r := range st.Runs {
+		if r.State != "held" || !anyUnder(r.Mounts, workdir) {
+			continue
+		}
+		_, code, err := runHostagent(ctx, binDir, 30*time.Second, "thaw", "--run-id", r.RunID)
+		if contract.ExitCode(code) == contract.ExitLate { // a fail-safe thawed it first: thawed all the same
+			err = nil
+		}
+		c.record(err, "thawed hostagent run "+r.RunID)
+	}
+}
+
+// unmountAndDetach unmounts the mounts and detaches the loop devices below
+// workdir in dependency order: the pool hosts the images behind other loop
+// devices, so those mounts and devices go first.
+func (c *cleanLog) unmountAndDetach(ctx context.Context, workdir string, mounts []string) {
 	loops := pool.LoopsBackedBy(workdir)
 	hosting := func(m string) bool {
 		for _, l := range loops {
@@ -98,44 +111,23 @@ func Clean(ctx context.Context, workdir, binDir string) (done []string, err erro
 			hosts = append(hosts, m)
 			continue
 		}
-		if err := pool.Unmount(ctx, m); err != nil {
-			errs = append(errs, err)
-		} else {
-			done = append(done, "unmounted "+m)
-		}
+		c.record(pool.Unmount(ctx, m), "unmounted "+m)
 	}
 	detach := func(under []string) {
 		for _, dev := range pool.LoopsBackedBy(workdir) {
-			bf := backingFile(dev)
-			if under != nil && !hostedBy(bf, under) {
+			if under != nil && !hostedBy(backingFile(dev), under) {
 				continue
 			}
-			if err := pool.Detach(ctx, dev); err != nil {
-				errs = append(errs, err)
-			} else {
-				done = append(done, "detached "+dev)
-			}
+			c.record(pool.Detach(ctx, dev), "detached "+dev)
 		}
 	}
 	if len(hosts) > 0 {
 		detach(hosts)
 	}
 	for _, m := range hosts {
-		if err := pool.Unmount(ctx, m); err != nil {
-			errs = append(errs, err)
-		} else {
-			done = append(done, "unmounted "+m)
-		}
+		c.record(pool.Unmount(ctx, m), "unmounted "+m)
 	}
 	detach(nil)
-	if hadState && binDir != "" {
-		if err := removeStateDir(ctx, binDir); err != nil {
-			errs = append(errs, err)
-		} else {
-			done = append(done, "removed "+StateDir)
-		}
-	}
-	return done, errors.Join(errs...)
 }
 
 // hostedBy reports whether file lies below one of the mount points.

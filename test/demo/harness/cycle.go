@@ -12,6 +12,7 @@ import (
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/test/demo/bank"
 	"github.com/quiesce/quiesce/test/demo/restore"
+	"github.com/quiesce/quiesce/test/demo/standin"
 )
 
 // Cycle is one Lambda invocation and what it did.
@@ -64,7 +65,7 @@ func (c *Cycle) problem(format string, args ...any) {
 	c.Problems = append(c.Problems, fmt.Sprintf(format, args...))
 }
 
-// Event is the DESIGN event the demo sends for one cycle.
+// Event is the Lambda event (README.md, "Run it by hand") the demo sends for one cycle.
 func (e *Env) Event(runID string) []byte {
 	ev := map[string]any{
 		"run_id":         runID,
@@ -96,29 +97,59 @@ func (e *Env) RunCycle(ctx context.Context, n int, runID string) *Cycle {
 	c.InvokeStart = time.Now()
 	out, err := e.Lambda.Invoke(ictx, e.Event(runID))
 	c.InvokeTime = time.Since(c.InvokeStart)
-	if len(out) > 0 && json.Valid(out) {
-		c.Result = out
-		var lr lambdaResult
-		if json.Unmarshal(out, &lr) == nil {
-			for _, in := range lr.Instances {
-				if in.InstanceID != e.InstanceID {
-					continue
-				}
-				c.LambdaWindowMS, c.FrozenMS, c.SnapshotCallMS, c.SnapshotAPI = in.LambdaWindowMS, in.WindowMS, in.SnapshotCallMS, in.SnapshotAPI
-				if in.Status != "ok" {
-					c.problem("lambda reports instance %s %s: %s", in.InstanceID, in.Status, strings.Join(in.Errors, "; "))
-				}
-			}
-		}
-	}
+	c.readLambdaResult(out, e.InstanceID)
 	if err != nil {
 		c.LambdaError = err.Error()
 		c.problem("lambda: %v", err)
 	}
 
-	// hostagent's own reports, as the stand-in captured them from the SSM script.
-	for _, r := range e.Hooks.Runs() {
-		if r.Invocation.Param("runId") != runID {
+	c.readHostReports(e.Hooks.Runs())
+	switch {
+	case c.Freeze == nil:
+		c.problem("no FreezeReport from hostagent (freeze exit %d)", c.FreezeExit)
+	case c.Thaw == nil:
+		c.problem("no ThawReport from hostagent (thaw exit %d)", c.ThawExit)
+	default:
+		c.Window = c.Thaw.ThawedAt.Sub(c.Freeze.StartedAt)
+		if c.Thaw.ThawedBy != contract.ThawedByCommand || c.Thaw.Late {
+			c.problem("thawed by %s (late=%v), not by the Lambda's thaw command", c.Thaw.ThawedBy, c.Thaw.Late)
+		}
+	}
+
+	e.checkSnapshots(c)
+	if e.Writer != nil && c.Freeze != nil && c.Thaw != nil {
+		c.Stall = stallDuring(e.Writer.Commits(), c.Freeze.StartedAt, c.Thaw.ThawedAt)
+	}
+	return c
+}
+
+// readLambdaResult takes this instance's numbers and status from the
+// Lambda's result document.
+func (c *Cycle) readLambdaResult(out []byte, instanceID string) {
+	if len(out) == 0 || !json.Valid(out) {
+		return
+	}
+	c.Result = out
+	var lr lambdaResult
+	if json.Unmarshal(out, &lr) != nil {
+		return
+	}
+	for _, in := range lr.Instances {
+		if in.InstanceID != instanceID {
+			continue
+		}
+		c.LambdaWindowMS, c.FrozenMS, c.SnapshotCallMS, c.SnapshotAPI = in.LambdaWindowMS, in.WindowMS, in.SnapshotCallMS, in.SnapshotAPI
+		if in.Status != "ok" {
+			c.problem("lambda reports instance %s %s: %s", in.InstanceID, in.Status, strings.Join(in.Errors, "; "))
+		}
+	}
+}
+
+// readHostReports takes hostagent's own reports of this cycle's run, as
+// the stand-in captured them from the SSM script.
+func (c *Cycle) readHostReports(runs []standin.CommandRun) {
+	for _, r := range runs {
+		if r.Invocation.Param("runId") != c.RunID {
 			continue
 		}
 		switch r.Invocation.Param("action") {
@@ -137,18 +168,13 @@ func (e *Env) RunCycle(ctx context.Context, n int, runID string) *Cycle {
 			}
 		}
 	}
-	switch {
-	case c.Freeze == nil:
-		c.problem("no FreezeReport from hostagent (freeze exit %d)", c.FreezeExit)
-	case c.Thaw == nil:
-		c.problem("no ThawReport from hostagent (thaw exit %d)", c.ThawExit)
-	default:
-		c.Window = c.Thaw.ThawedAt.Sub(c.Freeze.StartedAt)
-		if c.Thaw.ThawedBy != contract.ThawedByCommand || c.Thaw.Late {
-			c.problem("thawed by %s (late=%v), not by the Lambda's thaw command", c.Thaw.ThawedBy, c.Thaw.Late)
-		}
-	}
+}
 
+// checkSnapshots collects the cycle's snapshots from the stand-in and
+// checks each: of the data volume, tagged application, with the binlog
+// position hostagent reported.
+func (e *Env) checkSnapshots(c *Cycle) {
+	runID := c.RunID
 	clones := e.Hooks.Clones()
 	for _, s := range e.AWS.Snapshots() {
 		if s.Tags[restore.TagRunID] != runID {
@@ -181,10 +207,6 @@ func (e *Env) RunCycle(ctx context.Context, n int, runID string) *Cycle {
 			}
 		}
 	}
-	if e.Writer != nil && c.Freeze != nil && c.Thaw != nil {
-		c.Stall = stallDuring(e.Writer.Commits(), c.Freeze.StartedAt, c.Thaw.ThawedAt)
-	}
-	return c
 }
 
 // lambdaResult is the part of the Lambda's result document the demo reads.

@@ -40,6 +40,28 @@ func buildBinaries(t testing.TB) string {
 	return bin
 }
 
+// demoWorkDir makes a work dir under /var/tmp (the demo refuses /tmp) and,
+// after the test, releases whatever of the demo's is still under it (the
+// safety net when a test fails midway) and removes it. With mustBeClean
+// anything left to release fails the test.
+func demoWorkDir(t testing.TB, prefix, bin string, mustBeClean bool) string {
+	t.Helper()
+	if err := os.MkdirAll("/var/tmp", 0o1777); err != nil {
+		t.Fatal(err)
+	}
+	work, err := os.MkdirTemp("/var/tmp", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if done, err := Clean(context.Background(), work, bin); mustBeClean && (len(done) > 0 || err != nil) {
+			t.Errorf("demo left resources behind (released now): %v %v", done, err)
+		}
+		os.RemoveAll(work)
+	})
+	return work
+}
+
 func skipUnlessDemoCanRun(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
@@ -61,20 +83,7 @@ func skipUnlessDemoCanRun(t testing.TB) {
 func TestShortDemo(t *testing.T) {
 	skipUnlessDemoCanRun(t)
 	bin := buildBinaries(t)
-	if err := os.MkdirAll("/var/tmp", 0o1777); err != nil {
-		t.Fatal(err)
-	}
-	work, err := os.MkdirTemp("/var/tmp", "quiesce-demo-test-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		// Safety net when the test fails midway: release whatever is left.
-		if done, err := Clean(context.Background(), work, bin); len(done) > 0 || err != nil {
-			t.Errorf("demo left resources behind (released now): %v %v", done, err)
-		}
-		os.RemoveAll(work)
-	})
+	work := demoWorkDir(t, "quiesce-demo-test-", bin, true)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var out syncbuf.Buffer
@@ -171,17 +180,11 @@ func TestPrepareWorkDirRefusesForeignDirectories(t *testing.T) {
 func BenchmarkDemoCycles(b *testing.B) {
 	skipUnlessDemoCanRun(b)
 	bin := buildBinaries(b)
-	work, err := os.MkdirTemp("/var/tmp", "quiesce-demo-bench-")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() {
-		Clean(context.Background(), work, bin) //nolint:errcheck // safety net
-		os.RemoveAll(work)
-	})
+	work := demoWorkDir(b, "quiesce-demo-bench-", bin, false)
 	const cycles = 10
 	b.ResetTimer()
 	var res *RunResult
+	var err error
 	for i := 0; i < b.N; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		res, err = Run(ctx, RunOptions{Config: Config{WorkDir: work, BinDir: bin, Writers: 4}, Cycles: cycles, Interval: time.Second})
@@ -212,11 +215,7 @@ func TestSetupFailureReleasesEverything(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	work, err := os.MkdirTemp("/var/tmp", "quiesce-demo-fail-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(work)
+	work := demoWorkDir(t, "quiesce-demo-fail-", bin, false)
 	env, err := Setup(context.Background(), Config{WorkDir: work, BinDir: bin, PoolSize: 1 << 30, VolumeSize: 16 << 20})
 	if err == nil {
 		env.Close(context.Background())
@@ -240,11 +239,7 @@ func TestSetupFailureReleasesEverything(t *testing.T) {
 func TestCleanReleasesAKilledDemo(t *testing.T) {
 	skipUnlessDemoCanRun(t)
 	bin := buildBinaries(t)
-	work, err := os.MkdirTemp("/var/tmp", "quiesce-demo-clean-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(work)
+	work := demoWorkDir(t, "quiesce-demo-clean-", bin, false)
 	env, err := Setup(context.Background(), Config{WorkDir: work, BinDir: bin, PoolSize: 2 << 30, VolumeSize: 512 << 20, NoRIE: true})
 	if err != nil {
 		t.Fatal(err)

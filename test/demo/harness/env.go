@@ -255,49 +255,9 @@ func Setup(ctx context.Context, cfg Config) (env *Env, err error) {
 	}
 	e.logf("pool     %s (XFS reflink=1 on %s) holds %s.img (XFS on %s, mounted at %s)", e.Pool.Dir, e.Pool.Dev, volID, e.Vol.Dev, e.Vol.Dir)
 
-	e.DB, err = mariadb.Start(mariadb.Options{
-		DataDir: filepath.Join(e.Vol.Dir, DataSubdir), TCP: true, ExtraArgs: ServerArgs, StartTimeout: time.Minute,
-	})
-	if err != nil {
-		return e, fmt.Errorf("start mariadbd: %w", err)
-	}
-	db := e.DB
-	e.cleanup.Push("stop mariadbd", func(context.Context) error { return db.Stop() })
-	e.cleanup.Push("remove hostagent state", func(ctx context.Context) error { return removeStateDir(ctx, e.Cfg.BinDir) })
-	// Runs before the server is stopped (LIFO): a frozen datadir would hang its shutdown.
-	e.cleanup.Push("thaw leftovers", func(ctx context.Context) error { return e.thawAll(ctx) })
-	if e.SQL, err = e.DB.DB(); err != nil {
+	if err := e.startDatabase(ctx); err != nil {
 		return e, err
 	}
-	e.SQL.SetMaxOpenConns(64 + 4)
-	e.SQL.SetMaxIdleConns(16)
-	sqlDB := e.SQL
-	e.cleanup.Push("close sql pool", func(context.Context) error { return sqlDB.Close() })
-	if err := e.SQL.QueryRowContext(ctx, "SELECT VERSION()").Scan(&e.Version); err != nil {
-		return e, err
-	}
-	e.logf("mariadb  %s pid %d, datadir %s, socket %s, port %d, binlog on the same volume", e.Version, e.DB.PID, e.DB.DataDir, e.DB.Socket, e.DB.Port)
-
-	// hostagent reaches MariaDB through a defaults file, as on EC2 (no password on argv).
-	e.DefaultsFile = filepath.Join(cfg.WorkDir, "my.cnf")
-	if err := os.WriteFile(e.DefaultsFile, []byte("[client]\nuser=root\nsocket="+e.DB.Socket+"\n"), 0o600); err != nil {
-		return e, err
-	}
-
-	if err := bank.Load(ctx, e.SQL, demodata.BankSQL); err != nil {
-		return e, err
-	}
-	var gtid string
-	if err := e.SQL.QueryRowContext(ctx, "SELECT @@gtid_binlog_pos").Scan(&gtid); err != nil {
-		return e, err
-	}
-	pos, err := restore.ParseGTIDPos(gtid)
-	if err != nil {
-		return e, err
-	}
-	e.GTIDBase = pos[0].Seq
-	e.logf("bank     1000 accounts, total 1000000000, transfers log gap-free (GTID after load %s)", gtid)
-
 	if err := e.startStandIn(ctx); err != nil {
 		return e, err
 	}
@@ -306,6 +266,56 @@ func Setup(ctx context.Context, cfg Config) (env *Env, err error) {
 	}
 	e.logf("setup    %s", time.Since(t0).Round(time.Millisecond))
 	return e, nil
+}
+
+// startDatabase starts mariadbd on the data volume, opens the writers' pool,
+// writes hostagent's defaults file and loads the bank.
+func (e *Env) startDatabase(ctx context.Context) error {
+	var err error
+	e.DB, err = mariadb.Start(mariadb.Options{
+		DataDir: filepath.Join(e.Vol.Dir, DataSubdir), TCP: true, ExtraArgs: ServerArgs, StartTimeout: time.Minute,
+	})
+	if err != nil {
+		return fmt.Errorf("start mariadbd: %w", err)
+	}
+	db := e.DB
+	e.cleanup.Push("stop mariadbd", func(context.Context) error { return db.Stop() })
+	e.cleanup.Push("remove hostagent state", func(ctx context.Context) error { return removeStateDir(ctx, e.Cfg.BinDir) })
+	// Runs before the server is stopped (LIFO): a frozen datadir would hang its shutdown.
+	e.cleanup.Push("thaw leftovers", func(ctx context.Context) error { return e.thawAll(ctx) })
+	if e.SQL, err = e.DB.DB(); err != nil {
+		return err
+	}
+	e.SQL.SetMaxOpenConns(64 + 4)
+	e.SQL.SetMaxIdleConns(16)
+	sqlDB := e.SQL
+	e.cleanup.Push("close sql pool", func(context.Context) error { return sqlDB.Close() })
+	if err := e.SQL.QueryRowContext(ctx, "SELECT VERSION()").Scan(&e.Version); err != nil {
+		return err
+	}
+	e.logf("mariadb  %s pid %d, datadir %s, socket %s, port %d, binlog on the same volume", e.Version, e.DB.PID, e.DB.DataDir, e.DB.Socket, e.DB.Port)
+
+	// hostagent reaches MariaDB through a defaults file, as on EC2 (no password on argv).
+	e.DefaultsFile = filepath.Join(e.Cfg.WorkDir, "my.cnf")
+	if err := os.WriteFile(e.DefaultsFile, []byte("[client]\nuser=root\nsocket="+e.DB.Socket+"\n"), 0o600); err != nil {
+		return err
+	}
+
+	if err := bank.Load(ctx, e.SQL, demodata.BankSQL); err != nil {
+		return err
+	}
+	var gtid string
+	if err := e.SQL.QueryRowContext(ctx, "SELECT @@gtid_binlog_pos").Scan(&gtid); err != nil {
+		return err
+	}
+	pos, err := restore.ParseGTIDPos(gtid)
+	if err != nil {
+		return err
+	}
+	e.GTIDBase = pos[0].Seq
+	e.logf("bank     1000 accounts, total 1000000000, transfers log gap-free (GTID after load %s)", gtid)
+
+	return nil
 }
 
 // StartWriter starts the transfer writer with that many connections; StopWriter ends it.
@@ -449,9 +459,16 @@ func (p prefixWriter) Write(b []byte) (int, error) {
 
 // Hostagent runs bin/hostagent with args and returns stdout, exit code.
 func (e *Env) Hostagent(ctx context.Context, args ...string) ([]byte, int, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	return runHostagent(ctx, e.Cfg.BinDir, 2*time.Minute, args...)
+}
+
+// runHostagent runs binDir/hostagent on the demo's state dir, bounded by
+// limit, and returns its stdout and exit code (-1 if it did not run); a
+// non-zero exit is an error carrying its stderr.
+func runHostagent(ctx context.Context, binDir string, limit time.Duration, args ...string) ([]byte, int, error) {
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(e.Cfg.BinDir, "hostagent"), args...)
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "hostagent"), args...)
 	cmd.Env = append(os.Environ(), "QUIESCE_STATE_DIR="+StateDir)
 	cmd.WaitDelay = 5 * time.Second
 	var stderr strings.Builder
@@ -524,10 +541,7 @@ func removeStateDir(ctx context.Context, binDir string) error {
 // stateBusy describes a run in the demo's state dir that is held or still
 // has a live holder/guardian ("" when none).
 func stateBusy(ctx context.Context, binDir string) (string, error) {
-	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "hostagent"), "status")
-	cmd.Env = append(os.Environ(), "QUIESCE_STATE_DIR="+StateDir)
-	cmd.WaitDelay = 5 * time.Second
-	out, err := cmd.Output()
+	out, _, err := runHostagent(ctx, binDir, 2*time.Minute, "status")
 	if err != nil {
 		return "", fmt.Errorf("hostagent status before removing %s: %w", StateDir, err)
 	}

@@ -150,20 +150,8 @@ func Run(ctx context.Context, o RunOptions) (res *RunResult, err error) {
 	}
 
 	if !o.NoRestore {
-		env.logf("\nrestore  every snapshot: a new volume from it (FICLONE), loop-attached and mounted (-o nouuid), its binlog checked\n" +
-			"         against the tags, a second mariadbd started on it, the bank checked; the snapshot image itself stays untouched")
-		for _, c := range res.Cycles {
-			for _, s := range c.Snapshots {
-				r, err := env.Drill(ctx, c, s, commits)
-				if err != nil {
-					r.Problems = append(r.Problems, "drill: "+err.Error())
-				}
-				res.Restores = append(res.Restores, r)
-				env.logf("%s", restoreLine(r))
-				if ctx.Err() != nil {
-					return res, ctx.Err()
-				}
-			}
+		if err := env.drillAll(ctx, res, commits); err != nil {
+			return res, err
 		}
 	}
 	if len(res.Restores) > 0 {
@@ -173,6 +161,26 @@ func Run(ctx context.Context, o RunOptions) (res *RunResult, err error) {
 	res.Summary = summarize(res)
 	env.logf("\n%s", SummaryText(res))
 	return res, nil
+}
+
+// drillAll runs the restore drill for every snapshot of the run's cycles.
+func (e *Env) drillAll(ctx context.Context, res *RunResult, commits []bank.Commit) error {
+	e.logf("\nrestore  every snapshot: a new volume from it (FICLONE), loop-attached and mounted (-o nouuid), its binlog checked\n" +
+		"         against the tags, a second mariadbd started on it, the bank checked; the snapshot image itself stays untouched")
+	for _, c := range res.Cycles {
+		for _, s := range c.Snapshots {
+			r, err := e.Drill(ctx, c, s, commits)
+			if err != nil {
+				r.Problems = append(r.Problems, "drill: "+err.Error())
+			}
+			res.Restores = append(res.Restores, r)
+			e.logf("%s", restoreLine(r))
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+		}
+	}
+	return nil
 }
 
 // Drill runs the restore drill for one snapshot of a cycle. As on EBS, the

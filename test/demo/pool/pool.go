@@ -288,7 +288,7 @@ func NewPool(ctx context.Context, cl *Cleanup, workdir string, size int64) (*Poo
 }
 
 // Volume is an "EBS volume": an XFS image inside the pool, named vol-<hex>.img
-// so hostagent maps its loop device to that volume id (contract 3).
+// so hostagent maps its loop device to that volume id (hostagent/internal/volumes).
 type Volume struct {
 	ID    string // vol-…
 	Image string // pool/vol-….img

@@ -24,7 +24,7 @@ import (
 	"github.com/quiesce/quiesce/test/fixture/mariadb"
 )
 
-// Snapshot tag keys the drill reads (the Lambda writes them).
+// Snapshot tag keys the drill reads (docs/architecture.md#wire-contract).
 const (
 	TagConsistency = contract.TagConsistency
 	TagBinlogFile  = contract.TagBinlogFile
@@ -134,26 +134,9 @@ func Drill(ctx context.Context, snap Snapshot, o Options) (res Result, err error
 	checkBinlog(ctx, datadir, o.BinlogBase, snap, &res)
 
 	// 2. A second server on the copy must start.
-	m, err := mariadb.Start(mariadb.Options{
-		DataDir:      datadir,
-		TCP:          true,
-		ExtraArgs:    append([]string{"--log-bin=" + o.BinlogBase, "--server-id=1"}, o.ServerArgs...),
-		StartTimeout: o.StartTimeout,
-	})
-	if err != nil {
-		res.problem("restored mariadbd did not start: %v", err)
+	m := startRestored(datadir, o, &res, &cl)
+	if m == nil {
 		return res, nil
-	}
-	res.Started = true
-	res.StartupTime = m.StartupTime
-	cl.Push("stop restored mariadbd", func(context.Context) error { return m.Stop() })
-	if logData, err := os.ReadFile(m.ErrorLog); err == nil {
-		res.Recovery = ParseErrorLog(bytes.NewReader(logData))
-		for _, e := range res.Recovery.Errors {
-			res.problem("restored server logged %s", e)
-		}
-	} else {
-		res.problem("read restored error log: %v", err)
 	}
 
 	db, err := m.DB()
@@ -182,6 +165,34 @@ func Drill(ctx context.Context, snap Snapshot, o Options) (res Result, err error
 	// 5. No commit acknowledged before the freeze began is missing.
 	checkNoLostCommits(snap, o.Commits, &res)
 	return res, nil
+}
+
+// startRestored starts a second server on the copy (stopped by cl) and
+// reads what its recovery logged. nil when it did not start: that is a
+// problem of the snapshot, recorded in res, not an error of the drill.
+func startRestored(datadir string, o Options, res *Result, cl *pool.Cleanup) *mariadb.Server {
+	m, err := mariadb.Start(mariadb.Options{
+		DataDir:      datadir,
+		TCP:          true,
+		ExtraArgs:    append([]string{"--log-bin=" + o.BinlogBase, "--server-id=1"}, o.ServerArgs...),
+		StartTimeout: o.StartTimeout,
+	})
+	if err != nil {
+		res.problem("restored mariadbd did not start: %v", err)
+		return nil
+	}
+	res.Started = true
+	res.StartupTime = m.StartupTime
+	cl.Push("stop restored mariadbd", func(context.Context) error { return m.Stop() })
+	if logData, err := os.ReadFile(m.ErrorLog); err == nil {
+		res.Recovery = ParseErrorLog(bytes.NewReader(logData))
+		for _, e := range res.Recovery.Errors {
+			res.problem("restored server logged %s", e)
+		}
+	} else {
+		res.problem("read restored error log: %v", err)
+	}
+	return m
 }
 
 func checkBinlog(ctx context.Context, datadir, base string, snap Snapshot, res *Result) {
