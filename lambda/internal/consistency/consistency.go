@@ -137,10 +137,12 @@ func thawConfirmed(ev Evidence) (string, bool) {
 
 // heldUntilThaw: our thaw ended the hold, or hostagent's deadline did after
 // it (a late thaw: the calls returned in time, checked by returnedInTime).
-// A hold ended otherwise (recovery after a holder died) is not trusted.
+// A hold ended otherwise is not trusted, late or not: recovery after the
+// holder died (its connection, and so the MySQL lock, went with it at an
+// unknown moment), or a holder that thawed early on a signal.
 func heldUntilThaw(ev Evidence) (string, bool) {
 	tr := ev.Thaw
-	if tr == nil || tr.Late || tr.ThawedBy == contract.ThawedByCommand {
+	if tr == nil || tr.ThawedBy == contract.ThawedByCommand || (tr.ThawedBy == contract.ThawedByDeadline && tr.Late) {
 		return "", false
 	}
 	return "hold ended by " + tr.ThawedBy + ", not by our thaw", true

@@ -48,6 +48,9 @@ func TestDecide(t *testing.T) {
 			ev.CallsReturned = sent.Add(2 * timeout)
 		}), true, false, "after freeze_timeout"},
 		{"hold ended by recovery", with(func(ev *Evidence) { ev.Thaw = &contract.ThawReport{ThawedBy: contract.ThawedByRecovery} }), true, false, "hold ended by recovery, not by our thaw"},
+		{"hold ended by recovery, reported late as hostagent does", with(func(ev *Evidence) {
+			ev.Thaw = &contract.ThawReport{ThawedBy: contract.ThawedByRecovery, Late: true}
+		}), true, false, "hold ended by recovery, not by our thaw"},
 		{"hold ended by the deadline, not reported late", with(func(ev *Evidence) { ev.Thaw = &contract.ThawReport{ThawedBy: contract.ThawedByDeadline} }), true, false, "hold ended by deadline"},
 		{"lock lost during the hold", with(func(ev *Evidence) {
 			ev.Thaw = &contract.ThawReport{ThawedBy: contract.ThawedByCommand, LockLost: &contract.LockLoss{AfterMS: 812.4, Reason: "connection killed (KILL 42)"}}
