@@ -178,7 +178,10 @@ func TestVolumeHooks(t *testing.T) {
 	mounted := true
 	s.VolumeHooks = VolumeHooks{
 		OnCreateVolume: func(_ context.Context, vol, sn string) error { calls = append(calls, "create "+sn); return nil },
-		OnAttachVolume: func(_ context.Context, inst, vol, dev string) error { calls = append(calls, "attach "+inst+" "+dev); return nil },
+		OnAttachVolume: func(_ context.Context, inst, vol, dev string) error {
+			calls = append(calls, "attach "+inst+" "+dev)
+			return nil
+		},
 		OnDetachVolume: func(_ context.Context, inst, vol, dev string, force bool) error {
 			calls = append(calls, "detach "+inst+" "+dev)
 			if mounted {
@@ -186,7 +189,10 @@ func TestVolumeHooks(t *testing.T) {
 			}
 			return nil
 		},
-		OnDeleteVolume: func(_ context.Context, vol string) error { calls = append(calls, "delete"); return errors.New("disk full") },
+		OnDeleteVolume: func(_ context.Context, vol string) error {
+			calls = append(calls, "delete")
+			return errors.New("disk full")
+		},
 	}
 	e, _ := clients(t, s)
 	ctx := context.Background()
