@@ -129,8 +129,8 @@ func TestAction(t *testing.T) {
 	env := envOf("QUIESCE_STACK", "prod-db")
 	for _, tc := range []struct {
 		raw, action, err string
-		runIDGiven      bool
-		verify          string
+		runIDGiven       bool
+		verify           string
 	}{
 		{raw: `{"targets":{"instance_ids":["i-0123456789abcdef0"]}}`, action: ActionSnapshot},
 		{raw: `{"action":"snapshot","targets":{"instance_ids":["i-0123456789abcdef0"]}}`, action: ActionSnapshot},
