@@ -2,6 +2,7 @@ package verify_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"strings"
@@ -9,6 +10,9 @@ import (
 	"time"
 
 	"github.com/quiesce/quiesce/contract"
+	"github.com/quiesce/quiesce/lambda/internal/event"
+	"github.com/quiesce/quiesce/lambda/internal/handler"
+	"github.com/quiesce/quiesce/lambda/internal/orchestrate"
 	"github.com/quiesce/quiesce/lambda/internal/retention"
 	"github.com/quiesce/quiesce/lambda/internal/verify"
 	"github.com/quiesce/quiesce/test/awslocal"
@@ -347,6 +351,29 @@ func TestWireVerifyStepErrorIsResumed(t *testing.T) {
 	}
 	if n := len(e.srv.CallsOf("CreateVolume")); n != 2 {
 		t.Fatalf("CreateVolume calls = %d: the resumed run made new volumes", n)
+	}
+	e.assertClean()
+}
+
+// The Lambda handler dispatches "action":"verify" to the verify runner and
+// rejects bad verify options before touching anything.
+func TestWireHandlerDispatchesVerify(t *testing.T) {
+	e := newEnv(t, true)
+	env := map[string]string{"QUIESCE_STACK": stack}
+	h := &handler.Handler{Runner: orchestrate.NewRunner(e.ec2, e.ssm, e.clock, nil, nil), Verifier: e.runner,
+		Getenv: func(k string) string { return env[k] }, Log: slog.New(slog.NewJSONHandler(e.logs, nil))}
+	out, err := h.Handle(context.Background(), json.RawMessage(baseEvent))
+	res, ok := out.(*verify.Result)
+	if err != nil || !ok || only(t, res).Status != verify.StatusOK {
+		t.Fatalf("Handle = %+v, %v", out, err)
+	}
+	_, err = h.Handle(context.Background(), json.RawMessage(`{"action":"verify","targets":{"instance_ids":["`+source+`"]},"verify":{"max_hours":99}}`))
+	var ve *event.ValidationError
+	if !errors.As(err, &ve) || !strings.Contains(err.Error(), `verify.max_hours "99"`) {
+		t.Fatalf("bad options: %v", err)
+	}
+	if n := len(e.srv.CallsOf("CreateVolume")); n != 2 {
+		t.Fatalf("CreateVolume calls = %d", n)
 	}
 	e.assertClean()
 }
