@@ -66,7 +66,7 @@ func (r *Runner) send(ctx context.Context, cfg *Config, j *job) (bool, error) {
 		j.state = StateCreating // re-create or re-attach what went
 		return true, r.tagVolumes(ctx, j, map[string]string{TagVerifyState: StateCreating})
 	}
-	if !ready {
+	if !ready || r.Clock.Now().Before(j.notBefore) {
 		return false, nil
 	}
 	ping, err := r.pingStatus(ctx, []string{j.verifier})
@@ -82,6 +82,12 @@ func (r *Runner) send(ctx context.Context, cfg *Config, j *job) (bool, error) {
 	out, err := r.SSM.SendCommand(ctx, &ssm.SendCommandInput{DocumentName: aws.String(cfg.Document), InstanceIds: []string{j.verifier},
 		Parameters: r.commandParams(cfg, j), TimeoutSeconds: aws.Int32(int32(r.DeliveryTimeout.Seconds())),
 		Comment: aws.String(truncateTo("quiesce verify "+j.set.instanceID+" "+j.set.runID, 100))}, awsapi.NoSSMRetry)
+	if awsapi.Code(err) == "InvalidParameters" {
+		// A tag value of the set the document does not accept: no retry
+		// changes that.
+		j.fail("the verify document refused the parameters: "+err.Error(), false)
+		return true, nil
+	}
 	if err != nil {
 		return false, fmt.Errorf("send the verify command to %s: %w", j.verifier, err)
 	}
@@ -131,7 +137,7 @@ func (r *Runner) failedCommand(ctx context.Context, j *job, out *ssm.GetCommandI
 		j.fail(note, false)
 	case exitBusy:
 		r.Log.Warn("verifier busy; sending again later", "verifier", j.verifier, "command_id", j.commandID)
-		j.state, j.commandID = StateAttached, ""
+		j.state, j.commandID, j.notBefore = StateAttached, "", r.Clock.Now().Add(r.BusyRetry)
 		return false, r.tagVolumes(ctx, j, map[string]string{TagVerifyState: StateAttached, TagVerifyCommand: ""})
 	default:
 		why := lastLine(aws.ToString(out.StandardErrorContent))

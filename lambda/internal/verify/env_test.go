@@ -169,7 +169,7 @@ func newEnv(t *testing.T, withVerifier bool) *env {
 
 func (e *env) newRunner() *verify.Runner {
 	r := verify.NewRunner(e.ec2, e.ssm, e.clock, slog.New(slog.NewJSONHandler(e.logs, nil)), &metrics.Emitter{W: e.emf, Stack: stack})
-	r.Poll, r.Reserve, r.MinStart, r.LostAfter = 10*time.Millisecond, 100*time.Millisecond, 100*time.Millisecond, time.Minute
+	r.Poll, r.Reserve, r.MinStart, r.LostAfter, r.BusyRetry = 10*time.Millisecond, 100*time.Millisecond, 100*time.Millisecond, time.Minute, 50*time.Millisecond
 	return r
 }
 

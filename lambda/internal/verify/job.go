@@ -55,6 +55,8 @@ type job struct {
 	report *contract.VerifyReport
 	// snapTagged: the outcome is on the source snapshots (this invocation).
 	snapTagged bool
+	// notBefore: do not send the command before then (hostagent was busy).
+	notBefore time.Time
 }
 
 func newJob(set *snapshotSet, verifier string, now time.Time) *job {

@@ -57,6 +57,9 @@ type Runner struct {
 	DeliveryTimeout time.Duration
 	// MinStart: do not start a new verification with less time left.
 	MinStart time.Duration
+	// BusyRetry: after hostagent answered busy (exit 3), wait this long
+	// before sending the command again.
+	BusyRetry time.Duration
 }
 
 // NewRunner returns a Runner with production settings.
@@ -68,7 +71,7 @@ func NewRunner(e awsapi.VerifyEC2, s awsapi.SSM, c clock.Clock, log *slog.Logger
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Runner{EC2: e, SSM: s, Clock: c, Log: log, Metrics: m, Reserve: 10 * time.Second, Poll: 10 * time.Second,
-		LostAfter: 5 * time.Minute, DeliveryTimeout: 10 * time.Minute, MinStart: 30 * time.Second}
+		LostAfter: 5 * time.Minute, DeliveryTimeout: 10 * time.Minute, MinStart: 30 * time.Second, BusyRetry: time.Minute}
 }
 
 // Statuses of a verification in the result.

@@ -377,3 +377,40 @@ func TestWireHandlerDispatchesVerify(t *testing.T) {
 	}
 	e.assertClean()
 }
+
+// hostagent busy (exit 3) is not the set's failure: the command is sent
+// again after BusyRetry and the set verified.
+func TestWireVerifierBusyIsRetried(t *testing.T) {
+	e := newEnv(t, true)
+	busy := true
+	e.host.Result = func(inv awslocal.Invocation) awslocal.CommandResult {
+		if busy {
+			busy = false
+			return awslocal.CommandResult{ResponseCode: 3, Stdout: `{"error":"another verification holds the lock","exit_code":3}`}
+		}
+		return report(contract.VerifyReport{OK: true, Volumes: strings.Split(inv.Param("volumes"), ",")}, 0)
+	}
+	res, err := e.run(baseEvent, 0)
+	if v := only(t, res); err != nil || v.Status != verify.StatusOK {
+		t.Fatalf("verification: %v %+v", err, v)
+	}
+	sends := e.srv.CallsOf("SendCommand")
+	if len(sends) != 2 || sends[1].At.Sub(sends[0].At) < 50*time.Millisecond {
+		t.Fatalf("SendCommand calls = %d (%v): want a second one after BusyRetry", len(sends), sends)
+	}
+	e.assertClean()
+}
+
+// A set whose tags the verify document refuses (here a binlog file name
+// with a space) fails at once with the reason, instead of retrying until
+// VerifyMaxHours.
+func TestWireVerifyParametersRefused(t *testing.T) {
+	e := newEnv(t, true)
+	e.addSet("r-odd", e.clock.Now(), "application", map[string]string{"quiesce:binlog-file": "bin log.000001"})
+	res, err := e.run(baseEvent, 0)
+	v := only(t, res)
+	if err != nil || v.RunID != "r-odd" || v.Status != verify.StatusFailed || !strings.Contains(v.Reason, "refused the parameters") || !strings.Contains(v.Reason, "expectBinlogFile") {
+		t.Fatalf("verification: %v %+v", err, v)
+	}
+	e.assertClean()
+}
