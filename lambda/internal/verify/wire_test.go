@@ -9,6 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/lambda/internal/event"
 	"github.com/quiesce/quiesce/lambda/internal/handler"
@@ -413,4 +417,47 @@ func TestWireVerifyParametersRefused(t *testing.T) {
 		t.Fatalf("verification: %v %+v", err, v)
 	}
 	e.assertClean()
+}
+
+// Volumes tagged as this stack's verify volumes go in the end whatever their
+// tags say: one without any progress tag (failed: nothing to verify), and two
+// claiming the same source snapshot of r-old (a verification of r-old in
+// progress, which is finished: the duplicate is deleted with the rest).
+func TestWireStrayVerifyVolumesAreDeleted(t *testing.T) {
+	e := newEnv(t, true)
+	mk := func(kv ...string) {
+		tags := []ec2types.Tag{{Key: aws.String("quiesce:stack"), Value: aws.String(stack)}, {Key: aws.String("quiesce:purpose"), Value: aws.String("verify")}}
+		for i := 0; i+1 < len(kv); i += 2 {
+			tags = append(tags, ec2types.Tag{Key: aws.String(kv[i]), Value: aws.String(kv[i+1])})
+		}
+		_, err := e.ec2.CreateVolume(context.Background(), &ec2.CreateVolumeInput{AvailabilityZone: aws.String("us-east-1b"), SnapshotId: aws.String(e.sets["r-old"][0]),
+			TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeVolume, Tags: tags}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk()
+	dup := []string{"quiesce:run-id", "r-old", "quiesce:instance", source, "quiesce:source-snapshot", e.sets["r-old"][0], "quiesce:verify-state", "creating",
+		"quiesce:verifier", verifier, "quiesce:verify-started", e.clock.Now().UTC().Format("2006-01-02T15:04:05Z")}
+	mk(dup...)
+	mk(dup...)
+	// Someone else's volume is never touched.
+	_, err := e.ec2.CreateVolume(context.Background(), &ec2.CreateVolumeInput{AvailabilityZone: aws.String("us-east-1b"), SnapshotId: aws.String(e.sets["r-old"][0]),
+		TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeVolume, Tags: []ec2types.Tag{
+			{Key: aws.String("quiesce:stack"), Value: aws.String("other-stack")}, {Key: aws.String("quiesce:purpose"), Value: aws.String("verify")}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.run(baseEvent, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Verifications) != 2 || res.Verifications[0].Status != verify.StatusFailed || res.Verifications[0].VerifySeconds != 0 ||
+		res.Verifications[1].RunID != "r-old" || res.Verifications[1].Status != verify.StatusOK {
+		t.Fatalf("verifications: %+v", res.Verifications)
+	}
+	left := e.verifyVolumes()
+	if len(left) != 1 || left[0].Tags["quiesce:stack"] != "other-stack" {
+		t.Fatalf("volumes left: %+v", left)
+	}
 }
