@@ -461,3 +461,41 @@ func TestWireStrayVerifyVolumesAreDeleted(t *testing.T) {
 		t.Fatalf("volumes left: %+v", left)
 	}
 }
+
+// Instances chosen by tag are verified one after the other in one
+// invocation: never two verifications on the verifier at once.
+func TestWireVerifyFleetOneAtATime(t *testing.T) {
+	e := newEnv(t, true)
+	const second = "i-0123456789abcdef1"
+	e.srv.AddInstance(awslocal.Instance{ID: second, Tags: map[string]string{"quiesce:enabled": "true"}, BlockDevices: []awslocal.BlockDevice{{DeviceName: "/dev/xvda", VolumeID: "vol-0000000000002root"}}})
+	e.srv.AddInstance(awslocal.Instance{ID: "i-0123456789abcdef2", Tags: map[string]string{"quiesce:enabled": "false"}})
+	for i, run := range []string{"r-b1", "r-b2"} {
+		id := e.srv.AddSnapshot(awslocal.Snapshot{VolumeID: "vol-0000000000002data", VolumeSize: 8, StartTime: e.clock.Now().Add(time.Duration(i-2) * time.Hour),
+			Tags: map[string]string{"quiesce:stack": stack, "quiesce:run-id": run, "quiesce:instance": second, "quiesce:consistency": "application", "quiesce:device": "/dev/sdf"}})
+		e.sets[run] = []string{id}
+	}
+	e.srv.CommandDelay = 20 * time.Millisecond
+	res, err := e.run(`{"action":"verify","targets":{"tags":{"quiesce:enabled":"true"}}}`, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Verifications) != 2 || res.Verifications[0].InstanceID != source || res.Verifications[1].InstanceID != second ||
+		res.Verifications[0].Status != verify.StatusOK || res.Verifications[1].Status != verify.StatusOK {
+		t.Fatalf("verifications = %+v", res.Verifications)
+	}
+	// The second instance's set without expectations: no binlog tags on it.
+	invs := e.host.Invocations()
+	if len(invs) != 2 || invs[1].Param("expectBinlogFile") != "" || len(strings.Split(invs[1].Param("volumes"), ",")) != 1 {
+		t.Fatalf("invocations = %+v", invs)
+	}
+	cmds := e.srv.Commands()
+	if len(cmds) != 2 || !cmds[1].RequestedAt.After(cmds[0].EndedAt) {
+		t.Fatalf("commands overlap: %+v", cmds)
+	}
+	for _, tags := range e.snapTags("r-b2") {
+		if tags[verify.TagVerified] != "ok" {
+			t.Fatalf("r-b2 (the newest of %s) not verified: %v", second, tags)
+		}
+	}
+	e.assertClean()
+}
