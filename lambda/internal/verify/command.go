@@ -58,6 +58,10 @@ func (r *Runner) commandParams(cfg *Config, j *job) map[string][]string {
 
 // send runs hostagent verify on the verifier once every volume is attached.
 func (r *Runner) send(ctx context.Context, cfg *Config, j *job) (bool, error) {
+	if len(j.set.snaps) == 0 {
+		j.fail("no snapshot to verify", true)
+		return true, nil
+	}
 	if err := r.refreshVolumes(ctx, cfg, j); err != nil {
 		return false, err
 	}

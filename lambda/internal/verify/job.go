@@ -202,7 +202,11 @@ func (r *Runner) loadSet(ctx context.Context, cfg *Config, j *job) error {
 		sort.Slice(j.set.snaps, func(a, b int) bool {
 			return aws.ToString(j.set.snaps[a].SnapshotId) < aws.ToString(j.set.snaps[b].SnapshotId)
 		})
-		j.fail("the source snapshots of run "+j.set.runID+" are gone", true)
+		note := "the source snapshots of run " + j.set.runID + " are gone"
+		if j.set.runID == "" {
+			note = "a verify volume of this stack names no source run"
+		}
+		j.fail(note, true)
 		return nil
 	}
 	j.set.snaps = set.snaps
