@@ -16,6 +16,11 @@ const (
 	TagGTID        = "quiesce:gtid"
 	TagIncomplete  = "quiesce:incomplete"
 	TagNote        = "quiesce:note"
+	// Written on a set's snapshots when a verification of it ended
+	// (docs/architecture.md#restore-verification).
+	TagVerified   = "quiesce:verified" // VerifiedOK | VerifiedFailed
+	TagVerifiedAt = "quiesce:verified-at"
+	TagVerifyNote = "quiesce:verify-note" // the first reason of a failure
 	// TagName is EC2's display name tag; quiesce sets it on every snapshot.
 	TagName = "Name"
 )
@@ -26,7 +31,31 @@ const (
 var SnapshotTagKeys = [...]string{
 	TagStack, TagRunID, TagInstance, TagDevice, TagMounts, TagConsistency, TagLock,
 	TagBinlogFile, TagBinlogPos, TagGTID, TagIncomplete, TagNote, TagName,
+	TagVerified, TagVerifiedAt, TagVerifyNote,
 }
+
+// Values of TagVerified.
+const (
+	VerifiedOK     = "ok"
+	VerifiedFailed = "failed"
+)
+
+// Tags on the temporary volumes a verification creates (with TagStack,
+// TagRunID and TagInstance of the source set): its progress, so that the
+// next invocation resumes it, and what IAM keys Detach/Delete on.
+const (
+	TagPurpose        = "quiesce:purpose" // always PurposeVerify
+	TagSourceSnapshot = "quiesce:source-snapshot"
+	TagVerifier       = "quiesce:verifier"
+	TagVerifyState    = "quiesce:verify-state" // creating | attached | running | cleanup
+	TagVerifyStarted  = "quiesce:verify-started"
+	TagVerifyCommand  = "quiesce:verify-command"
+	TagVerifySent     = "quiesce:verify-sent"
+	TagVerifyResult   = "quiesce:verify-result" // VerifiedOK | VerifiedFailed, from cleanup on
+	TagVerifyEnded    = "quiesce:verify-ended"
+	TagVerifyForce    = "quiesce:verify-force" // "true": detach with Force
+	PurposeVerify     = "verify"
+)
 
 // Tag budget: EC2 allows MaxTagsPerResource tags on a snapshot; quiesce
 // reserves one per key it may write, the event's snapshot_tags get the rest.
@@ -53,4 +82,7 @@ const (
 	InstanceTagMounts        = "quiesce:mounts"
 	InstanceTagMySQLLock     = "quiesce:mysql-lock"
 	InstanceTagFreezeTimeout = "quiesce:freeze-timeout"
+	// InstanceTagRole=<VerifierTagValue> marks a verifier instance; IAM lets
+	// the verify document and AttachVolume reach only those.
+	InstanceTagRole = "quiesce:role"
 )

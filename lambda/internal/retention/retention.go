@@ -39,7 +39,7 @@ const (
 	tagStack      = contract.TagStack
 	tagRunID      = contract.TagRunID
 	tagIncomplete = contract.TagIncomplete
-	tagPurpose    = "quiesce:purpose"
+	tagPurpose    = contract.TagPurpose
 )
 
 // The SDK client lists volumes; a narrower EC2 that does not (a test fake)

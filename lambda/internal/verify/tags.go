@@ -6,51 +6,43 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+
+	"github.com/quiesce/quiesce/contract"
 )
 
-// Tag keys the snapshot run writes and this action reads (README "Honest
-// tags"; a test keeps them equal to the orchestrator's).
+// Tag keys, all from the contract (docs/architecture.md#wire-contract).
 const (
-	TagStack       = "quiesce:stack"
-	TagRunID       = "quiesce:run-id"
-	TagInstance    = "quiesce:instance"
-	TagDevice      = "quiesce:device"
-	TagConsistency = "quiesce:consistency"
-	TagIncomplete  = "quiesce:incomplete"
-	TagBinlogFile  = "quiesce:binlog-file"
-	TagBinlogPos   = "quiesce:binlog-pos"
-	TagGTID        = "quiesce:gtid"
-)
-
-// Tags of the verify action.
-const (
-	// TagRole=<VerifierTag> marks a verifier instance.
-	TagRole = "quiesce:role"
-	// On the source snapshots, once a verification ended.
-	TagVerified   = "quiesce:verified" // ok | failed
-	TagVerifiedAt = "quiesce:verified-at"
-	TagVerifyNote = "quiesce:verify-note" // the first reason of a failure
-	// On the temporary volumes (with quiesce:stack, quiesce:run-id and
-	// quiesce:instance of the source set): the progress of a verification,
-	// so that the next invocation resumes it.
-	TagPurpose        = "quiesce:purpose" // always PurposeVerify
-	TagSourceSnapshot = "quiesce:source-snapshot"
-	TagVerifier       = "quiesce:verifier"
-	TagVerifyState    = "quiesce:verify-state" // creating | attached | running | cleanup
-	TagVerifyStarted  = "quiesce:verify-started"
-	TagVerifyCommand  = "quiesce:verify-command"
-	TagVerifySent     = "quiesce:verify-sent"
-	TagVerifyResult   = "quiesce:verify-result" // ok | failed, from the cleanup state on
-	TagVerifyEnded    = "quiesce:verify-ended"
-	TagVerifyForce    = "quiesce:verify-force" // "true": detach with Force
+	TagStack          = contract.TagStack
+	TagRunID          = contract.TagRunID
+	TagInstance       = contract.TagInstance
+	TagDevice         = contract.TagDevice
+	TagConsistency    = contract.TagConsistency
+	TagIncomplete     = contract.TagIncomplete
+	TagBinlogFile     = contract.TagBinlogFile
+	TagBinlogPos      = contract.TagBinlogPos
+	TagGTID           = contract.TagGTID
+	TagRole           = contract.InstanceTagRole
+	TagVerified       = contract.TagVerified
+	TagVerifiedAt     = contract.TagVerifiedAt
+	TagVerifyNote     = contract.TagVerifyNote
+	TagPurpose        = contract.TagPurpose
+	TagSourceSnapshot = contract.TagSourceSnapshot
+	TagVerifier       = contract.TagVerifier
+	TagVerifyState    = contract.TagVerifyState
+	TagVerifyStarted  = contract.TagVerifyStarted
+	TagVerifyCommand  = contract.TagVerifyCommand
+	TagVerifySent     = contract.TagVerifySent
+	TagVerifyResult   = contract.TagVerifyResult
+	TagVerifyEnded    = contract.TagVerifyEnded
+	TagVerifyForce    = contract.TagVerifyForce
 )
 
 // Values.
 const (
-	PurposeVerify = "verify"
-	ResultOK      = "ok"
-	ResultFailed  = "failed"
-	Application   = "application"
+	PurposeVerify = contract.PurposeVerify
+	ResultOK      = contract.VerifiedOK
+	ResultFailed  = contract.VerifiedFailed
+	Application   = contract.ConsistencyApplication
 )
 
 // Progress states of a verification, in order.
