@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"time"
 
@@ -226,17 +227,20 @@ func (a *Agent) abandon(runID string, why error) {
 	if run, err = a.Dir.Read(runID); err != nil || !run.Active() {
 		return
 	}
-	done := make(chan []contract.MountThaw, 1)
-	go func() { out, _ := a.thawRun(run); done <- out }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		a.log().Error("thaw after abandoned holder did not return", "run", runID)
+	mounts, _ := a.thawRun(run) // bounded: a FITHAW that blocks is left pending
+	a.restoreRCU(run)
+	run.RCURestore = false
+	if pending := pendingThaws(mounts); len(pending) > 0 {
+		// Not "failed", which nothing retries: the run stays active with the
+		// mounts to thaw, and the guardian (not stopped) and recovery retry.
+		a.log().Error("thaw after abandoned holder did not return", "run", runID, "pending", pending)
+		run.ThawPending = pending
+		run.Error = why.Error() + "; thaw of " + strings.Join(pending, ", ") + " did not return, left to retry"
+		_ = a.Dir.Write(run)
+		return
 	}
 	_ = killProc(run.Guardian)
-	a.restoreRCU(run)
 	run.Status = state.StatusFailed
 	run.Error = why.Error()
-	run.RCURestore = false
 	_ = a.Dir.Write(run)
 }

@@ -41,6 +41,7 @@ func (a *Agent) Guardian(ctx context.Context, runID string, holder state.Proc, d
 		}
 	}
 	rcuRestored := false
+wait:
 	for {
 		remaining := state.UntilMono(deadlineMono)
 		if remaining <= 0 {
@@ -66,6 +67,10 @@ func (a *Agent) Guardian(ctx context.Context, runID string, holder state.Proc, d
 				a.log().Info("run finished; guardian exits", "status", run.Status)
 				return nil
 			}
+			if err == nil && len(run.ThawPending) > 0 {
+				a.log().Warn("holder gone with a thaw outstanding; retrying now", "pending", run.ThawPending)
+				break wait
+			}
 			if err == nil && run.RCURestore && !rcuRestored {
 				// The holder died while freezing: the mounts stay held until
 				// the deadline, but the machine-wide knob goes back now.
@@ -84,30 +89,72 @@ func (a *Agent) Guardian(ctx context.Context, runID string, holder state.Proc, d
 		return nil
 	}
 	a.log().Warn("deadline reached; thawing")
+	return a.deadlineThaw(ctx, run, holder)
+}
+
+// deadlineThaw is the guardian's act at the deadline: thaw, end the holder,
+// thaw once more (a FITHAW that ran just before the holder's last FIFREEZE
+// found nothing to thaw; with the holder gone nothing can freeze again), and
+// record. While a FITHAW has not returned the run stays active and the
+// guardian keeps retrying for guardianRetryFor (then recovery does).
+func (a *Agent) deadlineThaw(ctx context.Context, run *state.Run, holder state.Proc) error {
 	mounts, terr := a.thawRun(run)
 	if terr != nil {
 		a.log().Error("deadline thaw", "err", terr)
 	}
 	a.restoreRCU(run)
-	exited := waitExit(holder, guardianGrace)
-	if !exited {
-		a.log().Warn("holder still alive after the deadline; SIGKILL", "holder_pid", holder.PID)
-		_ = killProc(holder)
-		exited = waitExit(holder, time.Second)
-		if !exited && run.ConnectionID != 0 && a.MySQL.KillConnection != nil {
-			kctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			if err := a.MySQL.KillConnection(kctx, run.MySQL, run.ConnectionID); err != nil {
-				a.log().Error("KILL of the holder's connection", "err", err)
-			}
-			cancel()
+	exited := a.endHolder(ctx, run, holder)
+	if exited {
+		again, _ := a.thawRun(run)
+		mounts = mergeThaws(mounts, again)
+	}
+	for retryUntil := time.Now().Add(guardianRetryFor); ; {
+		now := time.Now()
+		rep := contract.ThawReport{RunID: run.RunID, ThawedBy: contract.ThawedByDeadline, HeldMS: heldMS(run, now),
+			Mounts: mounts, MySQLUnlocked: exited || run.LockMode == contract.LockNone, Late: true, ThawedAt: now.UTC()}
+		if _, err := a.finish(run, rep); err != nil {
+			a.log().Error("state write", "err", err)
+		}
+		if len(pendingThaws(mounts)) == 0 || now.After(retryUntil) {
+			break
+		}
+		time.Sleep(guardianRetryEvery)
+		again, _ := a.thawRun(run)
+		mounts = mergeThaws(mounts, again)
+	}
+	os.Remove(a.Dir.SocketPath(run.RunID))
+	return nil
+}
+
+// endHolder gives the holder a moment to unlock and exit on its own, then
+// SIGKILLs it; if even that does not end it, KILLs its MySQL connection. It
+// reports whether the holder is gone.
+func (a *Agent) endHolder(ctx context.Context, run *state.Run, holder state.Proc) bool {
+	if waitExit(holder, guardianGrace) {
+		return true
+	}
+	a.log().Warn("holder still alive after the deadline; SIGKILL", "holder_pid", holder.PID)
+	_ = killProc(holder)
+	if waitExit(holder, time.Second) {
+		return true
+	}
+	if run.ConnectionID != 0 && a.MySQL.KillConnection != nil {
+		kctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		if err := a.MySQL.KillConnection(kctx, run.MySQL, run.ConnectionID); err != nil {
+			a.log().Error("KILL of the holder's connection", "err", err)
+		}
+		cancel()
+	}
+	return false
+}
+
+// mergeThaws combines two passes over the same mounts: thawed in either counts.
+func mergeThaws(first, again []contract.MountThaw) []contract.MountThaw {
+	out := append([]contract.MountThaw(nil), first...)
+	for i := range out {
+		if i < len(again) && !out[i].Thawed {
+			out[i] = again[i]
 		}
 	}
-	now := time.Now()
-	rep := contract.ThawReport{RunID: runID, ThawedBy: contract.ThawedByDeadline, HeldMS: heldMS(run, now),
-		Mounts: mounts, MySQLUnlocked: exited || run.LockMode == contract.LockNone, Late: true, ThawedAt: now.UTC()}
-	if _, err := a.finish(runID, rep); err != nil {
-		a.log().Error("state write", "err", err)
-	}
-	os.Remove(a.Dir.SocketPath(runID))
-	return nil
+	return out
 }

@@ -76,6 +76,10 @@ func (a *Agent) Holder(ctx context.Context, runID string, reportPipe, control *o
 		a.log().Error("freeze failed; undone", "err", err)
 		failed := *run
 		failed.Status, failed.Error = state.StatusFailed, err.Error()
+		if len(run.ThawPending) > 0 { // not finished while a thaw is outstanding
+			failed.Status = run.Status
+			failed.Error = err.Error() + "; " + fmt.Sprintf("thaw of %v did not return, left to retry", run.ThawPending)
+		}
 		failed.RCURestore = false // this holder restored it, or never switched it on
 		if werr := a.update(&failed); werr != nil && !errors.Is(werr, errSuperseded) {
 			a.log().Error("state write", "err", werr)
@@ -165,7 +169,8 @@ func (a *Agent) Holder(ctx context.Context, runID string, reportPipe, control *o
 
 	var frozen []state.Mount
 	undo := func(err error) error {
-		a.thawMounts(frozen)
+		out, _ := a.thawMounts(frozen)
+		run.ThawPending = pendingThaws(out)
 		if lock != nil {
 			rctx, cancel := context.WithTimeout(context.Background(), unlockTimeout)
 			if rerr := lock.Release(rctx); rerr != nil {
@@ -328,7 +333,7 @@ func (a *Agent) release(run *state.Run, lock Lock, by string) *contract.ThawRepo
 	now := time.Now()
 	rep := contract.ThawReport{RunID: run.RunID, ThawedBy: by, HeldMS: heldMS(run, now), Mounts: mounts,
 		MySQLUnlocked: unlocked, Late: by != contract.ThawedByCommand, ThawedAt: now.UTC()}
-	stored, err := a.finish(run.RunID, rep)
+	stored, err := a.finish(run, rep)
 	if err != nil {
 		a.log().Error("state write", "err", err)
 	}

@@ -85,7 +85,7 @@ func (a *Agent) Thaw(ctx context.Context, runID string) (*contract.ThawReport, e
 	if run.DeadlineFinal && state.UntilMono(run.DeadlineMono) <= 0 {
 		rep.ThawedBy, rep.Late = contract.ThawedByDeadline, true
 	}
-	run.Status, run.Thaw = state.StatusThawed, &rep
+	settle(run, rep)
 	if err := a.Dir.Write(run); err != nil {
 		return &rep, err
 	}
@@ -210,7 +210,9 @@ func (a *Agent) Recover(ctx context.Context, only string) ([]string, error) {
 		}
 		alive := run.Client.Alive() || run.Holder.Alive() || run.Guardian.Alive()
 		overdue := run.DeadlineMono != 0 && state.UntilMono(run.DeadlineMono) < -overdueSlack
-		if alive && !overdue {
+		// A thaw that did not return is retried by whoever comes next: a
+		// FITHAW of the run's own mounts is always safe.
+		if alive && !overdue && len(run.ThawPending) == 0 {
 			continue
 		}
 		a.log().Warn("recovering stale run", "run", run.RunID, "status", run.Status, "overdue", overdue,
@@ -230,7 +232,7 @@ func (a *Agent) Recover(ctx context.Context, only string) ([]string, error) {
 		now := time.Now()
 		rep := contract.ThawReport{RunID: run.RunID, ThawedBy: contract.ThawedByRecovery, HeldMS: heldMS(run, now),
 			Mounts: mounts, MySQLUnlocked: holderDead || run.LockMode == contract.LockNone, Late: true, ThawedAt: now.UTC()}
-		run.Status, run.Thaw = state.StatusThawed, &rep
+		settle(run, rep)
 		if err := a.Dir.Write(run); err != nil {
 			errs = append(errs, err)
 		}

@@ -120,7 +120,12 @@ type Run struct {
 	// Freezing: the holder holds its lock and is about to freeze (recorded
 	// before the first FIFREEZE). A run still starting without it froze
 	// nothing, so whoever ends it leaves the mounts alone.
-	Freezing     bool      `json:"freezing,omitempty"`
+	Freezing bool `json:"freezing,omitempty"`
+	// ThawPending names the mounts whose FITHAW did not return in time
+	// (blocked in the kernel, e.g. behind another frozen filesystem). The run
+	// stays active so that the guardian, recovery and thaw retry them: it is
+	// never recorded finished while a thaw is outstanding.
+	ThawPending  []string  `json:"thaw_pending,omitempty"`
 	FrozenAt     time.Time `json:"frozen_at,omitzero"`
 	Client       Proc      `json:"client"`
 	Holder       Proc      `json:"holder"`
