@@ -27,8 +27,13 @@ func (a *Agent) Guardian(ctx context.Context, runID string, holder state.Proc, d
 	// The holder starts this process before its first freeze: the mounts
 	// opened now are the ones it will freeze, reachable at the deadline even
 	// if a mount point is unmounted (lazily) or covered meanwhile.
-	if run, err := a.Dir.Read(runID); err == nil {
-		a.keepMountFDs(run.Mounts)
+	// What it reads is also kept in memory (last): the deadline thaw must not
+	// depend on the state file staying readable.
+	last, err := a.Dir.Read(runID)
+	if err == nil {
+		a.keepMountFDs(last.Mounts)
+	} else {
+		a.log().Error("state unreadable at start", "err", err)
 	}
 
 	holderGone := !holder.Alive()
@@ -63,6 +68,9 @@ wait:
 		}
 		if holderGone {
 			run, err := a.Dir.Read(runID)
+			if err == nil {
+				last = run
+			}
 			if err == nil && !run.Active() {
 				a.log().Info("run finished; guardian exits", "status", run.Status)
 				return nil
@@ -82,8 +90,17 @@ wait:
 
 	run, err := a.Dir.Read(runID)
 	if err != nil {
-		a.log().Error("deadline: cannot read state", "err", err)
-		return err
+		if last == nil {
+			a.log().Error("deadline: cannot read state, and none was read before", "err", err)
+			return err
+		}
+		// Thaw what this process read before, through the descriptors it
+		// holds. Whether the holder got to its first FIFREEZE is unknown
+		// then: thaw as if it did (leaving a mount frozen is the worse error).
+		a.log().Error("deadline: state unreadable; thawing the mounts read before", "err", err)
+		mem := *last
+		mem.Freezing = true
+		run = &mem
 	}
 	if !run.Active() {
 		return nil

@@ -24,6 +24,14 @@ import (
 // agenterr.ErrLate-wrapping error.
 func (a *Agent) Thaw(ctx context.Context, runID string) (*contract.ThawReport, error) {
 	run, err := a.Dir.Read(runID)
+	if err != nil {
+		// Record (and copy) unreadable or gone: a live holder is still
+		// reachable, its socket path derives from the run id alone.
+		if rep, herr := a.askHolder(ctx, runID, holderAnswerWait); herr == nil {
+			a.log().Warn("state unreadable; thawed through the holder's socket", "run", runID, "err", err)
+			return lateCheck(rep)
+		}
+	}
 	if errors.Is(err, state.ErrNotFound) {
 		return nil, agenterr.Usagef("--run-id %q: no such run in %s", runID, a.Dir.Path)
 	}
@@ -40,7 +48,13 @@ func (a *Agent) Thaw(ctx context.Context, runID string) (*contract.ThawReport, e
 		}
 	}
 	if run.Active() && run.Holder.Alive() {
-		rep, err := a.askHolder(ctx, run)
+		wait := holderAnswerWait
+		if run.Status == state.StatusStarting {
+			// Still locking/freezing: the request queues until it is done, at
+			// most until a little after the deadline (by then it has acted).
+			wait = max(wait, state.UntilMono(run.DeadlineMono)+time.Second)
+		}
+		rep, err := a.askHolder(ctx, runID, wait)
 		if err == nil {
 			return lateCheck(rep)
 		}
@@ -163,16 +177,11 @@ func lateCheck(rep *contract.ThawReport) (*contract.ThawReport, error) {
 // in milliseconds, so a silent one is hung (or stopped) and is bypassed.
 const holderAnswerWait = 2 * time.Second
 
-// askHolder sends thaw on the holder's socket and waits for its report. While
-// the holder is still locking/freezing (starting), the request queues until it
-// is done, at most until a little after the deadline (by then it has acted).
-func (a *Agent) askHolder(ctx context.Context, run *state.Run) (*contract.ThawReport, error) {
-	wait := holderAnswerWait
-	if run.Status == state.StatusStarting {
-		wait = max(wait, state.UntilMono(run.DeadlineMono)+time.Second)
-	}
+// askHolder sends thaw on the run's holder socket and waits at most wait
+// for its report.
+func (a *Agent) askHolder(ctx context.Context, runID string, wait time.Duration) (*contract.ThawReport, error) {
 	d := net.Dialer{Timeout: time.Second}
-	c, err := d.DialContext(ctx, "unix", a.Dir.SocketPath(run.RunID))
+	c, err := d.DialContext(ctx, "unix", a.Dir.SocketPath(runID))
 	if err != nil {
 		return nil, err
 	}
@@ -185,7 +194,7 @@ func (a *Agent) askHolder(ctx context.Context, run *state.Run) (*contract.ThawRe
 	if err := json.NewDecoder(c).Decode(&rep); err != nil {
 		return nil, fmt.Errorf("%w: %v", errHolderGone, err)
 	}
-	if rep.RunID != run.RunID {
+	if rep.RunID != runID {
 		return nil, fmt.Errorf("holder answered for run %q", rep.RunID)
 	}
 	return &rep, nil

@@ -201,6 +201,17 @@ const doneDir = "done"
 func (d *Dir) file(id string) string     { return filepath.Join(d.Path, id+".json") }
 func (d *Dir) doneFile(id string) string { return filepath.Join(d.Path, doneDir, id+".json") }
 
+// copySuffix names an active run's redundant copy, <id>.json.copy. Every
+// write of an active record writes the copy too (the holder writes before its
+// first FIFREEZE, so the copy always names what a run may have frozen), and
+// a finished record removes it. When the record itself is unreadable
+// (truncated, garbled, removed by hand), Read and the lists fall back to the
+// copy, so thaw and recovery still find the mounts: an unreadable record
+// means "thaw what the copy names", never "skip".
+const copySuffix = ".json.copy"
+
+func (d *Dir) copyFile(id string) string { return filepath.Join(d.Path, id+copySuffix) }
+
 // SocketPath is the holder's unix socket. Named by a hash of the run id, since
 // a 64-character id would not fit sun_path under a longer state dir.
 func (d *Dir) SocketPath(id string) string {
@@ -252,33 +263,47 @@ func (d *Dir) Write(r *Run) error {
 		}
 		target = d.doneFile(r.RunID)
 	}
-	f, err := os.CreateTemp(filepath.Dir(target), ".tmp-"+r.RunID+"-*")
-	if err != nil {
+	if err := writeAtomic(target, r.RunID, data); err != nil {
 		return fmt.Errorf("state write %s: %w", r.RunID, err)
+	}
+	if !r.Active() {
+		os.Remove(d.copyFile(r.RunID))
+		if err := os.Remove(d.file(r.RunID)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("state write %s: %w", r.RunID, err)
+		}
+		return nil
+	}
+	// A reused id (after a failed run) must not leave an older finished record behind.
+	os.Remove(d.doneFile(r.RunID))
+	if err := writeAtomic(d.copyFile(r.RunID), r.RunID, data); err != nil {
+		return fmt.Errorf("state write %s (copy): %w", r.RunID, err)
+	}
+	return nil
+}
+
+// writeAtomic writes data to target through a temp file and a rename.
+func writeAtomic(target, id string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(target), ".tmp-"+id+"-*")
+	if err != nil {
+		return err
 	}
 	tmp := f.Name()
 	_, werr := f.Write(append(data, '\n'))
 	cerr := f.Close()
 	if err := errors.Join(werr, cerr); err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("state write %s: %w", r.RunID, err)
+		return err
 	}
 	if err := os.Rename(tmp, target); err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("state write %s: %w", r.RunID, err)
-	}
-	if !r.Active() {
-		if err := os.Remove(d.file(r.RunID)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("state write %s: %w", r.RunID, err)
-		}
-	} else {
-		// A reused id (after a failed run) must not leave an older finished record behind.
-		os.Remove(d.doneFile(r.RunID))
+		return err
 	}
 	return nil
 }
 
-// Read loads one run; ErrNotFound if there is none.
+// Read loads one run; ErrNotFound if there is none. An active record that
+// cannot be read or parsed is read from its copy (see copySuffix); only if
+// that fails too is the record's own error returned.
 func (d *Dir) Read(id string) (*Run, error) {
 	path := d.file(id)
 	data, err := os.ReadFile(path)
@@ -287,6 +312,9 @@ func (d *Dir) Read(id string) (*Run, error) {
 		data, err = os.ReadFile(path)
 	}
 	if errors.Is(err, os.ErrNotExist) {
+		if r, cerr := readRun(d.copyFile(id)); cerr == nil && r.Active() {
+			return r, nil // the record was removed by hand: the copy stands
+		}
 		return nil, fmt.Errorf("run %q: %w", id, ErrNotFound)
 	}
 	if err != nil {
@@ -294,7 +322,24 @@ func (d *Dir) Read(id string) (*Run, error) {
 	}
 	var r Run
 	if err := json.Unmarshal(data, &r); err != nil {
+		if path == d.file(id) {
+			if c, cerr := readRun(d.copyFile(id)); cerr == nil {
+				return c, nil
+			}
+		}
 		return nil, fmt.Errorf("state %s: %w", path, err)
+	}
+	return &r, nil
+}
+
+func readRun(path string) (*Run, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r Run
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("state %s: %w", filepath.Base(path), err)
 	}
 	return &r, nil
 }
@@ -331,21 +376,37 @@ func (d *Dir) load(dir string) ([]*Run, error) {
 	}
 	var runs []*Run
 	var errs []error
+	seen := map[string]bool{}
 	for _, e := range entries {
 		name := e.Name()
 		if !strings.HasSuffix(name, ".json") || strings.HasPrefix(name, ".") {
 			continue
 		}
-		data, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
+		seen[strings.TrimSuffix(name, ".json")] = true
+		r, err := readRun(filepath.Join(dir, name))
+		if errors.Is(err, os.ErrNotExist) {
 			continue // finished and moved meanwhile
 		}
-		var r Run
-		if err := json.Unmarshal(data, &r); err != nil {
-			errs = append(errs, fmt.Errorf("state %s: %w", name, err))
+		if err != nil {
+			if c, cerr := readRun(filepath.Join(dir, strings.TrimSuffix(name, ".json")+copySuffix)); cerr == nil {
+				r, err = c, nil
+			}
+		}
+		if err != nil {
+			errs = append(errs, err)
 			continue
 		}
-		runs = append(runs, &r)
+		runs = append(runs, r)
+	}
+	// A copy without its record: the record was removed by hand.
+	for _, e := range entries {
+		id, ok := strings.CutSuffix(e.Name(), copySuffix)
+		if !ok || seen[id] || strings.HasPrefix(id, ".") {
+			continue
+		}
+		if r, err := readRun(filepath.Join(dir, e.Name())); err == nil && r.Active() {
+			runs = append(runs, r)
+		}
 	}
 	sort.Slice(runs, func(i, j int) bool { return runs[i].StartedAt.Before(runs[j].StartedAt) })
 	return runs, errors.Join(errs...)
@@ -354,6 +415,7 @@ func (d *Dir) load(dir string) ([]*Run, error) {
 // Remove deletes a run's files (state, socket, log).
 func (d *Dir) Remove(id string) {
 	os.Remove(d.file(id))
+	os.Remove(d.copyFile(id))
 	os.Remove(d.doneFile(id))
 	os.Remove(d.SocketPath(id))
 	os.Remove(d.LogPath(id))

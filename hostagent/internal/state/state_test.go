@@ -147,3 +147,50 @@ func TestValidRunIDMatchesPattern(t *testing.T) {
 		}
 	}
 }
+
+// An unreadable or removed active record is read from its redundant copy,
+// by Read and by the lists recovery walks; a finished record drops the copy.
+func TestUnreadableRecordFallsBackToCopy(t *testing.T) {
+	d, err := Open(filepath.Join(t.TempDir(), "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := &Run{RunID: "r1", Status: StatusHeld, Mounts: []Mount{{Path: "/a"}}}
+	if err := d.Write(run); err != nil {
+		t.Fatal(err)
+	}
+	for _, damage := range []string{"truncated", "garbled", "removed"} {
+		t.Run(damage, func(t *testing.T) {
+			f := filepath.Join(d.Path, "r1.json")
+			switch damage {
+			case "truncated":
+				err = os.WriteFile(f, nil, 0o600)
+			case "garbled":
+				err = os.WriteFile(f, []byte("{\"run_id\": \"r1\", \"sta"), 0o600)
+			case "removed":
+				err = os.Remove(f)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := d.Read("r1")
+			if err != nil || got.Status != StatusHeld || len(got.Mounts) != 1 || got.Mounts[0].Path != "/a" {
+				t.Fatalf("Read of a %s record: %+v, %v", damage, got, err)
+			}
+			active, err := d.Active()
+			if err != nil || len(active) != 1 || active[0].RunID != "r1" {
+				t.Fatalf("Active with a %s record: %+v, %v", damage, active, err)
+			}
+		})
+	}
+	run.Status = StatusThawed
+	if err := d.Write(run); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(d.Path, "r1"+copySuffix)); !os.IsNotExist(err) {
+		t.Fatalf("copy of a finished run kept: %v", err)
+	}
+	if got, err := d.Read("r1"); err != nil || got.Status != StatusThawed {
+		t.Fatalf("finished run: %+v, %v", got, err)
+	}
+}
