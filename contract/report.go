@@ -133,6 +133,8 @@ type RunStatus struct {
 	HolderAlive bool      `json:"holder_alive"`
 	GuardAlive  bool      `json:"guardian_alive"`
 	ThawedBy    string    `json:"thawed_by,omitempty"`
+	// LockLost: the MySQL lock of this run ended before its thaw (see ThawReport.LockLost).
+	LockLost *LockLoss `json:"lock_lost,omitempty"`
 }
 
 // CheckReport is printed by `hostagent check` (preflight only, changes nothing).

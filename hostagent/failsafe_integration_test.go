@@ -4,6 +4,7 @@ package main
 // killed MySQL lock connection, a paused client, a full state dir.
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -78,4 +79,35 @@ func TestUnreadableStateStillThaws(t *testing.T) {
 		}
 		requireCompletes(t, w, 2*time.Second)
 	})
+}
+
+// A MySQL lock killed during the hold is reported as lost, in status while
+// the hold lasts and in the ThawReport; an intact one is not.
+func TestMariaDBLockLossReported(t *testing.T) {
+	fs, maria, db := mariadbOnLoop(t)
+	m := maria.Socket
+	e := newEnv(t)
+	for _, kill := range []bool{true, false} {
+		t.Run(fmt.Sprint("killed=", kill), func(t *testing.T) {
+			id := fmt.Sprintf("lost-%v", kill)
+			rep := e.freeze(t, "--mount", fs.Mount, "--mysql-socket", m, "--mysql-lock", "ftwrl", "--timeout", "20s", "--run-id", id)
+			if rep.Lock.ConnectionID == 0 {
+				t.Fatalf("no connection id in %+v", rep.Lock)
+			}
+			if kill {
+				if _, err := db.Exec(fmt.Sprintf("KILL CONNECTION %d", rep.Lock.ConnectionID)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			time.Sleep(500 * time.Millisecond) // the watch pings every 100 ms
+			st := e.status(t)
+			if len(st.Runs) == 0 || (st.Runs[len(st.Runs)-1].LockLost != nil) != kill {
+				t.Fatalf("status during the hold (killed=%v): %+v", kill, st)
+			}
+			th := e.thaw(t, rep.RunID, 0)
+			if (th.LockLost != nil) != kill || (kill && (th.LockLost.Reason == "" || th.LockLost.AfterMS <= 0)) {
+				t.Fatalf("thaw report (killed=%v): %+v lock_lost %+v", kill, th, th.LockLost)
+			}
+		})
+	}
 }

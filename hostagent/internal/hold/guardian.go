@@ -128,7 +128,8 @@ func (a *Agent) deadlineThaw(ctx context.Context, run *state.Run, holder state.P
 	for retryUntil := time.Now().Add(guardianRetryFor); ; {
 		now := time.Now()
 		rep := contract.ThawReport{RunID: run.RunID, ThawedBy: contract.ThawedByDeadline, HeldMS: heldMS(run, now),
-			Mounts: mounts, MySQLUnlocked: exited || run.LockMode == contract.LockNone, Late: true, ThawedAt: now.UTC()}
+			Mounts: mounts, MySQLUnlocked: exited || run.LockMode == contract.LockNone, Late: true, ThawedAt: now.UTC(),
+			LockLost: run.LockLost}
 		if _, err := a.finish(run, rep); err != nil {
 			a.log().Error("state write", "err", err)
 		}

@@ -38,6 +38,10 @@ import (
 type Lock interface {
 	Release(ctx context.Context) error
 	ConnectionID() uint64
+	// Lost is closed when the lock's watch finds it gone during the hold
+	// (connection killed, server gone); Loss then says when and why.
+	Lost() <-chan struct{}
+	Loss() *contract.LockLoss
 }
 
 // MySQL is what the hold needs from the lock package; function fields so tests fake it.

@@ -219,6 +219,10 @@ func (a *Agent) Holder(ctx context.Context, runID string, reportPipe, control *o
 		return undo(fmt.Errorf("deadline (%v) passed while locking and freezing", run.Timeout))
 	}
 
+	if lock != nil && lock.Loss() != nil {
+		return undo(fmt.Errorf("MySQL lock lost before everything was held: %s", lock.Loss().Reason))
+	}
+
 	var unit string
 	select {
 	case unit = <-timerUnit:
@@ -271,16 +275,30 @@ func (a *Agent) serve(run *state.Run, lock Lock, ln *net.UnixListener, deadlineM
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 
+	var lost <-chan struct{}
+	if lock != nil {
+		lost = lock.Lost()
+	}
 	var req *thawRequest
 	by := contract.ThawedByCommand
-	select {
-	case r := <-reqs:
-		req = &r
-	case <-timer.C:
-		by = contract.ThawedByDeadline
-	case s := <-sigs:
-		a.log().Warn("signal; thawing now", "signal", s.String())
-		by = contract.ThawedByRecovery
+wait:
+	for {
+		select {
+		case r := <-reqs:
+			req = &r
+		case <-timer.C:
+			by = contract.ThawedByDeadline
+		case s := <-sigs:
+			a.log().Warn("signal; thawing now", "signal", s.String())
+			by = contract.ThawedByRecovery
+		case <-lost:
+			// The filesystems stay frozen until thaw or deadline as asked;
+			// the loss is recorded for status and the ThawReport.
+			lost = nil
+			a.recordLockLoss(run, lock.Loss())
+			continue wait
+		}
+		break
 	}
 	if by == contract.ThawedByCommand && state.UntilMono(deadlineMono) <= 0 {
 		by = contract.ThawedByDeadline // the command lost the race with the deadline
@@ -333,6 +351,9 @@ func (a *Agent) release(run *state.Run, lock Lock, by string) *contract.ThawRepo
 	now := time.Now()
 	rep := contract.ThawReport{RunID: run.RunID, ThawedBy: by, HeldMS: heldMS(run, now), Mounts: mounts,
 		MySQLUnlocked: unlocked, Late: by != contract.ThawedByCommand, ThawedAt: now.UTC()}
+	if lock != nil {
+		rep.LockLost = lock.Loss()
+	}
 	stored, err := a.finish(run, rep)
 	if err != nil {
 		a.log().Error("state write", "err", err)
@@ -343,4 +364,13 @@ func (a *Agent) release(run *state.Run, lock Lock, by string) *contract.ThawRepo
 		return stored.Thaw
 	}
 	return &rep
+}
+
+// recordLockLoss writes a lock loss into the run's record, for status.
+func (a *Agent) recordLockLoss(run *state.Run, loss *contract.LockLoss) {
+	a.log().Error("MySQL lock lost during the hold", "reason", loss.Reason, "after_ms", loss.AfterMS)
+	run.LockLost = loss
+	if err := a.update(run); err != nil {
+		a.log().Error("state write", "err", err)
+	}
 }

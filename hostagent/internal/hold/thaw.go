@@ -95,7 +95,7 @@ func (a *Agent) Thaw(ctx context.Context, runID string) (*contract.ThawReport, e
 	run.RCURestore = false
 	now := time.Now()
 	rep := contract.ThawReport{RunID: runID, ThawedBy: contract.ThawedByRecovery, HeldMS: heldMS(run, now), Mounts: mounts,
-		MySQLUnlocked: holderDead || run.LockMode == contract.LockNone, ThawedAt: now.UTC()}
+		MySQLUnlocked: holderDead || run.LockMode == contract.LockNone, ThawedAt: now.UTC(), LockLost: run.LockLost}
 	if run.DeadlineFinal && state.UntilMono(run.DeadlineMono) <= 0 {
 		rep.ThawedBy, rep.Late = contract.ThawedByDeadline, true
 	}
@@ -240,7 +240,8 @@ func (a *Agent) Recover(ctx context.Context, only string) ([]string, error) {
 		run.RCURestore = false
 		now := time.Now()
 		rep := contract.ThawReport{RunID: run.RunID, ThawedBy: contract.ThawedByRecovery, HeldMS: heldMS(run, now),
-			Mounts: mounts, MySQLUnlocked: holderDead || run.LockMode == contract.LockNone, Late: true, ThawedAt: now.UTC()}
+			Mounts: mounts, MySQLUnlocked: holderDead || run.LockMode == contract.LockNone, Late: true, ThawedAt: now.UTC(),
+			LockLost: run.LockLost}
 		settle(run, rep)
 		if err := a.Dir.Write(run); err != nil {
 			errs = append(errs, err)
@@ -283,8 +284,12 @@ func (a *Agent) Status(only string) (*contract.StatusReport, error) {
 		for _, m := range r.Mounts {
 			rs.Mounts = append(rs.Mounts, m.Path)
 		}
+		rs.LockLost = r.LockLost
 		if r.Thaw != nil {
 			rs.ThawedBy = r.Thaw.ThawedBy
+			if r.Thaw.LockLost != nil {
+				rs.LockLost = r.Thaw.LockLost
+			}
 		}
 		out.Runs = append(out.Runs, rs)
 	}

@@ -131,6 +131,8 @@ type Run struct {
 	Holder       Proc      `json:"holder"`
 	Guardian     Proc      `json:"guardian"`
 	ConnectionID uint64    `json:"connection_id,omitempty"`
+	// LockLost: the holder's watch found the MySQL lock gone during the hold.
+	LockLost *contract.LockLoss `json:"lock_lost,omitempty"`
 	TimerUnit    string    `json:"timer_unit,omitempty"`
 
 	Freeze *contract.FreezeReport `json:"freeze,omitempty"`
