@@ -117,6 +117,9 @@ func (a *Agent) Freeze(ctx context.Context, req Request, h *PendingHolder) (*con
 	derr := json.NewDecoder(h.report).Decode(&msg)
 	switch {
 	case derr == nil && msg.Freeze != nil:
+		if err := a.confirmHeld(ctx, msg.Freeze); err != nil {
+			return nil, err
+		}
 		return msg.Freeze, nil
 	case derr == nil && msg.Error != "":
 		return nil, fromKind(msg.Kind, msg.Error)
@@ -130,6 +133,43 @@ func (a *Agent) Freeze(ctx context.Context, req Request, h *PendingHolder) (*con
 	_ = h.proc.Kill()
 	a.abandon(run.RunID, why)
 	return nil, why
+}
+
+// confirmHeld is the last check before a FreezeReport is printed: the hold
+// must still be in force. A client paused (SIGSTOP, a starved machine)
+// between the holder's report and its own answer would otherwise print a
+// success for a run the deadline already ended, and a snapshot would be
+// taken of thawed filesystems. The deadline is checked on the monotonic clock
+// (immune to clock steps), then the run's record. A hold that ended is a
+// plain failure (exit 1: nothing is held, as for every failed freeze; not 4,
+// which answers a thaw, nor 3, which says another run holds the mounts); one
+// whose deadline passed but that is not thawed yet is thawed here first, so
+// that this holds too.
+func (a *Agent) confirmHeld(ctx context.Context, rep *contract.FreezeReport) error {
+	run, err := a.Dir.Read(rep.RunID)
+	if err != nil {
+		if time.Until(rep.Deadline) > 0 {
+			return nil // the record is unreadable, the holder's word and the wall clock stand
+		}
+		return fmt.Errorf("run %s: deadline %s passed before the freeze report could be given; nothing is held",
+			rep.RunID, rep.Deadline.Format(time.RFC3339Nano))
+	}
+	if run.Status != state.StatusHeld {
+		by := ""
+		if run.Thaw != nil {
+			by = " by " + run.Thaw.ThawedBy
+		}
+		return fmt.Errorf("run %s was already %s%s when its freeze report arrived (this client was paused or starved past the deadline); nothing is held",
+			rep.RunID, run.Status, by)
+	}
+	if state.UntilMono(run.DeadlineMono) > 0 {
+		return nil
+	}
+	if _, err := a.Thaw(ctx, rep.RunID); err != nil {
+		a.log().Warn("thaw of a run whose deadline passed before its report", "run", rep.RunID, "err", err)
+	}
+	return fmt.Errorf("run %s: deadline %s passed before the freeze report could be given (this client was paused or starved); thawed, nothing is held",
+		rep.RunID, run.Deadline.Format(time.RFC3339Nano))
 }
 
 func detachedEnv() []string {
