@@ -6,7 +6,9 @@ package main
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -108,6 +110,39 @@ func TestMariaDBLockLossReported(t *testing.T) {
 			if (th.LockLost != nil) != kill || (kill && (th.LockLost.Reason == "" || th.LockLost.AfterMS <= 0)) {
 				t.Fatalf("thaw report (killed=%v): %+v lock_lost %+v", kill, th, th.LockLost)
 			}
+		})
+	}
+}
+
+// A state dir that runs out of inodes: the freeze fails with "state dir
+// full" (exit 1) and leaves no record that makes the next freeze busy.
+func TestStateDirFullLeavesNoPhantomRun(t *testing.T) {
+	fs := loopFS(t, "ext4")
+	for _, inodes := range []int{3, 4, 5} {
+		t.Run(fmt.Sprint("nr_inodes=", inodes), func(t *testing.T) {
+			e := newEnv(t)
+			if err := os.MkdirAll(e.stateDir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("nr_inodes=%d,size=1m,mode=0700", inodes),
+				"tmpfs", e.stateDir).CombinedOutput(); err != nil {
+				t.Skipf("mount tmpfs: %v: %s", err, out)
+			}
+			t.Cleanup(func() {
+				if out, err := exec.Command("umount", e.stateDir).CombinedOutput(); err != nil {
+					t.Errorf("umount %s: %v: %s", e.stateDir, err, out)
+				}
+			})
+			for i := 0; i < 2; i++ {
+				r := e.run("freeze", "--mysql-lock", "none", "--mount", fs.Mount, "--timeout", "5s", "--run-id", fmt.Sprintf("full-%d", i))
+				if r.code != contract.ExitFailed || !strings.Contains(r.stderr, "state dir") || !strings.Contains(r.stderr, "full") {
+					t.Fatalf("freeze %d with the state dir full: exit %d, want 1 saying \"state dir full\"\nstdout: %s\nstderr: %s",
+						i, r.code, r.stdout, r.stderr)
+				}
+				t.Logf("freeze %d: %s", i, strings.TrimSpace(r.stderr))
+				requireCompletes(t, writer(t, fs.Mount), 2*time.Second)
+			}
+			e.requireOnlyProcs(t)
 		})
 	}
 }

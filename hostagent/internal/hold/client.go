@@ -229,6 +229,9 @@ func (a *Agent) reserve(req Request) (*state.Run, error) {
 		Client:        state.Self(),
 	}
 	if err := a.Dir.Write(run); err != nil {
+		// Half written (the record without its copy, in a full dir): a
+		// reservation nobody completes must not block the next run.
+		a.Dir.Discard(run.RunID)
 		return nil, err
 	}
 	return run, nil

@@ -92,7 +92,7 @@ func (a *Agent) Holder(ctx context.Context, runID string, reportPipe, control *o
 	_ = os.Remove(sock)
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
 	if err != nil {
-		return fail(fmt.Errorf("holder socket: %w", err))
+		return fail(fmt.Errorf("holder socket: %w", state.Full(a.Dir.Path, err)))
 	}
 	defer os.Remove(sock)
 	defer ln.Close()

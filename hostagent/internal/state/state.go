@@ -60,6 +60,19 @@ func ValidRunID(id string) bool {
 // ErrNotFound is returned by Read for an unknown run id.
 var ErrNotFound = errors.New("no such run")
 
+// ErrFull: the state dir has no space or no inodes left (ENOSPC, EDQUOT).
+// Its text completes "state dir <path> ...".
+var ErrFull = errors.New("full (no space or inodes left)")
+
+// Full marks an error that ran out of space or inodes in the state dir at
+// path as ErrFull (keeping the original); other errors are returned as they are.
+func Full(path string, err error) error {
+	if err != nil && !errors.Is(err, ErrFull) && (errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT)) {
+		return fmt.Errorf("state dir %s %w: %w", path, ErrFull, err)
+	}
+	return err
+}
+
 // Mount is one mount of a run, as validated by preflight.
 type Mount struct {
 	Path       string   `json:"path"`
@@ -258,29 +271,46 @@ func (d *Dir) Write(r *Run) error {
 	if err != nil {
 		return err
 	}
-	target := d.file(r.RunID)
 	if !r.Active() {
-		if err := os.MkdirAll(filepath.Join(d.Path, doneDir), 0o700); err != nil {
-			return fmt.Errorf("state write %s: %w", r.RunID, err)
-		}
-		target = d.doneFile(r.RunID)
+		return d.writeFinished(r, data)
 	}
-	if err := writeAtomic(target, r.RunID, data); err != nil {
-		return fmt.Errorf("state write %s: %w", r.RunID, err)
-	}
-	if !r.Active() {
-		os.Remove(d.copyFile(r.RunID))
-		if err := os.Remove(d.file(r.RunID)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("state write %s: %w", r.RunID, err)
-		}
-		return nil
+	if err := writeAtomic(d.file(r.RunID), r.RunID, data); err != nil {
+		return fmt.Errorf("state write %s: %w", r.RunID, Full(d.Path, err))
 	}
 	// A reused id (after a failed run) must not leave an older finished record behind.
 	os.Remove(d.doneFile(r.RunID))
 	if err := writeAtomic(d.copyFile(r.RunID), r.RunID, data); err != nil {
-		return fmt.Errorf("state write %s (copy): %w", r.RunID, err)
+		return fmt.Errorf("state write %s (copy): %w", r.RunID, Full(d.Path, err))
 	}
 	return nil
+}
+
+// writeFinished stores a finished run under done/ and then removes its active
+// record and copy. If it cannot be stored (the dir is full, say), the active
+// files are removed all the same and the error says so: a finished run left
+// recorded as active would hold its mounts busy for every later freeze and
+// have recovery thaw them again, perhaps under a newer run. What is lost is
+// only the repeatable report of a run that holds nothing.
+func (d *Dir) writeFinished(r *Run, data []byte) error {
+	err := os.MkdirAll(filepath.Join(d.Path, doneDir), 0o700)
+	if err == nil {
+		err = writeAtomic(d.doneFile(r.RunID), r.RunID, data)
+	}
+	os.Remove(d.copyFile(r.RunID))
+	if rerr := os.Remove(d.file(r.RunID)); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+		return fmt.Errorf("state write %s: %w", r.RunID, errors.Join(Full(d.Path, err), rerr))
+	}
+	if err != nil {
+		return fmt.Errorf("state write %s: %w; its active record was removed, the run is over", r.RunID, Full(d.Path, err))
+	}
+	return nil
+}
+
+// Discard removes an active run's record and copy: for a reservation that
+// could not be completed (nothing was started for it).
+func (d *Dir) Discard(id string) {
+	os.Remove(d.file(id))
+	os.Remove(d.copyFile(id))
 }
 
 // writeAtomic writes data to target through a temp file and a rename.

@@ -194,3 +194,27 @@ func TestUnreadableRecordFallsBackToCopy(t *testing.T) {
 		t.Fatalf("finished run: %+v, %v", got, err)
 	}
 }
+
+// A finished run that cannot be stored (full dir) must not stay recorded as
+// active: that record would keep its mounts busy for every later freeze.
+func TestFinishedRunUnstorableLeavesNoActiveRecord(t *testing.T) {
+	d, err := Open(filepath.Join(t.TempDir(), "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := &Run{RunID: "r1", Status: StatusStarting, Mounts: []Mount{{Path: "/a"}}}
+	if err := d.Write(run); err != nil {
+		t.Fatal(err)
+	}
+	// done/ cannot be created: a file is in its way (as ENOSPC would stop it).
+	if err := os.WriteFile(filepath.Join(d.Path, "done"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run.Status = StatusFailed
+	if err := d.Write(run); err == nil {
+		t.Fatal("write of an unstorable finished run reported success")
+	}
+	if active, _ := d.Active(); len(active) != 0 {
+		t.Fatalf("finished run still active: %+v", active[0])
+	}
+}
