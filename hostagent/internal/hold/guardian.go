@@ -115,11 +115,13 @@ wait:
 // record. While a FITHAW has not returned the run stays active and the
 // guardian keeps retrying for guardianRetryFor (then recovery does).
 func (a *Agent) deadlineThaw(ctx context.Context, run *state.Run, holder state.Proc) error {
+	// The knob first: a FITHAW may wait behind a syncfs the killed holder
+	// left in the kernel (seconds with much dirty data).
+	a.restoreRCU(run)
 	mounts, terr := a.thawRun(run)
 	if terr != nil {
 		a.log().Error("deadline thaw", "err", terr)
 	}
-	a.restoreRCU(run)
 	exited := a.endHolder(ctx, run, holder)
 	if exited {
 		again, _ := a.thawRun(run)
