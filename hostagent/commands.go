@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -291,6 +292,7 @@ func (c *command) guardian(ctx context.Context, args []string) error {
 	holderPID := fs.Int("holder-pid", 0, "")
 	holderStart := fs.Uint64("holder-start", 0, "")
 	deadline := fs.Int64("deadline-mono", 0, "")
+	runJSON := fs.String("run-json", "", "")
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
@@ -298,7 +300,14 @@ func (c *command) guardian(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return newAgent(dir, nil).Guardian(ctx, *runID, state.Proc{PID: *holderPID, Start: *holderStart}, *deadline)
+	var given *state.Run
+	if *runJSON != "" {
+		var r state.Run
+		if err := json.Unmarshal([]byte(*runJSON), &r); err == nil && r.RunID == *runID {
+			given = &r
+		}
+	}
+	return newAgent(dir, nil).Guardian(ctx, *runID, state.Proc{PID: *holderPID, Start: *holderStart}, *deadline, given)
 }
 
 func (c *command) recover(ctx context.Context, args []string) error {

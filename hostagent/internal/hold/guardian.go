@@ -19,7 +19,10 @@ import (
 // then thaws every mount of the run, gives the holder a moment to unlock and
 // exit, SIGKILLs it otherwise (the server drops the lock with the connection)
 // and records thawed_by=deadline.
-func (a *Agent) Guardian(ctx context.Context, runID string, holder state.Proc, deadlineMono int64) error {
+//
+// given is the run as the holder passed it (nil if none): the guardian's
+// memory of what to thaw whatever becomes of the state file.
+func (a *Agent) Guardian(ctx context.Context, runID string, holder state.Proc, deadlineMono int64, given *state.Run) error {
 	a.Log = openLog(a.Dir.LogPath(runID)).With("role", "guardian", "run", runID)
 	// SIGTERM/SIGINT/SIGHUP must not take the fail-safe down (a shutdown kills
 	// everything anyway; a stray signal should not). SIGKILL still works.
@@ -30,10 +33,12 @@ func (a *Agent) Guardian(ctx context.Context, runID string, holder state.Proc, d
 	// What it reads is also kept in memory (last): the deadline thaw must not
 	// depend on the state file staying readable.
 	last, err := a.Dir.Read(runID)
-	if err == nil {
+	if err != nil {
+		a.log().Error("state unreadable at start; using the run passed by the holder", "err", err)
+		last = given
+	}
+	if last != nil {
 		a.keepMountFDs(last.Mounts)
-	} else {
-		a.log().Error("state unreadable at start", "err", err)
 	}
 
 	holderGone := !holder.Alive()
@@ -99,7 +104,7 @@ wait:
 		// then: thaw as if it did (leaving a mount frozen is the worse error).
 		a.log().Error("deadline: state unreadable; thawing the mounts read before", "err", err)
 		mem := *last
-		mem.Freezing = true
+		mem.Holder, mem.Freezing = holder, true
 		run = &mem
 	}
 	if !run.Active() {

@@ -106,7 +106,7 @@ func (a *Agent) Holder(ctx context.Context, runID string, reportPipe, control *o
 	self := state.Self()
 	g := exec.Command(a.Exe, CmdGuardian, "--state-dir", a.Dir.Path, "--run-id", runID,
 		"--holder-pid", strconv.Itoa(self.PID), "--holder-start", strconv.FormatUint(self.Start, 10),
-		"--deadline-mono", strconv.FormatInt(deadlineMono, 10))
+		"--deadline-mono", strconv.FormatInt(deadlineMono, 10), "--run-json", guardianRun(run))
 	g.Dir = "/"
 	g.Env = detachedEnv()
 	g.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -373,4 +373,16 @@ func (a *Agent) recordLockLoss(run *state.Run, loss *contract.LockLoss) {
 	if err := a.update(run); err != nil {
 		a.log().Error("state write", "err", err)
 	}
+}
+
+// guardianRun is the run as the guardian gets it on its command line: what
+// it thaws at the deadline if the state file cannot be read then — or could
+// not even be read when it started, which may be after the first freeze.
+// No secret is in it (the MySQL password stays in the defaults file).
+func guardianRun(run *state.Run) string {
+	b, err := json.Marshal(run)
+	if err != nil {
+		return ""
+	}
+	return string(b)
 }
