@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -145,8 +146,8 @@ type Run struct {
 	Guardian     Proc      `json:"guardian"`
 	ConnectionID uint64    `json:"connection_id,omitempty"`
 	// LockLost: the holder's watch found the MySQL lock gone during the hold.
-	LockLost *contract.LockLoss `json:"lock_lost,omitempty"`
-	TimerUnit    string    `json:"timer_unit,omitempty"`
+	LockLost  *contract.LockLoss `json:"lock_lost,omitempty"`
+	TimerUnit string             `json:"timer_unit,omitempty"`
 
 	Freeze *contract.FreezeReport `json:"freeze,omitempty"`
 	Thaw   *contract.ThawReport   `json:"thaw,omitempty"`
@@ -470,12 +471,43 @@ func (d *Dir) Prune(cutoff time.Time) {
 			os.Remove(filepath.Join(d.Path, doneDir, name))
 		}
 	}
+	d.pruneSockets()
 	top, _ := os.ReadDir(d.Path)
 	for _, e := range top {
 		if strings.HasPrefix(e.Name(), ".tmp-") {
 			if info, err := e.Info(); err == nil && info.ModTime().Before(time.Now().Add(-time.Minute)) {
 				os.Remove(filepath.Join(d.Path, e.Name()))
 			}
+		}
+	}
+}
+
+// pruneSockets removes holder sockets left by holders that died without
+// removing them (SIGKILL, a crash): those of no active run on which a
+// connect is refused, i.e. nobody listens. An active run's socket is kept
+// even then: its holder may be between bind and listen. Runs only under the
+// state lock (recovery), like the rest of Prune.
+func (d *Dir) pruneSockets() {
+	socks, _ := filepath.Glob(filepath.Join(d.Path, "*.sock"))
+	if len(socks) == 0 {
+		return
+	}
+	active, _ := d.Active()
+	keep := make(map[string]bool, len(active))
+	for _, r := range active {
+		keep[d.SocketPath(r.RunID)] = true
+	}
+	for _, sock := range socks {
+		if keep[sock] {
+			continue
+		}
+		c, err := net.DialTimeout("unix", sock, 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+			continue
+		}
+		if errors.Is(err, unix.ECONNREFUSED) {
+			os.Remove(sock)
 		}
 	}
 }

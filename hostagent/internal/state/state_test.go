@@ -2,6 +2,7 @@ package state
 
 import (
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -216,5 +217,35 @@ func TestFinishedRunUnstorableLeavesNoActiveRecord(t *testing.T) {
 	}
 	if active, _ := d.Active(); len(active) != 0 {
 		t.Fatalf("finished run still active: %+v", active[0])
+	}
+}
+
+// Prune removes holder sockets nobody listens on any more (left by killed
+// holders), but keeps a live holder's and an active run's.
+func TestPruneRemovesStaleSockets(t *testing.T) {
+	d, err := Open(filepath.Join(t.TempDir(), "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := func(id string) *net.UnixListener {
+		ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: d.SocketPath(id), Net: "unix"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln.SetUnlinkOnClose(false)
+		return ln
+	}
+	listen("stale").Close()
+	live := listen("live")
+	defer live.Close()
+	listen("active").Close() // its holder is about to listen: never pruned under an active run
+	if err := d.Write(&Run{RunID: "active", Status: StatusStarting}); err != nil {
+		t.Fatal(err)
+	}
+	d.Prune(time.Now().Add(-time.Hour))
+	for id, want := range map[string]bool{"stale": false, "live": true, "active": true} {
+		if _, err := os.Stat(d.SocketPath(id)); (err == nil) != want {
+			t.Errorf("socket of %s: exists=%v, want %v", id, err == nil, want)
+		}
 	}
 }
