@@ -45,6 +45,7 @@ const answerSlack = 2 * time.Second
 type PendingHolder struct {
 	pid     int
 	proc    *os.Process // our child: killing it through this handle never hits a reused pid
+	exited  chan error  // its exit status (cmd.Wait), once it exited
 	report  *os.File    // read end of the holder's report pipe
 	control *os.File    // write end: one byte = go; EOF (close, or our exit) = exit quietly
 }
@@ -79,10 +80,33 @@ func (a *Agent) StartHolder(runID string) (*PendingHolder, error) {
 		cw.Close()
 		return nil, fmt.Errorf("start holder: %w", err)
 	}
-	// Reap the holder if it dies while we still run (we exit right after anyway).
-	go cmd.Wait()
-	return &PendingHolder{pid: cmd.Process.Pid, proc: cmd.Process, report: pr, control: cw}, nil
+	// Reap the holder if it dies while we still run (we exit right after
+	// anyway); its exit status tells a holder that died from a silent one.
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	return &PendingHolder{pid: cmd.Process.Pid, proc: cmd.Process, report: pr, control: cw, exited: exited}, nil
 }
+
+// died says how the holder ended if it exited (its pipe closed because it
+// died: the status follows within moments), or nil if it still runs.
+func (h *PendingHolder) died() error {
+	if h.exited == nil {
+		return nil
+	}
+	select {
+	case werr := <-h.exited:
+		status := "exit status 0"
+		if werr != nil {
+			status = werr.Error()
+		}
+		return fmt.Errorf("holder (pid %d) died before reporting (%s); see its log in the state dir", h.pid, status)
+	case <-time.After(holderExitWait):
+		return nil
+	}
+}
+
+// holderExitWait: how long a closed report pipe waits for the holder's exit status.
+const holderExitWait = 500 * time.Millisecond
 
 // Abort makes a pending holder exit without doing anything.
 func (h *PendingHolder) Abort() {
@@ -107,6 +131,9 @@ func (a *Agent) Freeze(ctx context.Context, req Request, h *PendingHolder) (*con
 		return nil, err
 	}
 	if _, err := h.control.Write([]byte{'g'}); err != nil {
+		if died := h.died(); died != nil {
+			return nil, a.failStart(run, died)
+		}
 		return nil, a.failStart(run, fmt.Errorf("holder (pid %d) exited before it could start: %w", h.pid, err))
 	}
 	h.control.Close()
@@ -128,6 +155,8 @@ func (a *Agent) Freeze(ctx context.Context, req Request, h *PendingHolder) (*con
 	why := fmt.Errorf("holder (pid %d) gave no report within %v: %v", h.pid, wait, derr)
 	if errors.Is(derr, os.ErrDeadlineExceeded) {
 		why = fmt.Errorf("holder (pid %d) gave no report within %v", h.pid, wait)
+	} else if died := h.died(); died != nil {
+		why = died
 	}
 	// Kill our child first: before the go-ahead was processed its pid is not in the state file.
 	_ = h.proc.Kill()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -90,5 +91,30 @@ func TestFreezeNeverReportsAHoldThatEnded(t *testing.T) {
 				t.Fatalf("run left %s", run.Status)
 			}
 		})
+	}
+}
+
+// A holder that dies right after the go-ahead is reported as dead, with its
+// exit status, at once: not as "no report within" the whole wait.
+func TestFreezeSaysTheHolderDied(t *testing.T) {
+	r := &recorder{}
+	a := r.agent(t)
+	script := filepath.Join(t.TempDir(), "dying-holder")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\nhead -c1 <&4 >/dev/null\nexit 3\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	a.Exe = script
+	req := Request{RunID: "dies", Timeout: 5 * time.Second, StartedAt: time.Now(), StartMono: state.MonoNow(),
+		Mounts: []state.Mount{{Path: "/a", Dev: 1}}}
+	start := time.Now()
+	_, err := a.Freeze(context.Background(), req, nil)
+	if err == nil || !strings.Contains(err.Error(), "died") || !strings.Contains(err.Error(), "exit status 3") {
+		t.Fatalf("got %v; want it to say the holder died, with exit status 3", err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("took %v to notice a dead holder", took)
+	}
+	if run, _ := a.Dir.Read("dies"); run == nil || run.Active() {
+		t.Fatalf("run after a dead holder: %+v", run)
 	}
 }
