@@ -144,6 +144,11 @@ type CheckReport struct {
 	Lock   LockInfo      `json:"lock"`
 	// Problems lists every preflight failure, one line each.
 	Problems []string `json:"problems,omitempty"`
+	// FailsafeLayers names what would end a hold on this host if nobody sent
+	// thaw, as FreezeReport.FailsafeLayers would for a freeze now: without
+	// systemd only "guardian" and "next-invocation" (a killed guardian then
+	// leaves no timer, only the next hostagent invocation).
+	FailsafeLayers []string `json:"failsafe_layers"`
 }
 
 // ErrorReport is printed on stdout (as well as the one-line message on stderr)

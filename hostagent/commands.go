@@ -218,7 +218,8 @@ func (c *command) check(ctx context.Context, args []string) error {
 		}
 	}
 	valid, problems := preflight.Inspect(mounts, preflight.DefaultEnv(dirPath))
-	rep := contract.CheckReport{Mounts: []contract.MountReport{}}
+	rep := contract.CheckReport{Mounts: []contract.MountReport{},
+		FailsafeLayers: hold.FailsafeLayers(true, hold.SystemdTimerAvailable())}
 	discover, onEC2, _ := discoverer(ctx)
 	for _, m := range valid {
 		res, err := volumesOf(ctx, discover, onEC2, m)

@@ -146,3 +146,27 @@ func TestStateDirFullLeavesNoPhantomRun(t *testing.T) {
 		})
 	}
 }
+
+// FreezeReport and check name the fail-safe layers really armed here: the
+// guardian and the next invocation always, the systemd timer only where
+// systemd runs (and then the report names its unit).
+func TestFailsafeLayersReported(t *testing.T) {
+	fs := loopFS(t, "xfs")
+	e := newEnv(t)
+	rep := e.freeze(t, "--mount", fs.Mount, "--timeout", "20s", "--run-id", "layers")
+	defer e.thaw(t, rep.RunID, 0)
+	want := []string{"guardian", "next-invocation"}
+	if rep.TimerUnit != "" {
+		want = []string{"guardian", "systemd-timer", "next-invocation"}
+	}
+	if fmt.Sprint(rep.FailsafeLayers) != fmt.Sprint(want) {
+		t.Fatalf("failsafe_layers %v, want %v (timer unit %q)", rep.FailsafeLayers, want, rep.TimerUnit)
+	}
+	other := loopFS(t, "ext4")
+	r := e.run("check", "--mount", other.Mount, "--mysql-lock", "none")
+	var cr contract.CheckReport
+	decodeOne(t, r.stdout, &cr)
+	if r.code != 0 || fmt.Sprint(cr.FailsafeLayers) != fmt.Sprint(want) {
+		t.Fatalf("check: exit %d, failsafe_layers %v, want %v", r.code, cr.FailsafeLayers, want)
+	}
+}

@@ -238,8 +238,9 @@ func (a *Agent) Holder(ctx context.Context, runID string, reportPipe, control *o
 		StartedAt: run.StartedAt, FrozenAt: frozenAt, Deadline: deadline,
 		TimeoutMS: run.Timeout.Milliseconds(), Lock: info, Mounts: mounts,
 		HolderPID: self.PID, GuardianPID: guardian.PID,
-		HeldMS:    ms(time.Duration(frozenMono - run.StartMono)),
-		TimerUnit: unit,
+		HeldMS:         ms(time.Duration(frozenMono - run.StartMono)),
+		TimerUnit:      unit,
+		FailsafeLayers: FailsafeLayers(true, unit != ""),
 	}
 	run.Status, run.FrozenAt, run.Freeze, run.TimerUnit = state.StatusHeld, frozenAt, rep, unit
 	if err := a.update(run); errors.Is(err, errSuperseded) {

@@ -296,11 +296,50 @@ func (a *Agent) Status(only string) (*contract.StatusReport, error) {
 	return out, nil
 }
 
+// Fail-safe layer names (contract.FreezeReport.FailsafeLayers), in the order
+// they act: the guardian at the deadline, the systemd timer one second
+// later, any later hostagent invocation whenever it comes. Without systemd,
+// a host whose holder and guardian are both killed has nothing time-based
+// left until someone runs hostagent again.
+const (
+	LayerGuardian       = "guardian"
+	LayerSystemdTimer   = "systemd-timer"
+	LayerNextInvocation = "next-invocation"
+)
+
+// FailsafeLayers lists the layers of a hold: the guardian if it was started,
+// the systemd timer if it was armed, and the next invocation (always).
+func FailsafeLayers(guardian, timer bool) []string {
+	var layers []string
+	if guardian {
+		layers = append(layers, LayerGuardian)
+	}
+	if timer {
+		layers = append(layers, LayerSystemdTimer)
+	}
+	return append(layers, LayerNextInvocation)
+}
+
+// SystemdTimerAvailable reports whether a freeze here could arm the systemd
+// timer: systemd is PID 1 and systemd-run is installed.
+func SystemdTimerAvailable() bool { return systemdTimerAvailable(systemdMarker) }
+
+func systemdTimerAvailable(marker string) bool {
+	if _, err := os.Stat(marker); err != nil {
+		return false
+	}
+	_, err := exec.LookPath("systemd-run")
+	return err == nil
+}
+
+// systemdMarker exists where systemd is PID 1 (sd_booted(3)).
+const systemdMarker = "/run/systemd/system"
+
 // SystemdTimer returns the third fail-safe layer where systemd is PID 1: a
 // transient timer that runs `hostagent recover --run-id X` one second after
 // the deadline. Elsewhere it returns nil (nothing to arm).
 func SystemdTimer(exe, stateDir string) func(ctx context.Context, run *state.Run) (string, error) {
-	return systemdTimer(exe, stateDir, "/run/systemd/system")
+	return systemdTimer(exe, stateDir, systemdMarker)
 }
 
 // systemdTimer is SystemdTimer with the "systemd is PID 1" marker injectable.
