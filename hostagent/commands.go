@@ -22,17 +22,17 @@ import (
 	"github.com/quiesce/quiesce/hostagent/internal/volumes"
 )
 
-// Timeout bounds from DESIGN.md.
+// The --timeout bounds are the hold's (hold/deadline.go; README.md states them).
 const (
-	minTimeout     = time.Second
-	maxTimeout     = 10 * time.Minute
-	defaultTimeout = 30 * time.Second
+	minTimeout     = hold.MinTimeout
+	maxTimeout     = hold.MaxTimeout
+	defaultTimeout = hold.DefaultTimeout
 )
 
 const stateDirHelp = "state directory (default $" + state.EnvDir + " or " + state.DefaultDir + "; for tests)"
 
 func (c *command) freeze(ctx context.Context, args []string) error {
-	startedAt, startMono := time.Now().UTC(), state.MonoNow()
+	startedAt, startMono := time.Now().UTC(), state.MonoNow() // the start the provisional deadline counts from
 	fs := c.flagSet()
 	var mounts stringList
 	fs.Var(&mounts, "mount", "mount point to freeze (repeat for several)")
@@ -292,7 +292,7 @@ func (c *command) guardian(ctx context.Context, args []string) error {
 	stateDir := fs.String("state-dir", "", "")
 	holderPID := fs.Int("holder-pid", 0, "")
 	holderStart := fs.Uint64("holder-start", 0, "")
-	deadline := fs.Int64("deadline-mono", 0, "")
+	deadline := fs.Int64(hold.GuardianDeadlineFlag, 0, "")
 	runJSON := fs.String("run-json", "", "")
 	if err := c.parse(fs, args); err != nil {
 		return err
@@ -308,7 +308,8 @@ func (c *command) guardian(ctx context.Context, args []string) error {
 			given = &r
 		}
 	}
-	return newAgent(dir, nil).Guardian(ctx, *runID, state.Proc{PID: *holderPID, Start: *holderStart}, *deadline, given)
+	return newAgent(dir, nil).Guardian(ctx, *runID, state.Proc{PID: *holderPID, Start: *holderStart},
+		hold.Deadline{Mono: *deadline}, given)
 }
 
 func (c *command) recover(ctx context.Context, args []string) error {

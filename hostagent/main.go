@@ -1,6 +1,6 @@
 // Command hostagent locks MySQL/MariaDB and freezes filesystems for an
 // application-consistent EBS snapshot, holds them under a hard deadline, and
-// thaws them. DESIGN.md ("hostagent") is the contract: subcommands freeze,
+// thaws them. README.md states the contract: subcommands freeze,
 // thaw, status, check and version, one JSON object on stdout, exit codes 0-5.
 //
 // Beyond the contract:

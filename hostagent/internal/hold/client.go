@@ -37,10 +37,6 @@ type holderMsg struct {
 	Error  string                 `json:"error,omitempty"`
 }
 
-// answerSlack is how long past the timeout the client waits for the holder's
-// report before undoing everything itself.
-const answerSlack = 2 * time.Second
-
 // PendingHolder is a started holder waiting for the go-ahead on its control pipe.
 type PendingHolder struct {
 	pid     int
@@ -105,9 +101,6 @@ func (h *PendingHolder) died() error {
 	}
 }
 
-// holderExitWait: how long a closed report pipe waits for the holder's exit status.
-const holderExitWait = 500 * time.Millisecond
-
 // Abort makes a pending holder exit without doing anything.
 func (h *PendingHolder) Abort() {
 	if h != nil {
@@ -138,7 +131,7 @@ func (a *Agent) Freeze(ctx context.Context, req Request, h *PendingHolder) (*con
 	}
 	h.control.Close()
 
-	wait := req.Timeout + answerSlack
+	wait := reportWait(req.Timeout)
 	_ = h.report.SetReadDeadline(time.Now().Add(wait))
 	var msg holderMsg
 	derr := json.NewDecoder(h.report).Decode(&msg)
@@ -191,7 +184,7 @@ func (a *Agent) confirmHeld(ctx context.Context, rep *contract.FreezeReport) err
 		return fmt.Errorf("run %s was already %s%s when its freeze report arrived (this client was paused or starved past the deadline); nothing is held",
 			rep.RunID, run.Status, by)
 	}
-	if state.UntilMono(run.DeadlineMono) > 0 {
+	if !deadlineOf(run).Passed() {
 		return nil
 	}
 	if _, err := a.Thaw(ctx, rep.RunID); err != nil {
@@ -238,9 +231,6 @@ func (a *Agent) reserve(req Request) (*state.Run, error) {
 			}
 		}
 	}
-	// Until the holder fixes the real deadline, record an upper bound so
-	// recovery can still tell a wedged run from a live one.
-	provisional := req.Timeout + time.Second
 	run := &state.Run{
 		RunID:         req.RunID,
 		Status:        state.StatusStarting,
@@ -253,10 +243,11 @@ func (a *Agent) reserve(req Request) (*state.Run, error) {
 		StartMono:     req.StartMono,
 		InstanceID:    req.InstanceID,
 		ExpediteRCU:   req.ExpediteRCU,
-		Deadline:      req.StartedAt.Add(provisional),
-		DeadlineMono:  req.StartMono + int64(provisional),
 		Client:        state.Self(),
 	}
+	// Until the holder fixes the final deadline, an upper bound lets
+	// recovery tell a wedged start from a live one.
+	provisionalDeadline(req).record(run, false)
 	if err := a.Dir.Write(run); err != nil {
 		// Half written (the record without its copy, in a full dir): a
 		// reservation nobody completes must not block the next run.
@@ -288,7 +279,7 @@ func (a *Agent) abandon(runID string, why error) {
 	}
 	if run.Active() && run.Holder.PID != 0 {
 		_ = killProc(run.Holder)
-		waitExit(run.Holder, time.Second)
+		waitExit(run.Holder, killWait)
 	}
 	unlock, lerr := a.Dir.Lock(dirLockWait)
 	if lerr == nil {

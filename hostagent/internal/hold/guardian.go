@@ -22,7 +22,7 @@ import (
 //
 // given is the run as the holder passed it (nil if none): the guardian's
 // memory of what to thaw whatever becomes of the state file.
-func (a *Agent) Guardian(ctx context.Context, runID string, holder state.Proc, deadlineMono int64, given *state.Run) error {
+func (a *Agent) Guardian(ctx context.Context, runID string, holder state.Proc, deadline Deadline, given *state.Run) error {
 	a.Log = openLog(a.Dir.LogPath(runID)).With("role", "guardian", "run", runID)
 	// SIGTERM/SIGINT/SIGHUP must not take the fail-safe down (a shutdown kills
 	// everything anyway; a stray signal should not). SIGKILL still works.
@@ -40,59 +40,10 @@ func (a *Agent) Guardian(ctx context.Context, runID string, holder state.Proc, d
 	if last != nil {
 		a.keepMountFDs(last.Mounts)
 	}
-
-	holderGone := !holder.Alive()
-	pidfd := -1
-	if !holderGone {
-		if fd, err := unix.PidfdOpen(holder.PID, 0); err == nil {
-			pidfd = fd
-			defer unix.Close(fd)
-			holderGone = !holder.Alive() // pinned now; recheck against pid reuse
-		}
+	last, finished := a.watchUntilDeadline(runID, holder, deadline, last)
+	if finished {
+		return nil
 	}
-	rcuRestored := false
-wait:
-	for {
-		remaining := state.UntilMono(deadlineMono)
-		if remaining <= 0 {
-			break
-		}
-		if !holderGone && pidfd >= 0 {
-			msec := int((remaining + time.Millisecond - 1) / time.Millisecond)
-			fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
-			n, err := unix.Poll(fds, msec)
-			if errors.Is(err, unix.EINTR) || (err == nil && n == 0) {
-				continue
-			}
-			holderGone = true
-		} else {
-			// No pidfd, or the holder is gone: poll the state (a thaw command
-			// may finish the run from the state file) in short ticks.
-			time.Sleep(min(remaining, 50*time.Millisecond))
-			holderGone = holderGone || !holder.Alive()
-		}
-		if holderGone {
-			run, err := a.Dir.Read(runID)
-			if err == nil {
-				last = run
-			}
-			if err == nil && !run.Active() {
-				a.log().Info("run finished; guardian exits", "status", run.Status)
-				return nil
-			}
-			if err == nil && len(run.ThawPending) > 0 {
-				a.log().Warn("holder gone with a thaw outstanding; retrying now", "pending", run.ThawPending)
-				break wait
-			}
-			if err == nil && run.RCURestore && !rcuRestored {
-				// The holder died while freezing: the mounts stay held until
-				// the deadline, but the machine-wide knob goes back now.
-				a.restoreRCU(run)
-				rcuRestored = true
-			}
-		}
-	}
-
 	run, err := a.Dir.Read(runID)
 	if err != nil {
 		if last == nil {
@@ -112,6 +63,64 @@ wait:
 	}
 	a.log().Warn("deadline reached; thawing")
 	return a.deadlineThaw(ctx, run, holder)
+}
+
+// watchUntilDeadline sleeps until the deadline, waking early only when the
+// holder exits, to see whether the run is over (finished: the guardian has
+// nothing left to do), has a thaw to retry now, or needs expedited RCU back.
+// It returns the last run it could read.
+func (a *Agent) watchUntilDeadline(runID string, holder state.Proc, deadline Deadline, last *state.Run) (*state.Run, bool) {
+	holderGone := !holder.Alive()
+	pidfd := -1
+	if !holderGone {
+		if fd, err := unix.PidfdOpen(holder.PID, 0); err == nil {
+			pidfd = fd
+			defer unix.Close(fd)
+			holderGone = !holder.Alive() // pinned now; recheck against pid reuse
+		}
+	}
+	rcuRestored := false
+	for {
+		remaining := deadline.Remaining()
+		if remaining <= 0 {
+			return last, false
+		}
+		if !holderGone && pidfd >= 0 {
+			msec := int((remaining + time.Millisecond - 1) / time.Millisecond)
+			fds := []unix.PollFd{{Fd: int32(pidfd), Events: unix.POLLIN}}
+			n, err := unix.Poll(fds, msec)
+			if errors.Is(err, unix.EINTR) || (err == nil && n == 0) {
+				continue
+			}
+			holderGone = true
+		} else {
+			// No pidfd, or the holder is gone: poll the state (a thaw command
+			// may finish the run from the state file) in short ticks.
+			time.Sleep(min(remaining, guardianPoll))
+			holderGone = holderGone || !holder.Alive()
+		}
+		if !holderGone {
+			continue
+		}
+		run, err := a.Dir.Read(runID)
+		if err != nil {
+			continue
+		}
+		last = run
+		switch {
+		case !run.Active():
+			a.log().Info("run finished; guardian exits", "status", run.Status)
+			return last, true
+		case len(run.ThawPending) > 0:
+			a.log().Warn("holder gone with a thaw outstanding; retrying now", "pending", run.ThawPending)
+			return last, false
+		case run.RCURestore && !rcuRestored:
+			// The holder died while freezing: the mounts stay held until
+			// the deadline, but the machine-wide knob goes back now.
+			a.restoreRCU(run)
+			rcuRestored = true
+		}
+	}
 }
 
 // deadlineThaw is the guardian's act at the deadline: thaw, end the holder,
@@ -160,11 +169,11 @@ func (a *Agent) endHolder(ctx context.Context, run *state.Run, holder state.Proc
 	}
 	a.log().Warn("holder still alive after the deadline; SIGKILL", "holder_pid", holder.PID)
 	_ = killProc(holder)
-	if waitExit(holder, time.Second) {
+	if waitExit(holder, killWait) {
 		return true
 	}
 	if run.ConnectionID != 0 && a.MySQL.KillConnection != nil {
-		kctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		kctx, cancel := context.WithTimeout(ctx, killConnectionWait)
 		if err := a.MySQL.KillConnection(kctx, run.MySQL, run.ConnectionID); err != nil {
 			a.log().Error("KILL of the holder's connection", "err", err)
 		}

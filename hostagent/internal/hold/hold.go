@@ -13,6 +13,9 @@
 //     the deadline whatever the holder does, then SIGKILLs it (closing its
 //     connection releases the MySQL lock).
 //   - any later invocation recovers runs whose processes all died (Recover).
+//
+// The deadline and every timing rule of the hold are in deadline.go; the
+// design is in docs/architecture.md ("The hold and its deadline").
 package hold
 
 import (
@@ -114,34 +117,6 @@ const (
 	CmdHolder   = "__holder"
 	CmdGuardian = "__guardian"
 	CmdRecover  = "recover"
-)
-
-const (
-	// guardianGrace is how long the guardian, having thawed at the deadline,
-	// lets the holder unlock and exit on its own before SIGKILL.
-	guardianGrace = 150 * time.Millisecond
-	// overdueSlack: a run still active this long after its deadline is treated
-	// as wedged by recovery even if its processes are alive.
-	overdueSlack = 2 * time.Second
-	// dirLockWait bounds waiting for the state dir lock (held for microseconds
-	// normally; longer only if a process got stuck holding it).
-	dirLockWait = 5 * time.Second
-	// recoverLockWait is shorter: recovery runs opportunistically at the start
-	// of every command and must not delay them all behind a stuck process.
-	recoverLockWait = time.Second
-	// unlockTimeout bounds UNLOCK TABLES / connection close after a thaw.
-	unlockTimeout = 3 * time.Second
-	// thawWait bounds how long a thaw waits for FITHAWs that do not return.
-	thawWait = 3 * time.Second
-	// thawStagger: how long one FITHAW may take before the next one is
-	// started without waiting for it (they take well under a millisecond).
-	thawStagger = 50 * time.Millisecond
-	// guardianRetryFor/Every: how long and how often the guardian retries a
-	// deadline thaw that did not return, before leaving it to recovery.
-	guardianRetryFor   = time.Minute
-	guardianRetryEvery = 500 * time.Millisecond
-	// keepFinished: thawed/failed runs stay this long so thaw stays idempotent.
-	keepFinished = 24 * time.Hour
 )
 
 func (a *Agent) log() *slog.Logger {

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -40,21 +39,11 @@ func (a *Agent) Thaw(ctx context.Context, runID string) (*contract.ThawReport, e
 	}
 	// Right after the go-ahead the holder runs but has not recorded itself yet
 	// (milliseconds): wait for it rather than thawing behind its back.
-	for wait := time.Now().Add(2 * time.Second); run.Status == state.StatusStarting && run.Holder.PID == 0 &&
-		run.Client.Alive() && time.Now().Before(wait); {
-		time.Sleep(10 * time.Millisecond)
-		if run, err = a.Dir.Read(runID); err != nil {
-			return nil, err
-		}
+	if run, err = a.awaitHolderRecord(run); err != nil {
+		return nil, err
 	}
 	if run.Active() && run.Holder.Alive() {
-		wait := holderAnswerWait
-		if run.Status == state.StatusStarting {
-			// Still locking/freezing: the request queues until it is done, at
-			// most until a little after the deadline (by then it has acted).
-			wait = max(wait, state.UntilMono(run.DeadlineMono)+time.Second)
-		}
-		rep, err := a.askHolder(ctx, runID, wait)
+		rep, err := a.askHolder(ctx, runID, askWait(run))
 		if err == nil {
 			return lateCheck(rep)
 		}
@@ -83,20 +72,26 @@ func (a *Agent) Thaw(ctx context.Context, runID string) (*contract.ThawReport, e
 		a.retryFailedThaws(run)
 		return lateCheck(run.Thaw)
 	}
-	// Active, but the holder is gone or mute: thaw here, filesystems first,
-	// then end the holder (its connection closing releases the MySQL lock).
+	return a.thawFromState(run)
+}
+
+// thawFromState ends an active run whose holder is gone or mute, from its
+// record: filesystems first, then the holder (its connection closing
+// releases the MySQL lock). Runs under the state lock where it could be had.
+func (a *Agent) thawFromState(run *state.Run) (*contract.ThawReport, error) {
+	runID := run.RunID
 	mounts, terr := a.thawRun(run)
 	holderDead := true
 	if run.Holder.Alive() {
 		_ = killProc(run.Holder)
-		holderDead = waitExit(run.Holder, time.Second)
+		holderDead = waitExit(run.Holder, killWait)
 	}
 	a.restoreRCU(run)
 	run.RCURestore = false
 	now := time.Now()
 	rep := contract.ThawReport{RunID: runID, ThawedBy: contract.ThawedByRecovery, HeldMS: heldMS(run, now), Mounts: mounts,
 		MySQLUnlocked: holderDead || run.LockMode == contract.LockNone, ThawedAt: now.UTC(), LockLost: run.LockLost}
-	if run.DeadlineFinal && state.UntilMono(run.DeadlineMono) <= 0 {
+	if lateThaw(run) {
 		rep.ThawedBy, rep.Late = contract.ThawedByDeadline, true
 	}
 	settle(run, rep)
@@ -108,6 +103,20 @@ func (a *Agent) Thaw(ctx context.Context, runID string) (*contract.ThawReport, e
 		a.log().Error("thaw", "run", runID, "err", terr)
 	}
 	return lateCheck(&rep)
+}
+
+// awaitHolderRecord waits (at most holderRecordWait) while a run's client
+// lives and its holder has not recorded itself yet.
+func (a *Agent) awaitHolderRecord(run *state.Run) (*state.Run, error) {
+	var err error
+	for wait := time.Now().Add(holderRecordWait); run.Status == state.StatusStarting && run.Holder.PID == 0 &&
+		run.Client.Alive() && time.Now().Before(wait); {
+		time.Sleep(10 * time.Millisecond)
+		if run, err = a.Dir.Read(run.RunID); err != nil {
+			return nil, err
+		}
+	}
+	return run, nil
 }
 
 // retryFailedThaws tries again the mounts whose thaw failed (a repeated thaw
@@ -173,14 +182,10 @@ func lateCheck(rep *contract.ThawReport) (*contract.ThawReport, error) {
 	return rep, nil
 }
 
-// holderAnswerWait bounds the wait for a holding holder's answer; it answers
-// in milliseconds, so a silent one is hung (or stopped) and is bypassed.
-const holderAnswerWait = 2 * time.Second
-
 // askHolder sends thaw on the run's holder socket and waits at most wait
 // for its report.
 func (a *Agent) askHolder(ctx context.Context, runID string, wait time.Duration) (*contract.ThawReport, error) {
-	d := net.Dialer{Timeout: time.Second}
+	d := net.Dialer{Timeout: holderDialWait}
 	c, err := d.DialContext(ctx, "unix", a.Dir.SocketPath(runID))
 	if err != nil {
 		return nil, err
@@ -218,7 +223,7 @@ func (a *Agent) Recover(ctx context.Context, only string) ([]string, error) {
 			continue
 		}
 		alive := run.Client.Alive() || run.Holder.Alive() || run.Guardian.Alive()
-		overdue := run.DeadlineMono != 0 && state.UntilMono(run.DeadlineMono) < -overdueSlack
+		overdue := overdue(run)
 		// A thaw that did not return is retried by whoever comes next: a
 		// FITHAW of the run's own mounts is always safe.
 		if alive && !overdue && len(run.ThawPending) == 0 {
@@ -233,7 +238,7 @@ func (a *Agent) Recover(ctx context.Context, only string) ([]string, error) {
 		holderDead := true
 		if run.Holder.Alive() {
 			_ = killProc(run.Holder)
-			holderDead = waitExit(run.Holder, time.Second)
+			holderDead = waitExit(run.Holder, killWait)
 		}
 		_ = killProc(run.Guardian)
 		a.restoreRCU(run)
@@ -336,8 +341,8 @@ func systemdTimerAvailable(marker string) bool {
 const systemdMarker = "/run/systemd/system"
 
 // SystemdTimer returns the third fail-safe layer where systemd is PID 1: a
-// transient timer that runs `hostagent recover --run-id X` one second after
-// the deadline. Elsewhere it returns nil (nothing to arm).
+// transient timer that runs `hostagent recover --run-id X` systemdTimerDelay
+// after the deadline (deadline.go). Elsewhere it returns nil (nothing to arm).
 func SystemdTimer(exe, stateDir string) func(ctx context.Context, run *state.Run) (string, error) {
 	return systemdTimer(exe, stateDir, systemdMarker)
 }
@@ -349,8 +354,7 @@ func systemdTimer(exe, stateDir, marker string) func(ctx context.Context, run *s
 	}
 	return func(ctx context.Context, run *state.Run) (string, error) {
 		unit := "quiesce-" + run.RunID
-		after := state.UntilMono(run.DeadlineMono) + time.Second
-		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		ctx, cancel := context.WithTimeout(ctx, systemdRunWait)
 		defer cancel()
 		path, err := exec.LookPath("systemd-run")
 		if err != nil {
@@ -360,10 +364,9 @@ func systemdTimer(exe, stateDir, marker string) func(ctx context.Context, run *s
 		if err != nil {
 			return "", err
 		}
-		cmd := exec.CommandContext(ctx, path, "--quiet", "--collect", "--unit", unit,
-			"--on-active="+strconv.FormatInt(after.Milliseconds(), 10)+"ms",
-			"--timer-property=AccuracySec=100ms",
-			real, CmdRecover, "--state-dir", stateDir, "--run-id", run.RunID)
+		args := append([]string{"--quiet", "--collect", "--unit", unit}, systemdTimerArgs(run)...)
+		args = append(args, real, CmdRecover, "--state-dir", stateDir, "--run-id", run.RunID)
+		cmd := exec.CommandContext(ctx, path, args...)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return "", fmt.Errorf("systemd-run: %v: %s", err, out)
 		}

@@ -126,6 +126,7 @@ type Run struct {
 	RCURestore bool `json:"rcu_restore,omitempty"`
 	// Deadline is wall time for reports; DeadlineMono (CLOCK_MONOTONIC ns, the
 	// same clock in every process) is what timers use, immune to clock steps.
+	// The rules that set and read them are in hold/deadline.go.
 	Deadline     time.Time `json:"deadline"`
 	DeadlineMono int64     `json:"deadline_mono"`
 	// DeadlineFinal is false while only the client's upper bound is known.
@@ -562,7 +563,9 @@ func procStat(pid int) (start uint64, state byte, err error) {
 	return start, f[0][0], nil
 }
 
-// MonoNow is CLOCK_MONOTONIC in ns, shared by all processes on the machine.
+// MonoNow is CLOCK_MONOTONIC in ns, shared by all processes on the machine:
+// the clock of the records' *Mono fields. What is computed with it (the
+// deadlines and their rules) is in hold/deadline.go.
 func MonoNow() int64 {
 	var ts unix.Timespec
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
