@@ -135,6 +135,9 @@ type RunStatus struct {
 	ThawedBy    string    `json:"thawed_by,omitempty"`
 	// LockLost: the MySQL lock of this run ended before its thaw (see ThawReport.LockLost).
 	LockLost *LockLoss `json:"lock_lost,omitempty"`
+	// ThawPending lists mounts whose thaw did not return (blocked in the
+	// kernel); the run stays active and every fail-safe layer retries them.
+	ThawPending []string `json:"thaw_pending,omitempty"`
 }
 
 // CheckReport is printed by `hostagent check` (preflight only, changes nothing).

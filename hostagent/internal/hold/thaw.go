@@ -289,7 +289,7 @@ func (a *Agent) Status(only string) (*contract.StatusReport, error) {
 		for _, m := range r.Mounts {
 			rs.Mounts = append(rs.Mounts, m.Path)
 		}
-		rs.LockLost = r.LockLost
+		rs.LockLost, rs.ThawPending = r.LockLost, r.ThawPending
 		if r.Thaw != nil {
 			rs.ThawedBy = r.Thaw.ThawedBy
 			if r.Thaw.LockLost != nil {

@@ -2,6 +2,7 @@ package hold
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -61,6 +62,9 @@ func TestThawDoesNotStopAtABlockedMount(t *testing.T) {
 	got, err := a.Dir.Read("stuck")
 	if err != nil || !got.Active() || len(got.ThawPending) != 1 || got.ThawPending[0] != "/b" {
 		t.Fatalf("run after a thaw that did not return: %+v, %v; want it active with /b pending", got, err)
+	}
+	if st, err := a.Status("stuck"); err != nil || len(st.Runs) != 1 || fmt.Sprint(st.Runs[0].ThawPending) != "[/b]" {
+		t.Fatalf("status of a run with a pending thaw: %+v, %v", st, err)
 	}
 	// Once the kernel lets go, the next invocation's recovery finishes the job.
 	release()
