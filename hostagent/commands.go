@@ -103,7 +103,16 @@ func (c *command) freeze(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	c.printJSON(rep)
+	// Encoded first, so that the hold's last check and the write are as
+	// close as can be: a stop between them would print a stale report.
+	out, err := json.Marshal(rep)
+	if err != nil {
+		return err
+	}
+	if err := a.ConfirmHeld(ctx, rep); err != nil {
+		return err
+	}
+	c.printRaw(append(out, '\n'))
 	return nil
 }
 

@@ -137,7 +137,7 @@ func (a *Agent) Freeze(ctx context.Context, req Request, h *PendingHolder) (*con
 	derr := json.NewDecoder(h.report).Decode(&msg)
 	switch {
 	case derr == nil && msg.Freeze != nil:
-		if err := a.confirmHeld(ctx, msg.Freeze); err != nil {
+		if err := a.ConfirmHeld(ctx, msg.Freeze); err != nil {
 			return nil, err
 		}
 		return msg.Freeze, nil
@@ -157,7 +157,8 @@ func (a *Agent) Freeze(ctx context.Context, req Request, h *PendingHolder) (*con
 	return nil, why
 }
 
-// confirmHeld is the last check before a FreezeReport is printed: the hold
+// ConfirmHeld is the last check before a FreezeReport is printed (Freeze
+// makes it, and the command again right before its write): the hold
 // must still be in force. A client paused (SIGSTOP, a starved machine)
 // between the holder's report and its own answer would otherwise print a
 // success for a run the deadline already ended, and a snapshot would be
@@ -167,7 +168,7 @@ func (a *Agent) Freeze(ctx context.Context, req Request, h *PendingHolder) (*con
 // which answers a thaw, nor 3, which says another run holds the mounts); one
 // whose deadline passed but that is not thawed yet is thawed here first, so
 // that this holds too.
-func (a *Agent) confirmHeld(ctx context.Context, rep *contract.FreezeReport) error {
+func (a *Agent) ConfirmHeld(ctx context.Context, rep *contract.FreezeReport) error {
 	run, err := a.Dir.Read(rep.RunID)
 	if err != nil {
 		if time.Until(rep.Deadline) > 0 {
