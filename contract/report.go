@@ -132,6 +132,11 @@ type RunStatus struct {
 	HolderAlive bool      `json:"holder_alive"`
 	GuardAlive  bool      `json:"guardian_alive"`
 	ThawedBy    string    `json:"thawed_by,omitempty"`
+	// LockLost: the MySQL lock of this run ended before its thaw (see ThawReport.LockLost).
+	LockLost *LockLoss `json:"lock_lost,omitempty"`
+	// ThawPending lists mounts whose thaw did not return (blocked in the
+	// kernel); the run stays active and every fail-safe layer retries them.
+	ThawPending []string `json:"thaw_pending,omitempty"`
 }
 
 // CheckReport is printed by `hostagent check` (preflight only, changes nothing).
@@ -141,6 +146,11 @@ type CheckReport struct {
 	Lock   LockInfo      `json:"lock"`
 	// Problems lists every preflight failure, one line each.
 	Problems []string `json:"problems,omitempty"`
+	// FailsafeLayers names what would end a hold on this host if nobody sent
+	// thaw, as FreezeReport.FailsafeLayers would for a freeze now: without
+	// systemd only "guardian" and "next-invocation" (a killed guardian then
+	// leaves no timer, only the next hostagent invocation).
+	FailsafeLayers []string `json:"failsafe_layers"`
 }
 
 // ErrorReport is printed on stdout (as well as the one-line message on stderr)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -22,17 +23,18 @@ import (
 	"github.com/quiesce/quiesce/internal/agenterr"
 )
 
-// Timeout bounds: the Lambda checks the same ones (contract, docs/architecture.md#the-hold-and-its-deadline).
+// The --timeout bounds are the hold's (hold/deadline.go), the same the Lambda
+// checks (contract).
 const (
-	minTimeout     = contract.MinFreezeTimeout
-	maxTimeout     = contract.MaxFreezeTimeout
-	defaultTimeout = contract.DefaultFreezeTimeout
+	minTimeout     = hold.MinTimeout
+	maxTimeout     = hold.MaxTimeout
+	defaultTimeout = hold.DefaultTimeout
 )
 
 const stateDirHelp = "state directory (default $" + state.EnvDir + " or " + state.DefaultDir + "; for tests)"
 
 func (c *command) freeze(ctx context.Context, args []string) error {
-	startedAt, startMono := time.Now().UTC(), state.MonoNow()
+	startedAt, startMono := time.Now().UTC(), state.MonoNow() // the start the provisional deadline counts from
 	fs := c.flagSet()
 	var mounts stringList
 	fs.Var(&mounts, "mount", "mount point to freeze (repeat for several)")
@@ -97,7 +99,16 @@ func (c *command) freeze(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	c.printJSON(rep)
+	// Encoded first, so that the hold's last check and the write are as
+	// close as can be: a stop between them would print a stale report.
+	out, err := json.Marshal(rep)
+	if err != nil {
+		return err
+	}
+	if err := a.ConfirmHeld(ctx, rep); err != nil {
+		return err
+	}
+	c.printRaw(append(out, '\n'))
 	return nil
 }
 
@@ -251,7 +262,8 @@ func (c *command) check(ctx context.Context, args []string) error {
 		}
 	}
 	valid, problems := preflight.Inspect(mounts, preflight.DefaultEnv(dirPath))
-	rep := contract.CheckReport{Mounts: []contract.MountReport{}}
+	rep := contract.CheckReport{Mounts: []contract.MountReport{},
+		FailsafeLayers: hold.FailsafeLayers(true, hold.SystemdTimerAvailable())}
 	discover, onEC2, _ := discoverer(ctx)
 	for _, m := range valid {
 		res, err := volumesOf(ctx, discover, onEC2, m)
@@ -321,7 +333,8 @@ func (c *command) guardian(ctx context.Context, args []string) error {
 	stateDir := fs.String("state-dir", "", "")
 	holderPID := fs.Int("holder-pid", 0, "")
 	holderStart := fs.Uint64("holder-start", 0, "")
-	deadline := fs.Int64("deadline-mono", 0, "")
+	deadline := fs.Int64(hold.GuardianDeadlineFlag, 0, "")
+	runJSON := fs.String("run-json", "", "")
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
@@ -329,7 +342,15 @@ func (c *command) guardian(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return newAgent(dir, nil).Guardian(ctx, *runID, state.Proc{PID: *holderPID, Start: *holderStart}, *deadline)
+	var given *state.Run
+	if *runJSON != "" {
+		var r state.Run
+		if err := json.Unmarshal([]byte(*runJSON), &r); err == nil && r.RunID == *runID {
+			given = &r
+		}
+	}
+	return newAgent(dir, nil).Guardian(ctx, *runID, state.Proc{PID: *holderPID, Start: *holderStart},
+		hold.Deadline{Mono: *deadline}, given)
 }
 
 func (c *command) recover(ctx context.Context, args []string) error {

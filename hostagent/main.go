@@ -8,7 +8,9 @@
 // Details:
 //
 //   - State lives in /run/quiesce (override: --state-dir or $QUIESCE_STATE_DIR,
-//     meant for tests): active runs as <run-id>.json, finished ones under done/
+//     meant for tests): active runs as <run-id>.json (and a redundant copy,
+//     <run-id>.json.copy, that thaw and recovery fall back to when the record
+//     is unreadable), finished ones under done/
 //     (kept 24 h so thaw stays idempotent), a log per run (<run-id>.log, written
 //     by the holder and guardian), and the holder's unix socket.
 //   - freeze --expedite-rcu (default on; --expedite-rcu=false opts out)

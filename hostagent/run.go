@@ -156,6 +156,14 @@ func (c *command) printJSON(v any) {
 	c.printed = true
 }
 
+// printRaw writes an already encoded report in one write.
+func (c *command) printRaw(b []byte) {
+	if _, err := c.stdout.Write(b); err != nil {
+		fmt.Fprintf(c.stderr, "hostagent %s: write report: %v\n", c.name, err)
+	}
+	c.printed = true
+}
+
 // flagSet returns a FlagSet whose parse errors become one-line usage errors.
 func (c *command) flagSet() *flag.FlagSet {
 	fs := flag.NewFlagSet("hostagent "+c.name, flag.ContinueOnError)

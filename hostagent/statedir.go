@@ -110,15 +110,38 @@ func stateDirWritable(path string) error {
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			return fmt.Errorf("state dir %s: write probe in %s failed: %w", path, dir, err)
-		}
-		return nil
-	case <-time.After(stateProbeWait):
+	err, finished := awaitProbe(done, stateProbeWait)
+	if !finished {
 		return fmt.Errorf("state dir %s: its filesystem took no write within %v (frozen?); refusing: %w",
 			path, stateProbeWait, agenterr.ErrBusy)
+	}
+	if err != nil {
+		return fmt.Errorf("state dir %s: write probe in %s failed: %w", path, dir, err)
+	}
+	return nil
+}
+
+// probeGrace is the second look awaitProbe gives the probe after its wait.
+const probeGrace = 100 * time.Millisecond
+
+// awaitProbe waits at most wait for the probe's outcome. An expired timer
+// alone proves nothing: if this process was stopped (SIGSTOP) or starved
+// meanwhile, the probe — a process of its own — may have finished long ago,
+// and on waking both are ready (and select picks either). So the outcome
+// gets a second look, with a short grace for the reaping goroutine to run;
+// only a probe still unfinished after that means a filesystem that takes no
+// write.
+func awaitProbe(done <-chan error, wait time.Duration) (err error, finished bool) {
+	select {
+	case err := <-done:
+		return err, true
+	case <-time.After(wait):
+	}
+	select {
+	case err := <-done:
+		return err, true
+	case <-time.After(probeGrace):
+		return nil, false
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"time"
 
@@ -38,14 +39,11 @@ type holderMsg struct {
 	Error string            `json:"error,omitempty"`
 }
 
-// answerSlack is how long past the timeout the client waits for the holder's
-// report before undoing everything itself.
-const answerSlack = 2 * time.Second
-
 // PendingHolder is a started holder waiting for the go-ahead on its control pipe.
 type PendingHolder struct {
 	pid     int
 	proc    *os.Process // our child: killing it through this handle never hits a reused pid
+	exited  chan error  // its exit status (cmd.Wait), once it exited
 	report  *os.File    // read end of the holder's report pipe
 	control *os.File    // write end: one byte = go; EOF (close, or our exit) = exit quietly
 }
@@ -80,9 +78,29 @@ func (a *Agent) StartHolder(runID string) (*PendingHolder, error) {
 		cw.Close()
 		return nil, fmt.Errorf("start holder: %w", err)
 	}
-	// Reap the holder if it dies while we still run (we exit right after anyway).
-	go cmd.Wait()
-	return &PendingHolder{pid: cmd.Process.Pid, proc: cmd.Process, report: pr, control: cw}, nil
+	// Reap the holder if it dies while we still run (we exit right after
+	// anyway); its exit status tells a holder that died from a silent one.
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	return &PendingHolder{pid: cmd.Process.Pid, proc: cmd.Process, report: pr, control: cw, exited: exited}, nil
+}
+
+// died says how the holder ended if it exited (its pipe closed because it
+// died: the status follows within moments), or nil if it still runs.
+func (h *PendingHolder) died() error {
+	if h.exited == nil {
+		return nil
+	}
+	select {
+	case werr := <-h.exited:
+		status := "exit status 0"
+		if werr != nil {
+			status = werr.Error()
+		}
+		return fmt.Errorf("holder (pid %d) died before reporting (%s); see its log in the state dir", h.pid, status)
+	case <-time.After(holderExitWait):
+		return nil
+	}
 }
 
 // Abort makes a pending holder exit without doing anything.
@@ -108,16 +126,22 @@ func (a *Agent) Freeze(ctx context.Context, req Request, h *PendingHolder) (*con
 		return nil, err
 	}
 	if _, err := h.control.Write([]byte{'g'}); err != nil {
+		if died := h.died(); died != nil {
+			return nil, a.failStart(run, died)
+		}
 		return nil, a.failStart(run, fmt.Errorf("holder (pid %d) exited before it could start: %w", h.pid, err))
 	}
 	h.control.Close()
 
-	wait := req.Timeout + answerSlack
+	wait := reportWait(req.Timeout)
 	_ = h.report.SetReadDeadline(time.Now().Add(wait))
 	var msg holderMsg
 	derr := json.NewDecoder(h.report).Decode(&msg)
 	switch {
 	case derr == nil && msg.Freeze != nil:
+		if err := a.ConfirmHeld(ctx, msg.Freeze); err != nil {
+			return nil, err
+		}
 		return msg.Freeze, nil
 	case derr == nil && msg.Error != "":
 		return nil, &contract.ExitError{Code: msg.Code, Message: msg.Error}
@@ -126,11 +150,51 @@ func (a *Agent) Freeze(ctx context.Context, req Request, h *PendingHolder) (*con
 	why := fmt.Errorf("holder (pid %d) gave no report within %v: %v", h.pid, wait, derr)
 	if errors.Is(derr, os.ErrDeadlineExceeded) {
 		why = fmt.Errorf("holder (pid %d) gave no report within %v", h.pid, wait)
+	} else if died := h.died(); died != nil {
+		why = died
 	}
 	// Kill our child first: before the go-ahead was processed its pid is not in the state file.
 	_ = h.proc.Kill()
 	a.abandon(run.RunID, why)
 	return nil, why
+}
+
+// ConfirmHeld is the last check before a FreezeReport is printed (Freeze
+// makes it, and the command again right before its write): the hold
+// must still be in force. A client paused (SIGSTOP, a starved machine)
+// between the holder's report and its own answer would otherwise print a
+// success for a run the deadline already ended, and a snapshot would be
+// taken of thawed filesystems. The deadline is checked on the monotonic clock
+// (immune to clock steps), then the run's record. A hold that ended is a
+// plain failure (exit 1: nothing is held, as for every failed freeze; not 4,
+// which answers a thaw, nor 3, which says another run holds the mounts); one
+// whose deadline passed but that is not thawed yet is thawed here first, so
+// that this holds too.
+func (a *Agent) ConfirmHeld(ctx context.Context, rep *contract.FreezeReport) error {
+	run, err := a.Dir.Read(rep.RunID)
+	if err != nil {
+		if time.Until(rep.Deadline) > 0 {
+			return nil // the record is unreadable, the holder's word and the wall clock stand
+		}
+		return fmt.Errorf("run %s: deadline %s passed before the freeze report could be given; nothing is held",
+			rep.RunID, rep.Deadline.Format(time.RFC3339Nano))
+	}
+	if run.Status != state.StatusHeld {
+		by := ""
+		if run.Thaw != nil {
+			by = " by " + run.Thaw.ThawedBy
+		}
+		return fmt.Errorf("run %s was already %s%s when its freeze report arrived (this client was paused or starved past the deadline); nothing is held",
+			rep.RunID, run.Status, by)
+	}
+	if !deadlineOf(run).Passed() {
+		return nil
+	}
+	if _, err := a.Thaw(ctx, rep.RunID); err != nil {
+		a.log().Warn("thaw of a run whose deadline passed before its report", "run", rep.RunID, "err", err)
+	}
+	return fmt.Errorf("run %s: deadline %s passed before the freeze report could be given (this client was paused or starved); thawed, nothing is held",
+		rep.RunID, run.Deadline.Format(time.RFC3339Nano))
 }
 
 func detachedEnv() []string {
@@ -170,9 +234,6 @@ func (a *Agent) reserve(req Request) (*state.Run, error) {
 			}
 		}
 	}
-	// Until the holder fixes the real deadline, record an upper bound so
-	// recovery can still tell a wedged run from a live one.
-	provisional := req.Timeout + time.Second
 	run := &state.Run{
 		RunID:         req.RunID,
 		Status:        state.StatusStarting,
@@ -185,11 +246,15 @@ func (a *Agent) reserve(req Request) (*state.Run, error) {
 		StartMono:     req.StartMono,
 		InstanceID:    req.InstanceID,
 		ExpediteRCU:   req.ExpediteRCU,
-		Deadline:      req.StartedAt.Add(provisional),
-		DeadlineMono:  req.StartMono + int64(provisional),
 		Client:        state.Self(),
 	}
+	// Until the holder fixes the final deadline, an upper bound lets
+	// recovery tell a wedged start from a live one.
+	provisionalDeadline(req).record(run, false)
 	if err := a.Dir.Write(run); err != nil {
+		// Half written (the record without its copy, in a full dir): a
+		// reservation nobody completes must not block the next run.
+		a.Dir.Discard(run.RunID)
 		return nil, err
 	}
 	return run, nil
@@ -217,7 +282,7 @@ func (a *Agent) abandon(runID string, why error) {
 	}
 	if run.Active() && run.Holder.PID != 0 {
 		_ = killProc(run.Holder)
-		waitExit(run.Holder, time.Second)
+		waitExit(run.Holder, killWait)
 	}
 	unlock, lerr := a.Dir.Lock(dirLockWait)
 	if lerr == nil {
@@ -228,17 +293,20 @@ func (a *Agent) abandon(runID string, why error) {
 	if run, err = a.Dir.Read(runID); err != nil || !run.Active() {
 		return
 	}
-	done := make(chan []contract.MountThaw, 1)
-	go func() { out, _ := a.thawRun(run); done <- out }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		a.log().Error("thaw after abandoned holder did not return", "run", runID)
+	mounts, _ := a.thawRun(run) // bounded: a FITHAW that blocks is left pending
+	a.restoreRCU(run)
+	run.RCURestore = false
+	if pending := pendingThaws(mounts); len(pending) > 0 {
+		// Not "failed", which nothing retries: the run stays active with the
+		// mounts to thaw, and the guardian (not stopped) and recovery retry.
+		a.log().Error("thaw after abandoned holder did not return", "run", runID, "pending", pending)
+		run.ThawPending = pending
+		run.Error = why.Error() + "; thaw of " + strings.Join(pending, ", ") + " did not return, left to retry"
+		_ = a.Dir.Write(run)
+		return
 	}
 	_ = killProc(run.Guardian)
-	a.restoreRCU(run)
 	run.Status = state.StatusFailed
 	run.Error = why.Error()
-	run.RCURestore = false
 	_ = a.Dir.Write(run)
 }

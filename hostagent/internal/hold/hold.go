@@ -13,6 +13,9 @@
 //     the deadline whatever the holder does, then SIGKILLs it (closing its
 //     connection releases the MySQL lock).
 //   - any later invocation recovers runs whose processes all died (Recover).
+//
+// The deadline and every timing rule of the hold are in deadline.go; the
+// design is in docs/architecture.md ("The hold and its deadline").
 package hold
 
 import (
@@ -23,6 +26,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -36,6 +40,10 @@ import (
 type Lock interface {
 	Release(ctx context.Context) error
 	ConnectionID() uint64
+	// Lost is closed when the lock's watch finds it gone during the hold
+	// (connection killed, server gone); Loss then says when and why.
+	Lost() <-chan struct{}
+	Loss() *contract.LockLoss
 }
 
 // MySQL is what the hold needs from the lock package; function fields so tests fake it.
@@ -110,25 +118,6 @@ const (
 	CmdRecover  = "recover"
 )
 
-const (
-	// guardianGrace is how long the guardian, having thawed at the deadline,
-	// lets the holder unlock and exit on its own before SIGKILL.
-	guardianGrace = 150 * time.Millisecond
-	// overdueSlack: a run still active this long after its deadline is treated
-	// as wedged by recovery even if its processes are alive.
-	overdueSlack = 2 * time.Second
-	// dirLockWait bounds waiting for the state dir lock (held for microseconds
-	// normally; longer only if a process got stuck holding it).
-	dirLockWait = 5 * time.Second
-	// recoverLockWait is shorter: recovery runs opportunistically at the start
-	// of every command and must not delay them all behind a stuck process.
-	recoverLockWait = time.Second
-	// unlockTimeout bounds UNLOCK TABLES / connection close after a thaw.
-	unlockTimeout = 3 * time.Second
-	// keepFinished: thawed/failed runs stay this long so thaw stays idempotent.
-	keepFinished = 24 * time.Hour
-)
-
 func (a *Agent) log() *slog.Logger {
 	if a.Log == nil {
 		return slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -153,23 +142,80 @@ func (a *Agent) thawFS(m state.Mount) (bool, error) {
 	return fsfreeze.ThawDev(m.Path, m.Dev)
 }
 
-// thawMounts thaws every mount of the run in reverse freeze order and returns
-// the outcomes in the run's (path) order. It never stops at an error.
+// errThawPending marks a mount whose FITHAW did not return within thawWait.
+var errThawPending = errors.New("thaw did not return")
+
+// thawMounts thaws every mount of the run and returns the outcomes in the
+// run's (path) order. It never stops at an error, nor at a FITHAW that blocks
+// in the kernel (a filesystem whose freeze waits on writeback into another
+// frozen one — a loop image on a frozen mount — cannot be thawed until that
+// other one is): each FITHAW runs on its own goroutine, started in reverse
+// freeze order thawStagger apart (so a healthy run keeps that order), and the
+// whole waits at most thawWait. A mount still blocked then is reported not
+// thawed, wrapping errThawPending; its goroutine stays and finishes the thaw
+// whenever the kernel lets it.
 func (a *Agent) thawMounts(mounts []state.Mount) ([]contract.MountThaw, error) {
+	type result struct {
+		i   int
+		was bool
+		err error
+	}
+	results := make(chan result, len(mounts))
 	out := make([]contract.MountThaw, len(mounts))
+	returned := make([]bool, len(mounts))
 	var errs []error
+	collect := func(r result) {
+		returned[r.i] = true
+		m := mounts[r.i]
+		out[r.i] = contract.MountThaw{Path: m.Path, Thawed: true}
+		if r.err != nil {
+			out[r.i] = contract.MountThaw{Path: m.Path, Thawed: false, Error: r.err.Error()}
+			errs = append(errs, r.err)
+			return
+		}
+		a.log().Info("thawed", "mount", m.Path, "was_frozen", r.was)
+	}
+	deadline := time.After(thawWait)
+	pending := 0
 	for i := len(mounts) - 1; i >= 0; i-- {
-		m := mounts[i]
-		out[i] = contract.MountThaw{Path: m.Path, Thawed: true}
-		was, err := a.thawFS(m)
-		if err != nil {
+		go func() { was, err := a.thawFS(mounts[i]); results <- result{i, was, err} }()
+		pending++
+		select {
+		case r := <-results:
+			collect(r)
+			pending--
+		case <-time.After(thawStagger):
+		}
+	}
+	for ; pending > 0; pending-- {
+		select {
+		case r := <-results:
+			collect(r)
+			continue
+		case <-deadline:
+		}
+		break
+	}
+	for i, m := range mounts {
+		if !returned[i] {
+			err := fmt.Errorf("thaw %s: FITHAW did not return within %v (blocked in the kernel, e.g. behind another frozen filesystem); left to retry: %w",
+				m.Path, thawWait, errThawPending)
 			out[i] = contract.MountThaw{Path: m.Path, Thawed: false, Error: err.Error()}
 			errs = append(errs, err)
-			continue
 		}
-		a.log().Info("thawed", "mount", m.Path, "was_frozen", was)
 	}
 	return out, errors.Join(errs...)
+}
+
+// pendingThaws lists the mounts whose thaw did not return (see thawMounts).
+func pendingThaws(out []contract.MountThaw) []string {
+	var paths []string
+	for _, m := range out {
+		if !m.Thawed && strings.Contains(m.Error, errThawPending.Error()) {
+			paths = append(paths, m.Path)
+		}
+	}
+	return paths
 }
 
 // thawRun thaws the mounts of a run its holder no longer serves. A run still
@@ -188,26 +234,42 @@ func (a *Agent) thawRun(run *state.Run) ([]contract.MountThaw, error) {
 }
 
 // finish records a thaw in the state file unless someone recorded one first
-// (the holder and guardian may both act at the deadline; the first word stands).
-func (a *Agent) finish(runID string, rep contract.ThawReport) (*state.Run, error) {
+// (the holder and guardian may both act at the deadline; the first word
+// stands). mem is the caller's copy of the run: it stands in for a record
+// that cannot be read, so a garbled file never keeps a thaw unrecorded.
+func (a *Agent) finish(mem *state.Run, rep contract.ThawReport) (*state.Run, error) {
 	unlock, lockErr := a.Dir.Lock(dirLockWait)
 	if lockErr == nil {
 		defer unlock()
 	}
-	run, err := a.Dir.Read(runID)
+	run, err := a.Dir.Read(mem.RunID)
 	if err != nil {
-		return nil, err
+		a.log().Error("state unreadable; recording the thaw from memory", "run", mem.RunID, "err", err)
+		cp := *mem
+		run = &cp
 	}
 	if !run.Active() {
 		return run, nil
 	}
-	run.Status = state.StatusThawed
-	run.Thaw = &rep
 	run.RCURestore = false // every caller restored it before recording the thaw
+	settle(run, rep)
 	if err := a.Dir.Write(run); err != nil {
 		return run, err
 	}
 	return run, nil
+}
+
+// settle records a thaw's outcome in run: thawed, or — while a FITHAW has not
+// returned — still active with the mounts to retry (ThawPending), so that
+// recovery, a repeated thaw and the guardian keep at it. A run is never
+// recorded finished while one of its thaws is outstanding.
+func settle(run *state.Run, rep contract.ThawReport) {
+	if pending := pendingThaws(rep.Mounts); len(pending) > 0 {
+		run.ThawPending = pending
+		run.Error = fmt.Sprintf("thaw of %s did not return; left to retry", strings.Join(pending, ", "))
+		return
+	}
+	run.Status, run.Thaw, run.ThawPending = state.StatusThawed, &rep, nil
 }
 
 // errSuperseded: another process (recovery, a thaw from the state file)

@@ -42,6 +42,8 @@ type fakeLock struct{ r *recorder }
 
 func (l fakeLock) Release(context.Context) error { l.r.add("unlock"); return nil }
 func (l fakeLock) ConnectionID() uint64          { return 7 }
+func (l fakeLock) Lost() <-chan struct{}         { return nil }
+func (l fakeLock) Loss() *contract.LockLoss      { return nil }
 
 func (r *recorder) agent(t *testing.T) *Agent {
 	dir, err := os.MkdirTemp("", "qh")

@@ -2,6 +2,7 @@ package hold
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -50,4 +51,22 @@ func TestSystemdTimer(t *testing.T) {
 		}
 	}
 	t.Fatalf("no --on-active in %s", joined)
+}
+
+func TestFailsafeLayers(t *testing.T) {
+	for _, tc := range []struct {
+		guardian, timer bool
+		want            string
+	}{
+		{true, true, "[guardian systemd-timer next-invocation]"},
+		{true, false, "[guardian next-invocation]"},
+		{false, false, "[next-invocation]"},
+	} {
+		if got := fmt.Sprint(FailsafeLayers(tc.guardian, tc.timer)); got != tc.want {
+			t.Errorf("FailsafeLayers(%v, %v) = %s, want %s", tc.guardian, tc.timer, got, tc.want)
+		}
+	}
+	if systemdTimerAvailable(filepath.Join(t.TempDir(), "absent")) {
+		t.Error("systemd timer available without systemd")
+	}
 }

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -24,6 +23,14 @@ import (
 // agenterr.ErrLate-wrapping error.
 func (a *Agent) Thaw(ctx context.Context, runID string) (*contract.ThawReport, error) {
 	run, err := a.Dir.Read(runID)
+	if err != nil {
+		// Record (and copy) unreadable or gone: a live holder is still
+		// reachable, its socket path derives from the run id alone.
+		if rep, herr := a.askHolder(ctx, runID, holderAnswerWait); herr == nil {
+			a.log().Warn("state unreadable; thawed through the holder's socket", "run", runID, "err", err)
+			return lateCheck(rep)
+		}
+	}
 	if errors.Is(err, state.ErrNotFound) {
 		return nil, agenterr.Usagef("--run-id %q: no such run in %s", runID, a.Dir.Path)
 	}
@@ -32,15 +39,11 @@ func (a *Agent) Thaw(ctx context.Context, runID string) (*contract.ThawReport, e
 	}
 	// Right after the go-ahead the holder runs but has not recorded itself yet
 	// (milliseconds): wait for it rather than thawing behind its back.
-	for wait := time.Now().Add(2 * time.Second); run.Status == state.StatusStarting && run.Holder.PID == 0 &&
-		run.Client.Alive() && time.Now().Before(wait); {
-		time.Sleep(10 * time.Millisecond)
-		if run, err = a.Dir.Read(runID); err != nil {
-			return nil, err
-		}
+	if run, err = a.awaitHolderRecord(run); err != nil {
+		return nil, err
 	}
 	if run.Active() && run.Holder.Alive() {
-		rep, err := a.askHolder(ctx, run)
+		rep, err := a.askHolder(ctx, runID, askWait(run))
 		if err == nil {
 			return lateCheck(rep)
 		}
@@ -69,23 +72,29 @@ func (a *Agent) Thaw(ctx context.Context, runID string) (*contract.ThawReport, e
 		a.retryFailedThaws(run)
 		return lateCheck(run.Thaw)
 	}
-	// Active, but the holder is gone or mute: thaw here, filesystems first,
-	// then end the holder (its connection closing releases the MySQL lock).
+	return a.thawFromState(run)
+}
+
+// thawFromState ends an active run whose holder is gone or mute, from its
+// record: filesystems first, then the holder (its connection closing
+// releases the MySQL lock). Runs under the state lock where it could be had.
+func (a *Agent) thawFromState(run *state.Run) (*contract.ThawReport, error) {
+	runID := run.RunID
 	mounts, terr := a.thawRun(run)
 	holderDead := true
 	if run.Holder.Alive() {
 		_ = killProc(run.Holder)
-		holderDead = waitExit(run.Holder, time.Second)
+		holderDead = waitExit(run.Holder, killWait)
 	}
 	a.restoreRCU(run)
 	run.RCURestore = false
 	now := time.Now()
 	rep := contract.ThawReport{RunID: runID, ThawedBy: contract.ThawedByRecovery, HeldMS: heldMS(run, now), Mounts: mounts,
-		MySQLUnlocked: holderDead || run.LockMode == contract.LockNone, ThawedAt: now.UTC()}
-	if run.DeadlineFinal && state.UntilMono(run.DeadlineMono) <= 0 {
+		MySQLUnlocked: holderDead || run.LockMode == contract.LockNone, ThawedAt: now.UTC(), LockLost: run.LockLost}
+	if lateThaw(run) {
 		rep.ThawedBy, rep.Late = contract.ThawedByDeadline, true
 	}
-	run.Status, run.Thaw = state.StatusThawed, &rep
+	settle(run, rep)
 	if err := a.Dir.Write(run); err != nil {
 		return &rep, err
 	}
@@ -94,6 +103,20 @@ func (a *Agent) Thaw(ctx context.Context, runID string) (*contract.ThawReport, e
 		a.log().Error("thaw", "run", runID, "err", terr)
 	}
 	return lateCheck(&rep)
+}
+
+// awaitHolderRecord waits (at most holderRecordWait) while a run's client
+// lives and its holder has not recorded itself yet.
+func (a *Agent) awaitHolderRecord(run *state.Run) (*state.Run, error) {
+	var err error
+	for wait := time.Now().Add(holderRecordWait); run.Status == state.StatusStarting && run.Holder.PID == 0 &&
+		run.Client.Alive() && time.Now().Before(wait); {
+		time.Sleep(10 * time.Millisecond)
+		if run, err = a.Dir.Read(run.RunID); err != nil {
+			return nil, err
+		}
+	}
+	return run, nil
 }
 
 // retryFailedThaws tries again the mounts whose thaw failed (a repeated thaw
@@ -159,20 +182,11 @@ func lateCheck(rep *contract.ThawReport) (*contract.ThawReport, error) {
 	return rep, nil
 }
 
-// holderAnswerWait bounds the wait for a holding holder's answer; it answers
-// in milliseconds, so a silent one is hung (or stopped) and is bypassed.
-const holderAnswerWait = 2 * time.Second
-
-// askHolder sends thaw on the holder's socket and waits for its report. While
-// the holder is still locking/freezing (starting), the request queues until it
-// is done, at most until a little after the deadline (by then it has acted).
-func (a *Agent) askHolder(ctx context.Context, run *state.Run) (*contract.ThawReport, error) {
-	wait := holderAnswerWait
-	if run.Status == state.StatusStarting {
-		wait = max(wait, state.UntilMono(run.DeadlineMono)+time.Second)
-	}
-	d := net.Dialer{Timeout: time.Second}
-	c, err := d.DialContext(ctx, "unix", a.Dir.SocketPath(run.RunID))
+// askHolder sends thaw on the run's holder socket and waits at most wait
+// for its report.
+func (a *Agent) askHolder(ctx context.Context, runID string, wait time.Duration) (*contract.ThawReport, error) {
+	d := net.Dialer{Timeout: holderDialWait}
+	c, err := d.DialContext(ctx, "unix", a.Dir.SocketPath(runID))
 	if err != nil {
 		return nil, err
 	}
@@ -185,7 +199,7 @@ func (a *Agent) askHolder(ctx context.Context, run *state.Run) (*contract.ThawRe
 	if err := json.NewDecoder(c).Decode(&rep); err != nil {
 		return nil, fmt.Errorf("%w: %v", errHolderGone, err)
 	}
-	if rep.RunID != run.RunID {
+	if rep.RunID != runID {
 		return nil, fmt.Errorf("holder answered for run %q", rep.RunID)
 	}
 	return &rep, nil
@@ -209,8 +223,10 @@ func (a *Agent) Recover(ctx context.Context, only string) ([]string, error) {
 			continue
 		}
 		alive := run.Client.Alive() || run.Holder.Alive() || run.Guardian.Alive()
-		overdue := run.DeadlineMono != 0 && state.UntilMono(run.DeadlineMono) < -overdueSlack
-		if alive && !overdue {
+		overdue := overdue(run)
+		// A thaw that did not return is retried by whoever comes next: a
+		// FITHAW of the run's own mounts is always safe.
+		if alive && !overdue && len(run.ThawPending) == 0 {
 			continue
 		}
 		a.log().Warn("recovering stale run", "run", run.RunID, "status", run.Status, "overdue", overdue,
@@ -222,15 +238,16 @@ func (a *Agent) Recover(ctx context.Context, only string) ([]string, error) {
 		holderDead := true
 		if run.Holder.Alive() {
 			_ = killProc(run.Holder)
-			holderDead = waitExit(run.Holder, time.Second)
+			holderDead = waitExit(run.Holder, killWait)
 		}
 		_ = killProc(run.Guardian)
 		a.restoreRCU(run)
 		run.RCURestore = false
 		now := time.Now()
 		rep := contract.ThawReport{RunID: run.RunID, ThawedBy: contract.ThawedByRecovery, HeldMS: heldMS(run, now),
-			Mounts: mounts, MySQLUnlocked: holderDead || run.LockMode == contract.LockNone, Late: true, ThawedAt: now.UTC()}
-		run.Status, run.Thaw = state.StatusThawed, &rep
+			Mounts: mounts, MySQLUnlocked: holderDead || run.LockMode == contract.LockNone, Late: true, ThawedAt: now.UTC(),
+			LockLost: run.LockLost}
+		settle(run, rep)
 		if err := a.Dir.Write(run); err != nil {
 			errs = append(errs, err)
 		}
@@ -272,19 +289,62 @@ func (a *Agent) Status(only string) (*contract.StatusReport, error) {
 		for _, m := range r.Mounts {
 			rs.Mounts = append(rs.Mounts, m.Path)
 		}
+		rs.LockLost, rs.ThawPending = r.LockLost, r.ThawPending
 		if r.Thaw != nil {
 			rs.ThawedBy = r.Thaw.ThawedBy
+			if r.Thaw.LockLost != nil {
+				rs.LockLost = r.Thaw.LockLost
+			}
 		}
 		out.Runs = append(out.Runs, rs)
 	}
 	return out, nil
 }
 
+// Fail-safe layer names (contract.FreezeReport.FailsafeLayers), in the order
+// they act: the guardian at the deadline, the systemd timer one second
+// later, any later hostagent invocation whenever it comes. Without systemd,
+// a host whose holder and guardian are both killed has nothing time-based
+// left until someone runs hostagent again.
+const (
+	LayerGuardian       = "guardian"
+	LayerSystemdTimer   = "systemd-timer"
+	LayerNextInvocation = "next-invocation"
+)
+
+// FailsafeLayers lists the layers of a hold: the guardian if it was started,
+// the systemd timer if it was armed, and the next invocation (always).
+func FailsafeLayers(guardian, timer bool) []string {
+	var layers []string
+	if guardian {
+		layers = append(layers, LayerGuardian)
+	}
+	if timer {
+		layers = append(layers, LayerSystemdTimer)
+	}
+	return append(layers, LayerNextInvocation)
+}
+
+// SystemdTimerAvailable reports whether a freeze here could arm the systemd
+// timer: systemd is PID 1 and systemd-run is installed.
+func SystemdTimerAvailable() bool { return systemdTimerAvailable(systemdMarker) }
+
+func systemdTimerAvailable(marker string) bool {
+	if _, err := os.Stat(marker); err != nil {
+		return false
+	}
+	_, err := exec.LookPath("systemd-run")
+	return err == nil
+}
+
+// systemdMarker exists where systemd is PID 1 (sd_booted(3)).
+const systemdMarker = "/run/systemd/system"
+
 // SystemdTimer returns the third fail-safe layer where systemd is PID 1: a
-// transient timer that runs `hostagent recover --run-id X` one second after
-// the deadline. Elsewhere it returns nil (nothing to arm).
+// transient timer that runs `hostagent recover --run-id X` systemdTimerDelay
+// after the deadline (deadline.go). Elsewhere it returns nil (nothing to arm).
 func SystemdTimer(exe, stateDir string) func(ctx context.Context, run *state.Run) (string, error) {
-	return systemdTimer(exe, stateDir, "/run/systemd/system")
+	return systemdTimer(exe, stateDir, systemdMarker)
 }
 
 // systemdTimer is SystemdTimer with the "systemd is PID 1" marker injectable.
@@ -294,8 +354,7 @@ func systemdTimer(exe, stateDir, marker string) func(ctx context.Context, run *s
 	}
 	return func(ctx context.Context, run *state.Run) (string, error) {
 		unit := "quiesce-" + run.RunID
-		after := state.UntilMono(run.DeadlineMono) + time.Second
-		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		ctx, cancel := context.WithTimeout(ctx, systemdRunWait)
 		defer cancel()
 		path, err := exec.LookPath("systemd-run")
 		if err != nil {
@@ -305,10 +364,9 @@ func systemdTimer(exe, stateDir, marker string) func(ctx context.Context, run *s
 		if err != nil {
 			return "", err
 		}
-		cmd := exec.CommandContext(ctx, path, "--quiet", "--collect", "--unit", unit,
-			"--on-active="+strconv.FormatInt(after.Milliseconds(), 10)+"ms",
-			"--timer-property=AccuracySec=100ms",
-			real, CmdRecover, "--state-dir", stateDir, "--run-id", run.RunID)
+		args := append([]string{"--quiet", "--collect", "--unit", unit}, systemdTimerArgs(run)...)
+		args = append(args, real, CmdRecover, "--state-dir", stateDir, "--run-id", run.RunID)
+		cmd := exec.CommandContext(ctx, path, args...)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return "", fmt.Errorf("systemd-run: %v: %s", err, out)
 		}

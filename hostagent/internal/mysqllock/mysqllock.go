@@ -22,6 +22,14 @@ type Lock struct {
 	id       uint64
 	released bool
 	err      error
+
+	// The watch (see watch): releasing stops it from reading Release's own
+	// close as a loss; lost is closed when it finds the lock gone.
+	acquired  time.Time
+	releasing atomic.Bool
+	stop      chan struct{}
+	lost      chan struct{}
+	loss      atomic.Pointer[contract.LockLoss]
 }
 
 // Acquire connects, checks for long-running statements, takes the lock and
@@ -85,7 +93,77 @@ func Acquire(ctx context.Context, o Options) (*Lock, contract.LockInfo, error) {
 	}
 	log.Info("mysql lock held", "acquired_ms", info.AcquiredMS, "binlog_file", info.BinlogFile,
 		"binlog_pos", info.BinlogPos, "gtid", info.GTIDExecuted)
-	return &Lock{s: s, mode: mode, id: s.id}, info, nil
+	l := &Lock{s: s, mode: mode, id: s.id, acquired: started, stop: make(chan struct{}), lost: make(chan struct{})}
+	go l.watch(watchEvery)
+	return l, info, nil
+}
+
+// watchEvery: the pinned connection is pinged this often during the hold. A
+// COM_PING is one round trip the server answers without touching a table or
+// the disk (tens of microseconds on a local socket), so a lock killed with
+// its connection, or a server that went away, is seen within ~100 ms.
+const watchEvery = 100 * time.Millisecond
+
+// watch pings the lock's connection until Release. The lock lives exactly as
+// long as the connection (the server drops it with the thread), so a failed
+// ping means the lock is gone: writes may commit from then on. No context on
+// the ping: go-sql-driver closes a connection whose context ends, which
+// would itself drop the lock; the driver's read/write timeouts bound it.
+func (l *Lock) watch(every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-t.C:
+		}
+		err := l.s.conn.PingContext(context.Background())
+		if err == nil {
+			continue
+		}
+		if l.releasing.Load() {
+			return
+		}
+		now := time.Now()
+		l.loss.Store(&contract.LockLoss{At: now.UTC(), AfterMS: float64(now.Sub(l.acquired).Microseconds()) / 1000,
+			Reason: l.lossReason(err)})
+		close(l.lost)
+		slog.Warn("mysql lock lost during the hold", "connection_id", l.id, "err", err)
+		return
+	}
+}
+
+// lossReason tells a killed connection from a server that went away, by
+// trying a fresh connection (bounded; only on this failure path).
+func (l *Lock) lossReason(pingErr error) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	db, err := open(l.s.cfg, time.Second)
+	if err == nil {
+		defer db.Close()
+		err = db.PingContext(ctx)
+	}
+	if err != nil {
+		return fmt.Sprintf("lock connection %d lost (%v) and the server does not answer (%v): it went away", l.id, pingErr, err)
+	}
+	return fmt.Sprintf("lock connection %d lost (%v) while the server is up: the connection was killed", l.id, pingErr)
+}
+
+// Lost is closed when the watch found the lock gone during the hold.
+func (l *Lock) Lost() <-chan struct{} {
+	if l == nil {
+		return nil
+	}
+	return l.lost
+}
+
+// Loss says when and why the lock was lost; nil while it holds (or for nil).
+func (l *Lock) Loss() *contract.LockLoss {
+	if l == nil {
+		return nil
+	}
+	return l.loss.Load()
 }
 
 // Release undoes the lock (UNLOCK TABLES / BACKUP STAGE END / UNLOCK INSTANCE)
@@ -105,6 +183,10 @@ func (l *Lock) Release(ctx context.Context) error {
 	l.released = true
 	if l.s == nil {
 		return nil
+	}
+	l.releasing.Store(true)
+	if l.stop != nil {
+		close(l.stop)
 	}
 	// Release runs on cleanup paths where ctx may already be cancelled.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)

@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -46,6 +47,19 @@ func ValidRunID(id string) bool { return contract.ValidRunID(id) }
 
 // ErrNotFound is returned by Read for an unknown run id.
 var ErrNotFound = errors.New("no such run")
+
+// ErrFull: the state dir has no space or no inodes left (ENOSPC, EDQUOT).
+// Its text completes "state dir <path> ...".
+var ErrFull = errors.New("full (no space or inodes left)")
+
+// Full marks an error that ran out of space or inodes in the state dir at
+// path as ErrFull (keeping the original); other errors are returned as they are.
+func Full(path string, err error) error {
+	if err != nil && !errors.Is(err, ErrFull) && (errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT)) {
+		return fmt.Errorf("state dir %s %w: %w", path, ErrFull, err)
+	}
+	return err
+}
 
 // Mount is one mount of a run, as validated by preflight.
 type Mount struct {
@@ -99,6 +113,7 @@ type Run struct {
 	RCURestore bool `json:"rcu_restore,omitempty"`
 	// Deadline is wall time for reports; DeadlineMono (CLOCK_MONOTONIC ns, the
 	// same clock in every process) is what timers use, immune to clock steps.
+	// The rules that set and read them are in hold/deadline.go.
 	Deadline     time.Time `json:"deadline"`
 	DeadlineMono int64     `json:"deadline_mono"`
 	// DeadlineFinal is false while only the client's upper bound is known.
@@ -107,13 +122,20 @@ type Run struct {
 	// Freezing: the holder holds its lock and is about to freeze (recorded
 	// before the first FIFREEZE). A run still starting without it froze
 	// nothing, so whoever ends it leaves the mounts alone.
-	Freezing     bool      `json:"freezing,omitempty"`
+	Freezing bool `json:"freezing,omitempty"`
+	// ThawPending names the mounts whose FITHAW did not return in time
+	// (blocked in the kernel, e.g. behind another frozen filesystem). The run
+	// stays active so that the guardian, recovery and thaw retry them: it is
+	// never recorded finished while a thaw is outstanding.
+	ThawPending  []string  `json:"thaw_pending,omitempty"`
 	FrozenAt     time.Time `json:"frozen_at,omitzero"`
 	Client       Proc      `json:"client"`
 	Holder       Proc      `json:"holder"`
 	Guardian     Proc      `json:"guardian"`
 	ConnectionID uint64    `json:"connection_id,omitempty"`
-	TimerUnit    string    `json:"timer_unit,omitempty"`
+	// LockLost: the holder's watch found the MySQL lock gone during the hold.
+	LockLost  *contract.LockLoss `json:"lock_lost,omitempty"`
+	TimerUnit string             `json:"timer_unit,omitempty"`
 
 	Freeze *contract.FreezeReport `json:"freeze,omitempty"`
 	Thaw   *contract.ThawReport   `json:"thaw,omitempty"`
@@ -183,6 +205,17 @@ const doneDir = "done"
 func (d *Dir) file(id string) string     { return filepath.Join(d.Path, id+".json") }
 func (d *Dir) doneFile(id string) string { return filepath.Join(d.Path, doneDir, id+".json") }
 
+// copySuffix names an active run's redundant copy, <id>.json.copy. Every
+// write of an active record writes the copy too (the holder writes before its
+// first FIFREEZE, so the copy always names what a run may have frozen), and
+// a finished record removes it. When the record itself is unreadable
+// (truncated, garbled, removed by hand), Read and the lists fall back to the
+// copy, so thaw and recovery still find the mounts: an unreadable record
+// means "thaw what the copy names", never "skip".
+const copySuffix = ".json.copy"
+
+func (d *Dir) copyFile(id string) string { return filepath.Join(d.Path, id+copySuffix) }
+
 // SocketPath is the holder's unix socket. Named by a hash of the run id, since
 // a 64-character id would not fit sun_path under a longer state dir.
 func (d *Dir) SocketPath(id string) string {
@@ -227,40 +260,71 @@ func (d *Dir) Write(r *Run) error {
 	if err != nil {
 		return err
 	}
-	target := d.file(r.RunID)
 	if !r.Active() {
-		if err := os.MkdirAll(filepath.Join(d.Path, doneDir), 0o700); err != nil {
-			return fmt.Errorf("state write %s: %w", r.RunID, err)
-		}
-		target = d.doneFile(r.RunID)
+		return d.writeFinished(r, data)
 	}
-	f, err := os.CreateTemp(filepath.Dir(target), ".tmp-"+r.RunID+"-*")
+	if err := writeAtomic(d.file(r.RunID), r.RunID, data); err != nil {
+		return fmt.Errorf("state write %s: %w", r.RunID, Full(d.Path, err))
+	}
+	// A reused id (after a failed run) must not leave an older finished record behind.
+	os.Remove(d.doneFile(r.RunID))
+	if err := writeAtomic(d.copyFile(r.RunID), r.RunID, data); err != nil {
+		return fmt.Errorf("state write %s (copy): %w", r.RunID, Full(d.Path, err))
+	}
+	return nil
+}
+
+// writeFinished stores a finished run under done/ and then removes its active
+// record and copy. If it cannot be stored (the dir is full, say), the active
+// files are removed all the same and the error says so: a finished run left
+// recorded as active would hold its mounts busy for every later freeze and
+// have recovery thaw them again, perhaps under a newer run. What is lost is
+// only the repeatable report of a run that holds nothing.
+func (d *Dir) writeFinished(r *Run, data []byte) error {
+	err := os.MkdirAll(filepath.Join(d.Path, doneDir), 0o700)
+	if err == nil {
+		err = writeAtomic(d.doneFile(r.RunID), r.RunID, data)
+	}
+	os.Remove(d.copyFile(r.RunID))
+	if rerr := os.Remove(d.file(r.RunID)); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+		return fmt.Errorf("state write %s: %w", r.RunID, errors.Join(Full(d.Path, err), rerr))
+	}
 	if err != nil {
-		return fmt.Errorf("state write %s: %w", r.RunID, err)
+		return fmt.Errorf("state write %s: %w; its active record was removed, the run is over", r.RunID, Full(d.Path, err))
+	}
+	return nil
+}
+
+// Discard removes an active run's record and copy: for a reservation that
+// could not be completed (nothing was started for it).
+func (d *Dir) Discard(id string) {
+	os.Remove(d.file(id))
+	os.Remove(d.copyFile(id))
+}
+
+// writeAtomic writes data to target through a temp file and a rename.
+func writeAtomic(target, id string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(target), ".tmp-"+id+"-*")
+	if err != nil {
+		return err
 	}
 	tmp := f.Name()
 	_, werr := f.Write(append(data, '\n'))
 	cerr := f.Close()
 	if err := errors.Join(werr, cerr); err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("state write %s: %w", r.RunID, err)
+		return err
 	}
 	if err := os.Rename(tmp, target); err != nil {
 		os.Remove(tmp)
-		return fmt.Errorf("state write %s: %w", r.RunID, err)
-	}
-	if !r.Active() {
-		if err := os.Remove(d.file(r.RunID)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("state write %s: %w", r.RunID, err)
-		}
-	} else {
-		// A reused id (after a failed run) must not leave an older finished record behind.
-		os.Remove(d.doneFile(r.RunID))
+		return err
 	}
 	return nil
 }
 
-// Read loads one run; ErrNotFound if there is none.
+// Read loads one run; ErrNotFound if there is none. An active record that
+// cannot be read or parsed is read from its copy (see copySuffix); only if
+// that fails too is the record's own error returned.
 func (d *Dir) Read(id string) (*Run, error) {
 	path := d.file(id)
 	data, err := os.ReadFile(path)
@@ -269,6 +333,9 @@ func (d *Dir) Read(id string) (*Run, error) {
 		data, err = os.ReadFile(path)
 	}
 	if errors.Is(err, os.ErrNotExist) {
+		if r, cerr := readRun(d.copyFile(id)); cerr == nil && r.Active() {
+			return r, nil // the record was removed by hand: the copy stands
+		}
 		return nil, fmt.Errorf("run %q: %w", id, ErrNotFound)
 	}
 	if err != nil {
@@ -276,7 +343,24 @@ func (d *Dir) Read(id string) (*Run, error) {
 	}
 	var r Run
 	if err := json.Unmarshal(data, &r); err != nil {
+		if path == d.file(id) {
+			if c, cerr := readRun(d.copyFile(id)); cerr == nil {
+				return c, nil
+			}
+		}
 		return nil, fmt.Errorf("state %s: %w", path, err)
+	}
+	return &r, nil
+}
+
+func readRun(path string) (*Run, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r Run
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("state %s: %w", filepath.Base(path), err)
 	}
 	return &r, nil
 }
@@ -313,21 +397,37 @@ func (d *Dir) load(dir string) ([]*Run, error) {
 	}
 	var runs []*Run
 	var errs []error
+	seen := map[string]bool{}
 	for _, e := range entries {
 		name := e.Name()
 		if !strings.HasSuffix(name, ".json") || strings.HasPrefix(name, ".") {
 			continue
 		}
-		data, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
+		seen[strings.TrimSuffix(name, ".json")] = true
+		r, err := readRun(filepath.Join(dir, name))
+		if errors.Is(err, os.ErrNotExist) {
 			continue // finished and moved meanwhile
 		}
-		var r Run
-		if err := json.Unmarshal(data, &r); err != nil {
-			errs = append(errs, fmt.Errorf("state %s: %w", name, err))
+		if err != nil {
+			if c, cerr := readRun(filepath.Join(dir, strings.TrimSuffix(name, ".json")+copySuffix)); cerr == nil {
+				r, err = c, nil
+			}
+		}
+		if err != nil {
+			errs = append(errs, err)
 			continue
 		}
-		runs = append(runs, &r)
+		runs = append(runs, r)
+	}
+	// A copy without its record: the record was removed by hand.
+	for _, e := range entries {
+		id, ok := strings.CutSuffix(e.Name(), copySuffix)
+		if !ok || seen[id] || strings.HasPrefix(id, ".") {
+			continue
+		}
+		if r, err := readRun(filepath.Join(dir, e.Name())); err == nil && r.Active() {
+			runs = append(runs, r)
+		}
 	}
 	sort.Slice(runs, func(i, j int) bool { return runs[i].StartedAt.Before(runs[j].StartedAt) })
 	return runs, errors.Join(errs...)
@@ -336,6 +436,7 @@ func (d *Dir) load(dir string) ([]*Run, error) {
 // Remove deletes a run's files (state, socket, log).
 func (d *Dir) Remove(id string) {
 	os.Remove(d.file(id))
+	os.Remove(d.copyFile(id))
 	os.Remove(d.doneFile(id))
 	os.Remove(d.SocketPath(id))
 	os.Remove(d.LogPath(id))
@@ -358,12 +459,43 @@ func (d *Dir) Prune(cutoff time.Time) {
 			os.Remove(filepath.Join(d.Path, doneDir, name))
 		}
 	}
+	d.pruneSockets()
 	top, _ := os.ReadDir(d.Path)
 	for _, e := range top {
 		if strings.HasPrefix(e.Name(), ".tmp-") {
 			if info, err := e.Info(); err == nil && info.ModTime().Before(time.Now().Add(-time.Minute)) {
 				os.Remove(filepath.Join(d.Path, e.Name()))
 			}
+		}
+	}
+}
+
+// pruneSockets removes holder sockets left by holders that died without
+// removing them (SIGKILL, a crash): those of no active run on which a
+// connect is refused, i.e. nobody listens. An active run's socket is kept
+// even then: its holder may be between bind and listen. Runs only under the
+// state lock (recovery), like the rest of Prune.
+func (d *Dir) pruneSockets() {
+	socks, _ := filepath.Glob(filepath.Join(d.Path, "*.sock"))
+	if len(socks) == 0 {
+		return
+	}
+	active, _ := d.Active()
+	keep := make(map[string]bool, len(active))
+	for _, r := range active {
+		keep[d.SocketPath(r.RunID)] = true
+	}
+	for _, sock := range socks {
+		if keep[sock] {
+			continue
+		}
+		c, err := net.DialTimeout("unix", sock, 100*time.Millisecond)
+		if err == nil {
+			c.Close()
+			continue
+		}
+		if errors.Is(err, unix.ECONNREFUSED) {
+			os.Remove(sock)
 		}
 	}
 }
@@ -418,7 +550,9 @@ func procStat(pid int) (start uint64, state byte, err error) {
 	return start, f[0][0], nil
 }
 
-// MonoNow is CLOCK_MONOTONIC in ns, shared by all processes on the machine.
+// MonoNow is CLOCK_MONOTONIC in ns, shared by all processes on the machine:
+// the clock of the records' *Mono fields. What is computed with it (the
+// deadlines and their rules) is in hold/deadline.go.
 func MonoNow() int64 {
 	var ts unix.Timespec
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)

@@ -2,6 +2,7 @@ package state
 
 import (
 	"errors"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -144,6 +145,107 @@ func TestValidRunIDMatchesPattern(t *testing.T) {
 		"0" + strings.Repeat("x", 64), "run-2026-11-25T10", "a.b", "a/b", "a\n"} {
 		if got, want := ValidRunID(id), re.MatchString(id); got != want {
 			t.Errorf("ValidRunID(%q) = %v, pattern says %v", id, got, want)
+		}
+	}
+}
+
+// An unreadable or removed active record is read from its redundant copy,
+// by Read and by the lists recovery walks; a finished record drops the copy.
+func TestUnreadableRecordFallsBackToCopy(t *testing.T) {
+	d, err := Open(filepath.Join(t.TempDir(), "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := &Run{RunID: "r1", Status: StatusHeld, Mounts: []Mount{{Path: "/a"}}}
+	if err := d.Write(run); err != nil {
+		t.Fatal(err)
+	}
+	for _, damage := range []string{"truncated", "garbled", "removed"} {
+		t.Run(damage, func(t *testing.T) {
+			f := filepath.Join(d.Path, "r1.json")
+			switch damage {
+			case "truncated":
+				err = os.WriteFile(f, nil, 0o600)
+			case "garbled":
+				err = os.WriteFile(f, []byte("{\"run_id\": \"r1\", \"sta"), 0o600)
+			case "removed":
+				err = os.Remove(f)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := d.Read("r1")
+			if err != nil || got.Status != StatusHeld || len(got.Mounts) != 1 || got.Mounts[0].Path != "/a" {
+				t.Fatalf("Read of a %s record: %+v, %v", damage, got, err)
+			}
+			active, err := d.Active()
+			if err != nil || len(active) != 1 || active[0].RunID != "r1" {
+				t.Fatalf("Active with a %s record: %+v, %v", damage, active, err)
+			}
+		})
+	}
+	run.Status = StatusThawed
+	if err := d.Write(run); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(d.Path, "r1"+copySuffix)); !os.IsNotExist(err) {
+		t.Fatalf("copy of a finished run kept: %v", err)
+	}
+	if got, err := d.Read("r1"); err != nil || got.Status != StatusThawed {
+		t.Fatalf("finished run: %+v, %v", got, err)
+	}
+}
+
+// A finished run that cannot be stored (full dir) must not stay recorded as
+// active: that record would keep its mounts busy for every later freeze.
+func TestFinishedRunUnstorableLeavesNoActiveRecord(t *testing.T) {
+	d, err := Open(filepath.Join(t.TempDir(), "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := &Run{RunID: "r1", Status: StatusStarting, Mounts: []Mount{{Path: "/a"}}}
+	if err := d.Write(run); err != nil {
+		t.Fatal(err)
+	}
+	// done/ cannot be created: a file is in its way (as ENOSPC would stop it).
+	if err := os.WriteFile(filepath.Join(d.Path, "done"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	run.Status = StatusFailed
+	if err := d.Write(run); err == nil {
+		t.Fatal("write of an unstorable finished run reported success")
+	}
+	if active, _ := d.Active(); len(active) != 0 {
+		t.Fatalf("finished run still active: %+v", active[0])
+	}
+}
+
+// Prune removes holder sockets nobody listens on any more (left by killed
+// holders), but keeps a live holder's and an active run's.
+func TestPruneRemovesStaleSockets(t *testing.T) {
+	d, err := Open(filepath.Join(t.TempDir(), "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := func(id string) *net.UnixListener {
+		ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: d.SocketPath(id), Net: "unix"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln.SetUnlinkOnClose(false)
+		return ln
+	}
+	listen("stale").Close()
+	live := listen("live")
+	defer live.Close()
+	listen("active").Close() // its holder is about to listen: never pruned under an active run
+	if err := d.Write(&Run{RunID: "active", Status: StatusStarting}); err != nil {
+		t.Fatal(err)
+	}
+	d.Prune(time.Now().Add(-time.Hour))
+	for id, want := range map[string]bool{"stale": false, "live": true, "active": true} {
+		if _, err := os.Stat(d.SocketPath(id)); (err == nil) != want {
+			t.Errorf("socket of %s: exists=%v, want %v", id, err == nil, want)
 		}
 	}
 }
