@@ -71,6 +71,9 @@ type LockInfo struct {
 	// KilledQueries are the server thread ids whose statements were killed
 	// (--kill-long-queries) because they ran longer than --long-query-limit.
 	KilledQueries []uint64 `json:"killed_queries,omitempty"`
+	// Replication is the replica's position per channel, read under the
+	// lock; nil when the server is not a replica.
+	Replication *Replication `json:"replication,omitempty"`
 }
 
 // MountReport describes one frozen mount.
