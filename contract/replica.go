@@ -102,7 +102,8 @@ func (r *Replication) DefaultChannel() (ReplicaChannel, bool) {
 // sources than the full state: TagSourceGTIDTruncated then says how many
 // were left out, and the full state is in the FreezeReport only. The channel
 // list (several channels) is cut the same way, at a name, ending in ",+N"
-// for the N names left out; the default channel is written ”.
+// for the N names left out; the default channel is written as two
+// single quotes.
 func ReplicationTags(r *Replication) map[string]string {
 	c, ok := r.DefaultChannel()
 	if !ok {

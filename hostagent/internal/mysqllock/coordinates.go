@@ -55,7 +55,7 @@ func (r statusRow) nullableInt(names ...string) *int64 {
 
 // replicaStatusStatement lists every channel: MariaDB's multi-source
 // SHOW ALL SLAVES STATUS (10.0+, one row per connection, the default
-// connection named ”), MySQL's SHOW REPLICA STATUS from 8.0.22 and SHOW
+// connection named ""), MySQL's SHOW REPLICA STATUS from 8.0.22 and SHOW
 // SLAVE STATUS before (one row per channel in both).
 func replicaStatusStatement(si serverInfo) string {
 	switch {
