@@ -31,7 +31,7 @@ func replication(t *testing.T, o fixture.ReplicationOptions) *fixture.Replicatio
 	return r
 }
 
-func caughtUp(t *testing.T, r *fixture.Replication) {
+func caughtUp(t testing.TB, r *fixture.Replication) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
