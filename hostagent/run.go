@@ -207,6 +207,9 @@ func newAgent(dir *state.Dir, log *slog.Logger) *hold.Agent {
 			KillConnection: func(ctx context.Context, o state.MySQL, id uint64) error {
 				return mysqllock.KillConnection(ctx, mysqlOptions(o), id)
 			},
+			RestartAppliers: func(ctx context.Context, o state.MySQL, channels []string) error {
+				return mysqllock.RestartAppliers(ctx, mysqlOptions(o), channels)
+			},
 		},
 		SystemdTimer: hold.SystemdTimer(real, dir.Path),
 		RCU:          hold.RCUKnob{Expedited: fsfreeze.RCUExpedited, Set: fsfreeze.SetRCUExpedited},
