@@ -327,99 +327,110 @@ func (e *Evaluator) intrinsic(name string, arg any, depth int) (any, bool, error
 		}
 		return "getatt:" + res + "." + fmt.Sprint(parts[1]), true, nil
 	case "Fn::Sub":
-		switch a := arg.(type) {
-		case string:
-			r, err := e.sub(a, nil, depth)
-			return r, true, err
-		case []any:
-			if len(a) != 2 {
-				return nil, true, fmt.Errorf("Fn::Sub: want [string, map]")
-			}
-			s, _ := a[0].(string)
-			vars, _ := a[1].(map[string]any)
-			r, err := e.sub(s, vars, depth)
-			return r, true, err
-		}
-		return nil, true, fmt.Errorf("Fn::Sub: bad argument %v", arg)
-	case "Fn::Join":
-		a, _ := arg.([]any)
-		if len(a) != 2 {
-			return nil, true, fmt.Errorf("Fn::Join: want [delimiter, list]")
-		}
-		list, err := e.eval(a[1], depth+1)
-		if err != nil {
-			return nil, true, err
-		}
-		items, _ := list.([]any)
-		strs := make([]string, len(items))
-		for i, it := range items {
-			strs[i] = fmt.Sprint(it)
-		}
-		return strings.Join(strs, fmt.Sprint(a[0])), true, nil
-	case "Fn::Split":
-		a, _ := arg.([]any)
-		if len(a) != 2 {
-			return nil, true, fmt.Errorf("Fn::Split: want [delimiter, string]")
-		}
-		s, err := e.eval(a[1], depth+1)
-		if err != nil {
-			return nil, true, err
-		}
-		parts := strings.Split(fmt.Sprint(s), fmt.Sprint(a[0]))
-		out := make([]any, len(parts))
-		for i, p := range parts {
-			out[i] = p
-		}
-		return out, true, nil
-	case "Fn::If":
-		a, _ := arg.([]any)
-		if len(a) != 3 {
-			return nil, true, fmt.Errorf("Fn::If: want [condition, then, else]")
-		}
-		c, err := e.condition(fmt.Sprint(a[0]), depth+1)
-		if err != nil {
-			return nil, true, err
-		}
-		if c {
-			r, err := e.eval(a[1], depth+1)
-			return r, true, err
-		}
-		r, err := e.eval(a[2], depth+1)
+		r, err := e.fnSub(arg, depth)
 		return r, true, err
-	case "Fn::Equals":
-		a, _ := arg.([]any)
-		if len(a) != 2 {
-			return nil, true, fmt.Errorf("Fn::Equals: want two values")
-		}
-		l, err := e.eval(a[0], depth+1)
-		if err != nil {
-			return nil, true, err
-		}
-		r, err := e.eval(a[1], depth+1)
-		if err != nil {
-			return nil, true, err
-		}
-		return fmt.Sprint(l) == fmt.Sprint(r), true, nil
-	case "Fn::Not":
-		a, _ := arg.([]any)
-		if len(a) != 1 {
-			return nil, true, fmt.Errorf("Fn::Not: want one condition")
-		}
-		r, err := e.eval(a[0], depth+1)
-		if err != nil {
-			return nil, true, err
-		}
-		b, ok := r.(bool)
-		if !ok {
-			return nil, true, fmt.Errorf("Fn::Not: not a boolean")
-		}
-		return !b, true, nil
+	case "Fn::If":
+		r, err := e.fnIf(arg, depth)
+		return r, true, err
 	case "Condition":
 		r, err := e.condition(fmt.Sprint(arg), depth+1)
+		return r, true, err
+	}
+	if fn, ok := listFunctions[name]; ok {
+		a, err := e.evalArgs(name, arg, fn.args, fn.want, depth)
+		if err != nil {
+			return nil, true, err
+		}
+		r, err := fn.apply(a)
 		return r, true, err
 	}
 	if strings.HasPrefix(name, "Fn::") {
 		return nil, true, fmt.Errorf("intrinsic %s is not supported by this evaluator", name)
 	}
 	return nil, false, nil
+}
+
+// listFunctions are the intrinsics whose list argument is evaluated whole
+// before they apply.
+var listFunctions = map[string]struct {
+	args  int
+	want  string
+	apply func(a []any) (any, error)
+}{
+	"Fn::Join": {2, "[delimiter, list]", func(a []any) (any, error) {
+		items, _ := a[1].([]any)
+		strs := make([]string, len(items))
+		for i, it := range items {
+			strs[i] = fmt.Sprint(it)
+		}
+		return strings.Join(strs, fmt.Sprint(a[0])), nil
+	}},
+	"Fn::Split": {2, "[delimiter, string]", func(a []any) (any, error) {
+		parts := strings.Split(fmt.Sprint(a[1]), fmt.Sprint(a[0]))
+		out := make([]any, len(parts))
+		for i, p := range parts {
+			out[i] = p
+		}
+		return out, nil
+	}},
+	"Fn::Equals": {2, "two values", func(a []any) (any, error) {
+		return fmt.Sprint(a[0]) == fmt.Sprint(a[1]), nil
+	}},
+	"Fn::Not": {1, "one condition", func(a []any) (any, error) {
+		b, ok := a[0].(bool)
+		if !ok {
+			return nil, fmt.Errorf("Fn::Not: not a boolean")
+		}
+		return !b, nil
+	}},
+}
+
+// evalArgs checks that arg is a list of n items and evaluates each.
+func (e *Evaluator) evalArgs(fn string, arg any, n int, want string, depth int) ([]any, error) {
+	a, _ := arg.([]any)
+	if len(a) != n {
+		return nil, fmt.Errorf("%s: want %s", fn, want)
+	}
+	out := make([]any, n)
+	for i, item := range a {
+		r, err := e.eval(item, depth+1)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = r
+	}
+	return out, nil
+}
+
+// fnSub is Fn::Sub with a string or a [string, variables] argument.
+func (e *Evaluator) fnSub(arg any, depth int) (any, error) {
+	switch a := arg.(type) {
+	case string:
+		return e.sub(a, nil, depth)
+	case []any:
+		if len(a) != 2 {
+			return nil, fmt.Errorf("Fn::Sub: want [string, map]")
+		}
+		s, _ := a[0].(string)
+		vars, _ := a[1].(map[string]any)
+		return e.sub(s, vars, depth)
+	}
+	return nil, fmt.Errorf("Fn::Sub: bad argument %v", arg)
+}
+
+// fnIf evaluates only the branch the condition picks (the other may refer
+// to what does not exist under this condition).
+func (e *Evaluator) fnIf(arg any, depth int) (any, error) {
+	a, _ := arg.([]any)
+	if len(a) != 3 {
+		return nil, fmt.Errorf("Fn::If: want [condition, then, else]")
+	}
+	c, err := e.condition(fmt.Sprint(a[0]), depth+1)
+	if err != nil {
+		return nil, err
+	}
+	if c {
+		return e.eval(a[1], depth+1)
+	}
+	return e.eval(a[2], depth+1)
 }

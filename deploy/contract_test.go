@@ -2,89 +2,66 @@ package deploy_test
 
 import (
 	"go/ast"
-	"go/parser"
 	"go/token"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"sort"
 	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/quiesce/quiesce/ssmdoc"
 )
 
-// Contract 1: every SSM parameter the Lambda sends must be declared by the
+// Every SSM parameter the Lambda sends must be declared by the
 // Quiesce document (SSM refuses SendCommand with an undeclared parameter),
 // and every literal value it sends must pass the document's validation.
 // The parameter maps are found in lambda/ as map[string]string literals with
 // an "action" key (and params["action"] = "…" assignments).
 func TestLambdaSendsDeclaredParameters(t *testing.T) {
-	root := filepath.Join("..", "lambda")
-	if _, err := os.Stat(filepath.Join(root, "main.go")); err != nil {
-		t.Skip("lambda/main.go not written yet")
-	}
 	doc, err := ssmdoc.Quiesce()
 	if err != nil {
 		t.Fatal(err)
 	}
 	sent := map[string][]string{} // name -> literal values seen
-	err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") ||
-			strings.Contains(path, string(filepath.Separator)+"fakehost"+string(filepath.Separator)) {
-			return err
-		}
-		f, err := parser.ParseFile(token.NewFileSet(), path, nil, 0)
-		if err != nil {
-			return err
-		}
-		ast.Inspect(f, func(n ast.Node) bool {
-			// params["action"] = "check" style updates of such a map.
-			if as, ok := n.(*ast.AssignStmt); ok && len(as.Lhs) == 1 && len(as.Rhs) == 1 {
-				if ix, ok := as.Lhs[0].(*ast.IndexExpr); ok {
-					if k, ok := stringLit(ix.Index); ok && k == "action" {
-						if v, ok := stringLit(as.Rhs[0]); ok {
-							sent["action"] = append(sent["action"], v)
-						}
+	inspectLambdaSource(t, func(n ast.Node) bool {
+		// params["action"] = "check" style updates of such a map.
+		if as, ok := n.(*ast.AssignStmt); ok && len(as.Lhs) == 1 && len(as.Rhs) == 1 {
+			if ix, ok := as.Lhs[0].(*ast.IndexExpr); ok {
+				if k, ok := stringLit(ix.Index); ok && k == "action" {
+					if v, ok := stringLit(as.Rhs[0]); ok {
+						sent["action"] = append(sent["action"], v)
 					}
 				}
 			}
-			lit, ok := n.(*ast.CompositeLit)
-			if !ok {
-				return true
-			}
-			mt, ok := lit.Type.(*ast.MapType)
-			if !ok || !isIdent(mt.Key, "string") || !isIdent(mt.Value, "string") {
-				return true
-			}
-			keys := map[string]ast.Expr{}
-			for _, el := range lit.Elts {
-				kv, ok := el.(*ast.KeyValueExpr)
-				if !ok {
-					continue
-				}
-				if k, ok := stringLit(kv.Key); ok {
-					keys[k] = kv.Value
-				}
-			}
-			if _, ok := keys["action"]; !ok {
-				return true
-			}
-			for k, v := range keys {
-				if s, ok := stringLit(v); ok {
-					sent[k] = append(sent[k], s)
-				} else if _, seen := sent[k]; !seen {
-					sent[k] = nil
-				}
-			}
+		}
+		lit, ok := n.(*ast.CompositeLit)
+		if !ok {
 			return true
-		})
-		return nil
+		}
+		mt, ok := lit.Type.(*ast.MapType)
+		if !ok || !isIdent(mt.Key, "string") || !isIdent(mt.Value, "string") {
+			return true
+		}
+		keys := map[string]ast.Expr{}
+		for _, el := range lit.Elts {
+			kv, ok := el.(*ast.KeyValueExpr)
+			if !ok {
+				continue
+			}
+			if k, ok := stringLit(kv.Key); ok {
+				keys[k] = kv.Value
+			}
+		}
+		if _, ok := keys["action"]; !ok {
+			return true
+		}
+		for k, v := range keys {
+			if s, ok := stringLit(v); ok {
+				sent[k] = append(sent[k], s)
+			} else if _, seen := sent[k]; !seen {
+				sent[k] = nil
+			}
+		}
+		return true
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if len(sent) == 0 {
 		t.Fatal("found no SSM parameter map (a map[string]string literal with an \"action\" key) in lambda/")
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"database/sql"
-	"github.com/quiesce/quiesce/internal/stats"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,7 +12,9 @@ import (
 	"time"
 
 	"github.com/quiesce/quiesce/contract"
+	"github.com/quiesce/quiesce/internal/stats"
 	"github.com/quiesce/quiesce/test/fixture"
+	"github.com/quiesce/quiesce/test/fixture/mariadb"
 )
 
 // BenchmarkFreezeThawCycle runs 50 full cycles of the real binary on loop XFS
@@ -57,8 +58,8 @@ func benchCycles(b *testing.B, extraArgs ...string) {
 
 	lockArgs := []string{"--mysql-lock", "none"}
 	var db *sql.DB
-	if fixture.MariaDBUnavailable() == "" {
-		m, err := fixture.StartMariaDB(fixture.MariaDBOptions{DataDir: fs.Mount + "/data"})
+	if mariadb.Unavailable() == "" {
+		m, err := mariadb.Start(mariadb.Options{DataDir: fs.Mount + "/data"})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -75,7 +76,7 @@ func benchCycles(b *testing.B, extraArgs ...string) {
 		}
 		lockArgs = []string{"--mysql-socket", m.Socket, "--mysql-lock", "ftwrl"}
 	} else {
-		b.Logf("no MariaDB (%s): benchmarking the filesystem freeze alone", fixture.MariaDBUnavailable())
+		b.Logf("no MariaDB (%s): benchmarking the filesystem freeze alone", mariadb.Unavailable())
 	}
 
 	// Light load: a file writer and (with MariaDB) an INSERT loop, each
@@ -156,17 +157,14 @@ func benchCycles(b *testing.B, extraArgs ...string) {
 		}
 	}
 	b.StopTimer()
-	b.ReportMetric(stats.Percentile(held, 50), "held_p50_ms")
-	b.ReportMetric(stats.Percentile(held, 99), "held_p99_ms")
-	b.ReportMetric(stats.Percentile(freezeCmd, 50), "freeze_cmd_p50_ms")
-	b.ReportMetric(stats.Percentile(lockMS, 50), "lock_p50_ms")
-	b.ReportMetric(stats.Percentile(fifreeze, 50), "fifreeze_p50_ms")
-	b.ReportMetric(stats.Percentile(thawCmd, 50), "thaw_cmd_p50_ms")
-	b.ReportMetric(stats.Percentile(thawFlow, 50), "thaw_flow_p50_ms")
-	b.ReportMetric(stats.Percentile(thawFlow, 99), "thaw_flow_p99_ms")
+	stats.ReportPercentiles(b, "held", held, "ms", 50, 99)
+	stats.ReportPercentiles(b, "freeze_cmd", freezeCmd, "ms", 50)
+	stats.ReportPercentiles(b, "lock", lockMS, "ms", 50)
+	stats.ReportPercentiles(b, "fifreeze", fifreeze, "ms", 50)
+	stats.ReportPercentiles(b, "thaw_cmd", thawCmd, "ms", 50)
+	stats.ReportPercentiles(b, "thaw_flow", thawFlow, "ms", 50, 99)
 	if len(thawSQL) > 0 {
-		b.ReportMetric(stats.Percentile(thawSQL, 50), "thaw_sql_p50_ms")
-		b.ReportMetric(stats.Percentile(thawSQL, 99), "thaw_sql_p99_ms")
+		stats.ReportPercentiles(b, "thaw_sql", thawSQL, "ms", 50, 99)
 	}
 	b.ReportMetric(stats.Percentile(rss, 100), "holder_rss_mb")
 	if st, err := os.Stat(agentBin); err == nil {

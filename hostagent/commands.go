@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"strings"
@@ -13,15 +14,15 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/quiesce/quiesce/contract"
-	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
 	"github.com/quiesce/quiesce/hostagent/internal/hold"
 	"github.com/quiesce/quiesce/hostagent/internal/mysqllock"
 	"github.com/quiesce/quiesce/hostagent/internal/preflight"
 	"github.com/quiesce/quiesce/hostagent/internal/state"
 	"github.com/quiesce/quiesce/hostagent/internal/volumes"
+	"github.com/quiesce/quiesce/internal/agenterr"
 )
 
-// Timeout bounds from DESIGN.md.
+// Timeout bounds (docs/architecture.md#the-hold-and-its-deadline).
 const (
 	minTimeout     = time.Second
 	maxTimeout     = 10 * time.Minute
@@ -41,15 +42,10 @@ func (c *command) freeze(ctx context.Context, args []string) error {
 	runID := fs.String("run-id", "", "run id (default: generated)")
 	expedite := fs.Bool("expedite-rcu", true, "switch the machine-wide /sys/kernel/rcu_expedited on for the milliseconds of the FIFREEZE calls (a few ms instead of ~40 with writers blocked); restored after, also by the guardian/recovery; =false to leave the kernel setting alone")
 	stateDir := fs.String("state-dir", "", stateDirHelp)
-	if err := c.parse(fs, args); err != nil {
+	if err := c.parseRunID(fs, args, runID, false); err != nil {
 		return err
 	}
-	if *runID != "" {
-		if err := validRunID(*runID); err != nil {
-			return err
-		}
-		c.runID = *runID
-	}
+	c.runID = *runID
 	if *timeout < minTimeout || *timeout > maxTimeout {
 		return agenterr.Usagef("--timeout %s: must be between %s and %s", *timeout, minTimeout, maxTimeout)
 	}
@@ -91,12 +87,8 @@ func (c *command) freeze(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		sm := state.Mount{Path: m.Path, FSType: m.FSType, Device: m.Source, Dev: m.Dev, MajMin: m.MajMin,
-			VolumeIDs: []string{}, EC2Devices: res.EC2Devices}
-		if res.VolumeIDs != nil {
-			sm.VolumeIDs = res.VolumeIDs
-		}
-		req.Mounts = append(req.Mounts, sm)
+		req.Mounts = append(req.Mounts, state.Mount{Path: m.Path, FSType: m.FSType, Device: m.Source, Dev: m.Dev, MajMin: m.MajMin,
+			VolumeIDs: res.VolumeIDs, EC2Devices: res.EC2Devices})
 	}
 	rep, err := a.Freeze(ctx, req, holder)
 	if err != nil {
@@ -123,17 +115,20 @@ func discoverer(ctx context.Context) (d volumes.Discoverer, onEC2 bool, instance
 // volumesOf finds the EBS volumes behind a mount. On EC2 a mount with none
 // (instance store, an unrecognised device) cannot be snapshotted, so freezing
 // it would only block writers for nothing: that is refused up front. Off EC2
-// (tests, the local demo) an empty list is fine.
+// (tests, the local demo) an empty list is fine. VolumeIDs is never nil.
 func volumesOf(ctx context.Context, d volumes.Discoverer, onEC2 bool, m preflight.Mount) (volumes.Result, error) {
 	res, err := d.Discover(ctx, m.MajMin, m.Source)
 	switch {
 	case err != nil && onEC2:
 		return res, fmt.Errorf("--mount %q: volume discovery: %w", m.Path, err)
 	case err != nil:
-		return volumes.Result{}, nil
+		return volumes.Result{VolumeIDs: []string{}}, nil
 	case onEC2 && len(res.VolumeIDs) == 0 && len(res.EC2Devices) == 0:
 		return res, agenterr.Usagef("--mount %q: no EBS volume behind it (disks %s); it cannot be snapshotted",
 			m.Path, strings.Join(res.Disks, ","))
+	}
+	if res.VolumeIDs == nil {
+		res.VolumeIDs = []string{} // reports list no volume as [], not null
 	}
 	return res, nil
 }
@@ -145,24 +140,11 @@ func newRunID(t time.Time) string {
 }
 
 func (c *command) thaw(ctx context.Context, args []string) error {
-	fs := c.flagSet()
-	runID := fs.String("run-id", "", "run id printed by freeze (required)")
-	stateDir := fs.String("state-dir", "", stateDirHelp)
-	if err := c.parse(fs, args); err != nil {
-		return err
-	}
-	if *runID == "" {
-		return agenterr.Usagef("--run-id is required")
-	}
-	if err := validRunID(*runID); err != nil {
-		return err
-	}
-	c.runID = *runID
-	a, err := c.openAgent(ctx, *stateDir)
+	a, runID, err := c.openRun(ctx, args, "run id printed by freeze (required)", true)
 	if err != nil {
 		return err
 	}
-	rep, err := a.Thaw(ctx, *runID)
+	rep, err := a.Thaw(ctx, runID)
 	if rep != nil {
 		c.printJSON(rep) // also when late (exit 4): the report is the answer
 	}
@@ -170,28 +152,51 @@ func (c *command) thaw(ctx context.Context, args []string) error {
 }
 
 func (c *command) status(ctx context.Context, args []string) error {
-	fs := c.flagSet()
-	runID := fs.String("run-id", "", "only this run")
-	stateDir := fs.String("state-dir", "", stateDirHelp)
-	if err := c.parse(fs, args); err != nil {
-		return err
-	}
-	if *runID != "" {
-		if err := validRunID(*runID); err != nil {
-			return err
-		}
-		c.runID = *runID
-	}
-	a, err := c.openAgent(ctx, *stateDir)
+	a, runID, err := c.openRun(ctx, args, "only this run", false)
 	if err != nil {
 		return err
 	}
-	rep, err := a.Status(*runID)
+	return c.printStatus(a, runID)
+}
+
+// printStatus prints the StatusReport of one run, or of every run for "".
+func (c *command) printStatus(a *hold.Agent, runID string) error {
+	rep, err := a.Status(runID)
 	if err != nil {
 		return err
 	}
 	c.printJSON(rep)
 	return nil
+}
+
+// parseRunID parses a subcommand's flags, then checks the parsed --run-id
+// (runID): valid when given, and given when required.
+func (c *command) parseRunID(fs *flag.FlagSet, args []string, runID *string, required bool) error {
+	if err := c.parse(fs, args); err != nil {
+		return err
+	}
+	switch {
+	case *runID == "" && required:
+		return agenterr.Usagef("--run-id is required")
+	case *runID == "":
+		return nil
+	}
+	return validRunID(*runID)
+}
+
+// openRun parses the flags of a subcommand that takes only --run-id and
+// --state-dir, names the run in error reports and opens the agent
+// (recovering stale runs first).
+func (c *command) openRun(ctx context.Context, args []string, runIDHelp string, required bool) (*hold.Agent, string, error) {
+	fs := c.flagSet()
+	runID := fs.String("run-id", "", runIDHelp)
+	stateDir := fs.String("state-dir", "", stateDirHelp)
+	if err := c.parseRunID(fs, args, runID, required); err != nil {
+		return nil, "", err
+	}
+	c.runID = *runID
+	a, err := c.openAgent(ctx, *stateDir)
+	return a, *runID, err
 }
 
 // check runs every preflight (mounts, volumes, MySQL connection and
@@ -224,11 +229,8 @@ func (c *command) check(ctx context.Context, args []string) error {
 		if err != nil {
 			problems = append(problems, err)
 		}
-		mr := contract.MountReport{Path: m.Path, FSType: m.FSType, Device: m.Source, VolumeIDs: []string{}, EC2Devices: res.EC2Devices}
-		if res.VolumeIDs != nil {
-			mr.VolumeIDs = res.VolumeIDs
-		}
-		rep.Mounts = append(rep.Mounts, mr)
+		rep.Mounts = append(rep.Mounts, contract.MountReport{Path: m.Path, FSType: m.FSType, Device: m.Source,
+			VolumeIDs: res.VolumeIDs, EC2Devices: res.EC2Devices})
 	}
 	resolved, involved := mysqllock.Resolve(opts)
 	if involved {
@@ -305,13 +307,8 @@ func (c *command) recover(ctx context.Context, args []string) error {
 	fs := c.flagSet()
 	runID := fs.String("run-id", "", "only this run")
 	stateDir := fs.String("state-dir", "", stateDirHelp)
-	if err := c.parse(fs, args); err != nil {
+	if err := c.parseRunID(fs, args, runID, false); err != nil {
 		return err
-	}
-	if *runID != "" {
-		if err := validRunID(*runID); err != nil {
-			return err
-		}
 	}
 	dir, err := openStateDir(state.Resolve(*stateDir))
 	if err != nil {
@@ -321,10 +318,5 @@ func (c *command) recover(ctx context.Context, args []string) error {
 	if _, err := a.Recover(ctx, *runID); err != nil {
 		return err
 	}
-	rep, err := a.Status(*runID)
-	if err != nil {
-		return err
-	}
-	c.printJSON(rep)
-	return nil
+	return c.printStatus(a, *runID)
 }

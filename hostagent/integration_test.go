@@ -23,8 +23,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/quiesce/quiesce/contract"
-	"github.com/quiesce/quiesce/hostagent/internal/fsfreeze"
 	"github.com/quiesce/quiesce/hostagent/internal/state"
+	"github.com/quiesce/quiesce/internal/fsfreeze"
 	"github.com/quiesce/quiesce/test/fixture"
 )
 
@@ -570,16 +570,7 @@ func TestVersion(t *testing.T) {
 
 // fixtureFreeze freezes a test mount by hand (as an operator's fsfreeze would).
 func fixtureFreeze(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	_, _, errno := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), 0xC0045877, 0)
-	if errno != 0 {
-		return errno
-	}
-	return nil
+	return fsfreeze.Freeze(path, 0)
 }
 
 func TestThawBypassesHungHolder(t *testing.T) {

@@ -11,15 +11,16 @@ import (
 
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/test/fixture"
+	"github.com/quiesce/quiesce/test/fixture/mariadb"
 )
 
 // mariadbOnLoop starts a private mariadbd whose datadir is on a fresh loop XFS
 // mount, so freezing the mount really stalls the server's writes.
-func mariadbOnLoop(t *testing.T) (*fixture.LoopFS, *fixture.MariaDB, *sql.DB) {
+func mariadbOnLoop(t *testing.T) (*fixture.LoopFS, *mariadb.Server, *sql.DB) {
 	t.Helper()
 	fixture.SkipUnlessMariaDB(t)
 	fs := loopFS(t, "xfs")
-	m := fixture.StartMariaDBForTest(t, fixture.MariaDBOptions{DataDir: fs.Mount + "/data"})
+	m := fixture.StartMariaDBForTest(t, mariadb.Options{DataDir: fs.Mount + "/data"})
 	db, err := m.DB()
 	if err != nil {
 		t.Fatal(err)

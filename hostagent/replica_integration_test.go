@@ -10,15 +10,16 @@ import (
 
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/test/fixture"
+	"github.com/quiesce/quiesce/test/fixture/mariadb"
 )
 
 // replicaOnLoop starts a primary and a read-only replica whose datadir is on
 // a fresh loop XFS mount (the mount the tests freeze).
-func replicaOnLoop(t *testing.T) (*fixture.LoopFS, *fixture.Replication) {
+func replicaOnLoop(t *testing.T) (*fixture.LoopFS, *mariadb.Replication) {
 	t.Helper()
 	fixture.SkipUnlessMariaDB(t)
 	fs := loopFS(t, "xfs")
-	r := fixture.StartReplicationForTest(t, fixture.ReplicationOptions{ReplicaDataDir: fs.Mount + "/data"})
+	r := fixture.StartReplicationForTest(t, mariadb.ReplicationOptions{ReplicaDataDir: fs.Mount + "/data"})
 	if err := r.Primary().Exec("CREATE DATABASE q", "CREATE TABLE q.t (id INT AUTO_INCREMENT PRIMARY KEY, v INT) ENGINE=InnoDB"); err != nil {
 		t.Fatal(err)
 	}
@@ -26,7 +27,7 @@ func replicaOnLoop(t *testing.T) (*fixture.LoopFS, *fixture.Replication) {
 	return fs, r
 }
 
-func replicaCaughtUp(t *testing.T, r *fixture.Replication) {
+func replicaCaughtUp(t *testing.T, r *mariadb.Replication) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -37,7 +38,7 @@ func replicaCaughtUp(t *testing.T, r *fixture.Replication) {
 
 // requireApplier waits (bounded) until the default connection's SQL thread
 // is in state want ("Yes" or "No").
-func requireApplier(t *testing.T, r *fixture.Replication, want string, within time.Duration) {
+func requireApplier(t *testing.T, r *mariadb.Replication, want string, within time.Duration) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
@@ -46,7 +47,7 @@ func requireApplier(t *testing.T, r *fixture.Replication, want string, within ti
 	}
 }
 
-func freezeReplica(t *testing.T, e *env, fs *fixture.LoopFS, r *fixture.Replication, runID, timeout string) contract.FreezeReport {
+func freezeReplica(t *testing.T, e *env, fs *fixture.LoopFS, r *mariadb.Replication, runID, timeout string) contract.FreezeReport {
 	t.Helper()
 	rep := e.freeze(t, "--mount", fs.Mount, "--mysql-socket", r.Replica.Socket, "--mysql-lock", "replica",
 		"--timeout", timeout, "--run-id", runID)
@@ -63,7 +64,7 @@ func freezeReplica(t *testing.T, e *env, fs *fixture.LoopFS, r *fixture.Replicat
 
 // The source's writes go on during every hold below; the replica applies
 // them once its applier is started again.
-func requireReplicationResumes(t *testing.T, r *fixture.Replication) {
+func requireReplicationResumes(t *testing.T, r *mariadb.Replication) {
 	t.Helper()
 	requireApplier(t, r, "Yes", 5*time.Second)
 	if err := r.Primary().Exec("INSERT INTO q.t (v) VALUES (7)"); err != nil {

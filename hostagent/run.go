@@ -13,12 +13,12 @@ import (
 	"time"
 
 	"github.com/quiesce/quiesce/contract"
-	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
-	"github.com/quiesce/quiesce/hostagent/internal/fsfreeze"
 	"github.com/quiesce/quiesce/hostagent/internal/hold"
 	"github.com/quiesce/quiesce/hostagent/internal/mysqllock"
 	"github.com/quiesce/quiesce/hostagent/internal/state"
+	"github.com/quiesce/quiesce/internal/agenterr"
 	"github.com/quiesce/quiesce/internal/buildinfo"
+	"github.com/quiesce/quiesce/internal/fsfreeze"
 )
 
 const usage = `usage: hostagent <command> [flags]

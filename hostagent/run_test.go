@@ -14,9 +14,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/quiesce/quiesce/contract"
-	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
 	"github.com/quiesce/quiesce/hostagent/internal/preflight"
 	"github.com/quiesce/quiesce/hostagent/internal/volumes"
+	"github.com/quiesce/quiesce/internal/agenterr"
 )
 
 func TestExitCode(t *testing.T) {

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/quiesce/quiesce/contract"
-	"github.com/quiesce/quiesce/hostagent/internal/fsfreeze"
+	"github.com/quiesce/quiesce/internal/fsfreeze"
 )
 
 // TestThawAfterLazyUnmount: after `umount -l` of a held mount, the path is a

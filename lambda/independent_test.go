@@ -1127,7 +1127,7 @@ func TestIndependentStandIn(t *testing.T) {
 	}
 
 	// Logs: EMF metric lines and no secret.
-	out := r.output.String()
+	out := r.Logs()
 	for _, m := range []string{`"freeze_window_ms"`, `"snapshot_call_ms"`, `"instances_ok"`, `"instances_failed"`, `"thawed_by_deadline"`, `"snapshots_pruned"`, `"CloudWatchMetrics"`} {
 		if !strings.Contains(out, m) {
 			t.Errorf("no EMF %s in the output", m)
@@ -1241,7 +1241,7 @@ func TestIndependentSchedulerEvent(t *testing.T) {
 	if stack == "" || resp["stack"] != stack {
 		t.Fatalf("stack tag %q, result stack %v", stack, resp["stack"])
 	}
-	for _, line := range strings.Split(r.output.String(), "\n") {
+	for _, line := range strings.Split(r.Logs(), "\n") {
 		if strings.Contains(line, `"CloudWatchMetrics"`) && !strings.Contains(line, `"Stack":"`+stack+`"`) {
 			t.Errorf("EMF line without Stack %q: %s", stack, line)
 		}

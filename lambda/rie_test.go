@@ -1,30 +1,26 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"runtime"
-	"strconv"
+	"slices"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/quiesce/quiesce/internal/stats"
 	"github.com/quiesce/quiesce/lambda/internal/orchestrate"
 	"github.com/quiesce/quiesce/ssmdoc"
 	"github.com/quiesce/quiesce/test/awslocal"
 	"github.com/quiesce/quiesce/test/fakehost"
+	emulator "github.com/quiesce/quiesce/test/rie"
 )
 
 // bootstrapPath is the real Lambda binary, built once for the RIE tests.
@@ -66,65 +62,16 @@ func goTool() string {
 	return "/usr/local/go/bin/go"
 }
 
-func findRIE(t testing.TB) string {
-	if p, err := exec.LookPath("aws-lambda-rie"); err == nil {
-		return p
-	}
-	if out, err := exec.Command(goTool(), "env", "GOPATH").Output(); err == nil {
-		p := filepath.Join(strings.TrimSpace(string(out)), "bin", "aws-lambda-rie")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	t.Skip("aws-lambda-rie not installed (scripts/install-deps.sh installs it into $(go env GOPATH)/bin)")
-	return ""
-}
-
-func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// lockedBuffer collects the emulator's output.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-type rie struct {
-	url    string
-	output *lockedBuffer
-}
-
 // startRIE runs the emulator with the real bootstrap, pointed at endpoint
 // through the standard AWS endpoint variables only. The process is killed
 // by PID in cleanup.
 func startRIE(t *testing.T, endpoint string, extraEnv ...string) *rie {
 	t.Helper()
-	bin := findRIE(t)
-	port, apiPort := freePort(t), freePort(t)
-	cmd := exec.Command(bin,
-		"--runtime-interface-emulator-address", fmt.Sprintf("127.0.0.1:%d", port),
-		"--runtime-api-address", fmt.Sprintf("127.0.0.1:%d", apiPort),
-		bootstrapPath)
-	cmd.Dir = filepath.Dir(bootstrapPath)
-	cmd.Env = append([]string{
+	bin := emulator.Find()
+	if bin == "" {
+		t.Skip("aws-lambda-rie not installed (scripts/install-deps.sh installs it into $(go env GOPATH)/bin)")
+	}
+	env := append([]string{
 		"PATH=/usr/bin:/bin",
 		"HOME=" + t.TempDir(),
 		"AWS_REGION=us-east-1",
@@ -135,68 +82,42 @@ func startRIE(t *testing.T, endpoint string, extraEnv ...string) *rie {
 		"AWS_EC2_METADATA_DISABLED=true",
 		"AWS_ENDPOINT_URL_EC2=" + endpoint,
 		"AWS_ENDPOINT_URL_SSM=" + endpoint,
-		"AWS_LAMBDA_FUNCTION_TIMEOUT=60",
 		"QUIESCE_STACK=rie-stack",
 	}, extraEnv...)
-	out := &lockedBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start aws-lambda-rie: %v", err)
+	f, err := emulator.Start(context.Background(), emulator.Config{Bootstrap: bootstrapPath, RIE: bin, Env: env, Timeout: 60 * time.Second})
+	if err != nil {
+		t.Fatal(err)
 	}
-	pid := cmd.Process.Pid
 	t.Cleanup(func() {
-		// The emulator's process group holds the bootstrap too.
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
-		_ = cmd.Wait()
+		if err := f.Stop(); err != nil {
+			t.Error(err)
+		}
 		if t.Failed() {
-			t.Logf("emulator output:\n%s", out.String())
+			t.Logf("emulator output:\n%s", f.Logs())
 		}
 	})
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("emulator did not listen on %s: %v\n%s", addr, err, out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return &rie{url: "http://" + addr + "/2015-03-31/functions/function/invocations", output: out}
+	return &rie{f}
 }
 
-func (r *rie) invoke(t *testing.T, event string) map[string]any {
+// rie is the real bootstrap running under the emulator.
+type rie struct{ *emulator.Function }
+
+// invoke sends event and returns the response document: the result, or
+// the function error's errorType and errorMessage.
+func (r *rie) invoke(t testing.TB, event string) map[string]any {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, r.url, strings.NewReader(event))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
+	body, err := r.Invoke(ctx, []byte(event))
+	var fe *emulator.FunctionError
+	if err != nil && !errors.As(err, &fe) {
 		t.Fatalf("invoke: %v", err)
 	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
 	var m map[string]any
 	if err := json.Unmarshal(body, &m); err != nil {
 		t.Fatalf("response %q: %v", body, err)
 	}
 	return m
-}
-
-var initRe = regexp.MustCompile(`INIT REPORT\(durationMs: ([0-9.]+)\)`)
-
-// initMS returns the emulator's reported cold init, or -1.
-func (r *rie) initMS() float64 {
-	m := initRe.FindStringSubmatch(r.output.String())
-	if m == nil {
-		return -1
-	}
-	v, _ := strconv.ParseFloat(m[1], 64)
-	return v
 }
 
 const (
@@ -251,7 +172,7 @@ func TestRIESmoke(t *testing.T) {
 	if got := host.Actions(rieInst); strings.Join(got, ",") != "freeze,thaw" {
 		t.Fatalf("host actions = %v", got)
 	}
-	t.Logf("cold init (emulator INIT REPORT): %.2f ms; first invoke round trip incl. one cycle: %v", r.initMS(), firstInvoke.Round(time.Millisecond))
+	t.Logf("cold init (emulator INIT REPORT): %.2f ms; first invoke round trip incl. one cycle: %v", r.InitMS(), firstInvoke.Round(time.Millisecond))
 
 	// A bad event fails before anything is frozen, naming the field.
 	resp = r.invoke(t, `{"targets":{"instance_ids":["`+rieInst+`"]},"freeze_timeout":"0s"}`)
@@ -289,12 +210,12 @@ func BenchmarkRIEColdInit(b *testing.B) {
 		_, _, endpoint := standIn(b)
 		r, stop := startRIEBench(b, endpoint)
 		start := time.Now()
-		resp := r.invokeB(b, `{"targets":{"instance_ids":["`+rieInst+`"]},"dry_run":true}`)
+		resp := r.invoke(b, `{"targets":{"instance_ids":["`+rieInst+`"]},"dry_run":true}`)
 		firsts = append(firsts, float64(time.Since(start).Microseconds())/1000)
 		if resp["run_id"] == nil {
 			b.Fatalf("dry run response = %v", resp)
 		}
-		if v := r.initMS(); v >= 0 {
+		if v := r.InitMS(); v >= 0 {
 			inits = append(inits, v)
 		}
 		stop()
@@ -302,76 +223,27 @@ func BenchmarkRIEColdInit(b *testing.B) {
 	if len(inits) == 0 {
 		b.Fatal("no INIT REPORT in the emulator output")
 	}
-	b.ReportMetric(maxOf(inits), "cold_init_max_ms")
-	b.ReportMetric(median(inits), "cold_init_p50_ms")
-	b.ReportMetric(median(firsts), "first_invoke_p50_ms")
+	b.ReportMetric(slices.Max(inits), "cold_init_max_ms")
+	b.ReportMetric(stats.Percentile(inits, 50), "cold_init_p50_ms")
+	b.ReportMetric(stats.Percentile(firsts, 50), "first_invoke_p50_ms")
 	if fi, err := os.Stat(bootstrapPath); err == nil {
 		b.ReportMetric(float64(fi.Size())/1e6, "bootstrap_native_MB")
 	}
 }
 
 func startRIEBench(b *testing.B, endpoint string) (*rie, func()) {
-	bin := findRIE(b)
-	port, apiPort := freePort(b), freePort(b)
-	cmd := exec.Command(bin, "--runtime-interface-emulator-address", fmt.Sprintf("127.0.0.1:%d", port), "--runtime-api-address", fmt.Sprintf("127.0.0.1:%d", apiPort), bootstrapPath)
-	cmd.Env = []string{"PATH=/usr/bin:/bin", "AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=AKIDLOCAL", "AWS_SECRET_ACCESS_KEY=x", "AWS_CONFIG_FILE=/dev/null",
+	bin := emulator.Find()
+	if bin == "" {
+		b.Skip("aws-lambda-rie not installed (scripts/install-deps.sh installs it into $(go env GOPATH)/bin)")
+	}
+	env := []string{"PATH=/usr/bin:/bin", "AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=AKIDLOCAL", "AWS_SECRET_ACCESS_KEY=x", "AWS_CONFIG_FILE=/dev/null",
 		"AWS_SHARED_CREDENTIALS_FILE=/dev/null", "AWS_EC2_METADATA_DISABLED=true", "AWS_ENDPOINT_URL_EC2=" + endpoint, "AWS_ENDPOINT_URL_SSM=" + endpoint,
 		"QUIESCE_STACK=rie-stack", "QUIESCE_MOUNTS=/data"}
-	out := &lockedBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	pid := cmd.Process.Pid
-	stop := func() { _ = syscall.Kill(-pid, syscall.SIGKILL); _ = cmd.Wait() }
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			stop()
-			b.Fatalf("emulator did not start: %s", out.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return &rie{url: "http://" + addr + "/2015-03-31/functions/function/invocations", output: out}, stop
-}
-
-func (r *rie) invokeB(b *testing.B, event string) map[string]any {
-	resp, err := http.Post(r.url, "application/json", strings.NewReader(event))
+	f, err := emulator.Start(context.Background(), emulator.Config{Bootstrap: bootstrapPath, RIE: bin, Env: env})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer resp.Body.Close()
-	var m map[string]any
-	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
-		b.Fatal(err)
-	}
-	return m
-}
-
-func median(v []float64) float64 {
-	s := append([]float64(nil), v...)
-	for i := range s {
-		for j := i + 1; j < len(s); j++ {
-			if s[j] < s[i] {
-				s[i], s[j] = s[j], s[i]
-			}
-		}
-	}
-	return s[len(s)/2]
-}
-
-func maxOf(v []float64) float64 {
-	m := v[0]
-	for _, x := range v {
-		m = max(m, x)
-	}
-	return m
+	return &rie{f}, func() { _ = f.Stop() }
 }
 
 // BenchmarkBootstrapSize builds the release bootstrap (linux/arm64, the

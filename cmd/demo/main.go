@@ -113,6 +113,32 @@ func commonFlags(fs *flag.FlagSet, c *harness.Config, workdir string, writers in
 	fs.BoolVar(&c.Verbose, "v", false, "show the Lambda's log lines")
 }
 
+// checkCommon checks the flags run and bench share.
+func checkCommon(c harness.Config, cycles int) error {
+	if err := harness.CheckWorkDir(c.WorkDir); err != nil {
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return firstError(inRange("-cycles", cycles, 1, 1000), inRange("-writers", c.Writers, 1, 64))
+}
+
+// firstError is the first non-nil of errs: a usage error is one line.
+func firstError(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// inRange is a usage error naming flag and its value unless lo <= v <= hi.
+func inRange[T int | time.Duration](flag string, v, lo, hi T) error {
+	if v < lo || v > hi {
+		return fmt.Errorf("%w: %s %v: want %v..%v", errUsage, flag, v, lo, hi)
+	}
+	return nil
+}
+
 func parse(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -138,17 +164,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) (*harn
 	if err := parse(fs, args); err != nil {
 		return nil, err
 	}
-	if o.Cycles < 1 || o.Cycles > 1000 {
-		return nil, fmt.Errorf("%w: -cycles %d: want 1..1000", errUsage, o.Cycles)
-	}
-	if o.Interval < 0 || o.Interval > time.Hour {
-		return nil, fmt.Errorf("%w: -interval %s: want 0..1h", errUsage, o.Interval)
-	}
-	if o.Writers < 1 || o.Writers > 64 {
-		return nil, fmt.Errorf("%w: -writers %d: want 1..64", errUsage, o.Writers)
-	}
-	if err := harness.CheckWorkDir(o.WorkDir); err != nil {
-		return nil, fmt.Errorf("%w: %v", errUsage, err)
+	if err := firstError(checkCommon(o.Config, o.Cycles), inRange("-interval", o.Interval, 0, time.Hour)); err != nil {
+		return nil, err
 	}
 	o.Out = stdout
 	return harness.Run(ctx, o)
@@ -173,20 +190,11 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) (*ha
 	if err := parse(fs, args); err != nil {
 		return nil, err
 	}
-	if o.Cycles < 1 || o.Cycles > 1000 {
-		return nil, fmt.Errorf("%w: -cycles %d: want 1..1000", errUsage, o.Cycles)
-	}
-	if err := harness.CheckWorkDir(o.WorkDir); err != nil {
-		return nil, fmt.Errorf("%w: %v", errUsage, err)
-	}
-	if o.Writers < 1 || o.Writers > 64 || o.HotRowWriters < 1 || o.HotRowWriters > 64 {
-		return nil, fmt.Errorf("%w: -writers/-hot-row-writers: want 1..64", errUsage)
-	}
-	if o.HotRowCycles < 0 || o.HotRowCycles > 100 {
-		return nil, fmt.Errorf("%w: -hot-row-cycles %d: want 0..100", errUsage, o.HotRowCycles)
-	}
-	if o.SeedLockTimeout < time.Second || o.SeedLockTimeout > 5*time.Minute {
-		return nil, fmt.Errorf("%w: -seed-lock-timeout %s: want 1s..5m", errUsage, o.SeedLockTimeout)
+	if err := firstError(checkCommon(o.Config, o.Cycles),
+		inRange("-hot-row-writers", o.HotRowWriters, 1, 64),
+		inRange("-hot-row-cycles", o.HotRowCycles, 0, 100),
+		inRange("-seed-lock-timeout", o.SeedLockTimeout, time.Second, 5*time.Minute)); err != nil {
+		return nil, err
 	}
 	if o.SSMLatency < 0 || o.SnapshotLatency < 0 {
 		return nil, fmt.Errorf("%w: latencies must not be negative", errUsage)

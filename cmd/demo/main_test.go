@@ -23,6 +23,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"bench", "-cycles", "5000"}, "-cycles 5000"},
 		{[]string{"bench", "-seed-lock-timeout", "10ms"}, "-seed-lock-timeout 10ms"},
 		{[]string{"bench", "-ssm-latency", "-1s"}, "must not be negative"},
+		{[]string{"bench", "-hot-row-writers", "0"}, "-hot-row-writers 0"},
+		{[]string{"bench", "-hot-row-cycles", "101"}, "-hot-row-cycles 101"},
 		{[]string{"clean", "-workdir", "/"}, `-workdir "/"`},
 		{[]string{"run", "-nosuchflag"}, "nosuchflag"},
 	}

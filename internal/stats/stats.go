@@ -4,6 +4,7 @@ package stats
 
 import (
 	"cmp"
+	"fmt"
 	"math"
 	"slices"
 )
@@ -27,4 +28,18 @@ func PercentileSorted[T cmp.Ordered](sorted []T, p float64) T {
 	rank := int(math.Ceil(p / 100 * float64(len(sorted))))
 	rank = min(max(rank, 1), len(sorted))
 	return sorted[rank-1]
+}
+
+// MetricReporter is what testing.B offers for custom benchmark metrics
+// (stats itself does not import testing: the demo binary links it).
+type MetricReporter interface {
+	ReportMetric(n float64, unit string)
+}
+
+// ReportPercentiles reports the p-th percentiles of samples (in unit) as
+// metrics named "<name>_p<p>_<unit>", e.g. held_p50_ms and held_p99_ms.
+func ReportPercentiles(r MetricReporter, name string, samples []float64, unit string, ps ...float64) {
+	for _, p := range ps {
+		r.ReportMetric(Percentile(samples, p), fmt.Sprintf("%s_p%g_%s", name, p, unit))
+	}
 }

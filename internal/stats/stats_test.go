@@ -1,6 +1,9 @@
 package stats
 
-import "testing"
+import (
+	"reflect"
+	"testing"
+)
 
 func TestPercentileNearestRank(t *testing.T) {
 	hundred := make([]float64, 100)
@@ -29,5 +32,18 @@ func TestPercentileNearestRank(t *testing.T) {
 	}
 	if hundred[0] != 100 {
 		t.Fatal("Percentile reordered its input")
+	}
+}
+
+type metrics map[string]float64
+
+func (m metrics) ReportMetric(n float64, unit string) { m[unit] = n }
+
+func TestReportPercentilesNamesEachMetric(t *testing.T) {
+	got := metrics{}
+	ReportPercentiles(got, "held", []float64{4, 1, 3, 2}, "ms", 50, 99, 99.9)
+	want := metrics{"held_p50_ms": 2, "held_p99_ms": 4, "held_p99.9_ms": 4}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("reported %v, want %v", got, want)
 	}
 }

@@ -94,36 +94,40 @@ func TestDescribeInstancesFiltersAndPagination(t *testing.T) {
 	}
 }
 
+// paginator is an SDK paginator of any service.
+type paginator[Out, Opts any] interface {
+	HasMorePages() bool
+	NextPage(ctx context.Context, optFns ...func(Opts)) (Out, error)
+}
+
+// drain reads every page of p and returns the items counted on them and
+// the number of pages.
+func drain[Out, Opts any](t *testing.T, p paginator[Out, Opts], count func(Out) int) (items, pages int) {
+	t.Helper()
+	for p.HasMorePages() {
+		out, err := p.NextPage(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		items += count(out)
+	}
+	return items, pages
+}
+
 func TestPaginationTokens(t *testing.T) {
 	s := New()
 	for i := 0; i < 12; i++ {
 		s.AddInstance(Instance{ID: "i-" + string(rune('a'+i)), BlockDevices: []BlockDevice{{DeviceName: "/dev/xvda", VolumeID: "vol-" + string(rune('a'+i))}}})
 	}
 	e, m := clients(t, s)
-	ctx := context.Background()
-	p := ec2.NewDescribeInstancesPaginator(e, &ec2.DescribeInstancesInput{MaxResults: aws.Int32(5)})
-	n, pages := 0, 0
-	for p.HasMorePages() {
-		out, err := p.NextPage(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pages++
-		n += len(out.Reservations)
-	}
+	n, pages := drain(t, ec2.NewDescribeInstancesPaginator(e, &ec2.DescribeInstancesInput{MaxResults: aws.Int32(5)}),
+		func(out *ec2.DescribeInstancesOutput) int { return len(out.Reservations) })
 	if n != 12 || pages != 3 {
 		t.Fatalf("got %d instances in %d pages, want 12 in 3", n, pages)
 	}
-	ip := ssm.NewDescribeInstanceInformationPaginator(m, &ssm.DescribeInstanceInformationInput{MaxResults: aws.Int32(5)})
-	n, pages = 0, 0
-	for ip.HasMorePages() {
-		out, err := ip.NextPage(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		pages++
-		n += len(out.InstanceInformationList)
-	}
+	n, pages = drain(t, ssm.NewDescribeInstanceInformationPaginator(m, &ssm.DescribeInstanceInformationInput{MaxResults: aws.Int32(5)}),
+		func(out *ssm.DescribeInstanceInformationOutput) int { return len(out.InstanceInformationList) })
 	if n != 12 || pages != 3 {
 		t.Fatalf("ssm: got %d in %d pages", n, pages)
 	}

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/quiesce/quiesce/contract"
-	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
 	"github.com/quiesce/quiesce/hostagent/internal/state"
+	"github.com/quiesce/quiesce/internal/agenterr"
 )
 
 // Request is a validated freeze.

@@ -28,9 +28,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/quiesce/quiesce/contract"
-	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
-	"github.com/quiesce/quiesce/hostagent/internal/fsfreeze"
 	"github.com/quiesce/quiesce/hostagent/internal/state"
+	"github.com/quiesce/quiesce/internal/agenterr"
+	"github.com/quiesce/quiesce/internal/fsfreeze"
 )
 
 // Lock is a held MySQL lock (mysqllock.*Lock).

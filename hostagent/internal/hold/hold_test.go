@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/quiesce/quiesce/contract"
-	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
 	"github.com/quiesce/quiesce/hostagent/internal/state"
+	"github.com/quiesce/quiesce/internal/agenterr"
 )
 
 // recorder fakes the filesystem and MySQL, logging every call in order.

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/quiesce/quiesce/contract"
-	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
 	"github.com/quiesce/quiesce/hostagent/internal/state"
+	"github.com/quiesce/quiesce/internal/agenterr"
 )
 
 // Thaw ends a run: through the holder's socket when it lives, else from the

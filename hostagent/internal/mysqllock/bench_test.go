@@ -81,13 +81,10 @@ func benchCycles(b *testing.B, mode string) {
 		time.Sleep(10 * time.Millisecond) // let writes flow between cycles
 	}
 	b.StopTimer()
-	b.ReportMetric(stats.Percentile(acquire, 50), "acquire_p50_ms")
-	b.ReportMetric(stats.Percentile(acquire, 99), "acquire_p99_ms")
-	b.ReportMetric(stats.Percentile(lock, 50), "lock_p50_ms")
-	b.ReportMetric(stats.Percentile(lock, 99), "lock_p99_ms")
-	b.ReportMetric(stats.Percentile(release, 50), "release_p50_ms")
-	b.ReportMetric(stats.Percentile(release, 99), "release_p99_ms")
-	b.ReportMetric(stats.Percentile(resume, 50), "resume_p50_ms")
+	stats.ReportPercentiles(b, "acquire", acquire, "ms", 50, 99)
+	stats.ReportPercentiles(b, "lock", lock, "ms", 50, 99)
+	stats.ReportPercentiles(b, "release", release, "ms", 50, 99)
+	stats.ReportPercentiles(b, "resume", resume, "ms", 50)
 	b.ReportMetric(float64(cycles), "cycles")
 	b.ReportMetric(float64(writes.Load()), "writes")
 	b.ReportMetric(ms(srvStartup), "server_startup_ms")

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"github.com/quiesce/quiesce/test/syncbuf"
 	"log/slog"
 	"net"
 	"os"
@@ -15,24 +14,27 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quiesce/quiesce/test/fixture/mariadb"
+	"github.com/quiesce/quiesce/test/syncbuf"
+
 	"github.com/quiesce/quiesce/contract"
-	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
+	"github.com/quiesce/quiesce/internal/agenterr"
 	"github.com/quiesce/quiesce/test/fixture"
 )
 
 // One real mariadbd for the whole package (install+start ~1 s): every test
 // leaves it unlocked, and uses its own tables.
 var (
-	srv        *fixture.MariaDB
+	srv        *mariadb.Server
 	srvSkip    string
 	srvStartup time.Duration
 )
 
 func TestMain(m *testing.M) {
 	code := func() int {
-		if srvSkip = fixture.MariaDBUnavailable(); srvSkip == "" {
+		if srvSkip = mariadb.Unavailable(); srvSkip == "" {
 			var err error
-			srv, err = fixture.StartMariaDB(fixture.MariaDBOptions{})
+			srv, err = mariadb.Start(mariadb.Options{})
 			if err != nil {
 				fmt.Fprintln(os.Stderr, "mysqllock tests: start mariadb:", err)
 				return 1
@@ -46,7 +48,7 @@ func TestMain(m *testing.M) {
 }
 
 // server returns the shared server and a pool to it, or skips.
-func server(t testing.TB) (*fixture.MariaDB, *sql.DB) {
+func server(t testing.TB) (*mariadb.Server, *sql.DB) {
 	t.Helper()
 	if srv == nil {
 		t.Skip("mariadb fixture: " + srvSkip)
@@ -70,7 +72,7 @@ func exec(t testing.TB, db *sql.DB, stmts ...string) {
 	}
 }
 
-func opts(m *fixture.MariaDB, mode string) Options {
+func opts(m *mariadb.Server, mode string) Options {
 	return Options{Mode: mode, Socket: m.Socket, Explicit: true, LockWait: 2 * time.Second}
 }
 
@@ -679,7 +681,7 @@ func TestBinlogDisabled(t *testing.T) {
 	if srv == nil {
 		t.Skip("mariadb fixture: " + srvSkip)
 	}
-	m := fixture.StartMariaDBForTest(t, fixture.MariaDBOptions{NoLogBin: true})
+	m := fixture.StartMariaDBForTest(t, mariadb.Options{NoLogBin: true})
 	for _, mode := range []string{contract.LockFTWRL, contract.LockAuto} {
 		l, info := acquire(t, opts(m, mode))
 		if info.BinlogFile != "" || info.BinlogPos != 0 {

@@ -16,7 +16,7 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/quiesce/quiesce/contract"
-	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
+	"github.com/quiesce/quiesce/internal/agenterr"
 )
 
 // A scripted database/sql driver standing in for MySQL servers this machine

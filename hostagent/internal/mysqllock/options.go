@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/quiesce/quiesce/contract"
-	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
+	"github.com/quiesce/quiesce/internal/agenterr"
 )
 
 // Options are the MySQL flags of `hostagent freeze` / `check`.

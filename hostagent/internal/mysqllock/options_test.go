@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/quiesce/quiesce/contract"
-	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
+	"github.com/quiesce/quiesce/internal/agenterr"
 )
 
 func validOptions() Options {

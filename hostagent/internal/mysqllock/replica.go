@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/quiesce/quiesce/contract"
-	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
+	"github.com/quiesce/quiesce/internal/agenterr"
 )
 
 // Lock mode `replica`: on a read-only replica, stop only the replication

@@ -10,6 +10,7 @@ import (
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/internal/stats"
 	"github.com/quiesce/quiesce/test/fixture"
+	"github.com/quiesce/quiesce/test/fixture/mariadb"
 )
 
 // BenchmarkReplicaModes compares the lock modes on the same MariaDB replica
@@ -29,7 +30,7 @@ import (
 //     each taken while a 1 s SELECT runs on the replica (--long-query-limit
 //     off), and the longest point SELECT of a reader on the replica meanwhile
 func BenchmarkReplicaModes(b *testing.B) {
-	r := fixture.StartReplicationForTest(b, fixture.ReplicationOptions{})
+	r := fixture.StartReplicationForTest(b, mariadb.ReplicationOptions{})
 	if err := r.Primary().Exec("CREATE DATABASE lk", "CREATE TABLE lk.t (id INT AUTO_INCREMENT PRIMARY KEY, v INT, pad VARCHAR(100)) ENGINE=InnoDB"); err != nil {
 		b.Fatal(err)
 	}
@@ -57,7 +58,7 @@ func BenchmarkReplicaModes(b *testing.B) {
 	}
 }
 
-func benchReplicaCycles(b *testing.B, r *fixture.Replication, pdb, rdb *sql.DB, load *loadLoop, mode string) {
+func benchReplicaCycles(b *testing.B, r *mariadb.Replication, pdb, rdb *sql.DB, load *loadLoop, mode string) {
 	o := opts(r.Replica, mode)
 	cycles := max(10, b.N)
 	var held, catchup, idle []float64
@@ -109,7 +110,7 @@ func waitReplicaCaughtUp(b *testing.B, pdb, rdb *sql.DB) time.Duration {
 // replica, and reports the longest time to held and the longest point read
 // on the replica meanwhile (FTWRL waits for the running SELECT to close its
 // table, and every new reader of that table waits behind FTWRL).
-func benchLongReader(b *testing.B, r *fixture.Replication, rdb *sql.DB, readers *loadLoop, mode string) {
+func benchLongReader(b *testing.B, r *mariadb.Replication, rdb *sql.DB, readers *loadLoop, mode string) {
 	o := opts(r.Replica, mode)
 	o.LongQueryLimit = 0
 	var held []float64

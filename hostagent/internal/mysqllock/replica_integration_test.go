@@ -12,13 +12,14 @@ import (
 	"time"
 
 	"github.com/quiesce/quiesce/contract"
-	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
+	"github.com/quiesce/quiesce/internal/agenterr"
 	"github.com/quiesce/quiesce/test/fixture"
+	"github.com/quiesce/quiesce/test/fixture/mariadb"
 )
 
 // replication starts primaries and a replica for one test, with a table
 // t_<i> (InnoDB, auto-increment) on primary i, replicated.
-func replication(t *testing.T, o fixture.ReplicationOptions) *fixture.Replication {
+func replication(t *testing.T, o mariadb.ReplicationOptions) *mariadb.Replication {
 	t.Helper()
 	r := fixture.StartReplicationForTest(t, o)
 	for i, p := range r.Primaries {
@@ -31,7 +32,7 @@ func replication(t *testing.T, o fixture.ReplicationOptions) *fixture.Replicatio
 	return r
 }
 
-func caughtUp(t testing.TB, r *fixture.Replication) {
+func caughtUp(t testing.TB, r *mariadb.Replication) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -40,7 +41,7 @@ func caughtUp(t testing.TB, r *fixture.Replication) {
 	}
 }
 
-func slaveStatus(t *testing.T, r *fixture.Replication, name string) fixture.SlaveStatus {
+func slaveStatus(t *testing.T, r *mariadb.Replication, name string) mariadb.SlaveStatus {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -51,7 +52,7 @@ func slaveStatus(t *testing.T, r *fixture.Replication, name string) fixture.Slav
 	return st
 }
 
-func waitThreads(t *testing.T, r *fixture.Replication, name, io, sql string) {
+func waitThreads(t *testing.T, r *mariadb.Replication, name, io, sql string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -60,7 +61,7 @@ func waitThreads(t *testing.T, r *fixture.Replication, name, io, sql string) {
 	}
 }
 
-func replicaRows(t *testing.T, r *fixture.Replication, db string) int {
+func replicaRows(t *testing.T, r *mariadb.Replication, db string) int {
 	t.Helper()
 	pool, err := r.Replica.DB()
 	if err != nil {
@@ -77,7 +78,7 @@ func replicaRows(t *testing.T, r *fixture.Replication, db string) int {
 }
 
 func TestReplicaModeCoordinatesMatchStoppedApplier(t *testing.T) {
-	r := replication(t, fixture.ReplicationOptions{})
+	r := replication(t, mariadb.ReplicationOptions{})
 	if err := r.Primary().Exec("INSERT INTO d0.t (v) VALUES (1), (2), (3)"); err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +170,7 @@ func TestReplicaModeRefusedOnPrimary(t *testing.T) {
 }
 
 func TestReplicaModeRefusedOnWritableReplica(t *testing.T) {
-	r := replication(t, fixture.ReplicationOptions{Writable: true})
+	r := replication(t, mariadb.ReplicationOptions{Writable: true})
 	_, _, err := Acquire(context.Background(), opts(r.Replica, contract.LockReplica))
 	if !errors.Is(err, agenterr.ErrUsage) || !strings.Contains(err.Error(), "@@read_only=0") {
 		t.Fatalf("replica mode on a writable replica: %v, want a usage error (exit 2) naming @@read_only=0", err)
@@ -185,7 +186,7 @@ func TestReplicaModeRefusedOnWritableReplica(t *testing.T) {
 // stopped; RestartAppliers from a new connection starts it, and b stays
 // stopped.
 func TestRestartAppliersOnlyThoseRunning(t *testing.T) {
-	r := replication(t, fixture.ReplicationOptions{Connections: []string{"", "b"}})
+	r := replication(t, mariadb.ReplicationOptions{Connections: []string{"", "b"}})
 	if err := r.Replica.Exec("STOP SLAVE 'b' SQL_THREAD"); err != nil {
 		t.Fatal(err)
 	}
@@ -230,7 +231,7 @@ func TestRestartAppliersOnlyThoseRunning(t *testing.T) {
 // replication on restore. The lock keeps trying within --lock-wait, gives
 // up with exit 5 and the applier running, and succeeds once it is dropped.
 func TestReplicaModeWaitsOutReplicatedTempTable(t *testing.T) {
-	r := replication(t, fixture.ReplicationOptions{})
+	r := replication(t, mariadb.ReplicationOptions{})
 	pdb, err := r.Primary().DB()
 	if err != nil {
 		t.Fatal(err)
@@ -279,7 +280,7 @@ func TestReplicaModeWaitsOutReplicatedTempTable(t *testing.T) {
 // TestReplicationCoordinatesUnderGlobalLocks: every mode reports the
 // replica's coordinates; the global locks stop no applier.
 func TestReplicationCoordinatesUnderGlobalLocks(t *testing.T) {
-	r := replication(t, fixture.ReplicationOptions{})
+	r := replication(t, mariadb.ReplicationOptions{})
 	if err := r.Primary().Exec("INSERT INTO d0.t (v) VALUES (1)"); err != nil {
 		t.Fatal(err)
 	}
@@ -315,7 +316,7 @@ func TestReplicationCoordinatesUnderGlobalLocks(t *testing.T) {
 // locked on the source, so its max stall is an fsync on a shared disk;
 // readers on the replica answer during the hold.
 func TestReplicaModeSourceWritersNeverStall(t *testing.T) {
-	r := replication(t, fixture.ReplicationOptions{})
+	r := replication(t, mariadb.ReplicationOptions{})
 	pdb, err := r.Primary().DB()
 	if err != nil {
 		t.Fatal(err)

@@ -6,7 +6,7 @@ import (
 	"strings"
 
 	"github.com/quiesce/quiesce/contract"
-	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
+	"github.com/quiesce/quiesce/internal/agenterr"
 )
 
 // serverInfo is what SELECT VERSION() and a few variables tell us.

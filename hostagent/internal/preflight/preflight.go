@@ -3,19 +3,18 @@
 package preflight
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
 
-	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
+	"github.com/quiesce/quiesce/internal/agenterr"
+	"github.com/quiesce/quiesce/internal/mountinfo"
 )
 
 // FreezableFSTypes are the filesystems whose FIFREEZE is known to give a
@@ -30,71 +29,10 @@ var systemDirs = []string{"/", "/tmp", "/var/log", "/boot", "/proc", "/sys", "/d
 var pseudoRoots = []string{"/proc/", "/sys/", "/dev/", "/run/"}
 
 // MountInfo is one line of /proc/self/mountinfo.
-type MountInfo struct {
-	ID, ParentID int
-	Dev          uint64 // major:minor of the filesystem
-	Root         string
-	MountPoint   string
-	FSType       string
-	Source       string
-}
+type MountInfo = mountinfo.Mount
 
-// ParseMountinfo parses the proc(5) mountinfo format, unescaping \040-style octal.
-func ParseMountinfo(r io.Reader) ([]MountInfo, error) {
-	var out []MountInfo
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1024*1024)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" {
-			continue
-		}
-		pre, post, ok := strings.Cut(line, " - ")
-		if !ok {
-			return nil, fmt.Errorf("mountinfo: no separator in %q", line)
-		}
-		f := strings.Fields(pre)
-		g := strings.Fields(post)
-		if len(f) < 5 || len(g) < 2 {
-			return nil, fmt.Errorf("mountinfo: short line %q", line)
-		}
-		id, err1 := strconv.Atoi(f[0])
-		parent, err2 := strconv.Atoi(f[1])
-		maj, min, ok := strings.Cut(f[2], ":")
-		ma, err3 := strconv.ParseUint(maj, 10, 32)
-		mi, err4 := strconv.ParseUint(min, 10, 32)
-		if err := errors.Join(err1, err2, err3, err4); err != nil || !ok {
-			return nil, fmt.Errorf("mountinfo: bad line %q", line)
-		}
-		out = append(out, MountInfo{
-			ID: id, ParentID: parent,
-			Dev:        unix.Mkdev(uint32(ma), uint32(mi)),
-			Root:       unescape(f[3]),
-			MountPoint: unescape(f[4]),
-			FSType:     g[0],
-			Source:     unescape(g[1]),
-		})
-	}
-	return out, sc.Err()
-}
-
-func unescape(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
+// ParseMountinfo parses the proc(5) mountinfo format (see internal/mountinfo).
+func ParseMountinfo(r io.Reader) ([]MountInfo, error) { return mountinfo.Parse(r) }
 
 // Env is what preflight reads from the machine; tests replace it.
 type Env struct {
@@ -128,14 +66,7 @@ func DefaultEnv(stateDir string) Env {
 }
 
 // ReadMountinfo reads /proc/self/mountinfo.
-func ReadMountinfo() ([]MountInfo, error) {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return ParseMountinfo(f)
-}
+func ReadMountinfo() ([]MountInfo, error) { return mountinfo.Read() }
 
 func statDev(path string) (uint64, bool, error) {
 	var st unix.Stat_t

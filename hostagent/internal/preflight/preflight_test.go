@@ -8,7 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
+	"github.com/quiesce/quiesce/internal/agenterr"
 )
 
 const fakeMountinfo = `27 1 254:0 / / rw,relatime - ext4 /dev/vda rw

@@ -16,6 +16,7 @@ import (
 
 	"github.com/quiesce/quiesce/contract"
 	demodata "github.com/quiesce/quiesce/demo"
+	"github.com/quiesce/quiesce/internal/fsfreeze"
 	"github.com/quiesce/quiesce/test/demo/bank"
 	"github.com/quiesce/quiesce/test/demo/pool"
 	rpt "github.com/quiesce/quiesce/test/demo/report"
@@ -305,7 +306,7 @@ func (e *Env) benchSeed(ctx context.Context, script, lockTimeout, snapID string)
 		s.Start, s.End = started, time.Now()
 		s.Window = s.End.Sub(s.Start)
 		s.Err = fmt.Sprintf("seed-baseline.sh: %v: %s", err, strings.TrimSpace(stderr.String()))
-		_ = pool.Thaw(e.Vol.Dir) // the script's trap thaws; make sure
+		_, _ = fsfreeze.Thaw(e.Vol.Dir) // the script's trap thaws; make sure
 		return s
 	}
 	kv := parseKV(stdout.String())

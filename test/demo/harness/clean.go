@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/quiesce/quiesce/contract"
+	"github.com/quiesce/quiesce/internal/fsfreeze"
 	"github.com/quiesce/quiesce/test/demo/pool"
 )
 
@@ -68,7 +69,7 @@ func Clean(ctx context.Context, workdir, binDir string) (done []string, err erro
 	}
 	// 2. Anything still frozen (FITHAW is idempotent).
 	for _, m := range mounts {
-		if err := pool.Thaw(m); err != nil {
+		if _, err := fsfreeze.Thaw(m); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -2,7 +2,6 @@ package harness
 
 import (
 	"context"
-	"github.com/quiesce/quiesce/test/syncbuf"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,7 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quiesce/quiesce/internal/fsfreeze"
 	"github.com/quiesce/quiesce/test/demo/pool"
+	"github.com/quiesce/quiesce/test/syncbuf"
 )
 
 // buildBinaries builds hostagent and the native bootstrap the way the
@@ -249,7 +250,7 @@ func TestCleanReleasesAKilledDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer env.Close(context.Background()) //nolint:errcheck // releases the in-process parts; the rest is Clean's job
-	if err := pool.Freeze(env.Vol.Dir); err != nil {
+	if err := fsfreeze.Freeze(env.Vol.Dir, 0); err != nil {
 		t.Fatal(err)
 	}
 	pid := env.DB.PID

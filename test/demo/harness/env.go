@@ -25,12 +25,14 @@ import (
 
 	"github.com/quiesce/quiesce/contract"
 	demodata "github.com/quiesce/quiesce/demo"
+	"github.com/quiesce/quiesce/internal/fsfreeze"
 	"github.com/quiesce/quiesce/test/awslocal"
 	"github.com/quiesce/quiesce/test/demo/bank"
 	"github.com/quiesce/quiesce/test/demo/pool"
 	"github.com/quiesce/quiesce/test/demo/restore"
 	"github.com/quiesce/quiesce/test/demo/standin"
-	"github.com/quiesce/quiesce/test/fixture"
+	"github.com/quiesce/quiesce/test/fixture/mariadb"
+	"github.com/quiesce/quiesce/test/rie"
 )
 
 // Layout inside the data volume and the MariaDB options shared by the
@@ -75,7 +77,7 @@ type Env struct {
 	cleanup      pool.Cleanup
 	Pool         *pool.Pool
 	Vol          *pool.Volume
-	DB           *fixture.MariaDB
+	DB           *mariadb.Server
 	SQL          *sql.DB
 	DefaultsFile string
 	GTIDBase     uint64
@@ -89,8 +91,8 @@ type Env struct {
 	Hooks      *standin.Hooks
 	AWSURL     string
 	InstanceID string
-	Lambda     *Lambda
-	rie        string
+	Lambda     *rie.Function
+	rieBin     string
 }
 
 // Tool is an external program the demo needs and the package that has it.
@@ -114,7 +116,7 @@ func Preflight(binDir string) error {
 			missing = append(missing, fmt.Sprintf("%s (apt-get install %s)", t.Name, t.Package))
 		}
 	}
-	if why := fixture.MariaDBUnavailable(); why != "" {
+	if why := mariadb.Unavailable(); why != "" {
 		missing = append(missing, why)
 	}
 	for _, b := range []string{"hostagent", "bootstrap"} {
@@ -253,7 +255,7 @@ func Setup(ctx context.Context, cfg Config) (env *Env, err error) {
 	}
 	e.logf("pool     %s (XFS reflink=1 on %s) holds %s.img (XFS on %s, mounted at %s)", e.Pool.Dir, e.Pool.Dev, volID, e.Vol.Dev, e.Vol.Dir)
 
-	e.DB, err = fixture.StartMariaDB(fixture.MariaDBOptions{
+	e.DB, err = mariadb.Start(mariadb.Options{
 		DataDir: filepath.Join(e.Vol.Dir, DataSubdir), TCP: true, ExtraArgs: ServerArgs, StartTimeout: time.Minute,
 	})
 	if err != nil {
@@ -378,8 +380,8 @@ func (e *Env) LambdaEnv() []string {
 
 func (e *Env) startLambda(ctx context.Context) error {
 	if !e.Cfg.NoRIE {
-		e.rie = FindRIE()
-		if e.rie == "" {
+		e.rieBin = rie.Find()
+		if e.rieBin == "" {
 			e.logf("WARNING  aws-lambda-rie not found (scripts/install-deps.sh installs it): running bin/bootstrap under the demo's built-in Lambda Runtime API instead")
 		}
 	}
@@ -387,8 +389,8 @@ func (e *Env) startLambda(ctx context.Context) error {
 		return err
 	}
 	e.cleanup.Push("stop lambda", func(context.Context) error { return e.Lambda.Stop() })
-	if e.Lambda.Mode == "rie" {
-		e.logf("lambda   real bootstrap under %s (invoked over HTTP), %s", e.rie, e.containerPolicy())
+	if e.Lambda.Mode == rie.ModeRIE {
+		e.logf("lambda   real bootstrap under %s (invoked over HTTP), %s", e.rieBin, e.containerPolicy())
 	} else {
 		e.logf("lambda   real bootstrap under the built-in Runtime API (NOT aws-lambda-rie), %s", e.containerPolicy())
 	}
@@ -407,7 +409,9 @@ func (e *Env) launchLambda(ctx context.Context) error {
 	if e.Cfg.Verbose {
 		logTo = prefixWriter{w: e.Cfg.Out, prefix: "lambda   "}
 	}
-	l, err := StartLambda(ctx, LambdaConfig{Bootstrap: filepath.Join(e.Cfg.BinDir, "bootstrap"), RIE: e.rie, Env: e.LambdaEnv(), LogTo: logTo, Timeout: 2 * time.Minute})
+	env := append(os.Environ(), e.LambdaEnv()...)
+	env = append(env, "AWS_LAMBDA_FUNCTION_NAME=quiesce-demo", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE=256", "LOG_LEVEL=warn")
+	l, err := rie.Start(ctx, rie.Config{Bootstrap: filepath.Join(e.Cfg.BinDir, "bootstrap"), RIE: e.rieBin, Env: env, LogTo: logTo, Timeout: 2 * time.Minute})
 	if err != nil {
 		return err
 	}
@@ -483,7 +487,7 @@ func (e *Env) thawAll(ctx context.Context) error {
 		errs = append(errs, err)
 	}
 	if e.Vol != nil {
-		if err := pool.Thaw(e.Vol.Dir); err != nil {
+		if _, err := fsfreeze.Thaw(e.Vol.Dir); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -14,18 +14,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
+	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
-)
 
-// Linux ioctl numbers (linux/fs.h); x/sys/unix does not export them.
-const (
-	ioctlFIFREEZE = 0xC0045877
-	ioctlFITHAW   = 0xC0045878
+	"github.com/quiesce/quiesce/internal/fsfreeze"
+	"github.com/quiesce/quiesce/internal/mountinfo"
 )
 
 // cmdTimeout bounds every external command (mkfs, losetup, mount, umount).
@@ -106,13 +103,13 @@ func Mount(ctx context.Context, dev, dir, options string) error {
 // retrying for a short while when it is busy (a process we stopped may still
 // be closing files).
 func Unmount(ctx context.Context, dir string) error {
-	_ = Thaw(dir)
+	_, _ = fsfreeze.Thaw(dir)
 	var err error
 	for attempt := 0; attempt < 20; attempt++ {
 		if _, err = Run(ctx, "umount", dir); err == nil {
 			return nil
 		}
-		if !IsMountPoint(dir) {
+		if !mountinfo.IsMountPoint(dir) {
 			return nil
 		}
 		select {
@@ -124,102 +121,26 @@ func Unmount(ctx context.Context, dir string) error {
 	return err
 }
 
-// Thaw issues FITHAW on dir. EINVAL means "not frozen", which is success.
-func Thaw(dir string) error {
-	return fsIoctl(dir, ioctlFITHAW)
-}
-
-// Freeze issues FIFREEZE on dir. Only the benchmark's direct measurements use it
-// on mounts this package created; the demo itself freezes through hostagent.
-func Freeze(dir string) error {
-	return fsIoctl(dir, ioctlFIFREEZE)
-}
-
-func fsIoctl(dir string, req uintptr) error {
-	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", dir, err)
-	}
-	defer unix.Close(fd)
-	_, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), req, 0)
-	if errno == unix.EINVAL && req == ioctlFITHAW {
-		return nil
-	}
-	if errno != 0 {
-		return fmt.Errorf("ioctl %#x %s: %w", req, dir, errno)
-	}
-	return nil
-}
-
-// IsMountPoint reports whether dir is listed as a mount point in /proc/self/mountinfo.
-func IsMountPoint(dir string) bool {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	return mountinfoHas(string(data), dir)
-}
-
-func mountinfoHas(mountinfo, dir string) bool {
-	for _, line := range strings.Split(mountinfo, "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && unescapeMount(f[4]) == dir {
-			return true
-		}
-	}
-	return false
-}
-
 // MountsUnder lists mount points at or below dir, deepest first (the order to unmount them in).
 func MountsUnder(dir string) []string {
-	data, err := os.ReadFile("/proc/self/mountinfo")
+	mounts, err := mountinfo.Read()
 	if err != nil {
 		return nil
 	}
-	return mountsUnder(string(data), dir)
+	return mountsUnder(mounts, dir)
 }
 
-func mountsUnder(mountinfo, dir string) []string {
+func mountsUnder(mounts []mountinfo.Mount, dir string) []string {
 	dir = filepath.Clean(dir)
 	var out []string
-	for _, line := range strings.Split(mountinfo, "\n") {
-		f := strings.Fields(line)
-		if len(f) <= 4 {
-			continue
-		}
-		mp := unescapeMount(f[4])
-		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+	for _, m := range mounts {
+		if mp := m.MountPoint; mp == dir || strings.HasPrefix(mp, dir+"/") {
 			out = append(out, mp)
 		}
 	}
 	// Deepest first: a child mount must go before its parent.
-	for i := 0; i < len(out); i++ {
-		for j := i + 1; j < len(out); j++ {
-			if strings.Count(out[j], "/") > strings.Count(out[i], "/") {
-				out[i], out[j] = out[j], out[i]
-			}
-		}
-	}
+	sort.SliceStable(out, func(i, j int) bool { return strings.Count(out[i], "/") > strings.Count(out[j], "/") })
 	return out
-}
-
-// unescapeMount undoes the octal escapes mountinfo uses for space, tab, newline and backslash.
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+4 <= len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // LoopsBackedBy lists loop devices whose backing file is at or below dir.

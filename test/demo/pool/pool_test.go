@@ -7,9 +7,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/quiesce/quiesce/internal/mountinfo"
 )
 
-const mountinfo = `22 1 252:0 / / rw,relatime - ext4 /dev/vda rw
+const table = `22 1 252:0 / / rw,relatime - ext4 /dev/vda rw
 100 22 7:0 / /var/tmp/demo/pool rw,relatime - xfs /dev/loop0 rw
 101 100 7:1 / /var/tmp/demo/data rw,relatime - xfs /dev/loop1 rw
 102 100 7:2 / /var/tmp/demo/restore/snap-1 rw,relatime - xfs /dev/loop2 rw
@@ -18,7 +20,11 @@ const mountinfo = `22 1 252:0 / / rw,relatime - ext4 /dev/vda rw
 `
 
 func TestMountsUnderDeepestFirst(t *testing.T) {
-	got := mountsUnder(mountinfo, "/var/tmp/demo/")
+	mounts, err := mountinfo.Parse(strings.NewReader(table))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := mountsUnder(mounts, "/var/tmp/demo/")
 	want := []string{"/var/tmp/demo/restore/snap-1", "/var/tmp/demo/pool", "/var/tmp/demo/data"}
 	if len(got) != 3 || got[0] != want[0] {
 		t.Fatalf("mountsUnder = %v, want deepest first %v", got, want)
@@ -35,21 +41,6 @@ func TestMountsUnderDeepestFirst(t *testing.T) {
 	}
 	if idx["/var/tmp/demo/pool"] < idx["/var/tmp/demo/restore/snap-1"] {
 		t.Fatalf("pool before its child: %v", got)
-	}
-}
-
-func TestMountinfoEscapes(t *testing.T) {
-	if !mountinfoHas(mountinfo, "/var/tmp/with space") {
-		t.Fatal("escaped mount point not found")
-	}
-	if mountinfoHas(mountinfo, "/var/tmp") {
-		t.Fatal("non-mount reported as mount point")
-	}
-	if got := unescapeMount(`a\134b\011c`); got != "a\\b\tc" {
-		t.Fatalf("unescape = %q", got)
-	}
-	if got := unescapeMount(`trailing\04`); got != `trailing\04` {
-		t.Fatalf("short escape mangled: %q", got)
 	}
 }
 

@@ -20,7 +20,7 @@ import (
 
 	"github.com/quiesce/quiesce/test/demo/bank"
 	"github.com/quiesce/quiesce/test/demo/pool"
-	"github.com/quiesce/quiesce/test/fixture"
+	"github.com/quiesce/quiesce/test/fixture/mariadb"
 )
 
 // Snapshot tag keys (contract 5).
@@ -133,7 +133,7 @@ func Drill(ctx context.Context, snap Snapshot, o Options) (res Result, err error
 	checkBinlog(ctx, datadir, o.BinlogBase, snap, &res)
 
 	// 2. A second server on the copy must start.
-	m, err := fixture.StartMariaDB(fixture.MariaDBOptions{
+	m, err := mariadb.Start(mariadb.Options{
 		DataDir:      datadir,
 		TCP:          true,
 		ExtraArgs:    append([]string{"--log-bin=" + o.BinlogBase, "--server-id=1"}, o.ServerArgs...),

@@ -12,9 +12,12 @@ import (
 	"time"
 
 	demodata "github.com/quiesce/quiesce/demo"
+	"github.com/quiesce/quiesce/internal/fsfreeze"
+	"github.com/quiesce/quiesce/internal/mountinfo"
 	"github.com/quiesce/quiesce/test/demo/bank"
 	"github.com/quiesce/quiesce/test/demo/pool"
 	"github.com/quiesce/quiesce/test/fixture"
+	"github.com/quiesce/quiesce/test/fixture/mariadb"
 )
 
 // TestDrillOnLockedFrozenCopy takes a snapshot the way quiesce does (BACKUP
@@ -45,7 +48,7 @@ func TestDrillOnLockedFrozenCopy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := fixture.StartMariaDB(fixture.MariaDBOptions{
+	m, err := mariadb.Start(mariadb.Options{
 		DataDir:   filepath.Join(vol.Dir, "db"),
 		TCP:       true,
 		ExtraArgs: []string{"--log-bin=binlog", "--server-id=1", "--sync-binlog=1"},
@@ -103,12 +106,12 @@ func TestDrillOnLockedFrozenCopy(t *testing.T) {
 	if err := conn.QueryRowContext(ctx, "SELECT @@gtid_binlog_pos").Scan(&gtid); err != nil {
 		t.Fatal(err)
 	}
-	if err := pool.Freeze(vol.Dir); err != nil {
+	if err := fsfreeze.Freeze(vol.Dir, 0); err != nil {
 		t.Fatal(err)
 	}
 	snapImage := filepath.Join(p.Dir, "snap-0test.img")
 	_, cerr := pool.Clone(vol.Image, snapImage)
-	if err := pool.Thaw(vol.Dir); err != nil {
+	if _, err := fsfreeze.Thaw(vol.Dir); err != nil {
 		t.Fatal(err)
 	}
 	if cerr != nil {
@@ -147,7 +150,7 @@ func TestDrillOnLockedFrozenCopy(t *testing.T) {
 	}
 	t.Logf("notes: %q", res.Recovery.Notes)
 	t.Logf("restored: %d transfers, binlog %s:%d, gtid %s, startup %s, recovery: %s", res.Invariants.MaxID, file, pos, gtid, res.StartupTime, res.Recovery.Summary())
-	if pool.IsMountPoint(opts.MountDir) {
+	if mountinfo.IsMountPoint(opts.MountDir) {
 		t.Fatal("drill left the copy mounted")
 	}
 

@@ -112,18 +112,26 @@ func TestRunCommandReportsChildHoldingStdout(t *testing.T) {
 	}
 }
 
-func TestOnSnapshotCopiesTheImage(t *testing.T) {
-	poolDir := t.TempDir()
+// snapshotted makes hooks over a pool dir holding volume vol-0abc with
+// content, snapshotted by i-1 as snap-01.
+func snapshotted(t *testing.T, content string) (h *Hooks, poolDir string) {
+	t.Helper()
+	poolDir = t.TempDir()
 	h, err := NewHooks("", poolDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(h.ImagePath("vol-0abc"), []byte("point in time"), 0o600); err != nil {
+	if err := os.WriteFile(h.ImagePath("vol-0abc"), []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := h.OnSnapshot(context.Background(), "i-1", "vol-0abc", "snap-01"); err != nil {
 		t.Fatal(err)
 	}
+	return h, poolDir
+}
+
+func TestOnSnapshotCopiesTheImage(t *testing.T) {
+	h, poolDir := snapshotted(t, "point in time")
 	// Writes after the call must not reach the snapshot.
 	if err := os.WriteFile(h.ImagePath("vol-0abc"), []byte("later"), 0o600); err != nil {
 		t.Fatal(err)
@@ -156,17 +164,7 @@ func TestScriptEnv(t *testing.T) {
 }
 
 func TestOnDeleteSnapshotFreesTheImage(t *testing.T) {
-	poolDir := t.TempDir()
-	h, err := NewHooks("", poolDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(h.ImagePath("vol-0abc"), []byte("data"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := h.OnSnapshot(context.Background(), "i-1", "vol-0abc", "snap-01"); err != nil {
-		t.Fatal(err)
-	}
+	h, _ := snapshotted(t, "data")
 	if err := h.OnDeleteSnapshot(context.Background(), "snap-01", "vol-0abc"); err != nil {
 		t.Fatal(err)
 	}

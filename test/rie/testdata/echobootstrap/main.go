@@ -1,4 +1,4 @@
-// Command echobootstrap is a tiny Lambda function for the harness's tests:
+// Command echobootstrap is a tiny Lambda function for package rie's tests:
 // it answers {"echo": <event>, "endpoint": $AWS_ENDPOINT_URL_EC2}, or fails
 // with errorType "Boom" when the event is {"fail": true}.
 package main

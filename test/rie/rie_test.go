@@ -1,4 +1,4 @@
-package harness
+package rie
 
 import (
 	"context"
@@ -31,7 +31,7 @@ func buildEchoBootstrap(t *testing.T) string {
 func TestLambdaInvokeModes(t *testing.T) {
 	boot := buildEchoBootstrap(t)
 	modes := []struct{ name, rie string }{{"runtime-api", ""}}
-	if rie := FindRIE(); rie != "" {
+	if rie := Find(); rie != "" {
 		modes = append(modes, struct{ name, rie string }{"rie", rie})
 	} else {
 		t.Log("aws-lambda-rie not installed: only the built-in Runtime API is tested (scripts/install-deps.sh installs it)")
@@ -40,7 +40,7 @@ func TestLambdaInvokeModes(t *testing.T) {
 		t.Run(m.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			l, err := StartLambda(ctx, LambdaConfig{Bootstrap: boot, RIE: m.rie, Env: []string{"AWS_ENDPOINT_URL_EC2=http://127.0.0.1:9"}, Timeout: 20 * time.Second})
+			l, err := Start(ctx, Config{Bootstrap: boot, RIE: m.rie, Env: []string{"AWS_ENDPOINT_URL_EC2=http://127.0.0.1:9"}, Timeout: 20 * time.Second})
 			if err != nil {
 				t.Fatal(err)
 			}

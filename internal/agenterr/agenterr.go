@@ -1,5 +1,7 @@
 // Package agenterr holds the sentinel errors that hostagent's main maps to exit
-// codes (report.Exit*). Packages wrap them with context; only main decides codes.
+// codes (contract.Exit*, docs/architecture.md#exit-codes). Packages wrap them
+// with context; only main decides codes. It sits outside hostagent/ because
+// internal/fsfreeze, shared with the test tree, reports a busy mount with it.
 package agenterr
 
 import (

@@ -1,4 +1,9 @@
-package harness
+// Package rie runs a Lambda bootstrap on this machine and invokes it over
+// HTTP, as AWS would: under the Runtime Interface Emulator (aws-lambda-rie),
+// or, where it is not installed, under a minimal Lambda Runtime API served
+// here. The Lambda's own tests and the demo harness both drive it. It does
+// not import testing (the demo binary links it).
+package rie
 
 import (
 	"bytes"
@@ -12,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,13 +25,15 @@ import (
 	"time"
 )
 
-// Lambda runs the real bootstrap and invokes it over HTTP. With the Runtime
-// Interface Emulator (aws-lambda-rie) the invoke goes through RIE's
-// /2015-03-31/functions/function/invocations endpoint; without it a minimal
-// Lambda Runtime API served here drives the same bootstrap process (the
-// handler is never called in-process: its packages are internal to lambda/).
-type Lambda struct {
-	Mode string // "rie" or "runtime-api"
+// Mode names how a Function runs.
+const (
+	ModeRIE        = "rie"
+	ModeRuntimeAPI = "runtime-api"
+)
+
+// Function is a running bootstrap process (and its emulator).
+type Function struct {
+	Mode string // ModeRIE or ModeRuntimeAPI
 
 	invokeURL string
 	cmd       *exec.Cmd
@@ -37,25 +45,28 @@ type Lambda struct {
 	srv *http.Server
 }
 
-// LambdaConfig describes how to start the function.
-type LambdaConfig struct {
-	Bootstrap string   // bin/bootstrap (native build)
+// Config describes how to start the function.
+type Config struct {
+	Bootstrap string   // the function's executable (a native build); it runs in its own directory
 	RIE       string   // aws-lambda-rie path, "" to use the built-in Runtime API
-	Env       []string // function environment (AWS_*, QUIESCE_*)
+	Env       []string // the function's whole environment: nothing is inherited
 	Timeout   time.Duration
-	LogTo     io.Writer // the function's stdout/stderr (slog JSON, EMF), may be nil
+	LogTo     io.Writer // also gets the function's stdout/stderr (slog JSON, EMF), may be nil
 }
 
-// FindRIE looks for aws-lambda-rie on PATH and in $(go env GOPATH)/bin
+// Find looks for aws-lambda-rie on PATH and in the Go bin directories
 // (where scripts/install-deps.sh installs it), without running it: its
-// --help does not print help, it waits forever.
-func FindRIE() string {
+// --help does not print help, it waits forever. "" if it is not installed.
+func Find() string {
 	if p, err := exec.LookPath("aws-lambda-rie"); err == nil {
 		return p
 	}
 	var dirs []string
 	if gp := os.Getenv("GOPATH"); gp != "" {
 		dirs = append(dirs, filepath.Join(gp, "bin"))
+	}
+	if out, err := exec.Command(goTool(), "env", "GOPATH").Output(); err == nil {
+		dirs = append(dirs, filepath.Join(strings.TrimSpace(string(out)), "bin"))
 	}
 	if home, err := os.UserHomeDir(); err == nil {
 		dirs = append(dirs, filepath.Join(home, "go", "bin"))
@@ -70,6 +81,14 @@ func FindRIE() string {
 	return ""
 }
 
+// goTool is the go command, also where PATH lacks it.
+func goTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return "/usr/local/go/bin/go"
+}
+
 func freeAddr() (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -79,46 +98,25 @@ func freeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
-// StartLambda starts RIE (or the built-in Runtime API) with the bootstrap.
-func StartLambda(ctx context.Context, c LambdaConfig) (*Lambda, error) {
+// Start starts aws-lambda-rie (or the built-in Runtime API) with the
+// bootstrap and, for RIE, waits until it listens. Stop ends it.
+func Start(ctx context.Context, c Config) (*Function, error) {
 	if c.Timeout <= 0 {
 		c.Timeout = 5 * time.Minute
 	}
 	if _, err := os.Stat(c.Bootstrap); err != nil {
 		return nil, fmt.Errorf("lambda bootstrap: %w (run make build)", err)
 	}
-	l := &Lambda{exited: make(chan struct{}), logs: &tailBuffer{max: 64 << 10}}
+	l := &Function{exited: make(chan struct{}), logs: &tailBuffer{max: 4 << 20}}
 	var out io.Writer = l.logs
 	if c.LogTo != nil {
 		out = io.MultiWriter(l.logs, c.LogTo)
 	}
-	env := append(os.Environ(), c.Env...)
-	env = append(env, "AWS_LAMBDA_FUNCTION_TIMEOUT="+strconv.Itoa(int(c.Timeout/time.Second)),
-		"AWS_LAMBDA_FUNCTION_NAME=quiesce-demo", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE=256")
+	env := append(append([]string(nil), c.Env...), "AWS_LAMBDA_FUNCTION_TIMEOUT="+strconv.Itoa(int(c.Timeout/time.Second)))
 	if c.RIE != "" {
-		l.Mode = "rie"
-		rieAddr, err := freeAddr()
-		if err != nil {
-			return nil, err
-		}
-		apiAddr, err := freeAddr()
-		if err != nil {
-			return nil, err
-		}
-		l.cmd = exec.Command(c.RIE, "--runtime-interface-emulator-address", rieAddr, "--runtime-api-address", apiAddr, c.Bootstrap)
-		l.cmd.Env = append(env, "LOG_LEVEL=warn")
-		l.invokeURL = "http://" + rieAddr + "/2015-03-31/functions/function/invocations"
-		if err := l.startProcess(out); err != nil {
-			return nil, fmt.Errorf("start aws-lambda-rie: %w", err)
-		}
-		if err := waitTCP(ctx, rieAddr, 10*time.Second, l.exited); err != nil {
-			l.Stop()
-			return nil, fmt.Errorf("aws-lambda-rie not listening on %s: %w; output:\n%s", rieAddr, err, l.logs.String())
-		}
-		return l, nil
+		return l, l.startRIE(ctx, c, env, out)
 	}
-
-	l.Mode = "runtime-api"
+	l.Mode = ModeRuntimeAPI
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -128,14 +126,38 @@ func StartLambda(ctx context.Context, c LambdaConfig) (*Lambda, error) {
 	go l.srv.Serve(ln) //nolint:errcheck // ends with Stop
 	l.cmd = exec.Command(c.Bootstrap)
 	l.cmd.Env = append(env, "AWS_LAMBDA_RUNTIME_API="+ln.Addr().String(), "_HANDLER=bootstrap")
-	if err := l.startProcess(out); err != nil {
+	if err := l.startProcess(c.Bootstrap, out); err != nil {
 		l.srv.Close()
 		return nil, fmt.Errorf("start bootstrap: %w", err)
 	}
 	return l, nil
 }
 
-func (l *Lambda) startProcess(out io.Writer) error {
+func (l *Function) startRIE(ctx context.Context, c Config, env []string, out io.Writer) error {
+	l.Mode = ModeRIE
+	rieAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	apiAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	l.cmd = exec.Command(c.RIE, "--runtime-interface-emulator-address", rieAddr, "--runtime-api-address", apiAddr, c.Bootstrap)
+	l.cmd.Env = env
+	l.invokeURL = "http://" + rieAddr + "/2015-03-31/functions/function/invocations"
+	if err := l.startProcess(c.Bootstrap, out); err != nil {
+		return fmt.Errorf("start aws-lambda-rie: %w", err)
+	}
+	if err := waitTCP(ctx, rieAddr, 10*time.Second, l.exited); err != nil {
+		l.Stop()
+		return fmt.Errorf("aws-lambda-rie not listening on %s: %w; output:\n%s", rieAddr, err, l.logs.String())
+	}
+	return nil
+}
+
+func (l *Function) startProcess(bootstrap string, out io.Writer) error {
+	l.cmd.Dir = filepath.Dir(bootstrap) // as /var/task is on AWS
 	l.cmd.Stdout, l.cmd.Stderr = out, out
 	// Own process group: Stop signals RIE and the bootstrap it started.
 	l.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
@@ -170,8 +192,8 @@ func waitTCP(ctx context.Context, addr string, limit time.Duration, exited <-cha
 // Invoke sends one event and returns the function's response payload.
 // A function error comes back as an error carrying errorType/errorMessage,
 // with the payload still returned.
-func (l *Lambda) Invoke(ctx context.Context, event []byte) ([]byte, error) {
-	if l.Mode == "runtime-api" {
+func (l *Function) Invoke(ctx context.Context, event []byte) ([]byte, error) {
+	if l.Mode == ModeRuntimeAPI {
 		return l.rt.invoke(ctx, event, l.exited)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.invokeURL, bytes.NewReader(event))
@@ -218,10 +240,26 @@ func functionError(body []byte) *FunctionError {
 }
 
 // Logs returns the tail of the function's (and RIE's) output.
-func (l *Lambda) Logs() string { return l.logs.String() }
+func (l *Function) Logs() string { return l.logs.String() }
+
+// Exited is closed once the process (RIE or the bootstrap) has exited.
+func (l *Function) Exited() <-chan struct{} { return l.exited }
+
+var initReport = regexp.MustCompile(`INIT REPORT\(durationMs: ([0-9.]+)\)`)
+
+// InitMS is the cold init RIE reported (process start to the runtime's
+// first /next), or -1 when its output has no INIT REPORT (yet).
+func (l *Function) InitMS() float64 {
+	m := initReport.FindStringSubmatch(l.logs.String())
+	if m == nil {
+		return -1
+	}
+	v, _ := strconv.ParseFloat(m[1], 64)
+	return v
+}
 
 // Stop ends RIE/bootstrap by PID (its own process group): SIGTERM, bounded wait, SIGKILL.
-func (l *Lambda) Stop() error {
+func (l *Function) Stop() error {
 	if l == nil {
 		return nil
 	}
