@@ -84,6 +84,9 @@ func TestReplicaModeCoordinatesMatchStoppedApplier(t *testing.T) {
 	}
 	caughtUp(t, r)
 	before := replicaRows(t, r, "d0")
+	if ci, err := Check(context.Background(), opts(r.Replica, contract.LockReplica)); err != nil || ci.Mode != contract.LockReplica {
+		t.Fatalf("check on a read-only replica: %+v, %v", ci, err)
+	}
 
 	l, info := acquire(t, opts(r.Replica, contract.LockReplica))
 	if info.Mode != contract.LockReplica || info.Replication == nil || len(info.Replication.Channels) != 1 {
@@ -177,6 +180,9 @@ func TestReplicaModeRefusedOnWritableReplica(t *testing.T) {
 	}
 	if st := slaveStatus(t, r, ""); st["Slave_SQL_Running"] != "Yes" {
 		t.Errorf("refused, but the applier was left %q", st["Slave_SQL_Running"])
+	}
+	if _, err := Check(context.Background(), opts(r.Replica, contract.LockReplica)); err == nil || !strings.Contains(err.Error(), "writable") {
+		t.Errorf("check on a writable replica: %v, want it to name the problem", err)
 	}
 }
 
@@ -373,5 +379,30 @@ func writeLoop(db *sql.DB, table string, stop <-chan struct{}) (time.Duration, i
 		}
 		maxStall = max(maxStall, time.Since(start))
 		n++
+	}
+}
+
+// TestReplicaModeDoesNotStopPrivilegedLocalWriters pins down why `auto`
+// never picks replica mode: read_only lets a user with READ_ONLY ADMIN
+// (root has it) write on the replica while the applier is stopped, where
+// FTWRL blocks the same write.
+func TestReplicaModeDoesNotStopPrivilegedLocalWriters(t *testing.T) {
+	r := replication(t, mariadb.ReplicationOptions{})
+	rdb, err := r.Replica.DB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	l, _ := acquire(t, opts(r.Replica, contract.LockReplica))
+	if err := <-startWrite(rdb, 3*time.Second, "INSERT INTO d0.t (v) VALUES (99)"); err != nil {
+		t.Fatalf("a privileged local write on the read-only replica during replica mode: %v (expected to go through)", err)
+	}
+	if err := l.Release(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	l, _ = acquire(t, opts(r.Replica, contract.LockFTWRL))
+	defer l.Release(context.Background())
+	if err := <-startWrite(rdb, 500*time.Millisecond, "INSERT INTO d0.t (v) VALUES (98)"); err == nil {
+		t.Fatal("FTWRL did not block the same local write")
 	}
 }
