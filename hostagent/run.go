@@ -210,6 +210,9 @@ func newAgent(dir *state.Dir, log *slog.Logger) *hold.Agent {
 			RestartAppliers: func(ctx context.Context, o state.MySQL, channels []string) error {
 				return mysqllock.RestartAppliers(ctx, mysqlOptions(o), channels)
 			},
+			RunningAppliers: func(ctx context.Context, o state.MySQL) ([]string, error) {
+				return mysqllock.RunningAppliers(ctx, mysqlOptions(o))
+			},
 		},
 		SystemdTimer: hold.SystemdTimer(real, dir.Path),
 		RCU:          hold.RCUKnob{Expedited: fsfreeze.RCUExpedited, Set: fsfreeze.SetRCUExpedited},

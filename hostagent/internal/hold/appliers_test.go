@@ -100,3 +100,41 @@ func TestHolderRecordsStoppedAppliers(t *testing.T) {
 		t.Fatalf("after release: appliers %q, thaw %+v", got.ReplicaAppliers, got.Thaw)
 	}
 }
+
+// While the replica-mode lock is being taken, the record already names the
+// appliers that were running: a holder killed inside Acquire leaves them to
+// be started by the guardian or recovery.
+func TestHolderRecordsRunningAppliersBeforeLocking(t *testing.T) {
+	r := &recorder{}
+	a := r.agent(t)
+	a.MySQL.RunningAppliers = func(ctx context.Context, o state.MySQL) ([]string, error) {
+		return []string{"", "east"}, nil
+	}
+	during := make(chan []string, 1)
+	a.MySQL.Acquire = func(ctx context.Context, o state.MySQL) (Lock, contract.LockInfo, error) {
+		run, _ := a.Dir.Read("h2")
+		during <- run.ReplicaAppliers
+		return fakeLock{r}, contract.LockInfo{Mode: contract.LockReplica,
+			Replication: &contract.Replication{StoppedAppliers: []string{"east"}}}, nil
+	}
+	startingRun(t, a, "h2", 10*time.Second)
+	run, _ := a.Dir.Read("h2")
+	run.MySQL.Mode, run.LockMode = contract.LockReplica, contract.LockReplica
+	if err := a.Dir.Write(run); err != nil {
+		t.Fatal(err)
+	}
+	msg, done := runHolder(t, a, "h2")
+	if msg.Freeze == nil {
+		t.Fatalf("holder: %+v", msg)
+	}
+	if got := <-during; !equal(got, []string{"", "east"}) {
+		t.Fatalf("during Acquire the record names %q, want the running appliers", got)
+	}
+	if got, _ := a.Dir.Read("h2"); !equal(got.ReplicaAppliers, []string{"east"}) {
+		t.Fatalf("held: record names %q, want what Acquire stopped", got.ReplicaAppliers)
+	}
+	if _, err := a.Thaw(context.Background(), "h2"); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+}

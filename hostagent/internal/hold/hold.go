@@ -46,6 +46,9 @@ type MySQL struct {
 	// RestartAppliers starts again, from a new connection, the replica
 	// appliers a replica-mode lock stopped (mysqllock.RestartAppliers).
 	RestartAppliers func(ctx context.Context, o state.MySQL, channels []string) error
+	// RunningAppliers lists the channels whose applier runs now
+	// (mysqllock.RunningAppliers); recorded before a replica-mode lock.
+	RunningAppliers func(ctx context.Context, o state.MySQL) ([]string, error)
 }
 
 // FS freezes and thaws; defaults to the real ioctls.
@@ -133,6 +136,24 @@ func (a *Agent) restartAppliers(ctx context.Context, run *state.Run) bool {
 	a.log().Info("replica appliers started again", "run", run.RunID, "channels", fmt.Sprintf("%q", run.ReplicaAppliers))
 	run.ReplicaAppliers = nil
 	return true
+}
+
+// recordRunningAppliers: before a replica-mode lock stops the appliers, the
+// holder records those that run, so that a holder killed inside Acquire (after
+// its STOP, before it records what it stopped) still leaves a record for the
+// guardian and recovery to start them from. Acquire's own list replaces it.
+// A server that cannot be asked is left to Acquire, which fails the same way.
+func (a *Agent) recordRunningAppliers(ctx context.Context, run *state.Run) error {
+	if run.MySQL.Mode != contract.LockReplica || a.MySQL.RunningAppliers == nil {
+		return nil
+	}
+	running, err := a.MySQL.RunningAppliers(ctx, run.MySQL)
+	if err != nil {
+		a.log().Warn("list running replica appliers", "err", err)
+		return nil
+	}
+	run.ReplicaAppliers = running
+	return a.update(run)
 }
 
 // Hidden subcommand names.

@@ -149,6 +149,10 @@ func (a *Agent) Holder(ctx context.Context, runID string, reportPipe, control *o
 	var lock Lock
 	if run.MySQL.Mode != contract.LockNone {
 		lockCtx, cancel := context.WithTimeout(ctx, state.UntilMono(deadlineMono))
+		if err := a.recordRunningAppliers(lockCtx, run); err != nil {
+			cancel()
+			return fail(err)
+		}
 		l, li, err := a.MySQL.Acquire(lockCtx, run.MySQL)
 		cancel()
 		if err != nil {

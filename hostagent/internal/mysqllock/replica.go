@@ -252,6 +252,37 @@ func (s *session) startAppliers(ctx context.Context, names []string) error {
 	return errors.Join(errs...)
 }
 
+// RunningAppliers lists the channels whose applier (SQL thread) runs now,
+// from a new connection made with o. A caller that must never lose track of
+// an applier records them before Acquire in mode replica: a process killed
+// between Acquire's STOP and its own record of LockInfo.Replication.
+// StoppedAppliers would otherwise leave them stopped with nobody knowing.
+// The list can only be wider than what Acquire stops (a channel that stops
+// in between), never narrower.
+func RunningAppliers(ctx context.Context, o Options) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, stepTimeout)
+	defer cancel()
+	if o.LockWait <= 0 {
+		o.LockWait = time.Second
+	}
+	s, err := connect(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	defer s.close()
+	rows, err := s.replicaStatus(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("mysql %s: %w", s.cfg, err)
+	}
+	running := []string{}
+	for _, r := range rows {
+		if r.sqlRunning() != "No" {
+			running = append(running, r.channelName())
+		}
+	}
+	return running, nil
+}
+
 // RestartAppliers starts again the SQL thread of the given channels (the
 // Replication.StoppedAppliers of a replica-mode lock) from a new connection
 // made with o: what every fail-safe layer calls when the holder that

@@ -198,6 +198,9 @@ func TestRestartAppliersOnlyThoseRunning(t *testing.T) {
 	}
 	waitThreads(t, r, "b", "Yes", "No")
 	o := opts(r.Replica, contract.LockReplica)
+	if running, err := RunningAppliers(context.Background(), o); err != nil || !slices.Equal(running, []string{""}) {
+		t.Fatalf("running appliers %q (%v), want only the default connection", running, err)
+	}
 	l, info := acquire(t, o)
 	if !slices.Equal(info.Replication.StoppedAppliers, []string{""}) {
 		t.Fatalf("stopped appliers %q, want only the default connection", info.Replication.StoppedAppliers)
