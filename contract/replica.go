@@ -79,6 +79,13 @@ const (
 	MaxTagValueLen = 256
 )
 
+// ReplicationTagKeys are every key ReplicationTags may return; they belong
+// in SnapshotTagKeys (and the tag budget) once the Lambda writes them.
+var ReplicationTagKeys = [...]string{
+	TagSourceHost, TagSourcePort, TagSourceLogFile, TagSourceLogPos,
+	TagSourceGTID, TagSourceGTIDTruncated, TagSourceChannels,
+}
+
 // DefaultChannel is the channel the tags describe: the default one (name
 // "") when it exists, otherwise the first by name.
 func (r *Replication) DefaultChannel() (ReplicaChannel, bool) {

@@ -1,6 +1,7 @@
 package contract
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -85,5 +86,14 @@ func TestReplicationTagsChannelListWithinLimit(t *testing.T) {
 	host := ReplicationTags(&Replication{Channels: []ReplicaChannel{{SourceHost: strings.Repeat("é", 300)}}})[TagSourceHost]
 	if utf8.RuneCountInString(host) != MaxTagValueLen {
 		t.Errorf("host tag has %d characters, want %d", utf8.RuneCountInString(host), MaxTagValueLen)
+	}
+}
+
+func TestReplicationTagsUseListedKeys(t *testing.T) {
+	r := &Replication{Channels: []ReplicaChannel{{Name: "a", GTID: strings.Repeat("0-1-1,", 100)}, {Name: "b"}}}
+	for k := range ReplicationTags(r) {
+		if !strings.HasPrefix(k, TagPrefix) || !slices.Contains(ReplicationTagKeys[:], k) {
+			t.Errorf("tag key %q is not a listed quiesce key", k)
+		}
 	}
 }

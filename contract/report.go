@@ -1,23 +1,13 @@
-// Package report holds the wire types that hostagent prints on stdout and the
-// Lambda parses from the SSM command output, plus the documented exit codes.
-// Field names are part of the contract (DESIGN.md): extend, never rename.
+// Package contract holds what hostagent and the Lambda must agree on, in
+// one place both binaries import (docs/architecture.md#wire-contract): the
+// JSON reports hostagent prints on stdout and the Lambda parses from the SSM
+// command output, the exit codes and the errors behind them, the lock modes,
+// the SSM document's parameters, the snapshot tag keys and values, and the
+// limits both sides check. JSON field names, tag keys and parameter names
+// are wire format: extend, never rename.
 package contract
 
 import "time"
-
-// Exit codes of hostagent. They are decided in hostagent's main and read by
-// the Lambda from the SSM invocation's ResponseCode.
-const (
-	ExitOK       = 0 // success
-	ExitFailed   = 1 // failed; nothing is left frozen or locked
-	ExitUsage    = 2 // bad usage or input; nothing was changed
-	ExitBusy     = 3 // another run holds one of the mounts
-	ExitLate     = 4 // thaw came after the deadline; the fail-safe had already thawed
-	ExitLockWait = 5 // MySQL lock not acquired within --lock-wait (or a long query refused it)
-	// ExitVerifyFailed: verify or clone ran and the result is bad (the snapshot
-	// does not restore, or replication will not start); the report says why.
-	ExitVerifyFailed = 6
-)
 
 // Lock modes accepted by --mysql-lock.
 const (
@@ -25,9 +15,19 @@ const (
 	LockFTWRL       = "ftwrl"
 	LockBackupStage = "backup-stage"
 	LockInstance    = "instance"
-	LockReplica     = "replica"
-	LockNone        = "none"
+	// LockReplica stops only the applier of a read-only replica; hostagent
+	// takes it when asked explicitly (auto never picks it), the SSM document
+	// does not offer it yet, so it is not in LockModes.
+	LockReplica = "replica"
+	LockNone    = "none"
 )
+
+// LockModes are the --mysql-lock values the SSM document accepts (its
+// mysqlLock allowedValues, in the same order; ssmdoc's tests compare them)
+// and so the ones the Lambda lets an event or an instance tag ask for.
+func LockModes() []string {
+	return []string{LockAuto, LockFTWRL, LockBackupStage, LockInstance, LockNone}
+}
 
 // Who thawed a run.
 const (
@@ -150,7 +150,7 @@ type CheckReport struct {
 // ErrorReport is printed on stdout (as well as the one-line message on stderr)
 // when a command fails, so the caller always gets one JSON object to parse.
 type ErrorReport struct {
-	RunID    string `json:"run_id,omitempty"`
-	Error    string `json:"error"`
-	ExitCode int    `json:"exit_code"`
+	RunID    string   `json:"run_id,omitempty"`
+	Error    string   `json:"error"`
+	ExitCode ExitCode `json:"exit_code"`
 }

@@ -244,6 +244,12 @@ func TestIAMCoversLambdaCalls(t *testing.T) {
 				if _, ok := ops[sel.Sel.Name]; ok && len(call.Args) >= 2 {
 					called[sel.Sel.Name] = true
 				}
+				// ec2.NewDescribeSnapshotsPaginator(client, in) calls DescribeSnapshots.
+				if op, ok := strings.CutPrefix(sel.Sel.Name, "New"); ok && strings.HasSuffix(op, "Paginator") && len(call.Args) >= 2 {
+					if op = strings.TrimSuffix(op, "Paginator"); ops[op] != "" {
+						called[op] = true
+					}
+				}
 			}
 		}
 		return true

@@ -22,11 +22,11 @@ import (
 	"github.com/quiesce/quiesce/internal/agenterr"
 )
 
-// Timeout bounds (docs/architecture.md#the-hold-and-its-deadline).
+// Timeout bounds: the Lambda checks the same ones (contract, docs/architecture.md#the-hold-and-its-deadline).
 const (
-	minTimeout     = time.Second
-	maxTimeout     = 10 * time.Minute
-	defaultTimeout = 30 * time.Second
+	minTimeout     = contract.MinFreezeTimeout
+	maxTimeout     = contract.MaxFreezeTimeout
+	defaultTimeout = contract.DefaultFreezeTimeout
 )
 
 const stateDirHelp = "state directory (default $" + state.EnvDir + " or " + state.DefaultDir + "; for tests)"
@@ -46,17 +46,20 @@ func (c *command) freeze(ctx context.Context, args []string) error {
 		return err
 	}
 	c.runID = *runID
-	if *timeout < minTimeout || *timeout > maxTimeout {
-		return agenterr.Usagef("--timeout %s: must be between %s and %s", *timeout, minTimeout, maxTimeout)
-	}
 	opts, err := mf.finish(fs)
 	if err != nil {
+		return err
+	}
+	if err := checkTimeout(*timeout, opts); err != nil {
 		return err
 	}
 	if len(mounts) == 0 {
 		return agenterr.Usagef("no --mount given (at least one mount point to freeze)")
 	}
 	dirPath := state.Resolve(*stateDir)
+	if err := checkStateDir(dirPath); err != nil {
+		return err
+	}
 	valid, err := preflight.Validate(mounts, preflight.DefaultEnv(dirPath))
 	if err != nil {
 		return err
@@ -95,6 +98,20 @@ func (c *command) freeze(ctx context.Context, args []string) error {
 		return err
 	}
 	c.printJSON(rep)
+	return nil
+}
+
+// checkTimeout bounds --timeout, and refuses one no longer than --lock-wait
+// when MySQL is locked: the deadline runs from the start of the lock wait,
+// so the lock could only be granted after (or just before) everything must
+// thaw.
+func checkTimeout(timeout time.Duration, opts mysqllock.Options) error {
+	if timeout < minTimeout || timeout > maxTimeout {
+		return agenterr.Usagef("--timeout %s: must be between %s and %s", timeout, minTimeout, maxTimeout)
+	}
+	if _, involved := mysqllock.Resolve(opts); involved && timeout <= opts.LockWait {
+		return agenterr.Usagef("--timeout %s must be longer than --lock-wait %s: the lock wait counts against the deadline", timeout, opts.LockWait)
+	}
 	return nil
 }
 
@@ -152,20 +169,28 @@ func (c *command) thaw(ctx context.Context, args []string) error {
 }
 
 func (c *command) status(ctx context.Context, args []string) error {
-	a, runID, err := c.openRun(ctx, args, "only this run", false)
+	fs := c.flagSet()
+	runID := fs.String("run-id", "", "only this run")
+	stateDir := fs.String("state-dir", "", stateDirHelp)
+	jsonOut := fs.Bool("json", false, "print JSON even on a terminal (elsewhere it always is)")
+	if err := c.parseRunID(fs, args, runID, false); err != nil {
+		return err
+	}
+	c.runID = *runID
+	a, err := c.openAgent(ctx, *stateDir)
 	if err != nil {
 		return err
 	}
-	return c.printStatus(a, runID)
+	return c.printStatus(a, *runID, *jsonOut)
 }
 
 // printStatus prints the StatusReport of one run, or of every run for "".
-func (c *command) printStatus(a *hold.Agent, runID string) error {
+func (c *command) printStatus(a *hold.Agent, runID string, jsonOut bool) error {
 	rep, err := a.Status(runID)
 	if err != nil {
 		return err
 	}
-	c.printJSON(rep)
+	c.printReport(func(table bool) error { return renderStatus(c.stdout, *rep, table, time.Now()) }, jsonOut)
 	return nil
 }
 
@@ -208,6 +233,7 @@ func (c *command) check(ctx context.Context, args []string) error {
 	var mf mysqlFlags
 	mf.register(fs)
 	stateDir := fs.String("state-dir", "", stateDirHelp)
+	jsonOut := fs.Bool("json", false, "print JSON even on a terminal (elsewhere it always is)")
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
@@ -216,6 +242,9 @@ func (c *command) check(ctx context.Context, args []string) error {
 		return err
 	}
 	dirPath := state.Resolve(*stateDir)
+	if err := checkStateDir(dirPath); err != nil {
+		return err
+	}
 	if dirExists(dirPath) { // recover stale runs, but do not create the dir for a check
 		if _, err := c.openAgent(ctx, *stateDir); err != nil {
 			return err
@@ -249,7 +278,7 @@ func (c *command) check(ctx context.Context, args []string) error {
 		rep.Problems = append(rep.Problems, oneLine(p.Error()))
 	}
 	rep.OK = len(problems) == 0
-	c.printJSON(rep)
+	c.printReport(func(table bool) error { return renderCheck(c.stdout, rep, table) }, *jsonOut)
 	if len(problems) == 0 {
 		return nil
 	}
@@ -318,5 +347,5 @@ func (c *command) recover(ctx context.Context, args []string) error {
 	if _, err := a.Recover(ctx, *runID); err != nil {
 		return err
 	}
-	return c.printStatus(a, *runID)
+	return c.printStatus(a, *runID, false)
 }

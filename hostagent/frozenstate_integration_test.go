@@ -50,7 +50,7 @@ func TestStateDirOnFrozenFilesystemRefused(t *testing.T) {
 			t.Fatalf("%v hung on the frozen state dir until its filesystem was thawed", args[0])
 		}
 		elapsed := time.Since(start)
-		if code := cmd.ProcessState.ExitCode(); code != contract.ExitBusy {
+		if code := contract.ExitCode(cmd.ProcessState.ExitCode()); code != contract.ExitBusy {
 			t.Fatalf("%v: exit %d, want 3\nstdout: %s\nstderr: %s", args[0], code, out.String(), errb.String())
 		}
 		if elapsed > 3*time.Second {

@@ -110,7 +110,7 @@ func (e *env) killAll() {
 }
 
 type result struct {
-	code           int
+	code           contract.ExitCode
 	stdout, stderr string
 	elapsed        time.Duration
 }
@@ -129,7 +129,7 @@ func (e *env) run(args ...string) result {
 	err := cmd.Run()
 	r := result{stdout: out.String(), stderr: errb.String(), elapsed: time.Since(start)}
 	if ee, ok := err.(*exec.ExitError); ok {
-		r.code = ee.ExitCode()
+		r.code = contract.ExitCode(ee.ExitCode())
 	} else if err != nil {
 		e.t.Fatalf("hostagent %v: %v", args, err)
 	}
@@ -152,7 +152,7 @@ func (e *env) freeze(t *testing.T, args ...string) contract.FreezeReport {
 	return rep
 }
 
-func (e *env) thaw(t *testing.T, runID string, wantCode int) contract.ThawReport {
+func (e *env) thaw(t *testing.T, runID string, wantCode contract.ExitCode) contract.ThawReport {
 	t.Helper()
 	r := e.run("thaw", "--run-id", runID)
 	if r.code != wantCode {
@@ -746,7 +746,7 @@ func TestConcurrentFreezes(t *testing.T) {
 		}
 		e.thaw(t, o.id, 0)
 	}
-	codes := map[int]int{}
+	codes := map[contract.ExitCode]int{}
 	for _, o := range freezeAll(a.Mount, a.Mount, a.Mount) {
 		codes[o.r.code]++
 		if o.r.code == 0 {

@@ -82,7 +82,7 @@ func TestMariaDBKillHolderThawsByDeadline(t *testing.T) {
 	fs, m, db := mariadbOnLoop(t)
 	e := newEnv(t)
 	rep := e.freeze(t, "--mount", fs.Mount, "--mysql-socket", m.Socket, "--mysql-lock", "ftwrl",
-		"--timeout", "2s", "--run-id", "maria-kill")
+		"--lock-wait", "1s", "--timeout", "2s", "--run-id", "maria-kill")
 	w := insert(t, db)
 	syscall.Kill(rep.HolderPID, syscall.SIGKILL)
 	at := requireCompletes(t, w, 10*time.Second)

@@ -50,7 +50,7 @@ func requireApplier(t *testing.T, r *mariadb.Replication, want string, within ti
 func freezeReplica(t *testing.T, e *env, fs *fixture.LoopFS, r *mariadb.Replication, runID, timeout string) contract.FreezeReport {
 	t.Helper()
 	rep := e.freeze(t, "--mount", fs.Mount, "--mysql-socket", r.Replica.Socket, "--mysql-lock", "replica",
-		"--timeout", timeout, "--run-id", runID)
+		"--lock-wait", "1s", "--timeout", timeout, "--run-id", runID)
 	if rep.Lock.Mode != contract.LockReplica || rep.Lock.Replication == nil ||
 		!slices.Equal(rep.Lock.Replication.StoppedAppliers, []string{""}) || len(rep.Lock.Replication.Channels) != 1 {
 		t.Fatalf("lock info %+v", rep.Lock)

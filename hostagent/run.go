@@ -9,8 +9,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/hostagent/internal/hold"
@@ -26,8 +28,8 @@ const usage = `usage: hostagent <command> [flags]
 commands:
   freeze --mount P [--mount P2 ...] [mysql flags] [--timeout 30s] [--run-id ID]
   thaw   --run-id ID
-  status [--run-id ID]
-  check  --mount P [...] [mysql flags]
+  status [--run-id ID] [--json]
+  check  --mount P [...] [mysql flags] [--json]
   version
 
 mysql flags: --mysql-defaults-file F --mysql-socket S --mysql-user U
@@ -59,7 +61,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = c.version(ctx, rest)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
-		return contract.ExitOK
+		return int(contract.ExitOK)
 	case hold.CmdHolder:
 		err = c.holder(ctx, rest)
 	case hold.CmdGuardian:
@@ -68,45 +70,65 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = c.recover(ctx, rest)
 	case cmdProbeWrite:
 		if perr := probeWrite(rest); perr != nil {
-			return contract.ExitFailed
+			return int(contract.ExitFailed)
 		}
-		return contract.ExitOK
+		return int(contract.ExitOK)
 	case "":
 		err = agenterr.Usagef("no command given (want freeze, thaw, status, check or version; see hostagent help)")
 	default:
-		err = agenterr.Usagef("unknown command %q (want freeze, thaw, status, check or version)", cmd)
+		err = agenterr.Usagef("unknown command %s (want freeze, thaw, status, check or version)", agenterr.Quote(cmd))
 	}
 	if errors.Is(err, flag.ErrHelp) {
-		return contract.ExitOK
+		return int(contract.ExitOK)
 	}
 	code := exitCode(err)
 	if err != nil && !c.printed {
-		c.printJSON(contract.ErrorReport{RunID: c.runID, Error: err.Error(), ExitCode: code})
+		c.printJSON(contract.ErrorReport{RunID: c.runID, Error: capMessage(err.Error()), ExitCode: code})
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "%s: %s\n", strings.TrimSpace("hostagent "+cmd), oneLine(err.Error()))
+		fmt.Fprintf(stderr, "%s: %s\n", capMessage(strings.TrimSpace("hostagent "+cmd)), capMessage(oneLine(err.Error())))
 	}
-	return code
+	return int(code)
 }
 
-// exitCode maps an error to DESIGN.md's exit codes.
-func exitCode(err error) int {
-	switch {
-	case err == nil:
-		return contract.ExitOK
-	case errors.Is(err, agenterr.ErrUsage):
-		return contract.ExitUsage
-	case errors.Is(err, agenterr.ErrBusy):
-		return contract.ExitBusy
-	case errors.Is(err, agenterr.ErrLate):
-		return contract.ExitLate
-	case errors.Is(err, agenterr.ErrLockWait):
-		return contract.ExitLockWait
-	}
-	return contract.ExitFailed
-}
+// exitCode maps an error to its exit code (docs/architecture.md#exit-codes).
+func exitCode(err error) contract.ExitCode { return contract.ExitCodeOf(err) }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// maxMessage bounds an error message on stdout/stderr. Values are already
+// cut where they are named (agenterr.Quote); this is the backstop for any
+// message that still carries a huge argument (an unknown 100 000-byte flag).
+const maxMessage = 1000
+
+func capMessage(s string) string {
+	if len(s) <= maxMessage {
+		return s
+	}
+	cut := maxMessage
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s…(message cut, %d bytes)", s[:cut], len(s))
+}
+
+// shortenQuoted cuts the first quoted value in a flag package error
+// ("invalid value \"…\" for flag -timeout: parse error") with agenterr.Quote.
+func shortenQuoted(msg string) string {
+	i := strings.IndexByte(msg, '"')
+	if i < 0 {
+		return msg
+	}
+	q, err := strconv.QuotedPrefix(msg[i:])
+	if err != nil {
+		return msg
+	}
+	v, err := strconv.Unquote(q)
+	if err != nil {
+		return msg
+	}
+	return msg[:i] + agenterr.Quote(v) + msg[i+len(q):]
+}
 
 // command is one invocation's context.
 type command struct {
@@ -115,6 +137,15 @@ type command struct {
 	log            *slog.Logger
 	runID          string
 	printed        bool // a report was printed on stdout already
+}
+
+// printReport prints a report through render: a table when stdout is a
+// terminal and --json was not given, the JSON object otherwise.
+func (c *command) printReport(render func(table bool) error, forceJSON bool) {
+	if err := render(!forceJSON && isTerminal(c.stdout)); err != nil {
+		fmt.Fprintf(c.stderr, "hostagent %s: write report: %v\n", c.name, err)
+	}
+	c.printed = true
 }
 
 func (c *command) printJSON(v any) {
@@ -139,28 +170,34 @@ func (c *command) parse(fs *flag.FlagSet, args []string) error {
 			fs.PrintDefaults()
 			return err
 		}
-		return agenterr.Usagef("%v", err)
+		return agenterr.Usagef("%s", shortenQuoted(err.Error()))
 	}
 	if fs.NArg() > 0 {
-		return agenterr.Usagef("unexpected argument %q", fs.Arg(0))
+		return agenterr.Usagef("unexpected argument %s", agenterr.Quote(fs.Arg(0)))
 	}
 	return nil
 }
 
 // stringList is a repeatable flag (--mount A --mount B); commas also split.
+// Values are kept as given: whitespace around one is refused by preflight,
+// never trimmed (" /data" is not "/data").
 type stringList []string
 
 func (s *stringList) String() string { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error {
-	for _, p := range strings.Split(v, ",") {
-		*s = append(*s, strings.TrimSpace(p))
+	if strings.Contains(v, ",") {
+		if _, err := os.Stat(v); err == nil {
+			// Splitting it would name other paths than the one that exists.
+			return errors.New("a mount point whose path contains ',' cannot be given (',' separates mount points)")
+		}
 	}
+	*s = append(*s, strings.Split(v, ",")...)
 	return nil
 }
 
 func validRunID(id string) error {
 	if !state.ValidRunID(id) {
-		return agenterr.Usagef("--run-id %q: want 1-64 letters, digits or '-', starting with a letter or digit", id)
+		return agenterr.Usagef("--run-id %s: want 1-64 letters, digits or '-', starting with a letter or digit", agenterr.Quote(id))
 	}
 	return nil
 }

@@ -22,7 +22,7 @@ import (
 func TestExitCode(t *testing.T) {
 	cases := []struct {
 		err  error
-		want int
+		want contract.ExitCode
 	}{
 		{nil, contract.ExitOK},
 		{errors.New("boom"), contract.ExitFailed},
@@ -44,7 +44,7 @@ func TestExitCode(t *testing.T) {
 func TestRunUsage(t *testing.T) {
 	cases := []struct {
 		args []string
-		code int
+		code contract.ExitCode
 		err  string
 	}{
 		{nil, contract.ExitUsage, "no command"},
@@ -59,7 +59,7 @@ func TestRunUsage(t *testing.T) {
 	}
 	for _, tc := range cases {
 		var stdout, stderr bytes.Buffer
-		code := Run(context.Background(), tc.args, &stdout, &stderr)
+		code := contract.ExitCode(Run(context.Background(), tc.args, &stdout, &stderr))
 		if code != tc.code {
 			t.Errorf("%v: exit %d, want %d (stderr %q)", tc.args, code, tc.code, stderr.String())
 			continue

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,10 +31,55 @@ const stateProbeWait = time.Second
 // time the command refuses (busy) and the child finishes after the thaw.
 // tmpfs and ramfs (production's /run) cannot be frozen and skip the probe.
 func openStateDir(path string) (*state.Dir, error) {
+	if err := checkStateDir(path); err != nil {
+		return nil, err
+	}
 	if err := stateDirWritable(path); err != nil {
 		return nil, err
 	}
 	return state.Open(path)
+}
+
+// maxStateDirLen keeps <dir>/<16 hex>.sock, the holder's socket, within
+// sun_path's 108 bytes (the same bound state.Open enforces).
+const maxStateDirLen = 107 - 1 - 16 - len(".sock")
+
+// checkStateDir refuses, as bad usage naming it, a state dir that can never
+// work: relative or unclean, too long for the holder's socket, an existing
+// non-directory or a path below one, a directory someone else owns. It runs
+// before anything is locked or frozen and creates nothing.
+func checkStateDir(path string) error {
+	name := "state dir " + agenterr.Quote(path) + " (--state-dir or $" + state.EnvDir + ")"
+	switch {
+	case !filepath.IsAbs(path) || filepath.Clean(path) != path:
+		return agenterr.Usagef("%s: must be an absolute clean path", name)
+	case len(path) > maxStateDirLen:
+		return agenterr.Usagef("%s: longer than %d bytes (the holder's unix socket must fit in it)", name, maxStateDirLen)
+	}
+	for p := path; ; p = filepath.Dir(p) {
+		stat := os.Stat // parents may be symlinks (/var/run); the dir itself must not be
+		if p == path {
+			stat = os.Lstat
+		}
+		st, err := stat(p)
+		switch {
+		case err == nil && p == path && st.Mode()&fs.ModeSymlink != 0:
+			return agenterr.Usagef("%s: is a symbolic link; give the directory itself", name)
+		case err == nil && !st.IsDir():
+			return agenterr.Usagef("%s: %s is not a directory", name, p)
+		case err == nil && p == path:
+			if sys, ok := st.Sys().(*syscall.Stat_t); ok && int(sys.Uid) != os.Geteuid() {
+				return agenterr.Usagef("%s: owned by uid %d, not by this user (uid %d)", name, sys.Uid, os.Geteuid())
+			}
+			return nil
+		case err == nil:
+			return nil // created below an existing directory
+		case !errors.Is(err, fs.ErrNotExist):
+			return agenterr.Usagef("%s: %v", name, err)
+		case p == "/":
+			return nil
+		}
+	}
 }
 
 func stateDirWritable(path string) error {

@@ -25,7 +25,7 @@ func TestThawAfterLazyUnmount(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		kill     []string // processes SIGKILLed after the unmount
-		wantCode int
+		wantCode contract.ExitCode
 		thawed   bool
 	}{
 		{"holder thaws", nil, contract.ExitOK, true},

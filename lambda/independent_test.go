@@ -55,6 +55,7 @@ type indInstance struct {
 	lockMode        string              // what "auto" resolves to on the host
 	gtid            string
 	freeze          string // "ok", "lockwait", "hang"
+	lockLost        string // set: the thaw reports the MySQL lock lost for this reason
 	holds           []*indHold
 }
 
@@ -732,12 +733,12 @@ func (s *indStandIn) serveSSM(w http.ResponseWriter, r *http.Request) {
 // runHost plays hostagent behind the document, at the moment SSM delivers
 // the command (here: when it is sent).
 func (s *indStandIn) runHost(inst *indInstance, c *indCmd, p map[string]string, now time.Time) {
-	result := func(code int, v any) {
+	result := func(code contract.ExitCode, v any) {
 		b, _ := json.Marshal(v)
-		c.code, c.stdout, c.status = code, string(b)+"\n", "Success"
+		c.code, c.stdout, c.status = int(code), string(b)+"\n", "Success"
 		if code != 0 {
 			c.status = "Failed"
-			c.stderr = "failed to run commands: exit status " + strconv.Itoa(code)
+			c.stderr = "failed to run commands: exit status " + strconv.Itoa(int(code))
 		}
 	}
 	switch p["action"] {
@@ -785,6 +786,9 @@ func (s *indStandIn) runHost(inst *indInstance, c *indCmd, p map[string]string, 
 		default:
 			h.end, h.endedBy = now, contract.ThawedByCommand
 			tr.HeldMS = float64(now.Sub(h.start).Milliseconds())
+			if inst.lockLost != "" {
+				tr.LockLost = &contract.LockLoss{At: now, AfterMS: tr.HeldMS / 2, Reason: inst.lockLost}
+			}
 			for m := range inst.mountVols {
 				tr.Mounts = append(tr.Mounts, contract.MountThaw{Path: m, Thawed: true})
 			}
@@ -1248,7 +1252,7 @@ func TestIndependentSchedulerEvent(t *testing.T) {
 	}
 }
 
-// A manual invoke with every field of the DESIGN event: what reaches the
+// A manual invoke with every field of the event: what reaches the
 // SSM document and the snapshot is what the event said.
 func TestIndependentManualEvent(t *testing.T) {
 	s := newIndStandIn(t)
@@ -1303,5 +1307,33 @@ func TestIndependentManualEvent(t *testing.T) {
 	// max_age 30d only: the 40-day-old one goes, the 2-day-old one stays.
 	if strings.Join(s.deleted, ",") != old || s.snaps[young] == nil {
 		t.Errorf("deleted %v, want only %s", s.deleted, old)
+	}
+}
+
+// hostagent's thaw says the MySQL lock was lost during the hold: the run
+// fails, the snapshot says crash and why, and the result carries the loss.
+func TestIndependentLockLost(t *testing.T) {
+	s := newIndStandIn(t)
+	s.insts = []*indInstance{{id: indA, state: "running", ping: "Online", root: "/dev/xvda", lockMode: "ftwrl", gtid: "0-1-5", freeze: "ok",
+		lockLost:  "lock connection killed (thread 42)",
+		devices:   [][2]string{{"/dev/xvda", "vol-0a0000000000000r0"}, {"/dev/sdf", "vol-0a0000000000000d1"}},
+		mountVols: map[string][]string{"/var/lib/mysql": {"vol-0a0000000000000d1"}}}}
+	ec2URL, ssmURL := s.servers(t)
+	r := startRIE(t, ec2URL, "AWS_ENDPOINT_URL_SSM="+ssmURL)
+	resp := r.invoke(t, `{"targets":{"instance_ids":["`+indA+`"]},"mounts":["/var/lib/mysql"],"freeze_timeout":"30s"}`)
+	msg := fmt.Sprint(resp["errorMessage"])
+	if resp["errorType"] != "RunError" || !strings.Contains(msg, "MySQL lock lost") || !strings.Contains(msg, `"lock_lost":{`) {
+		t.Fatalf("response: %v", resp)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var fresh []*indSnap
+	for _, id := range s.snapOrder {
+		if sn := s.snaps[id]; sn != nil && !sn.seeded {
+			fresh = append(fresh, sn)
+		}
+	}
+	if len(fresh) != 1 || fresh[0].tags["quiesce:consistency"] != "crash" || !strings.Contains(fresh[0].tags["quiesce:note"], "thread 42") {
+		t.Fatalf("snapshots: %+v", fresh)
 	}
 }

@@ -5,8 +5,8 @@
 //
 // # Input
 //
-// The DESIGN.md event (manual invoke, SAM test event, EventBridge Scheduler
-// input); unknown fields are rejected, every error names the field:
+// The event README's "Run it by hand" shows (manual invoke, SAM test event,
+// EventBridge Scheduler input); unknown fields are rejected, every error names the field:
 //
 //	{"targets":{"instance_ids":["i-…"],"tags":{"quiesce:enabled":"true"}},
 //	 "mounts":["/var/lib/mysql"],

@@ -358,3 +358,45 @@ func TestRenderRefusesHostileValuesBeforeBash(t *testing.T) {
 		}
 	}
 }
+
+// The mounts parameter is a comma-separated list, so a mount point whose
+// path contains ',' cannot be told apart from two entries. The script
+// refuses such a list (its entries joined back with ',' name an existing
+// path) with a fixed message instead of freezing other paths than meant.
+func TestScriptRefusesMountPathWithComma(t *testing.T) {
+	d := mustQuiesce(t)
+	base := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(base, "db,", "data"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(base, "x,", "y,", "z"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const msg = `{"error":"mounts: a listed mount point contains ',' (the list separator); such a path cannot be given through this document","exit_code":2}` + "\n"
+	for _, action := range []string{"freeze", "check"} {
+		for _, mounts := range []string{
+			base + "/db,/data",              // the path "<base>/db,/data" alone
+			"/srv/a," + base + "/db,/data",  // after a plain entry
+			base + "/x,/y,/z",               // three entries make one path
+			base + "/db,/data,/var/lib/x-y", // before a plain entry
+		} {
+			r := runDocument(t, d, map[string]string{"action": action, "mounts": mounts}, "0", true)
+			if r.argv != nil {
+				t.Errorf("%s %q: hostagent ran with %q", action, mounts, r.argv)
+			}
+			if r.code != 2 || r.stdout != msg {
+				t.Errorf("%s %q: exit %d stdout %q, want 2 and %q", action, mounts, r.code, r.stdout, msg)
+			}
+			if !strings.Contains(r.stderr, "contains ','") {
+				t.Errorf("%s %q: stderr %q", action, mounts, r.stderr)
+			}
+		}
+	}
+	// Entries that do not join into an existing path pass through unchanged.
+	r := runDocument(t, d, map[string]string{"action": "check", "mounts": base + "/db,/srv/a," + base + "/x"}, "0", true)
+	want := []string{"check", "--mount", base + "/db", "--mount", "/srv/a", "--mount", base + "/x",
+		"--mysql-lock", "auto", "--lock-wait", "5s", "--long-query-limit", "10s"}
+	if strings.Join(r.argv, "\x00") != strings.Join(want, "\x00") || r.code != 0 {
+		t.Errorf("argv %q exit %d, want %q", r.argv, r.code, want)
+	}
+}

@@ -18,7 +18,7 @@ func mustQuiesce(t *testing.T) *ssmdoc.Document {
 	return d
 }
 
-// The parameter contract the Lambda sends (COMMON.md item 1).
+// The parameters the Lambda sends (contract.CommandParams), as declared.
 func TestQuiesceParameterContract(t *testing.T) {
 	d := mustQuiesce(t)
 	want := map[string]struct {

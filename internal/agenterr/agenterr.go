@@ -1,24 +1,28 @@
-// Package agenterr holds the sentinel errors that hostagent's main maps to exit
-// codes (contract.Exit*, docs/architecture.md#exit-codes). Packages wrap them
-// with context; only main decides codes. It sits outside hostagent/ because
-// internal/fsfreeze, shared with the test tree, reports a busy mount with it.
+// Package agenterr holds the sentinel errors hostagent's packages wrap; they
+// are contract's, which maps each to an exit code (contract.ExitCodeOf,
+// docs/architecture.md#exit-codes). Packages wrap them with context; only main
+// decides codes. It sits outside hostagent/ because internal/fsfreeze, shared
+// with the test tree, reports a busy mount with it.
 package agenterr
 
 import (
-	"errors"
 	"fmt"
+
+	"github.com/quiesce/quiesce/contract"
 )
 
 var (
 	// ErrUsage: bad usage or input; nothing was changed (exit 2).
-	ErrUsage = errors.New("bad usage")
+	ErrUsage = contract.ErrUsage
 	// ErrBusy: another run holds one of the mounts (exit 3).
-	ErrBusy = errors.New("busy")
+	ErrBusy = contract.ErrBusy
 	// ErrLate: the thaw came after the deadline; the fail-safe had already thawed (exit 4).
-	ErrLate = errors.New("thaw after deadline")
+	ErrLate = contract.ErrLate
 	// ErrLockWait: the MySQL lock was not acquired within --lock-wait, or a long
 	// running query made taking it unsafe (exit 5).
-	ErrLockWait = errors.New("mysql lock not acquired")
+	ErrLockWait = contract.ErrLockWait
+	// ErrVerifyFailed: verify or clone ran and the result is bad (exit 6).
+	ErrVerifyFailed = contract.ErrVerifyFailed
 )
 
 // Usagef returns an ErrUsage-wrapping error with a one-line message naming the bad value.

@@ -145,19 +145,19 @@ func (h *Host) Default(inv awslocal.Invocation) awslocal.CommandResult {
 }
 
 // Fail returns a failed command with an ErrorReport, like hostagent.
-func Fail(code int, msg string) awslocal.CommandResult {
+func Fail(code contract.ExitCode, msg string) awslocal.CommandResult {
 	r := jsonResult(code, contract.ErrorReport{Error: msg, ExitCode: code})
 	r.Stderr = "hostagent: " + msg + "\n"
 	return r
 }
 
-func jsonResult(code int, v any) awslocal.CommandResult {
+func jsonResult(code contract.ExitCode, v any) awslocal.CommandResult {
 	b, _ := json.Marshal(v)
 	st := "Success"
 	if code != 0 {
 		st = "Failed"
 	}
-	return awslocal.CommandResult{Status: st, ResponseCode: code, Stdout: string(b) + "\n"}
+	return awslocal.CommandResult{Status: st, ResponseCode: int(code), Stdout: string(b) + "\n"}
 }
 
 func (h *Host) mountReports(instanceID string, mounts []string) []contract.MountReport {
@@ -219,7 +219,7 @@ func (h *Host) thaw(inv awslocal.Invocation, now time.Time) awslocal.CommandResu
 	for _, m := range hd.mounts {
 		tr.Mounts = append(tr.Mounts, contract.MountThaw{Path: m, Thawed: true})
 	}
-	code := 0
+	code := contract.ExitOK
 	end := now
 	if !now.Before(hd.deadline) {
 		tr.ThawedBy, tr.Late, tr.ThawedAt = contract.ThawedByDeadline, true, hd.deadline

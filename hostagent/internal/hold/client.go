@@ -32,8 +32,10 @@ type Request struct {
 // holderMsg is the holder's one message on the report pipe.
 type holderMsg struct {
 	Freeze *contract.FreezeReport `json:"freeze,omitempty"`
-	Kind   string                 `json:"kind,omitempty"`
-	Error  string                 `json:"error,omitempty"`
+	// Code is the exit code the error maps to; the client rebuilds an
+	// error with the same sentinel from it (contract.ExitError).
+	Code  contract.ExitCode `json:"code,omitempty"`
+	Error string            `json:"error,omitempty"`
 }
 
 // answerSlack is how long past the timeout the client waits for the holder's
@@ -118,7 +120,7 @@ func (a *Agent) Freeze(ctx context.Context, req Request, h *PendingHolder) (*con
 	case derr == nil && msg.Freeze != nil:
 		return msg.Freeze, nil
 	case derr == nil && msg.Error != "":
-		return nil, fromKind(msg.Kind, msg.Error)
+		return nil, &contract.ExitError{Code: msg.Code, Message: msg.Error}
 	}
 	// No answer: the holder crashed or hangs. Make sure nothing stays held.
 	why := fmt.Errorf("holder (pid %d) gave no report within %v: %v", h.pid, wait, derr)

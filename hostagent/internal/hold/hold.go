@@ -29,7 +29,6 @@ import (
 
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/hostagent/internal/state"
-	"github.com/quiesce/quiesce/internal/agenterr"
 	"github.com/quiesce/quiesce/internal/fsfreeze"
 )
 
@@ -326,46 +325,6 @@ func waitExit(p state.Proc, wait time.Duration) bool {
 		time.Sleep(5 * time.Millisecond)
 	}
 	return true
-}
-
-// errorKind names the sentinel an error wraps, for the pipe from the holder.
-func errorKind(err error) string {
-	switch {
-	case errors.Is(err, agenterr.ErrUsage):
-		return "usage"
-	case errors.Is(err, agenterr.ErrBusy):
-		return "busy"
-	case errors.Is(err, agenterr.ErrLockWait):
-		return "lockwait"
-	case errors.Is(err, agenterr.ErrLate):
-		return "late"
-	}
-	return "failed"
-}
-
-// remoteError rebuilds an error reported by another process, keeping its
-// message and the sentinel main maps to an exit code.
-type remoteError struct {
-	msg  string
-	kind error
-}
-
-func (e *remoteError) Error() string { return e.msg }
-func (e *remoteError) Unwrap() error { return e.kind }
-
-func fromKind(kind, msg string) error {
-	var s error
-	switch kind {
-	case "usage":
-		s = agenterr.ErrUsage
-	case "busy":
-		s = agenterr.ErrBusy
-	case "lockwait":
-		s = agenterr.ErrLockWait
-	case "late":
-		s = agenterr.ErrLate
-	}
-	return &remoteError{msg: msg, kind: s}
 }
 
 func openLog(path string) *slog.Logger {

@@ -113,7 +113,7 @@ func TestHolderUndoesInReverseOnFreezeFailure(t *testing.T) {
 	a := r.agent(t)
 	startingRun(t, a, "undo", 10*time.Second)
 	msg, done := runHolder(t, a, "undo")
-	if msg.Freeze != nil || msg.Kind != "busy" {
+	if msg.Freeze != nil || msg.Code != contract.ExitBusy {
 		t.Fatalf("message %+v, want busy error", msg)
 	}
 	if err := <-done; !errors.Is(err, agenterr.ErrBusy) {
@@ -127,7 +127,7 @@ func TestHolderUndoesInReverseOnFreezeFailure(t *testing.T) {
 	if run.Status != state.StatusFailed || run.Error == "" {
 		t.Fatalf("state %+v", run)
 	}
-	if !errors.Is(fromKind(msg.Kind, msg.Error), agenterr.ErrBusy) {
+	if !errors.Is(&contract.ExitError{Code: msg.Code, Message: msg.Error}, agenterr.ErrBusy) {
 		t.Fatal("the client would not map this to exit 3")
 	}
 }
@@ -138,7 +138,7 @@ func TestHolderLockFailureFreezesNothing(t *testing.T) {
 	startingRun(t, a, "nolock", 10*time.Second)
 	msg, done := runHolder(t, a, "nolock")
 	<-done
-	if msg.Kind != "lockwait" || !equal(r.get(), []string{"lock"}) {
+	if msg.Code != contract.ExitLockWait || !equal(r.get(), []string{"lock"}) {
 		t.Fatalf("message %+v calls %v", msg, r.get())
 	}
 }
@@ -321,7 +321,7 @@ func TestFreezeAbandonsSilentHolder(t *testing.T) {
 				}()
 			}
 			_, err = a.Freeze(context.Background(), req, h)
-			if err == nil || errorKind(err) != "failed" {
+			if err == nil || contract.ExitCodeOf(err) != contract.ExitFailed {
 				t.Fatalf("got %v, want a plain failure", err)
 			}
 			if took := time.Since(start); took < req.Timeout || took > req.Timeout+answerSlack+2*time.Second {
@@ -363,7 +363,7 @@ func TestThawReportsAMountThatDidNotThaw(t *testing.T) {
 		t.Fatal(err)
 	}
 	rep, err := a.Thaw(context.Background(), "eio")
-	if err == nil || errorKind(err) != "failed" || rep == nil {
+	if err == nil || contract.ExitCodeOf(err) != contract.ExitFailed || rep == nil {
 		t.Fatalf("got %+v, %v; want the report and a failure", rep, err)
 	}
 	if rep.Mounts[0].Thawed != true || rep.Mounts[1].Thawed || rep.Mounts[1].Error == "" {
@@ -405,7 +405,7 @@ func TestHolderDoesNotReviveAFinishedRun(t *testing.T) {
 	}
 	msg, done := runHolder(t, a, "superseded")
 	<-done
-	if msg.Freeze != nil || msg.Kind != "failed" {
+	if msg.Freeze != nil || msg.Code != contract.ExitFailed {
 		t.Fatalf("message %+v, want a failure", msg)
 	}
 	want := []string{"lock", "freeze /a", "freeze /b", "freeze /c", "thaw /c", "thaw /b", "thaw /a", "unlock"}

@@ -59,16 +59,16 @@ func (a *Agent) Holder(ctx context.Context, runID string, reportPipe, control *o
 		}
 		reportPipe.Close()
 	}
-	defer send(holderMsg{Kind: "failed", Error: "holder exited without a report"})
+	defer send(holderMsg{Code: contract.ExitFailed, Error: "holder exited without a report"})
 
 	run, err := a.Dir.Read(runID)
 	if err != nil {
-		send(holderMsg{Kind: "failed", Error: err.Error()})
+		send(holderMsg{Code: contract.ExitFailed, Error: err.Error()})
 		return err
 	}
 	if run.Status != state.StatusStarting {
 		err := fmt.Errorf("run %s is %s, not starting", runID, run.Status)
-		send(holderMsg{Kind: "failed", Error: err.Error()})
+		send(holderMsg{Code: contract.ExitFailed, Error: err.Error()})
 		return err
 	}
 	a.keepMountFDs(run.Mounts)
@@ -80,7 +80,7 @@ func (a *Agent) Holder(ctx context.Context, runID string, reportPipe, control *o
 		if werr := a.update(&failed); werr != nil && !errors.Is(werr, errSuperseded) {
 			a.log().Error("state write", "err", werr)
 		}
-		send(holderMsg{Kind: errorKind(err), Error: err.Error()})
+		send(holderMsg{Code: contract.ExitCodeOf(err), Error: err.Error()})
 		return err
 	}
 

@@ -77,7 +77,7 @@ func knownMode(m string) bool {
 // wraps agenterr.ErrUsage and names the bad value.
 func (o Options) Validate() error {
 	if !knownMode(o.Mode) {
-		return agenterr.Usagef("--mysql-lock %q: want auto, ftwrl, backup-stage, instance, replica or none", o.Mode)
+		return agenterr.Usagef("--mysql-lock %s: want auto, ftwrl, backup-stage, instance, replica or none", agenterr.Quote(o.Mode))
 	}
 	if o.LockWait <= 0 || o.LockWait > MaxLockWait {
 		return agenterr.Usagef("--lock-wait %s: must be > 0 and at most %s", o.LockWait, MaxLockWait)
@@ -89,11 +89,11 @@ func (o Options) Validate() error {
 		return agenterr.Usagef("--kill-long-queries needs --long-query-limit > 0")
 	}
 	if o.Socket != "" && !filepath.IsAbs(o.Socket) {
-		return agenterr.Usagef("--mysql-socket %q: must be an absolute path", o.Socket)
+		return agenterr.Usagef("--mysql-socket %s: must be an absolute path", agenterr.Quote(o.Socket))
 	}
 	if o.DefaultsFile != "" {
 		if !filepath.IsAbs(o.DefaultsFile) {
-			return agenterr.Usagef("--mysql-defaults-file %q: must be an absolute path", o.DefaultsFile)
+			return agenterr.Usagef("--mysql-defaults-file %s: must be an absolute path", agenterr.Quote(o.DefaultsFile))
 		}
 		co, err := readDefaultsFile(o.DefaultsFile)
 		if err != nil {

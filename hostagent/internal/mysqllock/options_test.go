@@ -120,7 +120,7 @@ func TestParseDefaults(t *testing.T) {
 			clientOptions{User: "backup", Password: "pw", Socket: "/run/mysqld/mysqld.sock"}},
 		{"spaces and case", "  [Client]  \n  user   =  backup  \n", clientOptions{User: "backup"}},
 		{"comments", "# top\n; also\n[client]\nuser=a # trailing\n#user=b\n", clientOptions{User: "a"}},
-		{"double quotes with hash and escapes", "[client]\npassword=\"p#w\\\"d\\s\\\\\"\n", clientOptions{Password: `p#w\"d \`}},
+		{"double quotes with hash and escapes", "[client]\npassword=\"p#w\\\"d\\s\\\\\"\n", clientOptions{Password: `p#w"d \`}},
 		{"single quotes keep hash, decode escapes", "[client]\npassword='a\\tb # c' # comment\n", clientOptions{Password: "a\tb # c"}},
 		{"quote inside unquoted value", "[client]\npassword=it's\n", clientOptions{Password: "it's"}},
 		{"unquoted hash is a comment", "[client]\npassword=ab#cd\n", clientOptions{Password: "ab"}},

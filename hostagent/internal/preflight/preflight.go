@@ -43,6 +43,9 @@ type Env struct {
 	// Protected are paths whose filesystems must never be frozen, with the
 	// reason shown to the user, e.g. {"/run/quiesce": "the state directory"}.
 	Protected map[string]string
+	// SysRoot is where sysfs is mounted (/sys), read to find mounts stored on
+	// other listed mounts (loop backing files, dm/md slaves); "" skips that check.
+	SysRoot string
 }
 
 // DefaultEnv is the real machine, protecting the binary and the state dir too.
@@ -62,7 +65,7 @@ func DefaultEnv(stateDir string) Env {
 		}
 		prot[p] = "the state directory " + stateDir
 	}
-	return Env{Mounts: ReadMountinfo, Stat: statDev, Protected: prot}
+	return Env{Mounts: ReadMountinfo, Stat: statDev, Protected: prot, SysRoot: "/sys"}
 }
 
 // ReadMountinfo reads /proc/self/mountinfo.
@@ -120,18 +123,19 @@ func Inspect(paths []string, env Env) ([]Mount, []error) {
 			continue
 		}
 		if seenPath[p] {
-			problems = append(problems, agenterr.Usagef("--mount %q given twice", p))
+			problems = append(problems, agenterr.Usagef("--mount %s given twice", q(p)))
 			continue
 		}
 		seenPath[p] = true
 		if other, ok := seenDev[m.Dev]; ok {
-			problems = append(problems, agenterr.Usagef("--mount %q and %q are the same filesystem; give it once", other, p))
+			problems = append(problems, agenterr.Usagef("--mount %s and %s are the same filesystem; give it once", q(other), q(p)))
 			continue
 		}
 		seenDev[m.Dev] = p
 		mounts = append(mounts, m)
 	}
 	sort.Slice(mounts, func(i, j int) bool { return mounts[i].Path < mounts[j].Path })
+	problems = append(problems, backingProblems(mounts, env)...)
 	return mounts, problems
 }
 
@@ -148,32 +152,36 @@ func inspectOne(p string, table []MountInfo, env Env, protectedDev map[uint64]st
 	switch {
 	case p == "":
 		return Mount{}, agenterr.Usagef("--mount \"\": empty path")
+	case strings.TrimSpace(p) != p:
+		// Never trimmed: " /data" is a different path, and a wrapper that
+		// adds whitespace has a bug worth seeing.
+		return Mount{}, agenterr.Usagef("--mount %s: leading or trailing whitespace", q(p))
 	case !filepath.IsAbs(p):
-		return Mount{}, agenterr.Usagef("--mount %q: not an absolute path", p)
+		return Mount{}, agenterr.Usagef("--mount %s: not an absolute path", q(p))
 	case hasDotDot(p):
-		return Mount{}, agenterr.Usagef("--mount %q: contains \"..\"", p)
+		return Mount{}, agenterr.Usagef("--mount %s: contains \"..\"", q(p))
 	case filepath.Clean(p) != p:
-		return Mount{}, agenterr.Usagef("--mount %q: not a clean path (use %q)", p, filepath.Clean(p))
+		return Mount{}, agenterr.Usagef("--mount %s: not a clean path (use %s)", q(p), q(filepath.Clean(p)))
 	}
 	for _, d := range systemDirs {
 		if p == d {
-			return Mount{}, agenterr.Usagef("--mount %q: refusing to freeze a system directory", p)
+			return Mount{}, agenterr.Usagef("--mount %s: refusing to freeze a system directory", q(p))
 		}
 	}
 	for _, r := range pseudoRoots {
 		if strings.HasPrefix(p, r) {
-			return Mount{}, agenterr.Usagef("--mount %q: refusing to freeze below %s", p, strings.TrimSuffix(r, "/"))
+			return Mount{}, agenterr.Usagef("--mount %s: refusing to freeze below %s", q(p), strings.TrimSuffix(r, "/"))
 		}
 	}
 	dev, isDir, err := env.Stat(p)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return Mount{}, agenterr.Usagef("--mount %q: does not exist", p)
+			return Mount{}, agenterr.Usagef("--mount %s: does not exist", q(p))
 		}
-		return Mount{}, agenterr.Usagef("--mount %q: %v", p, err)
+		return Mount{}, agenterr.Usagef("--mount %s: %v", q(p), err)
 	}
 	if !isDir {
-		return Mount{}, agenterr.Usagef("--mount %q: not a directory", p)
+		return Mount{}, agenterr.Usagef("--mount %s: not a directory", q(p))
 	}
 	// The last entry for a mount point is the one visible (later mounts shadow earlier ones).
 	var mi *MountInfo
@@ -183,21 +191,24 @@ func inspectOne(p string, table []MountInfo, env Env, protectedDev map[uint64]st
 		}
 	}
 	if mi == nil {
-		return Mount{}, agenterr.Usagef("--mount %q: not a mount point", p)
+		return Mount{}, agenterr.Usagef("--mount %s: not a mount point", q(p))
 	}
 	if !FreezableFSTypes[mi.FSType] {
-		return Mount{}, agenterr.Usagef("--mount %q: filesystem type %s cannot be frozen (want xfs, ext4 or btrfs)", p, mi.FSType)
+		return Mount{}, agenterr.Usagef("--mount %s: filesystem type %s cannot be frozen (want xfs, ext4 or btrfs)", q(p), mi.FSType)
 	}
 	if mi.Root != "/" && mi.FSType != "btrfs" {
 		// A bind mount of a subdirectory: freezing it freezes the whole
 		// filesystem, which is mounted (and possibly needed) elsewhere.
-		return Mount{}, agenterr.Usagef("--mount %q: a bind mount of %s; give the filesystem's own mount point", p, mi.Root)
+		return Mount{}, agenterr.Usagef("--mount %s: a bind mount of %s; give the filesystem's own mount point", q(p), mi.Root)
 	}
 	if what, ok := protectedDev[dev]; ok {
-		return Mount{}, agenterr.Usagef("--mount %q: is the filesystem holding %s", p, what)
+		return Mount{}, agenterr.Usagef("--mount %s: is the filesystem holding %s", q(p), what)
 	}
 	return Mount{Path: p, FSType: mi.FSType, Source: mi.Source, Dev: dev, MajMin: mi.Dev}, nil
 }
+
+// q names a value in a message, cut if huge.
+func q(v string) string { return agenterr.Quote(v) }
 
 func hasDotDot(p string) bool {
 	for _, part := range strings.Split(p, "/") {

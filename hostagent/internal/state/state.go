@@ -38,24 +38,11 @@ const (
 	StatusFailed   = "failed"   // freeze failed and was undone; nothing held
 )
 
-// RunIDPattern is the contract's run id syntax (SSM document allowedPattern).
-// ValidRunID checks it without a regexp: compiling one costs every process
-// start (holder and guardian included) a fraction of a millisecond.
-const RunIDPattern = `^[A-Za-z0-9][A-Za-z0-9-]{0,63}$`
+// RunIDPattern is the run id syntax (contract.RunIDPattern).
+const RunIDPattern = contract.RunIDPattern
 
 // ValidRunID reports whether id matches RunIDPattern.
-func ValidRunID(id string) bool {
-	if len(id) == 0 || len(id) > 64 || id[0] == '-' {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
+func ValidRunID(id string) bool { return contract.ValidRunID(id) }
 
 // ErrNotFound is returned by Read for an unknown run id.
 var ErrNotFound = errors.New("no such run")

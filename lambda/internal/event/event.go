@@ -1,5 +1,5 @@
-// Package event parses and validates the Lambda's input: the DESIGN.md event
-// (manual invoke, SAM test event, EventBridge Scheduler input) or a bare
+// Package event parses and validates the Lambda's input: the event README's
+// "Run it by hand" shows (manual invoke, SAM test event, EventBridge Scheduler input) or a bare
 // scheduled event / {} that falls back to the QUIESCE_* environment defaults.
 // Every validation error names the field and the bad value, and happens
 // before anything is frozen.
@@ -16,9 +16,11 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/quiesce/quiesce/contract"
 )
 
-// Event is the JSON input (DESIGN.md "lambda").
+// Event is the JSON input.
 type Event struct {
 	RunID          string            `json:"run_id,omitempty"`
 	Targets        *Targets          `json:"targets,omitempty"`
@@ -78,33 +80,32 @@ type Config struct {
 // Defaults when neither the event nor the environment says otherwise.
 const (
 	DefaultDocument       = "Quiesce"
-	DefaultFreezeTimeout  = 30 * time.Second
+	DefaultFreezeTimeout  = contract.DefaultFreezeTimeout
 	DefaultLockWait       = 5 * time.Second
 	DefaultLongQueryLimit = 10 * time.Second
 	DefaultMaxConcurrency = 10
 	MaxMaxConcurrency     = 100
 )
 
-// Limits that mirror hostagent's and EC2's.
+// Limits shared with hostagent and derived from EC2's (contract).
 const (
-	MinFreezeTimeout = time.Second
-	MaxFreezeTimeout = 10 * time.Minute
-	MaxUserTags      = 50 - ReservedTags
-	// ReservedTags is how many tags quiesce itself puts on a snapshot.
-	ReservedTags = 13
+	MinFreezeTimeout = contract.MinFreezeTimeout
+	MaxFreezeTimeout = contract.MaxFreezeTimeout
+	MaxUserTags      = contract.MaxUserTags
+	// ReservedTags is how many tags quiesce itself may put on a snapshot.
+	ReservedTags = contract.ReservedTags
 )
 
 var (
-	// Same rules as the SSM document's allowedPattern (contract 1).
+	// Same rule as the SSM document's allowedPattern for one mount.
 	mountRe = regexp.MustCompile(`^/[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*$`)
-	runIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9-]{0,63}$`)
 	instRe  = regexp.MustCompile(`^(i|mi)-[0-9a-f]{8,17}$`)
 	stackRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:/+=@-]{0,127}$`)
 	docRe   = regexp.MustCompile(`^[A-Za-z0-9_.:/-]{3,128}$`)
 )
 
-// LockModes accepted by hostagent --mysql-lock.
-var LockModes = []string{"auto", "ftwrl", "backup-stage", "instance", "none"}
+// LockModes accepted by hostagent --mysql-lock and the SSM document.
+var LockModes = contract.LockModes()
 
 // ValidationError is a bad event or environment value; it names the field.
 // (Its type name is what Lambda reports as errorType.)
@@ -174,9 +175,24 @@ func jsonFieldError(err error) error {
 	return err
 }
 
+// fill validates the event against the environment, field group by field
+// group, in the order the event lists them; the first bad value wins.
 func (cfg *Config) fill(ev *Event, getenv func(string) string, now time.Time) error {
 	env := func(k string) string { return strings.TrimSpace(getenv(k)) }
+	if err := cfg.fillIdentity(ev, env, getenv, now); err != nil {
+		return err
+	}
+	for _, fill := range []func(*Event, func(string) string) error{cfg.fillTargets, cfg.fillMounts, cfg.fillMySQL, cfg.fillFreeze, cfg.fillRetention, cfg.fillConcurrency} {
+		if err := fill(ev, env); err != nil {
+			return err
+		}
+	}
+	cfg.DryRun = ev.DryRun
+	return nil
+}
 
+// fillIdentity: the SSM document, the stack and the run id.
+func (cfg *Config) fillIdentity(ev *Event, env, getenv func(string) string, now time.Time) error {
 	cfg.Document = env("QUIESCE_DOCUMENT")
 	if cfg.Document == "" {
 		cfg.Document = DefaultDocument
@@ -199,10 +215,14 @@ func (cfg *Config) fill(ev *Event, getenv func(string) string, now time.Time) er
 	cfg.RunID = ev.RunID
 	if cfg.RunID == "" {
 		cfg.RunID = NewRunID(now)
-	} else if !runIDRe.MatchString(cfg.RunID) {
-		return fieldErr("run_id", cfg.RunID, "must match %s", runIDRe)
+	} else if !contract.ValidRunID(cfg.RunID) {
+		return fieldErr("run_id", cfg.RunID, "must match %s", contract.RunIDPattern)
 	}
+	return nil
+}
 
+// fillTargets: instance ids and/or tags (all must match).
+func (cfg *Config) fillTargets(ev *Event, env func(string) string) error {
 	// Targets.
 	if ev.Targets != nil {
 		cfg.InstanceIDs = ev.Targets.InstanceIDs
@@ -234,7 +254,11 @@ func (cfg *Config) fill(ev *Event, getenv func(string) string, now time.Time) er
 			return fieldErr("targets.tags."+k, v, "tag value longer than 256 characters")
 		}
 	}
+	return nil
+}
 
+// fillMounts: the mounts to freeze, unless instance tags say otherwise.
+func (cfg *Config) fillMounts(ev *Event, env func(string) string) error {
 	// Mounts.
 	cfg.Mounts = ev.Mounts
 	if len(cfg.Mounts) == 0 {
@@ -249,13 +273,17 @@ func (cfg *Config) fill(ev *Event, getenv func(string) string, now time.Time) er
 	if err := ValidateMounts("mounts", cfg.Mounts); err != nil {
 		return err
 	}
+	return nil
+}
 
+// fillMySQL: the options passed to hostagent for the MySQL lock.
+func (cfg *Config) fillMySQL(ev *Event, env func(string) string) error {
 	// MySQL.
 	my := ev.MySQL
 	if my == nil {
 		my = &MySQL{}
 	}
-	cfg.MySQLLock = firstNonEmpty(my.Lock, env("QUIESCE_MYSQL_LOCK"), "auto")
+	cfg.MySQLLock = firstNonEmpty(my.Lock, env("QUIESCE_MYSQL_LOCK"), contract.LockAuto)
 	if err := ValidateLock("mysql.lock", cfg.MySQLLock); err != nil {
 		return err
 	}
@@ -273,9 +301,14 @@ func (cfg *Config) fill(ev *Event, getenv func(string) string, now time.Time) er
 	if my.KillLongQueries != nil {
 		cfg.KillLongQueries = *my.KillLongQueries
 	}
+	return nil
+}
 
+// fillFreeze: the freeze timeout and the user snapshot tags.
+func (cfg *Config) fillFreeze(ev *Event, env func(string) string) error {
 	// Freeze timeout.
 	ft := ev.FreezeTimeout
+	var err error
 	field := "freeze_timeout"
 	if ft == "" {
 		ft, field = env("QUIESCE_FREEZE_TIMEOUT"), "QUIESCE_FREEZE_TIMEOUT"
@@ -288,7 +321,11 @@ func (cfg *Config) fill(ev *Event, getenv func(string) string, now time.Time) er
 		return err
 	}
 	cfg.SnapshotTags = ev.SnapshotTags
+	return nil
+}
 
+// fillRetention: keep_last and max_age, event before environment.
+func (cfg *Config) fillRetention(ev *Event, env func(string) string) error {
 	// Retention.
 	keep, maxAge := env("QUIESCE_KEEP_LAST"), env("QUIESCE_MAX_AGE")
 	keepField, ageField := "QUIESCE_KEEP_LAST", "QUIESCE_MAX_AGE"
@@ -314,7 +351,11 @@ func (cfg *Config) fill(ev *Event, getenv func(string) string, now time.Time) er
 		}
 		cfg.MaxAge = d
 	}
+	return nil
+}
 
+// fillConcurrency: how many instances run at once.
+func (cfg *Config) fillConcurrency(ev *Event, env func(string) string) error {
 	// Concurrency.
 	cfg.MaxConcurrency = DefaultMaxConcurrency
 	if ev.MaxConcurrency != nil {
@@ -329,7 +370,6 @@ func (cfg *Config) fill(ev *Event, getenv func(string) string, now time.Time) er
 		}
 		cfg.MaxConcurrency = n
 	}
-	cfg.DryRun = ev.DryRun
 	return nil
 }
 
@@ -379,7 +419,7 @@ func ValidateFreezeTimeout(field, v string) (time.Duration, error) {
 // are reserved for AWS and for the honest consistency record).
 func ValidateUserTags(tags map[string]string) error {
 	if len(tags) > MaxUserTags {
-		return fieldErr("snapshot_tags", strconv.Itoa(len(tags))+" tags", "at most %d user tags (EC2 allows 50 per snapshot, quiesce uses %d)", MaxUserTags, ReservedTags)
+		return fieldErr("snapshot_tags", strconv.Itoa(len(tags))+" tags", "at most %d user tags (EC2 allows %d per snapshot, quiesce uses %d)", MaxUserTags, contract.MaxTagsPerResource, ReservedTags)
 	}
 	keys := make([]string, 0, len(tags))
 	for k := range tags {
@@ -393,9 +433,9 @@ func ValidateUserTags(tags map[string]string) error {
 			return fieldErr("snapshot_tags", k, "tag key must be 1-128 characters")
 		case strings.HasPrefix(strings.ToLower(k), "aws:"):
 			return fieldErr("snapshot_tags", k, "tag keys starting with aws: are reserved by AWS")
-		case strings.HasPrefix(strings.ToLower(k), "quiesce:"):
+		case strings.HasPrefix(strings.ToLower(k), contract.TagPrefix):
 			return fieldErr("snapshot_tags", k, "tag keys starting with quiesce: are reserved")
-		case k == "Name":
+		case k == contract.TagName:
 			return fieldErr("snapshot_tags", k, "Name is set by quiesce")
 		case utf8.RuneCountInString(v) > 256:
 			return fieldErr("snapshot_tags."+k, v, "tag value longer than 256 characters")

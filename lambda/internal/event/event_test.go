@@ -2,9 +2,12 @@ package event
 
 import (
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/quiesce/quiesce/contract"
 )
 
 var now = time.Date(2026, 11, 25, 19, 45, 0, 0, time.UTC)
@@ -120,7 +123,7 @@ func TestTooManyUserTags(t *testing.T) {
 
 func TestRunIDMatchesDocumentPattern(t *testing.T) {
 	id := NewRunID(now)
-	if !runIDRe.MatchString(id) || NewRunID(now) == id {
+	if !regexp.MustCompile(contract.RunIDPattern).MatchString(id) || NewRunID(now) == id {
 		t.Fatalf("run id %q", id)
 	}
 }

@@ -4,15 +4,16 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/internal/clock"
+	"github.com/quiesce/quiesce/lambda/internal/consistency"
 	"github.com/quiesce/quiesce/lambda/internal/event"
 	"github.com/quiesce/quiesce/lambda/internal/metrics"
+	"github.com/quiesce/quiesce/lambda/internal/ratelimit"
 	"github.com/quiesce/quiesce/lambda/internal/targets"
 )
 
@@ -20,297 +21,334 @@ import (
 // already done (it runs on context.WithoutCancel).
 const thawContextTimeout = 10 * time.Second
 
-// freezeParams are the SSM document parameters for freeze (contract 1).
-func freezeParams(cfg *event.Config, t targets.Target) map[string]string {
-	return map[string]string{
-		"action":            "freeze",
-		"mounts":            strings.Join(t.Mounts, ","),
-		"mysqlLock":         t.MySQLLock,
-		"mysqlDefaultsFile": cfg.MySQLDefaultsFile,
-		"lockWait":          cfg.LockWait.String(),
-		"longQueryLimit":    cfg.LongQueryLimit.String(),
-		"killLongQueries":   fmt.Sprint(cfg.KillLongQueries),
-		"timeout":           t.FreezeTimeout.String(),
-		"runId":             cfg.RunID,
+// freezeParams are the SSM document parameters for freeze.
+func freezeParams(cfg *event.Config, t targets.Target) contract.CommandParams {
+	return contract.CommandParams{
+		Action:            contract.ActionFreeze,
+		RunID:             cfg.RunID,
+		Mounts:            t.Mounts,
+		MySQLLock:         t.MySQLLock,
+		MySQLDefaultsFile: cfg.MySQLDefaultsFile,
+		LockWait:          cfg.LockWait,
+		LongQueryLimit:    cfg.LongQueryLimit,
+		KillLongQueries:   cfg.KillLongQueries,
+		Timeout:           t.FreezeTimeout,
 	}
 }
 
+// cycle is one instance's way through Cycle's phases: what each phase
+// learnt, for the phases after it.
+type cycle struct {
+	r   *Runner
+	ctx context.Context
+	cfg *event.Config
+	t   targets.Target
+	log *slog.Logger
+	res InstanceResult
+	// follow is work left for the end of the run (see FollowUp).
+	follow *FollowUp
+
+	rsv       *ratelimit.Reservation
+	thawBy    time.Time // last moment to send thaw (Runner.thawBy)
+	sent      time.Time // the freeze was sent (Lambda clock)
+	deadline  time.Time // sent + freeze_timeout: hostagent's deadline is later
+	windowEnd time.Time // min(deadline, thawBy): snapshot calls end by then
+
+	fr       *contract.FreezeReport
+	vols     []string
+	perVol   map[string]map[string]string // per-volume tags: device, mounts
+	evidence consistency.Evidence
+	created  consistency.Verdict // what the snapshots were created with
+	so       snapOutcome
+	tr       *contract.ThawReport
+	final    consistency.Verdict
+}
+
 // Cycle quiesces one instance: freeze, snapshot, thaw, tag. It never
-// returns without having sent thaw when the freeze may have happened.
-func (r *Runner) Cycle(ctx context.Context, cfg *event.Config, t targets.Target) InstanceResult {
-	log := r.Log.With("run_id", cfg.RunID, "instance", t.InstanceID)
-	res := InstanceResult{InstanceID: t.InstanceID, Name: t.Name, Status: StatusFailed, Mounts: t.Mounts}
-
-	// Time budget: never start a freeze the invocation cannot see through.
-	thawBy := r.thawBy(ctx)
-	if budget := thawBy.Sub(r.Clock.Now()); budget < min(r.MinStartBudget, t.FreezeTimeout) {
-		res.fail(fmt.Sprintf("not started: only %s left in this invocation", budget.Round(time.Millisecond)))
-		return res
+// returns without having sent thaw when the freeze may have happened. The
+// FollowUp, when not nil, is work for the end of the run (Run does it).
+func (r *Runner) Cycle(ctx context.Context, cfg *event.Config, t targets.Target) (InstanceResult, *FollowUp) {
+	c := &cycle{r: r, ctx: ctx, cfg: cfg, t: t, log: r.Log.With("run_id", cfg.RunID, "instance", t.InstanceID),
+		res: InstanceResult{InstanceID: t.InstanceID, Name: t.Name, Status: StatusFailed, Mounts: t.Mounts}}
+	defer func() { c.rsv.Release() }()
+	if c.reserve() && c.freeze() && c.pickVolumes() {
+		c.snapshot()
+		c.thaw()
+		c.judge()
+		c.tagSnapshots()
+		c.finish()
 	}
+	return c.res, c.follow
+}
 
-	// Pace snapshot creation before freezing, so waiting for EC2's bucket
-	// never extends the write-blocked window. The volumes are not known
-	// until hostagent reports them; reserve the data volumes (the usual
-	// case) and top up inside the window if more are reported.
-	estimate := t.DataVolumes()
+// reserve paces snapshot creation before freezing, so waiting for EC2's
+// bucket never extends the write-blocked window. The volumes are not known
+// until hostagent reports them; it reserves the data volumes (the usual
+// case) and pickVolumes resizes inside the window if more are reported.
+func (c *cycle) reserve() bool {
+	if !c.enoughTime("") {
+		return false
+	}
+	estimate := c.t.DataVolumes()
 	if len(estimate) == 0 {
-		estimate = t.VolumeOrder
+		estimate = c.t.VolumeOrder
 	}
-	if err := r.Limiter.Reserve(ctx, estimate); err != nil {
-		res.fail("not started: " + err.Error())
-		return res
-	}
-	reserved := map[string]bool{}
-	for _, v := range estimate {
-		reserved[v] = true
+	var err error
+	if c.rsv, err = c.r.Limiter.ReserveVolumes(c.ctx, estimate); err != nil {
+		c.res.fail("not started: " + err.Error())
+		return false
 	}
 	// Pacing may have waited: check the budget again before freezing.
-	thawBy = r.thawBy(ctx)
-	if budget := thawBy.Sub(r.Clock.Now()); budget < min(r.MinStartBudget, t.FreezeTimeout) {
-		r.Limiter.Release(len(estimate))
-		res.fail(fmt.Sprintf("not started: only %s left in this invocation after pacing snapshot creation", budget.Round(time.Millisecond)))
-		return res
-	}
+	return c.enoughTime(" after pacing snapshot creation")
+}
 
-	// 1. Freeze.
-	t0 := r.Clock.Now()
-	freezeDeadline := t0.Add(t.FreezeTimeout)
-	windowEnd := minTime(freezeDeadline, thawBy)
-	cmdID, mayHaveRun, err := r.send(ctx, cfg.Document, t.InstanceID, freezeParams(cfg, t), windowEnd, true)
-	res.FreezeSent = mayHaveRun
-	res.FreezeCommandID = cmdID
-	if err != nil {
-		res.errorf("%v", err)
-		if !mayHaveRun {
-			r.Limiter.Release(len(estimate))
-			res.fail("freeze not sent: " + err.Error())
-			return res
-		}
-		res.fail("freeze outcome unknown: " + err.Error())
-		r.thaw(ctx, cfg, t, &res, log)
-		// Without a command ID the freeze cannot be watched; if SSM took it
-		// and delivers it after this thaw, it would hold until hostagent's
-		// deadline. Thaw once more at the end of the run.
-		res.lateSweep = &lateSweep{after: r.Clock.Now(), find: func(ctx context.Context) ([]SnapshotResult, []string) {
-			var again InstanceResult
-			tr, _ := r.thaw(ctx, cfg, t, &again, log)
-			msgs := []string{"thaw sent again at the end of the run, in case SSM delivered the freeze late"}
-			if tr != nil && len(tr.Mounts) > 0 {
-				msgs = append(msgs, "the second thaw released a hold: the freeze had been delivered after the first thaw")
-			}
-			return nil, append(msgs, again.Errors...)
-		}}
-		return res
+// enoughTime refuses to start a freeze the invocation cannot see through.
+func (c *cycle) enoughTime(after string) bool {
+	c.thawBy = c.r.thawBy(c.ctx)
+	if budget := c.thawBy.Sub(c.r.Clock.Now()); budget < min(c.r.MinStartBudget, c.t.FreezeTimeout) {
+		c.res.fail(fmt.Sprintf("not started: only %s left in this invocation%s", budget.Round(time.Millisecond), after))
+		return false
 	}
-	log.Info("freeze sent", "command_id", cmdID)
-	out, err := r.wait(ctx, cmdID, t.InstanceID, t0, windowEnd)
-	var fr *contract.FreezeReport
+	return true
+}
+
+// freeze sends the freeze and waits for the FreezeReport. When it fails it
+// thaws wherever something may be held, and reports false.
+func (c *cycle) freeze() bool {
+	c.sent = c.r.Clock.Now()
+	c.deadline = c.sent.Add(c.t.FreezeTimeout)
+	c.windowEnd = minTime(c.deadline, c.thawBy)
+	cmdID, mayHaveRun, err := c.r.send(c.ctx, c.cfg.Document, c.t.InstanceID, freezeParams(c.cfg, c.t), c.windowEnd, true)
+	c.res.FreezeSent, c.res.FreezeCommandID = mayHaveRun, cmdID
+	if err != nil {
+		c.freezeNotSent(err, mayHaveRun)
+		return false
+	}
+	c.log.Info("freeze sent", "command_id", cmdID)
+	out, err := c.r.wait(c.ctx, cmdID, c.t.InstanceID, c.sent, c.windowEnd)
 	if err == nil {
-		fr, err = parseFreeze(out, cfg.RunID)
+		c.fr, err = parseFreeze(out, c.cfg.RunID)
 	}
 	if err != nil {
-		res.errorf("freeze: %v", err)
-		res.fail("freeze: " + err.Error())
-		r.Limiter.Release(len(estimate))
-		if freezeMayHold(err) {
-			r.thaw(ctx, cfg, t, &res, log)
-			if out == nil {
-				// The freeze may still be running (delayed delivery, a slow
-				// lock): if it completes after our thaw, it would hold until
-				// hostagent's deadline. Watch it and thaw again.
-				r.chaseFreeze(ctx, cfg, t, &res, log, cmdID, minTime(freezeDeadline.Add(5*time.Second), r.thawBy(ctx)))
-			}
-		}
-		log.Warn("freeze failed", "error", err, "thaw_sent", res.ThawSent)
-		return res
+		c.freezeFailed(err, cmdID, out == nil)
+		return false
 	}
-	res.Lock = &LockResult{Mode: fr.Lock.Mode, Requested: t.MySQLLock, AcquiredMS: fr.Lock.AcquiredMS, BinlogFile: fr.Lock.BinlogFile, BinlogPos: fr.Lock.BinlogPos, GTID: fr.Lock.GTIDExecuted}
-	log.Info("frozen", "frozen_at", fr.FrozenAt, "lock", fr.Lock.Mode, "freeze_visible_ms", ms(r.Clock.Now().Sub(t0)))
+	l := c.fr.Lock
+	c.res.Lock = &LockResult{Mode: l.Mode, Requested: c.t.MySQLLock, AcquiredMS: l.AcquiredMS, BinlogFile: l.BinlogFile, BinlogPos: l.BinlogPos, GTID: l.GTIDExecuted}
+	c.log.Info("frozen", "frozen_at", c.fr.FrozenAt, "lock", l.Mode, "freeze_visible_ms", ms(c.r.Clock.Now().Sub(c.sent)))
+	return true
+}
 
-	// 2. Which volumes: every volume behind every mount, or none.
-	var notes []string
-	consistency := Application
-	lockOK, lockNote := lockHeld(t.MySQLLock, fr.Lock.Mode)
-	if !lockOK {
-		consistency = Crash
-		notes = append(notes, lockNote)
+func (c *cycle) freezeNotSent(err error, mayHaveRun bool) {
+	c.res.errorf("%v", err)
+	if !mayHaveRun {
+		c.res.fail("freeze not sent: " + err.Error())
+		return
 	}
-	vols, perVol, verr := volumesOf(fr, t)
-	if verr != nil {
-		res.errorf("%v", verr)
-		res.fail(verr.Error())
-		r.Limiter.Release(len(estimate))
-		r.thaw(ctx, cfg, t, &res, log)
-		return res
-	}
-	var extra []string
-	for _, v := range vols {
-		if !reserved[v] {
-			extra = append(extra, v)
-		}
-	}
-	if unused := len(estimate) - (len(vols) - len(extra)); unused > 0 {
-		r.Limiter.Release(unused)
-	}
-	if len(extra) > 0 {
-		rctx, cancel := r.Clock.WithTimeout(ctx, windowEnd.Sub(r.Clock.Now()))
-		err := r.Limiter.Reserve(rctx, extra)
-		cancel()
-		if err != nil {
-			res.errorf("rate limit for %v: %v", extra, err)
-			res.fail("snapshot not attempted: " + err.Error())
-			r.thaw(ctx, cfg, t, &res, log)
-			return res
-		}
-	}
-	if !r.Clock.Now().Before(freezeDeadline) {
-		consistency = Crash
-		notes = append(notes, "freeze deadline passed before the snapshot call")
-	}
+	c.res.fail("freeze outcome unknown: " + err.Error())
+	c.r.thaw(c.ctx, c.cfg, c.t, &c.res, c.log)
+	// Without a command ID the freeze cannot be watched; if SSM took it and
+	// delivers it after this thaw, it would hold until hostagent's deadline.
+	// Thaw once more at the end of the run.
+	c.follow = &FollowUp{target: c.t, after: c.r.Clock.Now(), rethaw: true}
+}
 
-	// 3. Snapshot, inside the window.
-	tags := baseTags(cfg.Stack, cfg.RunID, t.InstanceID, t.Name, t.Mounts, consistency, fr, cfg.SnapshotTags)
-	if len(notes) > 0 {
-		tags[TagNote] = joinNote(notes)
+func (c *cycle) freezeFailed(err error, cmdID string, noOutcome bool) {
+	c.res.errorf("freeze: %v", err)
+	c.res.fail("freeze: " + err.Error())
+	if freezeMayHold(err) {
+		c.r.thaw(c.ctx, c.cfg, c.t, &c.res, c.log)
+		if noOutcome {
+			// The freeze may still be running (delayed delivery, a slow
+			// lock): if it completes after our thaw, it would hold until
+			// hostagent's deadline. Watch it and thaw again.
+			c.r.chaseFreeze(c.ctx, c.cfg, c.t, &c.res, c.log, cmdID, minTime(c.deadline.Add(5*time.Second), c.r.thawBy(c.ctx)))
+		}
+	}
+	c.log.Warn("freeze failed", "error", err, "thaw_sent", c.res.ThawSent)
+}
+
+// pickVolumes decides what to snapshot: every volume behind every mount, or
+// none (then it thaws); and fits the rate reservation to them.
+func (c *cycle) pickVolumes() bool {
+	vols, perVol, err := volumesOf(c.fr, c.t)
+	if err != nil {
+		c.res.errorf("%v", err)
+		c.res.fail(err.Error())
+		c.r.thaw(c.ctx, c.cfg, c.t, &c.res, c.log)
+		return false
+	}
+	rctx, cancel := c.r.Clock.WithTimeout(c.ctx, c.windowEnd.Sub(c.r.Clock.Now()))
+	err = c.rsv.Resize(rctx, vols)
+	cancel()
+	if err != nil {
+		c.res.errorf("%v", err)
+		c.res.fail("snapshot not attempted: " + err.Error())
+		c.r.thaw(c.ctx, c.cfg, c.t, &c.res, c.log)
+		return false
+	}
+	c.vols, c.perVol = vols, perVol
+	return true
+}
+
+// snapshot takes the snapshots inside the window, tagged at creation with
+// the verdict known before the call.
+func (c *cycle) snapshot() {
+	c.evidence = consistency.Evidence{LockRequested: c.t.MySQLLock, LockTaken: c.fr.Lock.Mode,
+		FreezeSent: c.sent, FreezeTimeout: c.t.FreezeTimeout, CallsStarted: c.r.Clock.Now()}
+	c.created = consistency.Decide(c.evidence)
+	tags := baseTags(c.cfg.Stack, c.cfg.RunID, c.t.InstanceID, c.t.Name, c.t.Mounts, c.created.Consistency, c.fr, c.cfg.SnapshotTags)
+	if len(c.created.Notes) > 0 {
+		tags[TagNote] = truncateValue(c.created.Note())
 	}
 	// Stop retrying early enough for the thaw to reach the host before its
 	// deadline: after the deadline there is nothing left to gain.
-	margin := min(2*time.Second, t.FreezeTimeout/4)
-	so := r.takeSnapshots(ctx, t, vols, tags, perVol, minTime(windowEnd, freezeDeadline.Add(-margin)))
-	r.Limiter.Created(vols, so.firstSent)
+	margin := min(2*time.Second, c.t.FreezeTimeout/4)
+	c.so = c.r.takeSnapshots(c.ctx, c.t, c.vols, tags, c.perVol, minTime(c.windowEnd, c.deadline.Add(-margin)))
+	c.rsv.Spend(c.vols, c.so.firstSent)
+	c.res.SnapshotAPI = c.so.api
+	c.res.SnapshotCallMS = ms(c.so.lastReturn.Sub(c.so.firstSent))
+}
 
-	// 4. Thaw as soon as every snapshot call has returned.
-	tr, thawReturned := r.thaw(ctx, cfg, t, &res, log)
-	res.LambdaWindowMS = ms(thawReturned.Sub(t0))
-
-	res.SnapshotAPI = so.api
-	res.SnapshotCallMS = ms(so.lastReturn.Sub(so.firstSent))
-	if so.lastReturn.After(freezeDeadline) {
-		notes = append(notes, fmt.Sprintf("snapshot call returned %s after freeze_timeout %s", so.lastReturn.Sub(freezeDeadline).Round(time.Millisecond), t.FreezeTimeout))
+// thaw runs as soon as every snapshot call has returned.
+func (c *cycle) thaw() {
+	tr, returned := c.r.thaw(c.ctx, c.cfg, c.t, &c.res, c.log)
+	c.tr = tr
+	c.res.LambdaWindowMS = ms(returned.Sub(c.sent))
+	if tr == nil {
+		return
 	}
-	switch {
-	case tr == nil:
-		notes = append(notes, "thaw not confirmed")
-	case tr.Late:
-		// DESIGN's rule: hostagent's deadline started after we sent the
-		// freeze, so every call that returned within freeze_timeout of
-		// sending it (checked above) was inside the hold, and the deadline
-		// thaw came after it. The snapshots keep their consistency; the
-		// long window is reported (and counted in thawed_by_deadline).
-		if len(notes) == 0 && so.err == nil {
-			res.errorf("thaw arrived after hostagent's deadline (thawed_by %s); snapshot calls had returned within freeze_timeout, so consistency stands", tr.ThawedBy)
+	c.res.ThawedBy, c.res.ThawLate = tr.ThawedBy, tr.Late
+	c.res.ThawedByDeadline = tr.ThawedBy == contract.ThawedByDeadline
+	c.res.LockLost = tr.LockLost
+	if !tr.ThawedAt.IsZero() && !c.fr.FrozenAt.IsZero() {
+		c.res.WindowMS = ms(tr.ThawedAt.Sub(c.fr.FrozenAt))
+	} else {
+		c.res.WindowMS = tr.HeldMS
+	}
+}
+
+// judge reaches the final verdict, now that the calls' outcome and the
+// ThawReport are known.
+func (c *cycle) judge() {
+	ev := c.evidence
+	ev.AfterThaw, ev.CallsReturned, ev.Thaw, ev.SetError = true, c.so.lastReturn, c.tr, c.so.err
+	c.final = consistency.Decide(ev)
+	c.res.ConsistencyNote = truncateValue(c.final.Note())
+	if c.tr != nil && c.tr.Late {
+		// A late thaw keeps the verdict when the calls returned in time
+		// (docs/architecture.md#consistency); the long window is reported
+		// (and counted in thawed_by_deadline).
+		if c.final.Consistency == Application {
+			c.res.errorf("thaw arrived after hostagent's deadline (thawed_by %s); snapshot calls had returned within freeze_timeout, so consistency stands", c.tr.ThawedBy)
 		} else {
-			res.errorf("thaw arrived after hostagent's deadline (thawed_by %s)", tr.ThawedBy)
-		}
-	case tr.ThawedBy != contract.ThawedByCommand:
-		notes = append(notes, "hold ended by "+tr.ThawedBy+", not by our thaw")
-	}
-	if tr != nil {
-		res.ThawedBy, res.ThawLate = tr.ThawedBy, tr.Late
-		res.ThawedByDeadline = tr.ThawedBy == contract.ThawedByDeadline
-		if !tr.ThawedAt.IsZero() && !fr.FrozenAt.IsZero() {
-			res.WindowMS = ms(tr.ThawedAt.Sub(fr.FrozenAt))
-		} else {
-			res.WindowMS = tr.HeldMS
+			c.res.errorf("thaw arrived after hostagent's deadline (thawed_by %s)", c.tr.ThawedBy)
 		}
 	}
-	incomplete := so.err != nil
-	if incomplete {
-		notes = append(notes, "incomplete set: "+so.err.Error())
-	}
-	final := consistency
-	if len(notes) > 0 {
-		final = Crash
-	}
+}
 
-	// 5. Tags after the window: per-volume device/mounts for the
-	// multi-volume call, and the downgrade when the window did not hold.
-	known := map[string]bool{}
-	for _, c := range so.created {
-		known[c.id] = true
-	}
-	all := so.created
-	orphan := map[string]bool{}
-	if so.ambiguous {
-		orphans, err := r.findOrphans(context.WithoutCancel(ctx), cfg.RunID, t.InstanceID, known)
-		if err != nil {
-			res.errorf("looking for snapshots of failed calls: %v", err)
-		}
-		if len(orphans) > 0 {
-			res.errorf("%d snapshot(s) created by calls whose response was lost; tagged crash and incomplete", len(orphans))
-			for _, o := range orphans {
-				orphan[o.id] = true
-			}
-			all = append(all, orphans...)
-		}
-	}
-	if so.ambiguous {
-		// EC2 may still process an abandoned call after this (the request
-		// can wait in its front end): Run sweeps again once it had time to.
-		for _, o := range all {
-			known[o.id] = true
-		}
-		res.lateSweep = &lateSweep{after: so.lastReturn, find: func(ctx context.Context) ([]SnapshotResult, []string) {
-			return r.sweepOrphans(ctx, cfg.RunID, t.InstanceID, known, perVol)
-		}}
-	}
-	res.ConsistencyNote = joinNote(notes)
+// tagSnapshots sets what could not be set at creation: per-volume device
+// and mounts after a multi-volume call, and the downgrade when the final
+// verdict is lower than the one the snapshots were created with. Snapshots
+// of calls whose response was lost are found by their tags and tagged too.
+func (c *cycle) tagSnapshots() {
+	all, orphan := c.unacknowledged()
 	if len(all) > 0 {
-		res.Consistency = final
+		c.res.Consistency = c.final.Consistency
 	}
-	for _, c := range all {
-		upd := map[string]string{}
-		if so.api == APICreateSnapshots || orphan[c.id] {
-			for k, v := range perVol[c.volume] {
-				upd[k] = v
-			}
-		}
-		sr := SnapshotResult{SnapshotID: c.id, VolumeID: c.volume, Device: perVol[c.volume][TagDevice], Mounts: perVol[c.volume][TagMounts], Consistency: final, Incomplete: incomplete}
-		switch {
-		case orphan[c.id] || incomplete:
-			// Not part of a complete, acknowledged set: never application.
-			upd[TagConsistency] = Crash
-			upd[TagIncomplete] = "true"
-			note := res.ConsistencyNote
-			if orphan[c.id] {
-				note = orphanNote
-			}
-			upd[TagNote] = truncateValue(note)
-			sr.Consistency, sr.Incomplete = Crash, true
-		case final != consistency:
-			upd[TagConsistency] = Crash
-			upd[TagNote] = res.ConsistencyNote
-		}
-		if len(upd) > 0 {
-			if err := r.tagSnapshot(context.WithoutCancel(ctx), c.id, upd); err != nil {
-				res.errorf("tag %s: %v", c.id, err)
-				if upd[TagConsistency] == Crash && consistency == Application {
-					// The downgrade did not land: the snapshot may still
-					// say application. Say so loudly.
-					res.fail(fmt.Sprintf("could not re-tag %s as crash-consistent: %v", c.id, err))
-					sr.Consistency = Application + " (re-tag to crash failed)"
-				}
-			}
-		}
-		res.Snapshots = append(res.Snapshots, sr)
+	for _, s := range all {
+		c.res.Snapshots = append(c.res.Snapshots, c.tagOne(s, orphan[s.id]))
 	}
+}
 
+// unacknowledged returns every snapshot of the instance in this run: the
+// acknowledged ones, plus, after an ambiguous call failure, those it created
+// anyway (marked in orphan). EC2 may still process an abandoned call after
+// this (the request can wait in its front end): the FollowUp looks again at
+// the end of the run.
+func (c *cycle) unacknowledged() (all []created, orphan map[string]bool) {
+	all = c.so.created
+	if !c.so.ambiguous {
+		return all, nil
+	}
+	known := map[string]bool{}
+	for _, s := range all {
+		known[s.id] = true
+	}
+	orphans, err := c.r.findOrphans(context.WithoutCancel(c.ctx), c.cfg.RunID, c.t.InstanceID, known)
+	if err != nil {
+		c.res.errorf("looking for snapshots of failed calls: %v", err)
+	}
+	orphan = map[string]bool{}
+	if len(orphans) > 0 {
+		c.res.errorf("%d snapshot(s) created by calls whose response was lost; tagged crash and incomplete", len(orphans))
+		for _, o := range orphans {
+			orphan[o.id], known[o.id] = true, true
+		}
+		all = append(all, orphans...)
+	}
+	c.follow = &FollowUp{target: c.t, after: c.so.lastReturn, orphans: &orphanSearch{known: known, perVol: c.perVol}}
+	return all, orphan
+}
+
+// tagOne re-tags one snapshot where its tags at creation are not the final
+// word, and returns its line in the result.
+func (c *cycle) tagOne(s created, orphan bool) SnapshotResult {
+	v := c.final
+	if orphan {
+		v = consistency.Unacknowledged()
+	}
+	per := c.perVol[s.volume]
+	sr := SnapshotResult{SnapshotID: s.id, VolumeID: s.volume, Device: per[TagDevice], Mounts: per[TagMounts], Consistency: v.Consistency, Incomplete: v.Incomplete}
+	upd := map[string]string{}
+	if c.so.api == APICreateSnapshots || orphan {
+		for k, val := range per {
+			upd[k] = val
+		}
+	}
 	switch {
-	case so.err != nil:
-		res.errorf("%v", so.err)
-		res.fail("snapshot failed: " + so.err.Error())
-	case tr == nil:
-		res.fail("thaw not confirmed; hostagent's deadline thaws at the latest " + fr.Deadline.Format(time.RFC3339Nano))
-	case final != Application:
+	case v.Incomplete:
+		// Not part of a complete, acknowledged set: never application.
+		upd[TagConsistency] = Crash
+		upd[TagIncomplete] = "true"
+		upd[TagNote] = truncateValue(v.Note())
+	case v.Consistency != c.created.Consistency:
+		upd[TagConsistency] = v.Consistency
+		upd[TagNote] = truncateValue(v.Note())
+	}
+	if len(upd) == 0 {
+		return sr
+	}
+	if err := c.r.tagSnapshot(context.WithoutCancel(c.ctx), s.id, upd); err != nil {
+		c.res.errorf("tag %s: %v", s.id, err)
+		if upd[TagConsistency] == Crash && c.created.Consistency == Application {
+			// The downgrade did not land: the snapshot may still say
+			// application. Say so loudly.
+			c.res.fail(fmt.Sprintf("could not re-tag %s as crash-consistent: %v", s.id, err))
+			sr.Consistency = Application + " (re-tag to crash failed)"
+		}
+	}
+	return sr
+}
+
+// finish sets the instance's status from what happened.
+func (c *cycle) finish() {
+	res := &c.res
+	switch {
+	case c.so.err != nil:
+		res.errorf("%v", c.so.err)
+		res.fail("snapshot failed: " + c.so.err.Error())
+	case c.tr == nil:
+		res.fail("thaw not confirmed; hostagent's deadline thaws at the latest " + c.fr.Deadline.Format(time.RFC3339Nano))
+	case c.final.Consistency != Application:
 		res.fail("snapshots are crash-consistent only: " + res.ConsistencyNote)
 	case res.Status == StatusFailed && res.Reason != "":
 		// a failed re-tag or mount thaw already set the reason
 	default:
 		res.Status = StatusOK
 	}
-	r.emitInstance(cfg, &res)
-	log.Info("instance done", "status", res.Status, "consistency", res.Consistency, "window_ms", res.WindowMS, "lambda_window_ms", res.LambdaWindowMS, "snapshot_call_ms", res.SnapshotCallMS, "snapshots", len(res.Snapshots))
-	return res
+	c.r.emitInstance(c.cfg, res)
+	c.log.Info("instance done", "status", res.Status, "consistency", res.Consistency, "window_ms", res.WindowMS, "lambda_window_ms", res.LambdaWindowMS, "snapshot_call_ms", res.SnapshotCallMS, "snapshots", len(res.Snapshots))
 }
 
 // chaseFreeze waits for a freeze whose outcome was unknown when we thawed;
@@ -328,99 +366,14 @@ func (r *Runner) chaseFreeze(ctx context.Context, cfg *event.Config, t targets.T
 	}
 }
 
-// lockHeld decides whether the lock hostagent reported is the one asked for.
-func lockHeld(requested, got string) (bool, string) {
-	switch {
-	case requested == contract.LockAuto || requested == "":
-		// auto resolves to a lock when MySQL is present, to none when
-		// there is no database: both are what the operator asked for.
-		return true, ""
-	case requested == contract.LockNone:
-		return true, ""
-	case got == requested:
-		return true, ""
-	case got == "" || got == contract.LockNone:
-		return false, fmt.Sprintf("MySQL lock %s was requested but hostagent reports none", requested)
-	}
-	return false, fmt.Sprintf("MySQL lock %s was requested but hostagent took %s", requested, got)
-}
-
-// volumesOf maps the FreezeReport's mounts to the volumes to snapshot, in
-// a stable order, and the per-volume tags (device and the mounts it backs).
-func volumesOf(fr *contract.FreezeReport, t targets.Target) ([]string, map[string]map[string]string, error) {
-	var vols []string
-	mountsOf := map[string][]string{}
-	hostDevice := map[string]string{}
-	for _, m := range fr.Mounts {
-		ids := m.VolumeIDs
-		if len(ids) == 0 && len(m.EC2Devices) > 0 {
-			// Xen instances: hostagent knows only EC2 device names (from
-			// IMDS); the block device mappings say which volume each is.
-			var err error
-			if ids, err = volumesByDevice(m, t); err != nil {
-				return nil, nil, err
-			}
-		}
-		if len(ids) == 0 {
-			return nil, nil, fmt.Errorf("mount %s (device %s) has no EBS volume ID: cannot snapshot it", m.Path, m.Device)
-		}
-		for _, v := range ids {
-			hostDevice[v] = m.Device
-			// With no block device mappings at all (EC2 did not say), trust
-			// hostagent; otherwise a volume EC2 does not list is a mismatch.
-			if _, attached := t.Volumes[v]; !attached && len(t.Volumes) > 0 {
-				return nil, nil, fmt.Errorf("mount %s is on volume %s, which EC2 does not list as attached to %s", m.Path, v, t.InstanceID)
-			}
-			if _, seen := mountsOf[v]; !seen {
-				vols = append(vols, v)
-			}
-			mountsOf[v] = append(mountsOf[v], m.Path)
-		}
-	}
-	per := map[string]map[string]string{}
-	for _, v := range vols {
-		dev := t.Volumes[v]
-		if dev == "" {
-			dev = hostDevice[v]
-		}
-		per[v] = map[string]string{TagDevice: dev, TagMounts: truncateValue(strings.Join(mountsOf[v], ","))}
-	}
-	return vols, per, nil
-}
-
-// volumesByDevice maps a mount's EC2 device names to the attached volumes.
-// Names are compared without "/dev/" and with Xen's "xvd" read as "sd", as
-// EC2 maps /dev/sdf to xvdf inside the guest.
-func volumesByDevice(m contract.MountReport, t targets.Target) ([]string, error) {
-	norm := func(dev string) string {
-		dev = strings.TrimPrefix(dev, "/dev/")
-		if rest, ok := strings.CutPrefix(dev, "xvd"); ok {
-			dev = "sd" + rest
-		}
-		return dev
-	}
-	byDevice := map[string]string{}
-	for vol, dev := range t.Volumes {
-		byDevice[norm(dev)] = vol
-	}
-	var ids []string
-	for _, dev := range m.EC2Devices {
-		vol, ok := byDevice[norm(dev)]
-		if !ok {
-			return nil, fmt.Errorf("mount %s is on EC2 device %s, which no block device mapping of %s names", m.Path, dev, t.InstanceID)
-		}
-		ids = append(ids, vol)
-	}
-	return ids, nil
-}
-
 // thaw sends thaw and waits for the ThawReport. It runs on a context that
 // survives the invocation's cancellation, bounded by thawContextTimeout.
 func (r *Runner) thaw(ctx context.Context, cfg *event.Config, t targets.Target, res *InstanceResult, log *slog.Logger) (*contract.ThawReport, time.Time) {
 	tctx, cancel := r.Clock.WithTimeout(context.WithoutCancel(ctx), thawContextTimeout)
 	defer cancel()
 	sendUntil := r.Clock.Now().Add(thawContextTimeout / 2)
-	cmdID, mayHaveRun, err := r.send(tctx, cfg.Document, t.InstanceID, map[string]string{"action": "thaw", "runId": cfg.RunID}, sendUntil, false)
+	thaw := contract.CommandParams{Action: contract.ActionThaw, RunID: cfg.RunID}
+	cmdID, mayHaveRun, err := r.send(tctx, cfg.Document, t.InstanceID, thaw, sendUntil, false)
 	returned := r.Clock.Now()
 	res.ThawSent = mayHaveRun
 	res.ThawCommandID = cmdID
@@ -446,6 +399,9 @@ func (r *Runner) thaw(ctx context.Context, cfg *event.Config, t targets.Target, 
 	}
 	if tr.Late {
 		log.Warn("thaw was late: hostagent's deadline had already thawed", "thawed_by", tr.ThawedBy)
+	}
+	if ll := tr.LockLost; ll != nil {
+		log.Warn("MySQL lock lost during the hold; the snapshots are crash-consistent only", "after_ms", ll.AfterMS, "reason", ll.Reason)
 	}
 	for _, m := range tr.Mounts {
 		if !m.Thawed && m.Error != "" {

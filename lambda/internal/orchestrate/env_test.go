@@ -2,9 +2,9 @@ package orchestrate_test
 
 import (
 	"context"
-	"github.com/quiesce/quiesce/test/syncbuf"
 	"log/slog"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
+	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/internal/clock"
 	"github.com/quiesce/quiesce/lambda/internal/event"
 	"github.com/quiesce/quiesce/lambda/internal/handler"
@@ -22,6 +23,7 @@ import (
 	"github.com/quiesce/quiesce/ssmdoc"
 	"github.com/quiesce/quiesce/test/awslocal"
 	"github.com/quiesce/quiesce/test/fakehost"
+	"github.com/quiesce/quiesce/test/syncbuf"
 )
 
 const (
@@ -165,6 +167,13 @@ func (e *env) assertHonest(res *orchestrate.Result) {
 		}
 		if s.Tags["quiesce:stack"] != stack {
 			e.t.Errorf("snapshot %s lacks the stack tag: %v", s.ID, s.Tags)
+		}
+		// The user tag budget counts contract.SnapshotTagKeys: a key quiesce
+		// writes must be listed there.
+		for k := range s.Tags {
+			if (k == contract.TagName || strings.HasPrefix(k, contract.TagPrefix)) && !slices.Contains(contract.SnapshotTagKeys[:], k) {
+				e.t.Errorf("snapshot %s carries tag %s, which contract.SnapshotTagKeys does not reserve", s.ID, k)
+			}
 		}
 	}
 }

@@ -105,9 +105,9 @@ func (s *scriptedSSM) sent() string {
 	return strings.Join(s.actions, ",")
 }
 
-func jsonOut(status ssmtypes.CommandInvocationStatus, code int32, v any) *ssm.GetCommandInvocationOutput {
+func jsonOut(status ssmtypes.CommandInvocationStatus, code contract.ExitCode, v any) *ssm.GetCommandInvocationOutput {
 	b, _ := json.Marshal(v)
-	return &ssm.GetCommandInvocationOutput{Status: status, ResponseCode: code, StandardOutputContent: aws.String(string(b))}
+	return &ssm.GetCommandInvocationOutput{Status: status, ResponseCode: int32(code), StandardOutputContent: aws.String(string(b))}
 }
 
 func unitSetup(t *testing.T, e *fakeEC2, s *scriptedSSM) (*Runner, *event.Config, targets.Target) {
@@ -196,7 +196,7 @@ func TestDowngradeFailureIsReportedLoudly(t *testing.T) {
 		},
 	}
 	r, cfg, tg := unitSetup(t, e, s)
-	res := r.Cycle(context.Background(), cfg, tg)
+	res, _ := r.Cycle(context.Background(), cfg, tg)
 	if res.Status != StatusFailed || !strings.Contains(res.Reason, "could not re-tag") || res.Consistency != Crash {
 		t.Fatalf("result = %+v", res)
 	}
@@ -230,7 +230,7 @@ func TestCreateSnapshotsWrongVolumeSet(t *testing.T) {
 		},
 	}
 	r, cfg, tg := unitSetup(t, e, s)
-	res := r.Cycle(context.Background(), cfg, tg)
+	res, _ := r.Cycle(context.Background(), cfg, tg)
 	if res.Status != StatusFailed || !strings.Contains(res.Reason, "different volume set") {
 		t.Fatalf("result = %+v", res)
 	}
@@ -253,7 +253,7 @@ func TestThawSurvivesCancelledInvocation(t *testing.T) {
 	r, cfg, tg := unitSetup(t, e, s)
 	ctx, cancel := context.WithTimeout(context.Background(), 700*time.Millisecond)
 	defer cancel()
-	res := r.Cycle(ctx, cfg, tg)
+	res, _ := r.Cycle(ctx, cfg, tg)
 	if s.sent() != "freeze,thaw" || !res.ThawSent || res.Status != StatusFailed {
 		t.Fatalf("sent=%s result=%+v", s.sent(), res)
 	}
@@ -308,7 +308,7 @@ func TestNoBlockDeviceMappingsFallsBackToPerVolume(t *testing.T) {
 	tg.Volumes, tg.VolumeOrder, tg.RootVolumeID = nil, nil, ""
 	s.freeze = jsonOut(ssmtypes.CommandInvocationStatusSuccess, 0, contract.FreezeReport{RunID: "run-1", Lock: contract.LockInfo{Mode: "ftwrl"},
 		Mounts: []contract.MountReport{{Path: "/a", Device: "/dev/nvme1n1", VolumeIDs: []string{"vol-a"}}, {Path: "/b", Device: "/dev/nvme2n1", VolumeIDs: []string{"vol-b"}}}})
-	res := r.Cycle(context.Background(), cfg, tg)
+	res, _ := r.Cycle(context.Background(), cfg, tg)
 	if res.Status != StatusOK || res.SnapshotAPI != APICreateSnapshot || devices["vol-a"] != "/dev/nvme1n1" || devices["vol-b"] != "/dev/nvme2n1" {
 		t.Fatalf("result = %+v devices = %v", res, devices)
 	}
@@ -326,7 +326,7 @@ func TestMountThawErrorFailsTheInstance(t *testing.T) {
 		},
 	}
 	r, cfg, tg := unitSetup(t, e, s)
-	res := r.Cycle(context.Background(), cfg, tg)
+	res, _ := r.Cycle(context.Background(), cfg, tg)
 	if res.Status != StatusFailed || !strings.Contains(res.Reason, "thaw of /b failed") {
 		t.Fatalf("result = %+v", res)
 	}

@@ -16,10 +16,10 @@ const (
 	StatusSkipped = "skipped"
 )
 
-// Consistency tag values.
+// Consistency tag values (docs/architecture.md#consistency).
 const (
-	Application = "application"
-	Crash       = "crash"
+	Application = contract.ConsistencyApplication
+	Crash       = contract.ConsistencyCrash
 )
 
 // Result is the invocation's JSON result.
@@ -63,14 +63,14 @@ type InstanceResult struct {
 	ThawedBy       string           `json:"thawed_by,omitempty"`
 	ThawLate       bool             `json:"thaw_late,omitempty"`
 	// ThawedByDeadline: hostagent's fail-safe, not our thaw, ended the hold.
-	ThawedByDeadline bool                  `json:"thawed_by_deadline,omitempty"`
-	FreezeCommandID  string                `json:"freeze_command_id,omitempty"`
-	ThawCommandID    string                `json:"thaw_command_id,omitempty"`
-	Check            *contract.CheckReport `json:"check,omitempty"`
-	Errors           []string              `json:"errors,omitempty"`
-
-	// lateSweep, when set, looks once more for snapshots of abandoned calls.
-	lateSweep *lateSweep
+	ThawedByDeadline bool `json:"thawed_by_deadline,omitempty"`
+	// LockLost: the MySQL lock ended during the hold (hostagent's ThawReport
+	// says when and why); the snapshots are crash.
+	LockLost        *contract.LockLoss    `json:"lock_lost,omitempty"`
+	FreezeCommandID string                `json:"freeze_command_id,omitempty"`
+	ThawCommandID   string                `json:"thaw_command_id,omitempty"`
+	Check           *contract.CheckReport `json:"check,omitempty"`
+	Errors          []string              `json:"errors,omitempty"`
 }
 
 // SnapshotResult is one snapshot created in the run.

@@ -1,23 +1,9 @@
 // Package orchestrate runs the quiesce cycle on each target instance and the
-// fleet around it: freeze via SSM, snapshot, always thaw, tag honestly.
-//
-// Consistency rule (DESIGN.md "The cycle" and the thaw rule under
-// "hostagent"): a snapshot is tagged quiesce:consistency=application only if
-//   - the freeze command succeeded with a valid FreezeReport (every mount
-//     frozen, the lock mode the operator asked for held — or no lock was
-//     asked for and hostagent reported mode none, recorded as quiesce:lock=none),
-//   - every snapshot call of the instance RETURNED within freeze_timeout of
-//     the Lambda sending the freeze command (hostagent's deadline starts
-//     later, so no clock sync is needed),
-//   - the ThawReport came back, thawed by our command or, when late, by
-//     hostagent's deadline (which by the rule above fell after every call
-//     returned); a hold ended by "recovery" is not trusted.
-//
-// Anything else is crash. Tags are set at creation (TagSpecifications) with
-// the consistency known at that moment; when the call returned too late or
-// the thaw says the hold did not last, a CreateTags after the thaw
-// downgrades to crash with a quiesce:note saying why. Nothing is ever
-// upgraded after creation.
+// fleet around it: freeze via SSM, snapshot, always thaw, tag honestly. What
+// a set may be tagged is decided by package consistency
+// (docs/architecture.md#consistency); this package gathers the evidence, tags
+// the snapshots with the verdict known at creation and re-tags them when the
+// final verdict is lower. Nothing is ever upgraded after creation.
 package orchestrate
 
 import (

@@ -14,6 +14,7 @@ import (
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/quiesce/quiesce/lambda/internal/awsapi"
+	"github.com/quiesce/quiesce/lambda/internal/consistency"
 	"github.com/quiesce/quiesce/lambda/internal/targets"
 )
 
@@ -194,7 +195,7 @@ func sortCreated(c []created) {
 	sort.Slice(c, func(i, j int) bool { return c[i].volume < c[j].volume })
 }
 
-// tagSnapshots sets tags on one snapshot after the window, retrying
+// tagSnapshot sets tags on one snapshot after the window, retrying
 // throttling generously (the window is closed; only the invocation
 // deadline bounds it).
 func (r *Runner) tagSnapshot(ctx context.Context, id string, tags map[string]string) error {
@@ -216,8 +217,8 @@ func (r *Runner) findOrphans(ctx context.Context, runID, instanceID string, know
 		{Name: aws.String("tag:" + TagInstance), Values: []string{instanceID}},
 	}}
 	var out []created
-	for {
-		o, err := r.EC2.DescribeSnapshots(ctx, in)
+	for p := ec2.NewDescribeSnapshotsPaginator(r.EC2, in); p.HasMorePages(); {
+		o, err := p.NextPage(ctx)
 		if err != nil {
 			return out, err
 		}
@@ -226,26 +227,12 @@ func (r *Runner) findOrphans(ctx context.Context, runID, instanceID string, know
 				out = append(out, created{id: id, volume: aws.ToString(s.VolumeId)})
 			}
 		}
-		if aws.ToString(o.NextToken) == "" {
-			return out, nil
-		}
-		in.NextToken = o.NextToken
 	}
+	return out, nil
 }
 
 func joinNote(notes []string) string {
 	return truncateValue(strings.Join(notes, "; "))
-}
-
-// orphanNote is the note on a snapshot nobody acknowledged to the Lambda.
-const orphanNote = "created by a snapshot call whose response was lost; not part of the acknowledged set"
-
-// lateSweep is work for the end of the run, once EC2/SSM had time to act
-// on requests whose outcome was unknown: look again for snapshots of an
-// abandoned snapshot call, or thaw again after an unknown freeze send.
-type lateSweep struct {
-	after time.Time // the abandoned calls ended here
-	find  func(ctx context.Context) ([]SnapshotResult, []string)
 }
 
 // sweepOrphans finds snapshots of runID/instanceID not in known, tags them
@@ -259,11 +246,12 @@ func (r *Runner) sweepOrphans(ctx context.Context, runID, instanceID string, kno
 	var out []SnapshotResult
 	for _, o := range orphans {
 		known[o.id] = true
-		upd := map[string]string{TagConsistency: Crash, TagIncomplete: "true", TagNote: orphanNote}
+		v := consistency.Unacknowledged()
+		upd := map[string]string{TagConsistency: v.Consistency, TagIncomplete: "true", TagNote: v.Note()}
 		for k, v := range perVol[o.volume] {
 			upd[k] = v
 		}
-		sr := SnapshotResult{SnapshotID: o.id, VolumeID: o.volume, Device: perVol[o.volume][TagDevice], Mounts: perVol[o.volume][TagMounts], Consistency: Crash, Incomplete: true}
+		sr := SnapshotResult{SnapshotID: o.id, VolumeID: o.volume, Device: perVol[o.volume][TagDevice], Mounts: perVol[o.volume][TagMounts], Consistency: v.Consistency, Incomplete: v.Incomplete}
 		if err := r.tagSnapshot(ctx, o.id, upd); err != nil {
 			errs = append(errs, fmt.Sprintf("tag %s: %v", o.id, err))
 			sr.Consistency = "unknown (re-tag to crash failed)"

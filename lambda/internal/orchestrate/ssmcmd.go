@@ -17,18 +17,18 @@ import (
 	"github.com/quiesce/quiesce/lambda/internal/awsapi"
 )
 
-// Freeze outcomes the orchestrator branches on.
+// Command outcomes that no hostagent exit code states; a known exit code
+// comes back as a *contract.ExitError, which unwraps to contract's sentinels
+// (contract.ErrBusy, ...).
 var (
-	ErrUsage          = errors.New("hostagent rejected the parameters (exit 2)")
-	ErrBusy           = errors.New("another run holds a mount (exit 3)")
-	ErrLockTimeout    = errors.New("MySQL lock not acquired within lock_wait (exit 5)")
-	ErrFreezeFailed   = errors.New("freeze failed, nothing held (exit 1)")
 	ErrOutcomeUnknown = errors.New("freeze outcome unknown")
 	ErrThawFailed     = errors.New("thaw not confirmed")
 )
 
 // CommandError is a failed or unknown SSM command outcome.
 type CommandError struct {
+	// Kind is ErrOutcomeUnknown, ErrThawFailed or the *contract.ExitError
+	// of hostagent's exit code.
 	Kind     error
 	Status   string
 	ExitCode int32
@@ -73,17 +73,13 @@ const commandTimeoutSeconds = 30
 // send sends the document to one instance, retrying throttling (and, unless
 // once is set, 5xx and transport errors) until `until`. mayHaveRun reports whether the command may have reached
 // SSM even though err != nil.
-func (r *Runner) send(ctx context.Context, doc, instanceID string, params map[string]string, until time.Time, once bool) (cmdID string, mayHaveRun bool, err error) {
-	p := make(map[string][]string, len(params))
-	for k, v := range params {
-		p[k] = []string{v}
-	}
+func (r *Runner) send(ctx context.Context, doc, instanceID string, params contract.CommandParams, until time.Time, once bool) (cmdID string, mayHaveRun bool, err error) {
 	in := &ssm.SendCommandInput{
 		DocumentName:   aws.String(doc),
 		InstanceIds:    []string{instanceID},
-		Parameters:     p,
+		Parameters:     params.Parameters(),
 		TimeoutSeconds: aws.Int32(commandTimeoutSeconds),
-		Comment:        aws.String(truncate("quiesce "+params["action"]+" "+params["runId"], 100)),
+		Comment:        aws.String(truncate("quiesce "+params.Action+" "+params.RunID, 100)),
 	}
 	err = r.retry(ctx, until, retryPolicy{base: 50 * time.Millisecond, cap: 500 * time.Millisecond, throttleOnly: once}, func(ctx context.Context) error {
 		out, err := r.SSM.SendCommand(ctx, in, awsapi.NoSSMRetry)
@@ -100,7 +96,7 @@ func (r *Runner) send(ctx context.Context, doc, instanceID string, params map[st
 		return nil
 	})
 	if err != nil {
-		return "", mayHaveRun, fmt.Errorf("send %s command: %w", params["action"], err)
+		return "", mayHaveRun, fmt.Errorf("send %s command: %w", params.Action, err)
 	}
 	return cmdID, true, nil
 }
@@ -191,8 +187,9 @@ func (r *Runner) wait(ctx context.Context, cmdID, instanceID string, sentAt, unt
 	}
 }
 
-// decodeJSON finds the one JSON object hostagent printed. The document
-// passes stdout through unchanged, but tolerate a stray line before it.
+// decodeJSON finds the one JSON object hostagent printed
+// (docs/architecture.md#wire-contract). The document passes stdout through
+// unchanged, but tolerate a stray line before it.
 func decodeJSON(stdout string, v any) error {
 	s := strings.TrimSpace(stdout)
 	if s == "" {
@@ -248,18 +245,12 @@ func parseFreeze(out *ssm.GetCommandInvocationOutput, runID string) (*contract.F
 		}
 		return &fr, nil
 	case ssmtypes.CommandInvocationStatusFailed:
-		ce := &CommandError{Status: status, ExitCode: out.ResponseCode, Message: errorMessage(out)}
-		switch out.ResponseCode {
-		case contract.ExitUsage:
-			ce.Kind = ErrUsage
-		case contract.ExitBusy:
-			ce.Kind = ErrBusy
-		case contract.ExitLockWait:
-			ce.Kind = ErrLockTimeout
-		case contract.ExitFailed:
-			ce.Kind = ErrFreezeFailed
-		default:
-			ce.Kind = ErrOutcomeUnknown
+		ce := &CommandError{Kind: ErrOutcomeUnknown, Status: status, ExitCode: out.ResponseCode, Message: errorMessage(out)}
+		// Only the codes a freeze exits with say what happened; anything
+		// else (a late thaw's 4 from a confused host, a signal) says nothing.
+		switch code := contract.ExitCode(out.ResponseCode); code {
+		case contract.ExitUsage, contract.ExitBusy, contract.ExitLockWait, contract.ExitFailed:
+			ce.Kind = &contract.ExitError{Code: code}
 		}
 		return nil, ce
 	}
@@ -268,16 +259,17 @@ func parseFreeze(out *ssm.GetCommandInvocationOutput, runID string) (*contract.F
 
 // freezeMayHold reports whether, after this freeze error, something may
 // still be held on the host (so thaw must be sent). hostagent guarantees
-// exit 2, 3 and 5 changed nothing of ours; exit 1 means it rolled back, but
-// a thaw costs one command outside the window and covers a rollback bug.
+// that exit 2, 3 and 5 changed nothing of ours (docs/architecture.md#exit-codes);
+// exit 1 means it rolled back, but a thaw costs one command outside the
+// window and covers a rollback bug.
 func freezeMayHold(err error) bool {
-	return !(errors.Is(err, ErrUsage) || errors.Is(err, ErrBusy) || errors.Is(err, ErrLockTimeout))
+	return !(errors.Is(err, contract.ErrUsage) || errors.Is(err, contract.ErrBusy) || errors.Is(err, contract.ErrLockWait))
 }
 
 // parseThaw returns the ThawReport (exit 0, or exit 4 = late) or an error.
 func parseThaw(out *ssm.GetCommandInvocationOutput) (*contract.ThawReport, error) {
 	ok := out.Status == ssmtypes.CommandInvocationStatusSuccess ||
-		(out.Status == ssmtypes.CommandInvocationStatusFailed && out.ResponseCode == contract.ExitLate)
+		(out.Status == ssmtypes.CommandInvocationStatusFailed && contract.ExitCode(out.ResponseCode) == contract.ExitLate)
 	if !ok {
 		return nil, &CommandError{Kind: ErrThawFailed, Status: string(out.Status), ExitCode: out.ResponseCode, Message: errorMessage(out)}
 	}
@@ -285,7 +277,7 @@ func parseThaw(out *ssm.GetCommandInvocationOutput) (*contract.ThawReport, error
 	if err := decodeJSON(aws.ToString(out.StandardOutputContent), &tr); err != nil {
 		return nil, &CommandError{Kind: ErrThawFailed, Status: string(out.Status), ExitCode: out.ResponseCode, Message: "malformed ThawReport: " + err.Error()}
 	}
-	if out.ResponseCode == contract.ExitLate {
+	if contract.ExitCode(out.ResponseCode) == contract.ExitLate {
 		tr.Late = true
 	}
 	return &tr, nil

@@ -4,14 +4,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/lambda/internal/event"
 	"github.com/quiesce/quiesce/lambda/internal/targets"
 	"github.com/quiesce/quiesce/ssmdoc"
 )
 
 // The parameters the Lambda sends must pass the real SSM document's
-// allowedValues/allowedPattern (contract 1), for every value the event
-// validation accepts.
+// allowedValues/allowedPattern, for every value the event validation accepts.
 func TestParametersPassTheSSMDocument(t *testing.T) {
 	doc, err := ssmdoc.Quiesce()
 	if err != nil {
@@ -32,8 +32,12 @@ func TestParametersPassTheSSMDocument(t *testing.T) {
 		tg := targets.Target{Mounts: tt.mounts, MySQLLock: tt.lock, FreezeTimeout: tt.freeze}
 		freeze := freezeParams(cfg, tg)
 		check := freezeParams(cfg, tg)
-		check["action"] = "check"
-		for _, p := range []map[string]string{freeze, check, {"action": "thaw", "runId": cfg.RunID}} {
+		check.Action = contract.ActionCheck
+		for _, cp := range []contract.CommandParams{freeze, check, {Action: contract.ActionThaw, RunID: cfg.RunID}} {
+			p := map[string]string{}
+			for k, v := range cp.Parameters() {
+				p[k] = v[0]
+			}
 			if _, _, err := doc.Render(p); err != nil {
 				t.Errorf("params %v rejected by the document: %v", p, err)
 			}

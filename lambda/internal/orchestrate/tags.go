@@ -12,20 +12,20 @@ import (
 	"github.com/quiesce/quiesce/contract"
 )
 
-// Snapshot tag keys (contract 5).
+// Snapshot tag keys (contract.SnapshotTagKeys lists them all).
 const (
-	TagStack       = "quiesce:stack"
-	TagRunID       = "quiesce:run-id"
-	TagInstance    = "quiesce:instance"
-	TagDevice      = "quiesce:device"
-	TagMounts      = "quiesce:mounts"
-	TagConsistency = "quiesce:consistency"
-	TagLock        = "quiesce:lock"
-	TagBinlogFile  = "quiesce:binlog-file"
-	TagBinlogPos   = "quiesce:binlog-pos"
-	TagGTID        = "quiesce:gtid"
-	TagIncomplete  = "quiesce:incomplete"
-	TagNote        = "quiesce:note"
+	TagStack       = contract.TagStack
+	TagRunID       = contract.TagRunID
+	TagInstance    = contract.TagInstance
+	TagDevice      = contract.TagDevice
+	TagMounts      = contract.TagMounts
+	TagConsistency = contract.TagConsistency
+	TagLock        = contract.TagLock
+	TagBinlogFile  = contract.TagBinlogFile
+	TagBinlogPos   = contract.TagBinlogPos
+	TagGTID        = contract.TagGTID
+	TagIncomplete  = contract.TagIncomplete
+	TagNote        = contract.TagNote
 )
 
 // maxTagValue is EC2's limit (characters).
@@ -69,7 +69,7 @@ func baseTags(stack, runID, instanceID, name string, mounts []string, consistenc
 	if name != "" {
 		display = name
 	}
-	t["Name"] = truncateValue("quiesce " + display + " " + runID)
+	t[contract.TagName] = truncateValue("quiesce " + display + " " + runID)
 	t[TagStack] = stack
 	t[TagRunID] = runID
 	t[TagInstance] = instanceID

@@ -51,17 +51,3 @@ func TestBaseTags(t *testing.T) {
 		t.Error("binlog tag without a binlog")
 	}
 }
-
-func TestLockHeld(t *testing.T) {
-	for _, tt := range []struct {
-		req, got string
-		ok       bool
-	}{
-		{"auto", "ftwrl", true}, {"auto", "none", true}, {"none", "none", true}, {"ftwrl", "ftwrl", true},
-		{"ftwrl", "none", false}, {"backup-stage", "ftwrl", false}, {"instance", "", false},
-	} {
-		if ok, note := lockHeld(tt.req, tt.got); ok != tt.ok {
-			t.Errorf("lockHeld(%q,%q) = %v %q", tt.req, tt.got, ok, note)
-		}
-	}
-}

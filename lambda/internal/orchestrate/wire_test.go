@@ -2,6 +2,7 @@ package orchestrate_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"sync/atomic"
@@ -278,7 +279,7 @@ func TestWireScenarios(t *testing.T) {
 				return awslocal.CommandResult{}, false
 			}
 		}, baseEvent, nil, func(t *testing.T, e *env, res *orchestrate.Result, err error, r orchestrate.InstanceResult) {
-			// DESIGN: hostagent's deadline started after the freeze was
+			// docs/architecture.md#consistency: hostagent's deadline started after the freeze was
 			// sent, so calls that returned within freeze_timeout of sending
 			// it were inside the hold; the deadline thaw came after them.
 			if err != nil || r.Status != orchestrate.StatusOK || r.Consistency != orchestrate.Application || !r.ThawLate || !r.ThawedByDeadline {
@@ -352,6 +353,31 @@ func TestWireScenarios(t *testing.T) {
 				t.Fatalf("result = %+v", r)
 			}
 		}},
+		{"thaw reports the MySQL lock lost during the hold: crash, reason in the note, tag and result", func(e *env) {
+			e.host.Override = func(inv awslocal.Invocation) (awslocal.CommandResult, bool) {
+				if inv.Param("action") == "thaw" {
+					return thawLockLost(e.host.Default(inv), "connection killed (KILL 42)"), true
+				}
+				return awslocal.CommandResult{}, false
+			}
+		}, baseEvent, nil, func(t *testing.T, e *env, res *orchestrate.Result, err error, r orchestrate.InstanceResult) {
+			var re *orchestrate.RunError
+			if !errors.As(err, &re) || r.Status != orchestrate.StatusFailed || r.Consistency != orchestrate.Crash || thawCount(e, inst) != 1 {
+				t.Fatalf("err=%v result=%+v", err, r)
+			}
+			if !strings.Contains(r.ConsistencyNote, "MySQL lock lost") || !strings.Contains(r.ConsistencyNote, "KILL 42") ||
+				r.LockLost == nil || r.LockLost.Reason != "connection killed (KILL 42)" || !strings.Contains(re.Error(), `"lock_lost":{`) {
+				t.Fatalf("lock loss not in the result: note %q lock_lost %+v", r.ConsistencyNote, r.LockLost)
+			}
+			if len(e.srv.Snapshots()) != 2 {
+				t.Fatalf("snapshots = %d", len(e.srv.Snapshots()))
+			}
+			for _, s := range e.srv.Snapshots() {
+				if s.Tags["quiesce:consistency"] != "crash" || !strings.Contains(s.Tags["quiesce:note"], "KILL 42") {
+					t.Fatalf("snapshot tags after a lost lock = %v", s.Tags)
+				}
+			}
+		}},
 		{"explicit lock requested but hostagent took none: crash at creation", func(e *env) {
 			e.host.AutoLock = contract.LockNone
 			e.host.Override = func(inv awslocal.Invocation) (awslocal.CommandResult, bool) {
@@ -400,4 +426,15 @@ func fakehostLate(inv awslocal.Invocation) awslocal.CommandResult {
 	tr := contract.ThawReport{RunID: inv.Param("runId"), ThawedBy: contract.ThawedByDeadline, Late: true, MySQLUnlocked: true, ThawedAt: time.Now(), HeldMS: 30000,
 		Mounts: []contract.MountThaw{{Path: "/var/lib/mysql", Thawed: true}}}
 	return jsonCmd(contract.ExitLate, tr)
+}
+
+// thawLockLost rewrites hostagent's ThawReport as it reads when the MySQL
+// lock's connection died during the hold.
+func thawLockLost(res awslocal.CommandResult, reason string) awslocal.CommandResult {
+	var tr contract.ThawReport
+	if err := json.Unmarshal([]byte(res.Stdout), &tr); err != nil {
+		panic(err)
+	}
+	tr.LockLost = &contract.LockLoss{At: tr.ThawedAt.Add(-time.Second), AfterMS: 640, Reason: reason}
+	return jsonCmd(contract.ExitCode(res.ResponseCode), tr)
 }

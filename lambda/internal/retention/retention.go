@@ -27,14 +27,15 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
+	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/lambda/internal/awsapi"
 )
 
 // Tag keys read here (the orchestrator writes them).
 const (
-	tagStack      = "quiesce:stack"
-	tagRunID      = "quiesce:run-id"
-	tagIncomplete = "quiesce:incomplete"
+	tagStack      = contract.TagStack
+	tagRunID      = contract.TagRunID
+	tagIncomplete = contract.TagIncomplete
 )
 
 // Policy is one retention pass.
@@ -112,16 +113,14 @@ func Prune(ctx context.Context, e awsapi.EC2, p Policy, log *slog.Logger) (Outco
 	in := &ec2.DescribeSnapshotsInput{OwnerIds: []string{"self"}, MaxResults: aws.Int32(1000),
 		Filters: []ec2types.Filter{{Name: aws.String("tag:" + tagStack), Values: []string{p.Stack}}}}
 	var all []ec2types.Snapshot
-	for {
-		o, err := withRetry(ctx, func() (*ec2.DescribeSnapshotsOutput, error) { return e.DescribeSnapshots(ctx, in) })
+	// A failed NextPage leaves the paginator on the same page, so retrying it
+	// asks for that page again.
+	for pages := ec2.NewDescribeSnapshotsPaginator(e, in); pages.HasMorePages(); {
+		o, err := withRetry(ctx, func() (*ec2.DescribeSnapshotsOutput, error) { return pages.NextPage(ctx) })
 		if err != nil {
 			return out, fmt.Errorf("list snapshots of stack %s: %w", p.Stack, err)
 		}
 		all = append(all, o.Snapshots...)
-		if aws.ToString(o.NextToken) == "" {
-			break
-		}
-		in.NextToken = o.NextToken
 	}
 	for _, id := range Plan(p, all) {
 		if ctx.Err() != nil {

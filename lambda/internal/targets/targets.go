@@ -17,15 +17,16 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
+	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/lambda/internal/awsapi"
 	"github.com/quiesce/quiesce/lambda/internal/event"
 )
 
 // Override tags read from the instance.
 const (
-	TagMounts        = "quiesce:mounts"
-	TagMySQLLock     = "quiesce:mysql-lock"
-	TagFreezeTimeout = "quiesce:freeze-timeout"
+	TagMounts        = contract.InstanceTagMounts
+	TagMySQLLock     = contract.InstanceTagMySQLLock
+	TagFreezeTimeout = contract.InstanceTagFreezeTimeout
 )
 
 // Target is one instance to quiesce, with its effective settings.
@@ -188,8 +189,8 @@ func describe(ctx context.Context, e awsapi.EC2, fs []ec2types.Filter, add func(
 }
 
 func describeInput(ctx context.Context, e awsapi.EC2, in *ec2.DescribeInstancesInput, add func(ec2types.Instance)) error {
-	for {
-		out, err := e.DescribeInstances(ctx, in)
+	for p := ec2.NewDescribeInstancesPaginator(e, in); p.HasMorePages(); {
+		out, err := p.NextPage(ctx)
 		if err != nil {
 			return fmt.Errorf("describe instances: %w", err)
 		}
@@ -198,11 +199,8 @@ func describeInput(ctx context.Context, e awsapi.EC2, in *ec2.DescribeInstancesI
 				add(i)
 			}
 		}
-		if aws.ToString(out.NextToken) == "" {
-			return nil
-		}
-		in.NextToken = out.NextToken
 	}
+	return nil
 }
 
 // pingStatus returns the SSM ping status of each managed instance.
@@ -213,18 +211,14 @@ func pingStatus(ctx context.Context, s awsapi.SSM, ids []string) (map[string]str
 			Filters:    []ssmtypes.InstanceInformationStringFilter{{Key: aws.String("InstanceIds"), Values: chunk}},
 			MaxResults: aws.Int32(50),
 		}
-		for {
-			out, err := s.DescribeInstanceInformation(ctx, in)
+		for p := ssm.NewDescribeInstanceInformationPaginator(s, in); p.HasMorePages(); {
+			out, err := p.NextPage(ctx)
 			if err != nil {
 				return nil, fmt.Errorf("describe instance information: %w", err)
 			}
 			for _, ii := range out.InstanceInformationList {
 				res[aws.ToString(ii.InstanceId)] = string(ii.PingStatus)
 			}
-			if aws.ToString(out.NextToken) == "" {
-				break
-			}
-			in.NextToken = out.NextToken
 		}
 	}
 	return res, nil
@@ -237,7 +231,7 @@ func target(in ec2types.Instance, cfg *event.Config) (Target, error) {
 	for _, tg := range in.Tags {
 		tags[aws.ToString(tg.Key)] = aws.ToString(tg.Value)
 	}
-	t.Name = tags["Name"]
+	t.Name = tags[contract.TagName]
 	for _, bd := range in.BlockDeviceMappings {
 		if bd.Ebs == nil || aws.ToString(bd.Ebs.VolumeId) == "" {
 			continue

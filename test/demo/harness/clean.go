@@ -59,7 +59,7 @@ func Clean(ctx context.Context, workdir, binDir string) (done []string, err erro
 				err := tc.Run()
 				cancel()
 				var ee *exec.ExitError
-				if err != nil && !(errors.As(err, &ee) && ee.ExitCode() == contract.ExitLate) {
+				if err != nil && !(errors.As(err, &ee) && contract.ExitCode(ee.ExitCode()) == contract.ExitLate) {
 					errs = append(errs, fmt.Errorf("hostagent thaw --run-id %s: %w", r.RunID, err))
 				} else {
 					done = append(done, "thawed hostagent run "+r.RunID)

@@ -478,7 +478,7 @@ func (e *Env) thawAll(ctx context.Context) error {
 				if r.State != "held" || !containsMount(r.Mounts, e.Vol.Dir) {
 					continue
 				}
-				if _, code, err := e.Hostagent(ctx, "thaw", "--run-id", r.RunID); err != nil && code != contract.ExitLate {
+				if _, code, err := e.Hostagent(ctx, "thaw", "--run-id", r.RunID); err != nil && contract.ExitCode(code) != contract.ExitLate {
 					errs = append(errs, err)
 				}
 			}

@@ -18,18 +18,19 @@ import (
 	"strings"
 	"time"
 
+	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/test/demo/bank"
 	"github.com/quiesce/quiesce/test/demo/pool"
 	"github.com/quiesce/quiesce/test/fixture/mariadb"
 )
 
-// Snapshot tag keys (contract 5).
+// Snapshot tag keys the drill reads (the Lambda writes them).
 const (
-	TagConsistency = "quiesce:consistency"
-	TagBinlogFile  = "quiesce:binlog-file"
-	TagBinlogPos   = "quiesce:binlog-pos"
-	TagGTID        = "quiesce:gtid"
-	TagRunID       = "quiesce:run-id"
+	TagConsistency = contract.TagConsistency
+	TagBinlogFile  = contract.TagBinlogFile
+	TagBinlogPos   = contract.TagBinlogPos
+	TagGTID        = contract.TagGTID
+	TagRunID       = contract.TagRunID
 )
 
 // Snapshot is what the drill needs to know about one snapshot.

@@ -1,0 +1,56 @@
+package contract
+
+// Snapshot tag keys the Lambda writes (README "Read the result" lists what
+// each means). Retention, restore drills and operators read them back, and
+// the IAM policy keys DeleteSnapshot on TagStack.
+const (
+	TagStack       = "quiesce:stack"
+	TagRunID       = "quiesce:run-id"
+	TagInstance    = "quiesce:instance"
+	TagDevice      = "quiesce:device"
+	TagMounts      = "quiesce:mounts"
+	TagConsistency = "quiesce:consistency"
+	TagLock        = "quiesce:lock"
+	TagBinlogFile  = "quiesce:binlog-file"
+	TagBinlogPos   = "quiesce:binlog-pos"
+	TagGTID        = "quiesce:gtid"
+	TagIncomplete  = "quiesce:incomplete"
+	TagNote        = "quiesce:note"
+	// TagName is EC2's display name tag; quiesce sets it on every snapshot.
+	TagName = "Name"
+)
+
+// SnapshotTagKeys lists every tag key quiesce may put on a snapshot. A key
+// the Lambda writes must be listed here (the Lambda's wire tests check every
+// snapshot they create), so the user tag budget below stays honest.
+var SnapshotTagKeys = [...]string{
+	TagStack, TagRunID, TagInstance, TagDevice, TagMounts, TagConsistency, TagLock,
+	TagBinlogFile, TagBinlogPos, TagGTID, TagIncomplete, TagNote, TagName,
+}
+
+// Tag budget: EC2 allows MaxTagsPerResource tags on a snapshot; quiesce
+// reserves one per key it may write, the event's snapshot_tags get the rest.
+const (
+	MaxTagsPerResource = 50
+	ReservedTags       = len(SnapshotTagKeys)
+	MaxUserTags        = MaxTagsPerResource - ReservedTags
+)
+
+// TagPrefix starts every quiesce tag key; user tags may not use it.
+const TagPrefix = "quiesce:"
+
+// Values of TagConsistency (docs/architecture.md#consistency).
+const (
+	ConsistencyApplication = "application"
+	ConsistencyCrash       = "crash"
+)
+
+// Instance tags the Lambda reads: the opt-in tag the IAM policy requires on
+// every instance it may send commands to, and per-instance overrides of the
+// event's settings.
+const (
+	InstanceTagEnabled       = "quiesce:enabled"
+	InstanceTagMounts        = "quiesce:mounts"
+	InstanceTagMySQLLock     = "quiesce:mysql-lock"
+	InstanceTagFreezeTimeout = "quiesce:freeze-timeout"
+)
