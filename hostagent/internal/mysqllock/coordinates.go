@@ -146,11 +146,11 @@ func (r statusRow) channel(gtidSlavePos string) contract.ReplicaChannel {
 func oneLine(s string) string { return strings.ReplaceAll(s, "\n", "") }
 
 // readReplication reads every channel's coordinates; nil when the server is
-// not a replica. On MariaDB the executed GTID state is @@gtid_slave_pos,
-// read in the same statement round as the rows it goes with: it is one
+// not a replica. On MariaDB the executed GTID state is @@gtid_slave_pos: one
 // global value covering every connection's domains, updated in the same
-// transaction as the replicated change, so under the lock it matches the
-// data exactly.
+// transaction as the replicated change (mysql.gtid_slave_pos is InnoDB), so
+// while commits are blocked (ftwrl, backup-stage) or the appliers stopped
+// (replica) it matches the data exactly.
 func (s *session) readReplication(ctx context.Context) (*contract.Replication, error) {
 	rows, err := s.replicaStatus(ctx)
 	if err != nil || len(rows) == 0 {
