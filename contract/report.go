@@ -15,8 +15,9 @@ const (
 	LockFTWRL       = "ftwrl"
 	LockBackupStage = "backup-stage"
 	LockInstance    = "instance"
-	// LockReplica is reserved for replicas (hostagent and the SSM document do
-	// not accept it yet, so it is not in LockModes).
+	// LockReplica stops only the applier of a read-only replica; hostagent
+	// takes it when asked explicitly (auto never picks it), the SSM document
+	// does not offer it yet, so it is not in LockModes.
 	LockReplica = "replica"
 	LockNone    = "none"
 )
@@ -70,6 +71,9 @@ type LockInfo struct {
 	// KilledQueries are the server thread ids whose statements were killed
 	// (--kill-long-queries) because they ran longer than --long-query-limit.
 	KilledQueries []uint64 `json:"killed_queries,omitempty"`
+	// Replication is the replica's position per channel, read under the
+	// lock; nil when the server is not a replica.
+	Replication *Replication `json:"replication,omitempty"`
 }
 
 // MountReport describes one frozen mount.

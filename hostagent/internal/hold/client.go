@@ -306,6 +306,7 @@ func (a *Agent) abandon(runID string, why error) {
 		return
 	}
 	_ = killProc(run.Guardian)
+	a.restartAppliers(context.Background(), run)
 	run.Status = state.StatusFailed
 	run.Error = why.Error()
 	_ = a.Dir.Write(run)

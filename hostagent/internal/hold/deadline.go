@@ -82,6 +82,9 @@ const (
 	thawStagger = 50 * time.Millisecond
 	// unlockTimeout bounds UNLOCK TABLES / connection close after a thaw.
 	unlockTimeout = 3 * time.Second
+	// restartAppliersTimeout bounds starting replica appliers from a new
+	// connection (connect, one START per channel).
+	restartAppliersTimeout = 10 * time.Second
 	// holderAnswerWait bounds the wait for a holding holder's answer; it
 	// answers in milliseconds, so a silent one is hung (or stopped) and is
 	// bypassed. holderDialWait bounds the connect.

@@ -141,10 +141,13 @@ func (a *Agent) deadlineThaw(ctx context.Context, run *state.Run, holder state.P
 		again, _ := a.thawRun(run)
 		mounts = mergeThaws(mounts, again)
 	}
+	// Appliers start only on thawed mounts (they would write into a frozen
+	// datadir); with a thaw outstanding recovery starts them after it.
+	appliersRunning := len(pendingThaws(mounts)) == 0 && a.restartAppliers(ctx, run)
 	for retryUntil := time.Now().Add(guardianRetryFor); ; {
 		now := time.Now()
 		rep := contract.ThawReport{RunID: run.RunID, ThawedBy: contract.ThawedByDeadline, HeldMS: heldMS(run, now),
-			Mounts: mounts, MySQLUnlocked: exited || run.LockMode == contract.LockNone, Late: true, ThawedAt: now.UTC(),
+			Mounts: mounts, MySQLUnlocked: (exited || run.LockMode == contract.LockNone) && appliersRunning, Late: true, ThawedAt: now.UTC(),
 			LockLost: run.LockLost}
 		if _, err := a.finish(run, rep); err != nil {
 			a.log().Error("state write", "err", err)

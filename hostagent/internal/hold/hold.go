@@ -50,6 +50,12 @@ type Lock interface {
 type MySQL struct {
 	Acquire        func(ctx context.Context, o state.MySQL) (Lock, contract.LockInfo, error)
 	KillConnection func(ctx context.Context, o state.MySQL, id uint64) error
+	// RestartAppliers starts again, from a new connection, the replica
+	// appliers a replica-mode lock stopped (mysqllock.RestartAppliers).
+	RestartAppliers func(ctx context.Context, o state.MySQL, channels []string) error
+	// RunningAppliers lists the channels whose applier runs now
+	// (mysqllock.RunningAppliers); recorded before a replica-mode lock.
+	RunningAppliers func(ctx context.Context, o state.MySQL) ([]string, error)
 }
 
 // FS freezes and thaws; defaults to the real ioctls.
@@ -109,6 +115,52 @@ func (a *Agent) restoreRCU(run *state.Run) {
 		return
 	}
 	a.log().Info("restored /sys/kernel/rcu_expedited=0", "run", run.RunID)
+}
+
+// restartAppliers starts again the replica appliers that a replica-mode run
+// stopped (state.Run.ReplicaAppliers) and are not recorded as started: the
+// holder's connection closing does not start them, so the guardian, the
+// client, thaw and recovery call this once the mounts are thawed (starting
+// an applier against a frozen datadir would hang). It re-reads the record
+// (the holder may have started them meanwhile), clears the list on
+// success, and reports whether none is left stopped.
+func (a *Agent) restartAppliers(ctx context.Context, run *state.Run) bool {
+	if cur, err := a.Dir.Read(run.RunID); err == nil {
+		run.ReplicaAppliers = cur.ReplicaAppliers
+	}
+	if len(run.ReplicaAppliers) == 0 {
+		return true
+	}
+	if a.MySQL.RestartAppliers == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, restartAppliersTimeout)
+	defer cancel()
+	if err := a.MySQL.RestartAppliers(ctx, run.MySQL, run.ReplicaAppliers); err != nil {
+		a.log().Error("restart replica appliers", "run", run.RunID, "channels", fmt.Sprintf("%q", run.ReplicaAppliers), "err", err)
+		return false
+	}
+	a.log().Info("replica appliers started again", "run", run.RunID, "channels", fmt.Sprintf("%q", run.ReplicaAppliers))
+	run.ReplicaAppliers = nil
+	return true
+}
+
+// recordRunningAppliers: before a replica-mode lock stops the appliers, the
+// holder records those that run, so that a holder killed inside Acquire (after
+// its STOP, before it records what it stopped) still leaves a record for the
+// guardian and recovery to start them from. Acquire's own list replaces it.
+// A server that cannot be asked is left to Acquire, which fails the same way.
+func (a *Agent) recordRunningAppliers(ctx context.Context, run *state.Run) error {
+	if run.MySQL.Mode != contract.LockReplica || a.MySQL.RunningAppliers == nil {
+		return nil
+	}
+	running, err := a.MySQL.RunningAppliers(ctx, run.MySQL)
+	if err != nil {
+		a.log().Warn("list running replica appliers", "err", err)
+		return nil
+	}
+	run.ReplicaAppliers = running
+	return a.update(run)
 }
 
 // Hidden subcommand names.
@@ -252,6 +304,9 @@ func (a *Agent) finish(mem *state.Run, rep contract.ThawReport) (*state.Run, err
 		return run, nil
 	}
 	run.RCURestore = false // every caller restored it before recording the thaw
+	if rep.MySQLUnlocked {
+		run.ReplicaAppliers = nil // the caller's release or restart started them
+	}
 	settle(run, rep)
 	if err := a.Dir.Write(run); err != nil {
 		return run, err

@@ -153,6 +153,8 @@ func (h *holding) undo(err error) error {
 		rctx, cancel := context.WithTimeout(context.Background(), unlockTimeout)
 		if rerr := h.lock.Release(rctx); rerr != nil {
 			h.log.Error("unlock after failed freeze", "err", rerr)
+		} else {
+			h.run.ReplicaAppliers = nil
 		}
 		cancel()
 	}
@@ -236,6 +238,10 @@ func (h *holding) lockMySQL(ctx context.Context) error {
 	h.info = contract.LockInfo{Mode: contract.LockNone}
 	if h.run.MySQL.Mode != contract.LockNone {
 		lockCtx, cancel := context.WithTimeout(ctx, h.deadline.Remaining())
+		if err := h.a.recordRunningAppliers(lockCtx, h.run); err != nil {
+			cancel()
+			return err
+		}
 		l, li, err := h.a.MySQL.Acquire(lockCtx, h.run.MySQL)
 		cancel()
 		if err != nil {
@@ -260,6 +266,9 @@ func (h *holding) freeze() ([]contract.MountReport, error) {
 	// tmpfs). Unrecorded, a holder killed now would leave frozen mounts that
 	// the guardian and recovery take for untouched; so no record, no freeze.
 	run.Freezing = true
+	if h.info.Replication != nil {
+		run.ReplicaAppliers = h.info.Replication.StoppedAppliers
+	}
 	if err := a.update(run); err != nil {
 		run.Freezing = false
 		return nil, fmt.Errorf("record freezing: %w", err)

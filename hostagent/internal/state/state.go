@@ -136,6 +136,11 @@ type Run struct {
 	// LockLost: the holder's watch found the MySQL lock gone during the hold.
 	LockLost  *contract.LockLoss `json:"lock_lost,omitempty"`
 	TimerUnit string             `json:"timer_unit,omitempty"`
+	// ReplicaAppliers (lock mode replica) are the replication channels whose
+	// applier the holder stopped. Unlike a lock they do not start again when
+	// the holder's connection closes: until the run records them started
+	// (cleared), whoever ends it (guardian, client, thaw, recovery) starts them.
+	ReplicaAppliers []string `json:"replica_appliers,omitempty"`
 
 	Freeze *contract.FreezeReport `json:"freeze,omitempty"`
 	Thaw   *contract.ThawReport   `json:"thaw,omitempty"`
