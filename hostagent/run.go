@@ -28,6 +28,10 @@ commands:
   thaw   --run-id ID
   status [--run-id ID]
   check  --mount P [...] [mysql flags]
+  verify --volume vol-… [--volume …] [--expect-binlog-file F --expect-binlog-pos N]
+         [--expect-gtid G] [--check-sql FILE] [--mysqld PATH] [--timeout 2h]
+         (on a verifier instance: starts a throwaway server on the attached
+         volumes of a snapshot set and checks it; exit 6 when it fails)
   version
 
 mysql flags: --mysql-defaults-file F --mysql-socket S --mysql-user U
@@ -55,6 +59,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = c.status(ctx, rest)
 	case "check":
 		err = c.check(ctx, rest)
+	case "verify":
+		err = c.verify(ctx, rest)
 	case "version", "--version", "-version":
 		err = c.version(ctx, rest)
 	case "help", "-h", "--help":
@@ -72,9 +78,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return contract.ExitOK
 	case "":
-		err = agenterr.Usagef("no command given (want freeze, thaw, status, check or version; see hostagent help)")
+		err = agenterr.Usagef("no command given (want freeze, thaw, status, check, verify or version; see hostagent help)")
 	default:
-		err = agenterr.Usagef("unknown command %q (want freeze, thaw, status, check or version)", cmd)
+		err = agenterr.Usagef("unknown command %q (want freeze, thaw, status, check, verify or version)", cmd)
 	}
 	if errors.Is(err, flag.ErrHelp) {
 		return contract.ExitOK
@@ -102,6 +108,8 @@ func exitCode(err error) int {
 		return contract.ExitLate
 	case errors.Is(err, agenterr.ErrLockWait):
 		return contract.ExitLockWait
+	case errors.Is(err, agenterr.ErrVerifyFailed):
+		return contract.ExitVerifyFailed
 	}
 	return contract.ExitFailed
 }

@@ -17,6 +17,8 @@ var (
 	// ErrLockWait: the MySQL lock was not acquired within --lock-wait, or a long
 	// running query made taking it unsafe (exit 5).
 	ErrLockWait = errors.New("mysql lock not acquired")
+	// ErrVerifyFailed: verify ran and the restored set failed a check (exit 6).
+	ErrVerifyFailed = errors.New("verification failed")
 )
 
 // Usagef returns an ErrUsage-wrapping error with a one-line message naming the bad value.

@@ -56,10 +56,10 @@ func CheckTables(ctx context.Context, db *sql.DB, tables []string) ([]contract.T
 	for _, t := range tables {
 		msg, ok, err := checkTable(ctx, db, t)
 		if err != nil {
-			failed = append(failed, contract.TableFailure{Table: t, Message: err.Error()})
-			if ctx.Err() != nil {
+			if ctx.Err() != nil { // cancelled: says nothing about the table
 				return failed, ctx.Err()
 			}
+			failed = append(failed, contract.TableFailure{Table: t, Message: err.Error()})
 			if gone(err) {
 				return failed, fmt.Errorf("CHECK TABLE %s: %w: %v", t, ErrServerGone, err)
 			}

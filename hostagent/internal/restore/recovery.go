@@ -41,13 +41,17 @@ func ParseRecovery(errorLog io.Reader) contract.Recovery {
 	return rec
 }
 
-// ErrorLines returns the [ERROR] lines of an error log (the last n).
+// ErrorLines returns the error lines of an error log (the last n): those
+// tagged [ERROR], and untagged ones (what the server prints before its log is
+// set up, e.g. "mariadbd: Can't change dir to ...").
 func ErrorLines(errorLog io.Reader, n int) []string {
 	var out []string
 	sc := bufio.NewScanner(errorLog)
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	for sc.Scan() {
-		if line := strings.TrimSpace(sc.Text()); strings.Contains(line, "[ERROR]") {
+		line := strings.TrimSpace(sc.Text())
+		tagged := strings.Contains(line, "[Note]") || strings.Contains(line, "[Warning]") || strings.Contains(line, "[System]")
+		if line != "" && (strings.Contains(line, "[ERROR]") || !tagged) {
 			out = append(out, line)
 		}
 	}

@@ -277,8 +277,8 @@ func TestParseRecovery(t *testing.T) {
 	if r := ParseRecovery(strings.NewReader(clean)); r.Ran || len(r.Messages) != 0 {
 		t.Errorf("clean log: %+v", r)
 	}
-	errs := ErrorLines(strings.NewReader("a [ERROR] one\nb [Note] x\nc [ERROR] two\nd [ERROR] three\n"), 2)
-	if !reflect.DeepEqual(errs, []string{"c [ERROR] two", "d [ERROR] three"}) {
+	errs := ErrorLines(strings.NewReader("a [ERROR] one\nb [Note] x\n/usr/sbin/mariadbd: Can't change dir\nc [Warning] w\nd [ERROR] Aborting\n"), 2)
+	if !reflect.DeepEqual(errs, []string{"/usr/sbin/mariadbd: Can't change dir", "d [ERROR] Aborting"}) {
 		t.Errorf("ErrorLines: %q", errs)
 	}
 }

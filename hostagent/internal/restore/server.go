@@ -136,6 +136,17 @@ func (s *Server) exec(spec ServerSpec) error {
 		cmd := exec.Command(spec.Binary, s.Args...)
 		cmd.Dir = "/"
 		cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin", "TZ=UTC"}
+		// What the server prints before its error log is open (a bad
+		// option) goes to the same file.
+		out, err := os.OpenFile(s.ErrorLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+		if err != nil {
+			started <- fmt.Errorf("server error log: %w", err)
+			close(s.exited)
+			return
+		}
+		defer out.Close()
+		_ = out.Chown(spec.UID, spec.GID)
+		cmd.Stdout, cmd.Stderr = out, out
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 		if spec.UID != 0 {
 			cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(spec.UID), Gid: uint32(spec.GID)}

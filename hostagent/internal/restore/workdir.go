@@ -1,6 +1,7 @@
 package restore
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -53,6 +54,35 @@ func ChownPath(top, dir string, uid, gid int) error {
 			return fmt.Errorf("chown %s: %w", p, err)
 		}
 		if p == top {
+			return nil
+		}
+	}
+}
+
+// ErrNotTraversable: a server run as uid could not reach its files.
+var ErrNotTraversable = errors.New("not traversable")
+
+// CheckTraversable reports the first directory from / down to dir that
+// uid:gid cannot search (x permission), so a server dropped to that user does
+// not fail later with a bare "Permission denied". Root passes everywhere.
+func CheckTraversable(dir string, uid, gid int) error {
+	if uid == 0 {
+		return nil
+	}
+	dir = filepath.Clean(dir)
+	for p := dir; ; p = filepath.Dir(p) {
+		st, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		ou, og, _ := ownerOf(st)
+		perm := st.Mode().Perm()
+		ok := perm&0o001 != 0 || (ou == uid && perm&0o100 != 0) || (og == gid && perm&0o010 != 0)
+		if !ok {
+			return fmt.Errorf("%s (mode %o, owner %d:%d) cannot be searched by uid %d, which owns the datadir; choose another --work-dir: %w",
+				p, perm, ou, og, uid, ErrNotTraversable)
+		}
+		if p == "/" {
 			return nil
 		}
 	}
