@@ -169,6 +169,9 @@ func (v *verifier) runChecks(ctx context.Context, db *sql.DB) error {
 			return err
 		}
 		c := restore.RunCheck(ctx, db, stmt)
+		if err := ctx.Err(); err != nil {
+			return err // cut short: says nothing about the statement
+		}
 		v.rep.Checks = append(v.rep.Checks, c)
 		if !c.OK {
 			v.problem("check %q returned %s, want one true row", oneLine(stmt), c.Got)
