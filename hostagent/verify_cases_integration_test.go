@@ -6,8 +6,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/quiesce/quiesce/contract"
+	"github.com/quiesce/quiesce/test/fixture"
 )
 
 const goodChecks = `-- the shop's own invariants
@@ -21,7 +23,10 @@ func TestVerifyGoodSet(t *testing.T) {
 		t.Run(fstype, func(t *testing.T) {
 			snap := makeSnapshot(t, fstype, snapshotOptions{})
 			e := newVerifyEnv(t)
-			args := append(e.args(snap, tagged(snap)...), "--check-sql", writeChecks(t, goodChecks),
+			// The operator's options apply, but never the ones that keep the
+			// server private: with this socket winning verify could not connect.
+			opts := writeChecks(t, "[client]\nuser=x\n[mysqld]\ninnodb_buffer_pool_size=32M\nsocket=/nonexistent/mysqld.sock\n")
+			args := append(e.args(snap, tagged(snap)...), "--check-sql", writeChecks(t, goodChecks), "--mysqld-options-file", opts,
 				"--datadir-relative", snapDataDirRel, "--innodb-page-size", "16384", "--lower-case-table-names", "0")
 			r, rep := e.verify(args...)
 			if r.code != 0 || !rep.OK {
@@ -76,7 +81,7 @@ func TestVerifyWrongPosition(t *testing.T) {
 
 func TestVerifyMissingBinlog(t *testing.T) {
 	var file string
-	snap := makeSnapshot(t, "ext4", snapshotOptions{beforeCopy: func(t *testing.T, datadir string) {
+	snap := makeSnapshot(t, "ext4", snapshotOptions{beforeCopy: func(t testing.TB, datadir string) {
 		idx, err := os.ReadFile(filepath.Join(datadir, "binlog.index"))
 		if err != nil {
 			t.Fatal(err)
@@ -93,7 +98,7 @@ func TestVerifyMissingBinlog(t *testing.T) {
 }
 
 func TestVerifyServerCannotStart(t *testing.T) {
-	snap := makeSnapshot(t, "xfs", snapshotOptions{beforeCopy: func(t *testing.T, datadir string) {
+	snap := makeSnapshot(t, "xfs", snapshotOptions{beforeCopy: func(t testing.TB, datadir string) {
 		// The redo log is what crash recovery needs: without it InnoDB refuses.
 		logs, _ := filepath.Glob(filepath.Join(datadir, "ib_logfile*"))
 		if len(logs) == 0 {
@@ -123,6 +128,30 @@ func TestVerifyFalseCheck(t *testing.T) {
 	requireProblem(t, r, rep, "error:")
 	if len(rep.Checks) != 4 || !rep.Checks[0].OK || rep.Checks[1].OK || rep.Checks[1].Got != "0" {
 		t.Errorf("checks %+v", rep.Checks)
+	}
+}
+
+// An LVM physical volume (its label on the second sector) is refused before
+// anything is mounted: assembling a copy of a volume group is not supported.
+func TestVerifyRefusesLVMVolume(t *testing.T) {
+	fixture.RequireRoot(t)
+	e := newVerifyEnv(t)
+	vol := fmt.Sprintf("vol-0%x", time.Now().UnixNano()&0xffffffffffff)
+	img := filepath.Join(t.TempDir(), vol+".img")
+	label := make([]byte, 4<<20)
+	copy(label[512:], "LABELONE")
+	copy(label[512+24:], "LVM2 001")
+	if err := os.WriteFile(img, label, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	loop, err := fixture.AttachImage(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { loop.Detach() })
+	r, _ := e.verify("verify", "--volume", vol, "--state-dir", e.stateDir, "--work-dir", e.workDir, "--device-wait", "0s")
+	if r.code != contract.ExitUsage || !strings.Contains(r.stderr, "LVM") || !strings.Contains(r.stderr, vol) {
+		t.Errorf("exit %d, stderr %q; want 2 naming the volume and LVM", r.code, r.stderr)
 	}
 }
 

@@ -18,7 +18,7 @@ import (
 // corruptPages overwrites the middle of every B-tree page after the index
 // roots (page 3 is the clustered index's root, 4 the secondary's) of a
 // tablespace: the checksums no longer match.
-func corruptPages(t *testing.T, ibd string) {
+func corruptPages(t testing.TB, ibd string) {
 	t.Helper()
 	f, err := os.OpenFile(ibd, os.O_RDWR, 0)
 	if err != nil {
@@ -47,7 +47,7 @@ func corruptPages(t *testing.T, ibd string) {
 // tablespace, nothing left for redo to repair), then B-tree pages of
 // shop.orders were overwritten. Verify must fail naming the table.
 func TestVerifyDamagedPage(t *testing.T) {
-	snap := makeSnapshot(t, "xfs", snapshotOptions{cleanShutdown: true, beforeCopy: func(t *testing.T, datadir string) {
+	snap := makeSnapshot(t, "xfs", snapshotOptions{cleanShutdown: true, beforeCopy: func(t testing.TB, datadir string) {
 		corruptPages(t, filepath.Join(datadir, "shop", "orders.ibd"))
 	}})
 	e := newVerifyEnv(t)

@@ -37,7 +37,7 @@ type snapshotOptions struct {
 	// page written to its tablespace) instead of kill -9.
 	cleanShutdown bool
 	// beforeCopy runs on the stopped source's datadir, before the copy.
-	beforeCopy func(t *testing.T, datadir string)
+	beforeCopy func(t testing.TB, datadir string)
 }
 
 const snapDataDirRel = "db"
@@ -45,7 +45,7 @@ const snapDataDirRel = "db"
 // makeSnapshot builds a source volume with a datadir at db/, writes data,
 // notes the binlog position and GTID, stops the server (kill -9 unless
 // cleanShutdown) and takes a frozen copy, attached as vol-<hex>.img.
-func makeSnapshot(t *testing.T, fstype string, o snapshotOptions) snapshot {
+func makeSnapshot(t testing.TB, fstype string, o snapshotOptions) snapshot {
 	t.Helper()
 	fixture.RequireLoopFS(t, fstype)
 	fixture.SkipUnlessMariaDB(t)
@@ -93,7 +93,7 @@ func makeSnapshot(t *testing.T, fstype string, o snapshotOptions) snapshot {
 	return snap
 }
 
-func writeShop(t *testing.T, db *sql.DB) {
+func writeShop(t testing.TB, db *sql.DB) {
 	t.Helper()
 	stmts := []string{
 		"CREATE DATABASE shop",
@@ -121,7 +121,7 @@ func writeShop(t *testing.T, db *sql.DB) {
 	}
 }
 
-func stopSource(t *testing.T, m *fixture.MariaDB, db *sql.DB, clean bool) {
+func stopSource(t testing.TB, m *fixture.MariaDB, db *sql.DB, clean bool) {
 	t.Helper()
 	if clean {
 		if _, err := db.Exec("SET GLOBAL innodb_fast_shutdown = 0"); err != nil {
@@ -144,12 +144,12 @@ func stopSource(t *testing.T, m *fixture.MariaDB, db *sql.DB, clean bool) {
 
 // verifyEnv is one test's state dir and work-dir parent.
 type verifyEnv struct {
-	t        *testing.T
+	t        testing.TB
 	stateDir string
 	workDir  string
 }
 
-func newVerifyEnv(t *testing.T) *verifyEnv {
+func newVerifyEnv(t testing.TB) *verifyEnv {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "qv")
 	if err != nil {
@@ -253,7 +253,7 @@ func serversUnder(dir string) []int {
 	return pids
 }
 
-func writeChecks(t *testing.T, sql string) string {
+func writeChecks(t testing.TB, sql string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "checks.sql")
 	if err := os.WriteFile(p, []byte(sql), 0o600); err != nil {
