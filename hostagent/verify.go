@@ -98,7 +98,7 @@ func (c *command) parseVerify(args []string) (verifyInput, error) {
 	fs.StringVar(&in.stateDir, "state-dir", "", stateDirHelp)
 	fs.StringVar(&in.under, "work-dir", "", "parent of the private directory holding mounts and the server's socket (default $TMPDIR or /tmp)")
 	fs.StringVar(&in.datadirRel, "datadir-relative", "", "datadir relative to its volume's root (default: the one datadir found)")
-	fs.StringVar(&in.binlogBase, "binlog-basename", "", "log-bin basename: a bare name in the datadir, or a path relative to its volume's root")
+	fs.StringVar(&in.binlogBase, "binlog-basename", "", "the source's log_bin_basename relative to its volume's root (default: the binlog index in the datadir)")
 	pageSize := fs.String("innodb-page-size", "", "the source's innodb_page_size")
 	lowerCase := fs.String("lower-case-table-names", "", "the source's lower_case_table_names (0, 1 or 2)")
 	dataFilePath := fs.String("innodb-data-file-path", "", "the source's innodb_data_file_path, if not the default")

@@ -27,7 +27,8 @@ func TestVerifyGoodSet(t *testing.T) {
 			// server private: with this socket winning verify could not connect.
 			opts := writeChecks(t, "[client]\nuser=x\n[mysqld]\ninnodb_buffer_pool_size=32M\nsocket=/nonexistent/mysqld.sock\n")
 			args := append(e.args(snap, tagged(snap)...), "--check-sql", writeChecks(t, goodChecks), "--mysqld-options-file", opts,
-				"--datadir-relative", snapDataDirRel, "--innodb-page-size", "16384", "--lower-case-table-names", "0")
+				"--datadir-relative", snapDataDirRel, "--binlog-basename", snapDataDirRel+"/binlog",
+				"--innodb-page-size", "16384", "--lower-case-table-names", "0")
 			r, rep := e.verify(args...)
 			if r.code != 0 || !rep.OK {
 				t.Fatalf("exit %d, problems %q\nstderr: %s\n%s", r.code, rep.Problems, r.stderr, r.stdout)

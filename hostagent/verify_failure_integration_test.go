@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -157,7 +158,13 @@ func TestVerifyBusyVolume(t *testing.T) {
 	snap := makeSnapshot(t, "xfs", snapshotOptions{})
 	e := newVerifyEnv(t)
 	first := e.start(append(e.args(snap), "--check-sql", slowChecks(t, "3"))...)
-	e.waitServer(t, first)
+	srv := e.waitServer(t, first)
+	// The datadir belongs to mysql: so does the server, not root.
+	if status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", srv.PID)); err == nil {
+		if uid := grepLines(string(status), "Uid:"); strings.Fields(uid)[1] == "0" {
+			t.Errorf("server runs as root: %s", uid)
+		}
+	}
 	r, _ := e.verify(e.args(snap)...)
 	if r.code != contract.ExitBusy || !strings.Contains(r.stderr, snap.volume) {
 		t.Errorf("second verify: exit %d, stderr %q; want 3 naming the volume", r.code, r.stderr)

@@ -22,25 +22,13 @@ func ValidBinlogFile(name string) bool {
 
 // FindBinlogBase returns the absolute log-bin basename on the mounted set
 // (e.g. <mnt>/vol-1/mysql/binlog), or "" when there is no binary log.
-// rel is the tagged basename: a bare name lives in the datadir, a path is
-// relative to its volume's root. Without it, the tagged file's directory or
-// the datadir's one binlog index decide.
+// rel is the tagged basename relative to its volume's root (as
+// --datadir-relative is): the volume holding rel.index, else the one holding
+// its directory. Without it, the tagged file's name or the datadir's one
+// binlog index decide.
 func (s *MountedSet) FindBinlogBase(datadir, rel, file string) (string, error) {
 	if rel != "" {
-		if !strings.ContainsRune(rel, '/') {
-			return filepath.Join(datadir, rel), nil
-		}
-		dirs, err := s.Locate(filepath.Dir(rel))
-		if err != nil {
-			return "", err
-		}
-		switch len(dirs) {
-		case 0:
-			return "", fmt.Errorf("binlog basename %q: its directory is on no volume of the set: %w", rel, ErrNoDataDir)
-		case 1:
-			return filepath.Join(dirs[0], filepath.Base(rel)), nil
-		}
-		return "", fmt.Errorf("binlog basename %q: directories %s fit: %w", rel, strings.Join(dirs, ", "), ErrAmbiguous)
+		return s.locateBinlogBase(rel)
 	}
 	if m := binlogName.FindStringSubmatch(file); m != nil {
 		return filepath.Join(datadir, m[1]), nil
@@ -64,6 +52,31 @@ func (s *MountedSet) FindBinlogBase(datadir, rel, file string) (string, error) {
 		return bases[0], nil
 	}
 	return "", nil
+}
+
+func (s *MountedSet) locateBinlogBase(rel string) (string, error) {
+	indexes, err := s.Locate(rel + ".index")
+	if err != nil {
+		return "", err
+	}
+	switch len(indexes) {
+	case 1:
+		return strings.TrimSuffix(indexes[0], ".index"), nil
+	case 0:
+	default:
+		return "", fmt.Errorf("binlog basename %q: indexes %s fit: %w", rel, strings.Join(indexes, ", "), ErrAmbiguous)
+	}
+	dirs, err := s.Locate(filepath.Dir(rel))
+	if err != nil {
+		return "", err
+	}
+	switch len(dirs) {
+	case 0:
+		return "", fmt.Errorf("binlog basename %q: its directory is on no volume of the set: %w", rel, ErrNoDataDir)
+	case 1:
+		return filepath.Join(dirs[0], filepath.Base(rel)), nil
+	}
+	return "", fmt.Errorf("binlog basename %q: no %s.index, and directories %s fit: %w", rel, filepath.Base(rel), strings.Join(dirs, ", "), ErrAmbiguous)
 }
 
 func readIndex(path string) ([]string, error) {

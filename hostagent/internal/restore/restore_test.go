@@ -185,16 +185,21 @@ func TestBinlogBaseCheckAndIndex(t *testing.T) {
 	writeFile(t, filepath.Join(data, "binlog.000002"), make([]byte, 342))
 	writeFile(t, filepath.Join(data, "binlog.index"), []byte("/var/lib/mysql/binlog.000001\n/var/lib/mysql/binlog.000002\n"))
 	writeFile(t, filepath.Join(b, "logs/bin.index"), []byte("./bin.000001\n"))
+	writeFile(t, filepath.Join(b, "top.index"), []byte("./top.000001\n"))
 	set := setOf(a, b)
 	for _, tc := range []struct{ rel, file, want string }{
 		{"", "binlog.000002", filepath.Join(data, "binlog")},
 		{"", "", filepath.Join(data, "binlog")},
-		{"binlog", "", filepath.Join(data, "binlog")},
+		{"data/binlog", "", filepath.Join(data, "binlog")},
 		{"logs/bin", "", filepath.Join(b, "logs/bin")},
+		{"top", "", filepath.Join(b, "top")}, // a bare name sits at a volume's root: the one with top.index
 	} {
 		if got, err := set.FindBinlogBase(data, tc.rel, tc.file); err != nil || got != tc.want {
 			t.Errorf("FindBinlogBase(%q, %q) = %q, %v; want %q", tc.rel, tc.file, got, err, tc.want)
 		}
+	}
+	if _, err := set.FindBinlogBase(data, "nowhere/bin", ""); !errors.Is(err, ErrNoDataDir) {
+		t.Errorf("basename on no volume: %v", err)
 	}
 	base := filepath.Join(data, "binlog")
 	if bc, p := CheckBinlog(base, "binlog.000002", 342); !bc.Match || len(p) != 0 || bc.Size != 342 {
