@@ -397,7 +397,7 @@ func TestServerArgsKeepPrivateOptionsLast(t *testing.T) {
 	if idx("--socket=/w/run/mysqld.sock") < idx("--socket=/var/run/mysqld/mysqld.sock") || idx("--skip-networking") < idx("--port=3306") {
 		t.Errorf("the operator's options must not override privacy: %q", a)
 	}
-	for _, want := range []string{"--skip-log-bin", "--user=root", "--server-id=7", "--skip-slave-start", "--innodb-page-size=16384"} {
+	for _, want := range []string{"--skip-log-bin", "--user=root", "--server-id=7", "--loose-skip-slave-start", "--loose-skip-replica-start", "--innodb-page-size=16384"} {
 		if idx(want) < 0 {
 			t.Errorf("missing %s in %q", want, a)
 		}

@@ -71,7 +71,10 @@ func (s ServerSpec) args() []string {
 		"--tmpdir="+filepath.Join(s.RunDir, "tmp"),
 		"--skip-networking",
 		"--server-id="+strconv.FormatUint(uint64(s.ServerID), 10),
-		"--skip-slave-start",
+		// MariaDB and MySQL ≤ 8.3 know the first, MySQL ≥ 8.0.26 the
+		// second; loose- lets each server ignore the one it does not know.
+		"--loose-skip-slave-start",
+		"--loose-skip-replica-start",
 		"--loose-wsrep-on=OFF",
 		"--loose-mysqlx=OFF",
 		"--loose-event-scheduler=OFF",
