@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/hostagent/internal/agenterr"
 	"github.com/quiesce/quiesce/hostagent/internal/restore"
 	"github.com/quiesce/quiesce/hostagent/internal/state"
@@ -50,6 +51,10 @@ type verifyInput struct {
 func (c *command) verify(ctx context.Context, args []string) error {
 	in, err := c.parseVerify(args)
 	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) { // the caller parses one report type, whatever happened
+			c.printJSON(contract.VerifyReport{RunID: in.runID, Volumes: in.volumes, TablesFailed: []contract.TableFailure{},
+				Checks: []contract.SQLCheck{}, Problems: []string{oneLine(err.Error())}})
+		}
 		return err
 	}
 	c.runID = in.runID

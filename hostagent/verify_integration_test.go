@@ -197,8 +197,9 @@ func (e *verifyEnv) verify(args ...string) (result, contract.VerifyReport) {
 		e.t.Fatalf("hostagent %v: %v", args, err)
 	}
 	var rep contract.VerifyReport
-	if r.code != contract.ExitUsage && r.code != contract.ExitBusy {
-		decodeOne(e.t, r.stdout, &rep)
+	decodeOne(e.t, r.stdout, &rep) // always one VerifyReport, also for bad input
+	if rep.OK != (r.code == 0) || rep.OK != (len(rep.Problems) == 0) {
+		e.t.Errorf("exit %d with ok=%v and problems %q", r.code, rep.OK, rep.Problems)
 	}
 	return r, rep
 }
