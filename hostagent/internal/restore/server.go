@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -215,8 +216,19 @@ func (s *Server) DB() (*sql.DB, error) {
 	cfg.Net = "unix"
 	cfg.Addr = s.Socket
 	cfg.Timeout = 5 * time.Second
-	return sql.Open("mysql", cfg.FormatDSN())
+	cfg.Logger = driverLogger{}
+	conn, err := mysql.NewConnector(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return sql.OpenDB(conn), nil
 }
+
+// driverLogger sends the driver's own diagnostics (a broken pipe when the
+// server dies) to slog rather than stderr, which carries one line per error.
+type driverLogger struct{}
+
+func (driverLogger) Print(v ...any) { slog.Debug("mysql driver", "msg", fmt.Sprint(v...)) }
 
 // Exited is closed once the server has exited.
 func (s *Server) Exited() <-chan struct{} { return s.exited }
