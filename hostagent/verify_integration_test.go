@@ -210,6 +210,12 @@ func (e *verifyEnv) requireNothingLeft() {
 	mounts, _ := os.ReadFile("/proc/self/mountinfo")
 	if strings.Contains(string(mounts), e.workDir) {
 		e.t.Errorf("still mounted under %s:\n%s", e.workDir, grepLines(string(mounts), e.workDir))
+		// Release them anyway, so the loop devices can be detached.
+		for _, line := range strings.Split(grepLines(string(mounts), e.workDir), "\n") {
+			if f := strings.Fields(line); len(f) > 4 {
+				syscall.Unmount(f[4], syscall.MNT_DETACH)
+			}
+		}
 	}
 	if left, _ := os.ReadDir(e.workDir); len(left) > 0 {
 		e.t.Errorf("work dir not removed: %v", left[0].Name())

@@ -78,7 +78,7 @@ func (v *verifier) run(ctx context.Context) (err error) {
 }
 
 // prepare makes the private work dir and locks the volumes (cleaning up
-// stale runs first), then finds the volumes' devices.
+// stale runs first).
 func (v *verifier) prepare(ctx context.Context) error {
 	reg, err := restore.OpenRegistry(registryDir(v.in.stateDir))
 	if err != nil {
