@@ -19,7 +19,7 @@ SELECT SUM(amount) > 0
 `
 
 func TestVerifyGoodSet(t *testing.T) {
-	for _, fstype := range []string{"xfs", "ext4"} {
+	for _, fstype := range []string{"xfs", "ext4", "btrfs"} {
 		t.Run(fstype, func(t *testing.T) {
 			snap := makeSnapshot(t, fstype, snapshotOptions{})
 			e := newVerifyEnv(t)
