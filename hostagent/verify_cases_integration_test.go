@@ -56,6 +56,18 @@ func TestVerifyGoodSet(t *testing.T) {
 	}
 }
 
+// The production path: the source keeps running, locked and frozen for the
+// copy only. The set verifies at the tagged position, without the writes
+// that came after the unlock.
+func TestVerifyLockedCopyOfRunningServer(t *testing.T) {
+	snap := makeSnapshot(t, "xfs", snapshotOptions{locked: true})
+	e := newVerifyEnv(t)
+	r, rep := e.verify(append(e.args(snap, tagged(snap)...), "--check-sql", writeChecks(t, goodChecks))...)
+	if r.code != 0 || !rep.OK || !rep.Binlog.Match || !rep.GTID.Match {
+		t.Fatalf("exit %d, problems %q, binlog %+v, gtid %+v", r.code, rep.Problems, rep.Binlog, rep.GTID)
+	}
+}
+
 func TestVerifyFindsDataDirAndSkipsUntaggedBinlog(t *testing.T) {
 	snap := makeSnapshot(t, "xfs", snapshotOptions{})
 	e := newVerifyEnv(t)

@@ -36,6 +36,10 @@ type snapshotOptions struct {
 	// cleanShutdown stops the source slowly (innodb_fast_shutdown=0: every
 	// page written to its tablespace) instead of kill -9.
 	cleanShutdown bool
+	// locked keeps the source running, as production does: FLUSH TABLES
+	// WITH READ LOCK, position read under it, frozen copy, UNLOCK, and more
+	// writes after (which the copy must not have).
+	locked bool
 	// beforeCopy runs on the stopped source's datadir, before the copy.
 	beforeCopy func(t testing.TB, datadir string)
 }
@@ -67,19 +71,31 @@ func makeSnapshot(t testing.TB, fstype string, o snapshotOptions) snapshot {
 	defer db.Close()
 	snap := snapshot{volume: fmt.Sprintf("vol-0%x", time.Now().UnixNano()&0xffffffffffff)}
 	writeShop(t, db)
+	var unlock func()
+	if o.locked {
+		unlock = lockSource(t, db)
+	}
 	if err := db.QueryRow("SHOW MASTER STATUS").Scan(&snap.binlogFile, &snap.binlogPos, new(string), new(string)); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.QueryRow("SELECT @@gtid_binlog_pos").Scan(&snap.gtid); err != nil {
 		t.Fatal(err)
 	}
-	stopSource(t, m, db, o.cleanShutdown)
+	if !o.locked {
+		stopSource(t, m, db, o.cleanShutdown)
+	}
 	if o.beforeCopy != nil {
 		o.beforeCopy(t, datadir)
 	}
 	image := filepath.Join(t.TempDir(), snap.volume+".img")
 	if err := fixture.SnapshotImage(src, image); err != nil {
 		t.Fatal(err)
+	}
+	if o.locked {
+		unlock()
+		if _, err := db.Exec("INSERT INTO shop.orders VALUES (100000, 1, 'after the snapshot')"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	snap.loop, err = fixture.AttachImage(image)
 	if err != nil {
@@ -118,6 +134,27 @@ func writeShop(t testing.TB, db *sql.DB) {
 	}
 	if _, err := db.Exec("INSERT INTO shop.audit (what) VALUES ('loaded')"); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// lockSource takes FLUSH TABLES WITH READ LOCK on a connection of its own
+// and returns its release.
+func lockSource(t testing.TB, db *sql.DB) func() {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(ctx, "FLUSH TABLES WITH READ LOCK"); err != nil {
+		conn.Close()
+		t.Fatal(err)
+	}
+	return func() {
+		if _, err := conn.ExecContext(ctx, "UNLOCK TABLES"); err != nil {
+			t.Error(err)
+		}
+		conn.Close()
 	}
 }
 
