@@ -51,7 +51,7 @@ func TestVerifyGoodSet(t *testing.T) {
 			if rep.StartMS <= 0 || !strings.Contains(rep.ServerVersion, "MariaDB") || rep.DataDir != snap.volume+"/db" {
 				t.Errorf("start_ms %v, version %q, datadir %q", rep.StartMS, rep.ServerVersion, rep.DataDir)
 			}
-			t.Logf("%s: duration %.0f ms, start %.0f ms, timings %v", fstype, rep.DurationMS, rep.StartMS, rep.TimingsMS)
+			t.Logf("%s: duration %.0f ms, start %.0f ms, timings %v, recovery %q", fstype, rep.DurationMS, rep.StartMS, rep.TimingsMS, rep.Recovery.Messages)
 		})
 	}
 }

@@ -42,8 +42,9 @@ func ParseRecovery(errorLog io.Reader) contract.Recovery {
 }
 
 // ErrorLines returns the error lines of an error log (the last n): those
-// tagged [ERROR], and untagged ones (what the server prints before its log is
-// set up, e.g. "mariadbd: Can't change dir to ...").
+// tagged [ERROR], and the untagged ones the server prefixes with its own name
+// (printed before its log is set up, e.g. "/usr/sbin/mariadbd: Can't change
+// dir to ..."); untagged progress output ("recovered pages: 52%") is left out.
 func ErrorLines(errorLog io.Reader, n int) []string {
 	var out []string
 	sc := bufio.NewScanner(errorLog)
@@ -51,7 +52,8 @@ func ErrorLines(errorLog io.Reader, n int) []string {
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
 		tagged := strings.Contains(line, "[Note]") || strings.Contains(line, "[Warning]") || strings.Contains(line, "[System]")
-		if line != "" && (strings.Contains(line, "[ERROR]") || !tagged) {
+		selfNamed := strings.Contains(line, "mysqld: ") || strings.Contains(line, "mariadbd: ")
+		if strings.Contains(line, "[ERROR]") || (!tagged && selfNamed) {
 			out = append(out, line)
 		}
 	}

@@ -282,7 +282,7 @@ func TestParseRecovery(t *testing.T) {
 	if r := ParseRecovery(strings.NewReader(clean)); r.Ran || len(r.Messages) != 0 {
 		t.Errorf("clean log: %+v", r)
 	}
-	errs := ErrorLines(strings.NewReader("a [ERROR] one\nb [Note] x\n/usr/sbin/mariadbd: Can't change dir\nc [Warning] w\nd [ERROR] Aborting\n"), 2)
+	errs := ErrorLines(strings.NewReader("a [ERROR] one\nb [Note] x\n/usr/sbin/mariadbd: Can't change dir\nrecovered pages: 0% 52%\nc [Warning] w\nd [ERROR] Aborting\n"), 2)
 	if !reflect.DeepEqual(errs, []string{"/usr/sbin/mariadbd: Can't change dir", "d [ERROR] Aborting"}) {
 		t.Errorf("ErrorLines: %q", errs)
 	}
