@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -128,25 +129,37 @@ func (e *verifyEnv) waitServer(t *testing.T, b *background) restore.Proc {
 	return restore.Proc{}
 }
 
-// waitReady waits until the run's server logged that it accepts connections.
-func (e *verifyEnv) waitReady(t *testing.T, b *background) {
+// waitChecking waits until the run's server executes the operator's
+// SLEEP check: verify is then past the start, in its checks.
+func (e *verifyEnv) waitChecking(t *testing.T, b *background) {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
-		logs, _ := filepath.Glob(filepath.Join(e.workDir, restore.WorkDirPrefix+"*", "run", "error.log"))
-		for _, l := range logs {
-			if data, _ := os.ReadFile(l); bytes.Contains(data, []byte("ready for connections")) {
-				time.Sleep(100 * time.Millisecond) // verify's own ping follows
+		socks, _ := filepath.Glob(filepath.Join(e.workDir, restore.WorkDirPrefix+"*", "run", "mysqld.sock"))
+		for _, sock := range socks {
+			if sleeping(sock) {
 				return
 			}
 		}
 		select {
 		case <-b.done:
-			t.Fatalf("verify ended before its server was ready: %s", b.errb.String())
-		case <-time.After(20 * time.Millisecond):
+			t.Fatalf("verify ended before its checks ran: %s", b.errb.String())
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	t.Fatal("server not ready within 2 min")
+	t.Fatal("checks not running within 2 min")
+}
+
+// sleeping reports whether the server on sock runs a SLEEP statement.
+func sleeping(sock string) bool {
+	db, err := sql.Open("mysql", "root@unix("+sock+")/?timeout=1s")
+	if err != nil {
+		return false
+	}
+	defer db.Close()
+	var n int
+	err = db.QueryRow("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'SELECT SLEEP%'").Scan(&n)
+	return err == nil && n > 0
 }
 
 // slowChecks keep the server up for a while after it started.
@@ -179,7 +192,7 @@ func TestVerifySIGTERMUndoesEverything(t *testing.T) {
 	e := newVerifyEnv(t)
 	b := e.start(append(e.args(snap), "--check-sql", slowChecks(t, "60"))...)
 	srv := e.waitServer(t, b)
-	e.waitReady(t, b) // into the checks
+	e.waitChecking(t, b)
 	if err := b.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
