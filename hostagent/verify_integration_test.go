@@ -169,6 +169,7 @@ func stopSource(t testing.TB, m *fixture.MariaDB, db *sql.DB, clean bool) {
 		}
 		return
 	}
+	db.SetMaxIdleConns(0) // close the pool's connections while the server still answers
 	if err := syscall.Kill(m.PID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
