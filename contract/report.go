@@ -194,7 +194,7 @@ type CheckReport struct {
 	// thaw, as FreezeReport.FailsafeLayers would for a freeze now: without
 	// systemd only "guardian" and "next-invocation" (a killed guardian then
 	// leaves no timer, only the next hostagent invocation).
-	FailsafeLayers []string `json:"failsafe_layers"`
+	FailsafeLayers []string `json:"failsafe_layers,omitempty"`
 }
 
 // ErrorReport is printed on stdout (as well as the one-line message on stderr)

@@ -335,6 +335,7 @@ func (c *command) guardian(ctx context.Context, args []string) error {
 	holderStart := fs.Uint64("holder-start", 0, "")
 	deadline := fs.Int64(hold.GuardianDeadlineFlag, 0, "")
 	runJSON := fs.String("run-json", "", "")
+	fdsJSON := fs.String("mount-fds", "", "")
 	if err := c.parse(fs, args); err != nil {
 		return err
 	}
@@ -349,8 +350,12 @@ func (c *command) guardian(ctx context.Context, args []string) error {
 			given = &r
 		}
 	}
+	var fds map[string]int
+	if *fdsJSON != "" {
+		_ = json.Unmarshal([]byte(*fdsJSON), &fds)
+	}
 	return newAgent(dir, nil).Guardian(ctx, *runID, state.Proc{PID: *holderPID, Start: *holderStart},
-		hold.Deadline{Mono: *deadline}, given)
+		hold.Deadline{Mono: *deadline}, given, fds)
 }
 
 func (c *command) recover(ctx context.Context, args []string) error {

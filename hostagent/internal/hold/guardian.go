@@ -21,8 +21,10 @@ import (
 // and records thawed_by=deadline.
 //
 // given is the run as the holder passed it (nil if none): the guardian's
-// memory of what to thaw whatever becomes of the state file.
-func (a *Agent) Guardian(ctx context.Context, runID string, holder state.Proc, deadline Deadline, given *state.Run) error {
+// memory of what to thaw whatever becomes of the state file; fds are the
+// mount descriptors it inherited from the holder (path -> descriptor).
+func (a *Agent) Guardian(ctx context.Context, runID string, holder state.Proc, deadline Deadline, given *state.Run,
+	fds map[string]int) error {
 	a.Log = openLog(a.Dir.LogPath(runID)).With("role", "guardian", "run", runID)
 	// SIGTERM/SIGINT/SIGHUP must not take the fail-safe down (a shutdown kills
 	// everything anyway; a stray signal should not). SIGKILL still works.
@@ -37,8 +39,11 @@ func (a *Agent) Guardian(ctx context.Context, runID string, holder state.Proc, d
 		a.log().Error("state unreadable at start; using the run passed by the holder", "err", err)
 		last = given
 	}
+	if given != nil {
+		a.adoptMountFDs(given.Mounts, fds)
+	}
 	if last != nil {
-		a.keepMountFDs(last.Mounts)
+		a.keepMountFDs(last.Mounts) // any the holder could not pass
 	}
 	last, finished := a.watchUntilDeadline(runID, holder, deadline, last)
 	if finished {

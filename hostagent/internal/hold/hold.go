@@ -84,17 +84,69 @@ type Agent struct {
 
 // keepMountFDs opens every mount of the run (real filesystems only) for thawFS.
 // A mount whose path no longer is the validated device gets none: thawFS then
-// reports it through the path check.
+// reports it through the path check. Descriptors already held (the
+// guardian's, inherited from the holder) are kept.
 func (a *Agent) keepMountFDs(mounts []state.Mount) {
 	if a.FS.Thaw != nil {
 		return
 	}
-	a.mountFDs = make(map[string]int, len(mounts))
+	if a.mountFDs == nil {
+		a.mountFDs = make(map[string]int, len(mounts))
+	}
 	for _, m := range mounts {
+		if _, ok := a.mountFDs[m.Path]; ok {
+			continue
+		}
 		if fd, err := fsfreeze.Open(m.Path, m.Dev); err == nil {
 			a.mountFDs[m.Path] = fd
 		}
 	}
+}
+
+// adoptMountFDs takes over descriptors on mount roots that this process
+// inherited (the guardian's, from the holder, which opened them before its
+// first freeze): path -> descriptor. One not on the mount's device is closed.
+func (a *Agent) adoptMountFDs(mounts []state.Mount, fds map[string]int) {
+	if a.FS.Thaw != nil || len(fds) == 0 {
+		return
+	}
+	if a.mountFDs == nil {
+		a.mountFDs = make(map[string]int, len(fds))
+	}
+	for _, m := range mounts {
+		fd, ok := fds[m.Path]
+		if !ok {
+			continue
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil || (m.Dev != 0 && st.Dev != m.Dev) {
+			unix.Close(fd)
+			continue
+		}
+		unix.CloseOnExec(fd)
+		a.mountFDs[m.Path] = fd
+	}
+}
+
+// inheritableMountFDs duplicates the mount descriptors for a child's
+// ExtraFiles (its fds 3, 4, ...), returning the files (close them once the
+// child started) and the path -> child descriptor map to pass on its command line.
+func (a *Agent) inheritableMountFDs(mounts []state.Mount) ([]*os.File, map[string]int) {
+	var files []*os.File
+	fds := map[string]int{}
+	for _, m := range mounts {
+		fd, ok := a.mountFDs[m.Path]
+		if !ok {
+			continue
+		}
+		dup, err := unix.Dup(fd)
+		if err != nil {
+			continue
+		}
+		fds[m.Path] = 3 + len(files)
+		files = append(files, os.NewFile(uintptr(dup), m.Path))
+	}
+	return files, fds
 }
 
 // RCUKnob is the machine-wide expedited-RCU switch.

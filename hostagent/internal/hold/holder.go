@@ -184,11 +184,21 @@ func (h *holding) armGuardian() error {
 	args := append([]string{CmdGuardian, "--state-dir", a.Dir.Path, "--run-id", run.RunID,
 		"--holder-pid", strconv.Itoa(h.self.PID), "--holder-start", strconv.FormatUint(h.self.Start, 10)},
 		h.deadline.guardianArgs()...)
-	g := exec.Command(a.Exe, append(args, "--run-json", guardianRun(run))...)
+	// The guardian inherits this process's descriptors on the mounts, opened
+	// before the first freeze: it may start after the freezes (a loaded
+	// machine), when a mount point could already be unmounted or covered.
+	files, fds := a.inheritableMountFDs(run.Mounts)
+	fdsJSON, _ := json.Marshal(fds)
+	g := exec.Command(a.Exe, append(args, "--run-json", guardianRun(run), "--mount-fds", string(fdsJSON))...)
 	g.Dir = "/"
 	g.Env = detachedEnv()
+	g.ExtraFiles = files
 	g.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := g.Start(); err != nil {
+	err := g.Start()
+	for _, f := range files {
+		f.Close()
+	}
+	if err != nil {
 		return fmt.Errorf("start guardian: %w", err)
 	}
 	go g.Wait() // reap it if it exits (or is killed) before us
