@@ -1,0 +1,39 @@
+package chaos
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+)
+
+// agentBin is the hostagent binary under test, built once by TestMain.
+var agentBin string
+
+func TestMain(m *testing.M) {
+	code := func() int {
+		dir, err := os.MkdirTemp("", "qchaos-bin-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		bin := filepath.Join(dir, "hostagent")
+		gobin, err := exec.LookPath("go")
+		if err != nil {
+			gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		}
+		// Built as `make hostagent` builds it: the binary under test is the one shipped.
+		cmd := exec.Command(gobin, "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "../../hostagent")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build hostagent: %v\n%s", err, out)
+			return 1
+		}
+		agentBin = bin
+		return m.Run()
+	}()
+	os.Exit(code)
+}
