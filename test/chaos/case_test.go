@@ -28,7 +28,7 @@ const (
 	loadSlack = time.Second
 	// stillFrozenAfter: a mount still frozen this long past its limit is
 	// thawed by the suite itself (and the case fails).
-	stillFrozenAfter = 3 * time.Second
+	stillFrozenAfter = 2 * time.Second
 	// mysqlWriteWait bounds the commit that shows MySQL is unlocked.
 	mysqlWriteWait = 5 * time.Second
 )
@@ -239,7 +239,8 @@ func newCase(t *testing.T, w *world, seed uint64, idx int, cat string) *caseRun 
 	}
 	c := &caseRun{t: t, w: w, seed: seed, idx: idx, cat: cat,
 		rng:      rand.New(rand.NewPCG(seed, uint64(idx)+1)),
-		stateDir: filepath.Join(dir, "s"), writers: map[string]*writer{}, lockLost: map[string]time.Time{}}
+		stateDir: filepath.Join(dir, "s"), writers: map[string]*writer{}, lockLost: map[string]time.Time{},
+		started: time.Now()}
 	w.addStateDir(c.stateDir)
 	c.timeout = time.Second + time.Duration(c.rng.IntN(9))*250*time.Millisecond
 	return c

@@ -346,17 +346,18 @@ func (c *caseRun) checkThawReports() {
 }
 
 func (c *caseRun) checkOneThaw(th thawObs, rep *contract.ThawReport) {
-	want := contract.ExitOK
+	notThawed := false
 	for _, m := range rep.Mounts {
-		if !m.Thawed {
-			want = contract.ExitFailed
-		}
+		notThawed = notThawed || !m.Thawed
 	}
-	if want == contract.ExitOK && rep.Late {
-		want = contract.ExitLate
-	}
-	if th.res.code != want {
-		c.failf("thaw %s exited %d but its report (late=%v, mounts %+v) means exit %d", th.runID, th.res.code, rep.Late, rep.Mounts, want)
+	// Exit 1 (failed) may come with any report; 0 and 4 must match it.
+	switch code := th.res.code; {
+	case notThawed && code != contract.ExitFailed:
+		c.failf("thaw %s exited %d although its report lists a mount not thawed: %+v", th.runID, code, rep.Mounts)
+	case !notThawed && rep.Late && code != contract.ExitLate && code != contract.ExitFailed:
+		c.failf("thaw %s exited %d but its report says late (thawed_by=%s): want exit 4", th.runID, code, rep.ThawedBy)
+	case !notThawed && !rep.Late && code != contract.ExitOK && code != contract.ExitFailed:
+		c.failf("thaw %s exited %d but its report says thawed on time", th.runID, code)
 	}
 	switch rep.ThawedBy {
 	case contract.ThawedByCommand, contract.ThawedByDeadline, contract.ThawedByRecovery:
