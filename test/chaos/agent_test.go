@@ -213,10 +213,10 @@ func runAgent(stateDir string, wait time.Duration, args ...string) result {
 	return r
 }
 
-// decodeOne requires s to be exactly one JSON object of v's type (unknown fields refused).
+// decodeOne requires s to be exactly one JSON object of v's type. Unknown
+// fields are accepted: the wire types are extended, never renamed.
 func decodeOne(s string, v any) error {
 	dec := json.NewDecoder(strings.NewReader(s))
-	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("stdout is not one %T: %v: %q", v, err, s)
 	}

@@ -12,7 +12,18 @@ import (
 // agentBin is the hostagent binary under test, built once by TestMain.
 var agentBin string
 
+// TestMain builds hostagent from this tree, as `make hostagent` does, unless
+// CHAOS_HOSTAGENT names a binary to attack instead (e.g. another branch's build).
 func TestMain(m *testing.M) {
+	if bin := os.Getenv("CHAOS_HOSTAGENT"); bin != "" {
+		abs, err := filepath.Abs(bin)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		agentBin = abs
+		os.Exit(m.Run())
+	}
 	code := func() int {
 		dir, err := os.MkdirTemp("", "qchaos-bin-")
 		if err != nil {
