@@ -211,9 +211,17 @@ func (c *caseRun) recordOf(runID string) *record {
 
 // procFromState polls the state dir until the run records the role's process
 // (holder or guardian), at most until limit.
-func (c *caseRun) procFromState(runID, role string, limit time.Time) (procRef, bool) {
+func (c *caseRun) procFromState(cl *client, runID, role string, limit time.Time) (procRef, bool) {
 	for time.Now().Before(limit) {
-		if r := c.recordOf(runID); r != nil {
+		r := c.recordOf(runID)
+		select {
+		case <-cl.exited:
+			if r == nil || !r.active() {
+				return procRef{}, false // the run is over (or never began)
+			}
+		default:
+		}
+		if r != nil {
 			p := r.Holder
 			if role == "guardian" {
 				p = r.Guardian

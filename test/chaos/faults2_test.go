@@ -53,8 +53,8 @@ func (c *caseRun) unreadableState() {
 				defer c.wg.Done()
 				second.wait(c.reportLimit(second))
 				if second.code != contract.ExitBusy {
-					c.failf("second freeze of held mounts %v (first run's record unreadable) exited %d, want 3 (busy): two holds of one mount",
-						second.mountArgs(), second.code)
+					c.failf("second freeze of %v, started while run %s held them (its record unreadable), exited %d, want 3 (busy): the busy check missed the held run",
+						second.mountArgs(), rep.RunID, second.code)
 				}
 			}()
 		}

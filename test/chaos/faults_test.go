@@ -47,7 +47,7 @@ func (c *caseRun) begin(mysqlOnly bool) *client {
 func (c *caseRun) target(cl *client, role string) (p procRef, deadline time.Time, ok bool) {
 	deadline = cl.spawned.Add(c.timeout + time.Second)
 	if c.chance(0.4) {
-		p, ok = c.procFromState(c.runID(0), role, c.reportLimit(cl))
+		p, ok = c.procFromState(cl, c.runID(0), role, c.reportLimit(cl))
 		time.Sleep(c.dur(0, 20*time.Millisecond))
 		if rep, _, got := cl.freezeReport(time.Now()); got {
 			deadline = rep.Deadline
@@ -93,7 +93,7 @@ func (c *caseRun) killClient() {
 	if cl == nil {
 		return
 	}
-	time.Sleep(c.dur(0, 150*time.Millisecond))
+	time.Sleep(c.dur(0, 90*time.Millisecond)) // a freeze is held after ~20-90 ms here
 	c.kill("client", cl.ref)
 	c.maybeThaw(0.5, c.runID(0), time.Now(), cl.spawned.Add(c.timeout+500*time.Millisecond))
 }
@@ -106,7 +106,7 @@ func (c *caseRun) stopClient() {
 	if cl == nil {
 		return
 	}
-	time.Sleep(c.dur(0, 150*time.Millisecond))
+	time.Sleep(c.dur(0, 90*time.Millisecond))
 	c.stop("client", cl.ref, cl.spawned.Add(c.timeout+c.dur(300*time.Millisecond, 1300*time.Millisecond)))
 	c.wg.Add(1)
 	go func() {
