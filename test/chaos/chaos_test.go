@@ -76,10 +76,10 @@ func runCase(t *testing.T, w *world, seed uint64, i int, cat category) *caseRun 
 			c.started = time.Now()
 		}
 		c.finish()
-		w.releaseCase()
 		if t.Failed() {
 			dumpStateDir(t, c.stateDir)
 		}
+		w.releaseCase()
 		os.RemoveAll(filepath.Dir(c.stateDir))
 		t.Logf("case %d %s: %d failure(s), worst lateness %v; %s", i, cat.name, len(c.failures), c.worst.Round(time.Millisecond), strings.Join(c.notes, "; "))
 	})

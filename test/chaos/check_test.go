@@ -46,7 +46,20 @@ func (c *caseRun) waitClients() {
 			_ = syscall.Kill(cl.ref.PID, syscall.SIGKILL)
 			cl.wait(time.Now().Add(5 * time.Second))
 		}
+		_, stderr, _ := cl.output()
+		c.note("%s exited %d (signaled %v) at +%dms: %s", firstArg(cl.args, "--run-id"), cl.code, cl.killed,
+			cl.exitedAt().Sub(c.started).Milliseconds(), strings.TrimSpace(stderr))
 	}
+}
+
+// firstArg is the value after flag in args.
+func firstArg(args []string, flag string) string {
+	for i, a := range args {
+		if a == flag && i+1 < len(args) {
+			return args[i+1]
+		}
+	}
+	return ""
 }
 
 // limitOf is the instant after which nothing this client asked for may be
