@@ -156,15 +156,11 @@ func (c *client) output() (stdout, stderr string, firstAt time.Time) {
 // a FreezeReport; ok=false if none came or it is not one.
 func (c *client) freezeReport(limit time.Time) (*contract.FreezeReport, time.Time, bool) {
 	select {
-	case <-c.lineCh:
-	case <-c.exited:
-		select {
-		case <-c.lineCh:
-		default:
+	case <-c.lineCh: // checked alone first: select picks at random among ready cases
+	default:
+		if !c.waitLine(limit) {
 			return nil, time.Time{}, false
 		}
-	case <-time.After(time.Until(limit)):
-		return nil, time.Time{}, false
 	}
 	out, _, at := c.output()
 	var rep contract.FreezeReport
@@ -172,6 +168,24 @@ func (c *client) freezeReport(limit time.Time) (*contract.FreezeReport, time.Tim
 		return nil, at, false
 	}
 	return &rep, at, true
+}
+
+// waitLine waits for the first stdout line until limit or the exit.
+func (c *client) waitLine(limit time.Time) bool {
+	select {
+	case <-c.lineCh:
+		return true
+	case <-c.exited:
+		// The reader may still be draining the pipe after the exit.
+		select {
+		case <-c.lineCh:
+			return true
+		case <-time.After(100 * time.Millisecond):
+			return false
+		}
+	case <-time.After(time.Until(limit)):
+		return false
+	}
 }
 
 func firstLine(s string) string {

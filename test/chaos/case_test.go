@@ -21,13 +21,15 @@ const (
 	// thawBound: nothing may stay frozen longer than this past the deadline.
 	thawBound = 250 * time.Millisecond
 	// readSlack bounds how long after hostagent wrote a line the suite's
-	// reader (blocked in read on the pipe) records it.
+	// reader (blocked in read on the pipe) records it; also the slack on
+	// "sent after the deadline" for a thaw command.
 	readSlack = 50 * time.Millisecond
-	// loadSlack: a writer may observe hostagent's logged thaw this much
-	// later on a loaded machine (its own wake-up, not the freeze).
+	// loadSlack: on a filesystem the suite's FITHAW probe found thawed, a
+	// write may still come back this much later than thawBound on a loaded
+	// machine (the writer's own wake-up); longer fails.
 	loadSlack = time.Second
-	// stillFrozenAfter: a mount still frozen this long past its limit is
-	// thawed by the suite itself (and the case fails).
+	// stillFrozenAfter bounds the wait for the writer after the probe; a
+	// writer still blocked then makes the suite thaw every mount of the case.
 	stillFrozenAfter = 2 * time.Second
 	// mysqlWriteWait bounds the commit that shows MySQL is unlocked.
 	mysqlWriteWait = 5 * time.Second
