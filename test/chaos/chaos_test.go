@@ -140,13 +140,15 @@ func armRescue(t *testing.T, w *world) (stop func()) {
 	go func() {
 		select {
 		case s := <-sigs:
-			fmt.Fprintf(os.Stderr, "chaos: %v: rescuing (thaw, kill) before exit\n", s)
-			w.rescue()
-			w.stopMariaDB()
+			fmt.Fprintf(os.Stderr, "chaos: %v: tearing down (thaw, kill, stop mariadbd, unmount) before exit\n", s)
+			w.teardown()
+			if binDir != "" {
+				os.RemoveAll(binDir)
+			}
 			os.Exit(1)
 		case <-timeout:
-			fmt.Fprintln(os.Stderr, "chaos: test deadline close: rescuing (thaw, kill) now")
-			w.rescue()
+			fmt.Fprintln(os.Stderr, "chaos: test deadline close: tearing down (thaw, kill, stop mariadbd, unmount) now")
+			w.teardown()
 		case <-quit:
 		}
 	}()

@@ -9,8 +9,9 @@ import (
 	"testing"
 )
 
-// agentBin is the hostagent binary under test, built once by TestMain.
-var agentBin string
+// agentBin is the hostagent binary under test, built once by TestMain into
+// binDir (removed at exit, also by the signal handler, which skips defers).
+var agentBin, binDir string
 
 // TestMain builds hostagent from this tree, as `make hostagent` does, unless
 // CHAOS_HOSTAGENT names a binary to attack instead (e.g. another branch's build).
@@ -31,6 +32,7 @@ func TestMain(m *testing.M) {
 			return 1
 		}
 		defer os.RemoveAll(dir)
+		binDir = dir
 		bin := filepath.Join(dir, "hostagent")
 		gobin, err := exec.LookPath("go")
 		if err != nil {

@@ -25,6 +25,8 @@ type world struct {
 	xfs  *fixture.LoopFS
 	ext4 *fixture.LoopFS
 
+	teardownOnce sync.Once
+
 	mu        sync.Mutex
 	db        *fixture.MariaDB
 	pool      *sql.DB
@@ -43,19 +45,7 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	w := &world{t: t, root: root}
-	// Cleanups run last-in first-out: this one, registered first, runs last.
-	t.Cleanup(func() {
-		w.rescue()
-		w.stopMariaDB() // before the unmounts: the datadir is on the XFS
-		for _, l := range []*fixture.LoopFS{w.ext4, w.xfs} {
-			if l != nil {
-				if err := l.Close(); err != nil {
-					t.Errorf("cleanup %s: %v", l.Mount, err)
-				}
-			}
-		}
-		os.RemoveAll(root)
-	})
+	t.Cleanup(w.teardown)
 	for _, fs := range []struct {
 		dst    **fixture.LoopFS
 		fstype string
@@ -76,6 +66,25 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	return w
+}
+
+// teardown releases everything, once: rescue (thaw, kill), stop mariadbd
+// (before the unmounts: its datadir is on the XFS), unmount and detach the
+// loop filesystems, remove the temp dir. Called by t.Cleanup, and by the
+// signal and deadline handlers, which exit without running cleanups.
+func (w *world) teardown() {
+	w.teardownOnce.Do(func() {
+		w.rescue()
+		w.stopMariaDB()
+		for _, l := range []*fixture.LoopFS{w.ext4, w.xfs} {
+			if l != nil {
+				if err := l.Close(); err != nil {
+					fmt.Fprintf(os.Stderr, "chaos: cleanup %s: %v\n", l.Mount, err)
+				}
+			}
+		}
+		os.RemoveAll(w.root)
+	})
 }
 
 func (w *world) addMount(p string) {
