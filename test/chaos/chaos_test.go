@@ -79,7 +79,9 @@ func runCase(t *testing.T, w *world, seed uint64, i int, cat category) *caseRun 
 		if t.Failed() {
 			dumpStateDir(t, c.stateDir)
 		}
-		w.releaseCase()
+		if err := w.releaseCase(); err != nil {
+			c.failf("release the case's resources: %v", err)
+		}
 		os.RemoveAll(filepath.Dir(c.stateDir))
 		t.Logf("case %d %s: %d failure(s), worst lateness %v; %s", i, cat.name, len(c.failures), c.worst.Round(time.Millisecond), strings.Join(c.notes, "; "))
 	})

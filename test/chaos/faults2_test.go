@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -82,7 +83,7 @@ func (c *caseRun) fullStateDir() {
 		return
 	}
 	dir := c.stateDir
-	c.w.addCleanup(func() { unmount(dir) })
+	c.w.addCleanup(func() error { return unmount(dir) })
 	filler := c.rng.IntN(pages * 4096)
 	if filler > 0 {
 		_ = os.WriteFile(filepath.Join(c.stateDir, "filler"), make([]byte, filler), 0o600)
@@ -109,17 +110,54 @@ func (c *caseRun) fullStateDir() {
 // timer of the suite FITHAWs both by path after the deadline + 5 s whatever
 // happens.
 func (c *caseRun) stacked() {
-	dir, err := os.MkdirTemp(c.w.root, "stack")
+	st, err := newStack(c.w.root, []string{"xfs", "ext4"}[c.rng.IntN(2)])
 	if err != nil {
 		c.failf("%v", err)
 		return
 	}
-	outer, err := fixture.NewLoopFS(dir, "xfs", 300)
-	if err != nil {
-		c.failf("outer loop xfs: %v", err)
+	c.w.addMount(st.outer.Mount)
+	c.w.addMount(st.inner.Mount)
+	c.w.addCleanup(func() error {
+		c.w.removeMounts(st.outer.Mount, st.inner.Mount)
+		return st.close()
+	})
+	// Unsynced data on the inner filesystem: its freeze must write it out,
+	// through the inner loop device, into the image file on B.
+	if err := os.WriteFile(filepath.Join(st.inner.Mount, "unsynced"), make([]byte, 8<<20), 0o600); err != nil {
+		c.failf("write unsynced data: %v", err)
 		return
 	}
-	innerType := []string{"xfs", "ext4"}[c.rng.IntN(2)]
+	c.lock = contract.LockNone
+	c.startWriters(st.outer.Mount, st.inner.Mount)
+	c.started = time.Now()
+	cl := c.freeze(0, []string{st.outer.Mount, st.inner.Mount})
+	if cl == nil {
+		return
+	}
+	rescueAt := cl.spawned.Add(c.timeout + time.Second + 5*time.Second)
+	c.note("stacked: outer xfs %s, inner %s %s (image on the outer); external thaw at +%dms",
+		st.outer.Mount, st.inner.FSType, st.inner.Mount, rescueAt.Sub(c.started).Milliseconds())
+	go st.rescueAt(rescueAt, func(was []string) { c.note("external thaw (deadline + 5 s) found frozen: %v", was) })
+	c.maybeThaw(0.3, c.runID(0), time.Now().Add(50*time.Millisecond), cl.spawned.Add(c.timeout))
+}
+
+// stack is an outer loop XFS with an inner loop filesystem on an image file
+// stored on it, mounted below it.
+type stack struct {
+	outer, inner *fixture.LoopFS
+	mu           sync.Mutex // held by a rescue thaw; close waits for it
+	released     chan struct{}
+}
+
+func newStack(root, innerType string) (*stack, error) {
+	dir, err := os.MkdirTemp(root, "stack")
+	if err != nil {
+		return nil, err
+	}
+	outer, err := fixture.NewLoopFS(dir, "xfs", 300)
+	if err != nil {
+		return nil, fmt.Errorf("outer loop xfs: %w", err)
+	}
 	innerDir := filepath.Join(outer.Mount, "inner")
 	var inner *fixture.LoopFS
 	if err = os.Mkdir(innerDir, 0o755); err == nil {
@@ -127,73 +165,56 @@ func (c *caseRun) stacked() {
 	}
 	if err != nil {
 		outer.Close()
-		c.failf("inner loop %s on %s: %v", innerType, outer.Mount, err)
+		return nil, fmt.Errorf("inner loop %s on %s: %w", innerType, outer.Mount, err)
+	}
+	return &stack{outer: outer, inner: inner, released: make(chan struct{})}, nil
+}
+
+// rescueAt FITHAWs outer then inner by path at t and a few times after,
+// unless the stack was closed (its paths are plain directories then).
+// Not waited for by the case: it must run even if the case is stuck.
+func (s *stack) rescueAt(t time.Time, found func([]string)) {
+	select {
+	case <-time.After(time.Until(t)):
+	case <-s.released:
 		return
 	}
-	c.w.addMount(outer.Mount)
-	c.w.addMount(inner.Mount)
-	released := make(chan struct{})
-	var rescueMu sync.Mutex // the unmount waits for a rescue thaw in progress
-	c.w.addCleanup(func() {
-		rescueMu.Lock()
-		close(released)
-		rescueMu.Unlock()
-		thawPaths([]string{outer.Mount, inner.Mount}, 3*time.Second)
-		c.w.removeMounts(outer.Mount, inner.Mount)
-		if err := inner.Close(); err != nil {
-			c.t.Errorf("close inner loop: %v", err)
-		}
-		if err := outer.Close(); err != nil {
-			c.t.Errorf("close outer loop: %v", err)
-		}
-	})
-	// Unsynced data on the inner filesystem: its freeze must write it out,
-	// through the inner loop device, into the image file on B.
-	if err := os.WriteFile(filepath.Join(inner.Mount, "unsynced"), make([]byte, 8<<20), 0o600); err != nil {
-		c.failf("write unsynced data: %v", err)
-		return
-	}
-	c.lock = contract.LockNone
-	c.startWriters(outer.Mount, inner.Mount)
-	c.started = time.Now()
-	cl := c.freeze(0, []string{outer.Mount, inner.Mount})
-	if cl == nil {
-		return
-	}
-	rescueAt := cl.spawned.Add(c.timeout + time.Second + 5*time.Second)
-	c.note("stacked: outer xfs %s, inner %s %s (image on the outer); external thaw at +%dms",
-		outer.Mount, innerType, inner.Mount, rescueAt.Sub(c.started).Milliseconds())
-	go func() { // not waited for: it must run even if the case is stuck
+	for i := 0; i < 10; i++ {
+		s.mu.Lock()
 		select {
-		case <-time.After(time.Until(rescueAt)):
-		case <-released: // unmounted already: the paths are plain directories now
+		case <-s.released:
+			s.mu.Unlock()
 			return
+		default:
 		}
-		for i := 0; i < 10; i++ {
-			rescueMu.Lock()
-			select {
-			case <-released:
-				rescueMu.Unlock()
-				return
-			default:
-			}
-			if was := thawPaths([]string{outer.Mount, inner.Mount}, 2*time.Second); len(was) > 0 {
-				c.note("external thaw (deadline + 5 s) found frozen: %s", strings.Join(was, ", "))
-			}
-			rescueMu.Unlock()
-			time.Sleep(200 * time.Millisecond)
+		if was := thawPaths([]string{s.outer.Mount, s.inner.Mount}, 2*time.Second); len(was) > 0 {
+			found(was)
 		}
-	}()
-	c.maybeThaw(0.3, c.runID(0), time.Now().Add(50*time.Millisecond), cl.spawned.Add(c.timeout))
+		s.mu.Unlock()
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// close thaws, unmounts and detaches inner, then outer.
+func (s *stack) close() error {
+	s.mu.Lock()
+	close(s.released)
+	s.mu.Unlock()
+	thawPaths([]string{s.outer.Mount, s.inner.Mount}, 3*time.Second)
+	return errors.Join(s.inner.Close(), s.outer.Close())
 }
 
 // unmount unmounts a mount the suite made (lazily if still busy).
-func unmount(path string) {
+func unmount(path string) error {
+	var err error
 	for i := 0; i < 5; i++ {
-		if exec.Command("umount", path).Run() == nil {
-			return
+		var out []byte
+		if out, err = exec.Command("umount", path).CombinedOutput(); err == nil {
+			return nil
 		}
+		err = fmt.Errorf("umount %s: %v: %s", path, err, strings.TrimSpace(string(out)))
 		time.Sleep(100 * time.Millisecond)
 	}
 	_ = exec.Command("umount", "-l", path).Run()
+	return fmt.Errorf("%w (unmounted lazily)", err)
 }

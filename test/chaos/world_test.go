@@ -3,6 +3,7 @@ package chaos
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -30,9 +31,9 @@ type world struct {
 	mu        sync.Mutex
 	db        *fixture.MariaDB
 	pool      *sql.DB
-	stateDirs []string // every case's state dir: their holders/guardians are ours
-	ownMounts []string // every mount the suite made (the only paths it ever thaws)
-	cleanups  []func() // extra per-case resources (stacked mounts, tmpfs) still open
+	stateDirs []string       // every case's state dir: their holders/guardians are ours
+	ownMounts []string       // every mount the suite made (the only paths it ever thaws)
+	cleanups  []func() error // extra per-case resources (stacked mounts, tmpfs) still open
 }
 
 func newWorld(t *testing.T) *world {
@@ -192,15 +193,13 @@ func (w *world) rescue() {
 	w.mu.Lock()
 	dirs := append([]string(nil), w.stateDirs...)
 	mounts := append([]string(nil), w.ownMounts...)
-	cleanups := w.cleanups
-	w.cleanups = nil
 	w.mu.Unlock()
 	for _, d := range dirs {
 		killRecorded(d)
 	}
 	thawPaths(mounts, 3*time.Second)
-	for i := len(cleanups) - 1; i >= 0; i-- {
-		cleanups[i]()
+	if err := w.releaseCase(); err != nil {
+		fmt.Fprintf(os.Stderr, "chaos: release case resources: %v\n", err)
 	}
 }
 
@@ -258,21 +257,24 @@ func thawPaths(paths []string, wait time.Duration) []string {
 
 // addCleanup registers a case resource that the world releases (after the
 // case, or in rescue if the test dies first).
-func (w *world) addCleanup(fn func()) {
+func (w *world) addCleanup(fn func() error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.cleanups = append(w.cleanups, fn)
 }
 
-// releaseCase runs and forgets the registered case resources, newest first.
-func (w *world) releaseCase() {
+// releaseCase runs and forgets the registered case resources, newest first,
+// and returns what went wrong.
+func (w *world) releaseCase() error {
 	w.mu.Lock()
 	cleanups := w.cleanups
 	w.cleanups = nil
 	w.mu.Unlock()
+	var errs []error
 	for i := len(cleanups) - 1; i >= 0; i-- {
-		cleanups[i]()
+		errs = append(errs, cleanups[i]())
 	}
+	return errors.Join(errs...)
 }
 
 // removeMounts forgets mounts the suite is about to unmount: their paths
