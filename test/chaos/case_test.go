@@ -61,6 +61,7 @@ type caseRun struct {
 	wg        sync.WaitGroup // scheduled faults and thaws
 
 	failures []string
+	over     bool          // the case's subtest has ended
 	worst    time.Duration // worst writer lateness past a limit
 	loadLate bool          // a lateness over thawBound was attributed to load (see checkFrozen)
 }
@@ -76,7 +77,12 @@ func (c *caseRun) failf(format string, args ...any) {
 	c.mu.Lock()
 	c.failures = append(c.failures, msg)
 	notes := strings.Join(c.notes, "; ")
+	over := c.over
 	c.mu.Unlock()
+	if over { // a straggling goroutine: the subtest is over, t must not be used
+		fmt.Fprintf(os.Stderr, "chaos case %d (%s) after its end: %s\n", c.idx, c.cat, msg)
+		return
+	}
 	c.t.Errorf("chaos case %d (%s), reproduce with CHAOS_SEED=%d CHAOS_ONLY=%d: %s\n\tinjected: %s",
 		c.idx, c.cat, c.seed, c.idx, msg, notes)
 }
@@ -266,4 +272,11 @@ func (c *caseRun) startWriters(mounts ...string) {
 		c.writers[m] = startWriter(m)
 	}
 	sort.Strings(c.mounts)
+}
+
+// end marks the case over: from now on failures are only counted.
+func (c *caseRun) end() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.over = true
 }

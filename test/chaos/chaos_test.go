@@ -48,6 +48,9 @@ func TestChaos(t *testing.T) {
 			t.Logf("chaos: stopping before case %d: the test deadline is %v away", i, time.Until(dl).Round(time.Second))
 			break
 		}
+		if w.sql() == nil {
+			t.Fatalf("chaos: mariadbd could not be restarted; stopping before case %d", i)
+		}
 		st := stats[cat.name]
 		if st == nil {
 			st = &catStats{name: cat.name}
@@ -65,16 +68,22 @@ func runCase(t *testing.T, w *world, seed uint64, i int, cat category) *caseRun 
 	c := newCase(t, w, seed, i, cat.name)
 	t.Run(fmt.Sprintf("%03d-%s", i, cat.name), func(t *testing.T) {
 		c.t = t
+		finished := false
 		defer func() {
-			if r := recover(); r != nil {
+			// A panic or t.Fatal inside the case: release it all the same,
+			// the next case needs thawed mounts and a clean world.
+			r := recover()
+			defer c.end()
+			if !finished {
 				w.rescue()
+				c.cleanup()
+				os.RemoveAll(filepath.Dir(c.stateDir))
+			}
+			if r != nil {
 				panic(r)
 			}
 		}()
 		cat.plan(c)
-		if c.started.IsZero() {
-			c.started = time.Now()
-		}
 		c.finish()
 		if t.Failed() {
 			dumpStateDir(t, c.stateDir)
@@ -82,6 +91,7 @@ func runCase(t *testing.T, w *world, seed uint64, i int, cat category) *caseRun 
 		if err := w.releaseCase(); err != nil {
 			c.failf("release the case's resources: %v", err)
 		}
+		finished = true
 		os.RemoveAll(filepath.Dir(c.stateDir))
 		t.Logf("case %d %s: %d failure(s), worst lateness %v; %s", i, cat.name, len(c.failures), c.worst.Round(time.Millisecond), strings.Join(c.notes, "; "))
 	})
@@ -167,6 +177,8 @@ type catStats struct {
 }
 
 func (s *catStats) add(c *caseRun) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	s.cases++
 	if len(c.failures) == 0 {
 		s.survived++

@@ -289,7 +289,8 @@ func (c *caseRun) checkStateDir() {
 func (c *caseRun) checkMySQL() {
 	if c.mysqlDown {
 		if err := c.w.restartMariaDB(); err != nil {
-			c.t.Fatalf("restart mariadbd after case %d: %v", c.idx, err)
+			c.failf("restart mariadbd after the case: %v", err)
+			return
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), mysqlWriteWait)
@@ -299,7 +300,7 @@ func (c *caseRun) checkMySQL() {
 		c.failf("MySQL still locked: an INSERT did not commit within %v after the case: %v", mysqlWriteWait, err)
 		// A fresh server for the next case: this one keeps a lock nobody releases.
 		if err := c.w.restartMariaDB(); err != nil {
-			c.t.Fatalf("restart mariadbd: %v", err)
+			c.failf("restart mariadbd: %v", err)
 		}
 		return
 	}
