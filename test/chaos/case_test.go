@@ -21,8 +21,7 @@ const (
 	// thawBound: nothing may stay frozen longer than this past the deadline.
 	thawBound = 250 * time.Millisecond
 	// readSlack bounds how long after hostagent wrote a line the suite's
-	// reader (blocked in read on the pipe) records it; also the slack on
-	// "sent after the deadline" for a thaw command.
+	// reader (blocked in read on the pipe) records it.
 	readSlack = 50 * time.Millisecond
 	// loadSlack: on a filesystem the suite's FITHAW probe found thawed, a
 	// write may still come back this much later than thawBound on a loaded
@@ -31,6 +30,10 @@ const (
 	// stillFrozenAfter bounds the wait for the writer after the probe; a
 	// writer still blocked then makes the suite thaw every mount of the case.
 	stillFrozenAfter = 2 * time.Second
+	// clockSlack: a thaw command the suite started this long after the
+	// printed (wall-clock) deadline reaches the holder after its monotonic
+	// one; it covers the two clocks drifting apart during a hold.
+	clockSlack = 5 * time.Millisecond
 	// mysqlWriteWait bounds the commit that shows MySQL is unlocked.
 	mysqlWriteWait = 5 * time.Second
 )

@@ -413,7 +413,7 @@ func (c *caseRun) checkOneThaw(th thawObs, rep *contract.ThawReport) {
 	default:
 		c.failf("thaw %s: thawed_by %q is not documented", th.runID, rep.ThawedBy)
 	}
-	if d, ok := c.printedDeadline(th.runID); ok && !rep.Late && th.res.started.After(d.Add(readSlack)) {
+	if d, ok := c.printedDeadline(th.runID); ok && !rep.Late && th.res.started.After(d.Add(clockSlack)) {
 		c.failf("thaw %s sent %v after the deadline reported on time (late=false, thawed_by=%s)",
 			th.runID, th.res.started.Sub(d).Round(time.Millisecond), rep.ThawedBy)
 	}

@@ -26,6 +26,7 @@ var categories = []category{
 	{"conn-kill", (*caseRun).connKill},
 	{"mariadbd-kill", (*caseRun).mariadbdKill},
 	{"concurrent", (*caseRun).concurrent},
+	{"thaw-race", (*caseRun).thawRace},
 	{"unreadable-state", (*caseRun).unreadableState},
 	{"full-statedir", (*caseRun).fullStateDir},
 	{"stacked", (*caseRun).stacked},
@@ -243,4 +244,24 @@ func (c *caseRun) concurrent() {
 			}
 		}
 	}()
+}
+
+// thawRace sends thaw within a few ms of the deadline, sometimes twice at
+// once: whoever wins, the reports must say which (late or not) and agree
+// with the exit codes.
+func (c *caseRun) thawRace() {
+	cl := c.begin(false)
+	if cl == nil {
+		return
+	}
+	rep, _, ok := cl.freezeReport(c.reportLimit(cl))
+	if !ok {
+		c.note("no FreezeReport")
+		return
+	}
+	at := rep.Deadline.Add(c.dur(0, 80*time.Millisecond) - 40*time.Millisecond)
+	c.at(at, func() { c.thaw(rep.RunID) })
+	if c.chance(0.5) {
+		c.at(at.Add(c.dur(0, 10*time.Millisecond)-5*time.Millisecond), func() { c.thaw(rep.RunID) })
+	}
 }
