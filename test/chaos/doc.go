@@ -9,7 +9,8 @@
 //     leaving one fail-safe layer alive;
 //   - conn-kill: KILL of the lock's connection from a second connection;
 //     mariadbd-kill: SIGKILL of the server (restarted for the next case);
-//   - concurrent: two freezes of overlapping mounts at once;
+//   - concurrent: two freezes of overlapping mounts at once; thaw-race: thaw
+//     within ±40 ms of the deadline, sometimes twice at once;
 //   - unreadable-state: the held run's record torn in the middle, then a
 //     second freeze of its mounts and/or the holder killed;
 //   - full-statedir: the state dir on a tiny tmpfs (few inodes and pages);
