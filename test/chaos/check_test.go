@@ -358,9 +358,48 @@ func (c *caseRun) checkOneFreezeReport(cl *client, runID string, rep *contract.F
 		c.failf("stale success: FreezeReport of %s printed %v after its deadline %s (the hold was no longer in force)",
 			runID, late.Round(time.Millisecond), stamp(rep.Deadline))
 	}
+	if at.Before(rep.Deadline) {
+		c.checkHeldWhenPrinted(runID, rep, at)
+	}
 	if r := c.recordOf(runID); r != nil && r.Thaw != nil && r.Thaw.ThawedAt.Before(at.Add(-readSlack)) {
 		c.failf("FreezeReport of %s printed at %s, but the run was thawed (by %s) at %s before that",
 			runID, stamp(at), r.Thaw.ThawedBy, stamp(r.Thaw.ThawedAt))
+	}
+}
+
+// logSlack: hostagent logs a thaw right after its FITHAW; on a loaded
+// machine the process may be descheduled in between for this long.
+const logSlack = 500 * time.Millisecond
+
+// checkHeldWhenPrinted: a FreezeReport says every mount is frozen. The first
+// write the suite issued on each after reading the report must then stay
+// blocked until something ended the hold: a thaw the suite sent, a thaw
+// hostagent logged (less logSlack), or the deadline.
+func (c *caseRun) checkHeldWhenPrinted(runID string, rep *contract.FreezeReport, at time.Time) {
+	for _, m := range rep.Mounts {
+		w, ok := c.writers[m.Path]
+		if !ok {
+			continue
+		}
+		op, ok := w.firstFrom(at)
+		if !ok {
+			continue // still blocked, or no write yet: nothing contradicts the report
+		}
+		end := rep.Deadline
+		for _, th := range c.thaws {
+			if th.runID == runID && th.res.started.Before(end) {
+				end = th.res.started
+			}
+		}
+		for _, t := range c.loggedThaws(m.Path) {
+			if t.Add(-logSlack).Before(end) {
+				end = t.Add(-logSlack)
+			}
+		}
+		if op.ret.Before(end) && op.ret.Before(op.start.Add(thawBound)) {
+			c.failf("FreezeReport of %s (read %s) says %s is frozen, but a write issued at %s returned at %s, before anything ended the hold (%s)",
+				runID, stamp(at), m.Path, stamp(op.start), stamp(op.ret), stamp(end))
+		}
 	}
 }
 

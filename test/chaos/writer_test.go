@@ -96,6 +96,17 @@ func (w *writer) stuckAfter(t time.Time) (ret time.Time, stuck time.Duration, ok
 	return op.ret, op.ret.Sub(from), true
 }
 
+// firstFrom returns the first write issued at or after t.
+func (w *writer) firstFrom(t time.Time) (writeOp, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	i := sort.Search(len(w.ops), func(i int) bool { return !w.ops[i].start.Before(t) })
+	if i == len(w.ops) {
+		return writeOp{}, false
+	}
+	return w.ops[i], true
+}
+
 // blockedSince is the start of a write still in progress (zero if none).
 func (w *writer) blockedSince() time.Time {
 	w.mu.Lock()
