@@ -150,7 +150,8 @@ func (c *caseRun) freeze(n int, mounts []string) *client {
 		args = append(args, "--mount", m)
 	}
 	if c.lock != contract.LockNone {
-		args = append(args, "--mysql-socket", c.w.socket(), "--lock-wait", "2s")
+		// Shorter than the shortest timeout: the lock wait counts against the deadline.
+		args = append(args, "--mysql-socket", c.w.socket(), "--lock-wait", "500ms")
 	}
 	cl, err := startAgent(c.stateDir, args...)
 	if err != nil {
