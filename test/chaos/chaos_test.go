@@ -80,6 +80,9 @@ func runCase(t *testing.T, w *world, seed uint64, i int, cat category) *caseRun 
 				os.RemoveAll(filepath.Dir(c.stateDir))
 			}
 			if r != nil {
+				// The panic ends the test binary: tear the world down first
+				// (this waits for a teardown a signal handler already began).
+				w.teardown()
 				panic(r)
 			}
 		}()

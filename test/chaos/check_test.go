@@ -293,10 +293,15 @@ func (c *caseRun) checkMySQL() {
 			return
 		}
 	}
+	db := c.w.sql()
+	if db == nil {
+		c.failf("no mariadbd to check (stopped by a teardown?)")
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), mysqlWriteWait)
 	defer cancel()
 	start := time.Now()
-	if _, err := c.w.sql().ExecContext(ctx, "INSERT INTO chaos.t (v) VALUES (?)", c.idx); err != nil {
+	if _, err := db.ExecContext(ctx, "INSERT INTO chaos.t (v) VALUES (?)", c.idx); err != nil {
 		c.failf("MySQL still locked: an INSERT did not commit within %v after the case: %v", mysqlWriteWait, err)
 		// A fresh server for the next case: this one keeps a lock nobody releases.
 		if err := c.w.restartMariaDB(); err != nil {

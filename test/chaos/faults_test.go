@@ -172,8 +172,13 @@ func (c *caseRun) connKill() {
 		return
 	}
 	time.Sleep(c.dur(0, time.Until(rep.Deadline)*6/10))
+	db := c.w.sql()
+	if db == nil {
+		c.note("no mariadbd to send KILL to")
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	_, err := c.w.sql().ExecContext(ctx, fmt.Sprintf("KILL %d", rep.Lock.ConnectionID))
+	_, err := db.ExecContext(ctx, fmt.Sprintf("KILL %d", rep.Lock.ConnectionID))
 	cancel()
 	killedAt := time.Now()
 	if err != nil {

@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
+	"syscall"
 	"testing"
 )
 
@@ -41,7 +43,19 @@ func TestMain(m *testing.M) {
 		// Built as `make hostagent` builds it: the binary under test is the one shipped.
 		cmd := exec.Command(gobin, "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "../../hostagent")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
+		// An interrupt during the build must not leave the temp dir behind.
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+		go func() {
+			if _, ok := <-sigs; ok {
+				os.RemoveAll(dir)
+				os.Exit(1)
+			}
+		}()
+		out, err := cmd.CombinedOutput()
+		signal.Stop(sigs)
+		close(sigs)
+		if err != nil {
 			fmt.Fprintf(os.Stderr, "build hostagent: %v\n%s", err, out)
 			return 1
 		}

@@ -85,6 +85,12 @@ func (w *world) teardown() {
 			}
 		}
 		os.RemoveAll(w.root)
+		w.mu.Lock()
+		dirs := w.stateDirs
+		w.mu.Unlock()
+		for _, d := range dirs { // a case cut short leaves its state dir
+			os.RemoveAll(filepath.Dir(d))
+		}
 	})
 }
 
