@@ -9,7 +9,7 @@ LDFLAGS := -s -w -X github.com/quiesce/quiesce/internal/buildinfo.Version=$(VERS
 BIN     := bin
 CYCLES  ?= 5
 
-.PHONY: all build hostagent bootstrap tools test test-short bench demo lint clean package deps build-QuiesceFunction
+.PHONY: all build hostagent bootstrap tools test test-short chaos bench demo lint clean package deps build-QuiesceFunction
 
 all: build
 
@@ -44,6 +44,14 @@ test: deps
 
 test-short:
 	$(GO) test -count=1 -short ./...
+
+# Long chaos run against the real hostagent, loop XFS/ext4 and mariadbd
+# (test/chaos). `make test` runs the same suite short (20 cases, part of ./...).
+# Reproduce a run with CHAOS_SEED=<printed seed>, one case with CHAOS_ONLY=<index>.
+CHAOS_CASES ?= 200
+chaos: deps
+	CHAOS_CASES=$(CHAOS_CASES) CHAOS_SEED=$(CHAOS_SEED) CHAOS_ONLY=$(CHAOS_ONLY) CHAOS_CATEGORIES=$(CHAOS_CATEGORIES) \
+	  $(GO) test -count=1 -v -timeout 90m -run '^TestChaos$$' ./test/chaos/
 
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 20m ./... | tee $(BIN)/bench-go.txt
