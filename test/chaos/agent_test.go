@@ -33,7 +33,7 @@ type client struct {
 	lineCh  chan struct{}
 	exited  chan struct{}
 	endedAt time.Time
-	code    int  // exit code (valid once exited, unless signaled)
+	code    contract.ExitCode  // exit code (valid once exited, unless signaled)
 	killed  bool // ended by a signal
 	waitErr error
 }
@@ -72,7 +72,7 @@ func startAgent(stateDir string, args ...string) (*client, error) {
 		c.waitErr = err
 		var ee *exec.ExitError
 		if errors.As(err, &ee) {
-			c.code = ee.ExitCode()
+			c.code = contract.ExitCode(ee.ExitCode())
 			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 				c.killed = true
 			}
@@ -195,7 +195,7 @@ func firstLine(s string) string {
 
 // result of a synchronous hostagent command.
 type result struct {
-	code           int
+	code           contract.ExitCode
 	stdout, stderr string
 	started, ended time.Time
 	err            error // could not run, or did not end in time
@@ -220,7 +220,7 @@ func runAgent(stateDir string, wait time.Duration, args ...string) result {
 	case ctx.Err() != nil:
 		r.err = fmt.Errorf("hostagent %s did not end within %v", strings.Join(args, " "), wait)
 	case errors.As(err, &ee):
-		r.code = ee.ExitCode()
+		r.code = contract.ExitCode(ee.ExitCode())
 	case err != nil:
 		r.err = err
 	}

@@ -239,7 +239,7 @@ func (c *caseRun) concurrent() {
 		defer c.wg.Done()
 		a.wait(c.reportLimit(a))
 		b.wait(c.reportLimit(b))
-		codes := []int{a.code, b.code}
+		codes := []contract.ExitCode{a.code, b.code}
 		if !(codes[0] == 0 && codes[1] == contract.ExitBusy) && !(codes[0] == contract.ExitBusy && codes[1] == 0) {
 			c.failf("two freezes of overlapping mounts %v and %v at once exited %v: want one 0 (held) and one 3 (busy)", first, second, codes)
 		}

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/quiesce/quiesce/test/fixture"
+	"github.com/quiesce/quiesce/test/fixture/mariadb"
 )
 
 // world is what the cases share: a loop XFS (holding mariadbd's datadir, so
@@ -29,7 +30,7 @@ type world struct {
 	teardownOnce sync.Once
 
 	mu        sync.Mutex
-	db        *fixture.MariaDB
+	db        *mariadb.Server
 	pool      *sql.DB
 	stateDirs []string       // every case's state dir: their holders/guardians are ours
 	ownMounts []string       // every mount the suite made (the only paths it ever thaws)
@@ -107,7 +108,7 @@ func (w *world) addStateDir(p string) {
 }
 
 func (w *world) startMariaDB() error {
-	m, err := fixture.StartMariaDB(fixture.MariaDBOptions{DataDir: filepath.Join(w.xfs.Mount, "data"), StartTimeout: 60 * time.Second})
+	m, err := mariadb.Start(mariadb.Options{DataDir: filepath.Join(w.xfs.Mount, "data"), StartTimeout: 60 * time.Second})
 	if err != nil {
 		return fmt.Errorf("start mariadb: %w", err)
 	}
