@@ -33,8 +33,8 @@ type client struct {
 	lineCh  chan struct{}
 	exited  chan struct{}
 	endedAt time.Time
-	code    contract.ExitCode  // exit code (valid once exited, unless signaled)
-	killed  bool // ended by a signal
+	code    contract.ExitCode // exit code (valid once exited, unless signaled)
+	killed  bool              // ended by a signal
 	waitErr error
 }
 
