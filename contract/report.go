@@ -7,7 +7,10 @@
 // are wire format: extend, never rename.
 package contract
 
-import "time"
+import (
+	"strings"
+	"time"
+)
 
 // Lock modes accepted by --mysql-lock.
 const (
@@ -70,6 +73,43 @@ type LockInfo struct {
 	// KilledQueries are the server thread ids whose statements were killed
 	// (--kill-long-queries) because they ran longer than --long-query-limit.
 	KilledQueries []uint64 `json:"killed_queries,omitempty"`
+	// Restore holds the server settings a restored copy must start with
+	// (read at freeze time); nil when no server was locked.
+	Restore *RestoreInfo `json:"restore,omitempty"`
+}
+
+// RestoreInfo is what `hostagent verify` (and a clone) needs to start a
+// server on a snapshot's volumes with the source's settings. Paths are the
+// source server's absolute ones; RelativeTo maps them onto a volume.
+type RestoreInfo struct {
+	DataDir             string `json:"datadir"`
+	LogBinBasename      string `json:"log_bin_basename,omitempty"`
+	InnoDBPageSize      uint64 `json:"innodb_page_size,omitempty"`
+	LowerCaseTableNames *int   `json:"lower_case_table_names,omitempty"`
+	// Set only when they differ from the server's defaults.
+	InnoDBDataFilePath    string `json:"innodb_data_file_path,omitempty"`
+	InnoDBLogGroupHomeDir string `json:"innodb_log_group_home_dir,omitempty"`
+}
+
+// RelativeTo returns the mount among mounts that holds path (the longest
+// prefix) and path relative to it, e.g. for --datadir-relative; ok is false
+// when no mount holds it.
+func RelativeTo(mounts []MountReport, path string) (mount MountReport, rel string, ok bool) {
+	best := -1
+	for i, m := range mounts {
+		p := strings.TrimSuffix(m.Path, "/")
+		if (path == p || strings.HasPrefix(path, p+"/") || p == "") && (best < 0 || len(p) > len(mounts[best].Path)) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return MountReport{}, "", false
+	}
+	rel = strings.TrimPrefix(strings.TrimPrefix(path, strings.TrimSuffix(mounts[best].Path, "/")), "/")
+	if rel == "" {
+		rel = "."
+	}
+	return mounts[best], rel, true
 }
 
 // MountReport describes one frozen mount.

@@ -19,6 +19,13 @@ type VerifyReport struct {
 	Checks        []SQLCheck     `json:"checks"`
 	Problems      []string       `json:"problems"`
 	DurationMS    float64        `json:"duration_ms"`
+	// DataDir is the datadir found on the restored volumes, relative to its
+	// volume's root (what --datadir-relative names).
+	DataDir string `json:"datadir,omitempty"`
+	// TimingsMS splits DurationMS by step (find_devices, mount, binlog,
+	// start, check_tables, gtid, checks, shutdown, unmount, ...): what is
+	// not start, check_tables or shutdown is hostagent's own overhead.
+	TimingsMS map[string]float64 `json:"timings_ms,omitempty"`
 }
 
 // Recovery is what InnoDB said about crash recovery while the server started.
@@ -50,6 +57,9 @@ type GTIDCheck struct {
 	Want  string `json:"want"`
 	Got   string `json:"got"`
 	Match bool   `json:"match"`
+	// Skipped says why no comparison was made (no --expect-gtid given); Got
+	// is still the restored server's state.
+	Skipped string `json:"skipped,omitempty"`
 }
 
 // SQLCheck is one statement of the operator's --check-sql file: it passes when

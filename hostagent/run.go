@@ -30,6 +30,10 @@ commands:
   thaw   --run-id ID
   status [--run-id ID] [--json]
   check  --mount P [...] [mysql flags] [--json]
+  verify --volume vol-… [--volume …] [--expect-binlog-file F --expect-binlog-pos N]
+         [--expect-gtid G] [--check-sql FILE] [--mysqld PATH] [--timeout 2h]
+         (on a verifier instance: starts a throwaway server on the attached
+         volumes of a snapshot set and checks it; exit 6 when it fails)
   version
 
 mysql flags: --mysql-defaults-file F --mysql-socket S --mysql-user U
@@ -57,6 +61,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = c.status(ctx, rest)
 	case "check":
 		err = c.check(ctx, rest)
+	case "verify":
+		err = c.verify(ctx, rest)
 	case "version", "--version", "-version":
 		err = c.version(ctx, rest)
 	case "help", "-h", "--help":
@@ -74,9 +80,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return int(contract.ExitOK)
 	case "":
-		err = agenterr.Usagef("no command given (want freeze, thaw, status, check or version; see hostagent help)")
+		err = agenterr.Usagef("no command given (want freeze, thaw, status, check, verify or version; see hostagent help)")
 	default:
-		err = agenterr.Usagef("unknown command %s (want freeze, thaw, status, check or version)", agenterr.Quote(cmd))
+		err = agenterr.Usagef("unknown command %s (want freeze, thaw, status, check, verify or version)", agenterr.Quote(cmd))
 	}
 	if errors.Is(err, flag.ErrHelp) {
 		return int(contract.ExitOK)

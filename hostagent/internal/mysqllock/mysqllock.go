@@ -57,6 +57,11 @@ func Acquire(ctx context.Context, o Options) (*Lock, contract.LockInfo, error) {
 	}
 	info.Mode = mode
 	log := slog.With("mysql", s.cfg, "connection_id", s.id, "mode", mode)
+	if ri, err := s.readRestoreInfo(ctx); err != nil {
+		log.Warn("restore settings not read; verify will need them as flags", "err", err)
+	} else {
+		info.Restore = ri
+	}
 
 	if o.LongQueryLimit > 0 {
 		qctx, cancel := context.WithTimeout(ctx, stepTimeout)

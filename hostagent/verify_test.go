@@ -1,0 +1,51 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/quiesce/quiesce/contract"
+	"github.com/quiesce/quiesce/hostagent/internal/restore"
+	"github.com/quiesce/quiesce/internal/agenterr"
+)
+
+func TestVerifyErrorsMapToExitCodes(t *testing.T) {
+	tests := []struct {
+		err  error
+		want contract.ExitCode
+	}{
+		{fmt.Errorf("%w: 1 problem", agenterr.ErrVerifyFailed), contract.ExitVerifyFailed},
+		{classify(fmt.Errorf("x: %w", restore.ErrBusy)), contract.ExitBusy},
+		{classify(fmt.Errorf("x: %w", restore.ErrInUse)), contract.ExitBusy},
+		{classify(fmt.Errorf("x: %w", restore.ErrNotAttached)), contract.ExitUsage},
+		{classify(fmt.Errorf("x: %w", restore.ErrUnsupported)), contract.ExitUsage},
+		{classify(fmt.Errorf("x: %w", restore.ErrAmbiguous)), contract.ExitUsage},
+		{classify(fmt.Errorf("x: %w", restore.ErrServerExited)), contract.ExitFailed},
+		{classify(context.DeadlineExceeded), contract.ExitFailed},
+	}
+	for _, tt := range tests {
+		if got := exitCode(tt.err); got != tt.want {
+			t.Errorf("exitCode(%v) = %d, want %d", tt.err, got, tt.want)
+		}
+	}
+}
+
+func TestVerifyParseSettings(t *testing.T) {
+	c := &command{name: "verify", stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}}
+	in, err := c.parseVerify([]string{"--volume", "vol-0abc12345678,vol-0def12345678", "--mysqld", "/bin/true",
+		"--innodb-page-size", "65536", "--lower-case-table-names", "1", "--innodb-data-file-path", "ibdata1:1G:autoextend",
+		"--expect-binlog-file", "mysql-bin.000042", "--expect-binlog-pos", "91823", "--expect-gtid", ""})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"--innodb-page-size=65536", "--lower-case-table-names=1", "--innodb-data-file-path=ibdata1:1G:autoextend"}
+	if fmt.Sprint(in.settings) != fmt.Sprint(want) || len(in.volumes) != 2 || in.binlogPos != 91823 || !in.expectBinlog {
+		t.Errorf("parsed %+v", in)
+	}
+	// --expect-gtid "" (a source without GTIDs) is an expectation, not an omission.
+	if !in.expectGTID || in.runID == "" {
+		t.Errorf("expectGTID %v, run id %q", in.expectGTID, in.runID)
+	}
+}
