@@ -76,6 +76,9 @@ type LockInfo struct {
 	// Restore holds the server settings a restored copy must start with
 	// (read at freeze time); nil when no server was locked.
 	Restore *RestoreInfo `json:"restore,omitempty"`
+	// Replication is the replica's position per channel, read under the
+	// lock; nil when the server is not a replica.
+	Replication *Replication `json:"replication,omitempty"`
 }
 
 // RestoreInfo is what `hostagent verify` (and a clone) needs to start a

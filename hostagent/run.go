@@ -37,7 +37,7 @@ commands:
   version
 
 mysql flags: --mysql-defaults-file F --mysql-socket S --mysql-user U
-             --mysql-lock auto|ftwrl|backup-stage|instance|none
+             --mysql-lock auto|ftwrl|backup-stage|instance|replica|none
              --lock-wait 5s --long-query-limit 10s [--kill-long-queries]
 Run "hostagent <command> -h" for a command's flags.
 `
@@ -250,6 +250,9 @@ func newAgent(dir *state.Dir, log *slog.Logger) *hold.Agent {
 			KillConnection: func(ctx context.Context, o state.MySQL, id uint64) error {
 				return mysqllock.KillConnection(ctx, mysqlOptions(o), id)
 			},
+			RestartAppliers: func(ctx context.Context, o state.MySQL, channels []string) error {
+				return mysqllock.RestartAppliers(ctx, mysqlOptions(o), channels)
+			},
 		},
 		SystemdTimer: hold.SystemdTimer(real, dir.Path),
 		RCU:          hold.RCUKnob{Expedited: fsfreeze.RCUExpedited, Set: fsfreeze.SetRCUExpedited},
@@ -275,7 +278,7 @@ func (m *mysqlFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&m.opts.DefaultsFile, "mysql-defaults-file", "", "option file with a [client] group (socket/host/port/user/password)")
 	fs.StringVar(&m.opts.Socket, "mysql-socket", "", "server unix socket")
 	fs.StringVar(&m.opts.User, "mysql-user", "", "user (default root via unix-socket auth)")
-	fs.StringVar(&m.opts.Mode, "mysql-lock", contract.LockAuto, "auto|ftwrl|backup-stage|instance|none")
+	fs.StringVar(&m.opts.Mode, "mysql-lock", contract.LockAuto, "auto|ftwrl|backup-stage|instance|replica|none")
 	fs.DurationVar(&m.opts.LockWait, "lock-wait", 5*time.Second, "session lock_wait_timeout: give up (exit 5) after this")
 	fs.DurationVar(&m.opts.LongQueryLimit, "long-query-limit", 10*time.Second, "refuse to lock while a query runs longer than this (0: off)")
 	fs.BoolVar(&m.opts.KillLongQueries, "kill-long-queries", false, "kill such queries instead of refusing")

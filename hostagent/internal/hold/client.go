@@ -237,6 +237,7 @@ func (a *Agent) abandon(runID string, why error) {
 	}
 	_ = killProc(run.Guardian)
 	a.restoreRCU(run)
+	a.restartAppliers(context.Background(), run)
 	run.Status = state.StatusFailed
 	run.Error = why.Error()
 	run.RCURestore = false

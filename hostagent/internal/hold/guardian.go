@@ -102,9 +102,10 @@ func (a *Agent) Guardian(ctx context.Context, runID string, holder state.Proc, d
 			cancel()
 		}
 	}
+	appliersRunning := a.restartAppliers(ctx, run)
 	now := time.Now()
 	rep := contract.ThawReport{RunID: runID, ThawedBy: contract.ThawedByDeadline, HeldMS: heldMS(run, now),
-		Mounts: mounts, MySQLUnlocked: exited || run.LockMode == contract.LockNone, Late: true, ThawedAt: now.UTC()}
+		Mounts: mounts, MySQLUnlocked: (exited || run.LockMode == contract.LockNone) && appliersRunning, Late: true, ThawedAt: now.UTC()}
 	if _, err := a.finish(runID, rep); err != nil {
 		a.log().Error("state write", "err", err)
 	}

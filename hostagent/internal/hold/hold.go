@@ -42,6 +42,9 @@ type Lock interface {
 type MySQL struct {
 	Acquire        func(ctx context.Context, o state.MySQL) (Lock, contract.LockInfo, error)
 	KillConnection func(ctx context.Context, o state.MySQL, id uint64) error
+	// RestartAppliers starts again, from a new connection, the replica
+	// appliers a replica-mode lock stopped (mysqllock.RestartAppliers).
+	RestartAppliers func(ctx context.Context, o state.MySQL, channels []string) error
 }
 
 // FS freezes and thaws; defaults to the real ioctls.
@@ -103,6 +106,34 @@ func (a *Agent) restoreRCU(run *state.Run) {
 	a.log().Info("restored /sys/kernel/rcu_expedited=0", "run", run.RunID)
 }
 
+// restartAppliers starts again the replica appliers that a replica-mode run
+// stopped (state.Run.ReplicaAppliers) and are not recorded as started: the
+// holder's connection closing does not start them, so the guardian, the
+// client, thaw and recovery call this once the mounts are thawed (starting
+// an applier against a frozen datadir would hang). It re-reads the record
+// (the holder may have started them meanwhile), clears the list on
+// success, and reports whether none is left stopped.
+func (a *Agent) restartAppliers(ctx context.Context, run *state.Run) bool {
+	if cur, err := a.Dir.Read(run.RunID); err == nil {
+		run.ReplicaAppliers = cur.ReplicaAppliers
+	}
+	if len(run.ReplicaAppliers) == 0 {
+		return true
+	}
+	if a.MySQL.RestartAppliers == nil {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, restartAppliersTimeout)
+	defer cancel()
+	if err := a.MySQL.RestartAppliers(ctx, run.MySQL, run.ReplicaAppliers); err != nil {
+		a.log().Error("restart replica appliers", "run", run.RunID, "channels", fmt.Sprintf("%q", run.ReplicaAppliers), "err", err)
+		return false
+	}
+	a.log().Info("replica appliers started again", "run", run.RunID, "channels", fmt.Sprintf("%q", run.ReplicaAppliers))
+	run.ReplicaAppliers = nil
+	return true
+}
+
 // Hidden subcommand names.
 const (
 	CmdHolder   = "__holder"
@@ -125,6 +156,9 @@ const (
 	recoverLockWait = time.Second
 	// unlockTimeout bounds UNLOCK TABLES / connection close after a thaw.
 	unlockTimeout = 3 * time.Second
+	// restartAppliersTimeout bounds starting replica appliers from a new
+	// connection (connect, one START per channel).
+	restartAppliersTimeout = 10 * time.Second
 	// keepFinished: thawed/failed runs stay this long so thaw stays idempotent.
 	keepFinished = 24 * time.Hour
 )
@@ -204,6 +238,9 @@ func (a *Agent) finish(runID string, rep contract.ThawReport) (*state.Run, error
 	run.Status = state.StatusThawed
 	run.Thaw = &rep
 	run.RCURestore = false // every caller restored it before recording the thaw
+	if rep.MySQLUnlocked {
+		run.ReplicaAppliers = nil // the caller's release or restart started them
+	}
 	if err := a.Dir.Write(run); err != nil {
 		return run, err
 	}

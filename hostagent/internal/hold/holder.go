@@ -170,6 +170,8 @@ func (a *Agent) Holder(ctx context.Context, runID string, reportPipe, control *o
 			rctx, cancel := context.WithTimeout(context.Background(), unlockTimeout)
 			if rerr := lock.Release(rctx); rerr != nil {
 				log.Error("unlock after failed freeze", "err", rerr)
+			} else {
+				run.ReplicaAppliers = nil
 			}
 			cancel()
 		}
@@ -179,6 +181,9 @@ func (a *Agent) Holder(ctx context.Context, runID string, reportPipe, control *o
 	// tmpfs). Unrecorded, a holder killed now would leave frozen mounts that
 	// the guardian and recovery take for untouched; so no record, no freeze.
 	run.Freezing = true
+	if info.Replication != nil {
+		run.ReplicaAppliers = info.Replication.StoppedAppliers
+	}
 	if err := a.update(run); err != nil {
 		run.Freezing = false
 		return undo(fmt.Errorf("record freezing: %w", err))

@@ -67,6 +67,7 @@ func (a *Agent) Thaw(ctx context.Context, runID string) (*contract.ThawReport, e
 			return nil, fmt.Errorf("run %s: thawed but no report recorded", runID)
 		}
 		a.retryFailedThaws(run)
+		a.retryAppliers(ctx, run)
 		return lateCheck(run.Thaw)
 	}
 	// Active, but the holder is gone or mute: thaw here, filesystems first,
@@ -79,9 +80,10 @@ func (a *Agent) Thaw(ctx context.Context, runID string) (*contract.ThawReport, e
 	}
 	a.restoreRCU(run)
 	run.RCURestore = false
+	appliersRunning := a.restartAppliers(ctx, run)
 	now := time.Now()
 	rep := contract.ThawReport{RunID: runID, ThawedBy: contract.ThawedByRecovery, HeldMS: heldMS(run, now), Mounts: mounts,
-		MySQLUnlocked: holderDead || run.LockMode == contract.LockNone, ThawedAt: now.UTC()}
+		MySQLUnlocked: (holderDead || run.LockMode == contract.LockNone) && appliersRunning, ThawedAt: now.UTC()}
 	if run.DeadlineFinal && state.UntilMono(run.DeadlineMono) <= 0 {
 		rep.ThawedBy, rep.Late = contract.ThawedByDeadline, true
 	}
@@ -137,6 +139,21 @@ func (a *Agent) retryFailedThaws(run *state.Run) {
 		}
 	}
 	if retried {
+		if err := a.Dir.Write(run); err != nil {
+			a.log().Error("state write", "run", run.RunID, "err", err)
+		}
+	}
+}
+
+// retryAppliers: a finished run that still records stopped replica appliers
+// (their restart failed, e.g. the server was down) gets another try on every
+// repeated thaw, like a mount whose thaw failed.
+func (a *Agent) retryAppliers(ctx context.Context, run *state.Run) {
+	if len(run.ReplicaAppliers) == 0 {
+		return
+	}
+	if a.restartAppliers(ctx, run) {
+		run.Thaw.MySQLUnlocked = true
 		if err := a.Dir.Write(run); err != nil {
 			a.log().Error("state write", "run", run.RunID, "err", err)
 		}
@@ -227,9 +244,10 @@ func (a *Agent) Recover(ctx context.Context, only string) ([]string, error) {
 		_ = killProc(run.Guardian)
 		a.restoreRCU(run)
 		run.RCURestore = false
+		appliersRunning := a.restartAppliers(ctx, run)
 		now := time.Now()
 		rep := contract.ThawReport{RunID: run.RunID, ThawedBy: contract.ThawedByRecovery, HeldMS: heldMS(run, now),
-			Mounts: mounts, MySQLUnlocked: holderDead || run.LockMode == contract.LockNone, Late: true, ThawedAt: now.UTC()}
+			Mounts: mounts, MySQLUnlocked: (holderDead || run.LockMode == contract.LockNone) && appliersRunning, Late: true, ThawedAt: now.UTC()}
 		run.Status, run.Thaw = state.StatusThawed, &rep
 		if err := a.Dir.Write(run); err != nil {
 			errs = append(errs, err)

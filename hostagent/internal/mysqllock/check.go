@@ -46,6 +46,11 @@ func Check(ctx context.Context, o Options) (contract.LockInfo, error) {
 		problems = append(problems, err.Error())
 	}
 	problems = append(problems, missing...)
+	if mode == contract.LockReplica {
+		if err := s.replicaPreconditions(ctx); err != nil {
+			problems = append(problems, err.Error())
+		}
+	}
 	if s.server.LogBin {
 		if err := s.showBinlogStatus(ctx, positionStatement(s.server), &info); err != nil && !isAccessDenied(err) {
 			problems = append(problems, fmt.Sprintf("read binlog position: %v", err))

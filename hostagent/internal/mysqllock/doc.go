@@ -46,6 +46,15 @@
 //     for operators who use GTID auto-positioning and care more about the
 //     window than the tag: its position (from performance_schema.log_status)
 //     is the state at lock time, a lower bound.
+//   - replica (STOP SLAVE … SQL_THREAD on every channel of a read-only
+//     replica, no global lock) is never picked by `auto`: it is as
+//     consistent as a global lock only when no local client writes (read_only
+//     lets SUPER / READ_ONLY ADMIN users through) and every table is
+//     transactional, which the server cannot prove. See replica.go.
+//
+// Whatever the mode, on a replica the coordinates of every replication
+// channel (source binary log file/position executed, relay log, GTID state,
+// thread state, errors) are read under the lock into LockInfo.Replication.
 //
 // # Bounds
 //

@@ -22,6 +22,10 @@ type Lock struct {
 	id       uint64
 	released bool
 	err      error
+	// appliers (mode replica) are the channels whose SQL thread Release
+	// starts again; opts reconnects for that when the connection broke.
+	appliers []string
+	opts     Options
 }
 
 // Acquire connects, checks for long-running statements, takes the lock and
@@ -62,6 +66,10 @@ func Acquire(ctx context.Context, o Options) (*Lock, contract.LockInfo, error) {
 	} else {
 		info.Restore = ri
 	}
+	if mode == contract.LockReplica {
+		// No global lock, so nothing for a long query to hold up.
+		return s.acquireReplica(ctx, o, info, log)
+	}
 
 	if o.LongQueryLimit > 0 {
 		qctx, cancel := context.WithTimeout(ctx, stepTimeout)
@@ -83,6 +91,9 @@ func Acquire(ctx context.Context, o Options) (*Lock, contract.LockInfo, error) {
 	// Writers are blocked from here on: bound every statement.
 	pctx, cancel := context.WithTimeout(ctx, stepTimeout)
 	err = s.readPosition(pctx, mode, &info, log)
+	if err == nil {
+		err = s.addReplication(pctx, &info, log)
+	}
 	cancel()
 	if err != nil {
 		s.undo(mode, log)
@@ -114,6 +125,10 @@ func (l *Lock) Release(ctx context.Context) error {
 	// Release runs on cleanup paths where ctx may already be cancelled.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), releaseTimeout)
 	defer cancel()
+	if l.mode == contract.LockReplica {
+		l.err = l.releaseReplica(rctx)
+		return l.err
+	}
 	start := time.Now()
 	_, err := l.s.conn.ExecContext(rctx, unlockStatement(l.mode))
 	l.s.close()

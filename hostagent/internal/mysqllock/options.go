@@ -15,7 +15,7 @@ import (
 
 // Options are the MySQL flags of `hostagent freeze` / `check`.
 type Options struct {
-	Mode         string // auto | ftwrl | backup-stage | instance | none
+	Mode         string // auto | ftwrl | backup-stage | instance | replica | none
 	DefaultsFile string // option file with a [client] (or [quiesce]) group
 	Socket       string // overrides the defaults file
 	User         string // overrides the defaults file; default root
@@ -67,7 +67,7 @@ func (o Options) LogValue() slog.Value {
 
 func knownMode(m string) bool {
 	switch m {
-	case contract.LockAuto, contract.LockFTWRL, contract.LockBackupStage, contract.LockInstance, contract.LockNone:
+	case contract.LockAuto, contract.LockFTWRL, contract.LockBackupStage, contract.LockInstance, contract.LockReplica, contract.LockNone:
 		return true
 	}
 	return false
@@ -77,7 +77,7 @@ func knownMode(m string) bool {
 // wraps agenterr.ErrUsage and names the bad value.
 func (o Options) Validate() error {
 	if !knownMode(o.Mode) {
-		return agenterr.Usagef("--mysql-lock %s: want auto, ftwrl, backup-stage, instance or none", agenterr.Quote(o.Mode))
+		return agenterr.Usagef("--mysql-lock %s: want auto, ftwrl, backup-stage, instance, replica or none", agenterr.Quote(o.Mode))
 	}
 	if o.LockWait <= 0 || o.LockWait > MaxLockWait {
 		return agenterr.Usagef("--lock-wait %s: must be > 0 and at most %s", o.LockWait, MaxLockWait)

@@ -70,6 +70,10 @@ func (si serverInfo) concreteMode(requested string) (string, error) {
 		if !si.MariaDB || !si.atLeast(10, 4) {
 			return "", agenterr.Usagef("--mysql-lock backup-stage needs MariaDB 10.4 or later; server is %s (use ftwrl)", si.short())
 		}
+	case contract.LockReplica:
+		if !si.MariaDB && !si.atLeast(5, 7) {
+			return "", agenterr.Usagef("--mysql-lock replica needs MySQL 5.7 or later (replication channels); server is %s", si.short())
+		}
 	case contract.LockInstance:
 		if si.MariaDB || !si.atLeast(8, 0) {
 			return "", agenterr.Usagef("--mysql-lock instance (LOCK INSTANCE FOR BACKUP) needs MySQL 8.0 or later; server is %s (use ftwrl or backup-stage)", si.short())
@@ -113,6 +117,9 @@ func (si serverInfo) requiredPrivileges(mode string, o Options) map[string][]str
 		need[mode] = []string{"RELOAD"}
 	case contract.LockInstance:
 		need[mode] = []string{"BACKUP_ADMIN"}
+	case contract.LockReplica:
+		need[mode+" (stop and start the applier)"] = []string{"REPLICATION SLAVE ADMIN", "REPLICATION_SLAVE_ADMIN", "SUPER"}
+		need[mode+" (replica status)"] = []string{"SLAVE MONITOR", "REPLICA MONITOR", "REPLICATION CLIENT", "SUPER"}
 	}
 	if si.LogBin {
 		need["binlog position"] = []string{"BINLOG MONITOR", "REPLICATION CLIENT", "SUPER"}

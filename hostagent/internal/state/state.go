@@ -114,6 +114,11 @@ type Run struct {
 	Guardian     Proc      `json:"guardian"`
 	ConnectionID uint64    `json:"connection_id,omitempty"`
 	TimerUnit    string    `json:"timer_unit,omitempty"`
+	// ReplicaAppliers (lock mode replica) are the replication channels whose
+	// applier the holder stopped. Unlike a lock they do not start again when
+	// the holder's connection closes: until the run records them started
+	// (cleared), whoever ends it (guardian, client, thaw, recovery) starts them.
+	ReplicaAppliers []string `json:"replica_appliers,omitempty"`
 
 	Freeze *contract.FreezeReport `json:"freeze,omitempty"`
 	Thaw   *contract.ThawReport   `json:"thaw,omitempty"`
