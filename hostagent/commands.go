@@ -46,17 +46,12 @@ func (c *command) freeze(ctx context.Context, args []string) error {
 		return err
 	}
 	c.runID = *runID
-	if *timeout < minTimeout || *timeout > maxTimeout {
-		return agenterr.Usagef("--timeout %s: must be between %s and %s", *timeout, minTimeout, maxTimeout)
-	}
 	opts, err := mf.finish(fs)
 	if err != nil {
 		return err
 	}
-	if _, involved := mysqllock.Resolve(opts); involved && *timeout <= opts.LockWait {
-		// The deadline runs from the start of the lock wait: the lock could
-		// only be granted after (or just before) everything must thaw.
-		return agenterr.Usagef("--timeout %s must be longer than --lock-wait %s: the lock wait counts against the deadline", *timeout, opts.LockWait)
+	if err := checkTimeout(*timeout, opts); err != nil {
+		return err
 	}
 	if len(mounts) == 0 {
 		return agenterr.Usagef("no --mount given (at least one mount point to freeze)")
@@ -103,6 +98,20 @@ func (c *command) freeze(ctx context.Context, args []string) error {
 		return err
 	}
 	c.printJSON(rep)
+	return nil
+}
+
+// checkTimeout bounds --timeout, and refuses one no longer than --lock-wait
+// when MySQL is locked: the deadline runs from the start of the lock wait,
+// so the lock could only be granted after (or just before) everything must
+// thaw.
+func checkTimeout(timeout time.Duration, opts mysqllock.Options) error {
+	if timeout < minTimeout || timeout > maxTimeout {
+		return agenterr.Usagef("--timeout %s: must be between %s and %s", timeout, minTimeout, maxTimeout)
+	}
+	if _, involved := mysqllock.Resolve(opts); involved && timeout <= opts.LockWait {
+		return agenterr.Usagef("--timeout %s must be longer than --lock-wait %s: the lock wait counts against the deadline", timeout, opts.LockWait)
+	}
 	return nil
 }
 

@@ -26,6 +26,17 @@ func TestInputRefusalsExit2NothingFrozen(t *testing.T) {
 	if err := os.Mkdir(commaDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
+	symlinked := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(t.TempDir(), symlinked); err != nil {
+		t.Fatal(err)
+	}
+	foreign := filepath.Join(t.TempDir(), "foreign")
+	if err := os.Mkdir(foreign, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(foreign, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
 	longID := strings.Repeat("r", 100_000)
 	cases := []struct {
 		name string
@@ -43,6 +54,8 @@ func TestInputRefusalsExit2NothingFrozen(t *testing.T) {
 		{"relative state dir, check", []string{"check", "--mount", M, "--state-dir", "rel/dir"}, []string{`"rel/dir"`}},
 		{"state dir is a file", []string{"status", "--state-dir", plainFile}, []string{plainFile, "not a directory"}},
 		{"state dir below a file", []string{"thaw", "--run-id", "x", "--state-dir", plainFile + "/s"}, []string{plainFile + "/s"}},
+		{"symlinked state dir", []string{"status", "--state-dir", symlinked}, []string{symlinked, "symbolic link"}},
+		{"state dir owned by another user", []string{"status", "--state-dir", foreign}, []string{foreign, "owned by uid 65534"}},
 		{"unclean state dir", []string{"status", "--state-dir", e.stateDir + "/../s"}, []string{"/../s"}},
 		{"timeout shorter than lock wait", []string{"freeze", "--mount", M, "--mysql-lock", "ftwrl",
 			"--mysql-socket", "/nonexistent/mysqld.sock", "--timeout", "2s", "--lock-wait", "5s"}, []string{"--timeout 2s", "--lock-wait 5s"}},

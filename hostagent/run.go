@@ -193,7 +193,7 @@ func (s *stringList) String() string { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error {
 	if strings.Contains(v, ",") {
 		if _, err := os.Stat(v); err == nil {
-			// Split, it would name other paths than the one that exists.
+			// Splitting it would name other paths than the one that exists.
 			return errors.New("a mount point whose path contains ',' cannot be given (',' separates mount points)")
 		}
 	}

@@ -57,8 +57,14 @@ func checkStateDir(path string) error {
 		return agenterr.Usagef("%s: longer than %d bytes (the holder's unix socket must fit in it)", name, maxStateDirLen)
 	}
 	for p := path; ; p = filepath.Dir(p) {
-		st, err := os.Stat(p)
+		stat := os.Stat // parents may be symlinks (/var/run); the dir itself must not be
+		if p == path {
+			stat = os.Lstat
+		}
+		st, err := stat(p)
 		switch {
+		case err == nil && p == path && st.Mode()&fs.ModeSymlink != 0:
+			return agenterr.Usagef("%s: is a symbolic link; give the directory itself", name)
 		case err == nil && !st.IsDir():
 			return agenterr.Usagef("%s: %s is not a directory", name, p)
 		case err == nil && p == path:

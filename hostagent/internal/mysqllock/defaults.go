@@ -100,6 +100,10 @@ func parseDefaults(name string, b []byte) (clientOptions, error) {
 		if group != "client" && group != "quiesce" {
 			continue
 		}
+		if !hasValue && normalKey(key) == "password" {
+			// The mysql client would prompt for it; nobody can answer here.
+			return co, bad("password without a value (the mysql client would prompt for it); give password=...")
+		}
 		value := ""
 		if hasValue {
 			v, err := optionValue(rawValue)
@@ -121,8 +125,7 @@ func parseDefaults(name string, b []byte) (clientOptions, error) {
 // set applies one option of the [client]/[quiesce] groups; unknown keys are
 // ignored (they belong to other tools reading the same groups).
 func (co *clientOptions) set(key, value string) error {
-	key = strings.TrimPrefix(strings.ToLower(strings.ReplaceAll(key, "_", "-")), "loose-")
-	switch key {
+	switch normalKey(key) {
 	case "socket":
 		co.Socket = value
 	case "host":
@@ -139,6 +142,11 @@ func (co *clientOptions) set(key, value string) error {
 		co.Port = p
 	}
 	return nil
+}
+
+// normalKey folds case, "_" to "-" and the "loose-" prefix the client accepts.
+func normalKey(key string) string {
+	return strings.TrimPrefix(strings.ToLower(strings.ReplaceAll(key, "_", "-")), "loose-")
 }
 
 // groupName reads a "[group]" header line. Like the server's reader, only
