@@ -32,7 +32,7 @@ type cloner struct {
 	// errorLog is the built-in server's --log-error from the defaults
 	// file, where it says why it did not start ("" when it prints to Output).
 	errorLog string
-	client  *mysqllock.Client
+	client   *mysqllock.Client
 }
 
 func newCloner(in cloneInput, c *command) *cloner {
