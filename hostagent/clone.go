@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -216,8 +217,10 @@ func (in *cloneInput) validateVolumes() error {
 			return agenterr.Usagef("--volume %s given twice", v)
 		}
 		seen[v] = true
-		if err := restore.CheckMountPoint(in.mounts[i]); err != nil {
-			return agenterr.Usagef("--mount: %v", err)
+		// In use or not empty is checked when mounting, after the stale
+		// cleanup: a killed run's mount there is undone first.
+		if m := in.mounts[i]; !filepath.IsAbs(m) || filepath.Clean(m) != m || m == "/" {
+			return agenterr.Usagef("--mount %s: want a clean absolute path other than /", agenterr.Quote(m))
 		}
 	}
 	return nil

@@ -189,9 +189,13 @@ const (
 	verdictFailed
 )
 
+// replicaVerdict judges one status row. A receiver that runs (Yes) is
+// connected now, whatever error an earlier attempt left in Last_IO_Error
+// (servers do not all clear it on a reconnect); an applier error is not
+// history, since the applier stops on it.
 func replicaVerdict(ch contract.ReplicaChannel) verdict {
 	switch {
-	case ch.IORunning == "Yes" && ch.SQLRunning == "Yes" && ch.LastIOErrno == 0 && ch.LastSQLErrno == 0:
+	case ch.IORunning == "Yes" && ch.SQLRunning == "Yes" && ch.LastSQLErrno == 0:
 		return verdictRunning
 	case ch.SQLRunning == "No" && ch.LastSQLErrno != 0, ch.IORunning == "No" && ch.LastIOErrno != 0:
 		return verdictFailed
