@@ -52,15 +52,22 @@ type Config struct {
 	Document string
 	// RunID, when set, names the set's run.
 	RunID string
+	// TargetRole: a target must be tagged quiesce:role=<TargetRole>, the
+	// tag the IAM policy keys AttachVolume and SendCommand on.
+	TargetRole string
 	Options
 	timeout time.Duration
 }
 
 // Defaults and limits.
 const (
-	DefaultDocument = "QuiesceClone"
-	DefaultTimeout  = 30 * time.Minute
-	MaxTimeout      = 24 * time.Hour
+	DefaultDocument   = "QuiesceClone"
+	DefaultTargetRole = "clone-target"
+	// TagRole on an instance names its role (the verify action's verifier
+	// carries the same key with its own value).
+	TagRole        = "quiesce:role"
+	DefaultTimeout = 30 * time.Minute
+	MaxTimeout     = 24 * time.Hour
 )
 
 var (
@@ -77,9 +84,13 @@ func fieldErr(field string, value any, format string, args ...any) error {
 }
 
 // ParseConfig validates the clone options of an event; nothing is created
-// before they pass. QUIESCE_CLONE_DOCUMENT names the document.
+// before they pass. QUIESCE_CLONE_DOCUMENT names the document,
+// QUIESCE_CLONE_TARGET_ROLE the quiesce:role value a target must carry.
 func ParseConfig(cfg *event.Config, getenv func(string) string) (*Config, error) {
-	c := &Config{Stack: cfg.Stack, Document: getenv("QUIESCE_CLONE_DOCUMENT")}
+	c := &Config{Stack: cfg.Stack, Document: getenv("QUIESCE_CLONE_DOCUMENT"), TargetRole: getenv("QUIESCE_CLONE_TARGET_ROLE")}
+	if c.TargetRole == "" {
+		c.TargetRole = DefaultTargetRole
+	}
 	if cfg.RunIDGiven {
 		c.RunID = cfg.RunID
 	}

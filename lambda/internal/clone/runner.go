@@ -121,7 +121,7 @@ func (r *Runner) workContext(ctx context.Context) (context.Context, context.Canc
 }
 
 func (r *Runner) clone(ctx context.Context, cfg *Config, p *plan, res *Result) error {
-	target, err := r.describeTarget(ctx, cfg.TargetInstance)
+	target, err := r.describeTarget(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -154,7 +154,8 @@ type target struct {
 	devices map[string]string // device name → volume id
 }
 
-func (r *Runner) describeTarget(ctx context.Context, id string) (*target, error) {
+func (r *Runner) describeTarget(ctx context.Context, cfg *Config) (*target, error) {
+	id := cfg.TargetInstance
 	out, err := r.EC2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{id}})
 	if err != nil {
 		return nil, fmt.Errorf("describe the target %s: %w", id, err)
@@ -163,6 +164,9 @@ func (r *Runner) describeTarget(ctx context.Context, id string) (*target, error)
 		for _, in := range res.Instances {
 			if in.State == nil || in.State.Name != ec2types.InstanceStateNameRunning {
 				return nil, fmt.Errorf("target %s is not running", id)
+			}
+			if role := tagMap(in.Tags)[TagRole]; role != cfg.TargetRole {
+				return nil, fmt.Errorf("target %s is tagged %s=%q, not %q: only instances meant to become clones take the volumes", id, TagRole, role, cfg.TargetRole)
 			}
 			t := &target{az: aws.ToString(in.Placement.AvailabilityZone), devices: map[string]string{}}
 			for _, bd := range in.BlockDeviceMappings {

@@ -112,8 +112,8 @@ func newEnv(t *testing.T) *env {
 	srv.RunCommand = host.run
 	srv.AddInstance(awslocal.Instance{ID: source, AvailabilityZone: "us-east-1a", BlockDevices: []awslocal.BlockDevice{
 		{DeviceName: "/dev/xvda", VolumeID: "vol-0000000000000root"}, {DeviceName: "/dev/sdf", VolumeID: dataVol, SizeGiB: 100}, {DeviceName: "/dev/sdg", VolumeID: logsVol, SizeGiB: 20}}})
-	srv.AddInstance(awslocal.Instance{ID: target, AvailabilityZone: "us-east-1b", BlockDevices: []awslocal.BlockDevice{
-		{DeviceName: "/dev/xvda", VolumeID: "vol-00000000000troot"}}})
+	srv.AddInstance(awslocal.Instance{ID: target, AvailabilityZone: "us-east-1b", Tags: map[string]string{"quiesce:role": "clone-target"},
+		BlockDevices: []awslocal.BlockDevice{{DeviceName: "/dev/xvda", VolumeID: "vol-00000000000troot"}}})
 	hs := httptest.NewServer(srv)
 	t.Cleanup(func() { hs.Close(); srv.Close() })
 	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", ""), Retryer: handler.Retryer}
@@ -280,8 +280,11 @@ func TestCloneRefusals(t *testing.T) {
 		{name: "crash set", ev: `{"action":"clone","run_id":"r-crash","clone":{"target_instance":"` + target + `"}}`, want: "no complete application-consistent snapshot set"},
 		{name: "no private address", ev: `{"action":"clone","run_id":"r-primary","clone":{"target_instance":"` + target + `"}}`, want: "no private IP address"},
 		{name: "device taken", ev: primaryEvent, want: "uses /dev/sdf", setup: func(e *env) {
-			e.srv.AddInstance(awslocal.Instance{ID: target, AvailabilityZone: "us-east-1b", BlockDevices: []awslocal.BlockDevice{
+			e.srv.AddInstance(awslocal.Instance{ID: target, AvailabilityZone: "us-east-1b", Tags: map[string]string{"quiesce:role": "clone-target"}, BlockDevices: []awslocal.BlockDevice{
 				{DeviceName: "/dev/xvda", VolumeID: "vol-00000000000troot"}, {DeviceName: "/dev/xvdf", VolumeID: "vol-0000000000000taken"}}})
+		}},
+		{name: "target not tagged", ev: primaryEvent, want: `tagged quiesce:role="verifier", not "clone-target"`, setup: func(e *env) {
+			e.srv.AddInstance(awslocal.Instance{ID: target, AvailabilityZone: "us-east-1b", Tags: map[string]string{"quiesce:role": "verifier"}})
 		}},
 		{name: "no coordinates", ev: `{"action":"clone","run_id":"r-nopos","clone":{"target_instance":"` + target + `","source_host":"db1"}}`, want: "carries no replication coordinates",
 			setup: func(e *env) { e.addSet("r-nopos", time.Now(), "application", nil) }},
