@@ -129,3 +129,25 @@ func readMountinfo() string {
 	b, _ := os.ReadFile("/proc/self/mountinfo")
 	return string(b)
 }
+
+// A server that cannot start on the clone (here an option it refuses) is a
+// failed clone (exit 6) with the server's own words; everything is undone.
+func TestCloneServerThatCannotStart(t *testing.T) {
+	src, primary, pdb := startPrimary(t)
+	startWriter(t, pdb).pause()
+	snap := snapshotPrimary(t, pdb, src)
+	ct := newCloneTarget(t, "repl-secret")
+	cnf, err := os.ReadFile(ct.defaults)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile0600(t, ct.defaults, strings.Replace(string(cnf), "[mysqld]\n", "[mysqld]\nno-such-option-here=1\n", 1))
+	r, rep := ct.clone(ct.args(snap, primary, "--source-gtid", snap.gtid, "--server-id", "201")...)
+	if r.code != contract.ExitVerifyFailed || !strings.Contains(strings.Join(rep.Problems, " "), "no-such-option-here") {
+		t.Fatalf("exit %d, problems %q", r.code, rep.Problems)
+	}
+	ct.requireNothingLeft(true)
+	if snap.loop.Busy() {
+		t.Error("the volume is still in use")
+	}
+}

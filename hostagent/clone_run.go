@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -242,9 +243,7 @@ func (cl *cloner) connect(ctx context.Context, srv *restore.DetachedServer) erro
 func serverFailure(srv *restore.DetachedServer, errorLog string) string {
 	out := srv.OutputTail(8000)
 	if errorLog != "" {
-		if b, err := os.ReadFile(errorLog); err == nil {
-			out += "\n" + string(b)
-		}
+		out += "\n" + fileTail(errorLog, 16000)
 	}
 	if lines := restore.ErrorLines(strings.NewReader(out), 8); len(lines) > 0 {
 		return strings.Join(lines, " | ")
@@ -291,4 +290,21 @@ func configuredErrorLog(opts []string, datadir string) string {
 		logPath = filepath.Join(datadir, logPath)
 	}
 	return logPath
+}
+
+// fileTail returns the last n bytes of a file (a long-lived server's error
+// log can be large; this start's lines are at its end).
+func fileTail(path string, n int64) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	if st, err := f.Stat(); err == nil && st.Size() > n {
+		if _, err := f.Seek(st.Size()-n, io.SeekStart); err != nil {
+			return ""
+		}
+	}
+	b, _ := io.ReadAll(io.LimitReader(f, n))
+	return string(b)
 }
