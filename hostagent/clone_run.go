@@ -144,13 +144,8 @@ func (cl *cloner) mount(ctx context.Context) error {
 // the source was): the server must never open, append to or purge files
 // outside the clone.
 func (cl *cloner) rewriteIndexes() error {
-	indexes, _ := filepath.Glob(filepath.Join(cl.datadir, "*.index"))
-	for _, idx := range indexes {
-		if _, err := restore.RewriteIndex(strings.TrimSuffix(idx, ".index")); err != nil {
-			return err
-		}
-	}
-	return nil
+	_, err := cl.set.RewriteLogIndexes()
+	return err
 }
 
 // start starts the server (the operator's command, or the built-in start)
