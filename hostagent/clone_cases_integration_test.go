@@ -71,7 +71,7 @@ func TestCloneUnreachableSourceTimesOut(t *testing.T) {
 			args[i+1] = strconv.Itoa(freeTCPPort(t)) // nobody listens there
 		}
 		if a == "--timeout" {
-			args[i+1] = "8s"
+			args[i+1] = "12s"
 		}
 	}
 	r, rep := ct.clone(args...)
