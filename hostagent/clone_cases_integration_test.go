@@ -51,7 +51,7 @@ func TestCloneWithStartCommand(t *testing.T) {
 	r, rep := ct.clone(ct.args(snap, primary, "--source-gtid", snap.gtid, "--server-id", "201", "--source-server-id", "1",
 		"--start-command", start, "--stop-command", stop)...)
 	requireReplicating(t, r, rep)
-	if len(rep.Notes) != 1 || !strings.Contains(rep.Notes[0], "server_id=201") {
+	if len(rep.Notes) != 2 || !strings.Contains(rep.Notes[0], "server_id=201") || !strings.Contains(rep.Notes[1], "fstab") {
 		t.Errorf("notes %q: want the run-time server_id named", rep.Notes)
 	}
 	w.pause()

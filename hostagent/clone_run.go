@@ -87,6 +87,10 @@ func (cl *cloner) keep() {
 		cl.rep.Notes = append(cl.rep.Notes, fmt.Sprintf("release the volume locks: %v", err))
 	}
 	cl.rep.LeftRunning = true
+	cl.rep.Notes = append(cl.rep.Notes, "the volumes are mounted but not in /etc/fstab: add them there (mount options as the source's) so a reboot keeps them")
+	if cl.server != nil {
+		cl.rep.Notes = append(cl.rep.Notes, fmt.Sprintf("the server (pid %d) was started by hostagent, not by a service manager: hand it to the target's service so a reboot starts it again", cl.server.Proc.PID))
+	}
 }
 
 // prepare locks the volumes for this run (cleaning up stale runs first).
