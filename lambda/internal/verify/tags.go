@@ -21,6 +21,8 @@ const (
 	TagBinlogFile     = contract.TagBinlogFile
 	TagBinlogPos      = contract.TagBinlogPos
 	TagGTID           = contract.TagGTID
+	TagLock           = contract.TagLock
+	TagRestore        = contract.TagRestore
 	TagRole           = contract.InstanceTagRole
 	TagVerified       = contract.TagVerified
 	TagVerifiedAt     = contract.TagVerifiedAt
