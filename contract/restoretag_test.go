@@ -1,6 +1,7 @@
 package contract
 
 import (
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -124,5 +125,10 @@ func TestREADMENamesEverySnapshotTag(t *testing.T) {
 		if !strings.Contains(string(b), "`"+k+"`") {
 			t.Errorf("README.md does not mention tag %s", k)
 		}
+	}
+	// The budget README states is the one the event enforces.
+	budget := fmt.Sprintf("at most %d, since EC2 allows %d tags per snapshot and quiesce reserves one for each of the %d keys", MaxUserTags, MaxTagsPerResource, ReservedTags)
+	if !strings.Contains(strings.Join(strings.Fields(string(b)), " "), budget) {
+		t.Errorf("README.md does not state the user tag budget as %q", budget)
 	}
 }
