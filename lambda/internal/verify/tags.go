@@ -16,6 +16,7 @@ const (
 	TagRunID          = contract.TagRunID
 	TagInstance       = contract.TagInstance
 	TagDevice         = contract.TagDevice
+	TagMounts         = contract.TagMounts
 	TagConsistency    = contract.TagConsistency
 	TagIncomplete     = contract.TagIncomplete
 	TagBinlogFile     = contract.TagBinlogFile

@@ -1,6 +1,7 @@
 package verify_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/quiesce/quiesce/contract"
@@ -75,6 +76,35 @@ func TestWireVerifyExpectsThePositionOnlyUnderAFixingLock(t *testing.T) {
 			for _, k := range []string{"expectBinlogFile", "expectBinlogPos", "expectGtid"} {
 				if _, sent := p.Parameters[k]; sent != expect {
 					t.Errorf("%s sent = %v, want %v: %v", k, sent, expect, p.Parameters)
+				}
+			}
+			e.assertClean()
+		})
+	}
+}
+
+// A set that cannot hold the datadir fails at once with the reason, before
+// any volume is created: the datadir was on no frozen mount, or the
+// snapshot of its mount is not in the set.
+func TestWireVerifySetWithoutTheDataDir(t *testing.T) {
+	for name, c := range map[string]struct{ tag, why string }{
+		"unmapped":      {"page=16384;binlog=mysql-bin;binlog-mount=/var/lib/mysql-binlog;unmapped=datadir", "the datadir was on no frozen mount"},
+		"mount missing": {"page=16384;datadir=.;mount=/srv/mysql", "no snapshot of set r-nodata is of /srv/mysql"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, true)
+			e.addSet("r-nodata", e.clock.Now(), "application", map[string]string{contract.TagRestore: c.tag})
+			res, err := e.run(baseEvent, 0)
+			v := only(t, res)
+			if err != nil || v.RunID != "r-nodata" || v.Status != verify.StatusFailed || !strings.Contains(v.Reason, c.why) {
+				t.Fatalf("verification: %v %+v", err, v)
+			}
+			if n := len(e.srv.CallsOf("CreateVolume")); n != 0 || len(e.host.Invocations()) != 0 {
+				t.Fatalf("%d volumes created, %d commands sent for a set without its datadir", n, len(e.host.Invocations()))
+			}
+			for _, tags := range e.snapTags("r-nodata") {
+				if tags[verify.TagVerified] != "failed" || !strings.Contains(tags[verify.TagVerifyNote], c.why) {
+					t.Fatalf("snapshot tags %v", tags)
 				}
 			}
 			e.assertClean()
