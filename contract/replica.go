@@ -79,8 +79,8 @@ const (
 	MaxTagValueLen = 256
 )
 
-// ReplicationTagKeys are every key ReplicationTags may return; they belong
-// in SnapshotTagKeys (and the tag budget) once the Lambda writes them.
+// ReplicationTagKeys are every key ReplicationTags may return; the Lambda
+// writes them, so SnapshotTagKeys (and the tag budget) counts them.
 var ReplicationTagKeys = [...]string{
 	TagSourceHost, TagSourcePort, TagSourceLogFile, TagSourceLogPos,
 	TagSourceGTID, TagSourceGTIDTruncated, TagSourceChannels,

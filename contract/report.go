@@ -19,8 +19,8 @@ const (
 	LockBackupStage = "backup-stage"
 	LockInstance    = "instance"
 	// LockReplica stops only the applier of a read-only replica; hostagent
-	// takes it when asked explicitly (auto never picks it), the SSM document
-	// does not offer it yet, so it is not in LockModes.
+	// takes it only when asked explicitly: auto never picks it
+	// (docs/architecture.md#replicas says why).
 	LockReplica = "replica"
 	LockNone    = "none"
 )
@@ -29,7 +29,7 @@ const (
 // mysqlLock allowedValues, in the same order; ssmdoc's tests compare them)
 // and so the ones the Lambda lets an event or an instance tag ask for.
 func LockModes() []string {
-	return []string{LockAuto, LockFTWRL, LockBackupStage, LockInstance, LockNone}
+	return []string{LockAuto, LockFTWRL, LockBackupStage, LockInstance, LockReplica, LockNone}
 }
 
 // Who thawed a run.

@@ -32,6 +32,11 @@ var SnapshotTagKeys = [...]string{
 	TagStack, TagRunID, TagInstance, TagDevice, TagMounts, TagConsistency, TagLock,
 	TagBinlogFile, TagBinlogPos, TagGTID, TagIncomplete, TagNote, TagName,
 	TagVerified, TagVerifiedAt, TagVerifyNote,
+	// A replica's source coordinates (ReplicationTagKeys) and the restore
+	// settings (TagRestore), written at creation when hostagent reports them.
+	TagSourceHost, TagSourcePort, TagSourceLogFile, TagSourceLogPos,
+	TagSourceGTID, TagSourceGTIDTruncated, TagSourceChannels,
+	TagRestore,
 }
 
 // Values of TagVerified.

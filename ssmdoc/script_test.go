@@ -160,6 +160,13 @@ func TestScriptPassesArgumentsThrough(t *testing.T) {
 				"--long-query-limit", "10s", "--timeout", "30s"},
 		},
 		{
+			name:   "freeze a read-only replica by stopping its applier",
+			params: map[string]string{"action": "freeze", "mounts": "/data", "mysqlLock": "replica", "runId": "r1"},
+			exit:   "0",
+			argv: []string{"freeze", "--mount", "/data", "--mysql-lock", "replica", "--lock-wait", "5s",
+				"--long-query-limit", "10s", "--timeout", "30s", "--run-id", "r1"},
+		},
+		{
 			name:   "freeze with no mounts leaves the complaint to hostagent",
 			params: map[string]string{"action": "freeze"},
 			exit:   "2",

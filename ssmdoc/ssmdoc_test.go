@@ -27,7 +27,7 @@ func TestQuiesceParameterContract(t *testing.T) {
 	}{
 		"action":            {nil, []string{"freeze", "thaw", "check", "status"}},
 		"mounts":            {ptr(""), nil},
-		"mysqlLock":         {ptr("auto"), []string{"auto", "ftwrl", "backup-stage", "instance", "none"}},
+		"mysqlLock":         {ptr("auto"), []string{"auto", "ftwrl", "backup-stage", "instance", "replica", "none"}},
 		"mysqlDefaultsFile": {ptr(""), nil},
 		"lockWait":          {ptr("5s"), nil},
 		"longQueryLimit":    {ptr("10s"), nil},

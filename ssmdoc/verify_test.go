@@ -30,7 +30,9 @@ const (
 func TestVerifyParameterContract(t *testing.T) {
 	d := mustVerify(t)
 	defaults := map[string]*string{"volumes": nil, "expectBinlogFile": ptr(""), "expectBinlogPos": ptr(""), "expectGtid": ptr(""),
-		"checkSql": ptr(""), "mysqld": ptr(""), "mysqldOptionsFile": ptr(""), "timeout": ptr("2h"), "runId": ptr("")}
+		"checkSql": ptr(""), "mysqld": ptr(""), "mysqldOptionsFile": ptr(""), "timeout": ptr("2h"), "runId": ptr(""),
+		"datadirRelative": ptr(""), "binlogBasename": ptr(""), "innodbPageSize": ptr(""), "lowerCaseTableNames": ptr(""),
+		"innodbDataFilePath": ptr(""), "innodbLogGroupHomeDir": ptr("")}
 	if got := d.ParameterNames(); len(got) != len(defaults) {
 		t.Fatalf("parameters = %v, want %d", got, len(defaults))
 	}
@@ -76,6 +78,11 @@ func TestVerifyScriptPassesArgumentsThrough(t *testing.T) {
 			[]string{"verify", "--volume", vol1, "--volume", vol2, "--expect-binlog-file", "mysql-bin.000042", "--expect-binlog-pos", "4711",
 				"--expect-gtid", "3E11FA47-71CA-11E1-9E33-C80AA9429562:1-5,0-1-100", "--check-sql", "/etc/quiesce/verify.sql",
 				"--mysqld", "/usr/sbin/mariadbd", "--mysqld-options-file", "/etc/quiesce/verify.cnf", "--timeout", "350m", "--run-id", "20261201T120000Z-ab12"}},
+		{"the source's settings", map[string]string{"volumes": vol1, "datadirRelative": ".", "binlogBasename": "binlog/mysql-bin", "innodbPageSize": "4096",
+			"lowerCaseTableNames": "1", "innodbDataFilePath": "ibdata1:12M;ibdata2:1G:autoextend", "innodbLogGroupHomeDir": "mysql/redo"}, "0",
+			[]string{"verify", "--volume", vol1, "--datadir-relative", ".", "--binlog-basename", "binlog/mysql-bin", "--innodb-page-size", "4096",
+				"--lower-case-table-names", "1", "--innodb-data-file-path", "ibdata1:12M;ibdata2:1G:autoextend",
+				"--innodb-log-group-home-dir", "mysql/redo", "--timeout", "2h"}},
 		{"busy passes through", map[string]string{"volumes": vol2, "expectGtid": "0-1-1234"}, "3", []string{"verify", "--volume", vol2, "--expect-gtid", "0-1-1234", "--timeout", "2h"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -87,6 +94,40 @@ func TestVerifyScriptPassesArgumentsThrough(t *testing.T) {
 				t.Errorf("stdout %q, exit %d: want hostagent's own", r.stdout, r.code)
 			}
 		})
+	}
+}
+
+// The restore settings' patterns take what quiesce:restore carries and
+// refuse what would leave the volume or hostagent would refuse anyway.
+func TestVerifyRestoreSettingPatterns(t *testing.T) {
+	d := mustVerify(t)
+	for name, ok := range map[string][]string{
+		"datadirRelative":       {".", "mysql", "data/mysql-8.0", "_db"},
+		"binlogBasename":        {"mysql-bin", "binlog/mysql-bin", "log.bin"},
+		"innodbPageSize":        {"4096", "8192", "16384", "32768", "65536"},
+		"lowerCaseTableNames":   {"0", "1", "2"},
+		"innodbDataFilePath":    {"ibdata1:12M:autoextend", "ibdata1:12M;ibdata2:1G:autoextend:max:2G", "ibdata1:10Gnewraw;ibdata2:76M", "ibdata1:76M"},
+		"innodbLogGroupHomeDir": {".", "redo", "mysql/redo"},
+	} {
+		for _, v := range ok {
+			if err := d.Validate(name, v); err != nil {
+				t.Errorf("%s %q refused: %v", name, v, err)
+			}
+		}
+	}
+	for name, bad := range map[string][]string{
+		"datadirRelative":       {"/var/lib/mysql", "..", "../etc", "a/../..", "./a", ".hidden", "a/.", "-rf", "a b"},
+		"binlogBasename":        {".", "/var/lib/mysql-bin", "../x", "a/..", "-x"},
+		"innodbPageSize":        {"1024", "16k", "016384", "16384 "},
+		"lowerCaseTableNames":   {"3", "-1", "01", "true"},
+		"innodbDataFilePath":    {"/abs/ibdata1:12M", "ibdata1:12M autoextend", ";ibdata1:12M", "-x:12M", "ibdata1", "5s;reboot", "ibdata1:12M;", "ibdata1:12M:max"},
+		"innodbLogGroupHomeDir": {"/redo", "..", "a/../b"},
+	} {
+		for _, v := range bad {
+			if err := d.Validate(name, v); err == nil {
+				t.Errorf("%s %q accepted", name, v)
+			}
+		}
 	}
 }
 

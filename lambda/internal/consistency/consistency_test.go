@@ -33,6 +33,14 @@ func TestDecide(t *testing.T) {
 		{"the lock asked for", with(func(ev *Evidence) {
 			ev.LockRequested, ev.LockTaken = contract.LockBackupStage, contract.LockBackupStage
 		}), false, false, ""},
+		// replica stops the applier instead of taking a global lock; under the
+		// same rules it is application (docs/architecture.md#replicas says
+		// what the mode assumes, README's lock modes table when to choose it).
+		{"replica asked, replica taken", with(func(ev *Evidence) {
+			ev.LockRequested, ev.LockTaken = contract.LockReplica, contract.LockReplica
+		}), false, false, ""},
+		{"replica asked, another lock taken", with(func(ev *Evidence) { ev.LockRequested = contract.LockReplica }), true, false, "MySQL lock replica was requested but hostagent took ftwrl"},
+		{"replica asked, none taken", with(func(ev *Evidence) { ev.LockRequested, ev.LockTaken = contract.LockReplica, contract.LockNone }), true, false, "replica was requested but hostagent reports none"},
 		{"lock asked, none taken", with(func(ev *Evidence) { ev.LockRequested, ev.LockTaken = contract.LockFTWRL, contract.LockNone }), true, false, "MySQL lock ftwrl was requested but hostagent reports none"},
 		{"lock asked, none reported", with(func(ev *Evidence) { ev.LockRequested, ev.LockTaken = contract.LockInstance, "" }), true, false, "reports none"},
 		{"another lock taken", with(func(ev *Evidence) { ev.LockRequested = contract.LockBackupStage }), true, false, "requested but hostagent took ftwrl"},
@@ -112,6 +120,7 @@ func TestLockHeld(t *testing.T) {
 	}{
 		{"auto", "ftwrl", true}, {"auto", "none", true}, {"none", "none", true}, {"ftwrl", "ftwrl", true},
 		{"ftwrl", "none", false}, {"backup-stage", "ftwrl", false}, {"instance", "", false},
+		{"replica", "replica", true}, {"replica", "ftwrl", false}, {"auto", "replica", true},
 	} {
 		if note, broken := lockAsAsked(Evidence{LockRequested: tt.req, LockTaken: tt.got}); broken == tt.ok {
 			t.Errorf("lockAsAsked(%q,%q) = %v %q", tt.req, tt.got, !broken, note)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -82,7 +83,7 @@ func TestValidationNamesTheField(t *testing.T) {
 		{"mount injection", `{"mounts":["/data;reboot"]}`, base, `mounts[0] "/data;reboot"`},
 		{"root mount", `{"mounts":["/"]}`, base, `mounts[0] "/"`},
 		{"duplicate mount", `{"mounts":["/data","/data"]}`, base, `mounts[1] "/data": listed twice`},
-		{"lock", `{"mysql":{"lock":"global"}}`, base, `mysql.lock "global": must be one of auto|ftwrl|backup-stage|instance|none`},
+		{"lock", `{"mysql":{"lock":"global"}}`, base, `mysql.lock "global": must be one of auto|ftwrl|backup-stage|instance|replica|none`},
 		{"defaults file", `{"mysql":{"defaults_file":"my.cnf"}}`, base, `mysql.defaults_file "my.cnf"`},
 		{"instance id", `{"targets":{"instance_ids":["web-1"]}}`, base, `targets.instance_ids[0] "web-1": not an EC2 instance ID`},
 		{"no targets", `{"mounts":["/data"]}`, envOf("QUIESCE_STACK", "s"), `targets: required`},
@@ -105,6 +106,25 @@ func TestValidationNamesTheField(t *testing.T) {
 				t.Fatalf("err = %v, want ValidationError containing %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// Every lock mode of the contract is accepted, replica included (hostagent
+// takes it only when asked: auto never picks it).
+func TestEveryLockModeAccepted(t *testing.T) {
+	if !slices.Contains(LockModes, contract.LockReplica) {
+		t.Fatalf("LockModes %v lacks %s", LockModes, contract.LockReplica)
+	}
+	env := envOf("QUIESCE_STACK", "s", "QUIESCE_TARGET_TAG_KEY", "quiesce:enabled", "QUIESCE_MOUNTS", "/data")
+	for _, m := range LockModes {
+		cfg, err := Parse([]byte(`{"mysql":{"lock":"`+m+`"}}`), env, now)
+		if err != nil || cfg.MySQLLock != m {
+			t.Errorf("mysql.lock %q: cfg %+v, err %v", m, cfg, err)
+		}
+	}
+	cfg, err := Parse([]byte(`{}`), envOf("QUIESCE_STACK", "s", "QUIESCE_TARGET_TAG_KEY", "k", "QUIESCE_MOUNTS", "/data", "QUIESCE_MYSQL_LOCK", "replica"), now)
+	if err != nil || cfg.MySQLLock != contract.LockReplica {
+		t.Errorf("QUIESCE_MYSQL_LOCK=replica: cfg %+v, err %v", cfg, err)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
@@ -134,7 +135,8 @@ func (c *cycle) freeze() bool {
 		return false
 	}
 	l := c.fr.Lock
-	c.res.Lock = &LockResult{Mode: l.Mode, Requested: c.t.MySQLLock, AcquiredMS: l.AcquiredMS, BinlogFile: l.BinlogFile, BinlogPos: l.BinlogPos, GTID: l.GTIDExecuted}
+	c.res.Lock = &LockResult{Mode: l.Mode, Requested: c.t.MySQLLock, AcquiredMS: l.AcquiredMS, BinlogFile: l.BinlogFile, BinlogPos: l.BinlogPos, GTID: l.GTIDExecuted,
+		Replication: l.Replication, Restore: l.Restore}
 	c.log.Info("frozen", "frozen_at", c.fr.FrozenAt, "lock", l.Mode, "freeze_visible_ms", ms(c.r.Clock.Now().Sub(c.sent)))
 	return true
 }
@@ -198,6 +200,10 @@ func (c *cycle) snapshot() {
 		FreezeSent: c.sent, FreezeTimeout: c.t.FreezeTimeout, CallsStarted: c.r.Clock.Now()}
 	c.created = consistency.Decide(c.evidence)
 	tags := baseTags(c.cfg.Stack, c.cfg.RunID, c.t.InstanceID, c.t.Name, c.t.Mounts, c.created.Consistency, c.fr, c.cfg.SnapshotTags)
+	if rt := contract.NewRestoreTag(c.fr.Lock.Restore, c.fr.Mounts); len(rt.Unmapped) > 0 {
+		// README "Only the listed mounts": files there are in no snapshot.
+		c.res.errorf("server files on no listed mount (%s unmapped=%s): the snapshots do not hold them", contract.TagRestore, strings.Join(rt.Unmapped, ","))
+	}
 	if len(c.created.Notes) > 0 {
 		tags[TagNote] = truncateValue(c.created.Note())
 	}

@@ -91,6 +91,11 @@ type LockResult struct {
 	BinlogFile string  `json:"binlog_file,omitempty"`
 	BinlogPos  uint64  `json:"binlog_pos,omitempty"`
 	GTID       string  `json:"gtid,omitempty"`
+	// Replication is every channel's position on a replica (the tags
+	// carry the default channel's only); Restore the settings a restored
+	// copy must start with. Both as hostagent reported them.
+	Replication *contract.Replication `json:"replication,omitempty"`
+	Restore     *contract.RestoreInfo `json:"restore,omitempty"`
 }
 
 // RetentionResult says what retention did.

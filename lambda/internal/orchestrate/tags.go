@@ -88,6 +88,26 @@ func baseTags(stack, runID, instanceID, name string, mounts []string, consistenc
 		if fr.Lock.GTIDExecuted != "" {
 			t[TagGTID] = gtidValue(fr.Lock.GTIDExecuted)
 		}
+		for k, v := range restoreTags(fr) {
+			t[k] = v
+		}
+	}
+	return t
+}
+
+// restoreTags are what a restore or a clone of the set needs besides the
+// binlog position: a replica's source coordinates (the default channel's;
+// quiesce:source-channels lists every channel when there are several, and
+// the result JSON keeps them all) and the server settings a restored copy
+// must start with (contract.TagRestore), both cut to fit a tag value by
+// the contract, which says what was left out.
+func restoreTags(fr *contract.FreezeReport) map[string]string {
+	t := contract.ReplicationTags(fr.Lock.Replication)
+	if t == nil {
+		t = map[string]string{}
+	}
+	if v := contract.NewRestoreTag(fr.Lock.Restore, fr.Mounts).Encode(); v != "" {
+		t[contract.TagRestore] = v
 	}
 	return t
 }

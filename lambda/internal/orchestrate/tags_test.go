@@ -50,4 +50,32 @@ func TestBaseTags(t *testing.T) {
 	if _, ok := tags["quiesce:binlog-file"]; ok {
 		t.Error("binlog tag without a binlog")
 	}
+	// No replica, no server settings: none of their keys.
+	for _, k := range append(contract.ReplicationTagKeys[:], contract.TagRestore) {
+		if v, ok := tags[k]; ok {
+			t.Errorf("%s = %q without lock.replication / lock.restore", k, v)
+		}
+	}
+}
+
+// A replica whose GTID state does not fit one value: the tag keeps whole
+// elements and says how many were left out; a single channel lists none.
+func TestBaseTagsReplicaGTIDCut(t *testing.T) {
+	var elems []string
+	for i := 0; i < 30; i++ {
+		elems = append(elems, strings.Repeat("1", 3)+"-"+strings.Repeat("2", 5)+"-"+itoa(i%10)+"0000000")
+	}
+	fr := &contract.FreezeReport{Lock: contract.LockInfo{Mode: contract.LockReplica,
+		Replication: &contract.Replication{Channels: []contract.ReplicaChannel{{SourceHost: "p", SourcePort: 3306, SourceLogFile: "b.000001", SourceLogPos: 4, GTID: strings.Join(elems, ",")}}}}}
+	tags := baseTags("s", "r", "i-1", "", []string{"/a"}, Application, fr, nil)
+	g := tags[contract.TagSourceGTID]
+	if utf8.RuneCountInString(g) > 256 || tags[contract.TagSourceGTIDTruncated] == "" || !strings.HasPrefix(strings.Join(elems, ","), g) {
+		t.Fatalf("source gtid %q (%d), truncated %q", g, len(g), tags[contract.TagSourceGTIDTruncated])
+	}
+	if _, ok := tags[contract.TagSourceChannels]; ok {
+		t.Errorf("one channel listed: %q", tags[contract.TagSourceChannels])
+	}
+	if tags[contract.TagLock] != contract.LockReplica || tags[contract.TagSourceHost] != "p" {
+		t.Errorf("tags %v", tags)
+	}
 }

@@ -78,6 +78,8 @@ func TestResolvePaginatesChunksAndOverrides(t *testing.T) {
 	all[3] = instance(aws.ToString(all[3].InstanceId), "running", "quiesce:mounts", "/srv/db, /srv/log", "quiesce:mysql-lock", "backup-stage", "quiesce:freeze-timeout", "45s", "Name", "db3")
 	all[4] = instance(aws.ToString(all[4].InstanceId), "running", "quiesce:freeze-timeout", "forever")
 	all[5] = instance(aws.ToString(all[5].InstanceId), "stopped")
+	all[9] = instance(aws.ToString(all[9].InstanceId), "running", "quiesce:mysql-lock", "replica")
+	all[10] = instance(aws.ToString(all[10].InstanceId), "running", "quiesce:mysql-lock", "global")
 	e := &fakeEC2{describe: func(in *ec2.DescribeInstancesInput) (*ec2.DescribeInstancesOutput, error) {
 		if len(in.InstanceIds) > 0 {
 			t.Fatal("tag query sent instance IDs")
@@ -119,23 +121,29 @@ func TestResolvePaginatesChunksAndOverrides(t *testing.T) {
 	if e.calls != 3 || s.calls != 3 {
 		t.Fatalf("DescribeInstances calls %d (want 3 pages), DescribeInstanceInformation calls %d (want 3 chunks)", e.calls, s.calls)
 	}
-	if len(got) != 116 {
-		t.Fatalf("targets = %d, want 116", len(got))
+	if len(got) != 115 {
+		t.Fatalf("targets = %d, want 115", len(got))
 	}
 	reasons := map[string]string{}
 	for _, x := range excluded {
 		reasons[x.InstanceID] = fmt.Sprintf("%v %s", x.Failed, x.Reason)
 	}
-	for i, want := range map[int]string{4: `true tag quiesce:freeze-timeout "forever"`, 5: "false instance state is stopped", 7: "true not managed by SSM", 8: "true SSM ping status is Inactive"} {
+	for i, want := range map[int]string{4: `true tag quiesce:freeze-timeout "forever"`, 10: `true tag quiesce:mysql-lock "global"`, 5: "false instance state is stopped", 7: "true not managed by SSM", 8: "true SSM ping status is Inactive"} {
 		if r := reasons[aws.ToString(all[i].InstanceId)]; !strings.HasPrefix(r, want) {
 			t.Errorf("instance %d: %q, want %q", i, r, want)
 		}
 	}
-	var t3 Target
+	var t3, t9 Target
 	for _, tg := range got {
-		if tg.InstanceID == aws.ToString(all[3].InstanceId) {
+		switch tg.InstanceID {
+		case aws.ToString(all[3].InstanceId):
 			t3 = tg
+		case aws.ToString(all[9].InstanceId):
+			t9 = tg
 		}
+	}
+	if t9.MySQLLock != "replica" {
+		t.Errorf("tag quiesce:mysql-lock=replica: target lock %q", t9.MySQLLock)
 	}
 	if strings.Join(t3.Mounts, ",") != "/srv/db,/srv/log" || t3.MySQLLock != "backup-stage" || t3.FreezeTimeout != 45*time.Second || t3.Name != "db3" ||
 		t3.RootVolumeID != "vol-r"+t3.InstanceID || strings.Join(t3.DataVolumes(), ",") != "vol-d"+t3.InstanceID || t3.Volumes["vol-d"+t3.InstanceID] != "/dev/sdf" {

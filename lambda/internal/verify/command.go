@@ -41,16 +41,72 @@ func (r *Runner) commandParams(cfg *Config, j *job) map[string][]string {
 		"runId":   {j.set.runID},
 	}
 	t := tagMap(j.set.snaps[0].Tags)
-	if t[TagBinlogFile] != "" && t[TagBinlogPos] != "" {
-		p["expectBinlogFile"], p["expectBinlogPos"] = []string{t[TagBinlogFile]}, []string{t[TagBinlogPos]}
+	if positionExact(t[TagLock]) {
+		if t[TagBinlogFile] != "" && t[TagBinlogPos] != "" {
+			p["expectBinlogFile"], p["expectBinlogPos"] = []string{t[TagBinlogFile]}, []string{t[TagBinlogPos]}
+		}
+		// A GTID set cut to fit a tag value is not the position; leave it out.
+		if g := t[TagGTID]; g != "" && !strings.Contains(g, "truncated") {
+			p["expectGtid"] = []string{g}
+		}
 	}
-	// A GTID set cut to fit a tag value is not the position; leave it out.
-	if g := t[TagGTID]; g != "" && !strings.Contains(g, "truncated") {
-		p["expectGtid"] = []string{g}
+	for name, v := range r.restoreParams(j, t[TagRestore]) {
+		p[name] = []string{v}
 	}
 	for name, v := range map[string]string{"checkSql": cfg.CheckSQL, "mysqld": cfg.Mysqld, "mysqldOptionsFile": cfg.MysqldOptionsFile} {
 		if v != "" {
 			p[name] = []string{v}
+		}
+	}
+	return p
+}
+
+// positionExact says whether the binlog position and GTID state tagged
+// under a lock mode are exactly those of the data, so that verify may
+// demand them (the binlog file's size equal to the position):
+//   - ftwrl and backup-stage block every commit from before the position is
+//     read until after the thaw;
+//   - replica stops the applier and requires read_only, so the replica's
+//     own binlog and GTID state stand still from the reading to the freeze.
+//     It assumes no client writes that read_only lets through (README "Lock
+//     modes"); if one did, the tags do not describe the data, and a
+//     mismatch is what verify should report;
+//   - instance blocks DDL but not commits (the position is a lower bound),
+//     none locks nothing, and a set without quiesce:lock says nothing.
+func positionExact(lock string) bool {
+	switch lock {
+	case contract.LockFTWRL, contract.LockBackupStage, contract.LockReplica:
+		return true
+	}
+	return false
+}
+
+// restoreParams are the source server's settings from the set's
+// quiesce:restore tag, as the verify document's parameters: without them
+// hostagent verify would guess (the one datadir it finds, the default page
+// size), and a server with innodb_page_size=4096 would not start. A field
+// the tag had to leave out (cut) is left to hostagent to find; an
+// unreadable tag is logged and sends nothing.
+func (r *Runner) restoreParams(j *job, tag string) map[string]string {
+	if tag == "" {
+		return nil
+	}
+	rt, err := contract.ParseRestoreTag(tag)
+	if err != nil {
+		r.Log.Warn("restore settings tag unreadable; hostagent verify finds the datadir and uses the defaults", "run_id", j.set.runID, "error", err)
+		return nil
+	}
+	p := map[string]string{"datadirRelative": rt.DataDir, "binlogBasename": rt.BinlogBasename,
+		"innodbLogGroupHomeDir": rt.LogGroupHomeDir, "innodbDataFilePath": rt.DataFilePath}
+	if rt.PageSize > 0 {
+		p["innodbPageSize"] = strconv.FormatUint(rt.PageSize, 10)
+	}
+	if rt.LowerCaseTableNames != nil {
+		p["lowerCaseTableNames"] = strconv.Itoa(*rt.LowerCaseTableNames)
+	}
+	for k, v := range p {
+		if v == "" {
+			delete(p, k)
 		}
 	}
 	return p

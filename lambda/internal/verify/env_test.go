@@ -175,9 +175,9 @@ func (e *env) newRunner() *verify.Runner {
 
 // addSet seeds one run's snapshots of the source's two data volumes.
 func (e *env) addSet(runID string, at time.Time, consistency string, extra map[string]string) {
-	for _, v := range []struct{ vol, dev string }{{dataVol, "/dev/sdf"}, {logsVol, "/dev/sdg"}} {
+	for _, v := range []struct{ vol, dev, mount string }{{dataVol, "/dev/sdf", "/var/lib/mysql"}, {logsVol, "/dev/sdg", "/var/lib/mysql-binlog"}} {
 		tags := map[string]string{"quiesce:stack": stack, "quiesce:run-id": runID, "quiesce:instance": source, "quiesce:consistency": consistency,
-			"quiesce:device": v.dev, "quiesce:binlog-file": "mysql-bin.000042", "quiesce:binlog-pos": "4711", "quiesce:gtid": "0-1-1234"}
+			"quiesce:device": v.dev, "quiesce:mounts": v.mount, "quiesce:lock": "backup-stage", "quiesce:binlog-file": "mysql-bin.000042", "quiesce:binlog-pos": "4711", "quiesce:gtid": "0-1-1234"}
 		for k, val := range extra {
 			tags[k] = val
 		}

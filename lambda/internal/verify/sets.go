@@ -3,12 +3,16 @@ package verify
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+
+	"github.com/quiesce/quiesce/contract"
 )
 
 // targets returns the instance IDs to verify: the listed ones and those
@@ -111,6 +115,32 @@ func (s *snapshotSet) usable() string {
 		}
 	}
 	return ""
+}
+
+// missingDataDir says why the set cannot hold the source's datadir ("" when
+// it may), from the quiesce:restore tag: the datadir was on no frozen mount,
+// or no snapshot of the set is of the mount that held it. Restoring such a
+// set would only end in hostagent finding no datadir.
+func (s *snapshotSet) missingDataDir() string {
+	if len(s.snaps) == 0 {
+		return ""
+	}
+	rt, err := contract.ParseRestoreTag(tagMap(s.snaps[0].Tags)[TagRestore])
+	if err != nil {
+		return ""
+	}
+	if slices.Contains(rt.Unmapped, contract.RestoreKeyDataDir) {
+		return "the datadir was on no frozen mount when set " + s.runID + " was taken (" + TagRestore + " unmapped=datadir): no snapshot holds it"
+	}
+	if rt.DataDirMount == "" {
+		return ""
+	}
+	for _, sn := range s.snaps {
+		if slices.Contains(strings.Split(tagMap(sn.Tags)[TagMounts], ","), rt.DataDirMount) {
+			return ""
+		}
+	}
+	return "no snapshot of set " + s.runID + " is of " + rt.DataDirMount + ", the mount that held the datadir (" + TagRestore + ")"
 }
 
 func (s *snapshotSet) startTime() time.Time {

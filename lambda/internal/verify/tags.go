@@ -16,11 +16,14 @@ const (
 	TagRunID          = contract.TagRunID
 	TagInstance       = contract.TagInstance
 	TagDevice         = contract.TagDevice
+	TagMounts         = contract.TagMounts
 	TagConsistency    = contract.TagConsistency
 	TagIncomplete     = contract.TagIncomplete
 	TagBinlogFile     = contract.TagBinlogFile
 	TagBinlogPos      = contract.TagBinlogPos
 	TagGTID           = contract.TagGTID
+	TagLock           = contract.TagLock
+	TagRestore        = contract.TagRestore
 	TagRole           = contract.InstanceTagRole
 	TagVerified       = contract.TagVerified
 	TagVerifiedAt     = contract.TagVerifiedAt

@@ -48,6 +48,10 @@ func (r *Runner) tagVolumes(ctx context.Context, j *job, tags map[string]string)
 // createAndAttach creates the missing volumes in the verifier's zone, waits
 // until all are available and attaches them at free device names.
 func (r *Runner) createAndAttach(ctx context.Context, cfg *Config, j *job) (bool, error) {
+	if why := j.set.missingDataDir(); why != "" {
+		j.fail(why, false)
+		return true, nil
+	}
 	v, err := r.describeVerifier(ctx, j.verifier)
 	if err != nil {
 		return false, err
