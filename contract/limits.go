@@ -11,6 +11,12 @@ const (
 	DefaultFreezeTimeout = 30 * time.Second
 )
 
+// MaxVerifyHours bounds a verification: the Lambda's VerifyMaxHours and
+// hostagent verify's --timeout (SSM's longest execution timeout for a command
+// step is 48 h). One constant, so the Lambda never sends a --timeout that
+// hostagent refuses.
+const MaxVerifyHours = 48
+
 // RunIDPattern is the run id syntax: the SSM document's runId allowedPattern
 // (besides the empty value), hostagent's --run-id and the event's run_id.
 // It is also a file name in hostagent's state directory.

@@ -24,7 +24,7 @@ import (
 const (
 	defaultVerifyTimeout = 2 * time.Hour
 	minVerifyTimeout     = time.Second
-	maxVerifyTimeout     = 24 * time.Hour
+	maxVerifyTimeout     = contract.MaxVerifyHours * time.Hour
 	// cleanupBound is how long undoing a verify may take after a timeout or
 	// a signal: a clean server shutdown and the unmounts.
 	cleanupBound = 5 * time.Minute

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/hostagent/internal/restore"
@@ -47,5 +48,19 @@ func TestVerifyParseSettings(t *testing.T) {
 	// --expect-gtid "" (a source without GTIDs) is an expectation, not an omission.
 	if !in.expectGTID || in.runID == "" {
 		t.Errorf("expectGTID %v, run id %q", in.expectGTID, in.runID)
+	}
+}
+
+// The longest --timeout the Lambda sends (VerifyMaxHours at its bound, less
+// its margin) is one hostagent accepts: a 24 h cap here once turned every
+// verification with max_hours > 24 into a failed set.
+func TestVerifyAcceptsTheLambdasLongestTimeout(t *testing.T) {
+	longest := time.Duration(contract.MaxVerifyHours)*time.Hour - 10*time.Minute
+	c := &command{name: "verify", stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}}
+	if _, err := c.parseVerify([]string{"--volume", "vol-0abc12345678", "--timeout", longest.String()}); err != nil {
+		t.Fatalf("--timeout %s: %v", longest, err)
+	}
+	if _, err := c.parseVerify([]string{"--volume", "vol-0abc12345678", "--timeout", (time.Duration(contract.MaxVerifyHours)*time.Hour + time.Minute).String()}); err == nil {
+		t.Fatal("a --timeout past MaxVerifyHours was accepted")
 	}
 }

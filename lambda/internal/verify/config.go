@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/lambda/internal/event"
 )
 
@@ -53,7 +54,7 @@ const (
 	DefaultMaxHours    = 6
 	// MaxMaxHours is SSM's longest execution timeout for a command step (48 h),
 	// which the verify document uses.
-	MaxMaxHours = 48
+	MaxMaxHours = contract.MaxVerifyHours
 )
 
 var (
