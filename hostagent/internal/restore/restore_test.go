@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/quiesce/quiesce/hostagent/internal/state"
 	"github.com/quiesce/quiesce/hostagent/internal/volumes"
 )
 
@@ -309,15 +310,15 @@ func TestUndoRunsInReverseDespiteErrors(t *testing.T) {
 }
 
 // deadProc returns the identity of a process that has exited.
-func deadProc(t *testing.T) Proc {
+func deadProc(t *testing.T) state.Proc {
 	t.Helper()
 	cmd := exec.Command("/bin/true")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p, err := ProcOf(cmd.Process.Pid)
+	p, err := state.ProcOf(cmd.Process.Pid)
 	if err != nil {
-		p = Proc{PID: cmd.Process.Pid, Start: 1}
+		p = state.Proc{PID: cmd.Process.Pid, Start: 1}
 	}
 	_ = cmd.Wait()
 	return p
