@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,17 +17,9 @@ import (
 func TestNestedLoopMountsRefused(t *testing.T) {
 	fixture.RequireLoopFS(t, "xfs")
 	outer := loopFS(t, "xfs")
-	inner, err := fixture.NewLoopFSNamed(filepath.Join(outer.Mount), "xfs", 300, "inner.img")
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Registered after the outer's cleanup, so it runs first: inner unmounted
 	// and detached before the outer goes.
-	t.Cleanup(func() {
-		if err := inner.Close(); err != nil {
-			t.Errorf("inner loopfs cleanup: %v", err)
-		}
-	})
+	inner := loopFSAt(t, outer.Mount, "xfs", 300, "inner.img")
 	e := newEnv(t)
 
 	for _, args := range [][]string{
