@@ -9,11 +9,7 @@ import (
 
 func mustVerify(t *testing.T) *ssmdoc.Document {
 	t.Helper()
-	d, err := ssmdoc.Verify()
-	if err != nil {
-		t.Fatalf("load verify document: %v", err)
-	}
-	return d
+	return mustLoad(t, "verify", ssmdoc.Verify)
 }
 
 const (
