@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -39,15 +38,8 @@ func TestMain(m *testing.M) {
 		}
 		defer os.RemoveAll(dir)
 		bin := filepath.Join(dir, "hostagent")
-		gobin, err := exec.LookPath("go")
-		if err != nil {
-			gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
-		}
-		// Built as `make hostagent` builds it (static, stripped): the binary under test is the one shipped.
-		cmd := exec.Command(gobin, "build", "-trimpath", "-ldflags=-s -w", "-o", bin, ".")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "build hostagent: %v\n%s", err, out)
+		if err := fixture.BuildHostagent(bin); err != nil {
+			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
 		agentBin = bin
