@@ -65,17 +65,11 @@ func TestNestedLoopMountsRefused(t *testing.T) {
 
 func requireNestedRefusal(t *testing.T, r result, outer, inner string) {
 	t.Helper()
-	if r.code != contract.ExitUsage {
-		t.Fatalf("exit %d, want 2\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
-	}
-	lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
-	if len(lines) != 1 {
-		t.Fatalf("stderr is not one line: %q", r.stderr)
-	}
-	t.Logf("refused: %s", lines[0])
+	line := requireUsageLine(t, r)
+	t.Logf("refused: %s", line)
 	for _, want := range []string{fmt.Sprintf("%q", inner), fmt.Sprintf("%q", outer), "inner.img"} {
-		if !strings.Contains(lines[0], want) {
-			t.Errorf("stderr %q does not name %s", lines[0], want)
+		if !strings.Contains(line, want) {
+			t.Errorf("stderr %q does not name %s", line, want)
 		}
 	}
 }
