@@ -70,16 +70,10 @@ func TestInputRefusalsExit2NothingFrozen(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			r := e.run(tc.args...)
-			if r.code != contract.ExitUsage {
-				t.Fatalf("exit %d, want 2\nstdout: %.300s\nstderr: %.300s", r.code, r.stdout, r.stderr)
-			}
-			lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
-			if len(lines) != 1 {
-				t.Fatalf("stderr must be one line, got %.500q", r.stderr)
-			}
+			line := requireUsageLine(t, r)
 			for _, w := range tc.want {
-				if !strings.Contains(lines[0], w) {
-					t.Errorf("stderr %.500q does not name %q", lines[0], w)
+				if !strings.Contains(line, w) {
+					t.Errorf("stderr %.500q does not name %q", line, w)
 				}
 			}
 			// An echoed value is cut: a 100 000-byte argument never comes back whole.

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -39,15 +38,8 @@ func TestMain(m *testing.M) {
 		}
 		defer os.RemoveAll(dir)
 		bin := filepath.Join(dir, "hostagent")
-		gobin, err := exec.LookPath("go")
-		if err != nil {
-			gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
-		}
-		// Built as `make hostagent` builds it (static, stripped): the binary under test is the one shipped.
-		cmd := exec.Command(gobin, "build", "-trimpath", "-ldflags=-s -w", "-o", bin, ".")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "build hostagent: %v\n%s", err, out)
+		if err := fixture.BuildHostagent(bin); err != nil {
+			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
 		agentBin = bin
@@ -115,14 +107,21 @@ type result struct {
 	elapsed        time.Duration
 }
 
-// run executes hostagent with stdout/stderr on pipes (as SSM does): if the
-// holder inherited them, this would not return until the hold ends.
+// run executes hostagent with the env's state dir: see runAgent.
 func (e *env) run(args ...string) result {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	return runAgent(e.t, 30*time.Second, append(os.Environ(), state.EnvDir+"="+e.stateDir), args...)
+}
+
+// runAgent executes hostagent with stdout/stderr on pipes (as SSM does): if the
+// holder inherited them, this would not return until the hold ends. A nil
+// environ inherits the test's environment; the run is killed after timeout.
+func runAgent(t testing.TB, timeout time.Duration, environ []string, args ...string) result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, agentBin, args...)
-	cmd.Env = append(os.Environ(), state.EnvDir+"="+e.stateDir)
+	cmd.Env = environ
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	start := time.Now()
@@ -131,9 +130,23 @@ func (e *env) run(args ...string) result {
 	if ee, ok := err.(*exec.ExitError); ok {
 		r.code = contract.ExitCode(ee.ExitCode())
 	} else if err != nil {
-		e.t.Fatalf("hostagent %v: %v", args, err)
+		t.Fatalf("hostagent %v: %v", args, err)
 	}
 	return r
+}
+
+// requireUsageLine requires a usage error (exit 2) told in one stderr line,
+// and returns that line.
+func requireUsageLine(t *testing.T, r result) string {
+	t.Helper()
+	if r.code != contract.ExitUsage {
+		t.Fatalf("exit %d, want 2\nstdout: %.300s\nstderr: %.300s", r.code, r.stdout, r.stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+	if len(lines) != 1 {
+		t.Fatalf("stderr must be one line, got %.500q", r.stderr)
+	}
+	return lines[0]
 }
 
 func (e *env) freeze(t *testing.T, args ...string) contract.FreezeReport {
@@ -192,13 +205,20 @@ func loopFS(t *testing.T, fstype string) *fixture.LoopFS {
 	t.Helper()
 	fixture.RequireLoopFS(t, fstype)
 	vol := fmt.Sprintf("vol-0%x", time.Now().UnixNano()&0xffffffffff)
-	fs, err := fixture.NewLoopFSNamed(t.TempDir(), fstype, 64, vol+".img")
+	return loopFSAt(t, t.TempDir(), fstype, 64, vol+".img")
+}
+
+// loopFSAt makes a loop filesystem of sizeMB from the image dir/name; its
+// cleanup (unmount, detach) runs before those registered earlier.
+func loopFSAt(t *testing.T, dir, fstype string, sizeMB int, name string) *fixture.LoopFS {
+	t.Helper()
+	fs, err := fixture.NewLoopFSNamed(dir, fstype, sizeMB, name)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		if err := fs.Close(); err != nil {
-			t.Errorf("loopfs cleanup: %v", err)
+			t.Errorf("loopfs %s cleanup: %v", name, err)
 		}
 	})
 	return fs
@@ -512,12 +532,8 @@ func TestBadInputsExit2NothingFrozen(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			r := e.run(tc.args...)
-			if r.code != contract.ExitUsage {
-				t.Fatalf("exit %d, want 2\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
-			}
-			lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
-			if len(lines) != 1 || !strings.Contains(lines[0], tc.want) {
-				t.Fatalf("stderr must be one line naming %q, got %q", tc.want, r.stderr)
+			if line := requireUsageLine(t, r); !strings.Contains(line, tc.want) {
+				t.Fatalf("stderr must name %q, got %q", tc.want, line)
 			}
 			if tc.args[0] == "check" {
 				var cr contract.CheckReport

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,17 +17,9 @@ import (
 func TestNestedLoopMountsRefused(t *testing.T) {
 	fixture.RequireLoopFS(t, "xfs")
 	outer := loopFS(t, "xfs")
-	inner, err := fixture.NewLoopFSNamed(filepath.Join(outer.Mount), "xfs", 300, "inner.img")
-	if err != nil {
-		t.Fatal(err)
-	}
 	// Registered after the outer's cleanup, so it runs first: inner unmounted
 	// and detached before the outer goes.
-	t.Cleanup(func() {
-		if err := inner.Close(); err != nil {
-			t.Errorf("inner loopfs cleanup: %v", err)
-		}
-	})
+	inner := loopFSAt(t, outer.Mount, "xfs", 300, "inner.img")
 	e := newEnv(t)
 
 	for _, args := range [][]string{
@@ -74,17 +65,11 @@ func TestNestedLoopMountsRefused(t *testing.T) {
 
 func requireNestedRefusal(t *testing.T, r result, outer, inner string) {
 	t.Helper()
-	if r.code != contract.ExitUsage {
-		t.Fatalf("exit %d, want 2\nstdout: %s\nstderr: %s", r.code, r.stdout, r.stderr)
-	}
-	lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
-	if len(lines) != 1 {
-		t.Fatalf("stderr is not one line: %q", r.stderr)
-	}
-	t.Logf("refused: %s", lines[0])
+	line := requireUsageLine(t, r)
+	t.Logf("refused: %s", line)
 	for _, want := range []string{fmt.Sprintf("%q", inner), fmt.Sprintf("%q", outer), "inner.img"} {
-		if !strings.Contains(lines[0], want) {
-			t.Errorf("stderr %q does not name %s", lines[0], want)
+		if !strings.Contains(line, want) {
+			t.Errorf("stderr %q does not name %s", line, want)
 		}
 	}
 }

@@ -37,15 +37,7 @@ func TestExpediteRCURestoredWhenKilledMidFreeze(t *testing.T) {
 	}
 	t.Cleanup(func() { os.WriteFile(rcuKnob, []byte(orig+"\n"), 0) })
 
-	fs, err := fixture.NewLoopFSNamed(t.TempDir(), "xfs", 512, "rcu.img")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := fs.Close(); err != nil {
-			t.Errorf("loopfs cleanup: %v", err)
-		}
-	})
+	fs := loopFSAt(t, t.TempDir(), "xfs", 512, "rcu.img")
 	e := newEnv(t)
 	// Dirty page cache makes the syncfs inside the freeze step take long
 	// enough to kill the processes while the knob is on.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -199,14 +200,9 @@ func (in *verifyInput) readChecks(path string) error {
 	if path == "" {
 		return nil
 	}
-	f, err := os.Open(path)
+	stmts, err := readFlagFile("--check-sql", path, restore.SplitStatements)
 	if err != nil {
-		return agenterr.Usagef("--check-sql %q: %v", path, err)
-	}
-	defer f.Close()
-	stmts, err := restore.SplitStatements(f)
-	if err != nil {
-		return agenterr.Usagef("--check-sql %q: %v", path, err)
+		return err
 	}
 	if len(stmts) == 0 {
 		return agenterr.Usagef("--check-sql %q: no statements in it", path)
@@ -219,17 +215,27 @@ func (in *verifyInput) readOptions(path string) error {
 	if path == "" {
 		return nil
 	}
-	f, err := os.Open(path)
+	opts, err := readFlagFile("--mysqld-options-file", path, restore.ParseOptionFile)
 	if err != nil {
-		return agenterr.Usagef("--mysqld-options-file %q: %v", path, err)
-	}
-	defer f.Close()
-	opts, err := restore.ParseOptionFile(f)
-	if err != nil {
-		return agenterr.Usagef("--mysqld-options-file %q: %v", path, err)
+		return err
 	}
 	in.operatorOptions = opts
 	return nil
+}
+
+// readFlagFile opens the file a flag names and parses it; either failing is
+// a usage error naming the flag and the path.
+func readFlagFile(flag, path string, parse func(io.Reader) ([]string, error)) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, agenterr.Usagef("%s %q: %v", flag, path, err)
+	}
+	defer f.Close()
+	v, err := parse(f)
+	if err != nil {
+		return nil, agenterr.Usagef("%s %q: %v", flag, path, err)
+	}
+	return v, nil
 }
 
 // serverBinaryDirs are searched after PATH: a non-login root shell often lacks sbin.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/hostagent/internal/restore"
+	"github.com/quiesce/quiesce/hostagent/internal/state"
 )
 
 // corruptPages overwrites the middle of every B-tree page after the index
@@ -108,7 +109,7 @@ func (b *background) wait(t *testing.T, within time.Duration) (int, contract.Ver
 }
 
 // waitServer waits until the run's journal records a live server, and returns it.
-func (e *verifyEnv) waitServer(t *testing.T, b *background) restore.Proc {
+func (e *verifyEnv) waitServer(t *testing.T, b *background) state.Proc {
 	t.Helper()
 	deadline := time.Now().Add(2 * time.Minute)
 	for time.Now().Before(deadline) {
@@ -126,7 +127,7 @@ func (e *verifyEnv) waitServer(t *testing.T, b *background) restore.Proc {
 		}
 	}
 	t.Fatal("no server recorded within 2 min")
-	return restore.Proc{}
+	return state.Proc{}
 }
 
 // waitChecking waits until the run's server executes the operator's

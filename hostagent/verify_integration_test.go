@@ -11,7 +11,6 @@ import (
 	"database/sql"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -54,21 +53,10 @@ func makeSnapshot(t testing.TB, fstype string, o snapshotOptions) snapshot {
 	t.Helper()
 	fixture.RequireLoopFS(t, fstype)
 	fixture.SkipUnlessMariaDB(t)
-	src, err := fixture.NewLoopFSNamed(t.TempDir(), fstype, 300, "source.img")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { src.Close() })
+	src := sourceFS(t, fstype)
 	datadir := filepath.Join(src.Mount, snapDataDirRel)
-	m, err := mariadb.Start(mariadb.Options{DataDir: datadir, StartTimeout: 90 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
+	m, db := startSource(t, mariadb.Options{DataDir: datadir, StartTimeout: 90 * time.Second})
 	defer m.Stop()
-	db, err := m.DB()
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer db.Close()
 	snap := snapshot{volume: fmt.Sprintf("vol-0%x", time.Now().UnixNano()&0xffffffffffff)}
 	writeShop(t, db)
@@ -98,10 +86,11 @@ func makeSnapshot(t testing.TB, fstype string, o snapshotOptions) snapshot {
 			t.Fatal(err)
 		}
 	}
-	snap.loop, err = fixture.AttachImage(image)
+	loop, err := fixture.AttachImage(image)
 	if err != nil {
 		t.Fatal(err)
 	}
+	snap.loop = loop
 	t.Cleanup(func() {
 		if err := snap.loop.Detach(); err != nil {
 			t.Errorf("detach %s: %v (still in use after verify?)", snap.loop.Device, err)
@@ -157,6 +146,22 @@ func lockSource(t testing.TB, db *sql.DB) func() {
 		}
 		conn.Close()
 	}
+}
+
+// startSource starts a source mariadbd and opens its pool; the caller stops
+// both when its test needs them stopped (stopSource, or m.Stop and db.Close).
+func startSource(t testing.TB, opts mariadb.Options) (*mariadb.Server, *sql.DB) {
+	t.Helper()
+	m, err := mariadb.Start(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := m.DB()
+	if err != nil {
+		m.Stop()
+		t.Fatal(err)
+	}
+	return m, db
 }
 
 func stopSource(t testing.TB, m *mariadb.Server, db *sql.DB, clean bool) {
@@ -222,19 +227,7 @@ func tagged(snap snapshot) []string {
 // verify runs the binary and decodes its one report.
 func (e *verifyEnv) verify(args ...string) (result, contract.VerifyReport) {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, agentBin, args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	start := time.Now()
-	err := cmd.Run()
-	r := result{stdout: out.String(), stderr: errb.String(), elapsed: time.Since(start)}
-	if ee, ok := err.(*exec.ExitError); ok {
-		r.code = contract.ExitCode(ee.ExitCode())
-	} else if err != nil {
-		e.t.Fatalf("hostagent %v: %v", args, err)
-	}
+	r := runAgent(e.t, 5*time.Minute, nil, args...)
 	var rep contract.VerifyReport
 	decodeOne(e.t, r.stdout, &rep) // always one VerifyReport, also for bad input
 	if rep.OK != (r.code == 0) || rep.OK != (len(rep.Problems) == 0) {

@@ -37,16 +37,9 @@ func TestVerifyTwoVolumeSet(t *testing.T) {
 		t.Fatal(err)
 	}
 	moveFile(t, filepath.Join(datadir, "ib_logfile0"), filepath.Join(redo, "ib_logfile0"))
-	m, err = mariadb.Start(mariadb.Options{DataDir: datadir, StartTimeout: 90 * time.Second,
+	m, db := startSource(t, mariadb.Options{DataDir: datadir, StartTimeout: 90 * time.Second,
 		ExtraArgs: []string{"--innodb-log-group-home-dir=" + redo, "--log-bin=" + filepath.Join(binlogs, "bin")}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer m.Stop()
-	db, err := m.DB()
-	if err != nil {
-		t.Fatal(err)
-	}
 	defer db.Close()
 	writeShop(t, db)
 	var snap snapshot
@@ -93,7 +86,7 @@ func moveFile(t *testing.T, from, to string) {
 	}
 }
 
-func sourceFS(t *testing.T, fstype string) *fixture.LoopFS {
+func sourceFS(t testing.TB, fstype string) *fixture.LoopFS {
 	t.Helper()
 	l, err := fixture.NewLoopFSNamed(t.TempDir(), fstype, 300, "source.img")
 	if err != nil {

@@ -273,6 +273,40 @@ func TestScriptRefusesWithoutEnvironment(t *testing.T) {
 	}
 }
 
+// canaryIn is the file a hostile value creates if a shell runs it.
+func canaryIn(dir string) string { return filepath.Join(dir, "pwned") }
+
+// runHostile runs a rendered script in dir against the fake hostagent, with
+// the SSM_ variables named in hostile set to its values (which create
+// canaryIn(dir) if a shell ever runs them). It fails the test if one ran, and
+// returns the argv the fake hostagent got (it writes it to dir/argv).
+func runHostile(t *testing.T, bash, dir, script string, env []string, hostile map[string]string) []string {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, "hostagent"), []byte(fakeHostagent), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i, kv := range env {
+		if v, ok := hostile[strings.SplitN(kv, "=", 2)[0]]; ok {
+			env[i] = strings.SplitN(kv, "=", 2)[0] + "=" + v
+		}
+	}
+	argvFile := filepath.Join(dir, "argv")
+	cmd := exec.Command(bash, "-c", script)
+	cmd.Dir = dir
+	cmd.Env = append([]string{"PATH=" + dir + ":/usr/bin:/bin", "FAKE_ARGV_FILE=" + argvFile}, env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("script: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(canaryIn(dir)); err == nil {
+		t.Fatal("a parameter value was executed by the shell")
+	}
+	b, err := os.ReadFile(argvFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
+}
+
 // Render is the first line of defence; the script re-checks for control and
 // non-ASCII characters in case a value ever reached it unvalidated (an agent
 // or service that validated differently). Values are passed as data only: a
@@ -285,38 +319,14 @@ func TestScriptTreatsValuesAsData(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "hostagent"), []byte(fakeHostagent), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	canary := filepath.Join(dir, "pwned")
-	hostile := map[string]string{
+	canary := canaryIn(dir)
+	argv := runHostile(t, bash, dir, script, env, map[string]string{
 		"SSM_mounts":            "/a,$(touch " + canary + "),`touch " + canary + "`,/b;touch " + canary + ",/c *",
 		"SSM_mysqlDefaultsFile": "/x$(touch " + canary + ")",
 		"SSM_runId":             "r1'; touch " + canary + "; '",
 		"SSM_lockWait":          "5s && touch " + canary,
-	}
-	for k, v := range hostile {
-		for i, e := range env {
-			if strings.HasPrefix(e, k+"=") {
-				env[i] = k + "=" + v
-			}
-		}
-	}
+	})
 	argvFile := filepath.Join(dir, "argv")
-	cmd := exec.Command(bash, "-c", script)
-	cmd.Dir = dir
-	cmd.Env = append([]string{"PATH=" + dir + ":/usr/bin:/bin", "FAKE_ARGV_FILE=" + argvFile}, env...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("script: %v\n%s", err, out)
-	}
-	if _, err := os.Stat(canary); err == nil {
-		t.Fatal("a parameter value was executed by the shell")
-	}
-	b, err := os.ReadFile(argvFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	argv := strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00")
 	want := []string{"freeze",
 		"--mount", "/a", "--mount", "$(touch " + canary + ")", "--mount", "`touch " + canary + "`",
 		"--mount", "/b;touch " + canary, "--mount", "/c *",

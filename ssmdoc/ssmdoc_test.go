@@ -11,11 +11,27 @@ import (
 
 func mustQuiesce(t *testing.T) *ssmdoc.Document {
 	t.Helper()
-	d, err := ssmdoc.Quiesce()
+	return mustLoad(t, "Quiesce", ssmdoc.Quiesce)
+}
+
+func mustLoad(t *testing.T, name string, load func() (*ssmdoc.Document, error)) *ssmdoc.Document {
+	t.Helper()
+	d, err := load()
 	if err != nil {
-		t.Fatalf("load Quiesce document: %v", err)
+		t.Fatalf("load %s document: %v", name, err)
 	}
 	return d
+}
+
+// shellDoc is a one-step aws:runShellScript document with the given
+// parameters block (indented YAML) and commands.
+func shellDoc(params string, commands ...string) string {
+	doc := "schemaVersion: \"2.2\"\ndescription: x\nparameters:\n" + params +
+		"mainSteps:\n  - action: aws:runShellScript\n    name: s\n    inputs:\n      runCommand:\n"
+	for _, c := range commands {
+		doc += "        - " + c + "\n"
+	}
+	return doc
 }
 
 // The parameters the Lambda sends (contract.CommandParams), as declared.
@@ -110,21 +126,12 @@ func TestDocumentsHaveNoTextInterpolation(t *testing.T) {
 }
 
 func TestLoadRejects(t *testing.T) {
-	base := `schemaVersion: "2.2"
-description: x
-parameters:
-  a:
+	base := shellDoc(`  a:
     type: String
     default: ok
     allowedPattern: '^[a-z]+$'
     interpolationType: ENV_VAR
-mainSteps:
-  - action: aws:runShellScript
-    name: s
-    inputs:
-      runCommand:
-        - echo "$SSM_a"
-`
+`, `echo "$SSM_a"`)
 	if _, err := ssmdoc.Load([]byte(base)); err != nil {
 		t.Fatalf("base document: %v", err)
 	}
@@ -204,10 +211,7 @@ func TestRenderErrors(t *testing.T) {
 // Render substitutes {{ name }} textually, as the agent does, so a document
 // that used a reference would be tested as it really runs.
 func TestRenderTextInterpolationMimicsAgent(t *testing.T) {
-	doc := `schemaVersion: "2.2"
-description: x
-parameters:
-  msg:
+	doc := shellDoc(`  msg:
     type: String
     default: hi
     allowedPattern: '^[a-z]+$'
@@ -216,14 +220,7 @@ parameters:
     default: there
     allowedPattern: '^[a-z]+$'
     interpolationType: ENV_VAR
-mainSteps:
-  - action: aws:runShellScript
-    name: s
-    inputs:
-      runCommand:
-        - echo {{msg}} {{ env }}
-        - echo "$SSM_env"
-`
+`, `echo {{msg}} {{ env }}`, `echo "$SSM_env"`)
 	d, err := ssmdoc.Load([]byte(doc))
 	if err != nil {
 		t.Fatal(err)

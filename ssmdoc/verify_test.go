@@ -1,9 +1,6 @@
 package ssmdoc_test
 
 import (
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -12,11 +9,7 @@ import (
 
 func mustVerify(t *testing.T) *ssmdoc.Document {
 	t.Helper()
-	d, err := ssmdoc.Verify()
-	if err != nil {
-		t.Fatalf("load verify document: %v", err)
-	}
-	return d
+	return mustLoad(t, "verify", ssmdoc.Verify)
 }
 
 const (
@@ -170,37 +163,15 @@ func TestVerifyScriptTreatsValuesAsData(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "hostagent"), []byte(fakeHostagent), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	canary := filepath.Join(dir, "pwned")
-	hostile := map[string]string{
+	canary := canaryIn(dir)
+	got := runHostile(t, bash, dir, script, env, map[string]string{
 		"SSM_volumes":    vol1 + ",$(touch " + canary + "),`touch " + canary + "`,*",
 		"SSM_expectGtid": "0-1-1; touch " + canary,
 		"SSM_checkSql":   "/x$(touch " + canary + ")",
-	}
-	for i, kv := range env {
-		if v, ok := hostile[strings.SplitN(kv, "=", 2)[0]]; ok {
-			env[i] = strings.SplitN(kv, "=", 2)[0] + "=" + v
-		}
-	}
-	argvFile := filepath.Join(dir, "argv")
-	cmd := exec.Command(bash, "-c", script)
-	cmd.Dir = dir
-	cmd.Env = append([]string{"PATH=" + dir + ":/usr/bin:/bin", "FAKE_ARGV_FILE=" + argvFile}, env...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("script: %v\n%s", err, out)
-	}
-	if _, err := os.Stat(canary); err == nil {
-		t.Fatal("a parameter value was executed by the shell")
-	}
-	b, err := os.ReadFile(argvFile)
-	if err != nil {
-		t.Fatal(err)
-	}
+	})
 	want := []string{"verify", "--volume", vol1, "--volume", "$(touch " + canary + ")", "--volume", "`touch " + canary + "`", "--volume", "*",
 		"--expect-gtid", "0-1-1; touch " + canary, "--check-sql", "/x$(touch " + canary + ")", "--timeout", "2h"}
-	if got := strings.Split(strings.TrimSuffix(string(b), "\x00"), "\x00"); strings.Join(got, "\x00") != strings.Join(want, "\x00") {
+	if strings.Join(got, "\x00") != strings.Join(want, "\x00") {
 		t.Errorf("argv = %q\nwant   %q", got, want)
 	}
 }

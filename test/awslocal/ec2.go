@@ -280,7 +280,7 @@ func (s *Server) describeInstances(form url.Values) (ec2Response, *APIError) {
 	ids := list(form, "InstanceId")
 	for _, id := range ids {
 		if s.instances[id] == nil {
-			return nil, &APIError{Code: "InvalidInstanceID.NotFound", Message: fmt.Sprintf("The instance ID '%s' does not exist", id)}
+			return nil, instanceNotFound(id)
 		}
 	}
 	var matched []*Instance
@@ -415,13 +415,13 @@ func validateTags(tags map[string]string) *APIError {
 	return nil
 }
 
-// snapshotTags reads TagSpecification.N for resource type snapshot.
-func snapshotTags(form url.Values) (map[string]string, *APIError) {
+// specTags reads TagSpecification.N, which must all be for resourceType
+// (EC2 refuses any other type on the call).
+func specTags(form url.Values, resourceType string) (map[string]string, *APIError) {
 	tags := map[string]string{}
 	for _, spec := range members(form, "TagSpecification") {
-		rt := form.Get(spec + ".ResourceType")
-		if rt != "snapshot" {
-			return nil, &APIError{Code: "InvalidParameterValue", Message: fmt.Sprintf("TagSpecification resource type %q is not valid here; use snapshot", rt)}
+		if rt := form.Get(spec + ".ResourceType"); rt != resourceType {
+			return nil, &APIError{Code: "InvalidParameterValue", Message: fmt.Sprintf("TagSpecification resource type %q is not valid here; use %s", rt, resourceType)}
 		}
 		for k, v := range tagList(form, spec+".Tag") {
 			tags[k] = v
@@ -531,7 +531,7 @@ func (s *Server) makeSnapshots(ctx context.Context, vols []*volume, tags map[str
 
 func (s *Server) createSnapshot(ctx context.Context, form url.Values) (ec2Response, *APIError) {
 	volID := form.Get("VolumeId")
-	tags, e := snapshotTags(form)
+	tags, e := specTags(form, "snapshot")
 	if e != nil {
 		return nil, e
 	}
@@ -539,7 +539,7 @@ func (s *Server) createSnapshot(ctx context.Context, form url.Values) (ec2Respon
 	v := s.volumes[volID]
 	s.mu.Unlock()
 	if v == nil {
-		return nil, &APIError{Code: "InvalidVolume.NotFound", Message: fmt.Sprintf("The volume '%s' does not exist.", volID)}
+		return nil, volumeNotFound(volID)
 	}
 	snaps, e := s.makeSnapshots(ctx, []*volume{v}, tags, form.Get("Description"), "CreateSnapshot")
 	if e != nil {
@@ -553,7 +553,7 @@ func (s *Server) createSnapshots(ctx context.Context, form url.Values) (ec2Respo
 	instID := form.Get("InstanceSpecification.InstanceId")
 	excludeBoot := form.Get("InstanceSpecification.ExcludeBootVolume") == "true"
 	excluded := list(form, "InstanceSpecification.ExcludeDataVolumeId")
-	tags, e := snapshotTags(form)
+	tags, e := specTags(form, "snapshot")
 	if e != nil {
 		return nil, e
 	}
@@ -565,7 +565,7 @@ func (s *Server) createSnapshots(ctx context.Context, form url.Values) (ec2Respo
 	in := s.instances[instID]
 	if in == nil {
 		s.mu.Unlock()
-		return nil, &APIError{Code: "InvalidInstanceID.NotFound", Message: fmt.Sprintf("The instance ID '%s' does not exist", instID)}
+		return nil, instanceNotFound(instID)
 	}
 	attached := map[string]bool{}
 	for _, bd := range in.BlockDevices {
@@ -649,7 +649,7 @@ func (s *Server) createTags(form url.Values) (ec2Response, *APIError) {
 		case strings.HasPrefix(id, "vol-"):
 			return nil, volumeNotFound(id)
 		case strings.HasPrefix(id, "snap-"):
-			return nil, &APIError{Code: "InvalidSnapshot.NotFound", Message: fmt.Sprintf("The snapshot '%s' does not exist.", id)}
+			return nil, snapshotNotFound(id)
 		default:
 			return nil, &APIError{Code: "InvalidID", Message: fmt.Sprintf("The ID '%s' is not valid", id)}
 		}
@@ -691,7 +691,7 @@ func (s *Server) describeSnapshots(form url.Values) (ec2Response, *APIError) {
 	defer s.mu.Unlock()
 	for _, id := range ids {
 		if s.snapshots[id] == nil {
-			return nil, &APIError{Code: "InvalidSnapshot.NotFound", Message: fmt.Sprintf("The snapshot '%s' does not exist.", id)}
+			return nil, snapshotNotFound(id)
 		}
 	}
 	now := s.Clock.Now()
@@ -763,7 +763,7 @@ func (s *Server) deleteSnapshot(ctx context.Context, form url.Values) (ec2Respon
 	check := func() (*Snapshot, *APIError) {
 		sn := s.snapshots[id]
 		if sn == nil {
-			return nil, &APIError{Code: "InvalidSnapshot.NotFound", Message: fmt.Sprintf("The snapshot '%s' does not exist.", id)}
+			return nil, snapshotNotFound(id)
 		}
 		if sn.InUse {
 			return nil, &APIError{Code: "InvalidSnapshot.InUse", Message: fmt.Sprintf("The snapshot %s is currently in use by ami-0123456789abcdef0", id)}

@@ -163,21 +163,12 @@ func volumeNotFound(id string) *APIError {
 	return &APIError{Code: "InvalidVolume.NotFound", Message: fmt.Sprintf("The volume '%s' does not exist.", id)}
 }
 
-// volumeTags reads TagSpecification.N for resource type volume.
-func volumeTags(form url.Values) (map[string]string, *APIError) {
-	tags := map[string]string{}
-	for _, spec := range members(form, "TagSpecification") {
-		if rt := form.Get(spec + ".ResourceType"); rt != "volume" {
-			return nil, &APIError{Code: "InvalidParameterValue", Message: fmt.Sprintf("TagSpecification resource type %q is not valid here; use volume", rt)}
-		}
-		for k, v := range tagList(form, spec+".Tag") {
-			tags[k] = v
-		}
-	}
-	if e := validateTags(tags); e != nil {
-		return nil, e
-	}
-	return tags, nil
+func snapshotNotFound(id string) *APIError {
+	return &APIError{Code: "InvalidSnapshot.NotFound", Message: fmt.Sprintf("The snapshot '%s' does not exist.", id)}
+}
+
+func instanceNotFound(id string) *APIError {
+	return &APIError{Code: "InvalidInstanceID.NotFound", Message: fmt.Sprintf("The instance ID '%s' does not exist", id)}
 }
 
 type createVolumeResponse struct {
@@ -200,7 +191,7 @@ func (s *Server) createVolume(ctx context.Context, form url.Values) (ec2Response
 	if az == "" {
 		return nil, &APIError{Code: "MissingParameter", Message: "The request must contain the parameter AvailabilityZone"}
 	}
-	tags, e := volumeTags(form)
+	tags, e := specTags(form, "volume")
 	if e != nil {
 		return nil, e
 	}
@@ -249,7 +240,7 @@ func (s *Server) checkVolumeSource(snapID, sizeParam string, now time.Time) (int
 	}
 	sn := s.snapshots[snapID]
 	if sn == nil {
-		return 0, &APIError{Code: "InvalidSnapshot.NotFound", Message: fmt.Sprintf("The snapshot '%s' does not exist.", snapID)}
+		return 0, snapshotNotFound(snapID)
 	}
 	if st := s.snapshotState(sn, now); st != "completed" {
 		return 0, &APIError{Code: "IncorrectState", Message: fmt.Sprintf("Snapshot '%s' is in state '%s'", snapID, st)}
@@ -300,7 +291,7 @@ func (s *Server) checkAttach(volID, instID, device string) (*volume, *APIError) 
 	}
 	in := s.instances[instID]
 	if in == nil || in.State == "terminated" {
-		return nil, &APIError{Code: "InvalidInstanceID.NotFound", Message: fmt.Sprintf("The instance ID '%s' does not exist", instID)}
+		return nil, instanceNotFound(instID)
 	}
 	if !deviceRe.MatchString(device) {
 		return nil, &APIError{Code: "InvalidParameterValue", Message: fmt.Sprintf("Value (%s) for parameter device is invalid. %s is not a valid EBS device name.", device, device)}

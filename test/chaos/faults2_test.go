@@ -19,13 +19,8 @@ import (
 // of the same mounts must still be refused (never two holds), and/or the
 // holder dies: the guardian must still thaw at the deadline.
 func (c *caseRun) unreadableState() {
-	cl := c.begin(false)
-	if cl == nil {
-		return
-	}
-	rep, _, ok := cl.freezeReport(c.reportLimit(cl))
-	if !ok {
-		c.note("no FreezeReport")
+	rep := c.beginHeld(false)
+	if rep == nil {
 		return
 	}
 	time.Sleep(c.dur(0, time.Until(rep.Deadline)/3))

@@ -41,6 +41,21 @@ func (c *caseRun) begin(mysqlOnly bool) *client {
 	return c.freeze(0, mounts)
 }
 
+// beginHeld begins (see begin) and waits for the first freeze's report; nil
+// (noted) if there is none.
+func (c *caseRun) beginHeld(mysqlOnly bool) *contract.FreezeReport {
+	cl := c.begin(mysqlOnly)
+	if cl == nil {
+		return nil
+	}
+	rep, _, ok := cl.freezeReport(c.reportLimit(cl))
+	if !ok {
+		c.note("no FreezeReport")
+		return nil
+	}
+	return rep
+}
+
 // target finds the role's process either early (as soon as the state dir
 // names it: mid-lock, mid-freeze) or during the hold (after the report, at a
 // random moment before the deadline). deadline is the printed one if known,
@@ -162,13 +177,8 @@ func (c *caseRun) doubleFault() {
 
 // connKill: KILL the lock's connection from a second connection during the hold.
 func (c *caseRun) connKill() {
-	cl := c.begin(true)
-	if cl == nil {
-		return
-	}
-	rep, _, ok := cl.freezeReport(c.reportLimit(cl))
-	if !ok {
-		c.note("no FreezeReport")
+	rep := c.beginHeld(true)
+	if rep == nil {
 		return
 	}
 	time.Sleep(c.dur(0, time.Until(rep.Deadline)*6/10))
@@ -194,13 +204,8 @@ func (c *caseRun) connKill() {
 
 // mariadbdKill: SIGKILL the server (ours, by PID) during the hold.
 func (c *caseRun) mariadbdKill() {
-	cl := c.begin(true)
-	if cl == nil {
-		return
-	}
-	rep, _, ok := cl.freezeReport(c.reportLimit(cl))
-	if !ok {
-		c.note("no FreezeReport")
+	rep := c.beginHeld(true)
+	if rep == nil {
 		return
 	}
 	time.Sleep(c.dur(0, time.Until(rep.Deadline)*6/10))
@@ -255,13 +260,8 @@ func (c *caseRun) concurrent() {
 // once: whoever wins, the reports must say which (late or not) and agree
 // with the exit codes.
 func (c *caseRun) thawRace() {
-	cl := c.begin(false)
-	if cl == nil {
-		return
-	}
-	rep, _, ok := cl.freezeReport(c.reportLimit(cl))
-	if !ok {
-		c.note("no FreezeReport")
+	rep := c.beginHeld(false)
+	if rep == nil {
 		return
 	}
 	at := rep.Deadline.Add(c.dur(0, 80*time.Millisecond) - 40*time.Millisecond)

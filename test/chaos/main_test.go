@@ -3,12 +3,12 @@ package chaos
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"runtime"
 	"syscall"
 	"testing"
+
+	"github.com/quiesce/quiesce/test/fixture"
 )
 
 // agentBin is the hostagent binary under test, built once by TestMain into
@@ -36,13 +36,6 @@ func TestMain(m *testing.M) {
 		defer os.RemoveAll(dir)
 		binDir = dir
 		bin := filepath.Join(dir, "hostagent")
-		gobin, err := exec.LookPath("go")
-		if err != nil {
-			gobin = filepath.Join(runtime.GOROOT(), "bin", "go")
-		}
-		// Built as `make hostagent` builds it: the binary under test is the one shipped.
-		cmd := exec.Command(gobin, "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "../../hostagent")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		// An interrupt during the build must not leave the temp dir behind.
 		sigs := make(chan os.Signal, 1)
 		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
@@ -52,11 +45,11 @@ func TestMain(m *testing.M) {
 				os.Exit(1)
 			}
 		}()
-		out, err := cmd.CombinedOutput()
+		err = fixture.BuildHostagent(bin)
 		signal.Stop(sigs)
 		close(sigs)
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "build hostagent: %v\n%s", err, out)
+			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
 		agentBin = bin

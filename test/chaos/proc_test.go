@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/quiesce/quiesce/contract"
+	"github.com/quiesce/quiesce/internal/procstat"
 )
 
 // procRef is a process as the state dir records it: pid plus start time
@@ -78,30 +79,12 @@ func readRecords(dir string) (top, done []*record, errs []error) {
 	return load(dir), load(filepath.Join(dir, "done")), errs
 }
 
-// procStat returns a pid's start time and state letter from /proc/<pid>/stat.
-func procStat(pid int) (start uint64, st byte, err error) {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, 0, err
-	}
-	i := strings.LastIndexByte(string(data), ')')
-	if i < 0 {
-		return 0, 0, fmt.Errorf("bad /proc/%d/stat", pid)
-	}
-	f := strings.Fields(string(data[i+1:]))
-	if len(f) < 20 {
-		return 0, 0, fmt.Errorf("short /proc/%d/stat", pid)
-	}
-	start, err = strconv.ParseUint(f[19], 10, 64)
-	return start, f[0][0], err
-}
-
 // refOf pins a pid that runs the binary under test (nil ok=false otherwise).
 func refOf(pid int) (procRef, bool) {
 	if pid <= 0 || !isAgent(pid) {
 		return procRef{}, false
 	}
-	start, _, err := procStat(pid)
+	start, _, err := procstat.Read(pid)
 	if err != nil {
 		return procRef{}, false
 	}
@@ -123,13 +106,13 @@ func (p procRef) alive() bool {
 	if p.PID <= 0 {
 		return false
 	}
-	start, st, err := procStat(p.PID)
+	start, st, err := procstat.Read(p.PID)
 	return err == nil && start == p.Start && st != 'Z' && st != 'X'
 }
 
 // state describes the process for messages ("R", "T (stopped)", "D (disk sleep)").
 func (p procRef) state() string {
-	_, st, err := procStat(p.PID)
+	_, st, err := procstat.Read(p.PID)
 	if err != nil {
 		return "gone"
 	}

@@ -291,11 +291,7 @@ func TestFreezeAbandonsSilentHolder(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := &recorder{}
 			a := r.agent(t)
-			script := filepath.Join(t.TempDir(), "silent-holder")
-			if err := os.WriteFile(script, []byte("#!/bin/sh\nexec sleep 60\n"), 0o755); err != nil {
-				t.Fatal(err)
-			}
-			a.Exe = script
+			a.Exe = holderScript(t, "#!/bin/sh\nexec sleep 60\n")
 			req := Request{RunID: "silent", Timeout: time.Second, StartedAt: time.Now(), StartMono: state.MonoNow(),
 				Mounts: []state.Mount{{Path: "/a", Dev: 1}, {Path: "/b", Dev: 2}}}
 			start := time.Now()

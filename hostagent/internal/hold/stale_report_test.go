@@ -99,11 +99,7 @@ func TestFreezeNeverReportsAHoldThatEnded(t *testing.T) {
 func TestFreezeSaysTheHolderDied(t *testing.T) {
 	r := &recorder{}
 	a := r.agent(t)
-	script := filepath.Join(t.TempDir(), "dying-holder")
-	if err := os.WriteFile(script, []byte("#!/bin/sh\nhead -c1 <&4 >/dev/null\nexit 3\n"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	a.Exe = script
+	a.Exe = holderScript(t, "#!/bin/sh\nhead -c1 <&4 >/dev/null\nexit 3\n")
 	req := Request{RunID: "dies", Timeout: 5 * time.Second, StartedAt: time.Now(), StartMono: state.MonoNow(),
 		Mounts: []state.Mount{{Path: "/a", Dev: 1}}}
 	start := time.Now()
@@ -117,4 +113,15 @@ func TestFreezeSaysTheHolderDied(t *testing.T) {
 	if run, _ := a.Dir.Read("dies"); run == nil || run.Active() {
 		t.Fatalf("run after a dead holder: %+v", run)
 	}
+}
+
+// holderScript writes a stand-in for the holder process (the agent's Exe)
+// and returns its path.
+func holderScript(t *testing.T, script string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "holder")
+	if err := os.WriteFile(path, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }

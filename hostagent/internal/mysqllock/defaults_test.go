@@ -36,21 +36,9 @@ func myPrintDefaults(t *testing.T, bin, file string) clientOptions {
 	// One "--key=value\n" per option; no test value contains "\n--".
 	for _, opt := range strings.Split(strings.TrimSuffix("\n"+string(out), "\n"), "\n--")[1:] {
 		key, value, _ := strings.Cut(opt, "=")
-		switch strings.TrimPrefix(key, "loose-") { // the client applies loose-X as X when it knows X
-		case "socket":
-			co.Socket = value
-		case "host":
-			co.Host = value
-		case "user":
-			co.User = value
-		case "password":
-			co.Password = secret(value)
-		case "port":
-			p, err := strconv.Atoi(value)
-			if err != nil {
-				t.Fatalf("my_print_defaults gave port %q", value)
-			}
-			co.Port = p
+		// Applied the way the client applies them (set: loose-X as X, port checked).
+		if err := co.set(key, value); err != nil {
+			t.Fatalf("my_print_defaults gave %v", err)
 		}
 	}
 	return co

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/quiesce/quiesce/hostagent/internal/state"
 )
 
 // ErrBusy: another live run uses one of the volumes.
@@ -31,21 +33,21 @@ type Registry struct {
 // SIGKILL (the server is killed by the kernel through its parent-death
 // signal, but mounts outlive their maker).
 type Journal struct {
-	RunID   string   `json:"run_id"`
-	Owner   Proc     `json:"owner"`
-	WorkDir string   `json:"work_dir"`
-	Volumes []string `json:"volumes"`
-	Mounts  []string `json:"mounts"`
-	Server  Proc     `json:"server"`
+	RunID   string     `json:"run_id"`
+	Owner   state.Proc `json:"owner"`
+	WorkDir string     `json:"work_dir"`
+	Volumes []string   `json:"volumes"`
+	Mounts  []string   `json:"mounts"`
+	Server  state.Proc `json:"server"`
 
 	reg  *Registry
 	path string
 }
 
 type volumeLock struct {
-	RunID   string `json:"run_id"`
-	Owner   Proc   `json:"owner"`
-	Journal string `json:"journal"`
+	RunID   string     `json:"run_id"`
+	Owner   state.Proc `json:"owner"`
+	Journal string     `json:"journal"`
 }
 
 // OpenRegistry creates dir (0700) if needed.
@@ -81,7 +83,7 @@ func (r *Registry) withLock(fn func() error) error {
 // Begin cleans up stale runs, locks every volume for runID (ErrBusy when a
 // live run holds one) and writes the run's journal. End releases them.
 func (r *Registry) Begin(ctx context.Context, runID, workDir string, vols []string) (*Journal, error) {
-	j := &Journal{RunID: runID, Owner: Self(), WorkDir: workDir, Volumes: vols, reg: r}
+	j := &Journal{RunID: runID, Owner: state.Self(), WorkDir: workDir, Volumes: vols, reg: r}
 	j.path = filepath.Join(r.Dir, fmt.Sprintf("run-%s-%d.json", runID, j.Owner.PID))
 	err := r.withLock(func() error {
 		if _, err := r.cleanStale(ctx); err != nil {
@@ -126,7 +128,7 @@ func (j *Journal) AddMount(path string) error {
 }
 
 // SetServer records the started server.
-func (j *Journal) SetServer(p Proc) error {
+func (j *Journal) SetServer(p state.Proc) error {
 	j.Server = p
 	return j.save()
 }

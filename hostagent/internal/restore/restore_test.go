@@ -12,7 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
+	"github.com/quiesce/quiesce/hostagent/internal/state"
 	"github.com/quiesce/quiesce/hostagent/internal/volumes"
+	"github.com/quiesce/quiesce/internal/mountinfo"
 )
 
 func writeFile(t *testing.T, path string, data []byte) {
@@ -309,15 +313,15 @@ func TestUndoRunsInReverseDespiteErrors(t *testing.T) {
 }
 
 // deadProc returns the identity of a process that has exited.
-func deadProc(t *testing.T) Proc {
+func deadProc(t *testing.T) state.Proc {
 	t.Helper()
 	cmd := exec.Command("/bin/true")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	p, err := ProcOf(cmd.Process.Pid)
+	p, err := state.ProcOf(cmd.Process.Pid)
 	if err != nil {
-		p = Proc{PID: cmd.Process.Pid, Start: 1}
+		p = state.Proc{PID: cmd.Process.Pid, Start: 1}
 	}
 	_ = cmd.Wait()
 	return p
@@ -408,11 +412,18 @@ func TestReadMountsUnescapes(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "mountinfo")
 	writeFile(t, p, []byte("36 35 7:3 / /w/quiesce-restore-1/vol\\0401 rw,relatime shared:1 - xfs /dev/loop3 rw,nouuid\n"+
 		"37 35 0:5 / /proc rw - proc proc rw\n"))
-	old := mountInfoPath
-	mountInfoPath = p
-	defer func() { mountInfoPath = old }()
+	old := readMounts
+	readMounts = func() ([]mountinfo.Mount, error) {
+		f, err := os.Open(p)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		return mountinfo.Parse(f)
+	}
+	defer func() { readMounts = old }()
 	m, err := readMounts()
-	if err != nil || len(m) != 2 || m[0].Point != "/w/quiesce-restore-1/vol 1" || m[0].Source != "/dev/loop3" || m[0].MajMin != "7:3" {
+	if err != nil || len(m) != 2 || m[0].MountPoint != "/w/quiesce-restore-1/vol 1" || m[0].Source != "/dev/loop3" || m[0].Dev != unix.Mkdev(7, 3) {
 		t.Fatalf("%+v %v", m, err)
 	}
 	if under, _ := mountsUnder("/w/quiesce-restore-1"); len(under) != 1 {

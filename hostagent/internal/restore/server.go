@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/quiesce/quiesce/hostagent/internal/state"
 )
 
 // ErrServerExited: the server exited before it accepted connections (it
@@ -48,7 +50,7 @@ type ServerSpec struct {
 
 // Server is a running throwaway server.
 type Server struct {
-	Proc          Proc
+	Proc          state.Proc
 	Socket        string
 	ErrorLog      string
 	Args          []string
@@ -160,9 +162,9 @@ func (s *Server) exec(spec ServerSpec) error {
 			close(s.exited)
 			return
 		}
-		p, err := ProcOf(cmd.Process.Pid)
+		p, err := state.ProcOf(cmd.Process.Pid)
 		if err != nil {
-			p = Proc{PID: cmd.Process.Pid}
+			p = state.Proc{PID: cmd.Process.Pid}
 		}
 		s.Proc = p
 		started <- nil

@@ -14,7 +14,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/quiesce/quiesce/contract"
+	"github.com/quiesce/quiesce/internal/procstat"
 )
 
 // DefaultDir is the production state directory. Tests override it with
@@ -513,7 +513,7 @@ func Self() Proc {
 
 // ProcOf reads pid's start time.
 func ProcOf(pid int) (Proc, error) {
-	start, _, err := procStat(pid)
+	start, _, err := procstat.Read(pid)
 	if err != nil {
 		return Proc{}, err
 	}
@@ -526,33 +526,11 @@ func (p Proc) Alive() bool {
 	if p.PID <= 0 {
 		return false
 	}
-	start, st, err := procStat(p.PID)
+	start, st, err := procstat.Read(p.PID)
 	if err != nil {
 		return false
 	}
 	return start == p.Start && st != 'Z' && st != 'X'
-}
-
-func procStat(pid int) (start uint64, state byte, err error) {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, 0, err
-	}
-	// comm may contain spaces and parentheses: fields start after the last ')'.
-	i := strings.LastIndexByte(string(data), ')')
-	if i < 0 {
-		return 0, 0, fmt.Errorf("bad /proc/%d/stat", pid)
-	}
-	f := strings.Fields(string(data[i+1:]))
-	// f[0] is field 3 (state); starttime is field 22 → f[19].
-	if len(f) < 20 {
-		return 0, 0, fmt.Errorf("short /proc/%d/stat", pid)
-	}
-	start, err = strconv.ParseUint(f[19], 10, 64)
-	if err != nil {
-		return 0, 0, err
-	}
-	return start, f[0][0], nil
 }
 
 // MonoNow is CLOCK_MONOTONIC in ns, shared by all processes on the machine:

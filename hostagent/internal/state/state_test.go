@@ -152,10 +152,7 @@ func TestValidRunIDMatchesPattern(t *testing.T) {
 // An unreadable or removed active record is read from its redundant copy,
 // by Read and by the lists recovery walks; a finished record drops the copy.
 func TestUnreadableRecordFallsBackToCopy(t *testing.T) {
-	d, err := Open(filepath.Join(t.TempDir(), "s"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := tempDir(t)
 	run := &Run{RunID: "r1", Status: StatusHeld, Mounts: []Mount{{Path: "/a"}}}
 	if err := d.Write(run); err != nil {
 		t.Fatal(err)
@@ -163,6 +160,7 @@ func TestUnreadableRecordFallsBackToCopy(t *testing.T) {
 	for _, damage := range []string{"truncated", "garbled", "removed"} {
 		t.Run(damage, func(t *testing.T) {
 			f := filepath.Join(d.Path, "r1.json")
+			var err error
 			switch damage {
 			case "truncated":
 				err = os.WriteFile(f, nil, 0o600)
@@ -199,10 +197,7 @@ func TestUnreadableRecordFallsBackToCopy(t *testing.T) {
 // A finished run that cannot be stored (full dir) must not stay recorded as
 // active: that record would keep its mounts busy for every later freeze.
 func TestFinishedRunUnstorableLeavesNoActiveRecord(t *testing.T) {
-	d, err := Open(filepath.Join(t.TempDir(), "s"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := tempDir(t)
 	run := &Run{RunID: "r1", Status: StatusStarting, Mounts: []Mount{{Path: "/a"}}}
 	if err := d.Write(run); err != nil {
 		t.Fatal(err)
@@ -223,10 +218,7 @@ func TestFinishedRunUnstorableLeavesNoActiveRecord(t *testing.T) {
 // Prune removes holder sockets nobody listens on any more (left by killed
 // holders), but keeps a live holder's and an active run's.
 func TestPruneRemovesStaleSockets(t *testing.T) {
-	d, err := Open(filepath.Join(t.TempDir(), "s"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := tempDir(t)
 	listen := func(id string) *net.UnixListener {
 		ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: d.SocketPath(id), Net: "unix"})
 		if err != nil {
@@ -248,4 +240,14 @@ func TestPruneRemovesStaleSockets(t *testing.T) {
 			t.Errorf("socket of %s: exists=%v, want %v", id, err == nil, want)
 		}
 	}
+}
+
+// tempDir opens a state dir of the test's own.
+func tempDir(t *testing.T) *Dir {
+	t.Helper()
+	d, err := Open(filepath.Join(t.TempDir(), "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }

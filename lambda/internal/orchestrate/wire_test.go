@@ -271,14 +271,7 @@ func TestWireScenarios(t *testing.T) {
 					}
 				}
 			}},
-		{"thaw reports late after in-time snapshot calls: consistency stands, late reported", func(e *env) {
-			e.host.Override = func(inv awslocal.Invocation) (awslocal.CommandResult, bool) {
-				if inv.Param("action") == "thaw" {
-					return fakehostLate(inv), true
-				}
-				return awslocal.CommandResult{}, false
-			}
-		}, baseEvent, nil, func(t *testing.T, e *env, res *orchestrate.Result, err error, r orchestrate.InstanceResult) {
+		{"thaw reports late after in-time snapshot calls: consistency stands, late reported", thawReportsLate, baseEvent, nil, func(t *testing.T, e *env, res *orchestrate.Result, err error, r orchestrate.InstanceResult) {
 			// docs/architecture.md#consistency: hostagent's deadline started after the freeze was
 			// sent, so calls that returned within freeze_timeout of sending
 			// it were inside the hold; the deadline thaw came after them.
@@ -299,12 +292,7 @@ func TestWireScenarios(t *testing.T) {
 		}},
 		{"thaw reports late and the snapshot call outlived freeze_timeout: crash, never application", func(e *env) {
 			e.srv.SetLatency("CreateSnapshots", 3500*time.Millisecond)
-			e.host.Override = func(inv awslocal.Invocation) (awslocal.CommandResult, bool) {
-				if inv.Param("action") == "thaw" {
-					return fakehostLate(inv), true
-				}
-				return awslocal.CommandResult{}, false
-			}
+			thawReportsLate(e)
 		}, strings.Replace(baseEvent, `"5s"`, `"3s"`, 1), nil, func(t *testing.T, e *env, res *orchestrate.Result, err error, r orchestrate.InstanceResult) {
 			var re *orchestrate.RunError
 			if !errors.As(err, &re) || r.Status != orchestrate.StatusFailed || r.Consistency != orchestrate.Crash || !r.ThawLate {
@@ -418,6 +406,17 @@ func TestWireScenarios(t *testing.T) {
 				t.Logf("logs:\n%s", e.logs.String())
 			}
 		})
+	}
+}
+
+// thawReportsLate makes every thaw answer as hostagent does after its
+// deadline fired (fakehostLate).
+func thawReportsLate(e *env) {
+	e.host.Override = func(inv awslocal.Invocation) (awslocal.CommandResult, bool) {
+		if inv.Param("action") == "thaw" {
+			return fakehostLate(inv), true
+		}
+		return awslocal.CommandResult{}, false
 	}
 }
 

@@ -12,28 +12,19 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+
+	"github.com/quiesce/quiesce/lambda/internal/awsapi"
 )
 
 // fakeEC2 serves DescribeSnapshots, DescribeVolumes and DeleteSnapshot.
 type fakeEC2 struct {
+	awsapi.EC2  // nil: a call the tests do not make panics
 	snaps       []ec2types.Snapshot
 	volumes     func(in *ec2.DescribeVolumesInput) (*ec2.DescribeVolumesOutput, error)
 	deleted     []string
 	volumeQuery []ec2types.Filter
 }
 
-func (f *fakeEC2) DescribeInstances(context.Context, *ec2.DescribeInstancesInput, ...func(*ec2.Options)) (*ec2.DescribeInstancesOutput, error) {
-	panic("unused")
-}
-func (f *fakeEC2) CreateSnapshot(context.Context, *ec2.CreateSnapshotInput, ...func(*ec2.Options)) (*ec2.CreateSnapshotOutput, error) {
-	panic("unused")
-}
-func (f *fakeEC2) CreateSnapshots(context.Context, *ec2.CreateSnapshotsInput, ...func(*ec2.Options)) (*ec2.CreateSnapshotsOutput, error) {
-	panic("unused")
-}
-func (f *fakeEC2) CreateTags(context.Context, *ec2.CreateTagsInput, ...func(*ec2.Options)) (*ec2.CreateTagsOutput, error) {
-	panic("unused")
-}
 func (f *fakeEC2) DescribeSnapshots(context.Context, *ec2.DescribeSnapshotsInput, ...func(*ec2.Options)) (*ec2.DescribeSnapshotsOutput, error) {
 	return &ec2.DescribeSnapshotsOutput{Snapshots: f.snaps}, nil
 }

@@ -14,45 +14,27 @@ import (
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/quiesce/quiesce/lambda/internal/awsapi"
 	"github.com/quiesce/quiesce/lambda/internal/event"
 )
 
 type fakeEC2 struct {
-	describe func(in *ec2.DescribeInstancesInput) (*ec2.DescribeInstancesOutput, error)
-	calls    int
+	awsapi.EC2 // nil: a call the tests do not make panics
+	describe   func(in *ec2.DescribeInstancesInput) (*ec2.DescribeInstancesOutput, error)
+	calls      int
 }
 
 func (f *fakeEC2) DescribeInstances(_ context.Context, in *ec2.DescribeInstancesInput, _ ...func(*ec2.Options)) (*ec2.DescribeInstancesOutput, error) {
 	f.calls++
 	return f.describe(in)
 }
-func (f *fakeEC2) CreateSnapshot(context.Context, *ec2.CreateSnapshotInput, ...func(*ec2.Options)) (*ec2.CreateSnapshotOutput, error) {
-	panic("unused")
-}
-func (f *fakeEC2) CreateSnapshots(context.Context, *ec2.CreateSnapshotsInput, ...func(*ec2.Options)) (*ec2.CreateSnapshotsOutput, error) {
-	panic("unused")
-}
-func (f *fakeEC2) CreateTags(context.Context, *ec2.CreateTagsInput, ...func(*ec2.Options)) (*ec2.CreateTagsOutput, error) {
-	panic("unused")
-}
-func (f *fakeEC2) DescribeSnapshots(context.Context, *ec2.DescribeSnapshotsInput, ...func(*ec2.Options)) (*ec2.DescribeSnapshotsOutput, error) {
-	panic("unused")
-}
-func (f *fakeEC2) DeleteSnapshot(context.Context, *ec2.DeleteSnapshotInput, ...func(*ec2.Options)) (*ec2.DeleteSnapshotOutput, error) {
-	panic("unused")
-}
 
 type fakeSSM struct {
-	info  func(in *ssm.DescribeInstanceInformationInput) (*ssm.DescribeInstanceInformationOutput, error)
-	calls int
+	awsapi.SSM // nil: a call the tests do not make panics
+	info       func(in *ssm.DescribeInstanceInformationInput) (*ssm.DescribeInstanceInformationOutput, error)
+	calls      int
 }
 
-func (f *fakeSSM) SendCommand(context.Context, *ssm.SendCommandInput, ...func(*ssm.Options)) (*ssm.SendCommandOutput, error) {
-	panic("unused")
-}
-func (f *fakeSSM) GetCommandInvocation(context.Context, *ssm.GetCommandInvocationInput, ...func(*ssm.Options)) (*ssm.GetCommandInvocationOutput, error) {
-	panic("unused")
-}
 func (f *fakeSSM) DescribeInstanceInformation(_ context.Context, in *ssm.DescribeInstanceInformationInput, _ ...func(*ssm.Options)) (*ssm.DescribeInstanceInformationOutput, error) {
 	f.calls++
 	return f.info(in)

@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/quiesce/quiesce/contract"
+	"github.com/quiesce/quiesce/internal/clock"
 	"github.com/quiesce/quiesce/lambda/internal/event"
 	"github.com/quiesce/quiesce/lambda/internal/handler"
 	"github.com/quiesce/quiesce/lambda/internal/metrics"
@@ -35,8 +36,9 @@ const (
 
 // shiftClock is the wall clock plus an offset a test can move forward, so
 // the stand-in and the Lambda both see hours pass at once while real
-// sleeps and deadlines keep working.
+// sleeps and deadlines keep working (clock.Real's).
 type shiftClock struct {
+	clock.Real
 	mu     sync.Mutex
 	offset time.Duration
 }
@@ -45,19 +47,6 @@ func (c *shiftClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return time.Now().Add(c.offset)
-}
-func (c *shiftClock) Sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(max(d, 0))
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-func (c *shiftClock) WithTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, d)
 }
 func (c *shiftClock) Advance(d time.Duration) { c.mu.Lock(); c.offset += d; c.mu.Unlock() }
 

@@ -98,9 +98,7 @@ func TestWireVerifyOK(t *testing.T) {
 	if err != nil || len(res.Verifications) != 0 || len(res.Skipped) != 1 || !strings.Contains(res.Skipped[0].Reason, "next due") {
 		t.Fatalf("second run: %v %+v", err, res)
 	}
-	if n := len(e.srv.CallsOf("CreateVolume")); n != 2 {
-		t.Fatalf("second run created volumes (%d calls)", n)
-	}
+	e.requireCreateVolumeCalls(t, 2, "second run created volumes (%d calls)")
 	// An explicit run is verified whatever was verified when.
 	res, err = e.run(`{"action":"verify","run_id":"r-old","targets":{"instance_ids":["`+source+`"]}}`, 0)
 	if v := only(t, res); err != nil || v.Status != verify.StatusOK || v.RunID != "r-old" {
@@ -171,9 +169,7 @@ func TestWireVerifyResumed(t *testing.T) {
 	if n := len(e.srv.CallsOf("SendCommand")); n != 1 {
 		t.Fatalf("SendCommand calls = %d, want 1", n)
 	}
-	if n := len(e.srv.CallsOf("CreateVolume")); n != 2 {
-		t.Fatalf("CreateVolume calls = %d, want 2", n)
-	}
+	e.requireCreateVolumeCalls(t, 2, "CreateVolume calls = %d, want 2")
 	e.assertClean()
 }
 
@@ -327,9 +323,7 @@ func TestWireNoVerifier(t *testing.T) {
 			if !errors.Is(err, verify.ErrNoVerifier) || !strings.Contains(err.Error(), "quiesce:role=verifier") {
 				t.Fatalf("error = %v, want ErrNoVerifier naming the tag", err)
 			}
-			if n := len(e.srv.CallsOf("CreateVolume")); n != 0 {
-				t.Fatalf("CreateVolume calls = %d", n)
-			}
+			e.requireCreateVolumeCalls(t, 0, "CreateVolume calls = %d")
 			e.assertClean()
 		})
 	}
@@ -353,9 +347,7 @@ func TestWireVerifyStepErrorIsResumed(t *testing.T) {
 	if v := only(t, res); err != nil || v.Status != verify.StatusOK {
 		t.Fatalf("resumed: %v %+v", err, v)
 	}
-	if n := len(e.srv.CallsOf("CreateVolume")); n != 2 {
-		t.Fatalf("CreateVolume calls = %d: the resumed run made new volumes", n)
-	}
+	e.requireCreateVolumeCalls(t, 2, "CreateVolume calls = %d: the resumed run made new volumes")
 	e.assertClean()
 }
 
@@ -376,9 +368,7 @@ func TestWireHandlerDispatchesVerify(t *testing.T) {
 	if !errors.As(err, &ve) || !strings.Contains(err.Error(), `verify.max_hours "99"`) {
 		t.Fatalf("bad options: %v", err)
 	}
-	if n := len(e.srv.CallsOf("CreateVolume")); n != 2 {
-		t.Fatalf("CreateVolume calls = %d", n)
-	}
+	e.requireCreateVolumeCalls(t, 2, "CreateVolume calls = %d")
 	e.assertClean()
 }
 
@@ -498,4 +488,13 @@ func TestWireVerifyFleetOneAtATime(t *testing.T) {
 		}
 	}
 	e.assertClean()
+}
+
+// requireCreateVolumeCalls requires want CreateVolume calls so far; msg
+// (with %d for the count) says what more would mean.
+func (e *env) requireCreateVolumeCalls(t *testing.T, want int, msg string) {
+	t.Helper()
+	if n := len(e.srv.CallsOf("CreateVolume")); n != want {
+		t.Fatalf(msg, n)
+	}
 }
