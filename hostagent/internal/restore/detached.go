@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/quiesce/quiesce/hostagent/internal/state"
 )
 
 // DetachedSpec is a server that is meant to outlive hostagent: a clone,
@@ -37,7 +39,7 @@ type DetachedSpec struct {
 
 // DetachedServer is a started detached server.
 type DetachedServer struct {
-	Proc    Proc
+	Proc    state.Proc
 	Args    []string
 	Output  string
 	exited  chan struct{}
@@ -82,9 +84,9 @@ func StartDetached(spec DetachedSpec) (*DetachedServer, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", spec.Binary, err)
 	}
-	d.Proc, err = ProcOf(cmd.Process.Pid)
+	d.Proc, err = state.ProcOf(cmd.Process.Pid)
 	if err != nil {
-		d.Proc = Proc{PID: cmd.Process.Pid}
+		d.Proc = state.Proc{PID: cmd.Process.Pid}
 	}
 	go func() {
 		d.waitErr = cmd.Wait()

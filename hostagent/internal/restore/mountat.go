@@ -29,7 +29,7 @@ func CheckMountPoint(path string) error {
 		return err
 	}
 	for _, m := range mounts {
-		if m.Point == path {
+		if m.MountPoint == path {
 			return fmt.Errorf("mount point %s: %s is mounted there already: %w", path, m.Source, ErrMountPoint)
 		}
 	}
