@@ -6,12 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/quiesce/quiesce/contract"
@@ -59,20 +57,8 @@ func (c *command) clone(ctx context.Context, args []string) error {
 		return err
 	}
 	c.runID = in.runID
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sigs)
-	go func() {
-		select {
-		case s := <-sigs:
-			cancel(fmt.Errorf("interrupted by %v", s))
-		case <-ctx.Done():
-		}
-	}()
-	ctx, cancelTimeout := context.WithTimeoutCause(ctx, in.timeout, fmt.Errorf("--timeout %s reached", in.timeout))
-	defer cancelTimeout()
+	ctx, stop := boundedRun(ctx, in.timeout)
+	defer stop()
 
 	cl := newCloner(in, c)
 	runErr := cl.run(ctx)

@@ -59,20 +59,8 @@ func (c *command) verify(ctx context.Context, args []string) error {
 		return err
 	}
 	c.runID = in.runID
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sigs)
-	go func() {
-		select {
-		case s := <-sigs:
-			cancel(fmt.Errorf("interrupted by %v", s))
-		case <-ctx.Done():
-		}
-	}()
-	ctx, cancelTimeout := context.WithTimeoutCause(ctx, in.timeout, fmt.Errorf("--timeout %s reached", in.timeout))
-	defer cancelTimeout()
+	ctx, stop := boundedRun(ctx, in.timeout)
+	defer stop()
 
 	v := newVerifier(in, c)
 	runErr := v.run(ctx)
@@ -307,4 +295,26 @@ func classify(err error) error {
 		return fmt.Errorf("%w: %w", agenterr.ErrUsage, err)
 	}
 	return err
+}
+
+// boundedRun is the context of a verify or clone: cancelled by SIGTERM or
+// SIGINT, and at timeout, each with its cause, so that the run undoes what it
+// did and says why it stopped.
+func boundedRun(ctx context.Context, timeout time.Duration) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	go func() {
+		select {
+		case s := <-sigs:
+			cancel(fmt.Errorf("interrupted by %v", s))
+		case <-ctx.Done():
+		}
+	}()
+	ctx, cancelTimeout := context.WithTimeoutCause(ctx, timeout, fmt.Errorf("--timeout %s reached", timeout))
+	return ctx, func() {
+		cancelTimeout()
+		signal.Stop(sigs)
+		cancel(nil)
+	}
 }
