@@ -34,6 +34,13 @@ commands:
          [--expect-gtid G] [--check-sql FILE] [--mysqld PATH] [--timeout 2h]
          (on a verifier instance: starts a throwaway server on the attached
          volumes of a snapshot set and checks it; exit 6 when it fails)
+  clone  --volume vol-… --mount P [--volume … --mount …] --source-host H [--source-port N]
+         --replication-defaults-file F (--source-gtid G | --source-log-file F --source-log-pos N)
+         [--start-command CMD --stop-command CMD | --mysqld PATH] [--mysql-defaults-file F]
+         [--server-id N] [--source-server-id N] [--timeout 30m]
+         (on a target instance: mounts a restored set at the source's mount points,
+         starts it and makes it a replica of the source; exit 6 when replication
+         will not start)
   version
 
 mysql flags: --mysql-defaults-file F --mysql-socket S --mysql-user U
@@ -63,6 +70,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = c.check(ctx, rest)
 	case "verify":
 		err = c.verify(ctx, rest)
+	case "clone":
+		err = c.clone(ctx, rest)
 	case "version", "--version", "-version":
 		err = c.version(ctx, rest)
 	case "help", "-h", "--help":
@@ -80,9 +89,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		return int(contract.ExitOK)
 	case "":
-		err = agenterr.Usagef("no command given (want freeze, thaw, status, check, verify or version; see hostagent help)")
+		err = agenterr.Usagef("no command given (want freeze, thaw, status, check, verify, clone or version; see hostagent help)")
 	default:
-		err = agenterr.Usagef("unknown command %s (want freeze, thaw, status, check, verify or version)", agenterr.Quote(cmd))
+		err = agenterr.Usagef("unknown command %s (want freeze, thaw, status, check, verify, clone or version)", agenterr.Quote(cmd))
 	}
 	if errors.Is(err, flag.ErrHelp) {
 		return int(contract.ExitOK)

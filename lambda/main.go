@@ -50,6 +50,13 @@
 // verifier instance and checks it (package verify; README "Verify restores").
 // The QUIESCE_VERIFY_* variables hold the defaults.
 //
+// # Clone
+//
+// {"action":"clone", "run_id":"optional",
+// "clone":{"source_instance":"i-…","target_instance":"i-…","server_id":201}}
+// makes the target a replica from the set (package clone; README "Clone a
+// replica from a snapshot set"). QUIESCE_CLONE_DOCUMENT names the document.
+//
 // AWS_ENDPOINT_URL_EC2 / AWS_ENDPOINT_URL_SSM point it at a local stand-in.
 package main
 
@@ -62,6 +69,7 @@ import (
 
 	"github.com/quiesce/quiesce/internal/buildinfo"
 	"github.com/quiesce/quiesce/internal/clock"
+	"github.com/quiesce/quiesce/lambda/internal/clone"
 	"github.com/quiesce/quiesce/lambda/internal/event"
 	"github.com/quiesce/quiesce/lambda/internal/handler"
 	"github.com/quiesce/quiesce/lambda/internal/metrics"
@@ -79,6 +87,6 @@ func main() {
 	}
 	m := &metrics.Emitter{W: os.Stdout, Stack: event.StackFromEnv(os.Getenv)}
 	h := &handler.Handler{Runner: orchestrate.NewRunner(ec2c, ssmc, clock.Real{}, log, m),
-		Verifier: verify.NewRunner(ec2c, ssmc, clock.Real{}, log, m), Log: log}
+		Verifier: verify.NewRunner(ec2c, ssmc, clock.Real{}, log, m), Cloner: clone.NewRunner(ec2c, ssmc, clock.Real{}, log), Log: log}
 	lambda.Start(h.Handle)
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -29,6 +30,14 @@ const maxDefaultsFileSize = 1 << 20
 // never come from somewhere the operator did not expect. Values are decoded
 // byte for byte as MariaDB's own reader does (see optionValue).
 func readDefaultsFile(path string) (clientOptions, error) {
+	return readDefaultsGroups(path, clientGroups)
+}
+
+// clientGroups are the groups hostagent's own connection reads.
+var clientGroups = []string{"client", "quiesce"}
+
+// readDefaultsGroups is readDefaultsFile for the named groups.
+func readDefaultsGroups(path string, groups []string) (clientOptions, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
 		return clientOptions{}, err
@@ -48,7 +57,7 @@ func readDefaultsFile(path string) (clientOptions, error) {
 	if err != nil {
 		return clientOptions{}, err
 	}
-	return parseDefaults(path, b)
+	return parseDefaultsGroups(path, b, groups)
 }
 
 // maxOptionLine is the longest line MariaDB's reader takes whole (it reads
@@ -57,6 +66,10 @@ func readDefaultsFile(path string) (clientOptions, error) {
 const maxOptionLine = 4096 - 2
 
 func parseDefaults(name string, b []byte) (clientOptions, error) {
+	return parseDefaultsGroups(name, b, clientGroups)
+}
+
+func parseDefaultsGroups(name string, b []byte, groups []string) (clientOptions, error) {
 	var co clientOptions
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	sc.Buffer(make([]byte, 64*1024), maxDefaultsFileSize)
@@ -97,7 +110,7 @@ func parseDefaults(name string, b []byte) (clientOptions, error) {
 		if key == "" || strings.ContainsAny(key, " \t\"'") {
 			return co, bad("malformed option %q", firstWord(line))
 		}
-		if group != "client" && group != "quiesce" {
+		if !slices.Contains(groups, group) {
 			continue
 		}
 		if !hasValue && normalKey(key) == "password" {

@@ -25,8 +25,11 @@ type Event struct {
 	// Action is "snapshot" (the default) or "verify" (restore and check
 	// snapshot sets on a verifier instance; its options are in Verify and
 	// are validated by the verify action itself).
-	Action         string            `json:"action,omitempty"`
-	Verify         json.RawMessage   `json:"verify,omitempty"`
+	Action string          `json:"action,omitempty"`
+	Verify json.RawMessage `json:"verify,omitempty"`
+	// Clone holds the options of "action":"clone" (validated by the clone
+	// action: make a replica from a snapshot set on a target instance).
+	Clone          json.RawMessage   `json:"clone,omitempty"`
 	RunID          string            `json:"run_id,omitempty"`
 	Targets        *Targets          `json:"targets,omitempty"`
 	Mounts         []string          `json:"mounts,omitempty"`
@@ -64,6 +67,8 @@ type Config struct {
 	Action string // ActionSnapshot or ActionVerify
 	// Verify is the event's raw "verify" object (nil when absent).
 	Verify json.RawMessage
+	// Clone is the event's raw "clone" object (nil when absent).
+	Clone json.RawMessage
 	// RunIDGiven: the event named run_id (the verify action then verifies
 	// that run's sets instead of the newest unverified ones).
 	RunIDGiven        bool
@@ -92,6 +97,7 @@ type Config struct {
 const (
 	ActionSnapshot = "snapshot"
 	ActionVerify   = "verify"
+	ActionClone    = "clone"
 )
 
 // Defaults when neither the event nor the environment says otherwise.
@@ -236,8 +242,13 @@ func (cfg *Config) fillIdentity(ev *Event, env, getenv func(string) string, now 
 		}
 	case ActionVerify:
 		cfg.Action, cfg.Verify = ActionVerify, ev.Verify
+	case ActionClone:
+		cfg.Action, cfg.Clone = ActionClone, ev.Clone
 	default:
-		return fieldErr("action", ev.Action, "must be snapshot or verify")
+		return fieldErr("action", ev.Action, "must be snapshot, verify or clone")
+	}
+	if len(ev.Clone) > 0 && cfg.Action != ActionClone {
+		return fieldErr("clone", "", "only with \"action\":\"clone\"")
 	}
 
 	// Run ID.
@@ -263,7 +274,8 @@ func (cfg *Config) fillTargets(ev *Event, env func(string) string) error {
 			cfg.TargetTags = map[string]string{k: env("QUIESCE_TARGET_TAG_VALUE")}
 		}
 	}
-	if len(cfg.InstanceIDs) == 0 && len(cfg.TargetTags) == 0 {
+	// The clone action names its source and target instances itself.
+	if len(cfg.InstanceIDs) == 0 && len(cfg.TargetTags) == 0 && cfg.Action != ActionClone {
 		return fieldErr("targets", "", "required: give targets.instance_ids and/or targets.tags (or set QUIESCE_TARGET_TAG_KEY)")
 	}
 	seen := map[string]bool{}

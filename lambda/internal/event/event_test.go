@@ -142,8 +142,10 @@ func TestAction(t *testing.T) {
 		{raw: `{"targets":{"instance_ids":["i-0123456789abcdef0"]}}`, action: ActionSnapshot},
 		{raw: `{"action":"snapshot","targets":{"instance_ids":["i-0123456789abcdef0"]}}`, action: ActionSnapshot},
 		{raw: `{"action":"verify","run_id":"r1","targets":{"tags":{"a":"b"}},"verify":{"every":"24h"}}`, action: ActionVerify, runIDGiven: true, verify: `{"every":"24h"}`},
-		{raw: `{"action":"restore","targets":{"tags":{"a":"b"}}}`, err: `action "restore": must be snapshot or verify`},
+		{raw: `{"action":"restore","targets":{"tags":{"a":"b"}}}`, err: `action "restore": must be snapshot, verify or clone`},
 		{raw: `{"targets":{"tags":{"a":"b"}},"verify":{}}`, err: `verify: only with "action":"verify"`},
+		{raw: `{"action":"clone","run_id":"r1","clone":{"target_instance":"i-1"}}`, action: ActionClone, runIDGiven: true},
+		{raw: `{"targets":{"tags":{"a":"b"}},"clone":{}}`, err: `clone: only with "action":"clone"`},
 	} {
 		cfg, err := Parse([]byte(tc.raw), env, now)
 		if tc.err != "" {

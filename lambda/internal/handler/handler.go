@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
+	"github.com/quiesce/quiesce/lambda/internal/clone"
 	"github.com/quiesce/quiesce/lambda/internal/event"
 	"github.com/quiesce/quiesce/lambda/internal/orchestrate"
 	"github.com/quiesce/quiesce/lambda/internal/verify"
@@ -28,8 +29,10 @@ type Handler struct {
 	Runner *orchestrate.Runner
 	// Verifier runs the "verify" action (nil: the action is refused).
 	Verifier *verify.Runner
-	Getenv   func(string) string
-	Log      *slog.Logger
+	// Cloner runs the "clone" action (nil: the action is refused).
+	Cloner *clone.Runner
+	Getenv func(string) string
+	Log    *slog.Logger
 }
 
 // Handle is the Lambda handler. Validation errors fail the invocation
@@ -47,6 +50,9 @@ func (h *Handler) Handle(ctx context.Context, raw json.RawMessage) (any, error) 
 	}
 	if cfg.Action == event.ActionVerify {
 		return h.verify(ctx, cfg, getenv)
+	}
+	if cfg.Action == event.ActionClone {
+		return h.clone(ctx, cfg, getenv)
 	}
 	res, err := h.Runner.Run(ctx, cfg)
 	if res != nil {
@@ -75,6 +81,26 @@ func (h *Handler) verify(ctx context.Context, cfg *event.Config, getenv func(str
 	}
 	if err != nil {
 		h.Log.Error("verify failed", "error", err)
+	}
+	return res, err
+}
+
+// clone runs the clone action and logs its result.
+func (h *Handler) clone(ctx context.Context, cfg *event.Config, getenv func(string) string) (*clone.Result, error) {
+	if h.Cloner == nil {
+		return nil, errors.New("the clone action is not configured in this build")
+	}
+	cc, err := clone.ParseConfig(cfg, getenv)
+	if err != nil {
+		h.Log.Error("invalid event", "error", err)
+		return nil, err
+	}
+	res, err := h.Cloner.Run(ctx, cc)
+	if res != nil {
+		h.Log.Info("clone result", "result", res)
+	}
+	if err != nil {
+		h.Log.Error("clone failed", "error", err)
 	}
 	return res, err
 }

@@ -1,0 +1,293 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/quiesce/quiesce/contract"
+	"github.com/quiesce/quiesce/hostagent/internal/mysqllock"
+	"github.com/quiesce/quiesce/hostagent/internal/restore"
+	"github.com/quiesce/quiesce/internal/agenterr"
+)
+
+// Clone bounds.
+const (
+	defaultCloneTimeout = 30 * time.Minute
+	// replicationGroup is the option-file group holding the replication
+	// account's user and password on the target.
+	defaultReplicationGroup = "quiesce-replication"
+)
+
+// cloneInput is the validated command line of `hostagent clone`.
+type cloneInput struct {
+	volumes, mounts     []string
+	sourceHost          string
+	sourcePort          int
+	replDefaults        string
+	replGroup           string
+	creds               mysqllock.Credentials
+	coords              contract.CloneCoordinates
+	startCmd, stopCmd   string
+	mysqld              string
+	client              mysqllock.Options // how to reach the clone's server
+	serverOptions       []string          // the built-in start's: the defaults file's server groups
+	serverID            uint32
+	avoidIDs            []uint32 // server ids the clone must not have
+	datadirRel          string
+	timeout, deviceWait time.Duration
+	runID, stateDir     string
+}
+
+func (c *command) clone(ctx context.Context, args []string) error {
+	in, err := c.parseClone(args)
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) { // the caller parses one report type, whatever happened
+			rep := newCloneReport(in)
+			rep.Problems = append(rep.Problems, oneLine(err.Error()))
+			c.printJSON(rep)
+		}
+		return err
+	}
+	c.runID = in.runID
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	go func() {
+		select {
+		case s := <-sigs:
+			cancel(fmt.Errorf("interrupted by %v", s))
+		case <-ctx.Done():
+		}
+	}()
+	ctx, cancelTimeout := context.WithTimeoutCause(ctx, in.timeout, fmt.Errorf("--timeout %s reached", in.timeout))
+	defer cancelTimeout()
+
+	cl := newCloner(in, c)
+	runErr := cl.run(ctx)
+	rep := cl.finish(runErr)
+	c.printJSON(rep)
+	if runErr != nil {
+		return runErr
+	}
+	if !rep.OK {
+		return fmt.Errorf("%w: %s", agenterr.ErrVerifyFailed, strings.Join(rep.Problems, "; "))
+	}
+	return nil
+}
+
+func newCloneReport(in cloneInput) contract.CloneReport {
+	return contract.CloneReport{RunID: in.runID, Volumes: nonNil(in.volumes), Mounts: nonNil(in.mounts),
+		SourceHost: in.sourceHost, SourcePort: in.sourcePort, Coordinates: in.coords,
+		Removed: []string{}, Notes: []string{}, Problems: []string{}, TimingsMS: map[string]float64{}}
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
+func (c *command) parseClone(args []string) (cloneInput, error) {
+	in := cloneInput{}
+	fs := c.flagSet()
+	var vols, mounts, avoid stringList
+	fs.Var(&vols, "volume", "EBS volume id of the set, attached here (repeat; paired in order with --mount)")
+	fs.Var(&mounts, "mount", "where to mount the --volume of the same position: the source's mount point")
+	fs.StringVar(&in.sourceHost, "source-host", "", "the replication source's host (the snapshot's primary, or a replica's own source)")
+	fs.IntVar(&in.sourcePort, "source-port", 3306, "the replication source's port")
+	fs.StringVar(&in.replDefaults, "replication-defaults-file", "", "option file whose [quiesce-replication] group has the replication user and password")
+	fs.StringVar(&in.replGroup, "replication-group", defaultReplicationGroup, "the option-file group of --replication-defaults-file to read")
+	fs.StringVar(&in.coords.GTID, "source-gtid", "", "the source's GTID state to start from (MariaDB gtid_slave_pos; MySQL: auto-position)")
+	fs.StringVar(&in.coords.LogFile, "source-log-file", "", "the source's binlog file to start from (with --source-log-pos)")
+	pos := fs.String("source-log-pos", "", "the source's binlog position to start from")
+	fs.StringVar(&in.startCmd, "start-command", "", "shell command that starts the target's own server on the mounted datadir (e.g. systemctl start mariadb)")
+	fs.StringVar(&in.stopCmd, "stop-command", "", "shell command that stops it again if the clone fails (with --start-command)")
+	fs.StringVar(&in.mysqld, "mysqld", "", "server binary for the built-in start (default: mariadbd or mysqld from PATH)")
+	fs.StringVar(&in.client.DefaultsFile, "mysql-defaults-file", "", "option file: its [client] group reaches the clone's server; the built-in start gives the server the file itself (--defaults-file)")
+	fs.StringVar(&in.client.Socket, "mysql-socket", "", "the clone's server socket (overrides the defaults file)")
+	fs.StringVar(&in.client.User, "mysql-user", "", "user on the clone's server (default root via unix-socket auth)")
+	id := fs.String("server-id", "", "the clone's server_id (built-in start: an option; --start-command: SET GLOBAL)")
+	fs.Var(&avoid, "source-server-id", "a server_id the clone must not have: the snapshotted server's, its source's (repeat)")
+	fs.StringVar(&in.datadirRel, "datadir-relative", "", "datadir relative to its volume's root (default: the one datadir found)")
+	fs.DurationVar(&in.timeout, "timeout", defaultCloneTimeout, "give up after this; everything is undone (exit 6 when replication had not started)")
+	fs.DurationVar(&in.deviceWait, "device-wait", 30*time.Second, "wait this long for a volume's block device to appear")
+	fs.StringVar(&in.runID, "run-id", "", "run id (default: generated)")
+	fs.StringVar(&in.stateDir, "state-dir", "", stateDirHelp)
+	if err := c.parse(fs, args); err != nil {
+		return in, err
+	}
+	in.volumes, in.mounts = vols, mounts
+	if in.runID == "" {
+		in.runID = "clone-" + newRunID(time.Now().UTC())
+	}
+	if err := in.validate(*pos, *id, avoid); err != nil {
+		return in, err
+	}
+	return in, nil
+}
+
+// hostPattern: a DNS name, an IPv4 or an IPv6 address.
+var hostPattern = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._:-]{0,252}[A-Za-z0-9])?$`)
+
+func (in *cloneInput) validate(pos, id string, avoid []string) error {
+	if err := in.validateVolumes(); err != nil {
+		return err
+	}
+	if !hostPattern.MatchString(in.sourceHost) {
+		return agenterr.Usagef("--source-host %s: want a host name or address", agenterr.Quote(in.sourceHost))
+	}
+	if in.sourcePort < 1 || in.sourcePort > 65535 {
+		return agenterr.Usagef("--source-port %d: want 1-65535", in.sourcePort)
+	}
+	if err := in.validateCoordinates(pos); err != nil {
+		return err
+	}
+	if err := in.validateServerIDs(id, avoid); err != nil {
+		return err
+	}
+	if in.replDefaults == "" {
+		return agenterr.Usagef("no --replication-defaults-file given (an option file with a [%s] group holding user and password)", in.replGroup)
+	}
+	creds, err := mysqllock.ReadCredentials(in.replDefaults, in.replGroup)
+	if err != nil {
+		return agenterr.Usagef("--replication-defaults-file: %v", err)
+	}
+	in.creds = creds
+	if (in.startCmd == "") != (in.stopCmd == "") {
+		return agenterr.Usagef("--start-command and --stop-command go together (a clone that fails must be stopped again)")
+	}
+	if in.timeout < minVerifyTimeout || in.timeout > maxVerifyTimeout {
+		return agenterr.Usagef("--timeout %s: must be between %s and %s", in.timeout, minVerifyTimeout, maxVerifyTimeout)
+	}
+	if in.deviceWait < 0 {
+		return agenterr.Usagef("--device-wait %s: must not be negative", in.deviceWait)
+	}
+	if in.datadirRel != "" {
+		if _, err := restore.CleanRelative(in.datadirRel); err != nil {
+			return agenterr.Usagef("--datadir-relative %v", err)
+		}
+	}
+	if err := validRunID(in.runID); err != nil {
+		return err
+	}
+	if in.startCmd != "" {
+		return nil
+	}
+	if in.client.DefaultsFile != "" {
+		opts, err := readServerOptions(in.client.DefaultsFile)
+		if err != nil {
+			return agenterr.Usagef("--mysql-defaults-file %s: %v", agenterr.Quote(in.client.DefaultsFile), err)
+		}
+		in.serverOptions = opts
+	}
+	vi := verifyInput{mysqld: in.mysqld}
+	if err := vi.findServerBinary(); err != nil {
+		return err
+	}
+	in.mysqld = vi.mysqld
+	return nil
+}
+
+func (in *cloneInput) validateVolumes() error {
+	if len(in.volumes) == 0 {
+		return agenterr.Usagef("no --volume given (the EBS volume ids of the set, attached to this instance)")
+	}
+	if len(in.mounts) != len(in.volumes) {
+		return agenterr.Usagef("%d --volume and %d --mount given: each volume needs its mount point, in the same order", len(in.volumes), len(in.mounts))
+	}
+	seen := map[string]bool{}
+	for i, v := range in.volumes {
+		if !restore.ValidVolumeID(v) {
+			return agenterr.Usagef("--volume %s: want an EBS volume id like vol-0123456789abcdef0", agenterr.Quote(v))
+		}
+		if seen[v] {
+			return agenterr.Usagef("--volume %s given twice", v)
+		}
+		seen[v] = true
+		// In use or not empty is checked when mounting, after the stale
+		// cleanup: a killed run's mount there is undone first.
+		if m := in.mounts[i]; !filepath.IsAbs(m) || filepath.Clean(m) != m || m == "/" {
+			return agenterr.Usagef("--mount %s: want a clean absolute path other than /", agenterr.Quote(m))
+		}
+	}
+	return nil
+}
+
+func (in *cloneInput) validateCoordinates(pos string) error {
+	filePos := in.coords.LogFile != "" || pos != ""
+	switch {
+	case in.coords.GTID != "" && filePos:
+		return agenterr.Usagef("--source-gtid and --source-log-file/--source-log-pos exclude each other: give one")
+	case in.coords.GTID != "":
+		if strings.ContainsAny(in.coords.GTID, "'\"\\;`") {
+			return agenterr.Usagef("--source-gtid %s: not a GTID state", agenterr.Quote(in.coords.GTID))
+		}
+		in.coords.Mode = contract.CloneByGTID
+		return nil
+	case !filePos:
+		return agenterr.Usagef("no coordinates: give --source-gtid, or --source-log-file with --source-log-pos")
+	}
+	if !restore.ValidBinlogFile(in.coords.LogFile) {
+		return agenterr.Usagef("--source-log-file %s: want a binlog file name like binlog.000042", agenterr.Quote(in.coords.LogFile))
+	}
+	n, err := strconv.ParseUint(pos, 10, 64)
+	if err != nil || n < 4 {
+		return agenterr.Usagef("--source-log-pos %s: want a byte position (a number of at least 4)", agenterr.Quote(pos))
+	}
+	in.coords.LogPos, in.coords.Mode = n, contract.CloneByFilePos
+	return nil
+}
+
+func parseServerID(flagName, v string) (uint32, error) {
+	n, err := strconv.ParseUint(v, 10, 32)
+	if err != nil || n == 0 {
+		return 0, agenterr.Usagef("%s %s: want a server_id of 1-4294967295", flagName, agenterr.Quote(v))
+	}
+	return uint32(n), nil
+}
+
+func (in *cloneInput) validateServerIDs(id string, avoid []string) error {
+	for _, a := range avoid {
+		n, err := parseServerID("--source-server-id", a)
+		if err != nil {
+			return err
+		}
+		in.avoidIDs = append(in.avoidIDs, n)
+	}
+	if id == "" {
+		return nil
+	}
+	n, err := parseServerID("--server-id", id)
+	if err != nil {
+		return err
+	}
+	for _, a := range in.avoidIDs {
+		if a == n {
+			return agenterr.Usagef("--server-id %d is the source's (--source-server-id): a replica needs a server_id of its own", n)
+		}
+	}
+	in.serverID = n
+	return nil
+}
+
+func readServerOptions(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return restore.ParseOptionFile(f)
+}

@@ -1,0 +1,215 @@
+package clone
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+
+	"github.com/quiesce/quiesce/contract"
+	"github.com/quiesce/quiesce/internal/clock"
+	"github.com/quiesce/quiesce/lambda/internal/awsapi"
+)
+
+// Runner runs clone invocations.
+type Runner struct {
+	EC2   awsapi.VerifyEC2
+	SSM   awsapi.SSM
+	Clock clock.Clock
+	Log   *slog.Logger
+	// Poll paces the waits for volumes, attachments and the command.
+	Poll time.Duration
+	// Reserve is the time kept back from the invocation's deadline: an
+	// invocation stops waiting then and returns in_progress.
+	Reserve time.Duration
+}
+
+// NewRunner returns a Runner with production pacing.
+func NewRunner(e awsapi.VerifyEC2, s awsapi.SSM, c clock.Clock, log *slog.Logger) *Runner {
+	if c == nil {
+		c = clock.Real{}
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Runner{EC2: e, SSM: s, Clock: c, Log: log, Poll: 5 * time.Second, Reserve: 20 * time.Second}
+}
+
+// Statuses of a clone in the result.
+const (
+	StatusReplicating = "replicating"
+	StatusFailed      = "failed"
+	StatusInProgress  = "in_progress"
+)
+
+// Result is what one invocation did.
+type Result struct {
+	Action         string                    `json:"action"`
+	Status         string                    `json:"status"`
+	RunID          string                    `json:"run_id"`
+	SourceInstance string                    `json:"source_instance"`
+	TargetInstance string                    `json:"target_instance"`
+	FromReplica    bool                      `json:"from_replica"`
+	SourceHost     string                    `json:"source_host"`
+	SourcePort     int                       `json:"source_port"`
+	Coordinates    contract.CloneCoordinates `json:"coordinates"`
+	Volumes        []member                  `json:"volumes"`
+	CommandID      string                    `json:"command_id,omitempty"`
+	// Report is hostagent clone's report (nil until the command ended, or
+	// when its output was unreadable).
+	Report *contract.CloneReport `json:"report,omitempty"`
+	// Error says why a failed clone failed.
+	Error string `json:"error,omitempty"`
+	// VolumesDeleted: a failed clone's volumes are gone again.
+	VolumesDeleted bool `json:"volumes_deleted,omitempty"`
+}
+
+// FailedError is returned with a failed clone's result, so the invocation
+// fails (and alarms) with the result in its message.
+type FailedError struct{ Result *Result }
+
+func (e *FailedError) Error() string {
+	b, _ := json.Marshal(e.Result)
+	return "clone failed: " + string(b)
+}
+
+// Run clones one set onto the target: plan, volumes, command, outcome. An
+// error without a result is a step that could not be carried out (the
+// next invocation with the same event resumes).
+func (r *Runner) Run(ctx context.Context, cfg *Config) (*Result, error) {
+	set, err := r.findSet(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	p, err := planSet(set)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.sourceEndpoint(ctx, cfg, p); err != nil {
+		return nil, err
+	}
+	res := &Result{Action: "clone", Status: StatusInProgress, RunID: p.runID, SourceInstance: p.instanceID, TargetInstance: cfg.TargetInstance,
+		FromReplica: p.fromReplica, SourceHost: p.sourceHost, SourcePort: p.sourcePort, Coordinates: p.coords}
+	wctx, cancel := r.workContext(ctx)
+	defer cancel()
+	err = r.clone(wctx, cfg, p, res)
+	res.Volumes = p.members
+	switch {
+	case err != nil && ctx.Err() == nil && wctx.Err() != nil:
+		r.Log.Info("clone continues in the next invocation", "run_id", p.runID, "target", cfg.TargetInstance)
+		return res, nil // in progress: out of time
+	case err != nil:
+		return res, err
+	case res.Status == StatusFailed:
+		return res, &FailedError{Result: res}
+	}
+	return res, nil
+}
+
+// workContext ends Reserve before the invocation's deadline.
+func (r *Runner) workContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	if dl, ok := ctx.Deadline(); ok {
+		return context.WithDeadline(ctx, dl.Add(-r.Reserve))
+	}
+	return context.WithCancel(ctx)
+}
+
+func (r *Runner) clone(ctx context.Context, cfg *Config, p *plan, res *Result) error {
+	target, err := r.describeTarget(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	vols, err := r.cloneVolumes(ctx, cfg, p)
+	if err != nil {
+		return err
+	}
+	if st := stateOf(vols); st == stateFailed {
+		res.Status, res.Error = StatusFailed, tagMap(vols[0].Tags)[TagCloneNote]
+		return r.releaseAll(ctx, p, res)
+	} else if st == stateReplicating {
+		res.Status, res.CommandID = StatusReplicating, tagMap(vols[0].Tags)[TagCloneCommand]
+		return nil
+	}
+	if err := r.ensureVolumes(ctx, cfg, p, target); err != nil {
+		return err
+	}
+	if err := r.runCommand(ctx, cfg, p, res); err != nil {
+		return err
+	}
+	if res.Status == StatusFailed {
+		return r.releaseAll(ctx, p, res)
+	}
+	return nil
+}
+
+// target is what the clone needs to know of the target instance.
+type target struct {
+	az      string
+	devices map[string]string // device name → volume id
+}
+
+func (r *Runner) describeTarget(ctx context.Context, cfg *Config) (*target, error) {
+	id := cfg.TargetInstance
+	out, err := r.EC2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{id}})
+	if err != nil {
+		return nil, fmt.Errorf("describe the target %s: %w", id, err)
+	}
+	for _, res := range out.Reservations {
+		for _, in := range res.Instances {
+			if in.State == nil || in.State.Name != ec2types.InstanceStateNameRunning {
+				return nil, fmt.Errorf("target %s is not running", id)
+			}
+			if role := tagMap(in.Tags)[TagRole]; role != cfg.TargetRole {
+				return nil, fmt.Errorf("target %s is tagged %s=%q, not %q: only instances meant to become clones take the volumes", id, TagRole, role, cfg.TargetRole)
+			}
+			t := &target{az: aws.ToString(in.Placement.AvailabilityZone), devices: map[string]string{}}
+			for _, bd := range in.BlockDeviceMappings {
+				if bd.Ebs != nil {
+					t.devices[attachPoint(aws.ToString(bd.DeviceName))] = aws.ToString(bd.Ebs.VolumeId)
+				}
+			}
+			return t, nil
+		}
+	}
+	return nil, fmt.Errorf("target %s not found", id)
+}
+
+// attachPoint maps /dev/xvdX to /dev/sdX: EC2 takes them for one
+// attachment point.
+func attachPoint(device string) string { return strings.Replace(device, "/dev/xvd", "/dev/sd", 1) }
+
+// sourceEndpoint: the event's source_host/source_port win; a set of a
+// primary otherwise replicates from the source instance's private address.
+func (r *Runner) sourceEndpoint(ctx context.Context, cfg *Config, p *plan) error {
+	if cfg.SourceHost != "" {
+		p.sourceHost = cfg.SourceHost
+	}
+	if cfg.SourcePort != 0 {
+		p.sourcePort = cfg.SourcePort
+	}
+	if p.sourcePort == 0 {
+		p.sourcePort = 3306
+	}
+	if p.sourceHost != "" {
+		return nil
+	}
+	out, err := r.EC2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{p.instanceID}})
+	if err != nil {
+		return fmt.Errorf("describe the source %s: %w", p.instanceID, err)
+	}
+	for _, res := range out.Reservations {
+		for _, in := range res.Instances {
+			p.sourceHost = aws.ToString(in.PrivateIpAddress)
+		}
+	}
+	if p.sourceHost == "" {
+		return fmt.Errorf("source %s has no private IP address to replicate from: give clone.source_host", p.instanceID)
+	}
+	return nil
+}

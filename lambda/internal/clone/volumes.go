@@ -1,0 +1,285 @@
+package clone
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"unicode/utf8"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+
+	"github.com/quiesce/quiesce/contract"
+	"github.com/quiesce/quiesce/lambda/internal/awsapi"
+)
+
+// Tags on the clone's volumes (with quiesce:stack, quiesce:run-id,
+// quiesce:instance and quiesce:device of the source snapshot).
+const (
+	TagPurpose        = "quiesce:purpose" // PurposeClone
+	TagSourceSnapshot = "quiesce:source-snapshot"
+	TagCloneTarget    = "quiesce:clone-target"
+	TagCloneState     = "quiesce:clone-state" // stateRunning | stateReplicating | stateFailed
+	TagCloneCommand   = "quiesce:clone-command"
+	TagCloneNote      = "quiesce:clone-note"
+	PurposeClone      = "clone"
+)
+
+const (
+	stateCreating    = "creating"
+	stateRunning     = "running"
+	stateReplicating = "replicating"
+	stateFailed      = "failed"
+)
+
+// cloneVolumes lists the clone's volumes of this set and target and fills
+// in the members' volume ids.
+func (r *Runner) cloneVolumes(ctx context.Context, cfg *Config, p *plan) ([]ec2types.Volume, error) {
+	in := &ec2.DescribeVolumesInput{Filters: []ec2types.Filter{
+		{Name: aws.String("tag:" + contract.TagStack), Values: []string{cfg.Stack}},
+		{Name: aws.String("tag:" + TagPurpose), Values: []string{PurposeClone}},
+		{Name: aws.String("tag:" + TagCloneTarget), Values: []string{cfg.TargetInstance}},
+		{Name: aws.String("tag:" + contract.TagRunID), Values: []string{p.runID}},
+	}}
+	bySnap := map[string]ec2types.Volume{}
+	for {
+		out, err := r.EC2.DescribeVolumes(ctx, in)
+		if err != nil {
+			return nil, fmt.Errorf("describe the clone volumes of %s on %s: %w", p.runID, cfg.TargetInstance, err)
+		}
+		for _, v := range out.Volumes {
+			if t := tagMap(v.Tags); t[contract.TagInstance] == p.instanceID && v.State != ec2types.VolumeStateDeleting && v.State != ec2types.VolumeStateDeleted {
+				bySnap[t[TagSourceSnapshot]] = v
+			}
+		}
+		if aws.ToString(out.NextToken) == "" {
+			break
+		}
+		in.NextToken = out.NextToken
+	}
+	var vols []ec2types.Volume
+	for i, m := range p.members {
+		p.members[i].VolumeID = ""
+		if v, ok := bySnap[m.SnapshotID]; ok {
+			p.members[i].VolumeID = aws.ToString(v.VolumeId)
+			vols = append(vols, v)
+		}
+	}
+	return vols, nil
+}
+
+// stateOf is the clone's recorded state (the most advanced on any volume).
+func stateOf(vols []ec2types.Volume) string {
+	order := map[string]int{"": 0, stateCreating: 0, stateRunning: 1, stateReplicating: 2, stateFailed: 3}
+	best := ""
+	for _, v := range vols {
+		if s := tagMap(v.Tags)[TagCloneState]; order[s] > order[best] {
+			best = s
+		}
+	}
+	return best
+}
+
+// ensureVolumes creates the missing volumes in the target's zone, waits
+// until they are available and attaches each at the source's device name,
+// waiting until every one is attached.
+func (r *Runner) ensureVolumes(ctx context.Context, cfg *Config, p *plan, t *target) error {
+	for _, m := range p.members {
+		if used := t.devices[attachPoint(m.Device)]; used != "" && used != m.VolumeID {
+			return fmt.Errorf("target %s uses %s for %s already: the clone's volume of %s needs it (the source's device name)", cfg.TargetInstance, m.Device, used, m.SnapshotID)
+		}
+	}
+	for _, m := range p.members {
+		if m.VolumeID != "" {
+			continue
+		}
+		out, err := r.EC2.CreateVolume(ctx, &ec2.CreateVolumeInput{AvailabilityZone: aws.String(t.az), SnapshotId: aws.String(m.SnapshotID),
+			VolumeType: ec2types.VolumeTypeGp3, ClientToken: aws.String(clientToken(cfg, p, m)),
+			TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeVolume, Tags: ec2Tags(volumeTags(cfg, p, m))}}})
+		if err != nil {
+			return fmt.Errorf("create a volume from %s in %s: %w", m.SnapshotID, t.az, err)
+		}
+		r.Log.Info("clone volume created", "volume", aws.ToString(out.VolumeId), "snapshot", m.SnapshotID, "az", t.az)
+	}
+	return r.waitVolumes(ctx, cfg, p)
+}
+
+// waitVolumes attaches what is available and waits until all are attached.
+func (r *Runner) waitVolumes(ctx context.Context, cfg *Config, p *plan) error {
+	for {
+		vols, err := r.cloneVolumes(ctx, cfg, p)
+		if err != nil {
+			return err
+		}
+		attached := 0
+		for _, v := range vols {
+			done, err := r.attachOne(ctx, cfg, p, v)
+			if err != nil {
+				return err
+			}
+			if done {
+				attached++
+			}
+		}
+		if attached == len(p.members) {
+			return nil
+		}
+		if err := r.Clock.Sleep(ctx, r.Poll); err != nil {
+			return fmt.Errorf("wait for the clone volumes: %w", err)
+		}
+	}
+}
+
+// attachOne moves one volume towards attached; done once it is.
+func (r *Runner) attachOne(ctx context.Context, cfg *Config, p *plan, v ec2types.Volume) (bool, error) {
+	id := aws.ToString(v.VolumeId)
+	if v.State == ec2types.VolumeStateError {
+		return false, fmt.Errorf("volume %s failed to create (state error)", id)
+	}
+	if len(v.Attachments) > 0 {
+		a := v.Attachments[0]
+		if at := aws.ToString(a.InstanceId); at != cfg.TargetInstance {
+			return false, fmt.Errorf("volume %s is attached to %s, not the target %s", id, at, cfg.TargetInstance)
+		}
+		return a.State == ec2types.VolumeAttachmentStateAttached, nil
+	}
+	if v.State != ec2types.VolumeStateAvailable {
+		return false, nil
+	}
+	dev := deviceOf(p, tagMap(v.Tags)[TagSourceSnapshot])
+	_, err := r.EC2.AttachVolume(ctx, &ec2.AttachVolumeInput{VolumeId: v.VolumeId, InstanceId: aws.String(cfg.TargetInstance), Device: aws.String(dev)})
+	switch {
+	case awsapi.IsIncorrectState(err):
+		return false, nil // look again
+	case err != nil:
+		return false, fmt.Errorf("attach %s to %s at %s: %w", id, cfg.TargetInstance, dev, err)
+	}
+	r.Log.Info("clone volume attached", "volume", id, "target", cfg.TargetInstance, "device", dev)
+	return false, nil
+}
+
+func deviceOf(p *plan, snapshotID string) string {
+	for _, m := range p.members {
+		if m.SnapshotID == snapshotID {
+			return m.Device
+		}
+	}
+	return ""
+}
+
+// tagVolumes records progress on every volume of the clone.
+func (r *Runner) tagVolumes(ctx context.Context, p *plan, tags map[string]string) error {
+	var ids []string
+	for _, m := range p.members {
+		if m.VolumeID != "" {
+			ids = append(ids, m.VolumeID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	if _, err := r.EC2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: ids, Tags: ec2Tags(tags)}); err != nil {
+		return fmt.Errorf("tag the clone volumes %v: %w", ids, err)
+	}
+	return nil
+}
+
+// releaseAll detaches and deletes a failed clone's volumes, waiting
+// (bounded by ctx; the next invocation goes on) until none is left.
+func (r *Runner) releaseAll(ctx context.Context, p *plan, res *Result) error {
+	for {
+		left := 0
+		for _, m := range p.members {
+			if m.VolumeID == "" {
+				continue
+			}
+			gone, err := r.release(ctx, m.VolumeID)
+			if err != nil {
+				return err
+			}
+			if !gone {
+				left++
+			}
+		}
+		if left == 0 {
+			res.VolumesDeleted = true
+			return nil
+		}
+		if err := r.Clock.Sleep(ctx, r.Poll); err != nil {
+			return fmt.Errorf("wait for the failed clone's volumes to go: %w", err)
+		}
+	}
+}
+
+func (r *Runner) release(ctx context.Context, id string) (bool, error) {
+	out, err := r.EC2.DescribeVolumes(ctx, &ec2.DescribeVolumesInput{VolumeIds: []string{id}})
+	if awsapi.IsVolumeNotFound(err) {
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("describe %s: %w", id, err)
+	}
+	if len(out.Volumes) == 0 {
+		return true, nil
+	}
+	v := out.Volumes[0]
+	if len(v.Attachments) > 0 {
+		if v.Attachments[0].State != ec2types.VolumeAttachmentStateDetaching {
+			if _, err := r.EC2.DetachVolume(ctx, &ec2.DetachVolumeInput{VolumeId: v.VolumeId}); err != nil && !awsapi.IsIncorrectState(err) {
+				return false, fmt.Errorf("detach %s: %w", id, err)
+			}
+		}
+		return false, nil
+	}
+	_, err = r.EC2.DeleteVolume(ctx, &ec2.DeleteVolumeInput{VolumeId: v.VolumeId})
+	switch {
+	case err == nil || awsapi.IsVolumeNotFound(err):
+		r.Log.Info("failed clone's volume deleted", "volume", id)
+		return true, nil
+	case awsapi.IsVolumeInUse(err) || awsapi.IsIncorrectState(err):
+		return false, nil
+	}
+	return false, fmt.Errorf("delete %s: %w", id, err)
+}
+
+func volumeTags(cfg *Config, p *plan, m member) map[string]string {
+	return map[string]string{
+		contract.TagStack: cfg.Stack, contract.TagRunID: p.runID, contract.TagInstance: p.instanceID, contract.TagDevice: m.Device,
+		contract.TagMounts: m.Mount, TagPurpose: PurposeClone, TagSourceSnapshot: m.SnapshotID, TagCloneTarget: cfg.TargetInstance,
+		TagCloneState: stateCreating, contract.TagName: "quiesce clone of " + p.instanceID + " " + m.Mount,
+	}
+}
+
+// clientToken makes CreateVolume idempotent per set, target and snapshot.
+func clientToken(cfg *Config, p *plan, m member) string {
+	h := sha256.Sum256([]byte(cfg.Stack + "\x00" + p.runID + "\x00" + cfg.TargetInstance + "\x00" + m.SnapshotID))
+	return "quiesce-clone-" + hex.EncodeToString(h[:16])
+}
+
+func tagMap(tags []ec2types.Tag) map[string]string {
+	m := make(map[string]string, len(tags))
+	for _, t := range tags {
+		m[aws.ToString(t.Key)] = aws.ToString(t.Value)
+	}
+	return m
+}
+
+func ec2Tags(m map[string]string) []ec2types.Tag {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	out := make([]ec2types.Tag, 0, len(keys))
+	for _, k := range keys {
+		v := m[k]
+		if utf8.RuneCountInString(v) > contract.MaxTagValueLen {
+			v = string([]rune(v)[:contract.MaxTagValueLen])
+		}
+		out = append(out, ec2types.Tag{Key: aws.String(k), Value: aws.String(v)})
+	}
+	return out
+}
