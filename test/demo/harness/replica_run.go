@@ -202,7 +202,9 @@ func yesNo(b bool) string {
 	return "NO"
 }
 
-func msString(d time.Duration) string { return fmt.Sprintf("%.1f", float64(d)/float64(time.Millisecond)) }
+func msString(d time.Duration) string {
+	return fmt.Sprintf("%.1f", float64(d)/float64(time.Millisecond))
+}
 
 // appendReport appends a markdown section to path (created if missing).
 func appendReport(path, markdown string) error {
