@@ -39,6 +39,10 @@ type ReplicaOptions struct {
 	// ReportFile, if set, gets the markdown section appended.
 	ReportFile string
 	Out        io.Writer
+
+	// beforeClone, if set, runs just before each `hostagent clone` (tests
+	// break a clone with it).
+	beforeClone func(*ReplicaEnv)
 }
 
 func (o *ReplicaOptions) defaults() error {

@@ -153,7 +153,10 @@ func parseGoBenchLine(line string) (GoBenchRow, bool) {
 		row.Metrics[unit] = fields[i]
 		row.Units = append(row.Units, unit)
 	}
-	return row, len(row.Units) > 0
+	if len(row.Units) == 0 {
+		return GoBenchRow{}, false
+	}
+	return row, true
 }
 
 func firstOr(s []string, def string) string {

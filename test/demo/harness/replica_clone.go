@@ -132,11 +132,17 @@ func (e *ReplicaEnv) CloneFrom(ctx context.Context, s *ReplicaSnapshot, serverID
 	args := append([]string{"clone", "--volume", c.VolumeID, "--mount", c.Mount, "--source-host", host, "--source-port", strconv.Itoa(port),
 		"--replication-defaults-file", e.ReplDefaults, "--mysql-defaults-file", cnf, "--server-id", strconv.Itoa(serverID),
 		"--source-server-id", strconv.Itoa(primaryServerID), "--source-server-id", strconv.Itoa(replicaServerID), "--timeout", "3m"}, coords...)
+	if e.Opt.beforeClone != nil {
+		e.Opt.beforeClone(e)
+	}
 	start := time.Now()
 	out, code, err := runHostagent(ctx, e.Opt.BinDir, 4*time.Minute, args...)
 	c.Replicating, c.Exit = time.Since(start), code
 	if jerr := json.Unmarshal(out, &c.Report); jerr != nil && err == nil {
 		err = fmt.Errorf("clone report: %w", jerr)
+	}
+	if err != nil && len(c.Report.Problems) > 0 { // its own words, not the command line
+		return c, fmt.Errorf("hostagent clone of the %s snapshot: exit %d: %s", s.Of, code, strings.Join(c.Report.Problems, "; "))
 	}
 	if err != nil {
 		return c, fmt.Errorf("hostagent clone of the %s snapshot: %w", s.Of, err)
