@@ -51,7 +51,7 @@ func TestCloneWithStartCommand(t *testing.T) {
 	r, rep := ct.clone(ct.args(snap, primary, "--source-gtid", snap.gtid, "--server-id", "201", "--source-server-id", "1",
 		"--start-command", start, "--stop-command", stop)...)
 	requireReplicating(t, r, rep)
-	if len(rep.Notes) != 1 || !strings.Contains(rep.Notes[0], "server_id=201") {
+	if len(rep.Notes) != 2 || !strings.Contains(rep.Notes[0], "server_id=201") || !strings.Contains(rep.Notes[1], "fstab") {
 		t.Errorf("notes %q: want the run-time server_id named", rep.Notes)
 	}
 	w.pause()
@@ -71,7 +71,7 @@ func TestCloneUnreachableSourceTimesOut(t *testing.T) {
 			args[i+1] = strconv.Itoa(freeTCPPort(t)) // nobody listens there
 		}
 		if a == "--timeout" {
-			args[i+1] = "8s"
+			args[i+1] = "12s"
 		}
 	}
 	r, rep := ct.clone(args...)
@@ -150,4 +150,47 @@ func TestCloneServerThatCannotStart(t *testing.T) {
 	if snap.loop.Busy() {
 		t.Error("the volume is still in use")
 	}
+}
+
+// SIGTERM while the clone waits for replication: exit 1 (interrupted, not a
+// verdict on the set), one report, and everything undone.
+func TestCloneSIGTERMUndone(t *testing.T) {
+	src, primary, pdb := startPrimary(t)
+	startWriter(t, pdb).pause()
+	snap := snapshotPrimary(t, pdb, src)
+	ct := newCloneTarget(t, "repl-secret")
+	args := ct.args(snap, primary, "--source-gtid", snap.gtid, "--server-id", "201")
+	for i, a := range args {
+		if a == "--source-port" {
+			args[i+1] = strconv.Itoa(freeTCPPort(t))
+		}
+	}
+	cmd := exec.Command(agentBin, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for len(serversUnder(ct.mount)) == 0 {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			cmd.Wait()
+			t.Fatalf("the clone's server never ran: %s %s", out.String(), errb.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	cmd.Process.Signal(syscall.SIGTERM)
+	err := cmd.Wait()
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != int(contract.ExitFailed) {
+		t.Fatalf("exit %v, want 1\n%s", err, errb.String())
+	}
+	var rep contract.CloneReport
+	decodeOne(t, out.String(), &rep)
+	if rep.OK || rep.LeftRunning || !strings.Contains(strings.Join(rep.Problems, " "), "interrupted by terminated") {
+		t.Errorf("report %+v", rep)
+	}
+	ct.requireNothingLeft(true)
 }

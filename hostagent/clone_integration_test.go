@@ -425,7 +425,7 @@ func requireReplicating(t *testing.T, r result, rep contract.CloneReport) {
 	if r.code != 0 || !rep.OK || rep.Replica == nil {
 		t.Fatalf("exit %d, problems %q\nstdout: %s\nstderr: %s", r.code, rep.Problems, r.stdout, r.stderr)
 	}
-	if rep.Replica.IORunning != "Yes" || rep.Replica.SQLRunning != "Yes" || !rep.ReadOnly || rep.ServerID != 201 {
+	if rep.Replica.IORunning != "Yes" || rep.Replica.SQLRunning != "Yes" || !rep.ReadOnly || rep.ServerID != 201 || len(rep.Notes) == 0 {
 		t.Errorf("report %+v, replica %+v", rep, *rep.Replica)
 	}
 }

@@ -87,6 +87,10 @@ func (cl *cloner) keep() {
 		cl.rep.Notes = append(cl.rep.Notes, fmt.Sprintf("release the volume locks: %v", err))
 	}
 	cl.rep.LeftRunning = true
+	cl.rep.Notes = append(cl.rep.Notes, "the volumes are mounted but not in /etc/fstab: add them there (mount options as the source's) so a reboot keeps them")
+	if cl.server != nil {
+		cl.rep.Notes = append(cl.rep.Notes, fmt.Sprintf("the server (pid %d) was started by hostagent, not by a service manager: hand it to the target's service so a reboot starts it again", cl.server.Proc.PID))
+	}
 }
 
 // prepare locks the volumes for this run (cleaning up stale runs first).
@@ -144,13 +148,8 @@ func (cl *cloner) mount(ctx context.Context) error {
 // the source was): the server must never open, append to or purge files
 // outside the clone.
 func (cl *cloner) rewriteIndexes() error {
-	indexes, _ := filepath.Glob(filepath.Join(cl.datadir, "*.index"))
-	for _, idx := range indexes {
-		if _, err := restore.RewriteIndex(strings.TrimSuffix(idx, ".index")); err != nil {
-			return err
-		}
-	}
-	return nil
+	_, err := cl.set.RewriteLogIndexes()
+	return err
 }
 
 // start starts the server (the operator's command, or the built-in start)

@@ -109,7 +109,7 @@ func TestCloneParse(t *testing.T) {
 	}
 }
 
-func TestReplicationStatements(t *testing.T) {
+func TestCloneReplicationStatements(t *testing.T) {
 	in := cloneInput{sourceHost: "db1", sourcePort: 3306, creds: mysqllock.Credentials{User: "repl", Password: "pw"}}
 	gtid, filePos := in, in
 	gtid.coords = contract.CloneCoordinates{Mode: contract.CloneByGTID, GTID: "0-1-42"}
@@ -148,7 +148,7 @@ func render(stmts []sqlStmt) string {
 	return strings.Join(parts, " | ")
 }
 
-func TestReplicaVerdict(t *testing.T) {
+func TestCloneReplicaVerdict(t *testing.T) {
 	tests := []struct {
 		ch   contract.ReplicaChannel
 		want verdict

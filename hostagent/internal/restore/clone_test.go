@@ -88,3 +88,24 @@ func TestDetachedArgsKeepClonePassive(t *testing.T) {
 		t.Errorf("args\n got %s\nwant %s", got, want)
 	}
 }
+
+func TestRewriteLogIndexes(t *testing.T) {
+	root := t.TempDir()
+	a, b := filepath.Join(root, "a"), filepath.Join(root, "b")
+	writeFile(t, filepath.Join(a, "db/ibdata1"), []byte("x"))
+	writeFile(t, filepath.Join(b, "binlog/bin.index"), []byte("/src/b/binlog/bin.000001\n/src/b/binlog/bin.000002\n"))
+	writeFile(t, filepath.Join(a, "db/host-relay-bin.index"), []byte("./host-relay-bin.000003\n"))
+	writeFile(t, filepath.Join(a, "db/app.index"), []byte("/etc/passwd\n"))
+	set := &MountedSet{Mounts: []Mount{{Path: a}, {Path: b}}}
+	changed, err := set.RewriteLogIndexes()
+	if err != nil || len(changed) != 1 || changed[0] != filepath.Join(b, "binlog/bin.index") {
+		t.Fatalf("changed %v, %v", changed, err)
+	}
+	got, _ := os.ReadFile(filepath.Join(b, "binlog/bin.index"))
+	if want := filepath.Join(b, "binlog/bin.000001") + "\n" + filepath.Join(b, "binlog/bin.000002") + "\n"; string(got) != want {
+		t.Errorf("index %q, want %q", got, want)
+	}
+	if got, _ := os.ReadFile(filepath.Join(a, "db/app.index")); string(got) != "/etc/passwd\n" {
+		t.Errorf("a file that is not a log index was rewritten: %q", got)
+	}
+}

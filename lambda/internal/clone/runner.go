@@ -11,6 +11,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/internal/clock"
@@ -101,13 +103,15 @@ func (r *Runner) Run(ctx context.Context, cfg *Config) (*Result, error) {
 	err = r.clone(wctx, cfg, p, res)
 	res.Volumes = p.members
 	switch {
+	case res.Status == StatusFailed:
+		// Also when the cleanup ran out of time (volumes_deleted false):
+		// the next invocation with the same event finishes it.
+		return res, &FailedError{Result: res}
 	case err != nil && ctx.Err() == nil && wctx.Err() != nil:
 		r.Log.Info("clone continues in the next invocation", "run_id", p.runID, "target", cfg.TargetInstance)
 		return res, nil // in progress: out of time
 	case err != nil:
 		return res, err
-	case res.Status == StatusFailed:
-		return res, &FailedError{Result: res}
 	}
 	return res, nil
 }
@@ -121,20 +125,24 @@ func (r *Runner) workContext(ctx context.Context) (context.Context, context.Canc
 }
 
 func (r *Runner) clone(ctx context.Context, cfg *Config, p *plan, res *Result) error {
-	target, err := r.describeTarget(ctx, cfg)
-	if err != nil {
-		return err
-	}
 	vols, err := r.cloneVolumes(ctx, cfg, p)
 	if err != nil {
 		return err
 	}
-	if st := stateOf(vols); st == stateFailed {
+	switch stateOf(vols) {
+	case stateFailed: // an earlier invocation recorded it: finish the cleanup
 		res.Status, res.Error = StatusFailed, tagMap(vols[0].Tags)[TagCloneNote]
 		return r.releaseAll(ctx, p, res)
-	} else if st == stateReplicating {
+	case stateReplicating:
 		res.Status, res.CommandID = StatusReplicating, tagMap(vols[0].Tags)[TagCloneCommand]
 		return nil
+	}
+	target, err := r.describeTarget(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	if err := r.requireOnline(ctx, cfg.TargetInstance); err != nil {
+		return err
 	}
 	if err := r.ensureVolumes(ctx, cfg, p, target); err != nil {
 		return err
@@ -212,4 +220,20 @@ func (r *Runner) sourceEndpoint(ctx context.Context, cfg *Config, p *plan) error
 		return fmt.Errorf("source %s has no private IP address to replicate from: give clone.source_host", p.instanceID)
 	}
 	return nil
+}
+
+// requireOnline refuses a target SSM cannot reach now: the command would
+// only wait for it, with the volumes created and attached for nothing.
+func (r *Runner) requireOnline(ctx context.Context, id string) error {
+	out, err := r.SSM.DescribeInstanceInformation(ctx, &ssm.DescribeInstanceInformationInput{
+		Filters: []ssmtypes.InstanceInformationStringFilter{{Key: aws.String("InstanceIds"), Values: []string{id}}}})
+	if err != nil {
+		return fmt.Errorf("SSM status of the target %s: %w", id, err)
+	}
+	for _, info := range out.InstanceInformationList {
+		if aws.ToString(info.InstanceId) == id && info.PingStatus == ssmtypes.PingStatusOnline {
+			return nil
+		}
+	}
+	return fmt.Errorf("target %s is not online in SSM (agent not running, or not a managed instance)", id)
 }

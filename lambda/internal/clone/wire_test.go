@@ -255,6 +255,26 @@ func TestCloneFailedReleasesVolumes(t *testing.T) {
 	}
 }
 
+// A failed clone whose volumes take longer to detach than the invocation
+// has: it fails with volumes_deleted false, and the next invocation with the
+// same event finishes deleting them.
+func TestCloneFailedCleanupResumes(t *testing.T) {
+	e := newEnv(t)
+	e.host.result = func(inv awslocal.Invocation) awslocal.CommandResult {
+		return report(contract.CloneReport{Volumes: strings.Split(inv.Param("volumes"), ","), Problems: []string{"replication will not start"}}, 6)
+	}
+	e.srv.VolumeDelays.Detach = 1500 * time.Millisecond
+	res, err := e.run(primaryEvent, time.Second)
+	var fe *clone.FailedError
+	if !errors.As(err, &fe) || res.Status != clone.StatusFailed || res.VolumesDeleted || len(e.cloneVolumes()) != 2 {
+		t.Fatalf("first: %+v %v (%d volumes)", res, err, len(e.cloneVolumes()))
+	}
+	res, err = e.run(primaryEvent, time.Minute)
+	if !errors.As(err, &fe) || !res.VolumesDeleted || len(e.cloneVolumes()) != 0 || len(e.host.invs) != 1 {
+		t.Fatalf("second: %+v %v (%d volumes, %d commands)", res, err, len(e.cloneVolumes()), len(e.host.invs))
+	}
+}
+
 // An invocation out of time returns in_progress; the next one follows the
 // same command (never a second one) to its end.
 func TestCloneResumesAcrossInvocations(t *testing.T) {
@@ -286,6 +306,7 @@ func TestCloneRefusals(t *testing.T) {
 		{name: "target not tagged", ev: primaryEvent, want: `tagged quiesce:role="verifier", not "clone-target"`, setup: func(e *env) {
 			e.srv.AddInstance(awslocal.Instance{ID: target, AvailabilityZone: "us-east-1b", Tags: map[string]string{"quiesce:role": "verifier"}})
 		}},
+		{name: "target offline", ev: primaryEvent, want: "not online in SSM", setup: func(e *env) { e.srv.SetPingStatus(target, "ConnectionLost") }},
 		{name: "no coordinates", ev: `{"action":"clone","run_id":"r-nopos","clone":{"target_instance":"` + target + `","source_host":"db1"}}`, want: "carries no replication coordinates",
 			setup: func(e *env) { e.addSet("r-nopos", time.Now(), "application", nil) }},
 		{name: "two mounts on a volume", ev: `{"action":"clone","run_id":"r-two","clone":{"target_instance":"` + target + `","source_host":"db1"}}`, want: "exactly one mount point",
