@@ -56,6 +56,7 @@ chaos: deps
 bench: deps build
 	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 20m ./... | tee $(BIN)/bench-go.txt
 	$(BIN)/demo bench -cycles 50 -report $(BIN)/bench-report.md
+	$(BIN)/demo replica -bench-cycles 10 -go-bench $(BIN)/bench-go.txt -report $(BIN)/bench-report.md
 
 demo: deps build
 	$(BIN)/demo run -cycles $(CYCLES)

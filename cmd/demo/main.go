@@ -3,6 +3,7 @@
 //
 //	demo run   [-cycles 5] [-interval 2s] [-workdir /var/tmp/quiesce-demo] …
 //	demo bench [-cycles 50] [-report bin/bench-report.md] …
+//	demo replica [-workdir /var/tmp/quiesce-replica] [-bench-cycles 0] …
 //	demo clean [-workdir /var/tmp/quiesce-demo]
 //
 // Everything it starts is stopped, thawed, unmounted and detached on exit,
@@ -33,6 +34,10 @@ commands:
           through the real Lambda (RIE) → local EC2/SSM stand-in → SSM document →
           hostagent, restore every snapshot and verify it, print the summary
   bench   measure quiesce against the seed's FTWRL + xfs_freeze recipe; markdown report
+  replica a primary and a GTID replica on loop XFS with a writer: snapshot the replica
+          (replica lock mode) and the primary, clone each with hostagent clone, wait
+          for lag 0, compare CHECKSUM TABLE and GTID positions; -bench-cycles adds the
+          lock modes side by side on the replica
   clean   release what a killed demo or bench left behind in -workdir (thaw, stop, unmount,
           detach; default /var/tmp/quiesce-demo, the bench uses /var/tmp/quiesce-bench)
   version print the version
@@ -71,6 +76,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "bench":
 		var res *harness.BenchResult
 		res, err = cmdBench(ctx, args[1:], stdout, stderr)
+		failed = res != nil && res.Failed()
+	case "replica":
+		var res *harness.ReplicaResult
+		res, err = cmdReplica(ctx, args[1:], stdout, stderr)
 		failed = res != nil && res.Failed()
 	case "clean":
 		err = cmdClean(ctx, args[1:], stdout, stderr)
@@ -201,6 +210,31 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) (*ha
 	}
 	o.Out = stdout
 	return harness.Bench(ctx, o)
+}
+
+func cmdReplica(ctx context.Context, args []string, stdout, stderr io.Writer) (*harness.ReplicaResult, error) {
+	var o harness.ReplicaOptions
+	fs := flag.NewFlagSet("demo replica", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.WorkDir, "workdir", "/var/tmp/quiesce-replica", "work directory for the images and mounts (a previous run's contents are replaced)")
+	fs.StringVar(&o.BinDir, "bin", "", "directory with hostagent (default: this program's directory)")
+	fs.IntVar(&o.Writers, "writers", 4, "writer connections doing transfers on the primary")
+	fs.IntVar(&o.BenchCycles, "bench-cycles", 0, "snapshot cycles of the replica per lock mode (replica, ftwrl, backup-stage); 0: none")
+	fs.DurationVar(&o.CatchUp, "catch-up", 2*time.Minute, "how long a replica or clone may take to catch up")
+	fs.StringVar(&o.GoBench, "go-bench", "", "go test -bench output to quote BenchmarkReplicaModes from (make bench: bin/bench-go.txt)")
+	fs.StringVar(&o.ReportFile, "report", "", "append the markdown section to this file")
+	if err := parse(fs, args); err != nil {
+		return nil, err
+	}
+	if err := harness.CheckWorkDir(o.WorkDir); err != nil {
+		return nil, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if err := firstError(inRange("-writers", o.Writers, 1, 64), inRange("-bench-cycles", o.BenchCycles, 0, 1000),
+		inRange("-catch-up", o.CatchUp, time.Second, time.Hour)); err != nil {
+		return nil, err
+	}
+	o.Out = stdout
+	return harness.RunReplica(ctx, o)
 }
 
 func cmdClean(ctx context.Context, args []string, stdout, stderr io.Writer) error {

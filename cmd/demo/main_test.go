@@ -26,6 +26,11 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"bench", "-hot-row-writers", "0"}, "-hot-row-writers 0"},
 		{[]string{"bench", "-hot-row-cycles", "101"}, "-hot-row-cycles 101"},
 		{[]string{"clean", "-workdir", "/"}, `-workdir "/"`},
+		{[]string{"replica", "-workdir", "/var/tmp"}, `-workdir "/var/tmp"`},
+		{[]string{"replica", "-writers", "0"}, "-writers 0"},
+		{[]string{"replica", "-bench-cycles", "-1"}, "-bench-cycles -1"},
+		{[]string{"replica", "-catch-up", "10ms"}, "-catch-up 10ms"},
+		{[]string{"replica", "stray"}, `unexpected argument "stray"`},
 		{[]string{"run", "-nosuchflag"}, "nosuchflag"},
 	}
 	for _, tt := range tests {

@@ -106,7 +106,10 @@ var Tools = []Tool{
 }
 
 // Preflight checks root, tools and the built binaries; one error naming everything missing.
-func Preflight(binDir string) error {
+func Preflight(binDir string) error { return preflight(binDir, "hostagent", "bootstrap") }
+
+// preflight is Preflight for the binaries named.
+func preflight(binDir string, binaries ...string) error {
 	var missing []string
 	if os.Geteuid() != 0 {
 		return fmt.Errorf("the demo needs root (loop devices, mount, FIFREEZE, mariadbd --user=mysql); running as uid %d", os.Geteuid())
@@ -119,7 +122,7 @@ func Preflight(binDir string) error {
 	if why := mariadb.Unavailable(); why != "" {
 		missing = append(missing, why)
 	}
-	for _, b := range []string{"hostagent", "bootstrap"} {
+	for _, b := range binaries {
 		if fi, err := os.Stat(filepath.Join(binDir, b)); err != nil || fi.Mode()&0o111 == 0 {
 			missing = append(missing, fmt.Sprintf("%s/%s (run make build)", binDir, b))
 		}
