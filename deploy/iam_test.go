@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -110,116 +111,36 @@ func (s statement) condEquals(key string, want ...string) bool {
 	return strings.Join(got, "\x00") == strings.Join(w, "\x00")
 }
 
+// iamCases are the parameter sets the policy is checked with: the sample
+// parameters (every value unlike its default) and the defaults.
+var iamCases = []struct {
+	name  string
+	env   deploy.Env
+	rules func(deploy.Env) policyRules
+}{
+	{"sample parameters", sampleEnv, func(e deploy.Env) policyRules { return newPolicyRules(e, "nightly", "db-verifier", "db-clone-target") }},
+	{"defaults", deploy.Env{StackName: "quiesce", Region: "us-east-1", AccountID: "111122223333", Partition: "aws"},
+		func(e deploy.Env) policyRules { return newPolicyRules(e, "true", "verifier", "clone-target") }},
+}
+
 // Every statement, one by one: no mutating action on "*", and each mutating
 // action carries the condition that keeps it to this stack / tagged instances.
 func TestIAMLeastPrivilege(t *testing.T) {
-	for _, tc := range []struct {
-		name        string
-		env         deploy.Env
-		tagVal      string
-		verifierVal string
-	}{
-		{"sample parameters", sampleEnv, "nightly", "db-verifier"},
-		{"defaults", deploy.Env{StackName: "quiesce", Region: "us-east-1", AccountID: "111122223333", Partition: "aws"}, "true", "verifier"},
-	} {
+	for _, tc := range iamCases {
 		t.Run(tc.name, func(t *testing.T) {
-			stack := tc.env.StackName
-			arn := func(service, res string) string {
-				return "arn:" + tc.env.Partition + ":" + service + ":" + tc.env.Region + ":" + tc.env.AccountID + ":" + res
-			}
-			snapshotARN := "arn:" + tc.env.Partition + ":ec2:" + tc.env.Region + "::snapshot/*"
-			docARN := arn("ssm", "document/ref:QuiesceDocument")
-			verifyDocARN := arn("ssm", "document/ref:VerifyDocument")
-			check := verifyChecks{t: t, stack: stack, verifierVal: tc.verifierVal, snapshotARN: snapshotARN,
-				volumeARN: arn("ec2", "volume/*"), instanceARN: arn("ec2", "instance/*")}
+			rules := tc.rules(tc.env)
 			granted := map[string]bool{}
+			roles := map[string]bool{} // "action role" pairs granted on instances
 			for _, st := range functionStatements(t, tc.env) {
-				id := st.Sid
-				if st.Effect != "Allow" {
-					t.Errorf("%s: Effect %q", id, st.Effect)
+				for _, p := range rules.problems(st) {
+					t.Error(p)
 				}
 				for _, a := range st.Actions {
-					if strings.Contains(a, "*") {
-						t.Errorf("%s: wildcard action %s", id, a)
-					}
 					granted[a] = true
-					if readOnly.MatchString(a) {
-						continue
-					}
-					for _, r := range st.Resources {
-						if r == "*" || strings.HasSuffix(r, ":*") {
-							t.Errorf("%s: mutating action %s on resource %q", id, a, r)
+					for _, key := range []string{"ssm:resourceTag/" + roleKey, "aws:ResourceTag/" + roleKey} {
+						for _, v := range st.Condition["StringEquals"][key] {
+							roles[a+" "+v] = true
 						}
-						if !strings.HasPrefix(r, "arn:"+tc.env.Partition+":") || !strings.Contains(r, ":"+tc.env.Region+":") {
-							t.Errorf("%s: %s on %q is not scoped to this partition and region", id, a, r)
-						}
-					}
-					switch a {
-					case "ssm:SendCommand":
-						for _, r := range st.Resources {
-							switch {
-							case r == docARN || r == verifyDocARN:
-								// The documents themselves: unconditioned, they are this stack's.
-							case r == arn("ec2", "instance/*"):
-								// The tag keys are literals; only their values are parameters.
-								opted := st.condEquals("ssm:resourceTag/"+optInTagKey, tc.tagVal)
-								verifiers := st.condEquals("ssm:resourceTag/"+verifierRoleKey, tc.verifierVal)
-								if !(opted || verifiers) || len(st.Condition) != 1 || len(st.Condition["StringEquals"]) != 1 {
-									t.Errorf("%s: SendCommand on instances must carry exactly StringEquals ssm:resourceTag/%s = %s or ssm:resourceTag/%s = %s: %v",
-										id, optInTagKey, tc.tagVal, verifierRoleKey, tc.verifierVal, st.Condition)
-								}
-							default:
-								t.Errorf("%s: SendCommand on unexpected resource %s (only %s and tagged instances)", id, r, docARN)
-							}
-						}
-					case "ec2:CreateSnapshot", "ec2:CreateSnapshots":
-						for _, r := range st.Resources {
-							switch r {
-							case arn("ec2", "volume/*"), arn("ec2", "instance/*"):
-								// Source side of the call; the new snapshot is constrained below.
-							case snapshotARN:
-								if !st.condEquals("aws:RequestTag/quiesce:stack", stack) {
-									t.Errorf("%s: %s on snapshots without aws:RequestTag/quiesce:stack = %s: %v", id, a, stack, st.Condition)
-								}
-							default:
-								t.Errorf("%s: %s on unexpected resource %s", id, a, r)
-							}
-						}
-					case "ec2:CreateVolume", "ec2:AttachVolume", "ec2:DetachVolume", "ec2:DeleteVolume":
-						check.volumeAction(st, a)
-					case "ec2:CreateTags":
-						if len(st.Resources) == 1 && st.Resources[0] == check.volumeARN {
-							check.volumeTags(st)
-							continue
-						}
-						for _, r := range st.Resources {
-							if r != snapshotARN {
-								t.Errorf("%s: CreateTags on %s (snapshots, or verify volumes in a statement of their own)", id, r)
-							}
-						}
-						onCreate := st.condEquals("ec2:CreateAction", "CreateSnapshot", "CreateSnapshots") &&
-							st.condEquals("aws:RequestTag/quiesce:stack", stack)
-						ownSnapshot := st.condEquals("aws:ResourceTag/quiesce:stack", stack)
-						if !onCreate && !ownSnapshot {
-							t.Errorf("%s: CreateTags needs ec2:CreateAction in [CreateSnapshot, CreateSnapshots] with the stack tag, or aws:ResourceTag/quiesce:stack = %s: %v", id, stack, st.Condition)
-						}
-						if ownSnapshot && !onCreate {
-							// Re-tagging must not be able to move a snapshot out of (or into) the stack.
-							if keys := st.Condition["ForAllValues:StringNotEquals"]["aws:TagKeys"]; strings.Join(keys, ",") != "quiesce:stack" {
-								t.Errorf("%s: re-tagging may change quiesce:stack itself: %v", id, st.Condition)
-							}
-						}
-					case "ec2:DeleteSnapshot":
-						for _, r := range st.Resources {
-							if r != snapshotARN {
-								t.Errorf("%s: DeleteSnapshot on %s", id, r)
-							}
-						}
-						if !st.condEquals("aws:ResourceTag/quiesce:stack", stack) {
-							t.Errorf("%s: DeleteSnapshot without aws:ResourceTag/quiesce:stack = %s", id, stack)
-						}
-					default:
-						t.Errorf("%s: unexpected mutating action %s", id, a)
 					}
 				}
 			}
@@ -231,8 +152,73 @@ func TestIAMLeastPrivilege(t *testing.T) {
 					t.Errorf("the function is not granted %s", need)
 				}
 			}
+			// Both roles can be reached: the verifier by the verify action,
+			// the clone target by the clone action.
+			for _, role := range []string{rules.verifierVal, rules.cloneTargetVal} {
+				for _, a := range []string{"ssm:SendCommand", "ec2:AttachVolume"} {
+					if !roles[a+" "+role] {
+						t.Errorf("no %s grant on instances tagged %s=%s", a, roleKey, role)
+					}
+				}
+			}
 		})
 	}
+}
+
+// The checks above are only worth something if they notice a condition
+// gone or widened: every condition of every statement, dropped or given
+// another value, must make the checks complain about that statement.
+func TestIAMChecksCatchDroppedConditions(t *testing.T) {
+	for _, tc := range iamCases {
+		t.Run(tc.name, func(t *testing.T) {
+			rules := tc.rules(tc.env)
+			mutations := 0
+			for _, st := range functionStatements(t, tc.env) {
+				if p := rules.problems(st); len(p) > 0 {
+					t.Fatalf("unmutated statement fails already: %v", p)
+				}
+				for op, kv := range st.Condition {
+					for key := range kv {
+						for _, m := range []struct {
+							what string
+							vals []string
+						}{{"dropped", nil}, {"set to another value", []string{"other"}}} {
+							mutated := st.withCondition(op, key, m.vals)
+							mutations++
+							if len(rules.problems(mutated)) == 0 {
+								t.Errorf("%s: with %s %s %s the checks still pass", st.Sid, op, key, m.what)
+							}
+						}
+					}
+				}
+			}
+			if mutations < 40 {
+				t.Errorf("only %d mutations tried: the statements lost their conditions?", mutations)
+			}
+			t.Logf("%d mutations, each caught", mutations)
+		})
+	}
+}
+
+// withCondition returns a copy of s with Condition[op][key] = vals (nil drops it).
+func (s statement) withCondition(op, key string, vals []string) statement {
+	out := s
+	out.Condition = map[string]map[string][]string{}
+	for o, kv := range s.Condition {
+		out.Condition[o] = map[string][]string{}
+		for k, v := range kv {
+			out.Condition[o][k] = v
+		}
+	}
+	if vals == nil {
+		delete(out.Condition[op], key)
+		if len(out.Condition[op]) == 0 {
+			delete(out.Condition, op)
+		}
+	} else {
+		out.Condition[op][key] = vals
+	}
+	return out
 }
 
 // Every EC2/SSM API the Lambda's code calls must be granted, and every
@@ -334,27 +320,176 @@ func moduleDir(t *testing.T, pkg string) string {
 	return out
 }
 
-// verifierRoleKey is the tag that marks verifier instances (README "Verify restores").
-const verifierRoleKey = "quiesce:role"
+// roleKey is the tag that marks verifier instances and clone targets
+// (README "Verify restores", "Security model").
+const roleKey = "quiesce:role"
 
-// verifyChecks are the rules for the restore verification's grants.
-type verifyChecks struct {
-	t                                   *testing.T
-	stack, verifierVal                  string
-	snapshotARN, volumeARN, instanceARN string
+// restorePurposes are the quiesce:purpose values of the volumes the
+// function creates from snapshots: the verify action's and the clone action's.
+var restorePurposes = []string{"verify", "clone"}
+
+// policyRules are the rules every statement of the function's role must
+// keep, for one set of parameters.
+type policyRules struct {
+	stack, tagVal, verifierVal, cloneTargetVal string
+	partition, region                          string
+	snapshotARN, volumeARN, instanceARN        string
+	documentARNs                               map[string]bool
 }
 
-// ownVolume: the statement is limited to this stack's verify volumes.
-func (c verifyChecks) ownVolume(st statement) bool {
-	return st.condEquals("aws:ResourceTag/quiesce:stack", c.stack) && st.condEquals("aws:ResourceTag/quiesce:purpose", "verify")
+func newPolicyRules(env deploy.Env, tagVal, verifierVal, cloneTargetVal string) policyRules {
+	arn := func(service, res string) string {
+		return "arn:" + env.Partition + ":" + service + ":" + env.Region + ":" + env.AccountID + ":" + res
+	}
+	return policyRules{stack: env.StackName, tagVal: tagVal, verifierVal: verifierVal, cloneTargetVal: cloneTargetVal,
+		partition: env.Partition, region: env.Region,
+		snapshotARN: "arn:" + env.Partition + ":ec2:" + env.Region + "::snapshot/*",
+		volumeARN:   arn("ec2", "volume/*"), instanceARN: arn("ec2", "instance/*"),
+		documentARNs: map[string]bool{arn("ssm", "document/ref:QuiesceDocument"): true,
+			arn("ssm", "document/ref:VerifyDocument"): true, arn("ssm", "document/ref:CloneDocument"): true},
+	}
+}
+
+// condIn: StringEquals key has at least one value, each of them allowed.
+func (s statement) condIn(key string, allowed ...string) bool {
+	vals, ok := s.Condition["StringEquals"][key]
+	if !ok || len(vals) == 0 {
+		return false
+	}
+	for _, v := range vals {
+		if !slices.Contains(allowed, v) {
+			return false
+		}
+	}
+	return true
+}
+
+// problems lists what is wrong with one statement, empty when nothing is.
+func (c policyRules) problems(st statement) []string {
+	var out []string
+	bad := func(format string, args ...any) { out = append(out, st.Sid+": "+fmt.Sprintf(format, args...)) }
+	if st.Effect != "Allow" {
+		bad("Effect %q", st.Effect)
+	}
+	for _, a := range st.Actions {
+		if strings.Contains(a, "*") {
+			bad("wildcard action %s", a)
+		}
+		if readOnly.MatchString(a) {
+			continue
+		}
+		for _, r := range st.Resources {
+			if r == "*" || strings.HasSuffix(r, ":*") {
+				bad("mutating action %s on resource %q", a, r)
+			}
+			if !strings.HasPrefix(r, "arn:"+c.partition+":") || !strings.Contains(r, ":"+c.region+":") {
+				bad("%s on %q is not scoped to this partition and region", a, r)
+			}
+		}
+		switch a {
+		case "ssm:SendCommand":
+			c.sendCommand(st, bad)
+		case "ec2:CreateSnapshot", "ec2:CreateSnapshots":
+			c.createSnapshot(st, a, bad)
+		case "ec2:CreateVolume", "ec2:AttachVolume", "ec2:DetachVolume", "ec2:DeleteVolume":
+			c.volumeAction(st, a, bad)
+		case "ec2:CreateTags":
+			if len(st.Resources) == 1 && st.Resources[0] == c.volumeARN {
+				c.volumeTags(st, bad)
+			} else {
+				c.snapshotTags(st, bad)
+			}
+		case "ec2:DeleteSnapshot":
+			for _, r := range st.Resources {
+				if r != c.snapshotARN {
+					bad("DeleteSnapshot on %s", r)
+				}
+			}
+			if !st.condEquals("aws:ResourceTag/quiesce:stack", c.stack) {
+				bad("DeleteSnapshot without aws:ResourceTag/quiesce:stack = %s", c.stack)
+			}
+		default:
+			bad("unexpected mutating action %s", a)
+		}
+	}
+	return out
+}
+
+// sendCommand: this stack's documents unconditioned; instances only with
+// exactly one tag condition: the opt-in tag, the verifier role or the
+// clone-target role (the tag keys are literals, only their values are parameters).
+func (c policyRules) sendCommand(st statement, bad func(string, ...any)) {
+	for _, r := range st.Resources {
+		switch {
+		case c.documentARNs[r]:
+			if len(st.Condition) != 0 {
+				bad("SendCommand on the document %s is conditioned (%v): put instance conditions in their own statement", r, st.Condition)
+			}
+		case r == c.instanceARN:
+			opted := st.condEquals("ssm:resourceTag/"+optInTagKey, c.tagVal)
+			role := st.condEquals("ssm:resourceTag/"+roleKey, c.verifierVal) || st.condEquals("ssm:resourceTag/"+roleKey, c.cloneTargetVal)
+			if !(opted || role) || len(st.Condition) != 1 || len(st.Condition["StringEquals"]) != 1 {
+				bad("SendCommand on instances must carry exactly StringEquals ssm:resourceTag/%s = %s or ssm:resourceTag/%s = %s or %s: %v",
+					optInTagKey, c.tagVal, roleKey, c.verifierVal, c.cloneTargetVal, st.Condition)
+			}
+		default:
+			bad("SendCommand on unexpected resource %s (only this stack's documents and tagged instances)", r)
+		}
+	}
+}
+
+// createSnapshot: the source side (volumes, instances) is open; the new
+// snapshot must carry the stack tag.
+func (c policyRules) createSnapshot(st statement, action string, bad func(string, ...any)) {
+	for _, r := range st.Resources {
+		switch r {
+		case c.volumeARN, c.instanceARN:
+		case c.snapshotARN:
+			if !st.condEquals("aws:RequestTag/quiesce:stack", c.stack) {
+				bad("%s on snapshots without aws:RequestTag/quiesce:stack = %s: %v", action, c.stack, st.Condition)
+			}
+		default:
+			bad("%s on unexpected resource %s", action, r)
+		}
+	}
+}
+
+// snapshotTags: tags on snapshots only at creation with the stack tag, or
+// later quiesce:* keys (never quiesce:stack) on this stack's snapshots.
+func (c policyRules) snapshotTags(st statement, bad func(string, ...any)) {
+	for _, r := range st.Resources {
+		if r != c.snapshotARN {
+			bad("CreateTags on %s (snapshots, or restore volumes in a statement of their own)", r)
+		}
+	}
+	onCreate := st.condEquals("ec2:CreateAction", "CreateSnapshot", "CreateSnapshots") &&
+		st.condEquals("aws:RequestTag/quiesce:stack", c.stack)
+	ownSnapshot := st.condEquals("aws:ResourceTag/quiesce:stack", c.stack)
+	switch {
+	case onCreate:
+	case ownSnapshot:
+		// Re-tagging must not be able to move a snapshot out of (or into) the stack.
+		if keys := st.Condition["ForAllValues:StringNotEquals"]["aws:TagKeys"]; strings.Join(keys, ",") != "quiesce:stack" {
+			bad("re-tagging may change quiesce:stack itself: %v", st.Condition)
+		}
+		if keys := st.Condition["ForAllValues:StringLike"]["aws:TagKeys"]; strings.Join(keys, ",") != "quiesce:*" {
+			bad("re-tagging may set keys outside quiesce:*: %v", st.Condition)
+		}
+	default:
+		bad("CreateTags needs ec2:CreateAction in [CreateSnapshot, CreateSnapshots] with the stack tag, or aws:ResourceTag/quiesce:stack = %s: %v", c.stack, st.Condition)
+	}
+}
+
+// ownVolume: the statement is limited to this stack's verify or clone volumes.
+func (c policyRules) ownVolume(st statement) bool {
+	return st.condEquals("aws:ResourceTag/quiesce:stack", c.stack) && st.condIn("aws:ResourceTag/quiesce:purpose", restorePurposes...)
 }
 
 // volumeAction: CreateVolume only from this stack's snapshots into volumes
-// tagged at creation; AttachVolume only of this stack's verify volumes to
-// verifier-tagged instances; Detach and Delete only this stack's verify volumes.
-func (c verifyChecks) volumeAction(st statement, action string) {
-	t := c.t
-	t.Helper()
+// tagged at creation as this stack's verify or clone volumes; AttachVolume
+// only of those to verifier or clone-target instances (exactly one role per
+// statement); Detach and Delete only this stack's verify and clone volumes.
+func (c policyRules) volumeAction(st statement, action string, bad func(string, ...any)) {
 	for _, r := range st.Resources {
 		ok := false
 		switch {
@@ -362,30 +497,37 @@ func (c verifyChecks) volumeAction(st statement, action string) {
 			ok = st.condEquals("aws:ResourceTag/quiesce:stack", c.stack)
 		case action == "ec2:CreateVolume" && r == c.volumeARN:
 			parent := st.Condition["ArnLike"]["ec2:ParentSnapshot"]
-			ok = st.condEquals("aws:RequestTag/quiesce:stack", c.stack) && st.condEquals("aws:RequestTag/quiesce:purpose", "verify") &&
+			ok = st.condEquals("aws:RequestTag/quiesce:stack", c.stack) && st.condIn("aws:RequestTag/quiesce:purpose", restorePurposes...) &&
 				len(parent) == 1 && parent[0] == c.snapshotARN
 		case action == "ec2:AttachVolume" && r == c.instanceARN:
-			ok = st.condEquals("aws:ResourceTag/"+verifierRoleKey, c.verifierVal) && len(st.Condition) == 1 && len(st.Condition["StringEquals"]) == 1
+			role := st.condEquals("aws:ResourceTag/"+roleKey, c.verifierVal) || st.condEquals("aws:ResourceTag/"+roleKey, c.cloneTargetVal)
+			ok = role && len(st.Condition) == 1 && len(st.Condition["StringEquals"]) == 1
 		case action == "ec2:DetachVolume" && r == c.instanceARN:
-			ok = true // the volume side below keeps it to this stack's verify volumes
+			ok = len(st.Actions) == 1 // the volume side keeps it to this stack's restore volumes
 		case r == c.volumeARN && action != "ec2:CreateVolume":
 			ok = c.ownVolume(st)
 		}
 		if !ok {
-			t.Errorf("%s: %s on %s without the conditions that keep it to this stack's verify volumes and verifiers: %v", st.Sid, action, r, st.Condition)
+			bad("%s on %s without the conditions that keep it to this stack's verify/clone volumes and their role's instances: %v", action, r, st.Condition)
 		}
 	}
 }
 
-// volumeTags: tags on volumes only at CreateVolume with the stack and purpose
-// tags, or later quiesce:verify-* progress tags on this stack's verify volumes.
-func (c verifyChecks) volumeTags(st statement) {
-	t := c.t
-	t.Helper()
+// volumeTags: tags on volumes only at CreateVolume with the stack and a
+// restore purpose, or later progress tags of one purpose on this stack's
+// volumes of that purpose (quiesce:verify-* on verify volumes,
+// quiesce:clone-* on clone volumes).
+func (c policyRules) volumeTags(st statement, bad func(string, ...any)) {
 	onCreate := st.condEquals("ec2:CreateAction", "CreateVolume") && st.condEquals("aws:RequestTag/quiesce:stack", c.stack) &&
-		st.condEquals("aws:RequestTag/quiesce:purpose", "verify")
-	progress := c.ownVolume(st) && strings.Join(st.Condition["ForAllValues:StringLike"]["aws:TagKeys"], ",") == "quiesce:verify-*"
+		st.condIn("aws:RequestTag/quiesce:purpose", restorePurposes...)
+	progress := false
+	for _, purpose := range restorePurposes {
+		if st.condEquals("aws:ResourceTag/quiesce:stack", c.stack) && st.condEquals("aws:ResourceTag/quiesce:purpose", purpose) &&
+			strings.Join(st.Condition["ForAllValues:StringLike"]["aws:TagKeys"], ",") == "quiesce:"+purpose+"-*" {
+			progress = true
+		}
+	}
 	if !onCreate && !progress {
-		t.Errorf("%s: CreateTags on volumes needs ec2:CreateAction=CreateVolume with the stack and purpose tags, or this stack's verify volumes and quiesce:verify-* keys only: %v", st.Sid, st.Condition)
+		bad("CreateTags on volumes needs ec2:CreateAction=CreateVolume with the stack and purpose tags, or this stack's volumes of one purpose and that purpose's progress keys only: %v", st.Condition)
 	}
 }

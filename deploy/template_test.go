@@ -53,6 +53,8 @@ var sampleParams = map[string]string{
 	"VerifyEvery":              "7d",
 	"VerifyMaxHours":           "12",
 	"VerifyCheckSql":           "/etc/quiesce/verify.sql",
+	// Cloning.
+	"CloneTargetTagValue": "db-clone-target",
 }
 
 var sampleEnv = deploy.Env{
@@ -228,7 +230,7 @@ func TestTemplateTyped(t *testing.T) {
 	if lg.RetentionInDays == nil || *lg.RetentionInDays != 30 {
 		t.Errorf("log retention = %v", lg.RetentionInDays)
 	}
-	for _, name := range []string{"QuiesceDocument", "InstallHostagentDocument", "VerifyDocument"} {
+	for _, name := range []string{"QuiesceDocument", "InstallHostagentDocument", "VerifyDocument", "CloneDocument"} {
 		doc, err := tpl.GetSSMDocumentWithName(name)
 		if err != nil {
 			t.Fatal(err)
@@ -242,7 +244,7 @@ func TestTemplateTyped(t *testing.T) {
 
 func checkOutputs(t *testing.T, tpl *cloudformation.Template) {
 	t.Helper()
-	for _, name := range []string{"FunctionName", "FunctionArn", "QuiesceDocumentName", "InstallDocumentName", "VerifyDocumentName", "AlarmTopicArn"} {
+	for _, name := range []string{"FunctionName", "FunctionArn", "QuiesceDocumentName", "InstallDocumentName", "VerifyDocumentName", "CloneDocumentName", "AlarmTopicArn"} {
 		if _, ok := tpl.Outputs[name]; !ok {
 			t.Errorf("output %s missing", name)
 		}
@@ -359,7 +361,7 @@ func TestTemplateParameterPatterns(t *testing.T) {
 	raw := readTemplate(t)
 	params := raw["Parameters"].(map[string]any)
 	for _, name := range []string{"TargetTagValue", "Mounts", "MysqlDefaultsFile", "FreezeTimeout", "MaxAge", "AlarmEmail", "ScheduleExpression", "ScheduleTimezone",
-		"VerifyScheduleExpression", "VerifierTagValue", "VerifyEvery", "VerifyCheckSql"} {
+		"VerifyScheduleExpression", "VerifierTagValue", "VerifyEvery", "VerifyCheckSql", "CloneTargetTagValue"} {
 		p := params[name].(map[string]any)
 		pat, _ := p["AllowedPattern"].(string)
 		if pat == "" {
@@ -416,6 +418,7 @@ func TestTemplateEnvironmentWiring(t *testing.T) {
 		"QUIESCE_KEEP_LAST": "7", "QUIESCE_MAX_AGE": "168h", "QUIESCE_MAX_CONCURRENCY": "25",
 		"QUIESCE_VERIFY_DOCUMENT": "ref:VerifyDocument", "QUIESCE_VERIFIER_TAG_VALUE": "db-verifier",
 		"QUIESCE_VERIFY_EVERY": "7d", "QUIESCE_VERIFY_MAX_HOURS": "12", "QUIESCE_VERIFY_CHECK_SQL": "/etc/quiesce/verify.sql",
+		"QUIESCE_CLONE_DOCUMENT": "ref:CloneDocument", "QUIESCE_CLONE_TARGET_ROLE": "db-clone-target",
 	}
 	for k, w := range want {
 		if vars[k] != w {
@@ -471,7 +474,7 @@ func TestTemplateDocumentsMatch(t *testing.T) {
 	raw := readTemplate(t)
 	for resName, docYAML := range map[string][]byte{
 		"QuiesceDocument": ssmdoc.QuiesceDocument(), "InstallHostagentDocument": ssmdoc.InstallDocument(),
-		"VerifyDocument": ssmdoc.VerifyDocument(),
+		"VerifyDocument": ssmdoc.VerifyDocument(), "CloneDocument": ssmdoc.CloneDocument(),
 	} {
 		inTemplate := get(t, raw.Resource(resName), "Properties", "Content")
 		var standalone any
@@ -523,7 +526,7 @@ func rewriteTemplateDocuments(t *testing.T) {
 		marker string
 		body   []byte
 	}{{"ssmdoc/quiesce-command.yaml", ssmdoc.QuiesceDocument()}, {"ssmdoc/install-hostagent.yaml", ssmdoc.InstallDocument()},
-		{"ssmdoc/quiesce-verify.yaml", ssmdoc.VerifyDocument()}} {
+		{"ssmdoc/quiesce-verify.yaml", ssmdoc.VerifyDocument()}, {"ssmdoc/quiesce-clone.yaml", ssmdoc.CloneDocument()}} {
 		re := regexp.MustCompile(`(?s)\n( *)# BEGIN ` + regexp.QuoteMeta(f.marker) + `\n.*?\n *# END ` + regexp.QuoteMeta(f.marker) + `\n`)
 		m := re.FindSubmatchIndex(b)
 		if m == nil {
