@@ -110,12 +110,13 @@ func (s statement) condEquals(key string, want ...string) bool {
 // action carries the condition that keeps it to this stack / tagged instances.
 func TestIAMLeastPrivilege(t *testing.T) {
 	for _, tc := range []struct {
-		name   string
-		env    deploy.Env
-		tagVal string
+		name        string
+		env         deploy.Env
+		tagVal      string
+		verifierVal string
 	}{
-		{"sample parameters", sampleEnv, "nightly"},
-		{"defaults", deploy.Env{StackName: "quiesce", Region: "us-east-1", AccountID: "111122223333", Partition: "aws"}, "true"},
+		{"sample parameters", sampleEnv, "nightly", "db-verifier"},
+		{"defaults", deploy.Env{StackName: "quiesce", Region: "us-east-1", AccountID: "111122223333", Partition: "aws"}, "true", "verifier"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			stack := tc.env.StackName
@@ -124,6 +125,9 @@ func TestIAMLeastPrivilege(t *testing.T) {
 			}
 			snapshotARN := "arn:" + tc.env.Partition + ":ec2:" + tc.env.Region + "::snapshot/*"
 			docARN := arn("ssm", "document/ref:QuiesceDocument")
+			verifyDocARN := arn("ssm", "document/ref:VerifyDocument")
+			check := verifyChecks{t: t, stack: stack, verifierVal: tc.verifierVal, snapshotARN: snapshotARN,
+				volumeARN: arn("ec2", "volume/*"), instanceARN: arn("ec2", "instance/*")}
 			granted := map[string]bool{}
 			for _, st := range functionStatements(t, tc.env) {
 				id := st.Sid
@@ -150,12 +154,15 @@ func TestIAMLeastPrivilege(t *testing.T) {
 					case "ssm:SendCommand":
 						for _, r := range st.Resources {
 							switch {
-							case r == docARN:
-								// The document itself: unconditioned, it is this stack's.
+							case r == docARN || r == verifyDocARN:
+								// The documents themselves: unconditioned, they are this stack's.
 							case r == arn("ec2", "instance/*"):
-								// The opt-in key is a literal; only its value is the TargetTagValue parameter.
-								if !st.condEquals("ssm:resourceTag/"+optInTagKey, tc.tagVal) || len(st.Condition) != 1 || len(st.Condition["StringEquals"]) != 1 {
-									t.Errorf("%s: SendCommand on instances must carry exactly StringEquals ssm:resourceTag/%s = %s: %v", id, optInTagKey, tc.tagVal, st.Condition)
+								// The tag keys are literals; only their values are parameters.
+								opted := st.condEquals("ssm:resourceTag/"+optInTagKey, tc.tagVal)
+								verifiers := st.condEquals("ssm:resourceTag/"+verifierRoleKey, tc.verifierVal)
+								if !(opted || verifiers) || len(st.Condition) != 1 || len(st.Condition["StringEquals"]) != 1 {
+									t.Errorf("%s: SendCommand on instances must carry exactly StringEquals ssm:resourceTag/%s = %s or ssm:resourceTag/%s = %s: %v",
+										id, optInTagKey, tc.tagVal, verifierRoleKey, tc.verifierVal, st.Condition)
 								}
 							default:
 								t.Errorf("%s: SendCommand on unexpected resource %s (only %s and tagged instances)", id, r, docARN)
@@ -174,10 +181,16 @@ func TestIAMLeastPrivilege(t *testing.T) {
 								t.Errorf("%s: %s on unexpected resource %s", id, a, r)
 							}
 						}
+					case "ec2:CreateVolume", "ec2:AttachVolume", "ec2:DetachVolume", "ec2:DeleteVolume":
+						check.volumeAction(st, a)
 					case "ec2:CreateTags":
+						if len(st.Resources) == 1 && st.Resources[0] == check.volumeARN {
+							check.volumeTags(st)
+							continue
+						}
 						for _, r := range st.Resources {
 							if r != snapshotARN {
-								t.Errorf("%s: CreateTags on %s (snapshots only)", id, r)
+								t.Errorf("%s: CreateTags on %s (snapshots, or verify volumes in a statement of their own)", id, r)
 							}
 						}
 						onCreate := st.condEquals("ec2:CreateAction", "CreateSnapshot", "CreateSnapshots") &&
@@ -208,7 +221,8 @@ func TestIAMLeastPrivilege(t *testing.T) {
 			}
 			for _, need := range []string{"ssm:SendCommand", "ssm:GetCommandInvocation", "ssm:DescribeInstanceInformation",
 				"ec2:DescribeInstances", "ec2:DescribeSnapshots", "ec2:CreateSnapshot",
-				"ec2:CreateSnapshots", "ec2:CreateTags", "ec2:DeleteSnapshot"} {
+				"ec2:CreateSnapshots", "ec2:CreateTags", "ec2:DeleteSnapshot",
+				"ec2:DescribeVolumes", "ec2:CreateVolume", "ec2:AttachVolume", "ec2:DetachVolume", "ec2:DeleteVolume"} {
 				if !granted[need] {
 					t.Errorf("the function is not granted %s", need)
 				}
@@ -302,4 +316,60 @@ func moduleDir(t *testing.T, pkg string) string {
 		t.Skipf("cannot locate %s: %v", pkg, err)
 	}
 	return out
+}
+
+// verifierRoleKey is the tag that marks verifier instances (README "Verify restores").
+const verifierRoleKey = "quiesce:role"
+
+// verifyChecks are the rules for the restore verification's grants.
+type verifyChecks struct {
+	t                                   *testing.T
+	stack, verifierVal                  string
+	snapshotARN, volumeARN, instanceARN string
+}
+
+// ownVolume: the statement is limited to this stack's verify volumes.
+func (c verifyChecks) ownVolume(st statement) bool {
+	return st.condEquals("aws:ResourceTag/quiesce:stack", c.stack) && st.condEquals("aws:ResourceTag/quiesce:purpose", "verify")
+}
+
+// volumeAction: CreateVolume only from this stack's snapshots into volumes
+// tagged at creation; AttachVolume only of this stack's verify volumes to
+// verifier-tagged instances; Detach and Delete only this stack's verify volumes.
+func (c verifyChecks) volumeAction(st statement, action string) {
+	t := c.t
+	t.Helper()
+	for _, r := range st.Resources {
+		ok := false
+		switch {
+		case action == "ec2:CreateVolume" && r == c.snapshotARN:
+			ok = st.condEquals("aws:ResourceTag/quiesce:stack", c.stack)
+		case action == "ec2:CreateVolume" && r == c.volumeARN:
+			parent := st.Condition["ArnLike"]["ec2:ParentSnapshot"]
+			ok = st.condEquals("aws:RequestTag/quiesce:stack", c.stack) && st.condEquals("aws:RequestTag/quiesce:purpose", "verify") &&
+				len(parent) == 1 && parent[0] == c.snapshotARN
+		case action == "ec2:AttachVolume" && r == c.instanceARN:
+			ok = st.condEquals("aws:ResourceTag/"+verifierRoleKey, c.verifierVal) && len(st.Condition) == 1 && len(st.Condition["StringEquals"]) == 1
+		case action == "ec2:DetachVolume" && r == c.instanceARN:
+			ok = true // the volume side below keeps it to this stack's verify volumes
+		case r == c.volumeARN && action != "ec2:CreateVolume":
+			ok = c.ownVolume(st)
+		}
+		if !ok {
+			t.Errorf("%s: %s on %s without the conditions that keep it to this stack's verify volumes and verifiers: %v", st.Sid, action, r, st.Condition)
+		}
+	}
+}
+
+// volumeTags: tags on volumes only at CreateVolume with the stack and purpose
+// tags, or later quiesce:verify-* progress tags on this stack's verify volumes.
+func (c verifyChecks) volumeTags(st statement) {
+	t := c.t
+	t.Helper()
+	onCreate := st.condEquals("ec2:CreateAction", "CreateVolume") && st.condEquals("aws:RequestTag/quiesce:stack", c.stack) &&
+		st.condEquals("aws:RequestTag/quiesce:purpose", "verify")
+	progress := c.ownVolume(st) && strings.Join(st.Condition["ForAllValues:StringLike"]["aws:TagKeys"], ",") == "quiesce:verify-*"
+	if !onCreate && !progress {
+		t.Errorf("%s: CreateTags on volumes needs ec2:CreateAction=CreateVolume with the stack and purpose tags, or this stack's verify volumes and quiesce:verify-* keys only: %v", st.Sid, st.Condition)
+	}
 }

@@ -46,6 +46,13 @@ var sampleParams = map[string]string{
 	"FunctionTimeout":    "600",
 	"AlarmEmail":         "dba@example.com",
 	"LogRetentionDays":   "90",
+	// Restore verification.
+	"VerifyScheduleExpression": "rate(2 hours)",
+	"VerifyScheduleEnabled":    "true",
+	"VerifierTagValue":         "db-verifier",
+	"VerifyEvery":              "7d",
+	"VerifyMaxHours":           "12",
+	"VerifyCheckSql":           "/etc/quiesce/verify.sql",
 }
 
 var sampleEnv = deploy.Env{
@@ -152,10 +159,12 @@ func TestTemplateTyped(t *testing.T) {
 	if fn.CodeUri == nil || fn.CodeUri.String == nil || *fn.CodeUri.String != "." {
 		t.Errorf("CodeUri must be the repository root (the Makefile is there)")
 	}
-	if ev, ok := fn.Events["Schedule"]; !ok || ev.Type != "ScheduleV2" {
-		t.Errorf("Events = %v, want Schedule of type ScheduleV2", fn.Events)
+	for _, name := range []string{"Schedule", "VerifySchedule"} {
+		if ev, ok := fn.Events[name]; !ok || ev.Type != "ScheduleV2" {
+			t.Errorf("Events = %v, want %s of type ScheduleV2", fn.Events, name)
+		}
 	}
-	if len(fn.Events) != 1 {
+	if len(fn.Events) != 2 {
 		t.Errorf("unexpected events: %v", fn.Events)
 	}
 	eic := fn.EventInvokeConfig
@@ -209,7 +218,7 @@ func TestTemplateTyped(t *testing.T) {
 	if lg.RetentionInDays == nil || *lg.RetentionInDays != 30 {
 		t.Errorf("log retention = %v", lg.RetentionInDays)
 	}
-	for _, name := range []string{"QuiesceDocument", "InstallHostagentDocument"} {
+	for _, name := range []string{"QuiesceDocument", "InstallHostagentDocument", "VerifyDocument"} {
 		doc, err := tpl.GetSSMDocumentWithName(name)
 		if err != nil {
 			t.Fatal(err)
@@ -223,7 +232,7 @@ func TestTemplateTyped(t *testing.T) {
 
 func checkOutputs(t *testing.T, tpl *cloudformation.Template) {
 	t.Helper()
-	for _, name := range []string{"FunctionName", "FunctionArn", "QuiesceDocumentName", "InstallDocumentName", "AlarmTopicArn"} {
+	for _, name := range []string{"FunctionName", "FunctionArn", "QuiesceDocumentName", "InstallDocumentName", "VerifyDocumentName", "AlarmTopicArn"} {
 		if _, ok := tpl.Outputs[name]; !ok {
 			t.Errorf("output %s missing", name)
 		}
@@ -344,7 +353,8 @@ func itoa(n int) string { return strconv.Itoa(n) }
 func TestTemplateParameterPatterns(t *testing.T) {
 	raw := readTemplate(t)
 	params := raw["Parameters"].(map[string]any)
-	for _, name := range []string{"TargetTagValue", "Mounts", "MysqlDefaultsFile", "FreezeTimeout", "MaxAge", "AlarmEmail", "ScheduleExpression", "ScheduleTimezone"} {
+	for _, name := range []string{"TargetTagValue", "Mounts", "MysqlDefaultsFile", "FreezeTimeout", "MaxAge", "AlarmEmail", "ScheduleExpression", "ScheduleTimezone",
+		"VerifyScheduleExpression", "VerifierTagValue", "VerifyEvery", "VerifyCheckSql"} {
 		p := params[name].(map[string]any)
 		pat, _ := p["AllowedPattern"].(string)
 		if pat == "" {
@@ -399,6 +409,8 @@ func TestTemplateEnvironmentWiring(t *testing.T) {
 		"QUIESCE_MOUNTS": "/data/mysql,/data/binlog", "QUIESCE_MYSQL_LOCK": "backup-stage",
 		"QUIESCE_MYSQL_DEFAULTS_FILE": "/etc/quiesce/my.cnf", "QUIESCE_FREEZE_TIMEOUT": "45s",
 		"QUIESCE_KEEP_LAST": "7", "QUIESCE_MAX_AGE": "168h", "QUIESCE_MAX_CONCURRENCY": "25",
+		"QUIESCE_VERIFY_DOCUMENT": "ref:VerifyDocument", "QUIESCE_VERIFIER_TAG_VALUE": "db-verifier",
+		"QUIESCE_VERIFY_EVERY": "7d", "QUIESCE_VERIFY_MAX_HOURS": "12", "QUIESCE_VERIFY_CHECK_SQL": "/etc/quiesce/verify.sql",
 	}
 	for k, w := range want {
 		if vars[k] != w {
@@ -454,6 +466,7 @@ func TestTemplateDocumentsMatch(t *testing.T) {
 	raw := readTemplate(t)
 	for resName, docYAML := range map[string][]byte{
 		"QuiesceDocument": ssmdoc.QuiesceDocument(), "InstallHostagentDocument": ssmdoc.InstallDocument(),
+		"VerifyDocument": ssmdoc.VerifyDocument(),
 	} {
 		inTemplate := get(t, raw.Resource(resName), "Properties", "Content")
 		var standalone any
@@ -504,7 +517,8 @@ func rewriteTemplateDocuments(t *testing.T) {
 	for _, f := range []struct {
 		marker string
 		body   []byte
-	}{{"ssmdoc/quiesce-command.yaml", ssmdoc.QuiesceDocument()}, {"ssmdoc/install-hostagent.yaml", ssmdoc.InstallDocument()}} {
+	}{{"ssmdoc/quiesce-command.yaml", ssmdoc.QuiesceDocument()}, {"ssmdoc/install-hostagent.yaml", ssmdoc.InstallDocument()},
+		{"ssmdoc/quiesce-verify.yaml", ssmdoc.VerifyDocument()}} {
 		re := regexp.MustCompile(`(?s)\n( *)# BEGIN ` + regexp.QuoteMeta(f.marker) + `\n.*?\n *# END ` + regexp.QuoteMeta(f.marker) + `\n`)
 		m := re.FindSubmatchIndex(b)
 		if m == nil {

@@ -519,6 +519,11 @@ func (s *indStandIn) serveEC2(w http.ResponseWriter, r *http.Request) {
 		s.deleted = append(s.deleted, id)
 		s.ec2OK(w, action, "<return>true</return>")
 
+	case "DescribeVolumes":
+		// Retention looks for verify volumes before pruning; no verification
+		// runs here, so there are none.
+		s.ec2OK(w, action, "<volumeSet/>")
+
 	default:
 		ec2Err(w, 400, "InvalidAction", "The action "+action+" is not valid for this web service.")
 	}

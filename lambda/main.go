@@ -42,6 +42,14 @@
 // the freeze, and the thaw report says our thaw ended the hold in time;
 // otherwise crash, with quiesce:note saying why. See package orchestrate.
 //
+// # Verify
+//
+// {"action":"verify", "targets":{…}, "run_id":"optional",
+// "verify":{"verifier_tag":"verifier","every":"24h","max_hours":6,"check_sql":"/etc/quiesce/verify.sql"}}
+// restores each targeted instance's newest unverified application set on a
+// verifier instance and checks it (package verify; README "Verify restores").
+// The QUIESCE_VERIFY_* variables hold the defaults.
+//
 // AWS_ENDPOINT_URL_EC2 / AWS_ENDPOINT_URL_SSM point it at a local stand-in.
 package main
 
@@ -58,6 +66,7 @@ import (
 	"github.com/quiesce/quiesce/lambda/internal/handler"
 	"github.com/quiesce/quiesce/lambda/internal/metrics"
 	"github.com/quiesce/quiesce/lambda/internal/orchestrate"
+	"github.com/quiesce/quiesce/lambda/internal/verify"
 )
 
 func main() {
@@ -69,6 +78,7 @@ func main() {
 		os.Exit(1)
 	}
 	m := &metrics.Emitter{W: os.Stdout, Stack: event.StackFromEnv(os.Getenv)}
-	h := &handler.Handler{Runner: orchestrate.NewRunner(ec2c, ssmc, clock.Real{}, log, m), Log: log}
+	h := &handler.Handler{Runner: orchestrate.NewRunner(ec2c, ssmc, clock.Real{}, log, m),
+		Verifier: verify.NewRunner(ec2c, ssmc, clock.Real{}, log, m), Log: log}
 	lambda.Start(h.Handle)
 }

@@ -39,6 +39,9 @@ var quiesceYAML []byte
 //go:embed install-hostagent.yaml
 var installYAML []byte
 
+//go:embed quiesce-verify.yaml
+var verifyYAML []byte
+
 // QuiesceDocument returns the YAML of the "Quiesce" Command document
 // (freeze, thaw, check, status through hostagent).
 func QuiesceDocument() []byte { return append([]byte(nil), quiesceYAML...) }
@@ -46,6 +49,10 @@ func QuiesceDocument() []byte { return append([]byte(nil), quiesceYAML...) }
 // InstallDocument returns the YAML of the Command document that installs a
 // hostagent release from S3 with SHA-256 verification.
 func InstallDocument() []byte { return append([]byte(nil), installYAML...) }
+
+// VerifyDocument returns the YAML of the "QuiesceVerify" Command document
+// (hostagent verify on a verifier instance).
+func VerifyDocument() []byte { return append([]byte(nil), verifyYAML...) }
 
 // ErrInvalidParameter is wrapped by every Render error caused by a parameter
 // (undeclared, missing, or a value the document does not allow), so a caller
@@ -274,3 +281,6 @@ func Quiesce() (*Document, error) { return Load(quiesceYAML) }
 
 // Install loads the embedded install-hostagent document.
 func Install() (*Document, error) { return Load(installYAML) }
+
+// Verify loads the embedded verify document.
+func Verify() (*Document, error) { return Load(verifyYAML) }

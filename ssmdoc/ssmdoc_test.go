@@ -71,7 +71,7 @@ func TestDocumentsHaveNoTextInterpolation(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		doc  []byte
-	}{{"quiesce", ssmdoc.QuiesceDocument()}, {"install", ssmdoc.InstallDocument()}} {
+	}{{"quiesce", ssmdoc.QuiesceDocument()}, {"install", ssmdoc.InstallDocument()}, {"verify", ssmdoc.VerifyDocument()}} {
 		d, err := ssmdoc.Load(tc.doc)
 		if err != nil {
 			t.Fatalf("%s: %v", tc.name, err)

@@ -5,7 +5,8 @@
 //   - EC2 Query (form POST, Action=…&Version=2016-11-15, XML responses in the
 //     EC2 namespace, errors as <Response><Errors><Error><Code>…):
 //     DescribeInstances, DescribeVolumes, CreateSnapshot, CreateSnapshots,
-//     CreateTags, DescribeSnapshots, DeleteSnapshot.
+//     CreateTags, DescribeSnapshots, DeleteSnapshot, CreateVolume,
+//     AttachVolume, DetachVolume, DeleteVolume.
 //   - SSM JSON 1.1 (Content-Type application/x-amz-json-1.1,
 //     X-Amz-Target: AmazonSSM.<Op>, errors as {"__type":…}):
 //     SendCommand, GetCommandInvocation, DescribeInstanceInformation.
@@ -15,7 +16,8 @@
 // AWS_ENDPOINT_URL_EC2 / AWS_ENDPOINT_URL_SSM variables. Requests are not
 // authenticated (any SigV4 signature is accepted).
 //
-// State: instances (tags, block device mappings, SSM ping status), volumes,
+// State: instances (tags, block device mappings, SSM ping status), volumes
+// (seeded attached, or created from a snapshot: states, attachments, tags),
 // snapshots (tags, pending→completed after Server.SnapshotCompleteAfter) and
 // SSM commands. Seed it with AddInstance / AddSnapshot.
 //
@@ -29,6 +31,12 @@
 //     call). An error fails the call with InternalError (HTTP 500).
 //   - OnDeleteSnapshot is called inside DeleteSnapshot once EC2's checks
 //     passed, before the snapshot goes (the demo removes its image file).
+//   - VolumeHooks (OnCreateVolume, OnAttachVolume, OnDetachVolume,
+//     OnDeleteVolume) run inside the volume calls after EC2's checks: the
+//     demo makes a volume a FICLONE copy of the snapshot image and an
+//     attachment a loop device (and refuses to detach a mounted one).
+//     VolumeDelays time creating→available, attaching→attached and
+//     detaching→available on Server.Clock.
 //   - Documents (optional): SendCommand validates the document name and
 //     parameters like SSM (InvalidDocument, InvalidParameters) using the
 //     ssmdoc rules, e.g. Documents: {"Quiesce": ssmdoc.Quiesce()}.
@@ -263,11 +271,17 @@ type Server struct {
 	// InvalidParameters, and nothing runs. nil accepts anything.
 	Documents map[string]*ssmdoc.Document
 	Limits    Limits
+	// VolumeHooks make CreateVolume/AttachVolume/DetachVolume/DeleteVolume
+	// real for a caller (the demo); VolumeDelays time their transitions.
+	VolumeHooks  VolumeHooks
+	VolumeDelays VolumeDelays
 
 	mu        sync.Mutex
 	instances map[string]*Instance
 	order     []string // instance IDs in insertion order
 	volumes   map[string]*volume
+	volOrder  []string          // volume IDs in creation order
+	volTokens map[string]string // CreateVolume ClientToken → volume ID
 	snapshots map[string]*Snapshot
 	snapOrder []string
 	commands  map[string]map[string]*Command // command ID → instance ID → command
@@ -287,10 +301,21 @@ type Server struct {
 type volume struct {
 	id         string
 	size       int32
-	instanceID string
+	instanceID string // attached to ("" when available)
 	device     string
 	az         string
 	lastSnap   time.Time
+	// attachState: attaching, attached, detaching ("" when not attached).
+	attachState string
+	attachTime  time.Time
+	creating    bool
+	// settleAt: when the pending transition (creating, attaching,
+	// detaching) is over; see settleVolumes.
+	settleAt   time.Time
+	snapshotID string
+	tags       map[string]string
+	createdBy  string
+	createTime time.Time
 }
 
 // New returns an empty stand-in using the real clock.
@@ -310,6 +335,7 @@ func (s *Server) init() {
 		}
 		s.instances = map[string]*Instance{}
 		s.volumes = map[string]*volume{}
+		s.volTokens = map[string]string{}
 		s.snapshots = map[string]*Snapshot{}
 		s.commands = map[string]map[string]*Command{}
 		s.faults = map[string][]*faultState{}
@@ -354,7 +380,8 @@ func (s *Server) AddInstance(in Instance) {
 		if size == 0 {
 			size = 8
 		}
-		s.volumes[bd.VolumeID] = &volume{id: bd.VolumeID, size: size, instanceID: inst.ID, device: bd.DeviceName, az: inst.AvailabilityZone}
+		s.putVolume(&volume{id: bd.VolumeID, size: size, instanceID: inst.ID, device: bd.DeviceName, az: inst.AvailabilityZone,
+			attachState: "attached", tags: map[string]string{}, createdBy: "seed", createTime: seededAt, attachTime: seededAt})
 	}
 }
 

@@ -16,6 +16,9 @@ const ec2Namespace = "http://ec2.amazonaws.com/doc/2016-11-15/"
 // ec2TimeFormat is the ISO 8601 form EC2 uses in XML.
 const ec2TimeFormat = "2006-01-02T15:04:05.000Z"
 
+// seededAt is the creation and attach time of seeded volumes.
+var seededAt = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
 type respHeader struct {
 	Xmlns     string `xml:"xmlns,attr"`
 	RequestID string `xml:"requestId"`
@@ -112,11 +115,13 @@ type xmlAttachment struct {
 type xmlVolume struct {
 	VolumeID         string          `xml:"volumeId"`
 	Size             int32           `xml:"size"`
+	SnapshotID       string          `xml:"snapshotId"`
 	AvailabilityZone string          `xml:"availabilityZone"`
 	Status           string          `xml:"status"`
 	CreateTime       string          `xml:"createTime"`
 	VolumeType       string          `xml:"volumeType"`
 	Attachments      []xmlAttachment `xml:"attachmentSet>item"`
+	Tags             []xmlTag        `xml:"tagSet>item,omitempty"`
 }
 
 type describeInstancesResponse struct {
@@ -210,7 +215,18 @@ func writeEC2Error(w http.ResponseWriter, e *APIError) {
 }
 
 func (s *Server) ec2Action(ctx context.Context, action string, form url.Values) (ec2Response, *APIError) {
+	s.mu.Lock()
+	s.settleVolumes(s.Clock.Now())
+	s.mu.Unlock()
 	switch action {
+	case "CreateVolume":
+		return s.createVolume(ctx, form)
+	case "AttachVolume":
+		return s.attachVolume(ctx, form)
+	case "DetachVolume":
+		return s.detachVolume(ctx, form)
+	case "DeleteVolume":
+		return s.deleteVolume(ctx, form)
 	case "DescribeInstances":
 		return s.describeInstances(form)
 	case "DescribeVolumes":
@@ -296,7 +312,11 @@ func (s *Server) xmlInstance(in *Instance) xmlInstance {
 	x.State.Code = stateCode(in.State)
 	x.Placement.AvailabilityZone = in.AvailabilityZone
 	for _, bd := range in.BlockDevices {
-		x.BlockDevices = append(x.BlockDevices, xmlBlockDevice{DeviceName: bd.DeviceName, Ebs: xmlEbs{VolumeID: bd.VolumeID, Status: "attached", AttachTime: "2026-01-01T00:00:00.000Z", DeleteOnTermination: bd.DeviceName == in.RootDeviceName}})
+		ebs := xmlEbs{VolumeID: bd.VolumeID, Status: "attached", AttachTime: seededAt.Format(ec2TimeFormat), DeleteOnTermination: bd.DeviceName == in.RootDeviceName}
+		if v := s.volumes[bd.VolumeID]; v != nil && v.instanceID == in.ID {
+			ebs.Status, ebs.AttachTime = v.attachState, v.attachTime.UTC().Format(ec2TimeFormat)
+		}
+		x.BlockDevices = append(x.BlockDevices, xmlBlockDevice{DeviceName: bd.DeviceName, Ebs: ebs})
 	}
 	x.Tags = tagSet(in.Tags)
 	return x
@@ -349,8 +369,11 @@ func instanceMatches(in *Instance, fs []filter) bool {
 }
 
 func (s *Server) describeVolumes(form url.Values) (ec2Response, *APIError) {
+	if e := checkMaxResults(form, "VolumeId"); e != nil {
+		return nil, e
+	}
 	fs := filters(form)
-	if e := checkFilters(fs, "attachment.instance-id", "volume-id", "attachment.device"); e != nil {
+	if e := checkFilters(fs, "attachment.instance-id", "volume-id", "attachment.device", "attachment.status", "snapshot-id", "status", "availability-zone"); e != nil {
 		return nil, e
 	}
 	s.mu.Lock()
@@ -358,39 +381,16 @@ func (s *Server) describeVolumes(form url.Values) (ec2Response, *APIError) {
 	ids := list(form, "VolumeId")
 	for _, id := range ids {
 		if s.volumes[id] == nil {
-			return nil, &APIError{Code: "InvalidVolume.NotFound", Message: fmt.Sprintf("The volume '%s' does not exist.", id)}
+			return nil, volumeNotFound(id)
 		}
 	}
 	var out []xmlVolume
-	for _, instID := range s.order {
-		in := s.instances[instID]
-		for _, bd := range in.BlockDevices {
-			v := s.volumes[bd.VolumeID]
-			if v == nil || v.instanceID != instID {
-				continue
-			}
-			if len(ids) > 0 && !contains(ids, v.id) {
-				continue
-			}
-			ok := true
-			for _, f := range fs {
-				switch f.Name {
-				case "attachment.instance-id":
-					ok = ok && matchAny(f.Values, v.instanceID)
-				case "volume-id":
-					ok = ok && matchAny(f.Values, v.id)
-				case "attachment.device":
-					ok = ok && matchAny(f.Values, v.device)
-				default:
-					ok = false
-				}
-			}
-			if !ok {
-				continue
-			}
-			out = append(out, xmlVolume{VolumeID: v.id, Size: v.size, AvailabilityZone: v.az, Status: "in-use", CreateTime: "2026-01-01T00:00:00.000Z", VolumeType: "gp3",
-				Attachments: []xmlAttachment{{VolumeID: v.id, InstanceID: v.instanceID, Device: v.device, Status: "attached", AttachTime: "2026-01-01T00:00:00.000Z"}}})
+	for _, id := range s.volOrder {
+		v := s.volumes[id]
+		if v == nil || (len(ids) > 0 && !contains(ids, v.id)) || !volumeMatches(v, fs) {
+			continue
 		}
+		out = append(out, s.xmlVolume(v))
 	}
 	start, end, next := page(len(out), form.Get("NextToken"), maxResults(form))
 	return &describeVolumesResponse{Volumes: out[start:end], NextToken: next}, nil
@@ -644,6 +644,10 @@ func (s *Server) createTags(form url.Values) (ec2Response, *APIError) {
 			cur = s.snapshots[id].Tags
 		case s.instances[id] != nil:
 			cur = s.instances[id].Tags
+		case s.volumes[id] != nil:
+			cur = s.volumes[id].tags
+		case strings.HasPrefix(id, "vol-"):
+			return nil, volumeNotFound(id)
 		case strings.HasPrefix(id, "snap-"):
 			return nil, &APIError{Code: "InvalidSnapshot.NotFound", Message: fmt.Sprintf("The snapshot '%s' does not exist.", id)}
 		default:
@@ -663,6 +667,8 @@ func (s *Server) createTags(form url.Values) (ec2Response, *APIError) {
 			target = sn.Tags
 		} else if in := s.instances[id]; in != nil {
 			target = in.Tags
+		} else if v := s.volumes[id]; v != nil {
+			target = v.tags
 		}
 		for k, v := range tags {
 			target[k] = v

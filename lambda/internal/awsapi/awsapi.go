@@ -28,9 +28,30 @@ type EC2 interface {
 	DeleteSnapshot(ctx context.Context, params *ec2.DeleteSnapshotInput, optFns ...func(*ec2.Options)) (*ec2.DeleteSnapshotOutput, error)
 }
 
+// VolumeLister lists EBS volumes (retention asks it which snapshots a
+// verification is restoring right now).
+type VolumeLister interface {
+	DescribeVolumes(ctx context.Context, params *ec2.DescribeVolumesInput, optFns ...func(*ec2.Options)) (*ec2.DescribeVolumesOutput, error)
+}
+
+// VerifyEC2 is the part of EC2 the verify action calls: it finds snapshot
+// sets and the verifier, restores the sets onto temporary volumes, attaches,
+// detaches and deletes them, and tags the outcome.
+type VerifyEC2 interface {
+	VolumeLister
+	DescribeInstances(ctx context.Context, params *ec2.DescribeInstancesInput, optFns ...func(*ec2.Options)) (*ec2.DescribeInstancesOutput, error)
+	DescribeSnapshots(ctx context.Context, params *ec2.DescribeSnapshotsInput, optFns ...func(*ec2.Options)) (*ec2.DescribeSnapshotsOutput, error)
+	CreateTags(ctx context.Context, params *ec2.CreateTagsInput, optFns ...func(*ec2.Options)) (*ec2.CreateTagsOutput, error)
+	CreateVolume(ctx context.Context, params *ec2.CreateVolumeInput, optFns ...func(*ec2.Options)) (*ec2.CreateVolumeOutput, error)
+	AttachVolume(ctx context.Context, params *ec2.AttachVolumeInput, optFns ...func(*ec2.Options)) (*ec2.AttachVolumeOutput, error)
+	DetachVolume(ctx context.Context, params *ec2.DetachVolumeInput, optFns ...func(*ec2.Options)) (*ec2.DetachVolumeOutput, error)
+	DeleteVolume(ctx context.Context, params *ec2.DeleteVolumeInput, optFns ...func(*ec2.Options)) (*ec2.DeleteVolumeOutput, error)
+}
+
 var (
-	_ SSM = (*ssm.Client)(nil)
-	_ EC2 = (*ec2.Client)(nil)
+	_ SSM       = (*ssm.Client)(nil)
+	_ EC2       = (*ec2.Client)(nil)
+	_ VerifyEC2 = (*ec2.Client)(nil)
 )
 
 // NoSDKRetry makes one EC2 call a single attempt; used for the snapshot calls

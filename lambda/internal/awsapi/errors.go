@@ -111,3 +111,17 @@ func IsAmbiguous(err error) bool {
 	}
 	return Code(err) == "" // transport error, timeout, cancellation
 }
+
+// IsVolumeNotFound: the volume is already gone.
+func IsVolumeNotFound(err error) bool { return Code(err) == "InvalidVolume.NotFound" }
+
+// IsIncorrectState: the resource is not in a state the call accepts (a
+// volume still creating, already detaching, or not attached).
+func IsIncorrectState(err error) bool { return Code(err) == "IncorrectState" }
+
+// IsVolumeInUse: the volume is attached (DeleteVolume, AttachVolume).
+func IsVolumeInUse(err error) bool { return Code(err) == "VolumeInUse" }
+
+// IsDeviceInUse: AttachVolume at an attachment point the instance already
+// uses (EC2 answers InvalidParameterValue).
+func IsDeviceInUse(err error) bool { return Code(err) == "InvalidParameterValue" }

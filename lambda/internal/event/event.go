@@ -22,6 +22,11 @@ import (
 
 // Event is the JSON input.
 type Event struct {
+	// Action is "snapshot" (the default) or "verify" (restore and check
+	// snapshot sets on a verifier instance; its options are in Verify and
+	// are validated by the verify action itself).
+	Action         string            `json:"action,omitempty"`
+	Verify         json.RawMessage   `json:"verify,omitempty"`
 	RunID          string            `json:"run_id,omitempty"`
 	Targets        *Targets          `json:"targets,omitempty"`
 	Mounts         []string          `json:"mounts,omitempty"`
@@ -56,6 +61,12 @@ type Retention struct {
 
 // Config is the validated run configuration.
 type Config struct {
+	Action string // ActionSnapshot or ActionVerify
+	// Verify is the event's raw "verify" object (nil when absent).
+	Verify json.RawMessage
+	// RunIDGiven: the event named run_id (the verify action then verifies
+	// that run's sets instead of the newest unverified ones).
+	RunIDGiven        bool
 	RunID             string
 	Document          string
 	Stack             string
@@ -76,6 +87,12 @@ type Config struct {
 	// Scheduled is true when the input was a bare scheduled event.
 	Scheduled bool
 }
+
+// Actions.
+const (
+	ActionSnapshot = "snapshot"
+	ActionVerify   = "verify"
+)
 
 // Defaults when neither the event nor the environment says otherwise.
 const (
@@ -211,7 +228,20 @@ func (cfg *Config) fillIdentity(ev *Event, env, getenv func(string) string, now 
 		return fieldErr("QUIESCE_STACK", cfg.Stack, "must be 1-128 characters of letters, digits and ._:/+=@-")
 	}
 
+	switch ev.Action {
+	case "", ActionSnapshot:
+		cfg.Action = ActionSnapshot
+		if len(ev.Verify) > 0 {
+			return fieldErr("verify", "", "only with \"action\":\"verify\"")
+		}
+	case ActionVerify:
+		cfg.Action, cfg.Verify = ActionVerify, ev.Verify
+	default:
+		return fieldErr("action", ev.Action, "must be snapshot or verify")
+	}
+
 	// Run ID.
+	cfg.RunIDGiven = ev.RunID != ""
 	cfg.RunID = ev.RunID
 	if cfg.RunID == "" {
 		cfg.RunID = NewRunID(now)

@@ -127,3 +127,29 @@ func TestRunIDMatchesDocumentPattern(t *testing.T) {
 		t.Fatalf("run id %q", id)
 	}
 }
+
+func TestAction(t *testing.T) {
+	env := envOf("QUIESCE_STACK", "prod-db")
+	for _, tc := range []struct {
+		raw, action, err string
+		runIDGiven       bool
+		verify           string
+	}{
+		{raw: `{"targets":{"instance_ids":["i-0123456789abcdef0"]}}`, action: ActionSnapshot},
+		{raw: `{"action":"snapshot","targets":{"instance_ids":["i-0123456789abcdef0"]}}`, action: ActionSnapshot},
+		{raw: `{"action":"verify","run_id":"r1","targets":{"tags":{"a":"b"}},"verify":{"every":"24h"}}`, action: ActionVerify, runIDGiven: true, verify: `{"every":"24h"}`},
+		{raw: `{"action":"restore","targets":{"tags":{"a":"b"}}}`, err: `action "restore": must be snapshot or verify`},
+		{raw: `{"targets":{"tags":{"a":"b"}},"verify":{}}`, err: `verify: only with "action":"verify"`},
+	} {
+		cfg, err := Parse([]byte(tc.raw), env, now)
+		if tc.err != "" {
+			if err == nil || err.Error() != tc.err {
+				t.Errorf("%s: error %v, want %q", tc.raw, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || cfg.Action != tc.action || cfg.RunIDGiven != tc.runIDGiven || string(cfg.Verify) != tc.verify {
+			t.Errorf("%s: %+v, %v", tc.raw, cfg, err)
+		}
+	}
+}

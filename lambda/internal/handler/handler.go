@@ -19,20 +19,23 @@ import (
 
 	"github.com/quiesce/quiesce/lambda/internal/event"
 	"github.com/quiesce/quiesce/lambda/internal/orchestrate"
+	"github.com/quiesce/quiesce/lambda/internal/verify"
 )
 
 // Handler runs invocations; Runner is reused across warm invocations (the
 // snapshot pacing state carries over).
 type Handler struct {
 	Runner *orchestrate.Runner
-	Getenv func(string) string
-	Log    *slog.Logger
+	// Verifier runs the "verify" action (nil: the action is refused).
+	Verifier *verify.Runner
+	Getenv   func(string) string
+	Log      *slog.Logger
 }
 
 // Handle is the Lambda handler. Validation errors fail the invocation
 // before anything is frozen; a run with a failed instance returns the
 // result inside a *orchestrate.RunError.
-func (h *Handler) Handle(ctx context.Context, raw json.RawMessage) (*orchestrate.Result, error) {
+func (h *Handler) Handle(ctx context.Context, raw json.RawMessage) (any, error) {
 	getenv := h.Getenv
 	if getenv == nil {
 		getenv = os.Getenv
@@ -42,6 +45,9 @@ func (h *Handler) Handle(ctx context.Context, raw json.RawMessage) (*orchestrate
 		h.Log.Error("invalid event", "error", err)
 		return nil, err
 	}
+	if cfg.Action == event.ActionVerify {
+		return h.verify(ctx, cfg, getenv)
+	}
 	res, err := h.Runner.Run(ctx, cfg)
 	if res != nil {
 		logResult(h.Log, res)
@@ -49,6 +55,26 @@ func (h *Handler) Handle(ctx context.Context, raw json.RawMessage) (*orchestrate
 	var re *orchestrate.RunError
 	if err != nil && !errors.As(err, &re) {
 		h.Log.Error("run failed", "run_id", cfg.RunID, "error", err)
+	}
+	return res, err
+}
+
+// verify runs the verify action and logs its result.
+func (h *Handler) verify(ctx context.Context, cfg *event.Config, getenv func(string) string) (*verify.Result, error) {
+	if h.Verifier == nil {
+		return nil, errors.New("the verify action is not configured in this build")
+	}
+	vc, err := verify.ParseConfig(cfg, getenv)
+	if err != nil {
+		h.Log.Error("invalid event", "error", err)
+		return nil, err
+	}
+	res, err := h.Verifier.Run(ctx, vc)
+	if res != nil {
+		h.Log.Info("verify result", "result", res)
+	}
+	if err != nil {
+		h.Log.Error("verify failed", "error", err)
 	}
 	return res, err
 }

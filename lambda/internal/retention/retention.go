@@ -13,7 +13,10 @@
 //   - always: this run's snapshots and snapshots still pending.
 //
 // Snapshots in use (InvalidSnapshot.InUse: an AMI references them) are
-// skipped and reported; already-deleted ones are ignored.
+// skipped and reported; already-deleted ones are ignored. Snapshots a
+// verification is restoring right now (a volume of this stack tagged
+// quiesce:purpose=verify was created from them) are never deleted: the
+// verification tags its outcome on them.
 package retention
 
 import (
@@ -36,7 +39,12 @@ const (
 	tagStack      = contract.TagStack
 	tagRunID      = contract.TagRunID
 	tagIncomplete = contract.TagIncomplete
+	tagPurpose    = "quiesce:purpose"
 )
+
+// The SDK client lists volumes; a narrower EC2 that does not (a test fake)
+// has no verification to protect.
+var _ awsapi.VolumeLister = (*ec2.Client)(nil)
 
 // Policy is one retention pass.
 type Policy struct {
@@ -53,7 +61,9 @@ type Policy struct {
 type Outcome struct {
 	Deleted []string
 	InUse   []string
-	Errors  []string
+	// Verifying: kept because a verification is restoring them.
+	Verifying []string
+	Errors    []string
 }
 
 // Plan returns the snapshot IDs the policy deletes from snaps (pure; tested
@@ -122,7 +132,16 @@ func Prune(ctx context.Context, e awsapi.EC2, p Policy, log *slog.Logger) (Outco
 		}
 		all = append(all, o.Snapshots...)
 	}
+	verifying, err := verifySources(ctx, e, p.Stack)
+	if err != nil {
+		return out, err
+	}
 	for _, id := range Plan(p, all) {
+		if verifying[id] {
+			out.Verifying = append(out.Verifying, id)
+			log.Info("snapshot kept: a verification is restoring it", "snapshot", id)
+			continue
+		}
 		if ctx.Err() != nil {
 			out.Errors = append(out.Errors, "stopped: invocation time is up")
 			break
@@ -145,6 +164,36 @@ func Prune(ctx context.Context, e awsapi.EC2, p Policy, log *slog.Logger) (Outco
 		}
 	}
 	return out, nil
+}
+
+// verifySources returns the snapshots this stack's verify volumes were
+// created from. Listing them failing stops the pass: deleting blind could
+// pull a snapshot from under a verification.
+func verifySources(ctx context.Context, e awsapi.EC2, stack string) (map[string]bool, error) {
+	vl, ok := e.(awsapi.VolumeLister)
+	if !ok {
+		return nil, nil
+	}
+	in := &ec2.DescribeVolumesInput{Filters: []ec2types.Filter{
+		{Name: aws.String("tag:" + tagStack), Values: []string{stack}},
+		{Name: aws.String("tag:" + tagPurpose), Values: []string{"verify"}},
+	}}
+	out := map[string]bool{}
+	for {
+		o, err := withRetry(ctx, func() (*ec2.DescribeVolumesOutput, error) { return vl.DescribeVolumes(ctx, in) })
+		if err != nil {
+			return nil, fmt.Errorf("list verify volumes of stack %s (nothing pruned): %w", stack, err)
+		}
+		for _, v := range o.Volumes {
+			if id := aws.ToString(v.SnapshotId); id != "" {
+				out[id] = true
+			}
+		}
+		if aws.ToString(o.NextToken) == "" {
+			return out, nil
+		}
+		in.NextToken = o.NextToken
+	}
 }
 
 // withRetry retries throttling and 5xx a few times (outside any window).

@@ -1,0 +1,241 @@
+package verify
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
+
+	"github.com/quiesce/quiesce/contract"
+	"github.com/quiesce/quiesce/lambda/internal/awsapi"
+	"github.com/quiesce/quiesce/lambda/internal/metrics"
+)
+
+// hostagent verify's exit codes the action tells apart.
+const (
+	exitVerifyFailed = 6
+	exitBusy         = 3
+)
+
+// hostagentMargin: hostagent's own --timeout ends this long before
+// VerifyMaxHours, so it reports (and releases the volumes) before the
+// Lambda gives up on it.
+const hostagentMargin = 10 * time.Minute
+
+// commandParams are the verify document's parameters for the job.
+func (r *Runner) commandParams(cfg *Config, j *job) map[string][]string {
+	left := cfg.MaxDuration - r.Clock.Now().Sub(j.started) - hostagentMargin
+	if left < time.Minute {
+		left = time.Minute
+	}
+	p := map[string][]string{
+		"volumes": {strings.Join(j.volumeIDs(), ",")},
+		"timeout": {strconv.Itoa(int(left.Round(time.Minute).Minutes())) + "m"},
+		"runId":   {j.set.runID},
+	}
+	t := tagMap(j.set.snaps[0].Tags)
+	if t[TagBinlogFile] != "" && t[TagBinlogPos] != "" {
+		p["expectBinlogFile"], p["expectBinlogPos"] = []string{t[TagBinlogFile]}, []string{t[TagBinlogPos]}
+	}
+	// A GTID set cut to fit a tag value is not the position; leave it out.
+	if g := t[TagGTID]; g != "" && !strings.Contains(g, "truncated") {
+		p["expectGtid"] = []string{g}
+	}
+	for name, v := range map[string]string{"checkSql": cfg.CheckSQL, "mysqld": cfg.Mysqld, "mysqldOptionsFile": cfg.MysqldOptionsFile} {
+		if v != "" {
+			p[name] = []string{v}
+		}
+	}
+	return p
+}
+
+// send runs hostagent verify on the verifier once every volume is attached.
+func (r *Runner) send(ctx context.Context, cfg *Config, j *job) (bool, error) {
+	if err := r.refreshVolumes(ctx, cfg, j); err != nil {
+		return false, err
+	}
+	ready, missing := j.attachedAll()
+	if missing {
+		j.state = StateCreating // re-create or re-attach what went
+		return true, r.tagVolumes(ctx, j, map[string]string{TagVerifyState: StateCreating})
+	}
+	if !ready || r.Clock.Now().Before(j.notBefore) {
+		return false, nil
+	}
+	ping, err := r.pingStatus(ctx, []string{j.verifier})
+	if err != nil {
+		return false, err
+	}
+	if ping[j.verifier] != string(ssmtypes.PingStatusOnline) {
+		r.Log.Warn("verifier not online in SSM; waiting (bounded by VerifyMaxHours)", "verifier", j.verifier, "ping", ping[j.verifier])
+		return false, nil
+	}
+	// One attempt: a re-sent command would find hostagent busy; a lost
+	// response is retried by the next step and answered "busy" at worst.
+	out, err := r.SSM.SendCommand(ctx, &ssm.SendCommandInput{DocumentName: aws.String(cfg.Document), InstanceIds: []string{j.verifier},
+		Parameters: r.commandParams(cfg, j), TimeoutSeconds: aws.Int32(int32(r.DeliveryTimeout.Seconds())),
+		Comment: aws.String(truncateTo("quiesce verify "+j.set.instanceID+" "+j.set.runID, 100))}, awsapi.NoSSMRetry)
+	if awsapi.Code(err) == "InvalidParameters" {
+		// A tag value of the set the document does not accept: no retry
+		// changes that.
+		j.fail("the verify document refused the parameters: "+err.Error(), false)
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("send the verify command to %s: %w", j.verifier, err)
+	}
+	j.commandID, j.sent, j.state = aws.ToString(out.Command.CommandId), r.Clock.Now().UTC().Truncate(time.Second), StateRunning
+	r.Log.Info("verify command sent", "command_id", j.commandID, "verifier", j.verifier, "volumes", j.volumeIDs())
+	return true, r.tagVolumes(ctx, j, map[string]string{TagVerifyState: StateRunning, TagVerifyCommand: j.commandID, TagVerifySent: j.sent.Format(timeFormat)})
+}
+
+// poll looks at the command once and records its outcome when it ended.
+func (r *Runner) poll(ctx context.Context, j *job) (bool, error) {
+	out, err := r.SSM.GetCommandInvocation(ctx, &ssm.GetCommandInvocationInput{CommandId: aws.String(j.commandID), InstanceId: aws.String(j.verifier)})
+	if awsapi.IsInvocationDoesNotExist(err) {
+		if r.Clock.Now().Sub(j.sent) > r.LostAfter {
+			j.fail(fmt.Sprintf("verify command %s lost: SSM has no invocation on %s %s after it was sent", j.commandID, j.verifier, human(r.LostAfter)), true)
+			return true, nil
+		}
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("poll verify command %s: %w", j.commandID, err)
+	}
+	switch out.Status {
+	case ssmtypes.CommandInvocationStatusPending, ssmtypes.CommandInvocationStatusInProgress, ssmtypes.CommandInvocationStatusDelayed:
+		return false, nil
+	case ssmtypes.CommandInvocationStatusSuccess:
+		j.report = parseReport(aws.ToString(out.StandardOutputContent))
+		j.result = ResultOK
+		return true, nil
+	case ssmtypes.CommandInvocationStatusFailed:
+		return r.failedCommand(ctx, j, out)
+	}
+	j.fail(fmt.Sprintf("verify command %s ended %s (%s)", j.commandID, out.Status, aws.ToString(out.StatusDetails)), true)
+	return true, nil
+}
+
+// failedCommand sorts a non-zero exit: 6 is the set's failure, 3 (busy)
+// means "try again", anything else means the check could not run.
+func (r *Runner) failedCommand(ctx context.Context, j *job, out *ssm.GetCommandInvocationOutput) (bool, error) {
+	stdout := aws.ToString(out.StandardOutputContent)
+	switch code := out.ResponseCode; code {
+	case exitVerifyFailed:
+		j.report = parseReport(stdout)
+		note := "verification failed (report unreadable)"
+		if j.report != nil && len(j.report.Problems) > 0 {
+			note = j.report.Problems[0]
+		}
+		j.fail(note, false)
+	case exitBusy:
+		r.Log.Warn("verifier busy; sending again later", "verifier", j.verifier, "command_id", j.commandID)
+		j.state, j.commandID, j.notBefore = StateAttached, "", r.Clock.Now().Add(r.BusyRetry)
+		return false, r.tagVolumes(ctx, j, map[string]string{TagVerifyState: StateAttached, TagVerifyCommand: ""})
+	default:
+		why := lastLine(aws.ToString(out.StandardErrorContent))
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal([]byte(firstLine(stdout)), &e) == nil && e.Error != "" {
+			why = e.Error
+		}
+		j.fail(fmt.Sprintf("verifier could not run the check (exit %d): %s", code, why), false)
+	}
+	return true, nil
+}
+
+// parseReport reads hostagent's VerifyReport (nil if stdout holds none, e.g.
+// cut by SSM's 24,000-character output limit).
+func parseReport(stdout string) *contract.VerifyReport {
+	var rep contract.VerifyReport
+	if err := json.Unmarshal([]byte(strings.TrimSpace(stdout)), &rep); err != nil || rep.Volumes == nil {
+		return nil
+	}
+	return &rep
+}
+
+// recordOutcome puts the outcome on the volumes (so a later invocation
+// knows it), then on the source snapshots, and emits the metrics.
+func (r *Runner) recordOutcome(ctx context.Context, cfg *Config, j *job) error {
+	j.ended = r.Clock.Now().UTC().Truncate(time.Second)
+	tags := map[string]string{TagVerifyState: StateCleanup, TagVerifyResult: j.result, TagVerifyEnded: j.ended.Format(timeFormat)}
+	if j.result == ResultFailed {
+		tags[TagVerifyNote] = j.note
+	}
+	if j.force {
+		tags[TagVerifyForce] = "true"
+	}
+	if err := r.tagVolumes(ctx, j, tags); err != nil {
+		return err
+	}
+	j.state = StateCleanup
+	r.Log.Info("verification ended", "instance", j.set.instanceID, "run_id", j.set.runID, "result", j.result, "note", j.note)
+	r.emit(j)
+	return r.tagSnapshots(ctx, j)
+}
+
+// tagSnapshots writes quiesce:verified (and the note of a failure) on the set.
+func (r *Runner) tagSnapshots(ctx context.Context, j *job) error {
+	tags := map[string]string{TagVerified: j.result, TagVerifiedAt: j.ended.Format(timeFormat)}
+	if j.result == ResultFailed {
+		tags[TagVerifyNote] = j.note
+	}
+	_, err := r.EC2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: j.set.ids(), Tags: ec2Tags(tags)})
+	if err != nil && awsapi.Code(err) != "InvalidSnapshot.NotFound" {
+		return fmt.Errorf("tag the verified snapshots %v: %w", j.set.ids(), err)
+	}
+	j.snapTagged = true
+	return nil
+}
+
+func (r *Runner) emit(j *job) {
+	name := "restores_verified"
+	if j.result != ResultOK {
+		name = "restores_failed"
+	}
+	ms := []metrics.Metric{{Name: name, Unit: "Count", Value: 1}, {Name: "verify_seconds", Unit: "Seconds", Value: j.ended.Sub(j.started).Seconds()}}
+	if j.report != nil && j.report.StartMS > 0 {
+		ms = append(ms, metrics.Metric{Name: "restore_start_ms", Unit: "Milliseconds", Value: j.report.StartMS})
+	}
+	props := map[string]any{"instance_id": j.set.instanceID, "run_id": j.set.runID, "verify_result": j.result}
+	if j.note != "" {
+		props["verify_note"] = j.note
+	}
+	if err := r.Metrics.Emit(props, ms...); err != nil {
+		r.Log.Warn("emit metrics", "error", err)
+	}
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
+	}
+	if s == "" {
+		return "no output"
+	}
+	return s
+}
+
+func truncateTo(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

@@ -1,0 +1,260 @@
+package verify_test
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+
+	"github.com/quiesce/quiesce/contract"
+	"github.com/quiesce/quiesce/lambda/internal/event"
+	"github.com/quiesce/quiesce/lambda/internal/handler"
+	"github.com/quiesce/quiesce/lambda/internal/metrics"
+	"github.com/quiesce/quiesce/lambda/internal/verify"
+	"github.com/quiesce/quiesce/ssmdoc"
+	"github.com/quiesce/quiesce/test/awslocal"
+	"github.com/quiesce/quiesce/test/syncbuf"
+)
+
+const (
+	stack    = "qtest"
+	source   = "i-0123456789abcdef0"
+	verifier = "i-0000000000000beef"
+	dataVol  = "vol-00000000000000da7"
+	logsVol  = "vol-00000000000001095"
+)
+
+// shiftClock is the wall clock plus an offset a test can move forward, so
+// the stand-in and the Lambda both see hours pass at once while real
+// sleeps and deadlines keep working.
+type shiftClock struct {
+	mu     sync.Mutex
+	offset time.Duration
+}
+
+func (c *shiftClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return time.Now().Add(c.offset)
+}
+func (c *shiftClock) Sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(max(d, 0))
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+func (c *shiftClock) WithTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, d)
+}
+func (c *shiftClock) Advance(d time.Duration) { c.mu.Lock(); c.offset += d; c.mu.Unlock() }
+
+// verifyHost is a scripted `hostagent verify` on the verifier: it checks
+// that every volume it is given is attached to it, then answers with Result
+// (after Release is closed, when set).
+type verifyHost struct {
+	t   testing.TB
+	srv *awslocal.Server
+	mu  sync.Mutex
+	// Result builds the command's result; nil answers a passing report.
+	Result  func(inv awslocal.Invocation) awslocal.CommandResult
+	Release chan struct{}
+	invs    []awslocal.Invocation
+	errs    []string
+}
+
+func (h *verifyHost) run(ctx context.Context, inv awslocal.Invocation) awslocal.CommandResult {
+	h.mu.Lock()
+	h.invs = append(h.invs, inv)
+	h.mu.Unlock()
+	attached := map[string]bool{}
+	for _, v := range h.srv.Volumes() {
+		if v.InstanceID == inv.InstanceID && v.AttachState == "attached" {
+			attached[v.ID] = true
+		}
+	}
+	for _, v := range strings.Split(inv.Param("volumes"), ",") {
+		if !attached[v] {
+			h.mu.Lock()
+			h.errs = append(h.errs, "volume "+v+" is not attached to "+inv.InstanceID)
+			h.mu.Unlock()
+			return awslocal.CommandResult{ResponseCode: 2, Stdout: `{"error":"volume not attached","exit_code":2}`}
+		}
+	}
+	if h.Release != nil {
+		select {
+		case <-h.Release:
+		case <-ctx.Done():
+			return awslocal.CommandResult{Status: "Cancelled", ResponseCode: -1}
+		}
+	}
+	if h.Result != nil {
+		return h.Result(inv)
+	}
+	return report(contract.VerifyReport{OK: true, RunID: inv.Param("runId"), Volumes: strings.Split(inv.Param("volumes"), ","), StartMS: 1234, TablesChecked: 12}, 0)
+}
+
+func (h *verifyHost) Invocations() []awslocal.Invocation {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]awslocal.Invocation(nil), h.invs...)
+}
+
+func report(r contract.VerifyReport, code int) awslocal.CommandResult {
+	if r.Problems == nil {
+		r.Problems = []string{}
+	}
+	b, _ := json.Marshal(r)
+	return awslocal.CommandResult{ResponseCode: code, Stdout: string(b) + "\n"}
+}
+
+type env struct {
+	t      *testing.T
+	srv    *awslocal.Server
+	host   *verifyHost
+	clock  *shiftClock
+	ec2    *ec2.Client
+	ssm    *ssm.Client
+	logs   *syncbuf.Buffer
+	emf    *syncbuf.Buffer
+	sets   map[string][]string // run ID → snapshot IDs (device order)
+	runner *verify.Runner
+}
+
+// newEnv: a source instance with two data volumes and snapshot sets of
+// several kinds, a verifier in another zone whose /dev/sdf is taken.
+func newEnv(t *testing.T, withVerifier bool) *env {
+	t.Helper()
+	doc, err := ssmdoc.Verify()
+	if err != nil {
+		t.Fatal(err)
+	}
+	clk := &shiftClock{}
+	srv := &awslocal.Server{Clock: clk, Documents: map[string]*ssmdoc.Document{verify.DefaultDocument: doc},
+		VolumeDelays: awslocal.VolumeDelays{Create: 30 * time.Millisecond, Attach: 20 * time.Millisecond, Detach: 20 * time.Millisecond}}
+	host := &verifyHost{t: t, srv: srv}
+	srv.RunCommand = host.run
+	srv.AddInstance(awslocal.Instance{ID: source, Tags: map[string]string{"quiesce:enabled": "true"}, AvailabilityZone: "us-east-1a", BlockDevices: []awslocal.BlockDevice{
+		{DeviceName: "/dev/xvda", VolumeID: "vol-0000000000000root"}, {DeviceName: "/dev/sdf", VolumeID: dataVol, SizeGiB: 100}, {DeviceName: "/dev/sdg", VolumeID: logsVol, SizeGiB: 20}}})
+	if withVerifier {
+		srv.AddInstance(awslocal.Instance{ID: verifier, Tags: map[string]string{verify.TagRole: "verifier"}, AvailabilityZone: "us-east-1b", BlockDevices: []awslocal.BlockDevice{
+			{DeviceName: "/dev/xvda", VolumeID: "vol-00000000000vroot"}, {DeviceName: "/dev/xvdf", VolumeID: "vol-00000000000vdata"}}})
+	}
+	hs := httptest.NewServer(srv)
+	t.Cleanup(func() { hs.Close(); srv.Close() })
+	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", ""), Retryer: handler.Retryer}
+	e := &env{t: t, srv: srv, host: host, clock: clk, logs: &syncbuf.Buffer{}, emf: &syncbuf.Buffer{}, sets: map[string][]string{}}
+	e.ec2 = ec2.NewFromConfig(cfg, func(o *ec2.Options) { o.BaseEndpoint = aws.String(hs.URL) })
+	e.ssm = ssm.NewFromConfig(cfg, func(o *ssm.Options) { o.BaseEndpoint = aws.String(hs.URL) })
+	now := clk.Now()
+	e.addSet("r-old", now.Add(-48*time.Hour), "application", nil)
+	e.addSet("r-new", now.Add(-time.Hour), "application", nil)
+	e.addSet("r-crash", now.Add(-10*time.Minute), "crash", nil)
+	e.addSet("r-incomplete", now.Add(-5*time.Minute), "application", map[string]string{"quiesce:incomplete": "true"})
+	e.runner = e.newRunner()
+	return e
+}
+
+func (e *env) newRunner() *verify.Runner {
+	r := verify.NewRunner(e.ec2, e.ssm, e.clock, slog.New(slog.NewJSONHandler(e.logs, nil)), &metrics.Emitter{W: e.emf, Stack: stack})
+	r.Poll, r.Reserve, r.MinStart, r.LostAfter, r.BusyRetry = 10*time.Millisecond, 100*time.Millisecond, 100*time.Millisecond, time.Minute, 50*time.Millisecond
+	return r
+}
+
+// addSet seeds one run's snapshots of the source's two data volumes.
+func (e *env) addSet(runID string, at time.Time, consistency string, extra map[string]string) {
+	for _, v := range []struct{ vol, dev string }{{dataVol, "/dev/sdf"}, {logsVol, "/dev/sdg"}} {
+		tags := map[string]string{"quiesce:stack": stack, "quiesce:run-id": runID, "quiesce:instance": source, "quiesce:consistency": consistency,
+			"quiesce:device": v.dev, "quiesce:binlog-file": "mysql-bin.000042", "quiesce:binlog-pos": "4711", "quiesce:gtid": "0-1-1234"}
+		for k, val := range extra {
+			tags[k] = val
+		}
+		id := e.srv.AddSnapshot(awslocal.Snapshot{VolumeID: v.vol, VolumeSize: 20, StartTime: at, Tags: tags})
+		e.sets[runID] = append(e.sets[runID], id)
+	}
+}
+
+func (e *env) config(ev string) *verify.Config {
+	e.t.Helper()
+	env := map[string]string{"QUIESCE_STACK": stack}
+	cfg, err := event.Parse([]byte(ev), func(k string) string { return env[k] }, e.clock.Now())
+	if err != nil {
+		e.t.Fatalf("event: %v", err)
+	}
+	vc, err := verify.ParseConfig(cfg, func(k string) string { return env[k] })
+	if err != nil {
+		e.t.Fatalf("verify options: %v", err)
+	}
+	return vc
+}
+
+const baseEvent = `{"action":"verify","targets":{"instance_ids":["` + source + `"]}}`
+
+// run invokes the action with a deadline (0: none).
+func (e *env) run(ev string, deadline time.Duration) (*verify.Result, error) {
+	e.t.Helper()
+	ctx := context.Background()
+	if deadline > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, deadline)
+		defer cancel()
+	}
+	return e.runner.Run(ctx, e.config(ev))
+}
+
+// verifyVolumes returns the temporary volumes still in the stand-in.
+func (e *env) verifyVolumes() []awslocal.Volume {
+	var out []awslocal.Volume
+	for _, v := range e.srv.Volumes() {
+		if v.CreatedBy == "CreateVolume" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// assertClean: no temporary volume is left, and the fake host never saw a
+// volume that was not attached.
+func (e *env) assertClean() {
+	e.t.Helper()
+	if left := e.verifyVolumes(); len(left) != 0 {
+		e.t.Errorf("temporary volumes left: %+v", left)
+	}
+	e.host.mu.Lock()
+	defer e.host.mu.Unlock()
+	for _, msg := range e.host.errs {
+		e.t.Errorf("verifier: %s", msg)
+	}
+}
+
+func (e *env) snapTags(runID string) []map[string]string {
+	var out []map[string]string
+	for _, id := range e.sets[runID] {
+		s, ok := e.srv.Snapshot(id)
+		if !ok {
+			e.t.Fatalf("snapshot %s of %s is gone", id, runID)
+		}
+		out = append(out, s.Tags)
+	}
+	return out
+}
+
+func only(t *testing.T, res *verify.Result) verify.Verification {
+	t.Helper()
+	if res == nil || len(res.Verifications) != 1 {
+		t.Fatalf("want one verification, got %+v", res)
+	}
+	return res.Verifications[0]
+}

@@ -1,0 +1,148 @@
+package verify
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
+
+	"github.com/quiesce/quiesce/lambda/internal/awsapi"
+)
+
+// verifierInfo is what the action needs to know of a verifier instance.
+type verifierInfo struct {
+	id, state, az string
+	devices       []string // attachment points in use (block device mappings)
+}
+
+func verifierOf(inst ec2types.Instance) *verifierInfo {
+	v := &verifierInfo{id: aws.ToString(inst.InstanceId)}
+	if inst.State != nil {
+		v.state = string(inst.State.Name)
+	}
+	if inst.Placement != nil {
+		v.az = aws.ToString(inst.Placement.AvailabilityZone)
+	}
+	for _, bd := range inst.BlockDeviceMappings {
+		v.devices = append(v.devices, aws.ToString(bd.DeviceName))
+	}
+	return v
+}
+
+// findVerifier returns the first (by ID) running verifier online in SSM.
+func (r *Runner) findVerifier(ctx context.Context, cfg *Config) (*verifierInfo, error) {
+	out, err := r.EC2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: []ec2types.Filter{
+		{Name: aws.String("tag:" + TagRole), Values: []string{cfg.VerifierTag}},
+		{Name: aws.String("instance-state-name"), Values: []string{"running"}},
+	}})
+	if err != nil {
+		return nil, fmt.Errorf("find verifier instances: %w", err)
+	}
+	byID := map[string]*verifierInfo{}
+	for _, res := range out.Reservations {
+		for _, inst := range res.Instances {
+			if v := verifierOf(inst); v.az != "" {
+				byID[v.id] = v
+			}
+		}
+	}
+	none := fmt.Errorf("%w: no running instance tagged %s=%s is online in SSM (README \"Verify restores\")", ErrNoVerifier, TagRole, cfg.VerifierTag)
+	if len(byID) == 0 {
+		return nil, none
+	}
+	ping, err := r.pingStatus(ctx, sortedKeys(byID))
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range sortedKeys(byID) {
+		if ping[id] == string(ssmtypes.PingStatusOnline) {
+			return byID[id], nil
+		}
+	}
+	return nil, none
+}
+
+func (r *Runner) pingStatus(ctx context.Context, ids []string) (map[string]string, error) {
+	out := map[string]string{}
+	in := &ssm.DescribeInstanceInformationInput{Filters: []ssmtypes.InstanceInformationStringFilter{{Key: aws.String("InstanceIds"), Values: ids}}}
+	for {
+		o, err := r.SSM.DescribeInstanceInformation(ctx, in)
+		if err != nil {
+			return nil, fmt.Errorf("SSM status of verifiers %s: %w", strings.Join(ids, ","), err)
+		}
+		for _, info := range o.InstanceInformationList {
+			out[aws.ToString(info.InstanceId)] = string(info.PingStatus)
+		}
+		if aws.ToString(o.NextToken) == "" {
+			return out, nil
+		}
+		in.NextToken = o.NextToken
+	}
+}
+
+// describeVerifier returns the job's verifier as EC2 sees it now (nil: gone).
+func (r *Runner) describeVerifier(ctx context.Context, id string) (*verifierInfo, error) {
+	out, err := r.EC2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{id}})
+	if awsapi.Code(err) == "InvalidInstanceID.NotFound" {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("describe verifier %s: %w", id, err)
+	}
+	for _, res := range out.Reservations {
+		for _, inst := range res.Instances {
+			return verifierOf(inst), nil
+		}
+	}
+	return nil, nil
+}
+
+// checkVerifier fails a verification in progress whose verifier is gone or
+// no longer running: nothing will ever answer, so its volumes go now.
+func (r *Runner) checkVerifier(ctx context.Context, j *job) {
+	if j.result != "" || j.verifier == "" {
+		return
+	}
+	v, err := r.describeVerifier(ctx, j.verifier)
+	switch {
+	case err != nil:
+		r.Log.Warn("cannot check the verifier; trying again later", "verifier", j.verifier, "error", err)
+	case v == nil:
+		j.fail("verifier "+j.verifier+" no longer exists", true)
+	case v.state != string(ec2types.InstanceStateNameRunning):
+		j.fail("verifier "+j.verifier+" is "+v.state, true)
+	}
+}
+
+// attachPoints are the device names the action attaches at (EC2's
+// recommended range for EBS data volumes on Linux).
+var attachPoints = func() []string {
+	var out []string
+	for c := 'f'; c <= 'p'; c++ {
+		out = append(out, "/dev/sd"+string(c))
+	}
+	return out
+}()
+
+// freeDevices returns the attachment points the verifier does not use;
+// /dev/xvdX and /dev/sdX are one attachment point to EC2.
+func freeDevices(used []string) []string {
+	taken := map[string]bool{}
+	for _, d := range used {
+		taken[strings.Replace(d, "/dev/xvd", "/dev/sd", 1)] = true
+	}
+	var out []string
+	for _, d := range attachPoints {
+		if !taken[d] {
+			out = append(out, d)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
