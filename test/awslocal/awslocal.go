@@ -53,8 +53,9 @@
 //     15 s between snapshots of one volume, ≤5 pending per volume), enforced
 //     when Limits.Enforce is set, against Server.Clock so a scaled clock can
 //     simulate a fleet quickly.
+//   - SetInstanceState, SetPingStatus: a verifier that stops or goes offline.
 //   - Calls(): a record of every request (action, parameters, error code) for
-//     assertions; Snapshots(), Commands() expose the state.
+//     assertions; Snapshots(), Volumes(), Commands() expose the state.
 //
 // All methods are safe for concurrent use. Close stops command goroutines.
 package awslocal

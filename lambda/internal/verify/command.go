@@ -58,6 +58,10 @@ func (r *Runner) commandParams(cfg *Config, j *job) map[string][]string {
 
 // send runs hostagent verify on the verifier once every volume is attached.
 func (r *Runner) send(ctx context.Context, cfg *Config, j *job) (bool, error) {
+	if len(j.set.snaps) == 0 {
+		j.fail("no snapshot to verify", true)
+		return true, nil
+	}
 	if err := r.refreshVolumes(ctx, cfg, j); err != nil {
 		return false, err
 	}
@@ -188,7 +192,17 @@ func (r *Runner) tagSnapshots(ctx context.Context, j *job) error {
 	if j.result == ResultFailed {
 		tags[TagVerifyNote] = j.note
 	}
-	_, err := r.EC2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: j.set.ids(), Tags: ec2Tags(tags)})
+	var ids []string
+	for _, id := range j.set.ids() {
+		if id != "" {
+			ids = append(ids, id)
+		}
+	}
+	if len(ids) == 0 {
+		j.snapTagged = true
+		return nil
+	}
+	_, err := r.EC2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: ids, Tags: ec2Tags(tags)})
 	if err != nil && awsapi.Code(err) != "InvalidSnapshot.NotFound" {
 		return fmt.Errorf("tag the verified snapshots %v: %w", j.set.ids(), err)
 	}
@@ -201,7 +215,10 @@ func (r *Runner) emit(j *job) {
 	if j.result != ResultOK {
 		name = "restores_failed"
 	}
-	ms := []metrics.Metric{{Name: name, Unit: "Count", Value: 1}, {Name: "verify_seconds", Unit: "Seconds", Value: j.ended.Sub(j.started).Seconds()}}
+	ms := []metrics.Metric{{Name: name, Unit: "Count", Value: 1}}
+	if !j.startUnknown {
+		ms = append(ms, metrics.Metric{Name: "verify_seconds", Unit: "Seconds", Value: j.ended.Sub(j.started).Seconds()})
+	}
 	if j.report != nil && j.report.StartMS > 0 {
 		ms = append(ms, metrics.Metric{Name: "restore_start_ms", Unit: "Milliseconds", Value: j.report.StartMS})
 	}

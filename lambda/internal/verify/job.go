@@ -50,13 +50,18 @@ type job struct {
 	result, note string
 	force        bool
 	ended        time.Time
-	// vols: source snapshot ID → its temporary volume (as last described).
+	// vols: source snapshot ID → its temporary volume (as last described);
+	// all: every volume of the job, a stray duplicate included, so that
+	// cleanup deletes each one.
 	vols   map[string]ec2types.Volume
+	all    []ec2types.Volume
 	report *contract.VerifyReport
 	// snapTagged: the outcome is on the source snapshots (this invocation).
 	snapTagged bool
 	// notBefore: do not send the command before then (hostagent was busy).
 	notBefore time.Time
+	// startUnknown: no volume said when it started (a stray volume).
+	startUnknown bool
 }
 
 func newJob(set *snapshotSet, verifier string, now time.Time) *job {
@@ -76,7 +81,7 @@ func (j *job) volumeIDs() []string {
 func (j *job) view(now time.Time) Verification {
 	v := Verification{InstanceID: j.set.instanceID, RunID: j.set.runID, Snapshots: j.set.ids(), Volumes: j.volumeIDs(), Verifier: j.verifier,
 		State: j.state, CommandID: j.commandID, Report: j.report}
-	if !j.ended.IsZero() {
+	if !j.ended.IsZero() && !j.startUnknown {
 		v.VerifySeconds = j.ended.Sub(j.started).Seconds()
 	}
 	return v
@@ -152,19 +157,20 @@ func (r *Runner) loadJobs(ctx context.Context, cfg *Config) ([]*job, error) {
 // and any recorded command or outcome.
 func (j *job) merge(t map[string]string, v ec2types.Volume) {
 	j.vols[t[TagSourceSnapshot]] = v
+	j.all = append(j.all, v)
 	if o, ok := stateOrder[t[TagVerifyState]]; !ok || o < stateOrder[j.state] {
 		j.state = t[TagVerifyState]
 		if !ok {
 			j.state = StateCreating
 		}
 	}
-	if s, err := time.Parse(timeFormat, t[TagVerifyStarted]); err == nil && (j.started.IsZero() || s.Before(j.started)) {
-		j.started = s
+	if s, err := time.Parse(timeFormat, t[TagVerifyStarted]); err == nil && (j.started.IsZero() || j.startUnknown || s.Before(j.started)) {
+		j.started, j.startUnknown = s, false
 	}
 	if j.started.IsZero() {
 		// A volume without a readable start is treated as started long
 		// ago: VerifyMaxHours then makes sure it goes.
-		j.started = time.Unix(0, 0).UTC()
+		j.started, j.startUnknown = time.Unix(0, 0).UTC(), true
 	}
 	j.verifier = first(j.verifier, t[TagVerifier])
 	j.commandID = first(j.commandID, t[TagVerifyCommand])
@@ -189,12 +195,18 @@ func (r *Runner) loadSet(ctx context.Context, cfg *Config, j *job) error {
 	if set == nil || len(set.snaps) == 0 {
 		// Keep the volumes' own view so they are still cleaned up.
 		for snap := range j.vols {
-			j.set.snaps = append(j.set.snaps, ec2types.Snapshot{SnapshotId: aws.String(snap)})
+			if snap != "" {
+				j.set.snaps = append(j.set.snaps, ec2types.Snapshot{SnapshotId: aws.String(snap)})
+			}
 		}
 		sort.Slice(j.set.snaps, func(a, b int) bool {
 			return aws.ToString(j.set.snaps[a].SnapshotId) < aws.ToString(j.set.snaps[b].SnapshotId)
 		})
-		j.fail("the source snapshots of run "+j.set.runID+" are gone", true)
+		note := "the source snapshots of run " + j.set.runID + " are gone"
+		if j.set.runID == "" {
+			note = "a verify volume of this stack names no source run"
+		}
+		j.fail(note, true)
 		return nil
 	}
 	j.set.snaps = set.snaps

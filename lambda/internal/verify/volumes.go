@@ -11,22 +11,23 @@ import (
 	"github.com/quiesce/quiesce/lambda/internal/awsapi"
 )
 
-// refreshVolumes re-reads the job's temporary volumes (by tag, so a volume
-// deleted meanwhile is simply absent).
+// refreshVolumes re-reads the job's temporary volumes (a volume deleted
+// meanwhile is simply absent). The job is matched on the instance and run
+// tags client-side, so a stray volume lacking them is still found.
 func (r *Runner) refreshVolumes(ctx context.Context, cfg *Config, j *job) error {
 	vols, err := r.describeVolumes(ctx, &ec2.DescribeVolumesInput{Filters: []ec2types.Filter{
 		{Name: aws.String("tag:" + TagStack), Values: []string{cfg.Stack}},
 		{Name: aws.String("tag:" + TagPurpose), Values: []string{PurposeVerify}},
-		{Name: aws.String("tag:" + TagInstance), Values: []string{j.set.instanceID}},
-		{Name: aws.String("tag:" + TagRunID), Values: []string{j.set.runID}},
 	}})
 	if err != nil {
 		return fmt.Errorf("describe the verify volumes of %s %s: %w", j.set.instanceID, j.set.runID, err)
 	}
-	j.vols = map[string]ec2types.Volume{}
+	j.vols, j.all = map[string]ec2types.Volume{}, nil
 	for _, v := range vols {
-		if t := tagMap(v.Tags); t[TagStack] == cfg.Stack && t[TagPurpose] == PurposeVerify {
+		t := tagMap(v.Tags)
+		if t[TagStack] == cfg.Stack && t[TagPurpose] == PurposeVerify && t[TagInstance] == j.set.instanceID && t[TagRunID] == j.set.runID {
 			j.vols[t[TagSourceSnapshot]] = v
+			j.all = append(j.all, v)
 		}
 	}
 	return nil
@@ -154,8 +155,8 @@ func (r *Runner) cleanup(ctx context.Context, cfg *Config, j *job) (bool, error)
 		return false, err
 	}
 	left := 0
-	for _, id := range sortedKeys(j.vols) {
-		gone, err := r.release(ctx, j, j.vols[id])
+	for _, vol := range j.all {
+		gone, err := r.release(ctx, j, vol)
 		if err != nil {
 			return false, err
 		}

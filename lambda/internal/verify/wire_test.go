@@ -9,6 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/lambda/internal/event"
 	"github.com/quiesce/quiesce/lambda/internal/handler"
@@ -411,6 +415,87 @@ func TestWireVerifyParametersRefused(t *testing.T) {
 	v := only(t, res)
 	if err != nil || v.RunID != "r-odd" || v.Status != verify.StatusFailed || !strings.Contains(v.Reason, "refused the parameters") || !strings.Contains(v.Reason, "expectBinlogFile") {
 		t.Fatalf("verification: %v %+v", err, v)
+	}
+	e.assertClean()
+}
+
+// Volumes tagged as this stack's verify volumes go in the end whatever their
+// tags say: one without any progress tag (failed: nothing to verify), and two
+// claiming the same source snapshot of r-old (a verification of r-old in
+// progress, which is finished: the duplicate is deleted with the rest).
+func TestWireStrayVerifyVolumesAreDeleted(t *testing.T) {
+	e := newEnv(t, true)
+	mk := func(kv ...string) {
+		tags := []ec2types.Tag{{Key: aws.String("quiesce:stack"), Value: aws.String(stack)}, {Key: aws.String("quiesce:purpose"), Value: aws.String("verify")}}
+		for i := 0; i+1 < len(kv); i += 2 {
+			tags = append(tags, ec2types.Tag{Key: aws.String(kv[i]), Value: aws.String(kv[i+1])})
+		}
+		_, err := e.ec2.CreateVolume(context.Background(), &ec2.CreateVolumeInput{AvailabilityZone: aws.String("us-east-1b"), SnapshotId: aws.String(e.sets["r-old"][0]),
+			TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeVolume, Tags: tags}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk()
+	dup := []string{"quiesce:run-id", "r-old", "quiesce:instance", source, "quiesce:source-snapshot", e.sets["r-old"][0], "quiesce:verify-state", "creating",
+		"quiesce:verifier", verifier, "quiesce:verify-started", e.clock.Now().UTC().Format("2006-01-02T15:04:05Z")}
+	mk(dup...)
+	mk(dup...)
+	// Someone else's volume is never touched.
+	_, err := e.ec2.CreateVolume(context.Background(), &ec2.CreateVolumeInput{AvailabilityZone: aws.String("us-east-1b"), SnapshotId: aws.String(e.sets["r-old"][0]),
+		TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeVolume, Tags: []ec2types.Tag{
+			{Key: aws.String("quiesce:stack"), Value: aws.String("other-stack")}, {Key: aws.String("quiesce:purpose"), Value: aws.String("verify")}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.run(baseEvent, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Verifications) != 2 || res.Verifications[0].Status != verify.StatusFailed || res.Verifications[0].VerifySeconds != 0 ||
+		res.Verifications[1].RunID != "r-old" || res.Verifications[1].Status != verify.StatusOK {
+		t.Fatalf("verifications: %+v", res.Verifications)
+	}
+	left := e.verifyVolumes()
+	if len(left) != 1 || left[0].Tags["quiesce:stack"] != "other-stack" {
+		t.Fatalf("volumes left: %+v", left)
+	}
+}
+
+// Instances chosen by tag are verified one after the other in one
+// invocation: never two verifications on the verifier at once.
+func TestWireVerifyFleetOneAtATime(t *testing.T) {
+	e := newEnv(t, true)
+	const second = "i-0123456789abcdef1"
+	e.srv.AddInstance(awslocal.Instance{ID: second, Tags: map[string]string{"quiesce:enabled": "true"}, BlockDevices: []awslocal.BlockDevice{{DeviceName: "/dev/xvda", VolumeID: "vol-0000000000002root"}}})
+	e.srv.AddInstance(awslocal.Instance{ID: "i-0123456789abcdef2", Tags: map[string]string{"quiesce:enabled": "false"}})
+	for i, run := range []string{"r-b1", "r-b2"} {
+		id := e.srv.AddSnapshot(awslocal.Snapshot{VolumeID: "vol-0000000000002data", VolumeSize: 8, StartTime: e.clock.Now().Add(time.Duration(i-2) * time.Hour),
+			Tags: map[string]string{"quiesce:stack": stack, "quiesce:run-id": run, "quiesce:instance": second, "quiesce:consistency": "application", "quiesce:device": "/dev/sdf"}})
+		e.sets[run] = []string{id}
+	}
+	e.srv.CommandDelay = 20 * time.Millisecond
+	res, err := e.run(`{"action":"verify","targets":{"tags":{"quiesce:enabled":"true"}}}`, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Verifications) != 2 || res.Verifications[0].InstanceID != source || res.Verifications[1].InstanceID != second ||
+		res.Verifications[0].Status != verify.StatusOK || res.Verifications[1].Status != verify.StatusOK {
+		t.Fatalf("verifications = %+v", res.Verifications)
+	}
+	// The second instance's set without expectations: no binlog tags on it.
+	invs := e.host.Invocations()
+	if len(invs) != 2 || invs[1].Param("expectBinlogFile") != "" || len(strings.Split(invs[1].Param("volumes"), ",")) != 1 {
+		t.Fatalf("invocations = %+v", invs)
+	}
+	cmds := e.srv.Commands()
+	if len(cmds) != 2 || !cmds[1].RequestedAt.After(cmds[0].EndedAt) {
+		t.Fatalf("commands overlap: %+v", cmds)
+	}
+	for _, tags := range e.snapTags("r-b2") {
+		if tags[verify.TagVerified] != "ok" {
+			t.Fatalf("r-b2 (the newest of %s) not verified: %v", second, tags)
+		}
 	}
 	e.assertClean()
 }
