@@ -11,7 +11,6 @@ import (
 
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/test/demo/bank"
-	"github.com/quiesce/quiesce/test/demo/restore"
 )
 
 // Cycle is one Lambda invocation and what it did.
@@ -151,7 +150,7 @@ func (e *Env) RunCycle(ctx context.Context, n int, runID string) *Cycle {
 
 	clones := e.Hooks.Clones()
 	for _, s := range e.AWS.Snapshots() {
-		if s.Tags[restore.TagRunID] != runID {
+		if s.Tags[TagRunID] != runID {
 			continue
 		}
 		cs := CycleSnapshot{ID: s.ID, VolumeID: s.VolumeID, Tags: s.Tags, Image: e.Hooks.SnapshotPath(s.ID), State: s.State}
@@ -163,21 +162,21 @@ func (e *Env) RunCycle(ctx context.Context, n int, runID string) *Cycle {
 	}
 	sort.Slice(c.Snapshots, func(i, j int) bool { return c.Snapshots[i].ID < c.Snapshots[j].ID })
 	if len(c.Snapshots) == 0 {
-		c.problem("no snapshot tagged %s=%s", restore.TagRunID, runID)
+		c.problem("no snapshot tagged %s=%s", TagRunID, runID)
 	}
 	for _, s := range c.Snapshots {
 		if s.VolumeID != e.Vol.ID {
 			c.problem("snapshot %s is of %s, not the data volume %s", s.ID, s.VolumeID, e.Vol.ID)
 		}
-		if got := s.Tags[restore.TagConsistency]; got != "application" {
-			c.problem("snapshot %s tagged %s=%q", s.ID, restore.TagConsistency, got)
+		if got := s.Tags[TagConsistency]; got != "application" {
+			c.problem("snapshot %s tagged %s=%q", s.ID, TagConsistency, got)
 		}
 		if c.Freeze != nil {
-			if f := c.Freeze.Lock.BinlogFile; f != "" && s.Tags[restore.TagBinlogFile] != f {
-				c.problem("snapshot %s binlog-file tag %q ≠ FreezeReport %q", s.ID, s.Tags[restore.TagBinlogFile], f)
+			if f := c.Freeze.Lock.BinlogFile; f != "" && s.Tags[TagBinlogFile] != f {
+				c.problem("snapshot %s binlog-file tag %q ≠ FreezeReport %q", s.ID, s.Tags[TagBinlogFile], f)
 			}
-			if p := c.Freeze.Lock.BinlogPos; p != 0 && s.Tags[restore.TagBinlogPos] != strconv.FormatUint(p, 10) {
-				c.problem("snapshot %s binlog-pos tag %q ≠ FreezeReport %d", s.ID, s.Tags[restore.TagBinlogPos], p)
+			if p := c.Freeze.Lock.BinlogPos; p != 0 && s.Tags[TagBinlogPos] != strconv.FormatUint(p, 10) {
+				c.problem("snapshot %s binlog-pos tag %q ≠ FreezeReport %d", s.ID, s.Tags[TagBinlogPos], p)
 			}
 		}
 	}

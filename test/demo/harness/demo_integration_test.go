@@ -56,8 +56,11 @@ func skipUnlessDemoCanRun(t testing.TB) {
 // TestShortDemo runs `demo run -cycles 2` for real: loop XFS pool and volume,
 // MariaDB with the writer, the real bootstrap under RIE (or the built-in
 // Runtime API when RIE is missing) against the in-process stand-in, which runs
-// the real SSM document and hostagent; then the restore drill of both
-// snapshots. Afterwards nothing may be left mounted, attached, running or held.
+// the real SSM documents and hostagent; then the Lambda's verify action on
+// both snapshots (volumes created, loop-attached, hostagent verify with
+// demo/bank-checks.sql, detached, deleted, snapshots tagged) and on a
+// deliberately damaged copy, which must fail naming bank.accounts.
+// Afterwards nothing may be left mounted, attached, running or held.
 func TestShortDemo(t *testing.T) {
 	skipUnlessDemoCanRun(t)
 	bin := buildBinaries(t)
@@ -92,24 +95,32 @@ func TestShortDemo(t *testing.T) {
 	if res.Failed() {
 		t.Fatalf("demo reported failure: %+v", res.Summary)
 	}
-	if res.Summary.CyclesOK != 2 || res.Summary.Snapshots != 2 || res.Summary.RestoresPassed != 2 {
-		t.Fatalf("want 2 cycles, 2 snapshots, 2 restores passed; got %+v", res.Summary)
+	if res.Summary.CyclesOK != 2 || res.Summary.Snapshots != 2 || res.Summary.VerifiedOK != 2 || !res.Summary.DamagedCaught {
+		t.Fatalf("want 2 cycles, 2 snapshots, 2 verified, the damaged copy caught; got %+v", res.Summary)
 	}
 	for _, c := range res.Cycles {
 		if c.Window <= 0 || c.Freeze == nil || c.Thaw == nil || c.Freeze.Lock.BinlogPos == 0 {
 			t.Errorf("cycle %d incomplete: window %s, freeze %v, thaw %v", c.N, c.Window, c.Freeze, c.Thaw)
 		}
 	}
-	for _, r := range res.Restores {
-		if r.Invariants.MaxID == 0 || r.LastEventEnd != r.TaggedPos || r.RestoredGTID == "" {
-			t.Errorf("restore %s passed without evidence: %+v", r.SnapshotID, r)
-		}
+	for _, v := range res.Verifications {
+		checkEvidence(t, v)
+	}
+	d := res.Damaged
+	if d.Report == nil || len(d.Report.TablesFailed) == 0 || !strings.Contains(d.VerifyNote, "`bank`.`accounts`") {
+		t.Errorf("damaged copy failed without CHECK TABLE naming bank.accounts: note %q report %+v", d.VerifyNote, d.Report)
+	}
+	if _, err := os.Stat(filepath.Join(work, "demo-result.json")); err != nil {
+		t.Errorf("demo-result.json: %v", err)
+	}
+	if vols := res.LeftVolumes; len(vols) > 0 {
+		t.Errorf("verify volumes left in the stand-in: %v", vols)
 	}
 	if res.Writer.Commits == 0 || res.Writer.Errors != 0 {
 		t.Errorf("writer: %d commits, %d errors %v", res.Writer.Commits, res.Writer.Errors, res.Writer.FirstErrs)
 	}
 	text := out.String()
-	for _, want := range []string{"cycle  1/2", "cycle  2/2", "PASS  snap-", "restores                 2 passed, 0 failed"} {
+	for _, want := range []string{"cycle  1/2", "cycle  2/2", "PASS  snap-", "quiesce:verified=ok", "CAUGHT  snap-", "(deliberately damaged copy: must fail)  quiesce:verified=failed", "2 ok, 0 failed; damaged copy caught"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("output lacks %q", want)
 		}
@@ -130,6 +141,22 @@ func TestShortDemo(t *testing.T) {
 	// The snapshot images stay for inspection, inside the (unmounted) pool image.
 	if _, err := os.Stat(filepath.Join(work, "pool.img")); err != nil {
 		t.Errorf("pool image with the snapshots not kept: %v", err)
+	}
+}
+
+// checkEvidence: a verification that passed must show what it proved.
+func checkEvidence(t *testing.T, v Verification) {
+	t.Helper()
+	r := v.Report
+	switch {
+	case r == nil:
+		t.Errorf("%s verified without a report", v.SnapshotID)
+	case r.TablesChecked < 4 || len(r.Checks) != 6 || r.StartMS <= 0:
+		t.Errorf("%s: %d tables, %d checks, start %v ms", v.SnapshotID, r.TablesChecked, len(r.Checks), r.StartMS)
+	case r.Binlog == nil || !r.Binlog.Match || r.GTID == nil || !r.GTID.Match:
+		t.Errorf("%s: binlog %+v gtid %+v not compared with the tags", v.SnapshotID, r.Binlog, r.GTID)
+	case v.Transfers == 0 || v.VerifiedAt == "" || v.CreateToTag <= 0:
+		t.Errorf("%s: %d transfers, verified-at %q, create→tag %s", v.SnapshotID, v.Transfers, v.VerifiedAt, v.CreateToTag)
 	}
 }
 
@@ -198,7 +225,8 @@ func BenchmarkDemoCycles(b *testing.B) {
 	b.ReportMetric(ms(s.LambdaWindow.P50), "lambda_window_p50_ms")
 	b.ReportMetric(ms(s.Copy.P50), "copy_p50_ms")
 	b.ReportMetric(ms(s.StallMinusWindowMax), "stall_minus_window_max_ms")
-	b.ReportMetric(float64(s.RestoresFailed), "restore_failures")
+	b.ReportMetric(float64(s.VerifyFailed), "verify_failures")
+	b.ReportMetric(ms(s.CreateToVerified.P50), "create_to_verified_p50_ms")
 	b.ReportMetric(float64(s.CyclesFailed), "cycle_failures")
 }
 

@@ -29,7 +29,6 @@ import (
 	"github.com/quiesce/quiesce/test/awslocal"
 	"github.com/quiesce/quiesce/test/demo/bank"
 	"github.com/quiesce/quiesce/test/demo/pool"
-	"github.com/quiesce/quiesce/test/demo/restore"
 	"github.com/quiesce/quiesce/test/demo/standin"
 	"github.com/quiesce/quiesce/test/fixture/mariadb"
 	"github.com/quiesce/quiesce/test/rie"
@@ -46,6 +45,12 @@ const (
 	// ($QUIESCE_STATE_DIR, tmpfs like /run/quiesce): the demo's many runs stay
 	// out of the operator's /run/quiesce and are removed when the demo ends.
 	StateDir = "/run/quiesce-demo"
+	// VerifierTag is the demo instance's quiesce:role: it verifies its own snapshots.
+	VerifierTag = "verifier"
+	// verifyTmp (in the work dir) is hostagent verify's TMPDIR.
+	verifyTmp = "verify-tmp"
+	// checkSQLName (in the work dir) is demo/bank-checks.sql for --check-sql.
+	checkSQLName = "bank-checks.sql"
 )
 
 // TuningArgs are the durability settings of a production primary, shared by
@@ -80,7 +85,11 @@ type Env struct {
 	DB           *mariadb.Server
 	SQL          *sql.DB
 	DefaultsFile string
-	GTIDBase     uint64
+	// GTIDBase is the GTID sequence number after the schema load (bank_meta
+	// gtid_seq): every later transaction is one transfer.
+	GTIDBase uint64
+	// CheckSQLFile is demo/bank-checks.sql on the "verifier" (this machine).
+	CheckSQLFile string
 	Version      string // SELECT VERSION()
 
 	Writer     *bank.Writer
@@ -287,16 +296,12 @@ func Setup(ctx context.Context, cfg Config) (env *Env, err error) {
 	if err := bank.Load(ctx, e.SQL, demodata.BankSQL); err != nil {
 		return e, err
 	}
-	var gtid string
-	if err := e.SQL.QueryRowContext(ctx, "SELECT @@gtid_binlog_pos").Scan(&gtid); err != nil {
+	if err := e.loadGTIDBase(ctx); err != nil {
 		return e, err
 	}
-	pos, err := restore.ParseGTIDPos(gtid)
-	if err != nil {
+	if err := e.writeVerifyFiles(); err != nil {
 		return e, err
 	}
-	e.GTIDBase = pos[0].Seq
-	e.logf("bank     1000 accounts, total 1000000000, transfers log gap-free (GTID after load %s)", gtid)
 
 	if err := e.startStandIn(ctx); err != nil {
 		return e, err
@@ -306,6 +311,33 @@ func Setup(ctx context.Context, cfg Config) (env *Env, err error) {
 	}
 	e.logf("setup    %s", time.Since(t0).Round(time.Millisecond))
 	return e, nil
+}
+
+// loadGTIDBase reads the GTID sequence number the schema load ended with
+// (bank_meta gtid_seq) and checks it against the server's.
+func (e *Env) loadGTIDBase(ctx context.Context) error {
+	var gtid string
+	if err := e.SQL.QueryRowContext(ctx, "SELECT @@gtid_binlog_pos").Scan(&gtid); err != nil {
+		return err
+	}
+	if err := e.SQL.QueryRowContext(ctx, "SELECT v FROM bank.bank_meta WHERE k = 'gtid_seq'").Scan(&e.GTIDBase); err != nil {
+		return fmt.Errorf("read bank_meta gtid_seq: %w", err)
+	}
+	if seq, ok := gtidSeq(gtid); !ok || seq != e.GTIDBase {
+		return fmt.Errorf("bank_meta gtid_seq %d is not the server's GTID position %q after the load", e.GTIDBase, gtid)
+	}
+	e.logf("bank     1000 accounts, total 1000000000, transfers log gap-free (GTID after load %s)", gtid)
+	return nil
+}
+
+// writeVerifyFiles puts the check SQL where the verify document's checkSql
+// parameter points, and makes hostagent verify's TMPDIR.
+func (e *Env) writeVerifyFiles() error {
+	e.CheckSQLFile = filepath.Join(e.Cfg.WorkDir, checkSQLName)
+	if err := os.WriteFile(e.CheckSQLFile, []byte(demodata.BankChecksSQL), 0o644); err != nil {
+		return err
+	}
+	return os.MkdirAll(filepath.Join(e.Cfg.WorkDir, verifyTmp), 0o755)
 }
 
 // StartWriter starts the transfer writer with that many connections; StopWriter ends it.
@@ -341,11 +373,14 @@ func (e *Env) startStandIn(ctx context.Context) error {
 		return err
 	}
 	e.Hooks = hooks
-	hooks.Env = []string{"QUIESCE_STATE_DIR=" + StateDir}
+	// TMPDIR: hostagent verify's private work dir (mounts, the throwaway
+	// server's socket) lives under the demo's work dir, where `demo clean` looks.
+	hooks.Env = []string{"QUIESCE_STATE_DIR=" + StateDir, "TMPDIR=" + filepath.Join(e.Cfg.WorkDir, verifyTmp)}
 	e.AWS = awslocal.New()
 	hooks.Install(e.AWS)
 	e.InstanceID = "i-0de30" + randHex(12)
-	e.AWS.AddInstance(standin.DemoInstance(e.InstanceID, e.Vol.ID, nil))
+	// The demo machine is the database instance and its own verifier.
+	e.AWS.AddInstance(standin.DemoInstance(e.InstanceID, e.Vol.ID, map[string]string{"quiesce:role": VerifierTag}))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -359,8 +394,10 @@ func (e *Env) startStandIn(ctx context.Context) error {
 		aws.Close()
 		return err
 	})
-	e.logf("aws      stand-in (in-process) on %s: EC2 + SSM, SendCommand runs the real Quiesce document with %s/hostagent, CreateSnapshot(s) = FICLONE in the pool; instance %s (%s + root volume), snapshots complete at once and EC2's snapshot rate limits (15 s per volume, ≤5 pending) are not enforced",
-		e.AWSURL, e.Cfg.BinDir, e.InstanceID, e.Vol.ID)
+	e.logf("aws      stand-in (in-process) on %s: EC2 + SSM, SendCommand runs the real Quiesce and QuiesceVerify documents with %s/hostagent, CreateSnapshot(s) = FICLONE in the pool,\n"+
+		"         CreateVolume = FICLONE of the snapshot (vol-….img), AttachVolume = loop device, DetachVolume refused while mounted; instance %s (%s + root volume, also tagged quiesce:role=%s),\n"+
+		"         snapshots and volumes are ready at once and EC2's snapshot rate limits (15 s per volume, ≤5 pending) are not enforced",
+		e.AWSURL, e.Cfg.BinDir, e.InstanceID, e.Vol.ID, VerifierTag)
 	return nil
 }
 
@@ -375,6 +412,9 @@ func (e *Env) LambdaEnv() []string {
 		"QUIESCE_TARGET_TAG_KEY=quiesce:enabled", "QUIESCE_TARGET_TAG_VALUE=true",
 		"QUIESCE_MOUNTS=" + e.Vol.Dir, "QUIESCE_MYSQL_LOCK=auto", "QUIESCE_MYSQL_DEFAULTS_FILE=" + e.DefaultsFile,
 		"QUIESCE_FREEZE_TIMEOUT=" + e.Cfg.FreezeTimeout, "QUIESCE_KEEP_LAST=1000", "QUIESCE_MAX_CONCURRENCY=1",
+		"QUIESCE_VERIFY_DOCUMENT=" + standin.DefaultVerifyDocumentName, "QUIESCE_VERIFIER_TAG_VALUE=" + VerifierTag,
+		// The stand-in's volumes are ready at once: look every 200 ms, not every 10 s.
+		"QUIESCE_VERIFY_POLL=200ms",
 	}
 }
 
