@@ -39,6 +39,11 @@ type BenchOptions struct {
 	// SeedLockTimeout bounds the seed script's wait for FTWRL; when it
 	// expires the script ends its session, which withdraws the FTWRL.
 	SeedLockTimeout time.Duration
+	// VerifyRuns: verifications of one snapshot through the Lambda's verify
+	// action (0: skip); GoBenchFile: `go test -bench` output whose
+	// BenchmarkVerifyOverhead lines the report quotes.
+	VerifyRuns  int
+	GoBenchFile string
 }
 
 // Sample is one measured freeze/snapshot/thaw of one method.
@@ -73,7 +78,8 @@ type BenchResult struct {
 	HotRowWriters   int
 	HotRowWriter    WriterStats
 	SeedLockTimeout time.Duration
-	LockMode        string // the lock hostagent's auto mode chose
+	LockMode        string       // the lock hostagent's auto mode chose
+	Verify          *VerifyBench `json:",omitempty"`
 	Writer          WriterStats
 	Markdown        string
 	StartedAt       time.Time
@@ -81,6 +87,9 @@ type BenchResult struct {
 
 // Failed reports whether any measurement failed.
 func (b *BenchResult) Failed() bool {
+	if b.Verify.firstFailure() != nil {
+		return true
+	}
 	for _, m := range b.Methods {
 		for _, s := range m.Samples {
 			if s.Err != "" {
@@ -207,6 +216,16 @@ func Bench(ctx context.Context, o BenchOptions) (res *BenchResult, err error) {
 		hc := env.Writer.Commits()
 		res.HotRowWriter = writerStats(env.Writer, hc, time.Since(hotStart), nil)
 		finishSamples(res.HotRow, hc)
+	}
+	if o.VerifyRuns > 0 {
+		if res.Verify, err = env.benchVerify(ctx, o.VerifyRuns, fmt.Sprintf("bench-%s-v", session)); err != nil {
+			return res, fmt.Errorf("bench verify: %w", err)
+		}
+	}
+	if o.GoBenchFile != "" && res.Verify != nil {
+		if res.Verify.GoBench, err = ReadGoBench(o.GoBenchFile); err != nil {
+			return res, err
+		}
 	}
 	res.Markdown = BenchMarkdown(res)
 	fmt.Fprintln(env.Cfg.Out)

@@ -126,11 +126,16 @@ func BenchMarkdown(b *BenchResult) string {
 			[][]string{hrow(b.HotRow[0], all(b.HotRow[0])), hrow(b.HotRow[1], all(b.HotRow[1]))}))
 	}
 
+	w.WriteString(verifyMarkdown(b.Verify))
+
 	var fails []string
 	for _, m := range b.Methods {
 		if n, first := failures(m); n > 0 {
 			fails = append(fails, fmt.Sprintf("- (%s) %d failed; first: %s", m.Key, n, first))
 		}
+	}
+	if v := b.Verify.firstFailure(); v != nil {
+		fails = append(fails, fmt.Sprintf("- verify %s: %s", v.SnapshotID, strings.Join(v.Problems, "; ")))
 	}
 	if len(fails) > 0 {
 		w.WriteString("\n## Failures\n\n" + strings.Join(fails, "\n") + "\n")

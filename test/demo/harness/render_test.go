@@ -151,3 +151,32 @@ func TestBenchMarkdown(t *testing.T) {
 		t.Error("a failed sample does not fail the bench")
 	}
 }
+
+func TestVerifyMarkdown(t *testing.T) {
+	vb := &VerifyBench{SnapshotID: "snap-1", GoBench: []string{"BenchmarkVerifyOverhead-2 5 1 ns/op 95.0 overhead_ms"}}
+	for i := 1; i <= 3; i++ {
+		vb.Runs = append(vb.Runs, Verification{CreateToTag: time.Duration(i) * time.Second, Report: &contract.VerifyReport{
+			DurationMS: 1000 + float64(i)*10, TimingsMS: map[string]float64{"start": 600, "check_tables": 200, "shutdown": 100}}})
+	}
+	vb.Runs = append(vb.Runs, Verification{CreateToTag: -1, Problems: []string{"verification failed"}})
+	md := verifyMarkdown(vb)
+	for _, want := range []string{
+		"verified 4 times (1 failed)",
+		"| create volume → quiesce:verified tag | 2000.0 | 3000.0 | 3000.0 | 3 | ≤ 5000: met |",
+		"| hostagent verify's own work (duration − start − CHECK TABLE − shutdown) | 120.0 | 130.0 | 130.0 | 3 | ≤ 200: met |",
+		"BenchmarkVerifyOverhead-2 5 1 ns/op 95.0 overhead_ms",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("verify section lacks %q:\n%s", want, md)
+		}
+	}
+	b := &BenchResult{Verify: vb}
+	if !b.Failed() {
+		t.Error("a failed verification does not fail the bench")
+	}
+	vb.Runs[0].CreateToTag = 6 * time.Second
+	vb.Runs[1].CreateToTag = 7 * time.Second
+	if md := verifyMarkdown(vb); !strings.Contains(md, "≤ 5000: MISSED") {
+		t.Errorf("a p50 over 5 s is not marked missed:\n%s", md)
+	}
+}

@@ -96,6 +96,11 @@ type verifyResult struct {
 // CreateVolume to the quiesce:verified tag.
 func (e *Env) Verify(ctx context.Context, snapshotID, runID string) Verification {
 	v := Verification{SnapshotID: snapshotID, RunID: runID, CreateToTag: -1}
+	// A fresh container per invocation, as for the snapshot cycles.
+	if err := e.ColdLambda(ctx); err != nil {
+		v.problem("restart the Lambda container: %v", err)
+		return v
+	}
 	ictx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
 	since := time.Now()
@@ -103,7 +108,7 @@ func (e *Env) Verify(ctx context.Context, snapshotID, runID string) Verification
 	v.InvokeTime = time.Since(since)
 	if err != nil {
 		v.LambdaError = err.Error()
-		v.problem("lambda: %v", err)
+		v.problem("lambda: %v; its last log lines:\n%s", err, lastLines(e.Lambda.Logs(), 12))
 	}
 	var res verifyResult
 	if len(out) > 0 && json.Unmarshal(out, &res) == nil {
@@ -225,4 +230,13 @@ func firstOf(ss ...string) string {
 		}
 	}
 	return ""
+}
+
+// lastLines is the end of a log, n lines at most.
+func lastLines(log string, n int) string {
+	lines := strings.Split(strings.TrimRight(log, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }
