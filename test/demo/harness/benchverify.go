@@ -85,19 +85,33 @@ func (e *Env) benchVerify(ctx context.Context, runs int, runID string) (*VerifyB
 	return vb, nil
 }
 
-// ReadGoBench returns the BenchmarkVerifyOverhead lines of a `go test
-// -bench` output file.
+// ReadGoBench returns the BenchmarkVerifyOverhead results of a `go test
+// -bench` output file, one line each. A log line the benchmark printed can
+// split a result (the name, the log line, then the numbers on a line of
+// their own): the name is joined with the next line holding "ns/op".
 func ReadGoBench(path string) ([]string, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("-go-bench: %w", err)
 	}
 	defer f.Close()
+	return parseGoBench(bufio.NewScanner(f))
+}
+
+func parseGoBench(sc *bufio.Scanner) ([]string, error) {
 	var out []string
-	sc := bufio.NewScanner(f)
+	name := ""
 	for sc.Scan() {
-		if strings.HasPrefix(sc.Text(), "BenchmarkVerifyOverhead") {
-			out = append(out, strings.Join(strings.Fields(sc.Text()), " "))
+		fields := strings.Fields(sc.Text())
+		switch {
+		case len(fields) > 0 && strings.HasPrefix(fields[0], "BenchmarkVerifyOverhead"):
+			if strings.Contains(sc.Text(), "ns/op") {
+				out, name = append(out, strings.Join(fields, " ")), ""
+			} else {
+				name = fields[0]
+			}
+		case name != "" && strings.Contains(sc.Text(), "ns/op"):
+			out, name = append(out, name+" "+strings.Join(fields, " ")), ""
 		}
 	}
 	return out, sc.Err()

@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"bufio"
 	"strings"
 	"testing"
 	"time"
@@ -178,5 +179,18 @@ func TestVerifyMarkdown(t *testing.T) {
 	vb.Runs[1].CreateToTag = 7 * time.Second
 	if md := verifyMarkdown(vb); !strings.Contains(md, "≤ 5000: MISSED") {
 		t.Errorf("a p50 over 5 s is not marked missed:\n%s", md)
+	}
+}
+
+func TestParseGoBenchJoinsASplitResult(t *testing.T) {
+	in := "goos: linux\n" +
+		"BenchmarkVerifyOverhead-2   \t[mysql] 2026/12/01 21:29:16 packets.go:155 write unix: broken pipe\n" +
+		"       5\t 182134504 ns/op\t         2.736 check_tables_ms\t        17.19 overhead_ms\n" +
+		"BenchmarkOther-2 1 5 ns/op\n" +
+		"BenchmarkVerifyOverhead-4 \t 5\t 1 ns/op\t 9.0 overhead_ms\n"
+	got, err := parseGoBench(bufio.NewScanner(strings.NewReader(in)))
+	want := []string{"BenchmarkVerifyOverhead-2 5 182134504 ns/op 2.736 check_tables_ms 17.19 overhead_ms", "BenchmarkVerifyOverhead-4 5 1 ns/op 9.0 overhead_ms"}
+	if err != nil || strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("parseGoBench = %q, %v; want %q", got, err, want)
 	}
 }
