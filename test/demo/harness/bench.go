@@ -146,100 +146,127 @@ func Bench(ctx context.Context, o BenchOptions) (res *BenchResult, err error) {
 	env.AWS.SetLatency("CreateSnapshots", o.SnapshotLatency)
 	env.AWS.SetLatency("CreateSnapshot", o.SnapshotLatency)
 
-	env.StartWriter(env.Cfg.Writers)
-	writerStart := time.Now()
-	if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
-		return res, err
-	}
 	session := randHex(6)
 	seedTimeout := strconv.Itoa(int(o.SeedLockTimeout.Round(time.Second) / time.Second))
-	env.logf("\nbench    %d cycles of each method, interleaved, %d writers", o.Cycles, env.Cfg.Writers)
-	for i := 1; i <= o.Cycles; i++ {
-		direct.Samples = append(direct.Samples, env.benchDirect(ctx, fmt.Sprintf("bench-%s-a%03d", session, i)))
-		if err := sleepCtx(ctx, o.Pause); err != nil {
-			return res, err
-		}
-		seed.Samples = append(seed.Samples, env.benchSeed(ctx, seedScript, seedTimeout, fmt.Sprintf("snap-bench%s-b%03d", session, i)))
-		if err := sleepCtx(ctx, o.Pause); err != nil {
-			return res, err
-		}
-		lambda.Samples = append(lambda.Samples, env.benchLambda(ctx, i, fmt.Sprintf("bench-%s-c%03d", session, i), o.SSMLatency, o.SnapshotLatency))
-		if err := sleepCtx(ctx, o.Pause); err != nil {
-			return res, err
-		}
-		if i%10 == 0 || i == o.Cycles {
-			env.logf("bench    %d/%d  last: direct %s ms, seed %s ms, lambda %s ms", i, o.Cycles,
-				rpt.Ms(last(direct).Window), rpt.Ms(last(seed).Window), rpt.Ms(last(lambda).Window))
-		}
-	}
-	_ = sleepCtx(ctx, 300*time.Millisecond)
-	if err := env.StopWriter(ctx); err != nil {
+	if err := env.benchInterleaved(ctx, o, res, session, seedScript, seedTimeout); err != nil {
 		return res, err
 	}
-	commits := env.Writer.Commits()
-	res.Writer = writerStats(env.Writer, commits, time.Since(writerStart), nil)
-	finishSamples(res.Methods, commits)
-	for _, s := range direct.Samples {
-		if s.LockMode != "" {
-			res.LockMode = s.LockMode
-			break
-		}
-	}
-
 	if o.HotRowCycles > 0 {
-		res.HotRowWriters = o.HotRowWriters
-		env.logf("bench    hot row: %d cycles of (a) and (b) with %d writers queuing on the transfer sequence row (seed FTWRL wait bounded at %s)",
-			o.HotRowCycles, o.HotRowWriters, o.SeedLockTimeout)
-		hd := &Method{Key: "a", Name: direct.Name}
-		hs := &Method{Key: "b", Name: seed.Name}
-		res.HotRow = []*Method{hd, hs}
-		env.StartWriter(o.HotRowWriters)
-		hotStart := time.Now()
-		if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
+		if err := env.benchHotRow(ctx, o, res, session, seedScript, seedTimeout); err != nil {
 			return res, err
 		}
-		for i := 1; i <= o.HotRowCycles; i++ {
-			hd.Samples = append(hd.Samples, env.benchDirect(ctx, fmt.Sprintf("bench-%s-ha%03d", session, i)))
-			if err := sleepCtx(ctx, o.Pause); err != nil {
-				return res, err
-			}
-			hs.Samples = append(hs.Samples, env.benchSeed(ctx, seedScript, seedTimeout, fmt.Sprintf("snap-bench%s-hb%03d", session, i)))
-			if err := sleepCtx(ctx, o.Pause); err != nil {
-				return res, err
-			}
-			env.logf("bench    hot row %d/%d: direct %s ms, seed %s ms %s", i, o.HotRowCycles, rpt.Ms(last(hd).Window), rpt.Ms(last(hs).Window), last(hs).Err)
-		}
-		_ = sleepCtx(ctx, 300*time.Millisecond)
-		if err := env.StopWriter(ctx); err != nil {
-			return res, err
-		}
-		hc := env.Writer.Commits()
-		res.HotRowWriter = writerStats(env.Writer, hc, time.Since(hotStart), nil)
-		finishSamples(res.HotRow, hc)
 	}
 	if o.VerifyRuns > 0 {
 		if res.Verify, err = env.benchVerify(ctx, o.VerifyRuns, fmt.Sprintf("bench-%s-v", session)); err != nil {
 			return res, fmt.Errorf("bench verify: %w", err)
 		}
 	}
+	return res, env.writeBenchReport(o, res)
+}
+
+// benchInterleaved runs the three methods cycle by cycle (a, b, c, a, …)
+// with the same writer.
+func (e *Env) benchInterleaved(ctx context.Context, o BenchOptions, res *BenchResult, session, seedScript, seedTimeout string) error {
+	direct, seed, lambda := res.Methods[0], res.Methods[1], res.Methods[2]
+	e.StartWriter(e.Cfg.Writers)
+	writerStart := time.Now()
+	if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
+		return err
+	}
+	e.logf("\nbench    %d cycles of each method, interleaved, %d writers", o.Cycles, e.Cfg.Writers)
+	for i := 1; i <= o.Cycles; i++ {
+		direct.Samples = append(direct.Samples, e.benchDirect(ctx, fmt.Sprintf("bench-%s-a%03d", session, i)))
+		if err := sleepCtx(ctx, o.Pause); err != nil {
+			return err
+		}
+		seed.Samples = append(seed.Samples, e.benchSeed(ctx, seedScript, seedTimeout, fmt.Sprintf("snap-bench%s-b%03d", session, i)))
+		if err := sleepCtx(ctx, o.Pause); err != nil {
+			return err
+		}
+		lambda.Samples = append(lambda.Samples, e.benchLambda(ctx, i, fmt.Sprintf("bench-%s-c%03d", session, i), o.SSMLatency, o.SnapshotLatency))
+		if err := sleepCtx(ctx, o.Pause); err != nil {
+			return err
+		}
+		if i%10 == 0 || i == o.Cycles {
+			e.logf("bench    %d/%d  last: direct %s ms, seed %s ms, lambda %s ms", i, o.Cycles,
+				rpt.Ms(last(direct).Window), rpt.Ms(last(seed).Window), rpt.Ms(last(lambda).Window))
+		}
+	}
+	_ = sleepCtx(ctx, 300*time.Millisecond)
+	if err := e.StopWriter(ctx); err != nil {
+		return err
+	}
+	commits := e.Writer.Commits()
+	res.Writer = writerStats(e.Writer, commits, time.Since(writerStart), nil)
+	finishSamples(res.Methods, commits)
+	for _, s := range res.Methods[0].Samples {
+		if s.LockMode != "" {
+			res.LockMode = s.LockMode
+			break
+		}
+	}
+
+	return nil
+}
+
+// benchHotRow runs (a) and (b) with o.HotRowWriters writers queuing on the
+// transfer sequence row.
+func (e *Env) benchHotRow(ctx context.Context, o BenchOptions, res *BenchResult, session, seedScript, seedTimeout string) error {
+	res.HotRowWriters = o.HotRowWriters
+	e.logf("bench    hot row: %d cycles of (a) and (b) with %d writers queuing on the transfer sequence row (seed FTWRL wait bounded at %s)",
+		o.HotRowCycles, o.HotRowWriters, o.SeedLockTimeout)
+	hd := &Method{Key: "a", Name: res.Methods[0].Name}
+	hs := &Method{Key: "b", Name: res.Methods[1].Name}
+	res.HotRow = []*Method{hd, hs}
+	e.StartWriter(o.HotRowWriters)
+	hotStart := time.Now()
+	if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
+		return err
+	}
+	for i := 1; i <= o.HotRowCycles; i++ {
+		hd.Samples = append(hd.Samples, e.benchDirect(ctx, fmt.Sprintf("bench-%s-ha%03d", session, i)))
+		if err := sleepCtx(ctx, o.Pause); err != nil {
+			return err
+		}
+		hs.Samples = append(hs.Samples, e.benchSeed(ctx, seedScript, seedTimeout, fmt.Sprintf("snap-bench%s-hb%03d", session, i)))
+		if err := sleepCtx(ctx, o.Pause); err != nil {
+			return err
+		}
+		e.logf("bench    hot row %d/%d: direct %s ms, seed %s ms %s", i, o.HotRowCycles, rpt.Ms(last(hd).Window), rpt.Ms(last(hs).Window), last(hs).Err)
+	}
+	_ = sleepCtx(ctx, 300*time.Millisecond)
+	if err := e.StopWriter(ctx); err != nil {
+		return err
+	}
+	hc := e.Writer.Commits()
+	res.HotRowWriter = writerStats(e.Writer, hc, time.Since(hotStart), nil)
+	finishSamples(res.HotRow, hc)
+	return nil
+}
+
+// writeBenchReport renders the markdown (quoting BenchmarkVerifyOverhead
+// from o.GoBenchFile), prints it and writes o.ReportFile.
+func (e *Env) writeBenchReport(o BenchOptions, res *BenchResult) error {
 	if o.GoBenchFile != "" && res.Verify != nil {
+		var err error
 		if res.Verify.GoBench, err = ReadGoBench(o.GoBenchFile); err != nil {
-			return res, err
+			return err
 		}
 	}
 	res.Markdown = BenchMarkdown(res)
-	fmt.Fprintln(env.Cfg.Out)
-	fmt.Fprint(env.Cfg.Out, res.Markdown)
-	if o.ReportFile != "" {
-		if err := os.MkdirAll(filepath.Dir(o.ReportFile), 0o755); err != nil {
-			return res, err
-		}
-		if err := os.WriteFile(o.ReportFile, []byte(res.Markdown), 0o644); err != nil {
-			return res, err
-		}
-		env.logf("\nreport   written to %s", o.ReportFile)
+	fmt.Fprintln(e.Cfg.Out)
+	fmt.Fprint(e.Cfg.Out, res.Markdown)
+	if o.ReportFile == "" {
+		return nil
 	}
-	return res, nil
+	if err := os.MkdirAll(filepath.Dir(o.ReportFile), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(o.ReportFile, []byte(res.Markdown), 0o644); err != nil {
+		return err
+	}
+	e.logf("\nreport   written to %s", o.ReportFile)
+	return nil
 }
 
 // finishSamples fills in what needs the writer's full commit record: the

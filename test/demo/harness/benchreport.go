@@ -98,57 +98,11 @@ func BenchMarkdown(b *BenchResult) string {
 		{"window ÷ quiesce direct (a), p50", rpt.Ratio(c.win.P50, a.win.P50), "", "", ""},
 	}))
 
-	if len(b.HotRow) == 2 {
-		ha, hs := get(b.HotRow[0]), get(b.HotRow[1])
-		fmt.Fprintf(&w, "\n## Hot row: %d writers queuing on the transfer sequence row\n\n", b.HotRowWriters)
-		fmt.Fprintf(&w, "Every transfer takes the sequence row first and holds it to COMMIT (that is what keeps the log gap-free). Under `FLUSH TABLES WITH READ LOCK` the transaction holding the row waits for the global read lock while FTWRL waits for the statements queued behind that row lock: neither side's timeout is short (lock_wait_timeout defaults to a day, innodb_lock_wait_timeout to 50 s). The seed script gives FTWRL %s and then KILLs its session; hostagent's auto mode uses %s. Writer over this phase: %d commits, %d errors (%v).\n\n",
-			b.SeedLockTimeout, lockModeText(b.LockMode), b.HotRowWriter.Commits, b.HotRowWriter.Errors, b.HotRowWriter.FirstErrs)
-		hrow := func(m *Method, st stats) []string {
-			n, first := failures(m)
-			if len(first) > 120 {
-				first = first[:120] + "…"
-			}
-			return []string{"(" + m.Key + ") " + m.Name, fmt.Sprintf("%d/%d", len(m.Samples)-n, len(m.Samples)), ms(st.win.P50), ms(st.win.Max), ms(st.stall.Max), first}
-		}
-		// Failed seed attempts keep their span, so include them in the window/stall columns.
-		all := func(m *Method) stats {
-			var win, stall []time.Duration
-			for _, s := range m.Samples {
-				if !s.Start.IsZero() {
-					win, stall = append(win, s.Window), append(stall, s.Stall)
-				}
-			}
-			return stats{win: rpt.Summarize(win), stall: rpt.Summarize(stall)}
-		}
-		_ = ha
-		_ = hs
-		w.WriteString(rpt.Markdown([]string{"method", "completed", "window p50", "window max", "writer max stall", "first failure"},
-			[][]string{hrow(b.HotRow[0], all(b.HotRow[0])), hrow(b.HotRow[1], all(b.HotRow[1]))}))
-	}
-
+	w.WriteString(hotRowMarkdown(b))
 	w.WriteString(verifyMarkdown(b.Verify))
 
-	var fails []string
-	for _, m := range b.Methods {
-		if n, first := failures(m); n > 0 {
-			fails = append(fails, fmt.Sprintf("- (%s) %d failed; first: %s", m.Key, n, first))
-		}
-	}
-	if v := b.Verify.firstFailure(); v != nil {
-		fails = append(fails, fmt.Sprintf("- verify %s: %s", v.SnapshotID, strings.Join(v.Problems, "; ")))
-	}
-	if len(fails) > 0 {
-		w.WriteString("\n## Failures\n\n" + strings.Join(fails, "\n") + "\n")
-	}
-	w.WriteString(`
-## Definitions
-
-- **window**: (a) hostagent freeze command started → hostagent thaw command returned, measured by the bench around the two CLI calls; (b) ` + "`FLUSH TABLES WITH READ LOCK`" + ` sent → ` + "`UNLOCK TABLES`" + ` answered, measured inside demo/seed-baseline.sh; (c) hostagent's FreezeReport.started_at → ThawReport.thawed_at (the freeze and thaw ran through the Lambda, the stand-in and the SSM document).
-- **start → held**: (a) the freeze command's run time (lock, binlog position, FIFREEZE, holder/guardian handed the hold); (b) FTWRL answered + ` + "`xfs_freeze -f`" + ` returned; (c) FreezeReport.held_ms.
-- **release → writes flowing**: from the start of the thaw/unlock step to the first writer commit after it.
-- **(d) writer max stall**: the slowest writer transaction (BEGIN → COMMIT returned) that overlapped the window.
-- Percentiles are nearest-rank; with fewer than 100 samples p99 is the maximum.
-`)
+	w.WriteString(failuresMarkdown(b))
+	w.WriteString(benchDefinitions)
 	return w.String()
 }
 
@@ -163,3 +117,64 @@ func lockModeText(mode string) string {
 	}
 	return mode
 }
+
+// hotRowMarkdown is the hot-row section ("" without hot-row cycles).
+func hotRowMarkdown(b *BenchResult) string {
+	if len(b.HotRow) != 2 {
+		return ""
+	}
+	var w strings.Builder
+	ms := rpt.Ms
+	type stats struct{ win, stall rpt.Dist }
+	fmt.Fprintf(&w, "\n## Hot row: %d writers queuing on the transfer sequence row\n\n", b.HotRowWriters)
+	fmt.Fprintf(&w, "Every transfer takes the sequence row first and holds it to COMMIT (that is what keeps the log gap-free). Under `FLUSH TABLES WITH READ LOCK` the transaction holding the row waits for the global read lock while FTWRL waits for the statements queued behind that row lock: neither side's timeout is short (lock_wait_timeout defaults to a day, innodb_lock_wait_timeout to 50 s). The seed script gives FTWRL %s and then KILLs its session; hostagent's auto mode uses %s. Writer over this phase: %d commits, %d errors (%v).\n\n",
+		b.SeedLockTimeout, lockModeText(b.LockMode), b.HotRowWriter.Commits, b.HotRowWriter.Errors, b.HotRowWriter.FirstErrs)
+	hrow := func(m *Method, st stats) []string {
+		n, first := failures(m)
+		if len(first) > 120 {
+			first = first[:120] + "…"
+		}
+		return []string{"(" + m.Key + ") " + m.Name, fmt.Sprintf("%d/%d", len(m.Samples)-n, len(m.Samples)), ms(st.win.P50), ms(st.win.Max), ms(st.stall.Max), first}
+	}
+	// Failed seed attempts keep their span, so include them in the window/stall columns.
+	all := func(m *Method) stats {
+		var win, stall []time.Duration
+		for _, s := range m.Samples {
+			if !s.Start.IsZero() {
+				win, stall = append(win, s.Window), append(stall, s.Stall)
+			}
+		}
+		return stats{win: rpt.Summarize(win), stall: rpt.Summarize(stall)}
+	}
+	w.WriteString(rpt.Markdown([]string{"method", "completed", "window p50", "window max", "writer max stall", "first failure"},
+		[][]string{hrow(b.HotRow[0], all(b.HotRow[0])), hrow(b.HotRow[1], all(b.HotRow[1]))}))
+	return w.String()
+}
+
+// failuresMarkdown lists the first failure of each method and of the verify runs.
+func failuresMarkdown(b *BenchResult) string {
+	var fails []string
+	for _, m := range b.Methods {
+		if n, first := failures(m); n > 0 {
+			fails = append(fails, fmt.Sprintf("- (%s) %d failed; first: %s", m.Key, n, first))
+		}
+	}
+	if v := b.Verify.firstFailure(); v != nil {
+		fails = append(fails, fmt.Sprintf("- verify %s: %s", v.SnapshotID, strings.Join(v.Problems, "; ")))
+	}
+	if len(fails) == 0 {
+		return ""
+	}
+	return "\n## Failures\n\n" + strings.Join(fails, "\n") + "\n"
+}
+
+// benchDefinitions ends the report.
+const benchDefinitions = `
+## Definitions
+
+- **window**: (a) hostagent freeze command started → hostagent thaw command returned, measured by the bench around the two CLI calls; (b) ` + "`FLUSH TABLES WITH READ LOCK`" + ` sent → ` + "`UNLOCK TABLES`" + ` answered, measured inside demo/seed-baseline.sh; (c) hostagent's FreezeReport.started_at → ThawReport.thawed_at (the freeze and thaw ran through the Lambda, the stand-in and the SSM document).
+- **start → held**: (a) the freeze command's run time (lock, binlog position, FIFREEZE, holder/guardian handed the hold); (b) FTWRL answered + ` + "`xfs_freeze -f`" + ` returned; (c) FreezeReport.held_ms.
+- **release → writes flowing**: from the start of the thaw/unlock step to the first writer commit after it.
+- **(d) writer max stall**: the slowest writer transaction (BEGIN → COMMIT returned) that overlapped the window.
+- Percentiles are nearest-rank; with fewer than 100 samples p99 is the maximum.
+`
