@@ -115,9 +115,20 @@ func (e *Env) RunCycle(ctx context.Context, n int, runID string) *Cycle {
 		c.problem("lambda: %v", err)
 	}
 
-	// hostagent's own reports, as the stand-in captured them from the SSM script.
+	e.collectReports(c)
+	e.collectSnapshots(c)
+	if e.Writer != nil && c.Freeze != nil && c.Thaw != nil {
+		c.Stall = stallDuring(e.Writer.Commits(), c.Freeze.StartedAt, c.Thaw.ThawedAt)
+	}
+	return c
+}
+
+// collectReports reads hostagent's FreezeReport and ThawReport of the
+// cycle's run, as the stand-in captured them from the SSM script, and the
+// window between them.
+func (e *Env) collectReports(c *Cycle) {
 	for _, r := range e.Hooks.Runs() {
-		if r.Invocation.Param("runId") != runID {
+		if r.Invocation.Param("runId") != c.RunID {
 			continue
 		}
 		switch r.Invocation.Param("action") {
@@ -148,9 +159,14 @@ func (e *Env) RunCycle(ctx context.Context, n int, runID string) *Cycle {
 		}
 	}
 
+}
+
+// collectSnapshots reads the snapshots tagged with the cycle's run id and
+// checks their tags against the volume and the FreezeReport.
+func (e *Env) collectSnapshots(c *Cycle) {
 	clones := e.Hooks.Clones()
 	for _, s := range e.AWS.Snapshots() {
-		if s.Tags[TagRunID] != runID {
+		if s.Tags[TagRunID] != c.RunID {
 			continue
 		}
 		cs := CycleSnapshot{ID: s.ID, VolumeID: s.VolumeID, Tags: s.Tags, Image: e.Hooks.SnapshotPath(s.ID), State: s.State}
@@ -162,7 +178,7 @@ func (e *Env) RunCycle(ctx context.Context, n int, runID string) *Cycle {
 	}
 	sort.Slice(c.Snapshots, func(i, j int) bool { return c.Snapshots[i].ID < c.Snapshots[j].ID })
 	if len(c.Snapshots) == 0 {
-		c.problem("no snapshot tagged %s=%s", TagRunID, runID)
+		c.problem("no snapshot tagged %s=%s", TagRunID, c.RunID)
 	}
 	for _, s := range c.Snapshots {
 		if s.VolumeID != e.Vol.ID {
@@ -180,10 +196,6 @@ func (e *Env) RunCycle(ctx context.Context, n int, runID string) *Cycle {
 			}
 		}
 	}
-	if e.Writer != nil && c.Freeze != nil && c.Thaw != nil {
-		c.Stall = stallDuring(e.Writer.Commits(), c.Freeze.StartedAt, c.Thaw.ThawedAt)
-	}
-	return c
 }
 
 // lambdaResult is the part of the Lambda's result document the demo reads.
