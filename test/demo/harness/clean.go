@@ -40,32 +40,9 @@ func Clean(ctx context.Context, workdir, binDir string) (done []string, err erro
 	hadState := stateErr == nil
 
 	// 1. Runs hostagent still holds on our mounts.
-	ha := filepath.Join(binDir, "hostagent")
-	if _, err := os.Stat(ha); err == nil && hadState {
-		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		cmd := exec.CommandContext(sctx, ha, "status")
-		cmd.Env = append(os.Environ(), "QUIESCE_STATE_DIR="+StateDir)
-		out, _ := cmd.Output()
-		cancel()
-		var st contract.StatusReport
-		if json.Unmarshal(out, &st) == nil {
-			for _, r := range st.Runs {
-				if r.State != "held" || !anyUnder(r.Mounts, workdir) {
-					continue
-				}
-				tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-				tc := exec.CommandContext(tctx, ha, "thaw", "--run-id", r.RunID)
-				tc.Env = append(os.Environ(), "QUIESCE_STATE_DIR="+StateDir)
-				err := tc.Run()
-				cancel()
-				var ee *exec.ExitError
-				if err != nil && !(errors.As(err, &ee) && contract.ExitCode(ee.ExitCode()) == contract.ExitLate) {
-					errs = append(errs, fmt.Errorf("hostagent thaw --run-id %s: %w", r.RunID, err))
-				} else {
-					done = append(done, "thawed hostagent run "+r.RunID)
-				}
-			}
-		}
+	if hadState {
+		d, err := thawHeldUnder(ctx, filepath.Join(binDir, "hostagent"), workdir)
+		done, errs = append(done, d...), append(errs, err)
 	}
 	// 2. Anything still frozen (FITHAW is idempotent).
 	for _, m := range mounts {
@@ -81,53 +58,9 @@ func Clean(ctx context.Context, workdir, binDir string) (done []string, err erro
 			done = append(done, fmt.Sprintf("stopped mariadbd pid %d", pid))
 		}
 	}
-	// 4. Unmount and detach in dependency order: the pool hosts the images
-	// behind other loop devices, so those mounts and devices go first.
-	loops := pool.LoopsBackedBy(workdir)
-	hosting := func(m string) bool {
-		for _, l := range loops {
-			if bf := backingFile(l); strings.HasPrefix(bf, m+"/") {
-				return true
-			}
-		}
-		return false
-	}
-	var hosts []string
-	for _, m := range mounts {
-		if hosting(m) {
-			hosts = append(hosts, m)
-			continue
-		}
-		if err := pool.Unmount(ctx, m); err != nil {
-			errs = append(errs, err)
-		} else {
-			done = append(done, "unmounted "+m)
-		}
-	}
-	detach := func(under []string) {
-		for _, dev := range pool.LoopsBackedBy(workdir) {
-			bf := backingFile(dev)
-			if under != nil && !hostedBy(bf, under) {
-				continue
-			}
-			if err := pool.Detach(ctx, dev); err != nil {
-				errs = append(errs, err)
-			} else {
-				done = append(done, "detached "+dev)
-			}
-		}
-	}
-	if len(hosts) > 0 {
-		detach(hosts)
-	}
-	for _, m := range hosts {
-		if err := pool.Unmount(ctx, m); err != nil {
-			errs = append(errs, err)
-		} else {
-			done = append(done, "unmounted "+m)
-		}
-	}
-	detach(nil)
+	// 4. Unmount and detach in dependency order.
+	d, err := unmountAndDetach(ctx, workdir, mounts)
+	done, errs = append(done, d...), append(errs, err)
 	if hadState && binDir != "" {
 		if err := removeStateDir(ctx, binDir); err != nil {
 			errs = append(errs, err)
@@ -211,4 +144,91 @@ func stopPID(pid int, limit time.Duration) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return fmt.Errorf("pid %d survived SIGKILL", pid)
+}
+
+// thawHeldUnder thaws the hostagent runs that hold a mount below workdir.
+func thawHeldUnder(ctx context.Context, ha, workdir string) (done []string, err error) {
+	if _, err := os.Stat(ha); err != nil {
+		return nil, nil // no hostagent here: nothing it could hold
+	}
+	var errs []error
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	cmd := exec.CommandContext(sctx, ha, "status")
+	cmd.Env = append(os.Environ(), "QUIESCE_STATE_DIR="+StateDir)
+	out, _ := cmd.Output()
+	cancel()
+	var st contract.StatusReport
+	if json.Unmarshal(out, &st) == nil {
+		for _, r := range st.Runs {
+			if r.State != "held" || !anyUnder(r.Mounts, workdir) {
+				continue
+			}
+			tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			tc := exec.CommandContext(tctx, ha, "thaw", "--run-id", r.RunID)
+			tc.Env = append(os.Environ(), "QUIESCE_STATE_DIR="+StateDir)
+			err := tc.Run()
+			cancel()
+			var ee *exec.ExitError
+			if err != nil && !(errors.As(err, &ee) && contract.ExitCode(ee.ExitCode()) == contract.ExitLate) {
+				errs = append(errs, fmt.Errorf("hostagent thaw --run-id %s: %w", r.RunID, err))
+			} else {
+				done = append(done, "thawed hostagent run "+r.RunID)
+			}
+		}
+	}
+
+	return done, errors.Join(errs...)
+}
+
+// unmountAndDetach unmounts the mounts below workdir and detaches the loop
+// devices backed by its files. The pool hosts the images behind other loop
+// devices, so those mounts and devices go first.
+func unmountAndDetach(ctx context.Context, workdir string, mounts []string) (done []string, err error) {
+	var errs []error
+	loops := pool.LoopsBackedBy(workdir)
+	hosting := func(m string) bool {
+		for _, l := range loops {
+			if bf := backingFile(l); strings.HasPrefix(bf, m+"/") {
+				return true
+			}
+		}
+		return false
+	}
+	var hosts []string
+	for _, m := range mounts {
+		if hosting(m) {
+			hosts = append(hosts, m)
+			continue
+		}
+		if err := pool.Unmount(ctx, m); err != nil {
+			errs = append(errs, err)
+		} else {
+			done = append(done, "unmounted "+m)
+		}
+	}
+	detach := func(under []string) {
+		for _, dev := range pool.LoopsBackedBy(workdir) {
+			bf := backingFile(dev)
+			if under != nil && !hostedBy(bf, under) {
+				continue
+			}
+			if err := pool.Detach(ctx, dev); err != nil {
+				errs = append(errs, err)
+			} else {
+				done = append(done, "detached "+dev)
+			}
+		}
+	}
+	if len(hosts) > 0 {
+		detach(hosts)
+	}
+	for _, m := range hosts {
+		if err := pool.Unmount(ctx, m); err != nil {
+			errs = append(errs, err)
+		} else {
+			done = append(done, "unmounted "+m)
+		}
+	}
+	detach(nil)
+	return done, errors.Join(errs...)
 }
