@@ -72,7 +72,7 @@ func (e *Env) Event(runID string) []byte {
 		"mysql":          map[string]any{"lock": "auto", "defaults_file": e.DefaultsFile},
 		"freeze_timeout": e.Cfg.FreezeTimeout,
 		"snapshot_tags":  map[string]string{"demo": "true"},
-		// Keep every snapshot: the restore drill checks them all.
+		// Keep every snapshot: the demo verifies them all.
 		"retention":       map[string]any{"keep_last": 1000},
 		"max_concurrency": 1,
 	}

@@ -191,10 +191,11 @@ func TestPrepareWorkDirRefusesForeignDirectories(t *testing.T) {
 	}
 }
 
-// BenchmarkDemoCycles measures the demo's targets over 10 full cycles with
-// the restore drill (make bench runs it once): write-blocked window p50/p99
-// (hostagent freeze start → thaw, excluding the snapshot copy), the worst
-// writer stall beyond its window, and restore failures.
+// BenchmarkDemoCycles measures the demo's targets over 10 full cycles, each
+// snapshot verified by the Lambda's verify action (make bench runs it once):
+// write-blocked window p50/p99 (hostagent freeze start → thaw, excluding the
+// snapshot copy), the worst writer stall beyond its window, verification
+// failures and create volume → quiesce:verified p50.
 func BenchmarkDemoCycles(b *testing.B) {
 	skipUnlessDemoCanRun(b)
 	bin := buildBinaries(b)
