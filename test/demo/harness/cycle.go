@@ -63,7 +63,7 @@ func (c *Cycle) problem(format string, args ...any) {
 	c.Problems = append(c.Problems, fmt.Sprintf(format, args...))
 }
 
-// Event is the DESIGN event the demo sends for one cycle.
+// Event is the snapshot event (README "Run it by hand") the demo sends for one cycle.
 func (e *Env) Event(runID string) []byte {
 	ev := map[string]any{
 		"run_id":         runID,

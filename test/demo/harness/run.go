@@ -77,7 +77,7 @@ type Summary struct {
 	Targets          []Target
 }
 
-// Target is one of the targets with the measured value.
+// Target is one of the demo's targets (README "Performance") with the measured value.
 type Target struct {
 	Name, Want, Got string
 	Met             bool
