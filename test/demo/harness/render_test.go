@@ -98,6 +98,11 @@ func TestJudgeSoundFindsALostCommit(t *testing.T) {
 	if v.Passed() || !strings.Contains(v.Problems[0], "transfer 2 committed") {
 		t.Fatalf("lost commit not found: %q", v.Problems)
 	}
+	v = Verification{Status: "ok", Verified: "ok"}
+	judgeSound(&v, at(30), commits)
+	if v.Passed() || !strings.Contains(v.Problems[0], "no-lost-commit check cannot run") {
+		t.Fatalf("a snapshot without a usable GTID tag judged %q", v.Problems)
+	}
 	v = Verification{Status: "failed", Verified: "failed", VerifyNote: "CHECK TABLE x"}
 	judgeSound(&v, at(30), commits)
 	if v.Passed() || !strings.Contains(v.Problems[0], "CHECK TABLE x") {
