@@ -36,12 +36,13 @@ func Clean(ctx context.Context, workdir, binDir string) (done []string, err erro
 	var errs []error
 	mounts := pool.MountsUnder(workdir)
 	// hostagent creates its state dir on any call: only look when it exists.
-	_, stateErr := os.Stat(StateDir)
+	stateDir := StateDirFor(workdir)
+	_, stateErr := os.Stat(stateDir)
 	hadState := stateErr == nil
 
 	// 1. Runs hostagent still holds on our mounts.
 	if hadState {
-		d, err := thawHeldUnder(ctx, filepath.Join(binDir, "hostagent"), workdir)
+		d, err := thawHeldUnder(ctx, filepath.Join(binDir, "hostagent"), stateDir, workdir)
 		done, errs = append(done, d...), append(errs, err)
 	}
 	// 2. Anything still frozen (FITHAW is idempotent).
@@ -62,10 +63,10 @@ func Clean(ctx context.Context, workdir, binDir string) (done []string, err erro
 	d, err := unmountAndDetach(ctx, workdir, mounts)
 	done, errs = append(done, d...), append(errs, err)
 	if hadState && binDir != "" {
-		if err := removeStateDir(ctx, binDir); err != nil {
+		if err := removeStateDir(ctx, binDir, stateDir); err != nil {
 			errs = append(errs, err)
 		} else {
-			done = append(done, "removed "+StateDir)
+			done = append(done, "removed "+stateDir)
 		}
 	}
 	return done, errors.Join(errs...)
@@ -147,14 +148,14 @@ func stopPID(pid int, limit time.Duration) error {
 }
 
 // thawHeldUnder thaws the hostagent runs that hold a mount below workdir.
-func thawHeldUnder(ctx context.Context, ha, workdir string) (done []string, err error) {
+func thawHeldUnder(ctx context.Context, ha, stateDir, workdir string) (done []string, err error) {
 	if _, err := os.Stat(ha); err != nil {
 		return nil, nil // no hostagent here: nothing it could hold
 	}
 	var errs []error
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	cmd := exec.CommandContext(sctx, ha, "status")
-	cmd.Env = append(os.Environ(), "QUIESCE_STATE_DIR="+StateDir)
+	cmd.Env = append(os.Environ(), "QUIESCE_STATE_DIR="+stateDir)
 	out, _ := cmd.Output()
 	cancel()
 	var st contract.StatusReport
@@ -165,7 +166,7 @@ func thawHeldUnder(ctx context.Context, ha, workdir string) (done []string, err 
 			}
 			tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 			tc := exec.CommandContext(tctx, ha, "thaw", "--run-id", r.RunID)
-			tc.Env = append(os.Environ(), "QUIESCE_STATE_DIR="+StateDir)
+			tc.Env = append(os.Environ(), "QUIESCE_STATE_DIR="+stateDir)
 			err := tc.Run()
 			cancel()
 			var ee *exec.ExitError

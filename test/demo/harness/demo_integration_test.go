@@ -135,8 +135,8 @@ func TestShortDemo(t *testing.T) {
 	if pids := mariadbdUnder(work); len(pids) > 0 {
 		t.Errorf("mariadbd still running: %v", pids)
 	}
-	if _, err := os.Stat(StateDir); err == nil {
-		t.Errorf("%s left behind", StateDir)
+	if _, err := os.Stat(StateDirFor(work)); err == nil {
+		t.Errorf("%s left behind", StateDirFor(work))
 	}
 	// The snapshot images stay for inspection, inside the (unmounted) pool image.
 	if _, err := os.Stat(filepath.Join(work, "pool.img")); err != nil {

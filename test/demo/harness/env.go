@@ -9,6 +9,7 @@ package harness
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
@@ -41,10 +42,11 @@ const (
 	BinlogBase = "binlog" // relative: the index then names ./binlog.N, so a copy's index points into the copy
 	Stack      = "quiesce-demo"
 	markerFile = ".quiesce-demo"
-	// StateDir is hostagent's state directory for the demo's runs
-	// ($QUIESCE_STATE_DIR, tmpfs like /run/quiesce): the demo's many runs stay
-	// out of the operator's /run/quiesce and are removed when the demo ends.
-	StateDir = "/run/quiesce-demo"
+	// DefaultStateDir is hostagent's state directory for the demo's runs in
+	// the default work dir ($QUIESCE_STATE_DIR, tmpfs like /run/quiesce): the
+	// demo's many runs stay out of the operator's /run/quiesce and are removed
+	// when the demo ends. Other work dirs get their own (StateDirFor).
+	DefaultStateDir = "/run/quiesce-demo"
 	// VerifierTag is the demo instance's quiesce:role: it verifies its own snapshots.
 	VerifierTag = "verifier"
 	// verifyTmp (in the work dir) is hostagent verify's TMPDIR.
@@ -78,8 +80,10 @@ type Config struct {
 
 // Env is a running demo environment.
 type Env struct {
-	Cfg          Config
-	cleanup      pool.Cleanup
+	Cfg     Config
+	cleanup pool.Cleanup
+	// StateDir is hostagent's state dir for this demo (StateDirFor the work dir).
+	StateDir     string
 	Pool         *pool.Pool
 	Vol          *pool.Volume
 	DB           *mariadb.Server
@@ -245,7 +249,7 @@ func Setup(ctx context.Context, cfg Config) (env *Env, err error) {
 	if err := prepareWorkDir(cfg.WorkDir); err != nil {
 		return nil, err
 	}
-	e := &Env{Cfg: cfg}
+	e := &Env{Cfg: cfg, StateDir: StateDirFor(cfg.WorkDir)}
 	defer func() {
 		if err != nil {
 			if cerr := e.Close(context.WithoutCancel(ctx)); cerr != nil {
@@ -272,7 +276,7 @@ func Setup(ctx context.Context, cfg Config) (env *Env, err error) {
 	}
 	db := e.DB
 	e.cleanup.Push("stop mariadbd", func(context.Context) error { return db.Stop() })
-	e.cleanup.Push("remove hostagent state", func(ctx context.Context) error { return removeStateDir(ctx, e.Cfg.BinDir) })
+	e.cleanup.Push("remove hostagent state", func(ctx context.Context) error { return removeStateDir(ctx, e.Cfg.BinDir, e.StateDir) })
 	// Runs before the server is stopped (LIFO): a frozen datadir would hang its shutdown.
 	e.cleanup.Push("thaw leftovers", func(ctx context.Context) error { return e.thawAll(ctx) })
 	if e.SQL, err = e.DB.DB(); err != nil {
@@ -375,7 +379,7 @@ func (e *Env) startStandIn(ctx context.Context) error {
 	e.Hooks = hooks
 	// TMPDIR: hostagent verify's private work dir (mounts, the throwaway
 	// server's socket) lives under the demo's work dir, where `demo clean` looks.
-	hooks.Env = []string{"QUIESCE_STATE_DIR=" + StateDir, "TMPDIR=" + filepath.Join(e.Cfg.WorkDir, verifyTmp)}
+	hooks.Env = []string{"QUIESCE_STATE_DIR=" + e.StateDir, "TMPDIR=" + filepath.Join(e.Cfg.WorkDir, verifyTmp)}
 	e.AWS = awslocal.New()
 	hooks.Install(e.AWS)
 	e.InstanceID = "i-0de30" + randHex(12)
@@ -492,7 +496,7 @@ func (e *Env) Hostagent(ctx context.Context, args ...string) ([]byte, int, error
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(e.Cfg.BinDir, "hostagent"), args...)
-	cmd.Env = append(os.Environ(), "QUIESCE_STATE_DIR="+StateDir)
+	cmd.Env = append(os.Environ(), "QUIESCE_STATE_DIR="+e.StateDir)
 	cmd.WaitDelay = 5 * time.Second
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -523,7 +527,7 @@ func (e *Env) thawAll(ctx context.Context) error {
 				}
 			}
 		}
-	} else if _, serr := os.Stat(StateDir); serr == nil {
+	} else if _, serr := os.Stat(e.StateDir); serr == nil {
 		errs = append(errs, err)
 	}
 	if e.Vol != nil {
@@ -534,24 +538,35 @@ func (e *Env) thawAll(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// removeStateDir deletes the demo's hostagent state directory once hostagent
+// StateDirFor is the hostagent state directory of the demo in workdir: one
+// per work dir, so demos and tests running at the same time never share (or
+// remove) each other's runs and verify journals.
+func StateDirFor(workdir string) string {
+	if workdir == "/var/tmp/quiesce-demo" {
+		return DefaultStateDir
+	}
+	h := sha256.Sum256([]byte(workdir))
+	return DefaultStateDir + "-" + hex.EncodeToString(h[:6])
+}
+
+// removeStateDir deletes a demo's hostagent state directory once hostagent
 // says nothing is held there (finished runs only leave reports and logs).
-func removeStateDir(ctx context.Context, binDir string) error {
-	if _, err := os.Stat(StateDir); err != nil {
+func removeStateDir(ctx context.Context, binDir, stateDir string) error {
+	if _, err := os.Stat(stateDir); err != nil {
 		return nil
 	}
 	// A holder and guardian exit a moment after their thaw: wait for them (bounded).
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		busy, err := stateBusy(ctx, binDir)
+		busy, err := stateBusy(ctx, binDir, stateDir)
 		if err != nil {
 			return err
 		}
 		if busy == "" {
-			return os.RemoveAll(StateDir)
+			return os.RemoveAll(stateDir)
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("keeping %s: %s", StateDir, busy)
+			return fmt.Errorf("keeping %s: %s", stateDir, busy)
 		}
 		select {
 		case <-ctx.Done():
@@ -563,13 +578,13 @@ func removeStateDir(ctx context.Context, binDir string) error {
 
 // stateBusy describes a run in the demo's state dir that is held or still
 // has a live holder/guardian ("" when none).
-func stateBusy(ctx context.Context, binDir string) (string, error) {
+func stateBusy(ctx context.Context, binDir, stateDir string) (string, error) {
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "hostagent"), "status")
-	cmd.Env = append(os.Environ(), "QUIESCE_STATE_DIR="+StateDir)
+	cmd.Env = append(os.Environ(), "QUIESCE_STATE_DIR="+stateDir)
 	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.Output()
 	if err != nil {
-		return "", fmt.Errorf("hostagent status before removing %s: %w", StateDir, err)
+		return "", fmt.Errorf("hostagent status before removing %s: %w", stateDir, err)
 	}
 	var st contract.StatusReport
 	if err := json.Unmarshal(out, &st); err != nil {

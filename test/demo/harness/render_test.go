@@ -199,3 +199,10 @@ func TestParseGoBenchJoinsASplitResult(t *testing.T) {
 		t.Fatalf("parseGoBench = %q, %v; want %q", got, err, want)
 	}
 }
+
+func TestStateDirForIsPerWorkDir(t *testing.T) {
+	a, b := StateDirFor("/var/tmp/quiesce-demo-test-1"), StateDirFor("/var/tmp/quiesce-demo-test-2")
+	if StateDirFor("/var/tmp/quiesce-demo") != DefaultStateDir || a == b || !strings.HasPrefix(a, DefaultStateDir+"-") || a != StateDirFor("/var/tmp/quiesce-demo-test-1") {
+		t.Fatalf("state dirs %q %q %q", StateDirFor("/var/tmp/quiesce-demo"), a, b)
+	}
+}
