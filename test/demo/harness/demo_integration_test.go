@@ -265,7 +265,8 @@ func TestSetupFailureReleasesEverything(t *testing.T) {
 // `demo clean` after a demo that died without cleaning up (simulated: the
 // environment is set up, one filesystem is frozen, and Close is never
 // called): everything under the work dir is thawed, stopped, unmounted and
-// detached, by PID and by path, nothing else touched.
+// detached, by PID and by path, nothing else touched — a verification's
+// volume (loop device, mounted under hostagent verify's TMPDIR) included.
 func TestCleanReleasesAKilledDemo(t *testing.T) {
 	skipUnlessDemoCanRun(t)
 	bin := buildBinaries(t)
@@ -279,6 +280,23 @@ func TestCleanReleasesAKilledDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer env.Close(context.Background()) //nolint:errcheck // releases the in-process parts; the rest is Clean's job
+	// A verification killed midway: a volume made from a snapshot, attached
+	// and mounted where hostagent verify mounts (TMPDIR under the work dir).
+	const snap, vol = "snap-0c1ea000000000001", "vol-0c1ea000000000001"
+	if err := env.Hooks.OnSnapshot(context.Background(), env.InstanceID, env.Vol.ID, snap); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Hooks.OnCreateVolume(context.Background(), vol, snap); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Hooks.OnAttachVolume(context.Background(), env.InstanceID, vol, "/dev/sdg"); err != nil {
+		t.Fatal(err)
+	}
+	verifyDev := env.Hooks.Volumes()[0].Device
+	verifyMnt := filepath.Join(work, verifyTmp, "quiesce-verify-killed", "mnt", "0")
+	if err := pool.Mount(context.Background(), verifyDev, verifyMnt, "nouuid"); err != nil {
+		t.Fatal(err)
+	}
 	if err := fsfreeze.Freeze(env.Vol.Dir, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -288,7 +306,8 @@ func TestCleanReleasesAKilledDemo(t *testing.T) {
 		t.Fatalf("clean: %v (done %q)", err, done)
 	}
 	joined := strings.Join(done, "\n")
-	for _, want := range []string{"stopped mariadbd pid", "unmounted " + env.Vol.Dir, "unmounted " + env.Pool.Dir, "detached " + env.Vol.Dev, "detached " + env.Pool.Dev} {
+	for _, want := range []string{"stopped mariadbd pid", "unmounted " + env.Vol.Dir, "unmounted " + env.Pool.Dir, "detached " + env.Vol.Dev, "detached " + env.Pool.Dev,
+		"unmounted " + verifyMnt, "detached " + verifyDev} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("clean did not report %q: %q", want, done)
 		}
