@@ -171,9 +171,9 @@ func Run(ctx context.Context, o RunOptions) (res *RunResult, err error) {
 // verifyAll verifies every snapshot through the Lambda's verify action,
 // then a deliberately damaged copy of the last one, which must fail.
 func (e *Env) verifyAll(ctx context.Context, res *RunResult, commits []bank.Commit, session string) error {
-	e.logf("\nverify   every snapshot through the Lambda's verify action (RIE): a volume created from it (FICLONE), attached to the\n" +
-		"         verifier (this machine, loop device), the QuiesceVerify document runs hostagent verify: a throwaway mariadbd on the copy,\n" +
-		"         CHECK TABLE on every table, binlog and GTID against the tags, demo/bank-checks.sql; detached, deleted, snapshot tagged")
+	e.logf("\nverify   every snapshot through the Lambda's verify action (%s): a volume created from it (FICLONE), attached to the\n"+
+		"         verifier (this machine, loop device), the QuiesceVerify document runs hostagent verify: a throwaway mariadbd on the copy,\n"+
+		"         CHECK TABLE on every table, binlog and GTID against the tags, demo/bank-checks.sql; detached, deleted, snapshot tagged", e.Lambda.Mode)
 	var last *CycleSnapshot
 	for _, c := range res.Cycles {
 		for i := range c.Snapshots {
