@@ -206,3 +206,19 @@ func TestStateDirForIsPerWorkDir(t *testing.T) {
 		t.Fatalf("state dirs %q %q %q", StateDirFor("/var/tmp/quiesce-demo"), a, b)
 	}
 }
+
+func TestRecoveryText(t *testing.T) {
+	msgs := []string{"InnoDB: Starting crash recovery from checkpoint LSN=44878", "InnoDB: To recover: 20 pages", "InnoDB: 1 transactions in prepared state after recovery"}
+	for _, tt := range []struct {
+		r    contract.Recovery
+		want string
+	}{
+		{contract.Recovery{}, "no crash recovery needed"},
+		{contract.Recovery{Ran: true, Messages: msgs}, "crash recovery: 20 redo pages, 1 prepared transaction(s) resolved against the binlog"},
+		{contract.Recovery{Ran: true, Messages: msgs[:1]}, "crash recovery: 1 log lines"},
+	} {
+		if got := recoveryText(tt.r); got != tt.want {
+			t.Errorf("recoveryText(%v) = %q, want %q", tt.r.Messages, got, tt.want)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -406,11 +407,31 @@ func trueChecks(r *contract.VerifyReport) int {
 	return n
 }
 
+var (
+	recoverPagesRe = regexp.MustCompile(`To recover: (\d+) pages`)
+	preparedRe     = regexp.MustCompile(`(\d+) transactions? in prepared state after recovery`)
+)
+
+// recoveryText sums up the server's crash recovery from its log lines: the
+// redo pages it applied and the transactions BLOCK_COMMIT caught prepared
+// (the server resolves them against the binlog: not in it, rolled back).
 func recoveryText(r contract.Recovery) string {
 	if !r.Ran {
 		return "no crash recovery needed"
 	}
-	return fmt.Sprintf("crash recovery: %d log lines", len(r.Messages))
+	var parts []string
+	for _, m := range r.Messages {
+		if g := recoverPagesRe.FindStringSubmatch(m); g != nil {
+			parts = append(parts, g[1]+" redo pages")
+		}
+		if g := preparedRe.FindStringSubmatch(m); g != nil {
+			parts = append(parts, g[1]+" prepared transaction(s) resolved against the binlog")
+		}
+	}
+	if len(parts) == 0 {
+		return fmt.Sprintf("crash recovery: %d log lines", len(r.Messages))
+	}
+	return "crash recovery: " + strings.Join(parts, ", ")
 }
 
 // SummaryText renders the final table.
