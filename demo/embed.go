@@ -13,3 +13,9 @@ var BankSQL string
 //
 //go:embed seed-baseline.sh
 var SeedBaselineScript string
+
+// BankChecksSQL is demo/bank-checks.sql: the bank's invariants as `hostagent
+// verify --check-sql` statements (each returns one true row on a sound copy).
+//
+//go:embed bank-checks.sql
+var BankChecksSQL string

@@ -48,7 +48,9 @@
 // "verify":{"verifier_tag":"verifier","every":"24h","max_hours":6,"check_sql":"/etc/quiesce/verify.sql"}}
 // restores each targeted instance's newest unverified application set on a
 // verifier instance and checks it (package verify; README "Verify restores").
-// The QUIESCE_VERIFY_* variables hold the defaults.
+// The QUIESCE_VERIFY_* variables hold the defaults; QUIESCE_VERIFY_POLL
+// (100ms to 10m, default 10s) is the pause between looks at a volume or the
+// verify command (the local demo, whose volumes are ready at once, uses 200ms).
 //
 // # Clone
 //
@@ -64,6 +66,7 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
 
@@ -86,7 +89,22 @@ func main() {
 		os.Exit(1)
 	}
 	m := &metrics.Emitter{W: os.Stdout, Stack: event.StackFromEnv(os.Getenv)}
+	v := verify.NewRunner(ec2c, ssmc, clock.Real{}, log, m)
+	v.Poll = verifyPoll(os.Getenv("QUIESCE_VERIFY_POLL"), v.Poll, log)
 	h := &handler.Handler{Runner: orchestrate.NewRunner(ec2c, ssmc, clock.Real{}, log, m),
-		Verifier: verify.NewRunner(ec2c, ssmc, clock.Real{}, log, m), Cloner: clone.NewRunner(ec2c, ssmc, clock.Real{}, log), Log: log}
+		Verifier: v, Cloner: clone.NewRunner(ec2c, ssmc, clock.Real{}, log), Log: log}
 	lambda.Start(h.Handle)
+}
+
+// verifyPoll reads QUIESCE_VERIFY_POLL; a bad value is logged and the default kept.
+func verifyPoll(v string, def time.Duration, log *slog.Logger) time.Duration {
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 100*time.Millisecond || d > 10*time.Minute {
+		log.Warn("QUIESCE_VERIFY_POLL must be a duration from 100ms to 10m; keeping the default", "value", v, "default", def.String())
+		return def
+	}
+	return d
 }

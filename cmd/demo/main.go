@@ -196,17 +196,25 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) (*ha
 	fs.StringVar(&o.ReportFile, "report", "", "also write the markdown report to this file")
 	fs.DurationVar(&o.SSMLatency, "ssm-latency", 200*time.Millisecond, "injected SSM latency each way (delivery and result) for the Lambda cycles")
 	fs.DurationVar(&o.SnapshotLatency, "snapshot-latency", 300*time.Millisecond, "injected CreateSnapshot(s) latency for the Lambda cycles")
+	fs.IntVar(&o.VerifyRuns, "verify-runs", 10, "verifications of one snapshot through the Lambda's verify action (0: skip)")
+	fs.StringVar(&o.GoBenchFile, "go-bench", "", "`go test -bench` output whose BenchmarkVerifyOverhead lines go into the report")
 	if err := parse(fs, args); err != nil {
 		return nil, err
 	}
 	if err := firstError(checkCommon(o.Config, o.Cycles),
 		inRange("-hot-row-writers", o.HotRowWriters, 1, 64),
 		inRange("-hot-row-cycles", o.HotRowCycles, 0, 100),
+		inRange("-verify-runs", o.VerifyRuns, 0, 1000),
 		inRange("-seed-lock-timeout", o.SeedLockTimeout, time.Second, 5*time.Minute)); err != nil {
 		return nil, err
 	}
 	if o.SSMLatency < 0 || o.SnapshotLatency < 0 {
 		return nil, fmt.Errorf("%w: latencies must not be negative", errUsage)
+	}
+	if o.GoBenchFile != "" {
+		if _, err := os.Stat(o.GoBenchFile); err != nil {
+			return nil, fmt.Errorf("%w: -go-bench %s: %v", errUsage, o.GoBenchFile, err)
+		}
 	}
 	o.Out = stdout
 	return harness.Bench(ctx, o)

@@ -39,6 +39,11 @@ type BenchOptions struct {
 	// SeedLockTimeout bounds the seed script's wait for FTWRL; when it
 	// expires the script ends its session, which withdraws the FTWRL.
 	SeedLockTimeout time.Duration
+	// VerifyRuns: verifications of one snapshot through the Lambda's verify
+	// action (0: skip); GoBenchFile: `go test -bench` output whose
+	// BenchmarkVerifyOverhead lines the report quotes.
+	VerifyRuns  int
+	GoBenchFile string
 }
 
 // Sample is one measured freeze/snapshot/thaw of one method.
@@ -73,7 +78,8 @@ type BenchResult struct {
 	HotRowWriters   int
 	HotRowWriter    WriterStats
 	SeedLockTimeout time.Duration
-	LockMode        string // the lock hostagent's auto mode chose
+	LockMode        string       // the lock hostagent's auto mode chose
+	Verify          *VerifyBench `json:",omitempty"`
 	Writer          WriterStats
 	Markdown        string
 	StartedAt       time.Time
@@ -81,6 +87,9 @@ type BenchResult struct {
 
 // Failed reports whether any measurement failed.
 func (b *BenchResult) Failed() bool {
+	if b.Verify.firstFailure() != nil {
+		return true
+	}
 	for _, m := range b.Methods {
 		for _, s := range m.Samples {
 			if s.Err != "" {
@@ -94,7 +103,18 @@ func (b *BenchResult) Failed() bool {
 // Bench is `demo bench`: the three methods interleaved, cycle by cycle, on
 // the same MariaDB and writer.
 func Bench(ctx context.Context, o BenchOptions) (res *BenchResult, err error) {
-	o.setDefaults()
+	if o.Cycles <= 0 {
+		o.Cycles = 50
+	}
+	if o.Pause <= 0 {
+		o.Pause = 300 * time.Millisecond
+	}
+	if o.SeedLockTimeout <= 0 {
+		o.SeedLockTimeout = 10 * time.Second
+	}
+	if o.HotRowWriters <= 0 {
+		o.HotRowWriters = 4
+	}
 	res = &BenchResult{StartedAt: time.Now(), Cycles: o.Cycles, SeedLockTimeout: o.SeedLockTimeout}
 	env, err := Setup(ctx, o.Config)
 	if err != nil {
@@ -126,122 +146,127 @@ func Bench(ctx context.Context, o BenchOptions) (res *BenchResult, err error) {
 	env.AWS.SetLatency("CreateSnapshots", o.SnapshotLatency)
 	env.AWS.SetLatency("CreateSnapshot", o.SnapshotLatency)
 
-	br := benchRound{env: env, o: o, session: randHex(6), seedScript: seedScript,
-		seedTimeout: strconv.Itoa(int(o.SeedLockTimeout.Round(time.Second) / time.Second))}
-	env.logf("\nbench    %d cycles of each method, interleaved, %d writers", o.Cycles, env.Cfg.Writers)
-	res.Writer, err = br.run(ctx, env.Cfg.Writers, o.Cycles, "", res.Methods, func(i int) {
-		if i%10 == 0 || i == o.Cycles {
-			env.logf("bench    %d/%d  last: direct %s ms, seed %s ms, lambda %s ms", i, o.Cycles,
-				rpt.Ms(last(direct).Window), rpt.Ms(last(seed).Window), rpt.Ms(last(lambda).Window))
-		}
-	})
-	if err != nil {
+	session := randHex(6)
+	seedTimeout := strconv.Itoa(int(o.SeedLockTimeout.Round(time.Second) / time.Second))
+	if err := env.benchInterleaved(ctx, o, res, session, seedScript, seedTimeout); err != nil {
 		return res, err
 	}
-	for _, s := range direct.Samples {
+	if o.HotRowCycles > 0 {
+		if err := env.benchHotRow(ctx, o, res, session, seedScript, seedTimeout); err != nil {
+			return res, err
+		}
+	}
+	if o.VerifyRuns > 0 {
+		if res.Verify, err = env.benchVerify(ctx, o.VerifyRuns, fmt.Sprintf("bench-%s-v", session)); err != nil {
+			return res, fmt.Errorf("bench verify: %w", err)
+		}
+	}
+	return res, env.writeBenchReport(o, res)
+}
+
+// benchInterleaved runs the three methods cycle by cycle (a, b, c, a, …)
+// with the same writer.
+func (e *Env) benchInterleaved(ctx context.Context, o BenchOptions, res *BenchResult, session, seedScript, seedTimeout string) error {
+	direct, seed, lambda := res.Methods[0], res.Methods[1], res.Methods[2]
+	e.StartWriter(e.Cfg.Writers)
+	writerStart := time.Now()
+	if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
+		return err
+	}
+	e.logf("\nbench    %d cycles of each method, interleaved, %d writers", o.Cycles, e.Cfg.Writers)
+	for i := 1; i <= o.Cycles; i++ {
+		direct.Samples = append(direct.Samples, e.benchDirect(ctx, fmt.Sprintf("bench-%s-a%03d", session, i)))
+		if err := sleepCtx(ctx, o.Pause); err != nil {
+			return err
+		}
+		seed.Samples = append(seed.Samples, e.benchSeed(ctx, seedScript, seedTimeout, fmt.Sprintf("snap-bench%s-b%03d", session, i)))
+		if err := sleepCtx(ctx, o.Pause); err != nil {
+			return err
+		}
+		lambda.Samples = append(lambda.Samples, e.benchLambda(ctx, i, fmt.Sprintf("bench-%s-c%03d", session, i), o.SSMLatency, o.SnapshotLatency))
+		if err := sleepCtx(ctx, o.Pause); err != nil {
+			return err
+		}
+		if i%10 == 0 || i == o.Cycles {
+			e.logf("bench    %d/%d  last: direct %s ms, seed %s ms, lambda %s ms", i, o.Cycles,
+				rpt.Ms(last(direct).Window), rpt.Ms(last(seed).Window), rpt.Ms(last(lambda).Window))
+		}
+	}
+	_ = sleepCtx(ctx, 300*time.Millisecond)
+	if err := e.StopWriter(ctx); err != nil {
+		return err
+	}
+	commits := e.Writer.Commits()
+	res.Writer = writerStats(e.Writer, commits, time.Since(writerStart), nil)
+	finishSamples(res.Methods, commits)
+	for _, s := range res.Methods[0].Samples {
 		if s.LockMode != "" {
 			res.LockMode = s.LockMode
 			break
 		}
 	}
 
-	if o.HotRowCycles > 0 {
-		res.HotRowWriters = o.HotRowWriters
-		env.logf("bench    hot row: %d cycles of (a) and (b) with %d writers queuing on the transfer sequence row (seed FTWRL wait bounded at %s)",
-			o.HotRowCycles, o.HotRowWriters, o.SeedLockTimeout)
-		hd := &Method{Key: "a", Name: direct.Name}
-		hs := &Method{Key: "b", Name: seed.Name}
-		res.HotRow = []*Method{hd, hs}
-		res.HotRowWriter, err = br.run(ctx, o.HotRowWriters, o.HotRowCycles, "h", res.HotRow, func(i int) {
-			env.logf("bench    hot row %d/%d: direct %s ms, seed %s ms %s", i, o.HotRowCycles, rpt.Ms(last(hd).Window), rpt.Ms(last(hs).Window), last(hs).Err)
-		})
-		if err != nil {
-			return res, err
-		}
-	}
-	res.Markdown = BenchMarkdown(res)
-	fmt.Fprintln(env.Cfg.Out)
-	fmt.Fprint(env.Cfg.Out, res.Markdown)
-	if o.ReportFile != "" {
-		if err := writeReport(o.ReportFile, res.Markdown); err != nil {
-			return res, err
-		}
-		env.logf("\nreport   written to %s", o.ReportFile)
-	}
-	return res, nil
+	return nil
 }
 
-func (o *BenchOptions) setDefaults() {
-	if o.Cycles <= 0 {
-		o.Cycles = 50
-	}
-	if o.Pause <= 0 {
-		o.Pause = 300 * time.Millisecond
-	}
-	if o.SeedLockTimeout <= 0 {
-		o.SeedLockTimeout = 10 * time.Second
-	}
-	if o.HotRowWriters <= 0 {
-		o.HotRowWriters = 4
-	}
-}
-
-// writeReport writes the markdown report to path, making its directory.
-func writeReport(path, markdown string) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+// benchHotRow runs (a) and (b) with o.HotRowWriters writers queuing on the
+// transfer sequence row.
+func (e *Env) benchHotRow(ctx context.Context, o BenchOptions, res *BenchResult, session, seedScript, seedTimeout string) error {
+	res.HotRowWriters = o.HotRowWriters
+	e.logf("bench    hot row: %d cycles of (a) and (b) with %d writers queuing on the transfer sequence row (seed FTWRL wait bounded at %s)",
+		o.HotRowCycles, o.HotRowWriters, o.SeedLockTimeout)
+	hd := &Method{Key: "a", Name: res.Methods[0].Name}
+	hs := &Method{Key: "b", Name: res.Methods[1].Name}
+	res.HotRow = []*Method{hd, hs}
+	e.StartWriter(o.HotRowWriters)
+	hotStart := time.Now()
+	if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
 		return err
 	}
-	return os.WriteFile(path, []byte(markdown), 0o644)
-}
-
-// benchRound is what every bench cycle needs to take a sample.
-type benchRound struct {
-	env                     *Env
-	o                       BenchOptions
-	session                 string
-	seedScript, seedTimeout string
-}
-
-// run measures methods under writers: the writers start and warm up for
-// half a second, then each cycle takes one sample of every method in turn,
-// pausing after each, and calls progress. The writers stop 300 ms after the
-// last sample; their commit record completes the samples. tag tells this
-// round's run and snapshot ids apart from another's.
-func (br benchRound) run(ctx context.Context, writers, cycles int, tag string, methods []*Method, progress func(i int)) (WriterStats, error) {
-	e := br.env
-	e.StartWriter(writers)
-	start := time.Now()
-	if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
-		return WriterStats{}, err
-	}
-	for i := 1; i <= cycles; i++ {
-		for _, m := range methods {
-			m.Samples = append(m.Samples, br.sample(ctx, m.Key, tag, i))
-			if err := sleepCtx(ctx, br.o.Pause); err != nil {
-				return WriterStats{}, err
-			}
+	for i := 1; i <= o.HotRowCycles; i++ {
+		hd.Samples = append(hd.Samples, e.benchDirect(ctx, fmt.Sprintf("bench-%s-ha%03d", session, i)))
+		if err := sleepCtx(ctx, o.Pause); err != nil {
+			return err
 		}
-		progress(i)
+		hs.Samples = append(hs.Samples, e.benchSeed(ctx, seedScript, seedTimeout, fmt.Sprintf("snap-bench%s-hb%03d", session, i)))
+		if err := sleepCtx(ctx, o.Pause); err != nil {
+			return err
+		}
+		e.logf("bench    hot row %d/%d: direct %s ms, seed %s ms %s", i, o.HotRowCycles, rpt.Ms(last(hd).Window), rpt.Ms(last(hs).Window), last(hs).Err)
 	}
 	_ = sleepCtx(ctx, 300*time.Millisecond)
 	if err := e.StopWriter(ctx); err != nil {
-		return WriterStats{}, err
+		return err
 	}
-	commits := e.Writer.Commits()
-	finishSamples(methods, commits)
-	return writerStats(e.Writer, commits, time.Since(start), nil), nil
+	hc := e.Writer.Commits()
+	res.HotRowWriter = writerStats(e.Writer, hc, time.Since(hotStart), nil)
+	finishSamples(res.HotRow, hc)
+	return nil
 }
 
-// sample takes cycle i's sample of method key: (a) hostagent directly,
-// (b) the seed script, (c) the full Lambda cycle.
-func (br benchRound) sample(ctx context.Context, key, tag string, i int) Sample {
-	switch key {
-	case "a":
-		return br.env.benchDirect(ctx, fmt.Sprintf("bench-%s-%sa%03d", br.session, tag, i))
-	case "b":
-		return br.env.benchSeed(ctx, br.seedScript, br.seedTimeout, fmt.Sprintf("snap-bench%s-%sb%03d", br.session, tag, i))
+// writeBenchReport renders the markdown (quoting BenchmarkVerifyOverhead
+// from o.GoBenchFile), prints it and writes o.ReportFile.
+func (e *Env) writeBenchReport(o BenchOptions, res *BenchResult) error {
+	if o.GoBenchFile != "" && res.Verify != nil {
+		var err error
+		if res.Verify.GoBench, err = ReadGoBench(o.GoBenchFile); err != nil {
+			return err
+		}
 	}
-	return br.env.benchLambda(ctx, i, fmt.Sprintf("bench-%s-%sc%03d", br.session, tag, i), br.o.SSMLatency, br.o.SnapshotLatency)
+	res.Markdown = BenchMarkdown(res)
+	fmt.Fprintln(e.Cfg.Out)
+	fmt.Fprint(e.Cfg.Out, res.Markdown)
+	if o.ReportFile == "" {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(o.ReportFile), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(o.ReportFile, []byte(res.Markdown), 0o644); err != nil {
+		return err
+	}
+	e.logf("\nreport   written to %s", o.ReportFile)
+	return nil
 }
 
 // finishSamples fills in what needs the writer's full commit record: the

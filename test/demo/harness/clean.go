@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -32,102 +33,43 @@ func Clean(ctx context.Context, workdir, binDir string) (done []string, err erro
 			binDir = filepath.Dir(exe)
 		}
 	}
-	var c cleanLog
+	var errs []error
 	mounts := pool.MountsUnder(workdir)
 	// hostagent creates its state dir on any call: only look when it exists.
-	_, stateErr := os.Stat(StateDir)
+	stateDir := StateDirFor(workdir)
+	_, stateErr := os.Stat(stateDir)
 	hadState := stateErr == nil
+
+	// 1. Runs hostagent still holds on our mounts.
 	if hadState {
-		c.thawHeldRuns(ctx, binDir, workdir)
+		d, err := thawHeldUnder(ctx, filepath.Join(binDir, "hostagent"), stateDir, workdir)
+		done, errs = append(done, d...), append(errs, err)
 	}
-	for _, m := range mounts { // anything still frozen (FITHAW is idempotent)
-		_, err := fsfreeze.Thaw(m)
-		c.record(err, "")
-	}
-	for _, pid := range mariadbdUnder(workdir) { // mariadbd servers on our datadirs, by PID
-		c.record(stopPID(pid, 30*time.Second), fmt.Sprintf("stopped mariadbd pid %d", pid))
-	}
-	c.unmountAndDetach(ctx, workdir, mounts)
-	if hadState && binDir != "" {
-		c.record(removeStateDir(ctx, binDir), "removed "+StateDir)
-	}
-	return c.done, errors.Join(c.errs...)
-}
-
-// cleanLog collects what Clean did and what failed.
-type cleanLog struct {
-	done []string
-	errs []error
-}
-
-// record notes err, or, when the step succeeded, what it did (if anything).
-func (c *cleanLog) record(err error, did string) {
-	switch {
-	case err != nil:
-		c.errs = append(c.errs, err)
-	case did != "":
-		c.done = append(c.done, did)
-	}
-}
-
-// thawHeldRuns thaws the hostagent runs that still hold mounts below workdir.
-func (c *cleanLog) thawHeldRuns(ctx context.Context, binDir, workdir string) {
-	if _, err := os.Stat(filepath.Join(binDir, "hostagent")); err != nil {
-		return
-	}
-	out, _, _ := runHostagent(ctx, binDir, 30*time.Second, "status")
-	var st contract.StatusReport
-	if json.Unmarshal(out, &st) != nil {
-		return
-	}
-	for _, r := range st.Runs {
-		if r.State != "held" || !anyUnder(r.Mounts, workdir) {
-			continue
-		}
-		_, code, err := runHostagent(ctx, binDir, 30*time.Second, "thaw", "--run-id", r.RunID)
-		if contract.ExitCode(code) == contract.ExitLate { // a fail-safe thawed it first: thawed all the same
-			err = nil
-		}
-		c.record(err, "thawed hostagent run "+r.RunID)
-	}
-}
-
-// unmountAndDetach unmounts the mounts and detaches the loop devices below
-// workdir in dependency order: the pool hosts the images behind other loop
-// devices, so those mounts and devices go first.
-func (c *cleanLog) unmountAndDetach(ctx context.Context, workdir string, mounts []string) {
-	loops := pool.LoopsBackedBy(workdir)
-	hosting := func(m string) bool {
-		for _, l := range loops {
-			if bf := backingFile(l); strings.HasPrefix(bf, m+"/") {
-				return true
-			}
-		}
-		return false
-	}
-	var hosts []string
+	// 2. Anything still frozen (FITHAW is idempotent).
 	for _, m := range mounts {
-		if hosting(m) {
-			hosts = append(hosts, m)
-			continue
-		}
-		c.record(pool.Unmount(ctx, m), "unmounted "+m)
-	}
-	detach := func(under []string) {
-		for _, dev := range pool.LoopsBackedBy(workdir) {
-			if under != nil && !hostedBy(backingFile(dev), under) {
-				continue
-			}
-			c.record(pool.Detach(ctx, dev), "detached "+dev)
+		if _, err := fsfreeze.Thaw(m); err != nil {
+			errs = append(errs, err)
 		}
 	}
-	if len(hosts) > 0 {
-		detach(hosts)
+	// 3. mariadbd servers on our datadirs, by PID.
+	for _, pid := range mariadbdUnder(workdir) {
+		if err := stopPID(pid, 30*time.Second); err != nil {
+			errs = append(errs, err)
+		} else {
+			done = append(done, fmt.Sprintf("stopped mariadbd pid %d", pid))
+		}
 	}
-	for _, m := range hosts {
-		c.record(pool.Unmount(ctx, m), "unmounted "+m)
+	// 4. Unmount and detach in dependency order.
+	d, err := unmountAndDetach(ctx, workdir, mounts)
+	done, errs = append(done, d...), append(errs, err)
+	if hadState && binDir != "" {
+		if err := removeStateDir(ctx, binDir, stateDir); err != nil {
+			errs = append(errs, err)
+		} else {
+			done = append(done, "removed "+stateDir)
+		}
 	}
-	detach(nil)
+	return done, errors.Join(errs...)
 }
 
 // hostedBy reports whether file lies below one of the mount points.
@@ -203,4 +145,91 @@ func stopPID(pid int, limit time.Duration) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return fmt.Errorf("pid %d survived SIGKILL", pid)
+}
+
+// thawHeldUnder thaws the hostagent runs that hold a mount below workdir.
+func thawHeldUnder(ctx context.Context, ha, stateDir, workdir string) (done []string, err error) {
+	if _, err := os.Stat(ha); err != nil {
+		return nil, nil // no hostagent here: nothing it could hold
+	}
+	var errs []error
+	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	cmd := exec.CommandContext(sctx, ha, "status")
+	cmd.Env = append(os.Environ(), "QUIESCE_STATE_DIR="+stateDir)
+	out, _ := cmd.Output()
+	cancel()
+	var st contract.StatusReport
+	if json.Unmarshal(out, &st) == nil {
+		for _, r := range st.Runs {
+			if r.State != "held" || !anyUnder(r.Mounts, workdir) {
+				continue
+			}
+			tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			tc := exec.CommandContext(tctx, ha, "thaw", "--run-id", r.RunID)
+			tc.Env = append(os.Environ(), "QUIESCE_STATE_DIR="+stateDir)
+			err := tc.Run()
+			cancel()
+			var ee *exec.ExitError
+			if err != nil && !(errors.As(err, &ee) && contract.ExitCode(ee.ExitCode()) == contract.ExitLate) {
+				errs = append(errs, fmt.Errorf("hostagent thaw --run-id %s: %w", r.RunID, err))
+			} else {
+				done = append(done, "thawed hostagent run "+r.RunID)
+			}
+		}
+	}
+
+	return done, errors.Join(errs...)
+}
+
+// unmountAndDetach unmounts the mounts below workdir and detaches the loop
+// devices backed by its files. The pool hosts the images behind other loop
+// devices, so those mounts and devices go first.
+func unmountAndDetach(ctx context.Context, workdir string, mounts []string) (done []string, err error) {
+	var errs []error
+	loops := pool.LoopsBackedBy(workdir)
+	hosting := func(m string) bool {
+		for _, l := range loops {
+			if bf := backingFile(l); strings.HasPrefix(bf, m+"/") {
+				return true
+			}
+		}
+		return false
+	}
+	var hosts []string
+	for _, m := range mounts {
+		if hosting(m) {
+			hosts = append(hosts, m)
+			continue
+		}
+		if err := pool.Unmount(ctx, m); err != nil {
+			errs = append(errs, err)
+		} else {
+			done = append(done, "unmounted "+m)
+		}
+	}
+	detach := func(under []string) {
+		for _, dev := range pool.LoopsBackedBy(workdir) {
+			bf := backingFile(dev)
+			if under != nil && !hostedBy(bf, under) {
+				continue
+			}
+			if err := pool.Detach(ctx, dev); err != nil {
+				errs = append(errs, err)
+			} else {
+				done = append(done, "detached "+dev)
+			}
+		}
+	}
+	if len(hosts) > 0 {
+		detach(hosts)
+	}
+	for _, m := range hosts {
+		if err := pool.Unmount(ctx, m); err != nil {
+			errs = append(errs, err)
+		} else {
+			done = append(done, "unmounted "+m)
+		}
+	}
+	detach(nil)
+	return done, errors.Join(errs...)
 }

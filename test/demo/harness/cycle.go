@@ -11,8 +11,6 @@ import (
 
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/test/demo/bank"
-	"github.com/quiesce/quiesce/test/demo/restore"
-	"github.com/quiesce/quiesce/test/demo/standin"
 )
 
 // Cycle is one Lambda invocation and what it did.
@@ -65,7 +63,7 @@ func (c *Cycle) problem(format string, args ...any) {
 	c.Problems = append(c.Problems, fmt.Sprintf(format, args...))
 }
 
-// Event is the Lambda event (README.md, "Run it by hand") the demo sends for one cycle.
+// Event is the snapshot event (README "Run it by hand") the demo sends for one cycle.
 func (e *Env) Event(runID string) []byte {
 	ev := map[string]any{
 		"run_id":         runID,
@@ -74,7 +72,7 @@ func (e *Env) Event(runID string) []byte {
 		"mysql":          map[string]any{"lock": "auto", "defaults_file": e.DefaultsFile},
 		"freeze_timeout": e.Cfg.FreezeTimeout,
 		"snapshot_tags":  map[string]string{"demo": "true"},
-		// Keep every snapshot: the restore drill checks them all.
+		// Keep every snapshot: the demo verifies them all.
 		"retention":       map[string]any{"keep_last": 1000},
 		"max_concurrency": 1,
 	}
@@ -97,58 +95,39 @@ func (e *Env) RunCycle(ctx context.Context, n int, runID string) *Cycle {
 	c.InvokeStart = time.Now()
 	out, err := e.Lambda.Invoke(ictx, e.Event(runID))
 	c.InvokeTime = time.Since(c.InvokeStart)
-	c.readLambdaResult(out, e.InstanceID)
+	if len(out) > 0 && json.Valid(out) {
+		c.Result = out
+		var lr lambdaResult
+		if json.Unmarshal(out, &lr) == nil {
+			for _, in := range lr.Instances {
+				if in.InstanceID != e.InstanceID {
+					continue
+				}
+				c.LambdaWindowMS, c.FrozenMS, c.SnapshotCallMS, c.SnapshotAPI = in.LambdaWindowMS, in.WindowMS, in.SnapshotCallMS, in.SnapshotAPI
+				if in.Status != "ok" {
+					c.problem("lambda reports instance %s %s: %s", in.InstanceID, in.Status, strings.Join(in.Errors, "; "))
+				}
+			}
+		}
+	}
 	if err != nil {
 		c.LambdaError = err.Error()
 		c.problem("lambda: %v", err)
 	}
 
-	c.readHostReports(e.Hooks.Runs())
-	switch {
-	case c.Freeze == nil:
-		c.problem("no FreezeReport from hostagent (freeze exit %d)", c.FreezeExit)
-	case c.Thaw == nil:
-		c.problem("no ThawReport from hostagent (thaw exit %d)", c.ThawExit)
-	default:
-		c.Window = c.Thaw.ThawedAt.Sub(c.Freeze.StartedAt)
-		if c.Thaw.ThawedBy != contract.ThawedByCommand || c.Thaw.Late {
-			c.problem("thawed by %s (late=%v), not by the Lambda's thaw command", c.Thaw.ThawedBy, c.Thaw.Late)
-		}
-	}
-
-	e.checkSnapshots(c)
+	e.collectReports(c)
+	e.collectSnapshots(c)
 	if e.Writer != nil && c.Freeze != nil && c.Thaw != nil {
 		c.Stall = stallDuring(e.Writer.Commits(), c.Freeze.StartedAt, c.Thaw.ThawedAt)
 	}
 	return c
 }
 
-// readLambdaResult takes this instance's numbers and status from the
-// Lambda's result document.
-func (c *Cycle) readLambdaResult(out []byte, instanceID string) {
-	if len(out) == 0 || !json.Valid(out) {
-		return
-	}
-	c.Result = out
-	var lr lambdaResult
-	if json.Unmarshal(out, &lr) != nil {
-		return
-	}
-	for _, in := range lr.Instances {
-		if in.InstanceID != instanceID {
-			continue
-		}
-		c.LambdaWindowMS, c.FrozenMS, c.SnapshotCallMS, c.SnapshotAPI = in.LambdaWindowMS, in.WindowMS, in.SnapshotCallMS, in.SnapshotAPI
-		if in.Status != "ok" {
-			c.problem("lambda reports instance %s %s: %s", in.InstanceID, in.Status, strings.Join(in.Errors, "; "))
-		}
-	}
-}
-
-// readHostReports takes hostagent's own reports of this cycle's run, as
-// the stand-in captured them from the SSM script.
-func (c *Cycle) readHostReports(runs []standin.CommandRun) {
-	for _, r := range runs {
+// collectReports reads hostagent's FreezeReport and ThawReport of the
+// cycle's run, as the stand-in captured them from the SSM script, and the
+// window between them.
+func (e *Env) collectReports(c *Cycle) {
+	for _, r := range e.Hooks.Runs() {
 		if r.Invocation.Param("runId") != c.RunID {
 			continue
 		}
@@ -168,16 +147,26 @@ func (c *Cycle) readHostReports(runs []standin.CommandRun) {
 			}
 		}
 	}
+	switch {
+	case c.Freeze == nil:
+		c.problem("no FreezeReport from hostagent (freeze exit %d)", c.FreezeExit)
+	case c.Thaw == nil:
+		c.problem("no ThawReport from hostagent (thaw exit %d)", c.ThawExit)
+	default:
+		c.Window = c.Thaw.ThawedAt.Sub(c.Freeze.StartedAt)
+		if c.Thaw.ThawedBy != contract.ThawedByCommand || c.Thaw.Late {
+			c.problem("thawed by %s (late=%v), not by the Lambda's thaw command", c.Thaw.ThawedBy, c.Thaw.Late)
+		}
+	}
+
 }
 
-// checkSnapshots collects the cycle's snapshots from the stand-in and
-// checks each: of the data volume, tagged application, with the binlog
-// position hostagent reported.
-func (e *Env) checkSnapshots(c *Cycle) {
-	runID := c.RunID
+// collectSnapshots reads the snapshots tagged with the cycle's run id and
+// checks their tags against the volume and the FreezeReport.
+func (e *Env) collectSnapshots(c *Cycle) {
 	clones := e.Hooks.Clones()
 	for _, s := range e.AWS.Snapshots() {
-		if s.Tags[restore.TagRunID] != runID {
+		if s.Tags[TagRunID] != c.RunID {
 			continue
 		}
 		cs := CycleSnapshot{ID: s.ID, VolumeID: s.VolumeID, Tags: s.Tags, Image: e.Hooks.SnapshotPath(s.ID), State: s.State}
@@ -189,21 +178,21 @@ func (e *Env) checkSnapshots(c *Cycle) {
 	}
 	sort.Slice(c.Snapshots, func(i, j int) bool { return c.Snapshots[i].ID < c.Snapshots[j].ID })
 	if len(c.Snapshots) == 0 {
-		c.problem("no snapshot tagged %s=%s", restore.TagRunID, runID)
+		c.problem("no snapshot tagged %s=%s", TagRunID, c.RunID)
 	}
 	for _, s := range c.Snapshots {
 		if s.VolumeID != e.Vol.ID {
 			c.problem("snapshot %s is of %s, not the data volume %s", s.ID, s.VolumeID, e.Vol.ID)
 		}
-		if got := s.Tags[restore.TagConsistency]; got != "application" {
-			c.problem("snapshot %s tagged %s=%q", s.ID, restore.TagConsistency, got)
+		if got := s.Tags[TagConsistency]; got != "application" {
+			c.problem("snapshot %s tagged %s=%q", s.ID, TagConsistency, got)
 		}
 		if c.Freeze != nil {
-			if f := c.Freeze.Lock.BinlogFile; f != "" && s.Tags[restore.TagBinlogFile] != f {
-				c.problem("snapshot %s binlog-file tag %q ≠ FreezeReport %q", s.ID, s.Tags[restore.TagBinlogFile], f)
+			if f := c.Freeze.Lock.BinlogFile; f != "" && s.Tags[TagBinlogFile] != f {
+				c.problem("snapshot %s binlog-file tag %q ≠ FreezeReport %q", s.ID, s.Tags[TagBinlogFile], f)
 			}
-			if p := c.Freeze.Lock.BinlogPos; p != 0 && s.Tags[restore.TagBinlogPos] != strconv.FormatUint(p, 10) {
-				c.problem("snapshot %s binlog-pos tag %q ≠ FreezeReport %d", s.ID, s.Tags[restore.TagBinlogPos], p)
+			if p := c.Freeze.Lock.BinlogPos; p != 0 && s.Tags[TagBinlogPos] != strconv.FormatUint(p, 10) {
+				c.problem("snapshot %s binlog-pos tag %q ≠ FreezeReport %d", s.ID, s.Tags[TagBinlogPos], p)
 			}
 		}
 	}

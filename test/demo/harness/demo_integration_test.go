@@ -78,8 +78,11 @@ func skipUnlessDemoCanRun(t testing.TB) {
 // TestShortDemo runs `demo run -cycles 2` for real: loop XFS pool and volume,
 // MariaDB with the writer, the real bootstrap under RIE (or the built-in
 // Runtime API when RIE is missing) against the in-process stand-in, which runs
-// the real SSM document and hostagent; then the restore drill of both
-// snapshots. Afterwards nothing may be left mounted, attached, running or held.
+// the real SSM documents and hostagent; then the Lambda's verify action on
+// both snapshots (volumes created, loop-attached, hostagent verify with
+// demo/bank-checks.sql, detached, deleted, snapshots tagged) and on a
+// deliberately damaged copy, which must fail naming bank.accounts.
+// Afterwards nothing may be left mounted, attached, running or held.
 func TestShortDemo(t *testing.T) {
 	skipUnlessDemoCanRun(t)
 	bin := buildBinaries(t)
@@ -101,24 +104,32 @@ func TestShortDemo(t *testing.T) {
 	if res.Failed() {
 		t.Fatalf("demo reported failure: %+v", res.Summary)
 	}
-	if res.Summary.CyclesOK != 2 || res.Summary.Snapshots != 2 || res.Summary.RestoresPassed != 2 {
-		t.Fatalf("want 2 cycles, 2 snapshots, 2 restores passed; got %+v", res.Summary)
+	if res.Summary.CyclesOK != 2 || res.Summary.Snapshots != 2 || res.Summary.VerifiedOK != 2 || !res.Summary.DamagedCaught {
+		t.Fatalf("want 2 cycles, 2 snapshots, 2 verified, the damaged copy caught; got %+v", res.Summary)
 	}
 	for _, c := range res.Cycles {
 		if c.Window <= 0 || c.Freeze == nil || c.Thaw == nil || c.Freeze.Lock.BinlogPos == 0 {
 			t.Errorf("cycle %d incomplete: window %s, freeze %v, thaw %v", c.N, c.Window, c.Freeze, c.Thaw)
 		}
 	}
-	for _, r := range res.Restores {
-		if r.Invariants.MaxID == 0 || r.LastEventEnd != r.TaggedPos || r.RestoredGTID == "" {
-			t.Errorf("restore %s passed without evidence: %+v", r.SnapshotID, r)
-		}
+	for _, v := range res.Verifications {
+		checkEvidence(t, v)
+	}
+	d := res.Damaged
+	if d.Report == nil || len(d.Report.TablesFailed) == 0 || !strings.Contains(d.VerifyNote, "`bank`.`accounts`") {
+		t.Errorf("damaged copy failed without CHECK TABLE naming bank.accounts: note %q report %+v", d.VerifyNote, d.Report)
+	}
+	if _, err := os.Stat(filepath.Join(work, "demo-result.json")); err != nil {
+		t.Errorf("demo-result.json: %v", err)
+	}
+	if vols := res.LeftVolumes; len(vols) > 0 {
+		t.Errorf("verify volumes left in the stand-in: %v", vols)
 	}
 	if res.Writer.Commits == 0 || res.Writer.Errors != 0 {
 		t.Errorf("writer: %d commits, %d errors %v", res.Writer.Commits, res.Writer.Errors, res.Writer.FirstErrs)
 	}
 	text := out.String()
-	for _, want := range []string{"cycle  1/2", "cycle  2/2", "PASS  snap-", "restores                 2 passed, 0 failed"} {
+	for _, want := range []string{"cycle  1/2", "cycle  2/2", "PASS  snap-", "quiesce:verified=ok", "CAUGHT  snap-", "(deliberately damaged copy: must fail)  quiesce:verified=failed", "2 ok, 0 failed; damaged copy caught"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("output lacks %q", want)
 		}
@@ -133,12 +144,28 @@ func TestShortDemo(t *testing.T) {
 	if pids := mariadbdUnder(work); len(pids) > 0 {
 		t.Errorf("mariadbd still running: %v", pids)
 	}
-	if _, err := os.Stat(StateDir); err == nil {
-		t.Errorf("%s left behind", StateDir)
+	if _, err := os.Stat(StateDirFor(work)); err == nil {
+		t.Errorf("%s left behind", StateDirFor(work))
 	}
 	// The snapshot images stay for inspection, inside the (unmounted) pool image.
 	if _, err := os.Stat(filepath.Join(work, "pool.img")); err != nil {
 		t.Errorf("pool image with the snapshots not kept: %v", err)
+	}
+}
+
+// checkEvidence: a verification that passed must show what it proved.
+func checkEvidence(t *testing.T, v Verification) {
+	t.Helper()
+	r := v.Report
+	switch {
+	case r == nil:
+		t.Errorf("%s verified without a report", v.SnapshotID)
+	case r.TablesChecked < 4 || len(r.Checks) != 6 || r.StartMS <= 0:
+		t.Errorf("%s: %d tables, %d checks, start %v ms", v.SnapshotID, r.TablesChecked, len(r.Checks), r.StartMS)
+	case r.Binlog == nil || !r.Binlog.Match || r.GTID == nil || !r.GTID.Match:
+		t.Errorf("%s: binlog %+v gtid %+v not compared with the tags", v.SnapshotID, r.Binlog, r.GTID)
+	case v.Transfers == 0 || v.VerifiedAt == "" || v.CreateToTag <= 0:
+		t.Errorf("%s: %d transfers, verified-at %q, create→tag %s", v.SnapshotID, v.Transfers, v.VerifiedAt, v.CreateToTag)
 	}
 }
 
@@ -173,10 +200,11 @@ func TestPrepareWorkDirRefusesForeignDirectories(t *testing.T) {
 	}
 }
 
-// BenchmarkDemoCycles measures the demo's targets over 10 full cycles with
-// the restore drill (make bench runs it once): write-blocked window p50/p99
-// (hostagent freeze start → thaw, excluding the snapshot copy), the worst
-// writer stall beyond its window, and restore failures.
+// BenchmarkDemoCycles measures the demo's targets over 10 full cycles, each
+// snapshot verified by the Lambda's verify action (make bench runs it once):
+// write-blocked window p50/p99 (hostagent freeze start → thaw, excluding the
+// snapshot copy), the worst writer stall beyond its window, verification
+// failures and create volume → quiesce:verified p50.
 func BenchmarkDemoCycles(b *testing.B) {
 	skipUnlessDemoCanRun(b)
 	bin := buildBinaries(b)
@@ -201,7 +229,8 @@ func BenchmarkDemoCycles(b *testing.B) {
 	b.ReportMetric(ms(s.LambdaWindow.P50), "lambda_window_p50_ms")
 	b.ReportMetric(ms(s.Copy.P50), "copy_p50_ms")
 	b.ReportMetric(ms(s.StallMinusWindowMax), "stall_minus_window_max_ms")
-	b.ReportMetric(float64(s.RestoresFailed), "restore_failures")
+	b.ReportMetric(float64(s.VerifyFailed), "verify_failures")
+	b.ReportMetric(ms(s.CreateToVerified.P50), "create_to_verified_p50_ms")
 	b.ReportMetric(float64(s.CyclesFailed), "cycle_failures")
 }
 
@@ -235,7 +264,8 @@ func TestSetupFailureReleasesEverything(t *testing.T) {
 // `demo clean` after a demo that died without cleaning up (simulated: the
 // environment is set up, one filesystem is frozen, and Close is never
 // called): everything under the work dir is thawed, stopped, unmounted and
-// detached, by PID and by path, nothing else touched.
+// detached, by PID and by path, nothing else touched — a verification's
+// volume (loop device, mounted under hostagent verify's TMPDIR) included.
 func TestCleanReleasesAKilledDemo(t *testing.T) {
 	skipUnlessDemoCanRun(t)
 	bin := buildBinaries(t)
@@ -245,6 +275,23 @@ func TestCleanReleasesAKilledDemo(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer env.Close(context.Background()) //nolint:errcheck // releases the in-process parts; the rest is Clean's job
+	// A verification killed midway: a volume made from a snapshot, attached
+	// and mounted where hostagent verify mounts (TMPDIR under the work dir).
+	const snap, vol = "snap-0c1ea000000000001", "vol-0c1ea000000000001"
+	if err := env.Hooks.OnSnapshot(context.Background(), env.InstanceID, env.Vol.ID, snap); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Hooks.OnCreateVolume(context.Background(), vol, snap); err != nil {
+		t.Fatal(err)
+	}
+	if err := env.Hooks.OnAttachVolume(context.Background(), env.InstanceID, vol, "/dev/sdg"); err != nil {
+		t.Fatal(err)
+	}
+	verifyDev := env.Hooks.Volumes()[0].Device
+	verifyMnt := filepath.Join(work, verifyTmp, "quiesce-verify-killed", "mnt", "0")
+	if err := pool.Mount(context.Background(), verifyDev, verifyMnt, "nouuid"); err != nil {
+		t.Fatal(err)
+	}
 	if err := fsfreeze.Freeze(env.Vol.Dir, 0); err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +301,8 @@ func TestCleanReleasesAKilledDemo(t *testing.T) {
 		t.Fatalf("clean: %v (done %q)", err, done)
 	}
 	joined := strings.Join(done, "\n")
-	for _, want := range []string{"stopped mariadbd pid", "unmounted " + env.Vol.Dir, "unmounted " + env.Pool.Dir, "detached " + env.Vol.Dev, "detached " + env.Pool.Dev} {
+	for _, want := range []string{"stopped mariadbd pid", "unmounted " + env.Vol.Dir, "unmounted " + env.Pool.Dir, "detached " + env.Vol.Dev, "detached " + env.Pool.Dev,
+		"unmounted " + verifyMnt, "detached " + verifyDev} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("clean did not report %q: %q", want, done)
 		}

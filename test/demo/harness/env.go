@@ -9,6 +9,7 @@ package harness
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"database/sql"
 	"encoding/hex"
 	"encoding/json"
@@ -29,7 +30,6 @@ import (
 	"github.com/quiesce/quiesce/test/awslocal"
 	"github.com/quiesce/quiesce/test/demo/bank"
 	"github.com/quiesce/quiesce/test/demo/pool"
-	"github.com/quiesce/quiesce/test/demo/restore"
 	"github.com/quiesce/quiesce/test/demo/standin"
 	"github.com/quiesce/quiesce/test/fixture/mariadb"
 	"github.com/quiesce/quiesce/test/rie"
@@ -42,10 +42,17 @@ const (
 	BinlogBase = "binlog" // relative: the index then names ./binlog.N, so a copy's index points into the copy
 	Stack      = "quiesce-demo"
 	markerFile = ".quiesce-demo"
-	// StateDir is hostagent's state directory for the demo's runs
-	// ($QUIESCE_STATE_DIR, tmpfs like /run/quiesce): the demo's many runs stay
-	// out of the operator's /run/quiesce and are removed when the demo ends.
-	StateDir = "/run/quiesce-demo"
+	// DefaultStateDir is hostagent's state directory for the demo's runs in
+	// the default work dir ($QUIESCE_STATE_DIR, tmpfs like /run/quiesce): the
+	// demo's many runs stay out of the operator's /run/quiesce and are removed
+	// when the demo ends. Other work dirs get their own (StateDirFor).
+	DefaultStateDir = "/run/quiesce-demo"
+	// VerifierTag is the demo instance's quiesce:role: it verifies its own snapshots.
+	VerifierTag = "verifier"
+	// verifyTmp (in the work dir) is hostagent verify's TMPDIR.
+	verifyTmp = "verify-tmp"
+	// checkSQLName (in the work dir) is demo/bank-checks.sql for --check-sql.
+	checkSQLName = "bank-checks.sql"
 )
 
 // TuningArgs are the durability settings of a production primary, shared by
@@ -73,14 +80,20 @@ type Config struct {
 
 // Env is a running demo environment.
 type Env struct {
-	Cfg          Config
-	cleanup      pool.Cleanup
+	Cfg     Config
+	cleanup pool.Cleanup
+	// StateDir is hostagent's state dir for this demo (StateDirFor the work dir).
+	StateDir     string
 	Pool         *pool.Pool
 	Vol          *pool.Volume
 	DB           *mariadb.Server
 	SQL          *sql.DB
 	DefaultsFile string
-	GTIDBase     uint64
+	// GTIDBase is the GTID sequence number after the schema load (bank_meta
+	// gtid_seq): every later transaction is one transfer.
+	GTIDBase uint64
+	// CheckSQLFile is demo/bank-checks.sql on the "verifier" (this machine).
+	CheckSQLFile string
 	Version      string // SELECT VERSION()
 
 	Writer     *bank.Writer
@@ -239,7 +252,7 @@ func Setup(ctx context.Context, cfg Config) (env *Env, err error) {
 	if err := prepareWorkDir(cfg.WorkDir); err != nil {
 		return nil, err
 	}
-	e := &Env{Cfg: cfg}
+	e := &Env{Cfg: cfg, StateDir: StateDirFor(cfg.WorkDir)}
 	defer func() {
 		if err != nil {
 			if cerr := e.Close(context.WithoutCancel(ctx)); cerr != nil {
@@ -258,9 +271,45 @@ func Setup(ctx context.Context, cfg Config) (env *Env, err error) {
 	}
 	e.logf("pool     %s (XFS reflink=1 on %s) holds %s.img (XFS on %s, mounted at %s)", e.Pool.Dir, e.Pool.Dev, volID, e.Vol.Dev, e.Vol.Dir)
 
-	if err := e.startDatabase(ctx); err != nil {
+	e.DB, err = mariadb.Start(mariadb.Options{
+		DataDir: filepath.Join(e.Vol.Dir, DataSubdir), TCP: true, ExtraArgs: ServerArgs, StartTimeout: time.Minute,
+	})
+	if err != nil {
+		return e, fmt.Errorf("start mariadbd: %w", err)
+	}
+	db := e.DB
+	e.cleanup.Push("stop mariadbd", func(context.Context) error { return db.Stop() })
+	e.cleanup.Push("remove hostagent state", func(ctx context.Context) error { return removeStateDir(ctx, e.Cfg.BinDir, e.StateDir) })
+	// Runs before the server is stopped (LIFO): a frozen datadir would hang its shutdown.
+	e.cleanup.Push("thaw leftovers", func(ctx context.Context) error { return e.thawAll(ctx) })
+	if e.SQL, err = e.DB.DB(); err != nil {
 		return e, err
 	}
+	e.SQL.SetMaxOpenConns(64 + 4)
+	e.SQL.SetMaxIdleConns(16)
+	sqlDB := e.SQL
+	e.cleanup.Push("close sql pool", func(context.Context) error { return sqlDB.Close() })
+	if err := e.SQL.QueryRowContext(ctx, "SELECT VERSION()").Scan(&e.Version); err != nil {
+		return e, err
+	}
+	e.logf("mariadb  %s pid %d, datadir %s, socket %s, port %d, binlog on the same volume", e.Version, e.DB.PID, e.DB.DataDir, e.DB.Socket, e.DB.Port)
+
+	// hostagent reaches MariaDB through a defaults file, as on EC2 (no password on argv).
+	e.DefaultsFile = filepath.Join(cfg.WorkDir, "my.cnf")
+	if err := os.WriteFile(e.DefaultsFile, []byte("[client]\nuser=root\nsocket="+e.DB.Socket+"\n"), 0o600); err != nil {
+		return e, err
+	}
+
+	if err := bank.Load(ctx, e.SQL, demodata.BankSQL); err != nil {
+		return e, err
+	}
+	if err := e.loadGTIDBase(ctx); err != nil {
+		return e, err
+	}
+	if err := e.writeVerifyFiles(); err != nil {
+		return e, err
+	}
+
 	if err := e.startStandIn(ctx); err != nil {
 		return e, err
 	}
@@ -271,54 +320,31 @@ func Setup(ctx context.Context, cfg Config) (env *Env, err error) {
 	return e, nil
 }
 
-// startDatabase starts mariadbd on the data volume, opens the writers' pool,
-// writes hostagent's defaults file and loads the bank.
-func (e *Env) startDatabase(ctx context.Context) error {
-	var err error
-	e.DB, err = mariadb.Start(mariadb.Options{
-		DataDir: filepath.Join(e.Vol.Dir, DataSubdir), TCP: true, ExtraArgs: ServerArgs, StartTimeout: time.Minute,
-	})
-	if err != nil {
-		return fmt.Errorf("start mariadbd: %w", err)
-	}
-	db := e.DB
-	e.cleanup.Push("stop mariadbd", func(context.Context) error { return db.Stop() })
-	e.cleanup.Push("remove hostagent state", func(ctx context.Context) error { return removeStateDir(ctx, e.Cfg.BinDir) })
-	// Runs before the server is stopped (LIFO): a frozen datadir would hang its shutdown.
-	e.cleanup.Push("thaw leftovers", func(ctx context.Context) error { return e.thawAll(ctx) })
-	if e.SQL, err = e.DB.DB(); err != nil {
-		return err
-	}
-	e.SQL.SetMaxOpenConns(64 + 4)
-	e.SQL.SetMaxIdleConns(16)
-	sqlDB := e.SQL
-	e.cleanup.Push("close sql pool", func(context.Context) error { return sqlDB.Close() })
-	if err := e.SQL.QueryRowContext(ctx, "SELECT VERSION()").Scan(&e.Version); err != nil {
-		return err
-	}
-	e.logf("mariadb  %s pid %d, datadir %s, socket %s, port %d, binlog on the same volume", e.Version, e.DB.PID, e.DB.DataDir, e.DB.Socket, e.DB.Port)
-
-	// hostagent reaches MariaDB through a defaults file, as on EC2 (no password on argv).
-	e.DefaultsFile = filepath.Join(e.Cfg.WorkDir, "my.cnf")
-	if err := os.WriteFile(e.DefaultsFile, []byte("[client]\nuser=root\nsocket="+e.DB.Socket+"\n"), 0o600); err != nil {
-		return err
-	}
-
-	if err := bank.Load(ctx, e.SQL, demodata.BankSQL); err != nil {
-		return err
-	}
+// loadGTIDBase reads the GTID sequence number the schema load ended with
+// (bank_meta gtid_seq) and checks it against the server's.
+func (e *Env) loadGTIDBase(ctx context.Context) error {
 	var gtid string
 	if err := e.SQL.QueryRowContext(ctx, "SELECT @@gtid_binlog_pos").Scan(&gtid); err != nil {
 		return err
 	}
-	pos, err := restore.ParseGTIDPos(gtid)
-	if err != nil {
+	if err := e.SQL.QueryRowContext(ctx, "SELECT v FROM bank.bank_meta WHERE k = 'gtid_seq'").Scan(&e.GTIDBase); err != nil {
+		return fmt.Errorf("read bank_meta gtid_seq: %w", err)
+	}
+	if seq, ok := gtidSeq(gtid); !ok || seq != e.GTIDBase {
+		return fmt.Errorf("bank_meta gtid_seq %d is not the server's GTID position %q after the load", e.GTIDBase, gtid)
+	}
+	e.logf("bank     1000 accounts, total 1000000000, transfers log gap-free (GTID after load %s)", gtid)
+	return nil
+}
+
+// writeVerifyFiles puts the check SQL where the verify document's checkSql
+// parameter points, and makes hostagent verify's TMPDIR.
+func (e *Env) writeVerifyFiles() error {
+	e.CheckSQLFile = filepath.Join(e.Cfg.WorkDir, checkSQLName)
+	if err := os.WriteFile(e.CheckSQLFile, []byte(demodata.BankChecksSQL), 0o644); err != nil {
 		return err
 	}
-	e.GTIDBase = pos[0].Seq
-	e.logf("bank     1000 accounts, total 1000000000, transfers log gap-free (GTID after load %s)", gtid)
-
-	return nil
+	return os.MkdirAll(filepath.Join(e.Cfg.WorkDir, verifyTmp), 0o755)
 }
 
 // StartWriter starts the transfer writer with that many connections; StopWriter ends it.
@@ -354,11 +380,14 @@ func (e *Env) startStandIn(ctx context.Context) error {
 		return err
 	}
 	e.Hooks = hooks
-	hooks.Env = []string{"QUIESCE_STATE_DIR=" + StateDir}
+	// TMPDIR: hostagent verify's private work dir (mounts, the throwaway
+	// server's socket) lives under the demo's work dir, where `demo clean` looks.
+	hooks.Env = []string{"QUIESCE_STATE_DIR=" + e.StateDir, "TMPDIR=" + filepath.Join(e.Cfg.WorkDir, verifyTmp)}
 	e.AWS = awslocal.New()
 	hooks.Install(e.AWS)
 	e.InstanceID = "i-0de30" + randHex(12)
-	e.AWS.AddInstance(standin.DemoInstance(e.InstanceID, e.Vol.ID, nil))
+	// The demo machine is the database instance and its own verifier.
+	e.AWS.AddInstance(standin.DemoInstance(e.InstanceID, e.Vol.ID, map[string]string{"quiesce:role": VerifierTag}))
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
@@ -372,8 +401,10 @@ func (e *Env) startStandIn(ctx context.Context) error {
 		aws.Close()
 		return err
 	})
-	e.logf("aws      stand-in (in-process) on %s: EC2 + SSM, SendCommand runs the real Quiesce document with %s/hostagent, CreateSnapshot(s) = FICLONE in the pool; instance %s (%s + root volume), snapshots complete at once and EC2's snapshot rate limits (15 s per volume, ≤5 pending) are not enforced",
-		e.AWSURL, e.Cfg.BinDir, e.InstanceID, e.Vol.ID)
+	e.logf("aws      stand-in (in-process) on %s: EC2 + SSM, SendCommand runs the real Quiesce and QuiesceVerify documents with %s/hostagent, CreateSnapshot(s) = FICLONE in the pool,\n"+
+		"         CreateVolume = FICLONE of the snapshot (vol-….img), AttachVolume = loop device, DetachVolume refused while mounted; instance %s (%s + root volume, also tagged quiesce:role=%s),\n"+
+		"         snapshots and volumes are ready at once and EC2's snapshot rate limits (15 s per volume, ≤5 pending) are not enforced",
+		e.AWSURL, e.Cfg.BinDir, e.InstanceID, e.Vol.ID, VerifierTag)
 	return nil
 }
 
@@ -388,6 +419,9 @@ func (e *Env) LambdaEnv() []string {
 		"QUIESCE_TARGET_TAG_KEY=quiesce:enabled", "QUIESCE_TARGET_TAG_VALUE=true",
 		"QUIESCE_MOUNTS=" + e.Vol.Dir, "QUIESCE_MYSQL_LOCK=auto", "QUIESCE_MYSQL_DEFAULTS_FILE=" + e.DefaultsFile,
 		"QUIESCE_FREEZE_TIMEOUT=" + e.Cfg.FreezeTimeout, "QUIESCE_KEEP_LAST=1000", "QUIESCE_MAX_CONCURRENCY=1",
+		"QUIESCE_VERIFY_DOCUMENT=" + standin.DefaultVerifyDocumentName, "QUIESCE_VERIFIER_TAG_VALUE=" + VerifierTag,
+		// The stand-in's volumes are ready at once: look every 200 ms, not every 10 s.
+		"QUIESCE_VERIFY_POLL=200ms",
 	}
 }
 
@@ -462,17 +496,17 @@ func (p prefixWriter) Write(b []byte) (int, error) {
 
 // Hostagent runs bin/hostagent with args and returns stdout, exit code.
 func (e *Env) Hostagent(ctx context.Context, args ...string) ([]byte, int, error) {
-	return runHostagent(ctx, e.Cfg.BinDir, 2*time.Minute, args...)
+	return runHostagent(ctx, e.Cfg.BinDir, e.StateDir, 2*time.Minute, args...)
 }
 
-// runHostagent runs binDir/hostagent on the demo's state dir, bounded by
-// limit, and returns its stdout and exit code (-1 if it did not run); a
-// non-zero exit is an error carrying its stderr.
-func runHostagent(ctx context.Context, binDir string, limit time.Duration, args ...string) ([]byte, int, error) {
+// runHostagent runs binDir/hostagent on stateDir, bounded by limit, and
+// returns its stdout and exit code (-1 if it did not run); a non-zero exit is
+// an error carrying its stderr.
+func runHostagent(ctx context.Context, binDir, stateDir string, limit time.Duration, args ...string) ([]byte, int, error) {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "hostagent"), args...)
-	cmd.Env = append(os.Environ(), "QUIESCE_STATE_DIR="+StateDir)
+	cmd.Env = append(os.Environ(), "QUIESCE_STATE_DIR="+stateDir)
 	cmd.WaitDelay = 5 * time.Second
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
@@ -503,7 +537,7 @@ func (e *Env) thawAll(ctx context.Context) error {
 				}
 			}
 		}
-	} else if _, serr := os.Stat(StateDir); serr == nil {
+	} else if _, serr := os.Stat(e.StateDir); serr == nil {
 		errs = append(errs, err)
 	}
 	if e.Vol != nil {
@@ -514,24 +548,35 @@ func (e *Env) thawAll(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// removeStateDir deletes the demo's hostagent state directory once hostagent
+// StateDirFor is the hostagent state directory of the demo in workdir: one
+// per work dir, so demos and tests running at the same time never share (or
+// remove) each other's runs and verify journals.
+func StateDirFor(workdir string) string {
+	if workdir == "/var/tmp/quiesce-demo" {
+		return DefaultStateDir
+	}
+	h := sha256.Sum256([]byte(workdir))
+	return DefaultStateDir + "-" + hex.EncodeToString(h[:6])
+}
+
+// removeStateDir deletes a demo's hostagent state directory once hostagent
 // says nothing is held there (finished runs only leave reports and logs).
-func removeStateDir(ctx context.Context, binDir string) error {
-	if _, err := os.Stat(StateDir); err != nil {
+func removeStateDir(ctx context.Context, binDir, stateDir string) error {
+	if _, err := os.Stat(stateDir); err != nil {
 		return nil
 	}
 	// A holder and guardian exit a moment after their thaw: wait for them (bounded).
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		busy, err := stateBusy(ctx, binDir)
+		busy, err := stateBusy(ctx, binDir, stateDir)
 		if err != nil {
 			return err
 		}
 		if busy == "" {
-			return os.RemoveAll(StateDir)
+			return os.RemoveAll(stateDir)
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("keeping %s: %s", StateDir, busy)
+			return fmt.Errorf("keeping %s: %s", stateDir, busy)
 		}
 		select {
 		case <-ctx.Done():
@@ -543,10 +588,13 @@ func removeStateDir(ctx context.Context, binDir string) error {
 
 // stateBusy describes a run in the demo's state dir that is held or still
 // has a live holder/guardian ("" when none).
-func stateBusy(ctx context.Context, binDir string) (string, error) {
-	out, _, err := runHostagent(ctx, binDir, 2*time.Minute, "status")
+func stateBusy(ctx context.Context, binDir, stateDir string) (string, error) {
+	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "hostagent"), "status")
+	cmd.Env = append(os.Environ(), "QUIESCE_STATE_DIR="+stateDir)
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.Output()
 	if err != nil {
-		return "", fmt.Errorf("hostagent status before removing %s: %w", StateDir, err)
+		return "", fmt.Errorf("hostagent status before removing %s: %w", stateDir, err)
 	}
 	var st contract.StatusReport
 	if err := json.Unmarshal(out, &st); err != nil {

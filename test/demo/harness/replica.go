@@ -200,7 +200,7 @@ func (e *ReplicaEnv) startReplica(ctx context.Context) error {
 	e.Replica = r
 	e.cleanup.Push("stop the replica", func(context.Context) error { return r.Stop() })
 	// Thaw before the servers stop (LIFO): a frozen datadir hangs a shutdown.
-	e.cleanup.Push("remove hostagent state", func(ctx context.Context) error { return removeStateDir(ctx, e.Opt.BinDir) })
+	e.cleanup.Push("remove hostagent state", func(ctx context.Context) error { return removeStateDir(ctx, e.Opt.BinDir, StateDirFor(e.Opt.WorkDir)) })
 	e.cleanup.Push("thaw leftovers", func(ctx context.Context) error { return e.thawAll(ctx) })
 	if e.ReplicaSQL, err = e.openPool(r, 8); err != nil {
 		return err
@@ -291,26 +291,26 @@ func (e *ReplicaEnv) thawAll(ctx context.Context) error {
 			mounts = append(mounts, v.Dir)
 		}
 	}
-	return thawRunsOn(ctx, e.Opt.BinDir, mounts)
+	return thawRunsOn(ctx, e.Opt.BinDir, StateDirFor(e.Opt.WorkDir), mounts)
 }
 
 // thawRunsOn thaws every held hostagent run of the demo's state dir that
 // holds one of mounts, then FITHAWs the mounts themselves (idempotent).
-func thawRunsOn(ctx context.Context, binDir string, mounts []string) error {
+func thawRunsOn(ctx context.Context, binDir, stateDir string, mounts []string) error {
 	var errs []error
-	if out, _, err := runHostagent(ctx, binDir, 2*time.Minute, "status"); err == nil {
+	if out, _, err := runHostagent(ctx, binDir, stateDir, 2*time.Minute, "status"); err == nil {
 		var st contract.StatusReport
 		if json.Unmarshal(out, &st) == nil {
 			for _, r := range st.Runs {
 				if r.State != "held" || !overlaps(r.Mounts, mounts) {
 					continue
 				}
-				if _, code, err := runHostagent(ctx, binDir, 2*time.Minute, "thaw", "--run-id", r.RunID); err != nil && contract.ExitCode(code) != contract.ExitLate {
+				if _, code, err := runHostagent(ctx, binDir, stateDir, 2*time.Minute, "thaw", "--run-id", r.RunID); err != nil && contract.ExitCode(code) != contract.ExitLate {
 					errs = append(errs, err)
 				}
 			}
 		}
-	} else if _, serr := os.Stat(StateDir); serr == nil {
+	} else if _, serr := os.Stat(stateDir); serr == nil {
 		errs = append(errs, err)
 	}
 	for _, m := range mounts {

@@ -38,18 +38,18 @@ func (e *ReplicaEnv) snapshot(ctx context.Context, of string, vol *pool.Volume, 
 	s := &ReplicaSnapshot{Of: of, Mode: mode, RunID: "demo-" + of + "-" + randHex(8)}
 	s.Image = filepath.Join(e.Pool.Dir, "snap-"+s.RunID+".img")
 	s.Start = time.Now()
-	out, code, err := runHostagent(ctx, e.Opt.BinDir, 2*time.Minute, "freeze", "--mount", vol.Dir, "--mysql-defaults-file", defaults,
+	out, code, err := runHostagent(ctx, e.Opt.BinDir, StateDirFor(e.Opt.WorkDir), 2*time.Minute, "freeze", "--mount", vol.Dir, "--mysql-defaults-file", defaults,
 		"--mysql-lock", mode, "--lock-wait", "10s", "--timeout", "30s", "--run-id", s.RunID)
 	if err != nil {
 		return s, fmt.Errorf("freeze %s (%s, exit %d): %w", of, mode, code, err)
 	}
 	if err := json.Unmarshal(out, &s.Freeze); err != nil {
-		_, _, _ = runHostagent(ctx, e.Opt.BinDir, 2*time.Minute, "thaw", "--run-id", s.RunID)
+		_, _, _ = runHostagent(ctx, e.Opt.BinDir, StateDirFor(e.Opt.WorkDir), 2*time.Minute, "thaw", "--run-id", s.RunID)
 		return s, fmt.Errorf("freeze %s: report: %w", of, err)
 	}
 	cr, cerr := pool.Clone(vol.Image, s.Image)
 	s.Copy = cr.Duration
-	out, code, err = runHostagent(ctx, e.Opt.BinDir, 2*time.Minute, "thaw", "--run-id", s.RunID)
+	out, code, err = runHostagent(ctx, e.Opt.BinDir, StateDirFor(e.Opt.WorkDir), 2*time.Minute, "thaw", "--run-id", s.RunID)
 	s.End = time.Now()
 	if err != nil {
 		return s, fmt.Errorf("thaw %s (exit %d): %w", of, code, err)
@@ -136,7 +136,7 @@ func (e *ReplicaEnv) CloneFrom(ctx context.Context, s *ReplicaSnapshot, serverID
 		e.Opt.beforeClone(e)
 	}
 	start := time.Now()
-	out, code, err := runHostagent(ctx, e.Opt.BinDir, 4*time.Minute, args...)
+	out, code, err := runHostagent(ctx, e.Opt.BinDir, StateDirFor(e.Opt.WorkDir), 4*time.Minute, args...)
 	c.Replicating, c.Exit = time.Since(start), code
 	if jerr := json.Unmarshal(out, &c.Report); jerr != nil && err == nil {
 		err = fmt.Errorf("clone report: %w", jerr)

@@ -25,8 +25,8 @@ func assertReleased(t *testing.T, work string) {
 	if pids := mariadbdUnder(work); len(pids) > 0 {
 		t.Errorf("mariadbd still running: %v", pids)
 	}
-	if _, err := os.Stat(StateDir); err == nil {
-		t.Errorf("%s left behind", StateDir)
+	if _, err := os.Stat(StateDirFor(work)); err == nil {
+		t.Errorf("%s left behind", StateDirFor(work))
 	}
 	if _, err := os.Stat(filepath.Join(work, "replication.cnf")); err == nil {
 		t.Errorf("the replication password file was left behind")

@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
+	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/test/demo/bank"
-	"github.com/quiesce/quiesce/test/demo/pool"
 	rpt "github.com/quiesce/quiesce/test/demo/report"
-	"github.com/quiesce/quiesce/test/demo/restore"
 )
 
 // RunOptions configure `demo run`.
@@ -21,20 +21,25 @@ type RunOptions struct {
 	Config
 	Cycles   int           // default 5
 	Interval time.Duration // between cycle starts (0: back to back)
-	// NoRestore skips the restore drill (not used by make demo).
-	NoRestore bool
+	// NoVerify skips the verification (not used by make demo).
+	NoVerify bool
 }
 
 // RunResult is everything `demo run` measured; also written as JSON to the work dir.
 type RunResult struct {
-	Machine   Machine
-	Lambda    string // "rie" or "runtime-api"
-	Cycles    []*Cycle
-	Restores  []restore.Result
-	Writer    WriterStats
-	Summary   Summary
-	StartedAt time.Time
-	Duration  time.Duration
+	Machine Machine
+	Lambda  string // "rie" or "runtime-api"
+	Cycles  []*Cycle
+	// Verifications: each snapshot through the Lambda's verify action.
+	Verifications []Verification
+	// Damaged is the deliberately damaged copy's verification (it must fail).
+	Damaged *Verification `json:",omitempty"`
+	// LeftVolumes are volumes the verify action created and did not delete.
+	LeftVolumes []string `json:",omitempty"`
+	Writer      WriterStats
+	Summary     Summary
+	StartedAt   time.Time
+	Duration    time.Duration
 }
 
 // WriterStats summarizes the writer over the whole run.
@@ -54,22 +59,26 @@ type WriterStats struct {
 
 // Summary is the final table's content.
 type Summary struct {
-	CyclesOK, CyclesFailed         int
-	Window                         rpt.Dist // hostagent: freeze start → thaw done
-	WindowExclCopy                 rpt.Dist // the same minus the stand-in's snapshot copy
-	LambdaWindow                   rpt.Dist // Lambda: freeze SendCommand sent → thaw returned
-	Frozen                         rpt.Dist // filesystem frozen: frozen_at → thawed_at (the Lambda's window_ms)
-	SnapshotCall                   rpt.Dist // the Lambda's CreateSnapshot(s) call
-	Held                           rpt.Dist // hostagent freeze command: start → everything held
-	Copy                           rpt.Dist // snapshot copy in the stand-in
-	Reflink                        bool
-	StallMinusWindowMax            time.Duration // max over cycles of (writer stall − window)
-	Snapshots                      int
-	RestoresPassed, RestoresFailed int
-	Targets                        []Target
+	CyclesOK, CyclesFailed   int
+	Window                   rpt.Dist // hostagent: freeze start → thaw done
+	WindowExclCopy           rpt.Dist // the same minus the stand-in's snapshot copy
+	LambdaWindow             rpt.Dist // Lambda: freeze SendCommand sent → thaw returned
+	Frozen                   rpt.Dist // filesystem frozen: frozen_at → thawed_at (the Lambda's window_ms)
+	SnapshotCall             rpt.Dist // the Lambda's CreateSnapshot(s) call
+	Held                     rpt.Dist // hostagent freeze command: start → everything held
+	Copy                     rpt.Dist // snapshot copy in the stand-in
+	Reflink                  bool
+	StallMinusWindowMax      time.Duration // max over cycles of (writer stall − window)
+	Snapshots                int
+	VerifiedOK, VerifyFailed int
+	// DamagedCaught: the damaged copy was tagged failed, naming the table.
+	DamagedCaught bool
+	// CreateToVerified: CreateVolume → the quiesce:verified tag (stand-in's clock).
+	CreateToVerified rpt.Dist
+	Targets          []Target
 }
 
-// Target is one of the issue's targets with the measured value.
+// Target is one of the demo's targets (README "Performance") with the measured value.
 type Target struct {
 	Name, Want, Got string
 	Met             bool
@@ -77,10 +86,11 @@ type Target struct {
 
 // Failed reports whether the run must exit non-zero.
 func (r *RunResult) Failed() bool {
-	return r.Summary.RestoresFailed > 0 || r.Summary.CyclesFailed > 0 || r.Summary.CyclesOK == 0
+	s := r.Summary
+	return s.VerifyFailed > 0 || s.CyclesFailed > 0 || s.CyclesOK == 0 || (r.Damaged != nil && !s.DamagedCaught) || len(r.LeftVolumes) > 0
 }
 
-// Run is `demo run`: set up, N cycles on a schedule, the restore drill for
+// Run is `demo run`: set up, N cycles on a schedule, the verification of
 // every snapshot, the summary. The environment is always torn down.
 func Run(ctx context.Context, o RunOptions) (res *RunResult, err error) {
 	if o.Cycles <= 0 {
@@ -149,64 +159,66 @@ func Run(ctx context.Context, o RunOptions) (res *RunResult, err error) {
 		env.logf("writer   error: %s", e)
 	}
 
-	if !o.NoRestore {
-		if err := env.drillAll(ctx, res, commits); err != nil {
+	if !o.NoVerify {
+		if err := env.verifyAll(ctx, res, commits, session); err != nil {
 			return res, err
 		}
-	}
-	if len(res.Restores) > 0 {
-		env.logf("         (a copy is a frozen running server, so InnoDB replays its redo log; a transfer that BLOCK_COMMIT caught\n" +
-			"          between InnoDB's prepare and the binlog write is rolled back, since the binlog, as tagged, does not have it)")
 	}
 	res.Summary = summarize(res)
 	env.logf("\n%s", SummaryText(res))
 	return res, nil
 }
 
-// drillAll runs the restore drill for every snapshot of the run's cycles.
-func (e *Env) drillAll(ctx context.Context, res *RunResult, commits []bank.Commit) error {
-	e.logf("\nrestore  every snapshot: a new volume from it (FICLONE), loop-attached and mounted (-o nouuid), its binlog checked\n" +
-		"         against the tags, a second mariadbd started on it, the bank checked; the snapshot image itself stays untouched")
+// verifyAll verifies every snapshot through the Lambda's verify action,
+// then a deliberately damaged copy of the last one, which must fail.
+func (e *Env) verifyAll(ctx context.Context, res *RunResult, commits []bank.Commit, session string) error {
+	e.logf("\nverify   every snapshot through the Lambda's verify action (%s): a volume created from it (FICLONE), attached to the\n"+
+		"         verifier (this machine, loop device), the QuiesceVerify document runs hostagent verify: a throwaway mariadbd on the copy,\n"+
+		"         CHECK TABLE on every table, binlog and GTID against the tags, demo/bank-checks.sql; detached, deleted, snapshot tagged", e.Lambda.Mode)
+	var last *CycleSnapshot
 	for _, c := range res.Cycles {
-		for _, s := range c.Snapshots {
-			r, err := e.Drill(ctx, c, s, commits)
-			if err != nil {
-				r.Problems = append(r.Problems, "drill: "+err.Error())
+		for i := range c.Snapshots {
+			s := c.Snapshots[i]
+			v := e.Verify(ctx, s.ID, c.RunID)
+			var frozeAt time.Time
+			if c.Freeze != nil {
+				frozeAt = c.Freeze.StartedAt
 			}
-			res.Restores = append(res.Restores, r)
-			e.logf("%s", restoreLine(r))
+			judgeSound(&v, frozeAt, commits)
+			res.Verifications = append(res.Verifications, v)
+			e.logf("%s", verifyLine(v))
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
+			if c.OK() {
+				last = &c.Snapshots[i]
+			}
 		}
 	}
-	return nil
-}
-
-// Drill runs the restore drill for one snapshot of a cycle. As on EBS, the
-// snapshot itself is never mounted: a new "volume" is created from it (a
-// FICLONE of the snapshot image), restored and checked, then deleted, so the
-// snapshot images stay exactly as taken for anyone to inspect afterwards.
-func (e *Env) Drill(ctx context.Context, c *Cycle, s CycleSnapshot, commits []bank.Commit) (restore.Result, error) {
-	volImage := filepath.Join(e.Pool.Dir, "restore-"+s.ID+".img")
-	if _, err := pool.Clone(s.Image, volImage); err != nil {
-		return restore.Result{SnapshotID: s.ID}, fmt.Errorf("create a volume from %s: %w", s.ID, err)
+	if last == nil {
+		return nil
 	}
-	defer os.Remove(volImage)
-	snap := restore.Snapshot{ID: s.ID, Image: volImage, Tags: s.Tags}
-	if c.Freeze != nil {
-		snap.FreezeStarted = c.Freeze.StartedAt
+	runID := "demo-" + session + "-damaged"
+	id, err := e.MakeDamagedSnapshot(ctx, *last, runID)
+	d := Verification{SnapshotID: id, RunID: runID, Damaged: true, CreateToTag: -1}
+	if err != nil {
+		d.problem("make the damaged copy: %v", err)
+	} else {
+		d = e.Verify(ctx, id, runID)
+		d.Damaged = true
+		judgeDamaged(&d, DamagedTable)
 	}
-	r, err := restore.Drill(ctx, snap, restore.Options{
-		MountDir:   filepath.Join(e.Cfg.WorkDir, "restore", s.ID),
-		DataSubdir: DataSubdir,
-		BinlogBase: BinlogBase,
-		ServerArgs: TuningArgs, // --log-bin/--server-id are set by the drill
-		Commits:    commits,
-		GTIDBase:   e.GTIDBase,
-	})
-	_ = os.Remove(filepath.Join(e.Cfg.WorkDir, "restore", s.ID))
-	return r, err
+	res.Damaged = &d
+	e.logf("%s", verifyLine(d))
+	for _, v := range e.AWS.Volumes() {
+		if v.CreatedBy == "CreateVolume" {
+			res.LeftVolumes = append(res.LeftVolumes, v.ID)
+		}
+	}
+	if len(res.LeftVolumes) > 0 {
+		e.logf("FAIL     the verify action left volumes behind: %s", strings.Join(res.LeftVolumes, ", "))
+	}
+	return ctx.Err()
 }
 
 func writerStats(w *bank.Writer, commits []bank.Commit, elapsed time.Duration, cycles []*Cycle) WriterStats {
@@ -281,20 +293,30 @@ func summarize(res *RunResult) Summary {
 	s.Window, s.WindowExclCopy, s.LambdaWindow = rpt.Summarize(win), rpt.Summarize(winEx), rpt.Summarize(lam)
 	s.Frozen, s.SnapshotCall = rpt.Summarize(frozen), rpt.Summarize(snapCall)
 	s.Held, s.Copy = rpt.Summarize(held), rpt.Summarize(cp)
-	for _, r := range res.Restores {
-		if r.Passed() {
-			s.RestoresPassed++
+	var c2t []time.Duration
+	for _, v := range res.Verifications {
+		if v.Passed() {
+			s.VerifiedOK++
 		} else {
-			s.RestoresFailed++
+			s.VerifyFailed++
+		}
+		if v.CreateToTag >= 0 {
+			c2t = append(c2t, v.CreateToTag)
 		}
 	}
+	s.CreateToVerified = rpt.Summarize(c2t)
+	s.DamagedCaught = res.Damaged != nil && res.Damaged.Passed()
 	s.Targets = []Target{
 		{Name: "write-blocked window p50 (excl. copy, incl. 2 SSM round trips)", Want: "≤ 150 ms",
 			Got: rpt.Ms(s.WindowExclCopy.P50) + " ms", Met: s.WindowExclCopy.N > 0 && s.WindowExclCopy.P50 <= 150*time.Millisecond},
 		{Name: "writer max stall − window (worst cycle)", Want: "≤ 50 ms",
 			Got: rpt.Ms(s.StallMinusWindowMax) + " ms", Met: s.WindowExclCopy.N > 0 && s.StallMinusWindowMax <= 50*time.Millisecond},
-		{Name: "restore failures", Want: "0",
-			Got: fmt.Sprintf("%d of %d", s.RestoresFailed, s.RestoresPassed+s.RestoresFailed), Met: s.RestoresFailed == 0 && s.RestoresPassed > 0},
+		{Name: "verification failures (quiesce:verified≠ok)", Want: "0",
+			Got: fmt.Sprintf("%d of %d", s.VerifyFailed, s.VerifiedOK+s.VerifyFailed), Met: s.VerifyFailed == 0 && s.VerifiedOK > 0},
+		{Name: "damaged copy: verified=failed naming " + DamagedTable, Want: "caught",
+			Got: damagedText(res.Damaged), Met: s.DamagedCaught},
+		{Name: "create volume → quiesce:verified p50", Want: "≤ 5000 ms",
+			Got: rpt.Ms(s.CreateToVerified.P50) + " ms", Met: s.CreateToVerified.N > 0 && s.CreateToVerified.P50 <= 5*time.Second},
 	}
 	return s
 }
@@ -310,7 +332,7 @@ func cycleLine(c *Cycle, total int) string {
 		fmt.Fprintf(&b, "  held %s  copy %s", rpt.Ms(msDur(c.Freeze.HeldMS)), rpt.Ms(c.CopyTime))
 	}
 	for _, s := range c.Snapshots {
-		fmt.Fprintf(&b, "  %s %s %s:%s", s.ID, s.Tags[restore.TagConsistency], s.Tags[restore.TagBinlogFile], s.Tags[restore.TagBinlogPos])
+		fmt.Fprintf(&b, "  %s %s %s:%s", s.ID, s.Tags[TagConsistency], s.Tags[TagBinlogFile], s.Tags[TagBinlogPos])
 	}
 	if c.Stall.Count > 0 {
 		fmt.Fprintf(&b, "  stall %s ms", rpt.Ms(c.Stall.Max))
@@ -321,18 +343,95 @@ func cycleLine(c *Cycle, total int) string {
 	return b.String()
 }
 
-func restoreLine(r restore.Result) string {
+func damagedText(d *Verification) string {
+	switch {
+	case d == nil:
+		return "not run"
+	case d.Passed():
+		return "caught"
+	}
+	return "NOT caught"
+}
+
+// verifyLine is one verification's line: the tags it left and the evidence.
+func verifyLine(v Verification) string {
 	mark := "PASS"
-	if !r.Passed() {
+	switch {
+	case !v.Passed():
 		mark = "FAIL"
+	case v.Damaged:
+		mark = "CAUGHT"
 	}
-	line := fmt.Sprintf("%s  %s  %d transfers, total %d, gap-free, %s ends at %d (tag %d), gtid %s; mariadbd up in %s ms (%s)",
-		mark, r.SnapshotID, r.Invariants.MaxID, r.Invariants.Total, r.BinlogFile, r.LastEventEnd, r.TaggedPos, r.RestoredGTID,
-		rpt.Ms(r.StartupTime), r.Recovery.Summary())
-	if !r.Passed() {
-		line += "\n   " + strings.Join(r.Problems, "\n   ")
+	what := v.SnapshotID
+	if v.Damaged {
+		what += " (deliberately damaged copy: must fail)"
 	}
-	return line
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s  %s  %s=%s", mark, what, TagVerified, orNone(v.Verified))
+	if v.VerifyNote != "" {
+		fmt.Fprintf(&b, " %s=%q", TagVerifyNote, v.VerifyNote)
+	}
+	if r := v.Report; r != nil {
+		fmt.Fprintf(&b, "\n      mariadbd up in %s ms (%s), %d tables checked, %d failed, %d/%d SQL checks true",
+			rpt.Ms(msDur(r.StartMS)), recoveryText(r.Recovery), r.TablesChecked, len(r.TablesFailed), trueChecks(r), len(r.Checks))
+		switch {
+		case r.Binlog == nil:
+		case r.Binlog.Skipped != "":
+			fmt.Fprintf(&b, ", binlog not compared (%s)", r.Binlog.Skipped)
+		default:
+			fmt.Fprintf(&b, ", %s is %d bytes (tag %d)", r.Binlog.File, r.Binlog.Size, r.Binlog.Pos)
+		}
+		if r.GTID != nil {
+			fmt.Fprintf(&b, ", gtid %s", r.GTID.Got)
+		}
+	}
+	if !v.Damaged && v.Transfers > 0 {
+		fmt.Fprintf(&b, ", %d transfers", v.Transfers)
+	}
+	if v.CreateToTag >= 0 {
+		fmt.Fprintf(&b, "; create volume → verified tag %s ms", rpt.Ms(v.CreateToTag))
+	}
+	if !v.Passed() {
+		b.WriteString("\n   " + strings.Join(v.Problems, "\n   "))
+	}
+	return b.String()
+}
+
+func trueChecks(r *contract.VerifyReport) int {
+	n := 0
+	for _, c := range r.Checks {
+		if c.OK {
+			n++
+		}
+	}
+	return n
+}
+
+var (
+	recoverPagesRe = regexp.MustCompile(`To recover: (\d+) pages`)
+	preparedRe     = regexp.MustCompile(`(\d+) transactions? in prepared state after recovery`)
+)
+
+// recoveryText sums up the server's crash recovery from its log lines: the
+// redo pages it applied and the transactions BLOCK_COMMIT caught prepared
+// (the server resolves them against the binlog: not in it, rolled back).
+func recoveryText(r contract.Recovery) string {
+	if !r.Ran {
+		return "no crash recovery needed"
+	}
+	var parts []string
+	for _, m := range r.Messages {
+		if g := recoverPagesRe.FindStringSubmatch(m); g != nil {
+			parts = append(parts, g[1]+" redo pages")
+		}
+		if g := preparedRe.FindStringSubmatch(m); g != nil {
+			parts = append(parts, g[1]+" prepared transaction(s) resolved against the binlog")
+		}
+	}
+	if len(parts) == 0 {
+		return fmt.Sprintf("crash recovery: %d log lines", len(r.Messages))
+	}
+	return "crash recovery: " + strings.Join(parts, ", ")
 }
 
 // SummaryText renders the final table.
@@ -357,6 +456,7 @@ func SummaryText(res *RunResult) string {
 		row("hostagent freeze command → everything held", s.Held),
 		row("Lambda's snapshot call (incl. the copy)", s.SnapshotCall),
 		row(copyName, s.Copy),
+		row("verify: create volume → quiesce:verified tag", s.CreateToVerified),
 	}))
 	b.WriteString("\n")
 	ws := res.Writer
@@ -371,7 +471,7 @@ func SummaryText(res *RunResult) string {
 		{"snapshots taken", fmt.Sprint(s.Snapshots)},
 		{"writer commits", fmt.Sprintf("%d (%.0f/s), %d errors", ws.Commits, ws.TPS, ws.Errors)},
 		{"writer max commit stall", fmt.Sprintf("%s ms, %s", rpt.Ms(ws.MaxStall), stallWhere)},
-		{"restores", fmt.Sprintf("%d passed, %d failed", s.RestoresPassed, s.RestoresFailed)},
+		{"verified (Lambda verify action)", fmt.Sprintf("%d ok, %d failed; damaged copy %s", s.VerifiedOK, s.VerifyFailed, damagedText(res.Damaged))},
 	}))
 	b.WriteString("\n")
 	var trows [][]string

@@ -1,10 +1,14 @@
 // Package standin gives the local AWS stand-in (test/awslocal) its demo
-// behaviour: SendCommand runs the REAL "Quiesce" SSM document (rendered by
-// ssmdoc exactly as the SSM Agent would, parameters as SSM_<name>
-// environment variables) with bash, which runs the real hostagent; and
-// CreateSnapshot(s) makes a point-in-time copy of the volume's image in the
-// pool (FICLONE), as EBS fixes a snapshot's point in time when the call
-// returns. cmd/awslocal and the demo share it.
+// behaviour: SendCommand runs the REAL "Quiesce" and "QuiesceVerify" SSM
+// documents (rendered by ssmdoc exactly as the SSM Agent would, parameters
+// as SSM_<name> environment variables) with bash, which runs the real
+// hostagent; CreateSnapshot(s) makes a point-in-time copy of the volume's
+// image in the pool (FICLONE), as EBS fixes a snapshot's point in time when
+// the call returns; and the volume calls make volumes real: CreateVolume is
+// a FICLONE of the snapshot's image named vol-….img, AttachVolume
+// loop-attaches it (so hostagent finds it by its backing file, as its volume
+// discovery does), DetachVolume detaches it (refused while it is mounted),
+// DeleteVolume removes the image. cmd/awslocal and the demo share it.
 package standin
 
 import (
@@ -15,6 +19,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -24,8 +30,11 @@ import (
 	"github.com/quiesce/quiesce/test/demo/pool"
 )
 
-// DefaultDocumentName is the SSM document name the Lambda sends (QUIESCE_DOCUMENT default).
-const DefaultDocumentName = "Quiesce"
+// Document names the Lambda sends by default (QUIESCE_DOCUMENT, QUIESCE_VERIFY_DOCUMENT).
+const (
+	DefaultDocumentName       = "Quiesce"
+	DefaultVerifyDocumentName = "QuiesceVerify"
+)
 
 // CommandRun is one executed SSM command, for the demo's timings.
 type CommandRun struct {
@@ -51,6 +60,10 @@ type Hooks struct {
 	Document *ssmdoc.Document
 	// DocumentName is the name the Lambda sends (default "Quiesce").
 	DocumentName string
+	// VerifyDocument is the rendered verify document (ssmdoc.VerifyDocument()),
+	// served as VerifyDocumentName (default "QuiesceVerify"); nil serves none.
+	VerifyDocument     *ssmdoc.Document
+	VerifyDocumentName string
 	// BinDir holds bin/hostagent; it goes first on the script's PATH.
 	BinDir string
 	// PoolDir holds vol-<id>.img files; snapshots are written next to them.
@@ -66,31 +79,53 @@ type Hooks struct {
 	// OnCommand, if set, is called after each command with its outcome.
 	OnCommand func(CommandRun)
 
-	mu     sync.Mutex
-	runs   []CommandRun
-	clones map[string]Clone
+	mu      sync.Mutex
+	runs    []CommandRun
+	clones  map[string]Clone
+	volumes map[string]*volumeRecord
 }
 
-// NewHooks loads the embedded Quiesce document.
+// NewHooks loads the embedded Quiesce and QuiesceVerify documents.
 func NewHooks(binDir, poolDir string) (*Hooks, error) {
 	doc, err := ssmdoc.Load(ssmdoc.QuiesceDocument())
 	if err != nil {
 		return nil, fmt.Errorf("load Quiesce document: %w", err)
 	}
-	return &Hooks{Document: doc, DocumentName: DefaultDocumentName, BinDir: binDir, PoolDir: poolDir}, nil
+	vdoc, err := ssmdoc.Load(ssmdoc.VerifyDocument())
+	if err != nil {
+		return nil, fmt.Errorf("load QuiesceVerify document: %w", err)
+	}
+	return &Hooks{Document: doc, DocumentName: DefaultDocumentName, VerifyDocument: vdoc, VerifyDocumentName: DefaultVerifyDocumentName,
+		BinDir: binDir, PoolDir: poolDir}, nil
+}
+
+// documents maps each served document name to its document.
+func (h *Hooks) documents() map[string]*ssmdoc.Document {
+	docs := map[string]*ssmdoc.Document{first(h.DocumentName, DefaultDocumentName): h.Document}
+	if h.VerifyDocument != nil {
+		docs[first(h.VerifyDocumentName, DefaultVerifyDocumentName)] = h.VerifyDocument
+	}
+	return docs
+}
+
+func first(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
 }
 
 // Install sets the hooks on a stand-in, and has it check SendCommand's
 // document and parameters as SSM does (InvalidParameters) before anything runs.
 func (h *Hooks) Install(s *awslocal.Server) {
-	name := h.DocumentName
-	if name == "" {
-		name = DefaultDocumentName
-	}
-	s.Documents = map[string]*ssmdoc.Document{name: h.Document}
+	s.Documents = h.documents()
 	s.RunCommand = h.RunCommand
 	s.OnSnapshot = h.OnSnapshot
 	s.OnDeleteSnapshot = h.OnDeleteSnapshot
+	s.VolumeHooks = awslocal.VolumeHooks{
+		OnCreateVolume: h.OnCreateVolume, OnAttachVolume: h.OnAttachVolume,
+		OnDetachVolume: h.OnDetachVolume, OnDeleteVolume: h.OnDeleteVolume,
+	}
 }
 
 // OnDeleteSnapshot removes the snapshot's image, as retention deleting an EBS
@@ -125,12 +160,10 @@ func (h *Hooks) RunCommand(ctx context.Context, inv awslocal.Invocation) awsloca
 }
 
 func (h *Hooks) run(ctx context.Context, inv awslocal.Invocation) awslocal.CommandResult {
-	name := h.DocumentName
-	if name == "" {
-		name = DefaultDocumentName
-	}
-	if inv.DocumentName != name {
-		return failed(1, fmt.Sprintf("awslocal: document %q is not served here (only %q)", inv.DocumentName, name))
+	docs := h.documents()
+	doc := docs[inv.DocumentName]
+	if doc == nil {
+		return failed(1, fmt.Sprintf("awslocal: document %q is not served here (only %s)", inv.DocumentName, strings.Join(sortedNames(docs), ", ")))
 	}
 	params := map[string]string{}
 	for k, v := range inv.Parameters {
@@ -139,7 +172,7 @@ func (h *Hooks) run(ctx context.Context, inv awslocal.Invocation) awslocal.Comma
 		}
 		params[k] = v[0]
 	}
-	script, env, err := h.Document.Render(params)
+	script, env, err := doc.Render(params)
 	if err != nil {
 		// SSM itself would refuse SendCommand with InvalidParameters; the
 		// stand-in reports it as a failed command so the Lambda sees it.
@@ -182,6 +215,15 @@ func (h *Hooks) run(ctx context.Context, inv awslocal.Invocation) awslocal.Comma
 		res.Status = "Success"
 	}
 	return res
+}
+
+func sortedNames(docs map[string]*ssmdoc.Document) []string {
+	var out []string
+	for n := range docs {
+		out = append(out, strconv.Quote(n))
+	}
+	sort.Strings(out)
+	return out
 }
 
 func failed(code int, msg string) awslocal.CommandResult {
@@ -263,7 +305,9 @@ func (h *Hooks) Runs() []CommandRun {
 }
 
 // DemoInstance seeds the demo's instance: tagged for quiesce, SSM online,
-// with a root volume (never snapshotted: it has no image) and the data volume.
+// with a root volume (never snapshotted: it has no image) and the data
+// volume. Tags may add quiesce:role=verifier: the machine then also verifies
+// its own snapshots, as a separate verifier instance would.
 func DemoInstance(instanceID, dataVolumeID string, tags map[string]string) awslocal.Instance {
 	all := map[string]string{"Name": "quiesce-demo", "quiesce:enabled": "true"}
 	for k, v := range tags {

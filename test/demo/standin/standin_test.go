@@ -197,3 +197,26 @@ func TestInstallValidatesSendCommandLikeSSM(t *testing.T) {
 		t.Fatalf("Install left hooks unset: %+v", srv)
 	}
 }
+
+// The verify document is served too: the real QuiesceVerify script runs the
+// (fake) hostagent with the parameters as arguments.
+func TestRunCommandRunsTheVerifyDocument(t *testing.T) {
+	bin := fakeHostagent(t, `printf '{"argv":"%s"}\n' "$*"; exit ${FAKE_EXIT:-0}`)
+	h, err := NewHooks(bin, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := awslocal.New()
+	h.Install(s)
+	if s.Documents[DefaultVerifyDocumentName] == nil || s.Documents[DefaultDocumentName] == nil {
+		t.Fatalf("documents served: %v", s.Documents)
+	}
+	h.Env = []string{"FAKE_EXIT=6"}
+	res := h.RunCommand(context.Background(), awslocal.Invocation{CommandID: "c1", InstanceID: "i-1", DocumentName: DefaultVerifyDocumentName,
+		Parameters: map[string][]string{"volumes": {"vol-0123456789abcdef0,vol-0fedcba9876543210"}, "expectGtid": {"0-1-42"},
+			"checkSql": {"/etc/q/checks.sql"}, "timeout": {"50m"}, "runId": {"r-1"}}})
+	want := `{"argv":"verify --volume vol-0123456789abcdef0 --volume vol-0fedcba9876543210 --expect-gtid 0-1-42 --check-sql /etc/q/checks.sql --timeout 50m --run-id r-1"}` + "\n"
+	if res.Status != "Failed" || res.ResponseCode != 6 || res.Stdout != want {
+		t.Fatalf("status %s code %d stdout %q, want Failed 6 %q; stderr %q", res.Status, res.ResponseCode, res.Stdout, want, res.Stderr)
+	}
+}
