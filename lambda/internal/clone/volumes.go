@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"sort"
 	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -259,27 +258,14 @@ func clientToken(cfg *Config, p *plan, m member) string {
 	return "quiesce-clone-" + hex.EncodeToString(h[:16])
 }
 
-func tagMap(tags []ec2types.Tag) map[string]string {
-	m := make(map[string]string, len(tags))
-	for _, t := range tags {
-		m[aws.ToString(t.Key)] = aws.ToString(t.Value)
-	}
-	return m
-}
+func tagMap(tags []ec2types.Tag) map[string]string { return awsapi.TagMap(tags) }
 
-func ec2Tags(m map[string]string) []ec2types.Tag {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
+func ec2Tags(m map[string]string) []ec2types.Tag { return awsapi.Tags(m, fitTagValue) }
+
+// fitTagValue cuts a value to EC2's limit (in characters, never mid-rune).
+func fitTagValue(v string) string {
+	if utf8.RuneCountInString(v) > contract.MaxTagValueLen {
+		return string([]rune(v)[:contract.MaxTagValueLen])
 	}
-	sort.Strings(keys)
-	out := make([]ec2types.Tag, 0, len(keys))
-	for _, k := range keys {
-		v := m[k]
-		if utf8.RuneCountInString(v) > contract.MaxTagValueLen {
-			v = string([]rune(v)[:contract.MaxTagValueLen])
-		}
-		out = append(out, ec2types.Tag{Key: aws.String(k), Value: aws.String(v)})
-	}
-	return out
+	return v
 }

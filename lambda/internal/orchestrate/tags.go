@@ -1,15 +1,14 @@
 package orchestrate
 
 import (
-	"sort"
 	"strconv"
 	"strings"
 	"unicode/utf8"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/quiesce/quiesce/contract"
+	"github.com/quiesce/quiesce/lambda/internal/awsapi"
 )
 
 // Snapshot tag keys (contract.SnapshotTagKeys lists them all).
@@ -112,15 +111,4 @@ func restoreTags(fr *contract.FreezeReport) map[string]string {
 	return t
 }
 
-func ec2Tags(m map[string]string) []ec2types.Tag {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	out := make([]ec2types.Tag, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, ec2types.Tag{Key: aws.String(k), Value: aws.String(m[k])})
-	}
-	return out
-}
+func ec2Tags(m map[string]string) []ec2types.Tag { return awsapi.Tags(m, nil) }

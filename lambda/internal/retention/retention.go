@@ -215,10 +215,4 @@ func withRetry[T any](ctx context.Context, f func() (T, error)) (T, error) {
 	}
 }
 
-func tagMap(tags []ec2types.Tag) map[string]string {
-	m := make(map[string]string, len(tags))
-	for _, t := range tags {
-		m[aws.ToString(t.Key)] = aws.ToString(t.Value)
-	}
-	return m
-}
+func tagMap(tags []ec2types.Tag) map[string]string { return awsapi.TagMap(tags) }

@@ -1,13 +1,12 @@
 package verify
 
 import (
-	"sort"
 	"unicode/utf8"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/quiesce/quiesce/contract"
+	"github.com/quiesce/quiesce/lambda/internal/awsapi"
 )
 
 // Tag keys, all from the contract (docs/architecture.md#wire-contract).
@@ -60,26 +59,9 @@ var stateOrder = map[string]int{StateCreating: 0, StateAttached: 1, StateRunning
 
 const timeFormat = "2006-01-02T15:04:05Z"
 
-func tagMap(tags []ec2types.Tag) map[string]string {
-	m := make(map[string]string, len(tags))
-	for _, t := range tags {
-		m[aws.ToString(t.Key)] = aws.ToString(t.Value)
-	}
-	return m
-}
+func tagMap(tags []ec2types.Tag) map[string]string { return awsapi.TagMap(tags) }
 
-func ec2Tags(m map[string]string) []ec2types.Tag {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	out := make([]ec2types.Tag, 0, len(keys))
-	for _, k := range keys {
-		out = append(out, ec2types.Tag{Key: aws.String(k), Value: aws.String(truncate(m[k]))})
-	}
-	return out
-}
+func ec2Tags(m map[string]string) []ec2types.Tag { return awsapi.Tags(m, truncate) }
 
 // truncate fits v into EC2's 256-character tag value, marking the cut.
 func truncate(v string) string {
