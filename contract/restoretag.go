@@ -112,10 +112,9 @@ func NewRestoreTag(ri *RestoreInfo, mounts []MountReport) RestoreTag {
 }
 
 func (rt RestoreTag) fields() map[string]string {
-	f := map[string]string{
-		RestoreKeyDataDir: rt.DataDir, RestoreKeyBinlog: rt.BinlogBasename, RestoreKeyLogDir: rt.LogGroupHomeDir,
-		RestoreKeyDataFile: rt.DataFilePath, RestoreKeyMount: rt.DataDirMount, RestoreKeyBinlogMount: rt.BinlogMount,
-		RestoreKeyLogDirMount: rt.LogGroupHomeMount,
+	f := map[string]string{}
+	for k, p := range rt.pathFields() {
+		f[k] = *p
 	}
 	if rt.PageSize > 0 {
 		f[RestoreKeyPageSize] = strconv.FormatUint(rt.PageSize, 10)
@@ -124,6 +123,17 @@ func (rt RestoreTag) fields() map[string]string {
 		f[RestoreKeyLCTN] = strconv.Itoa(*rt.LowerCaseTableNames)
 	}
 	return f
+}
+
+// pathFields is the one mapping between the tag's path keys and the
+// fields they fill, for Encode and ParseRestoreTag alike.
+func (rt *RestoreTag) pathFields() map[string]*string {
+	return map[string]*string{
+		RestoreKeyDataDir: &rt.DataDir, RestoreKeyBinlog: &rt.BinlogBasename,
+		RestoreKeyLogDir: &rt.LogGroupHomeDir, RestoreKeyDataFile: &rt.DataFilePath,
+		RestoreKeyMount: &rt.DataDirMount, RestoreKeyBinlogMount: &rt.BinlogMount,
+		RestoreKeyLogDirMount: &rt.LogGroupHomeMount,
+	}
 }
 
 // Encode renders rt within MaxTagValueLen characters, cutting whole fields
@@ -239,29 +249,9 @@ func (rt *RestoreTag) set(k, val string) error {
 	case RestoreKeyCut:
 		rt.Cut = strings.Split(val, ",")
 	default:
-		if p := rt.pathField(k); p != nil {
+		if p, ok := rt.pathFields()[k]; ok {
 			*p = val
 		}
-	}
-	return nil
-}
-
-func (rt *RestoreTag) pathField(k string) *string {
-	switch k {
-	case RestoreKeyDataDir:
-		return &rt.DataDir
-	case RestoreKeyBinlog:
-		return &rt.BinlogBasename
-	case RestoreKeyLogDir:
-		return &rt.LogGroupHomeDir
-	case RestoreKeyDataFile:
-		return &rt.DataFilePath
-	case RestoreKeyMount:
-		return &rt.DataDirMount
-	case RestoreKeyBinlogMount:
-		return &rt.BinlogMount
-	case RestoreKeyLogDirMount:
-		return &rt.LogGroupHomeMount
 	}
 	return nil
 }
