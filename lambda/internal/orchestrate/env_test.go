@@ -3,14 +3,11 @@ package orchestrate_test
 import (
 	"context"
 	"log/slog"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
@@ -23,6 +20,7 @@ import (
 	"github.com/quiesce/quiesce/ssmdoc"
 	"github.com/quiesce/quiesce/test/awslocal"
 	"github.com/quiesce/quiesce/test/fakehost"
+	"github.com/quiesce/quiesce/test/lambdaenv"
 	"github.com/quiesce/quiesce/test/syncbuf"
 )
 
@@ -78,12 +76,8 @@ func newEnv(t testing.TB) *env {
 	host := fakehost.New()
 	addDB(srv, host, inst, map[string]string{"quiesce:enabled": "true", "Name": "db1"})
 	srv.RunCommand = host.Run
-	hs := httptest.NewServer(srv)
-	t.Cleanup(func() { hs.Close(); srv.Close() })
-	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", ""), Retryer: handler.Retryer}
-	e := &env{t: t, srv: srv, host: host, logs: &syncbuf.Buffer{}, emf: &syncbuf.Buffer{}}
-	e.ec2 = ec2.NewFromConfig(cfg, func(o *ec2.Options) { o.BaseEndpoint = aws.String(hs.URL) })
-	e.ssm = ssm.NewFromConfig(cfg, func(o *ssm.Options) { o.BaseEndpoint = aws.String(hs.URL) })
+	c := lambdaenv.Start(t, srv, handler.Retryer)
+	e := &env{t: t, srv: srv, host: host, ec2: c.EC2, ssm: c.SSM, logs: &syncbuf.Buffer{}, emf: &syncbuf.Buffer{}}
 	log := slog.New(slog.NewJSONHandler(e.logs, nil))
 	e.runner = orchestrate.NewRunner(e.ec2, e.ssm, clock.Real{}, log, &metrics.Emitter{W: e.emf, Stack: stack})
 	// Long enough for the wire scenarios whose abandoned snapshot calls the
