@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -17,6 +16,7 @@ import (
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/internal/clock"
 	"github.com/quiesce/quiesce/lambda/internal/awsapi"
+	"github.com/quiesce/quiesce/lambda/internal/volumeset"
 )
 
 // Runner runs clone invocations.
@@ -89,7 +89,7 @@ func (r *Runner) Run(ctx context.Context, cfg *Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := planSet(set)
+	p, err := planSet(set.Snapshots)
 	if err != nil {
 		return nil, err
 	}
@@ -179,7 +179,7 @@ func (r *Runner) describeTarget(ctx context.Context, cfg *Config) (*target, erro
 			t := &target{az: aws.ToString(in.Placement.AvailabilityZone), devices: map[string]string{}}
 			for _, bd := range in.BlockDeviceMappings {
 				if bd.Ebs != nil {
-					t.devices[attachPoint(aws.ToString(bd.DeviceName))] = aws.ToString(bd.Ebs.VolumeId)
+					t.devices[volumeset.AttachPoint(aws.ToString(bd.DeviceName))] = aws.ToString(bd.Ebs.VolumeId)
 				}
 			}
 			return t, nil
@@ -187,10 +187,6 @@ func (r *Runner) describeTarget(ctx context.Context, cfg *Config) (*target, erro
 	}
 	return nil, fmt.Errorf("target %s not found", id)
 }
-
-// attachPoint maps /dev/xvdX to /dev/sdX: EC2 takes them for one
-// attachment point.
-func attachPoint(device string) string { return strings.Replace(device, "/dev/xvd", "/dev/sd", 1) }
 
 // sourceEndpoint: the event's source_host/source_port win; a set of a
 // primary otherwise replicates from the source instance's private address.

@@ -38,9 +38,9 @@ func (r *Runner) commandParams(cfg *Config, j *job) map[string][]string {
 	p := map[string][]string{
 		"volumes": {strings.Join(j.volumeIDs(), ",")},
 		"timeout": {strconv.Itoa(int(left.Round(time.Minute).Minutes())) + "m"},
-		"runId":   {j.set.runID},
+		"runId":   {j.set.RunID},
 	}
-	t := tagMap(j.set.snaps[0].Tags)
+	t := tagMap(j.set.Snapshots[0].Tags)
 	if positionExact(t[TagLock]) {
 		if t[TagBinlogFile] != "" && t[TagBinlogPos] != "" {
 			p["expectBinlogFile"], p["expectBinlogPos"] = []string{t[TagBinlogFile]}, []string{t[TagBinlogPos]}
@@ -93,7 +93,7 @@ func (r *Runner) restoreParams(j *job, tag string) map[string]string {
 	}
 	rt, err := contract.ParseRestoreTag(tag)
 	if err != nil {
-		r.Log.Warn("restore settings tag unreadable; hostagent verify finds the datadir and uses the defaults", "run_id", j.set.runID, "error", err)
+		r.Log.Warn("restore settings tag unreadable; hostagent verify finds the datadir and uses the defaults", "run_id", j.set.RunID, "error", err)
 		return nil
 	}
 	p := map[string]string{"datadirRelative": rt.DataDir, "binlogBasename": rt.BinlogBasename,
@@ -114,7 +114,7 @@ func (r *Runner) restoreParams(j *job, tag string) map[string]string {
 
 // send runs hostagent verify on the verifier once every volume is attached.
 func (r *Runner) send(ctx context.Context, cfg *Config, j *job) (bool, error) {
-	if len(j.set.snaps) == 0 {
+	if len(j.set.Snapshots) == 0 {
 		j.fail("no snapshot to verify", true)
 		return true, nil
 	}
@@ -141,7 +141,7 @@ func (r *Runner) send(ctx context.Context, cfg *Config, j *job) (bool, error) {
 	// response is retried by the next step and answered "busy" at worst.
 	out, err := r.SSM.SendCommand(ctx, &ssm.SendCommandInput{DocumentName: aws.String(cfg.Document), InstanceIds: []string{j.verifier},
 		Parameters: r.commandParams(cfg, j), TimeoutSeconds: aws.Int32(int32(r.DeliveryTimeout.Seconds())),
-		Comment: aws.String(truncateTo("quiesce verify "+j.set.instanceID+" "+j.set.runID, 100))}, awsapi.NoSSMRetry)
+		Comment: aws.String(truncateTo("quiesce verify "+j.set.InstanceID+" "+j.set.RunID, 100))}, awsapi.NoSSMRetry)
 	if awsapi.Code(err) == "InvalidParameters" {
 		// A tag value of the set the document does not accept: no retry
 		// changes that.
@@ -237,7 +237,7 @@ func (r *Runner) recordOutcome(ctx context.Context, cfg *Config, j *job) error {
 		return err
 	}
 	j.state = StateCleanup
-	r.Log.Info("verification ended", "instance", j.set.instanceID, "run_id", j.set.runID, "result", j.result, "note", j.note)
+	r.Log.Info("verification ended", "instance", j.set.InstanceID, "run_id", j.set.RunID, "result", j.result, "note", j.note)
 	r.emit(j)
 	return r.tagSnapshots(ctx, j)
 }
@@ -249,7 +249,7 @@ func (r *Runner) tagSnapshots(ctx context.Context, j *job) error {
 		tags[TagVerifyNote] = j.note
 	}
 	var ids []string
-	for _, id := range j.set.ids() {
+	for _, id := range j.set.IDs() {
 		if id != "" {
 			ids = append(ids, id)
 		}
@@ -260,7 +260,7 @@ func (r *Runner) tagSnapshots(ctx context.Context, j *job) error {
 	}
 	_, err := r.EC2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: ids, Tags: ec2Tags(tags)})
 	if err != nil && awsapi.Code(err) != "InvalidSnapshot.NotFound" {
-		return fmt.Errorf("tag the verified snapshots %v: %w", j.set.ids(), err)
+		return fmt.Errorf("tag the verified snapshots %v: %w", j.set.IDs(), err)
 	}
 	j.snapTagged = true
 	return nil
@@ -278,7 +278,7 @@ func (r *Runner) emit(j *job) {
 	if j.report != nil && j.report.StartMS > 0 {
 		ms = append(ms, metrics.Metric{Name: "restore_start_ms", Unit: "Milliseconds", Value: j.report.StartMS})
 	}
-	props := map[string]any{"instance_id": j.set.instanceID, "run_id": j.set.runID, "verify_result": j.result}
+	props := map[string]any{"instance_id": j.set.InstanceID, "run_id": j.set.RunID, "verify_result": j.result}
 	if j.note != "" {
 		props["verify_note"] = j.note
 	}

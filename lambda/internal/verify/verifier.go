@@ -13,6 +13,7 @@ import (
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
 	"github.com/quiesce/quiesce/lambda/internal/awsapi"
+	"github.com/quiesce/quiesce/lambda/internal/volumeset"
 )
 
 // verifierInfo is what the action needs to know of a verifier instance.
@@ -135,7 +136,7 @@ var attachPoints = func() []string {
 func freeDevices(used []string) []string {
 	taken := map[string]bool{}
 	for _, d := range used {
-		taken[strings.Replace(d, "/dev/xvd", "/dev/sd", 1)] = true
+		taken[volumeset.AttachPoint(d)] = true
 	}
 	var out []string
 	for _, d := range attachPoints {
