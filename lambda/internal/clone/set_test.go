@@ -9,6 +9,7 @@ import (
 
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/lambda/internal/awsapi"
+	"github.com/quiesce/quiesce/lambda/internal/tagvalue"
 )
 
 func snap(id string, tags map[string]string) ec2types.Snapshot {
@@ -16,7 +17,7 @@ func snap(id string, tags map[string]string) ec2types.Snapshot {
 	for k, v := range tags {
 		base[k] = v
 	}
-	return ec2types.Snapshot{SnapshotId: aws.String(id), Tags: awsapi.Tags(base, fitTagValue)}
+	return ec2types.Snapshot{SnapshotId: aws.String(id), Tags: awsapi.Tags(base, tagvalue.Cut)}
 }
 
 // Which coordinates a set's tags give: the whole GTID state when tagged

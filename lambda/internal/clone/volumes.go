@@ -5,13 +5,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/lambda/internal/awsapi"
+	"github.com/quiesce/quiesce/lambda/internal/tagvalue"
 	"github.com/quiesce/quiesce/lambda/internal/volumeset"
 )
 
@@ -206,13 +206,5 @@ func tagMap(tags []ec2types.Tag) map[string]string { return awsapi.TagMap(tags) 
 // volumes does the volume steps as the clone action: its log and error
 // wording and its rule for tag values over EC2's limit.
 func (r *Runner) volumes() *volumeset.Volumes {
-	return &volumeset.Volumes{EC2: r.EC2, Log: r.Log, Kind: "clone", Fit: fitTagValue}
-}
-
-// fitTagValue cuts a value to EC2's limit (in characters, never mid-rune).
-func fitTagValue(v string) string {
-	if utf8.RuneCountInString(v) > contract.MaxTagValueLen {
-		return string([]rune(v)[:contract.MaxTagValueLen])
-	}
-	return v
+	return &volumeset.Volumes{EC2: r.EC2, Log: r.Log, Kind: "clone", Fit: tagvalue.Cut}
 }

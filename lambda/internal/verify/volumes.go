@@ -8,6 +8,7 @@ import (
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/quiesce/quiesce/lambda/internal/awsapi"
+	"github.com/quiesce/quiesce/lambda/internal/tagvalue"
 	"github.com/quiesce/quiesce/lambda/internal/volumeset"
 )
 
@@ -38,7 +39,7 @@ func (r *Runner) stackVolumes(ctx context.Context, cfg *Config) ([]ec2types.Volu
 // volumes does the volume steps as the verify action: its log and error
 // wording and its rule for tag values over EC2's limit.
 func (r *Runner) volumes() *volumeset.Volumes {
-	return &volumeset.Volumes{EC2: r.EC2, Log: r.Log, Kind: "verify", Fit: truncate}
+	return &volumeset.Volumes{EC2: r.EC2, Log: r.Log, Kind: "verify", Fit: tagvalue.Truncate}
 }
 
 // tagVolumes records progress on every temporary volume of the job.
