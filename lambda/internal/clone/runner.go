@@ -10,12 +10,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
-	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/internal/clock"
 	"github.com/quiesce/quiesce/lambda/internal/awsapi"
+	"github.com/quiesce/quiesce/lambda/internal/ssmrun"
 	"github.com/quiesce/quiesce/lambda/internal/volumeset"
 )
 
@@ -221,15 +221,12 @@ func (r *Runner) sourceEndpoint(ctx context.Context, cfg *Config, p *plan) error
 // requireOnline refuses a target SSM cannot reach now: the command would
 // only wait for it, with the volumes created and attached for nothing.
 func (r *Runner) requireOnline(ctx context.Context, id string) error {
-	out, err := r.SSM.DescribeInstanceInformation(ctx, &ssm.DescribeInstanceInformationInput{
-		Filters: []ssmtypes.InstanceInformationStringFilter{{Key: aws.String("InstanceIds"), Values: []string{id}}}})
+	ping, err := ssmrun.PingStatus(ctx, r.SSM, []string{id})
 	if err != nil {
 		return fmt.Errorf("SSM status of the target %s: %w", id, err)
 	}
-	for _, info := range out.InstanceInformationList {
-		if aws.ToString(info.InstanceId) == id && info.PingStatus == ssmtypes.PingStatusOnline {
-			return nil
-		}
+	if ping[id] != string(ssmtypes.PingStatusOnline) {
+		return fmt.Errorf("target %s is not online in SSM (agent not running, or not a managed instance)", id)
 	}
-	return fmt.Errorf("target %s is not online in SSM (agent not running, or not a managed instance)", id)
+	return nil
 }

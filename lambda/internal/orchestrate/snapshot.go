@@ -16,6 +16,7 @@ import (
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/lambda/internal/awsapi"
 	"github.com/quiesce/quiesce/lambda/internal/consistency"
+	"github.com/quiesce/quiesce/lambda/internal/ssmrun"
 	"github.com/quiesce/quiesce/lambda/internal/tagvalue"
 	"github.com/quiesce/quiesce/lambda/internal/targets"
 )
@@ -190,7 +191,7 @@ func (r *Runner) createSnapshots(ctx context.Context, t targets.Target, vols []s
 }
 
 func description(tags map[string]string, t targets.Target) string {
-	return truncate(fmt.Sprintf("quiesce %s run %s instance %s", tags[contract.TagStack], tags[contract.TagRunID], t.InstanceID), 255)
+	return ssmrun.Truncate(fmt.Sprintf("quiesce %s run %s instance %s", tags[contract.TagStack], tags[contract.TagRunID], t.InstanceID), 255)
 }
 
 func sortCreated(c []created) {

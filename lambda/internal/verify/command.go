@@ -2,7 +2,6 @@ package verify
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/lambda/internal/awsapi"
 	"github.com/quiesce/quiesce/lambda/internal/metrics"
+	"github.com/quiesce/quiesce/lambda/internal/ssmrun"
 )
 
 // hostagent verify's exit codes the action tells apart.
@@ -139,9 +139,8 @@ func (r *Runner) send(ctx context.Context, cfg *Config, j *job) (bool, error) {
 	}
 	// One attempt: a re-sent command would find hostagent busy; a lost
 	// response is retried by the next step and answered "busy" at worst.
-	out, err := r.SSM.SendCommand(ctx, &ssm.SendCommandInput{DocumentName: aws.String(cfg.Document), InstanceIds: []string{j.verifier},
-		Parameters: r.commandParams(cfg, j), TimeoutSeconds: aws.Int32(int32(r.DeliveryTimeout.Seconds())),
-		Comment: aws.String(truncateTo("quiesce verify "+j.set.InstanceID+" "+j.set.RunID, 100))}, awsapi.NoSSMRetry)
+	id, err := ssmrun.SendOnce(ctx, r.SSM, ssmrun.Input(cfg.Document, j.verifier, r.commandParams(cfg, j), r.DeliveryTimeout,
+		"quiesce verify "+j.set.InstanceID+" "+j.set.RunID))
 	if awsapi.Code(err) == "InvalidParameters" {
 		// A tag value of the set the document does not accept: no retry
 		// changes that.
@@ -151,7 +150,7 @@ func (r *Runner) send(ctx context.Context, cfg *Config, j *job) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("send the verify command to %s: %w", j.verifier, err)
 	}
-	j.commandID, j.sent, j.state = aws.ToString(out.Command.CommandId), r.Clock.Now().UTC().Truncate(time.Second), StateRunning
+	j.commandID, j.sent, j.state = id, r.Clock.Now().UTC().Truncate(time.Second), StateRunning
 	r.Log.Info("verify command sent", "command_id", j.commandID, "verifier", j.verifier, "volumes", j.volumeIDs())
 	return true, r.tagVolumes(ctx, j, map[string]string{TagVerifyState: StateRunning, TagVerifyCommand: j.commandID, TagVerifySent: j.sent.Format(timeFormat)})
 }
@@ -169,14 +168,14 @@ func (r *Runner) poll(ctx context.Context, j *job) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("poll verify command %s: %w", j.commandID, err)
 	}
-	switch out.Status {
-	case ssmtypes.CommandInvocationStatusPending, ssmtypes.CommandInvocationStatusInProgress, ssmtypes.CommandInvocationStatusDelayed:
+	switch {
+	case ssmrun.Running(out.Status):
 		return false, nil
-	case ssmtypes.CommandInvocationStatusSuccess:
+	case out.Status == ssmtypes.CommandInvocationStatusSuccess:
 		j.report = parseReport(aws.ToString(out.StandardOutputContent))
 		j.result = ResultOK
 		return true, nil
-	case ssmtypes.CommandInvocationStatusFailed:
+	case out.Status == ssmtypes.CommandInvocationStatusFailed:
 		return r.failedCommand(ctx, j, out)
 	}
 	j.fail(fmt.Sprintf("verify command %s ended %s (%s)", j.commandID, out.Status, aws.ToString(out.StatusDetails)), true)
@@ -200,13 +199,7 @@ func (r *Runner) failedCommand(ctx context.Context, j *job, out *ssm.GetCommandI
 		j.state, j.commandID, j.notBefore = StateAttached, "", r.Clock.Now().Add(r.BusyRetry)
 		return false, r.tagVolumes(ctx, j, map[string]string{TagVerifyState: StateAttached, TagVerifyCommand: ""})
 	default:
-		why := lastLine(aws.ToString(out.StandardErrorContent))
-		var e struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal([]byte(firstLine(stdout)), &e) == nil && e.Error != "" {
-			why = e.Error
-		}
+		why := ssmrun.ErrorOf(stdout, aws.ToString(out.StandardErrorContent))
 		j.fail(fmt.Sprintf("verifier could not run the check (exit %d): %s", code, why), false)
 	}
 	return true, nil
@@ -215,11 +208,7 @@ func (r *Runner) failedCommand(ctx context.Context, j *job, out *ssm.GetCommandI
 // parseReport reads hostagent's VerifyReport (nil if stdout holds none, e.g.
 // cut by SSM's 24,000-character output limit).
 func parseReport(stdout string) *contract.VerifyReport {
-	var rep contract.VerifyReport
-	if err := json.Unmarshal([]byte(strings.TrimSpace(stdout)), &rep); err != nil || rep.Volumes == nil {
-		return nil
-	}
-	return &rep
+	return ssmrun.Report(stdout, func(rep *contract.VerifyReport) bool { return rep.Volumes != nil })
 }
 
 // recordOutcome puts the outcome on the volumes (so a later invocation
@@ -285,30 +274,4 @@ func (r *Runner) emit(j *job) {
 	if err := r.Metrics.Emit(props, ms...); err != nil {
 		r.Log.Warn("emit metrics", "error", err)
 	}
-}
-
-func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
-	}
-	return s
-}
-
-func lastLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
-		return s[i+1:]
-	}
-	if s == "" {
-		return "no output"
-	}
-	return s
-}
-
-func truncateTo(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }
