@@ -8,13 +8,11 @@
 package volumeset
 
 import (
-	"context"
 	"fmt"
 	"sort"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/quiesce/quiesce/contract"
@@ -89,24 +87,4 @@ func Group(stack string, snaps []ec2types.Snapshot) map[string]*Set {
 		})
 	}
 	return sets
-}
-
-// TagFilter matches a resource whose tag key has the value.
-func TagFilter(key, value string) ec2types.Filter {
-	return ec2types.Filter{Name: aws.String("tag:" + key), Values: []string{value}}
-}
-
-// ListSnapshots returns this account's snapshots matching the filters, all
-// pages of them.
-func ListSnapshots(ctx context.Context, api awsapi.VerifyEC2, filters []ec2types.Filter) ([]ec2types.Snapshot, error) {
-	in := &ec2.DescribeSnapshotsInput{OwnerIds: []string{"self"}, Filters: filters, MaxResults: aws.Int32(1000)}
-	var all []ec2types.Snapshot
-	for pages := ec2.NewDescribeSnapshotsPaginator(api, in); pages.HasMorePages(); {
-		out, err := pages.NextPage(ctx)
-		if err != nil {
-			return nil, err
-		}
-		all = append(all, out.Snapshots...)
-	}
-	return all, nil
 }

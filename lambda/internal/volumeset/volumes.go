@@ -13,6 +13,26 @@ import (
 	"github.com/quiesce/quiesce/lambda/internal/awsapi"
 )
 
+// TagFilter matches a resource whose tag key has the value.
+func TagFilter(key, value string) ec2types.Filter {
+	return ec2types.Filter{Name: aws.String("tag:" + key), Values: []string{value}}
+}
+
+// ListSnapshots returns this account's snapshots matching the filters, all
+// pages of them.
+func ListSnapshots(ctx context.Context, api awsapi.VerifyEC2, filters []ec2types.Filter) ([]ec2types.Snapshot, error) {
+	in := &ec2.DescribeSnapshotsInput{OwnerIds: []string{"self"}, Filters: filters, MaxResults: aws.Int32(1000)}
+	var all []ec2types.Snapshot
+	for pages := ec2.NewDescribeSnapshotsPaginator(api, in); pages.HasMorePages(); {
+		out, err := pages.NextPage(ctx)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, out.Snapshots...)
+	}
+	return all, nil
+}
+
 // Volumes carries out one action's volume steps. Every step is one look or
 // one call, so an action that runs out of invocation time stops between
 // two and the next invocation resumes from the volumes' tags.
