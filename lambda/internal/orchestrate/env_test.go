@@ -8,9 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	"github.com/aws/aws-sdk-go-v2/service/ssm"
-
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/internal/clock"
 	"github.com/quiesce/quiesce/lambda/internal/event"
@@ -36,14 +33,13 @@ const (
 // env is one wire-test world: awslocal behind httptest, the real SDK
 // clients with the production retryer, a scripted hostagent.
 type env struct {
-	t      testing.TB
-	srv    *awslocal.Server
-	host   *fakehost.Host
-	runner *orchestrate.Runner
-	logs   *syncbuf.Buffer
-	emf    *syncbuf.Buffer
-	ec2    *ec2.Client
-	ssm    *ssm.Client
+	t                  testing.TB
+	srv                *awslocal.Server
+	host               *fakehost.Host
+	runner             *orchestrate.Runner
+	logs               *syncbuf.Buffer
+	emf                *syncbuf.Buffer
+	*lambdaenv.Clients // the SDK clients, pointed at srv
 }
 
 func addDB(srv *awslocal.Server, host *fakehost.Host, id string, tags map[string]string) {
@@ -77,9 +73,9 @@ func newEnv(t testing.TB) *env {
 	addDB(srv, host, inst, map[string]string{"quiesce:enabled": "true", "Name": "db1"})
 	srv.RunCommand = host.Run
 	c := lambdaenv.Start(t, srv, handler.Retryer)
-	e := &env{t: t, srv: srv, host: host, ec2: c.EC2, ssm: c.SSM, logs: &syncbuf.Buffer{}, emf: &syncbuf.Buffer{}}
+	e := &env{t: t, srv: srv, host: host, Clients: c, logs: &syncbuf.Buffer{}, emf: &syncbuf.Buffer{}}
 	log := slog.New(slog.NewJSONHandler(e.logs, nil))
-	e.runner = orchestrate.NewRunner(e.ec2, e.ssm, clock.Real{}, log, &metrics.Emitter{W: e.emf, Stack: stack})
+	e.runner = orchestrate.NewRunner(e.EC2, e.SSM, clock.Real{}, log, &metrics.Emitter{W: e.emf, Stack: stack})
 	// Long enough for the wire scenarios whose abandoned snapshot calls the
 	// stand-in processes late (like EC2 would).
 	e.runner.OrphanSettle = 2 * time.Second
@@ -171,6 +167,23 @@ func (e *env) assertHonest(res *orchestrate.Result) {
 		}
 	}
 }
+
+// countSnapshots counts the stand-in's snapshots by the first of the
+// predicates each one matches.
+func (e *env) countSnapshots(matches ...func(awslocal.Snapshot) bool) []int {
+	n := make([]int, len(matches))
+	for _, s := range e.srv.Snapshots() {
+		for i, m := range matches {
+			if m(s) {
+				n[i]++
+				break
+			}
+		}
+	}
+	return n
+}
+
+func isApplication(s awslocal.Snapshot) bool { return s.Tags["quiesce:consistency"] == "application" }
 
 func thawCount(e *env, id string) int {
 	n := 0

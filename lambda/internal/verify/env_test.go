@@ -8,9 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	"github.com/aws/aws-sdk-go-v2/service/ssm"
-
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/internal/clock"
 	"github.com/quiesce/quiesce/lambda/internal/event"
@@ -80,16 +77,15 @@ func report(r contract.VerifyReport, code int) awslocal.CommandResult {
 }
 
 type env struct {
-	t      *testing.T
-	srv    *awslocal.Server
-	host   *lambdaenv.Host
-	clock  *shiftClock
-	ec2    *ec2.Client
-	ssm    *ssm.Client
-	logs   *syncbuf.Buffer
-	emf    *syncbuf.Buffer
-	sets   map[string][]string // run ID → snapshot IDs (device order)
-	runner *verify.Runner
+	t                  *testing.T
+	srv                *awslocal.Server
+	host               *lambdaenv.Host
+	clock              *shiftClock
+	*lambdaenv.Clients // the SDK clients, pointed at srv
+	logs               *syncbuf.Buffer
+	emf                *syncbuf.Buffer
+	sets               map[string][]string // run ID → snapshot IDs (device order)
+	runner             *verify.Runner
 }
 
 // newEnv: a source instance with two data volumes and snapshot sets of
@@ -112,7 +108,7 @@ func newEnv(t *testing.T, withVerifier bool) *env {
 			{DeviceName: "/dev/xvda", VolumeID: "vol-00000000000vroot"}, {DeviceName: "/dev/xvdf", VolumeID: "vol-00000000000vdata"}}})
 	}
 	c := lambdaenv.Start(t, srv, handler.Retryer)
-	e := &env{t: t, srv: srv, host: host, clock: clk, ec2: c.EC2, ssm: c.SSM, logs: &syncbuf.Buffer{}, emf: &syncbuf.Buffer{}, sets: map[string][]string{}}
+	e := &env{t: t, srv: srv, host: host, clock: clk, Clients: c, logs: &syncbuf.Buffer{}, emf: &syncbuf.Buffer{}, sets: map[string][]string{}}
 	now := clk.Now()
 	e.addSet("r-old", now.Add(-48*time.Hour), "application", nil)
 	e.addSet("r-new", now.Add(-time.Hour), "application", nil)
@@ -123,7 +119,7 @@ func newEnv(t *testing.T, withVerifier bool) *env {
 }
 
 func (e *env) newRunner() *verify.Runner {
-	r := verify.NewRunner(e.ec2, e.ssm, e.clock, slog.New(slog.NewJSONHandler(e.logs, nil)), &metrics.Emitter{W: e.emf, Stack: stack})
+	r := verify.NewRunner(e.EC2, e.SSM, e.clock, slog.New(slog.NewJSONHandler(e.logs, nil)), &metrics.Emitter{W: e.emf, Stack: stack})
 	r.Poll, r.Reserve, r.MinStart, r.LostAfter, r.BusyRetry = 10*time.Millisecond, 100*time.Millisecond, 100*time.Millisecond, time.Minute, 50*time.Millisecond
 	return r
 }
