@@ -14,6 +14,7 @@ import (
 
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/lambda/internal/awsapi"
+	"github.com/quiesce/quiesce/lambda/internal/event"
 	"github.com/quiesce/quiesce/lambda/internal/metrics"
 	"github.com/quiesce/quiesce/lambda/internal/ssmrun"
 )
@@ -160,7 +161,7 @@ func (r *Runner) poll(ctx context.Context, j *job) (bool, error) {
 	out, err := r.SSM.GetCommandInvocation(ctx, &ssm.GetCommandInvocationInput{CommandId: aws.String(j.commandID), InstanceId: aws.String(j.verifier)})
 	if awsapi.IsInvocationDoesNotExist(err) {
 		if r.Clock.Now().Sub(j.sent) > r.LostAfter {
-			j.fail(fmt.Sprintf("verify command %s lost: SSM has no invocation on %s %s after it was sent", j.commandID, j.verifier, human(r.LostAfter)), true)
+			j.fail(fmt.Sprintf("verify command %s lost: SSM has no invocation on %s %s after it was sent", j.commandID, j.verifier, event.Human(r.LostAfter)), true)
 			return true, nil
 		}
 		return false, nil

@@ -7,13 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/quiesce/quiesce/contract"
+	"github.com/quiesce/quiesce/lambda/internal/event"
 	"github.com/quiesce/quiesce/lambda/internal/volumeset"
 )
 
@@ -203,7 +203,7 @@ func (r *Runner) advance(ctx context.Context, cfg *Config, j *job, until time.Ti
 	for {
 		now := r.Clock.Now()
 		if j.result == "" && now.Sub(j.started) > cfg.MaxDuration {
-			j.fail(fmt.Sprintf("verification exceeded VerifyMaxHours (%s) without an answer", human(cfg.MaxDuration)), true)
+			j.fail(fmt.Sprintf("verification exceeded VerifyMaxHours (%s) without an answer", event.Human(cfg.MaxDuration)), true)
 		}
 		if j.result != "" && j.state != StateCleanup && j.state != stateDone {
 			if err := r.recordOutcome(ctx, cfg, j); err != nil {
@@ -242,16 +242,4 @@ func (r *Runner) step(ctx context.Context, cfg *Config, j *job) (bool, error) {
 	}
 	j.fail("unknown verify state "+j.state, true)
 	return true, nil
-}
-
-// human prints 6h, not 6h0m0s.
-func human(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
 }

@@ -12,6 +12,7 @@ import (
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/quiesce/quiesce/contract"
+	"github.com/quiesce/quiesce/lambda/internal/event"
 	"github.com/quiesce/quiesce/lambda/internal/volumeset"
 )
 
@@ -154,7 +155,7 @@ func (r *Runner) dueSet(ctx context.Context, cfg *Config, instanceID string) (*v
 		}
 	}
 	if cfg.Every > 0 && !last.IsZero() && r.Clock.Now().Sub(last) < cfg.Every {
-		return nil, fmt.Sprintf("verified at %s; next due %s later", last.Format(timeFormat), human(cfg.Every)), nil
+		return nil, fmt.Sprintf("verified at %s; next due %s later", last.Format(timeFormat), event.Human(cfg.Every)), nil
 	}
 	if best == nil {
 		return nil, "no complete application-consistent set that is not verified yet", nil
