@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -155,8 +156,8 @@ func (j *job) merge(t map[string]string, v ec2types.Volume) {
 		// ago: VerifyMaxHours then makes sure it goes.
 		j.started, j.startUnknown = time.Unix(0, 0).UTC(), true
 	}
-	j.verifier = first(j.verifier, t[TagVerifier])
-	j.commandID = first(j.commandID, t[TagVerifyCommand])
+	j.verifier = cmp.Or(j.verifier, t[TagVerifier])
+	j.commandID = cmp.Or(j.commandID, t[TagVerifyCommand])
 	if s, err := time.Parse(timeFormat, t[TagVerifySent]); err == nil {
 		j.sent = s
 	}
