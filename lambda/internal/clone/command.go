@@ -2,7 +2,6 @@ package clone
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/lambda/internal/awsapi"
+	"github.com/quiesce/quiesce/lambda/internal/ssmrun"
 )
 
 // deliveryTimeout is how long SSM may take to deliver the command.
@@ -64,13 +64,12 @@ func (r *Runner) runCommand(ctx context.Context, cfg *Config, p *plan, res *Resu
 	}
 	if res.CommandID == "" {
 		// One attempt: a re-sent clone would find its volumes busy.
-		out, err := r.SSM.SendCommand(ctx, &ssm.SendCommandInput{DocumentName: aws.String(cfg.Document), InstanceIds: []string{cfg.TargetInstance},
-			Parameters: commandParams(cfg, p), TimeoutSeconds: aws.Int32(int32(deliveryTimeout.Seconds())),
-			Comment: aws.String(truncate("quiesce clone "+p.instanceID+" "+p.runID, 100))}, awsapi.NoSSMRetry)
+		id, err := ssmrun.SendOnce(ctx, r.SSM, ssmrun.Input(cfg.Document, cfg.TargetInstance, commandParams(cfg, p), deliveryTimeout,
+			"quiesce clone "+p.instanceID+" "+p.runID))
 		if err != nil {
 			return fmt.Errorf("send the clone command to %s: %w", cfg.TargetInstance, err)
 		}
-		res.CommandID = aws.ToString(out.Command.CommandId)
+		res.CommandID = id
 		r.Log.Info("clone command sent", "command_id", res.CommandID, "target", cfg.TargetInstance)
 		if err := r.tagVolumes(ctx, p, map[string]string{TagCloneState: stateRunning, TagCloneCommand: res.CommandID}); err != nil {
 			return err
@@ -100,8 +99,7 @@ func (r *Runner) await(ctx context.Context, cfg *Config, p *plan, res *Result) e
 
 // outcome reads a finished invocation into res; false while it runs.
 func outcome(out *ssm.GetCommandInvocationOutput, res *Result) bool {
-	switch out.Status {
-	case ssmtypes.CommandInvocationStatusPending, ssmtypes.CommandInvocationStatusInProgress, ssmtypes.CommandInvocationStatusDelayed:
+	if ssmrun.Running(out.Status) {
 		return false
 	}
 	stdout := aws.ToString(out.StandardOutputContent)
@@ -115,7 +113,7 @@ func outcome(out *ssm.GetCommandInvocationOutput, res *Result) bool {
 	case res.Report != nil && len(res.Report.Problems) > 0:
 		res.Error = res.Report.Problems[0]
 	case out.Status == ssmtypes.CommandInvocationStatusFailed:
-		res.Error = fmt.Sprintf("hostagent clone failed (%s): %s", contract.ExitCode(out.ResponseCode), errorOf(stdout, aws.ToString(out.StandardErrorContent)))
+		res.Error = fmt.Sprintf("hostagent clone failed (%s): %s", contract.ExitCode(out.ResponseCode), ssmrun.ErrorOf(stdout, aws.ToString(out.StandardErrorContent)))
 	default:
 		res.Error = fmt.Sprintf("clone command ended %s (%s)", out.Status, aws.ToString(out.StatusDetails))
 	}
@@ -133,31 +131,5 @@ func (r *Runner) record(ctx context.Context, p *plan, res *Result) error {
 
 // parseReport reads hostagent's CloneReport (nil if stdout holds none).
 func parseReport(stdout string) *contract.CloneReport {
-	var rep contract.CloneReport
-	if err := json.Unmarshal([]byte(strings.TrimSpace(stdout)), &rep); err != nil || rep.Volumes == nil {
-		return nil
-	}
-	return &rep
-}
-
-// errorOf is the ErrorReport's error on stdout, else stderr's last line.
-func errorOf(stdout, stderr string) string {
-	var e struct {
-		Error string `json:"error"`
-	}
-	if json.Unmarshal([]byte(strings.TrimSpace(stdout)), &e) == nil && e.Error != "" {
-		return e.Error
-	}
-	lines := strings.Split(strings.TrimSpace(stderr), "\n")
-	if last := lines[len(lines)-1]; last != "" {
-		return last
-	}
-	return "no output"
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
+	return ssmrun.Report(stdout, func(rep *contract.CloneReport) bool { return rep.Volumes != nil })
 }

@@ -5,18 +5,18 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
-	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/internal/clock"
 	"github.com/quiesce/quiesce/lambda/internal/awsapi"
+	"github.com/quiesce/quiesce/lambda/internal/ssmrun"
+	"github.com/quiesce/quiesce/lambda/internal/volumeset"
 )
 
 // Runner runs clone invocations.
@@ -89,7 +89,7 @@ func (r *Runner) Run(ctx context.Context, cfg *Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := planSet(set)
+	p, err := planSet(set.Snapshots)
 	if err != nil {
 		return nil, err
 	}
@@ -179,7 +179,7 @@ func (r *Runner) describeTarget(ctx context.Context, cfg *Config) (*target, erro
 			t := &target{az: aws.ToString(in.Placement.AvailabilityZone), devices: map[string]string{}}
 			for _, bd := range in.BlockDeviceMappings {
 				if bd.Ebs != nil {
-					t.devices[attachPoint(aws.ToString(bd.DeviceName))] = aws.ToString(bd.Ebs.VolumeId)
+					t.devices[volumeset.AttachPoint(aws.ToString(bd.DeviceName))] = aws.ToString(bd.Ebs.VolumeId)
 				}
 			}
 			return t, nil
@@ -187,10 +187,6 @@ func (r *Runner) describeTarget(ctx context.Context, cfg *Config) (*target, erro
 	}
 	return nil, fmt.Errorf("target %s not found", id)
 }
-
-// attachPoint maps /dev/xvdX to /dev/sdX: EC2 takes them for one
-// attachment point.
-func attachPoint(device string) string { return strings.Replace(device, "/dev/xvd", "/dev/sd", 1) }
 
 // sourceEndpoint: the event's source_host/source_port win; a set of a
 // primary otherwise replicates from the source instance's private address.
@@ -225,15 +221,12 @@ func (r *Runner) sourceEndpoint(ctx context.Context, cfg *Config, p *plan) error
 // requireOnline refuses a target SSM cannot reach now: the command would
 // only wait for it, with the volumes created and attached for nothing.
 func (r *Runner) requireOnline(ctx context.Context, id string) error {
-	out, err := r.SSM.DescribeInstanceInformation(ctx, &ssm.DescribeInstanceInformationInput{
-		Filters: []ssmtypes.InstanceInformationStringFilter{{Key: aws.String("InstanceIds"), Values: []string{id}}}})
+	ping, err := ssmrun.PingStatus(ctx, r.SSM, []string{id})
 	if err != nil {
 		return fmt.Errorf("SSM status of the target %s: %w", id, err)
 	}
-	for _, info := range out.InstanceInformationList {
-		if aws.ToString(info.InstanceId) == id && info.PingStatus == ssmtypes.PingStatusOnline {
-			return nil
-		}
+	if ping[id] != string(ssmtypes.PingStatusOnline) {
+		return fmt.Errorf("target %s is not online in SSM (agent not running, or not a managed instance)", id)
 	}
-	return fmt.Errorf("target %s is not online in SSM (agent not running, or not a managed instance)", id)
+	return nil
 }

@@ -6,13 +6,12 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/quiesce/quiesce/contract"
+	"github.com/quiesce/quiesce/lambda/internal/volumeset"
 )
 
 // member is one snapshot of the set: where its volume goes on the target.
@@ -36,41 +35,25 @@ type plan struct {
 
 // findSet lists the stack's application-consistent snapshots of the run
 // and/or instance and picks the set: the run's, else the newest complete one.
-func (r *Runner) findSet(ctx context.Context, cfg *Config) ([]ec2types.Snapshot, error) {
-	fs := []ec2types.Filter{
-		{Name: aws.String("tag:" + contract.TagStack), Values: []string{cfg.Stack}},
-		{Name: aws.String("tag:" + contract.TagConsistency), Values: []string{contract.ConsistencyApplication}},
-	}
+func (r *Runner) findSet(ctx context.Context, cfg *Config) (*volumeset.Set, error) {
+	fs := []ec2types.Filter{volumeset.TagFilter(contract.TagStack, cfg.Stack), volumeset.TagFilter(contract.TagConsistency, contract.ConsistencyApplication)}
 	if cfg.RunID != "" {
-		fs = append(fs, ec2types.Filter{Name: aws.String("tag:" + contract.TagRunID), Values: []string{cfg.RunID}})
+		fs = append(fs, volumeset.TagFilter(contract.TagRunID, cfg.RunID))
 	}
 	if cfg.SourceInstance != "" {
-		fs = append(fs, ec2types.Filter{Name: aws.String("tag:" + contract.TagInstance), Values: []string{cfg.SourceInstance}})
+		fs = append(fs, volumeset.TagFilter(contract.TagInstance, cfg.SourceInstance))
 	}
-	var all []ec2types.Snapshot
-	in := &ec2.DescribeSnapshotsInput{OwnerIds: []string{"self"}, Filters: fs, MaxResults: aws.Int32(1000)}
-	for pages := ec2.NewDescribeSnapshotsPaginator(r.EC2, in); pages.HasMorePages(); {
-		out, err := pages.NextPage(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("list the snapshots to clone: %w", err)
-		}
-		all = append(all, out.Snapshots...)
+	all, err := volumeset.ListSnapshots(ctx, r.EC2, fs)
+	if err != nil {
+		return nil, fmt.Errorf("list the snapshots to clone: %w", err)
 	}
-	sets := map[string][]ec2types.Snapshot{} // instance/run → snapshots
-	for _, s := range all {
-		t := tagMap(s.Tags)
-		if t[contract.TagStack] == cfg.Stack && t[contract.TagConsistency] == contract.ConsistencyApplication && t[contract.TagRunID] != "" {
-			key := t[contract.TagInstance] + "/" + t[contract.TagRunID]
-			sets[key] = append(sets[key], s)
-		}
-	}
-	return pickSet(cfg, sets)
+	return pickSet(cfg, volumeset.Group(cfg.Stack, all))
 }
 
-func pickSet(cfg *Config, sets map[string][]ec2types.Snapshot) ([]ec2types.Snapshot, error) {
+func pickSet(cfg *Config, sets map[string]*volumeset.Set) (*volumeset.Set, error) {
 	var keys []string
-	for k, snaps := range sets {
-		if usable(snaps) == "" || cfg.RunID != "" {
+	for k, set := range sets {
+		if set.Unusable() == "" || cfg.RunID != "" {
 			keys = append(keys, k)
 		}
 	}
@@ -81,14 +64,11 @@ func pickSet(cfg *Config, sets map[string][]ec2types.Snapshot) ([]ec2types.Snaps
 		sort.Strings(keys)
 		return nil, fmt.Errorf("run %s has sets of several instances (%s): name clone.source_instance", cfg.RunID, strings.Join(keys, ", "))
 	}
-	sort.Slice(keys, func(a, b int) bool { return startOf(sets[keys[a]]).After(startOf(sets[keys[b]])) })
+	sort.Slice(keys, func(a, b int) bool { return sets[keys[a]].Started().After(sets[keys[b]].Started()) })
 	set := sets[keys[0]]
-	if why := usable(set); why != "" {
+	if why := set.Unusable(); why != "" {
 		return nil, fmt.Errorf("cannot clone: %s", why)
 	}
-	sort.SliceStable(set, func(a, b int) bool {
-		return tagMap(set[a].Tags)[contract.TagDevice] < tagMap(set[b].Tags)[contract.TagDevice]
-	})
 	return set, nil
 }
 
@@ -101,30 +81,6 @@ func describe(cfg *Config) string {
 		parts = append(parts, "run "+cfg.RunID)
 	}
 	return strings.Join(parts, ", ")
-}
-
-// usable says why a set cannot be cloned ("" when it can).
-func usable(set []ec2types.Snapshot) string {
-	for _, s := range set {
-		t := tagMap(s.Tags)
-		if t[contract.TagIncomplete] == "true" {
-			return "set " + t[contract.TagRunID] + " is incomplete"
-		}
-		if s.State != ec2types.SnapshotStateCompleted {
-			return fmt.Sprintf("snapshot %s of set %s is %s", aws.ToString(s.SnapshotId), t[contract.TagRunID], s.State)
-		}
-	}
-	return ""
-}
-
-func startOf(set []ec2types.Snapshot) time.Time {
-	var t time.Time
-	for _, s := range set {
-		if st := aws.ToTime(s.StartTime); st.After(t) {
-			t = st
-		}
-	}
-	return t
 }
 
 // planSet reads the members and the replication source from the tags.

@@ -8,6 +8,8 @@ import (
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/quiesce/quiesce/contract"
+	"github.com/quiesce/quiesce/lambda/internal/awsapi"
+	"github.com/quiesce/quiesce/lambda/internal/tagvalue"
 )
 
 func snap(id string, tags map[string]string) ec2types.Snapshot {
@@ -15,7 +17,7 @@ func snap(id string, tags map[string]string) ec2types.Snapshot {
 	for k, v := range tags {
 		base[k] = v
 	}
-	return ec2types.Snapshot{SnapshotId: aws.String(id), Tags: ec2Tags(base)}
+	return ec2types.Snapshot{SnapshotId: aws.String(id), Tags: awsapi.Tags(base, tagvalue.Cut)}
 }
 
 // Which coordinates a set's tags give: the whole GTID state when tagged

@@ -5,14 +5,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"unicode/utf8"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/lambda/internal/awsapi"
+	"github.com/quiesce/quiesce/lambda/internal/tagvalue"
+	"github.com/quiesce/quiesce/lambda/internal/volumeset"
 )
 
 // Tags on the clone's volumes (with quiesce:stack, quiesce:run-id,
@@ -37,27 +37,16 @@ const (
 // cloneVolumes lists the clone's volumes of this set and target and fills
 // in the members' volume ids.
 func (r *Runner) cloneVolumes(ctx context.Context, cfg *Config, p *plan) ([]ec2types.Volume, error) {
-	in := &ec2.DescribeVolumesInput{Filters: []ec2types.Filter{
-		{Name: aws.String("tag:" + contract.TagStack), Values: []string{cfg.Stack}},
-		{Name: aws.String("tag:" + TagPurpose), Values: []string{PurposeClone}},
-		{Name: aws.String("tag:" + TagCloneTarget), Values: []string{cfg.TargetInstance}},
-		{Name: aws.String("tag:" + contract.TagRunID), Values: []string{p.runID}},
-	}}
+	all, err := r.volumes().List(ctx, []ec2types.Filter{volumeset.TagFilter(contract.TagStack, cfg.Stack), volumeset.TagFilter(TagPurpose, PurposeClone),
+		volumeset.TagFilter(TagCloneTarget, cfg.TargetInstance), volumeset.TagFilter(contract.TagRunID, p.runID)})
+	if err != nil {
+		return nil, fmt.Errorf("describe the clone volumes of %s on %s: %w", p.runID, cfg.TargetInstance, err)
+	}
 	bySnap := map[string]ec2types.Volume{}
-	for {
-		out, err := r.EC2.DescribeVolumes(ctx, in)
-		if err != nil {
-			return nil, fmt.Errorf("describe the clone volumes of %s on %s: %w", p.runID, cfg.TargetInstance, err)
+	for _, v := range all {
+		if t := tagMap(v.Tags); t[contract.TagInstance] == p.instanceID && v.State != ec2types.VolumeStateDeleting && v.State != ec2types.VolumeStateDeleted {
+			bySnap[t[TagSourceSnapshot]] = v
 		}
-		for _, v := range out.Volumes {
-			if t := tagMap(v.Tags); t[contract.TagInstance] == p.instanceID && v.State != ec2types.VolumeStateDeleting && v.State != ec2types.VolumeStateDeleted {
-				bySnap[t[TagSourceSnapshot]] = v
-			}
-		}
-		if aws.ToString(out.NextToken) == "" {
-			break
-		}
-		in.NextToken = out.NextToken
 	}
 	var vols []ec2types.Volume
 	for i, m := range p.members {
@@ -87,7 +76,7 @@ func stateOf(vols []ec2types.Volume) string {
 // waiting until every one is attached.
 func (r *Runner) ensureVolumes(ctx context.Context, cfg *Config, p *plan, t *target) error {
 	for _, m := range p.members {
-		if used := t.devices[attachPoint(m.Device)]; used != "" && used != m.VolumeID {
+		if used := t.devices[volumeset.AttachPoint(m.Device)]; used != "" && used != m.VolumeID {
 			return fmt.Errorf("target %s uses %s for %s already: the clone's volume of %s needs it (the source's device name)", cfg.TargetInstance, m.Device, used, m.SnapshotID)
 		}
 	}
@@ -95,13 +84,9 @@ func (r *Runner) ensureVolumes(ctx context.Context, cfg *Config, p *plan, t *tar
 		if m.VolumeID != "" {
 			continue
 		}
-		out, err := r.EC2.CreateVolume(ctx, &ec2.CreateVolumeInput{AvailabilityZone: aws.String(t.az), SnapshotId: aws.String(m.SnapshotID),
-			VolumeType: ec2types.VolumeTypeGp3, ClientToken: aws.String(clientToken(cfg, p, m)),
-			TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeVolume, Tags: ec2Tags(volumeTags(cfg, p, m))}}})
-		if err != nil {
-			return fmt.Errorf("create a volume from %s in %s: %w", m.SnapshotID, t.az, err)
+		if err := r.volumes().Create(ctx, t.az, m.SnapshotID, clientToken(cfg, p, m), volumeTags(cfg, p, m)); err != nil {
+			return err
 		}
-		r.Log.Info("clone volume created", "volume", aws.ToString(out.VolumeId), "snapshot", m.SnapshotID, "az", t.az)
 	}
 	return r.waitVolumes(ctx, cfg, p)
 }
@@ -149,15 +134,10 @@ func (r *Runner) attachOne(ctx context.Context, cfg *Config, p *plan, v ec2types
 		return false, nil
 	}
 	dev := deviceOf(p, tagMap(v.Tags)[TagSourceSnapshot])
-	_, err := r.EC2.AttachVolume(ctx, &ec2.AttachVolumeInput{VolumeId: v.VolumeId, InstanceId: aws.String(cfg.TargetInstance), Device: aws.String(dev)})
-	switch {
-	case awsapi.IsIncorrectState(err):
-		return false, nil // look again
-	case err != nil:
-		return false, fmt.Errorf("attach %s to %s at %s: %w", id, cfg.TargetInstance, dev, err)
+	if err := r.volumes().Attach(ctx, id, cfg.TargetInstance, dev); err != nil && !awsapi.IsIncorrectState(err) {
+		return false, err
 	}
-	r.Log.Info("clone volume attached", "volume", id, "target", cfg.TargetInstance, "device", dev)
-	return false, nil
+	return false, nil // look again: attached once EC2 says so
 }
 
 func deviceOf(p *plan, snapshotID string) string {
@@ -177,13 +157,7 @@ func (r *Runner) tagVolumes(ctx context.Context, p *plan, tags map[string]string
 			ids = append(ids, m.VolumeID)
 		}
 	}
-	if len(ids) == 0 {
-		return nil
-	}
-	if _, err := r.EC2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: ids, Tags: ec2Tags(tags)}); err != nil {
-		return fmt.Errorf("tag the clone volumes %v: %w", ids, err)
-	}
-	return nil
+	return r.volumes().Tag(ctx, ids, tags)
 }
 
 // releaseAll detaches and deletes a failed clone's volumes, waiting
@@ -195,7 +169,7 @@ func (r *Runner) releaseAll(ctx context.Context, p *plan, res *Result) error {
 			if m.VolumeID == "" {
 				continue
 			}
-			gone, err := r.release(ctx, m.VolumeID)
+			gone, err := r.volumes().ReleaseID(ctx, m.VolumeID, nil)
 			if err != nil {
 				return err
 			}
@@ -211,37 +185,6 @@ func (r *Runner) releaseAll(ctx context.Context, p *plan, res *Result) error {
 			return fmt.Errorf("wait for the failed clone's volumes to go: %w", err)
 		}
 	}
-}
-
-func (r *Runner) release(ctx context.Context, id string) (bool, error) {
-	out, err := r.EC2.DescribeVolumes(ctx, &ec2.DescribeVolumesInput{VolumeIds: []string{id}})
-	if awsapi.IsVolumeNotFound(err) {
-		return true, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("describe %s: %w", id, err)
-	}
-	if len(out.Volumes) == 0 {
-		return true, nil
-	}
-	v := out.Volumes[0]
-	if len(v.Attachments) > 0 {
-		if v.Attachments[0].State != ec2types.VolumeAttachmentStateDetaching {
-			if _, err := r.EC2.DetachVolume(ctx, &ec2.DetachVolumeInput{VolumeId: v.VolumeId}); err != nil && !awsapi.IsIncorrectState(err) {
-				return false, fmt.Errorf("detach %s: %w", id, err)
-			}
-		}
-		return false, nil
-	}
-	_, err = r.EC2.DeleteVolume(ctx, &ec2.DeleteVolumeInput{VolumeId: v.VolumeId})
-	switch {
-	case err == nil || awsapi.IsVolumeNotFound(err):
-		r.Log.Info("failed clone's volume deleted", "volume", id)
-		return true, nil
-	case awsapi.IsVolumeInUse(err) || awsapi.IsIncorrectState(err):
-		return false, nil
-	}
-	return false, fmt.Errorf("delete %s: %w", id, err)
 }
 
 func volumeTags(cfg *Config, p *plan, m member) map[string]string {
@@ -260,12 +203,8 @@ func clientToken(cfg *Config, p *plan, m member) string {
 
 func tagMap(tags []ec2types.Tag) map[string]string { return awsapi.TagMap(tags) }
 
-func ec2Tags(m map[string]string) []ec2types.Tag { return awsapi.Tags(m, fitTagValue) }
-
-// fitTagValue cuts a value to EC2's limit (in characters, never mid-rune).
-func fitTagValue(v string) string {
-	if utf8.RuneCountInString(v) > contract.MaxTagValueLen {
-		return string([]rune(v)[:contract.MaxTagValueLen])
-	}
-	return v
+// volumes does the volume steps as the clone action: its log and error
+// wording and its rule for tag values over EC2's limit.
+func (r *Runner) volumes() *volumeset.Volumes {
+	return &volumeset.Volumes{EC2: r.EC2, Log: r.Log, Kind: "clone", Fit: tagvalue.Cut}
 }

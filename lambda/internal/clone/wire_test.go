@@ -6,19 +6,11 @@ package clone_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/lambda/internal/clone"
@@ -26,6 +18,7 @@ import (
 	"github.com/quiesce/quiesce/lambda/internal/handler"
 	"github.com/quiesce/quiesce/ssmdoc"
 	"github.com/quiesce/quiesce/test/awslocal"
+	"github.com/quiesce/quiesce/test/lambdaenv"
 	"github.com/quiesce/quiesce/test/syncbuf"
 )
 
@@ -37,49 +30,29 @@ const (
 	logsVol = "vol-00000000000001095"
 )
 
-// targetHost is a scripted hostagent clone: every --volume must be attached
-// to the target at the device its snapshot was taken from, paired with the
-// mount of that snapshot.
-type targetHost struct {
-	srv     *awslocal.Server
-	mu      sync.Mutex
-	result  func(inv awslocal.Invocation) awslocal.CommandResult
-	release chan struct{}
-	invs    []awslocal.Invocation
-	errs    []string
-}
-
-func (h *targetHost) run(ctx context.Context, inv awslocal.Invocation) awslocal.CommandResult {
-	h.mu.Lock()
-	h.invs = append(h.invs, inv)
-	h.mu.Unlock()
-	byID := map[string]awslocal.Volume{}
-	for _, v := range h.srv.Volumes() {
-		byID[v.ID] = v
-	}
-	vols, mounts := strings.Split(inv.Param("volumes"), ","), strings.Split(inv.Param("mounts"), ",")
-	for i, id := range vols {
-		v := byID[id]
-		snap, _ := h.srv.Snapshot(v.SnapshotID)
-		if v.InstanceID != inv.InstanceID || v.AttachState != "attached" || v.Device != snap.Tags["quiesce:device"] || i >= len(mounts) || mounts[i] != snap.Tags["quiesce:mounts"] {
-			h.mu.Lock()
-			h.errs = append(h.errs, "volume "+id+" not attached as its snapshot says: "+v.Device+" "+v.AttachState)
-			h.mu.Unlock()
-			return awslocal.CommandResult{ResponseCode: 2, Stdout: `{"error":"volume not attached","exit_code":2}`}
+// newTargetHost is a scripted hostagent clone: every --volume must be
+// attached to the target at the device its snapshot was taken from, paired
+// with the mount of that snapshot.
+func newTargetHost(srv *awslocal.Server) *lambdaenv.Host {
+	return &lambdaenv.Host{Check: func(inv awslocal.Invocation) string {
+		byID := map[string]awslocal.Volume{}
+		for _, v := range srv.Volumes() {
+			byID[v.ID] = v
 		}
-	}
-	if h.release != nil {
-		select {
-		case <-h.release:
-		case <-ctx.Done():
-			return awslocal.CommandResult{Status: "Cancelled", ResponseCode: -1}
+		vols, mounts := strings.Split(inv.Param("volumes"), ","), strings.Split(inv.Param("mounts"), ",")
+		for i, id := range vols {
+			v := byID[id]
+			snap, _ := srv.Snapshot(v.SnapshotID)
+			if v.InstanceID != inv.InstanceID || v.AttachState != "attached" || v.Device != snap.Tags["quiesce:device"] || i >= len(mounts) || mounts[i] != snap.Tags["quiesce:mounts"] {
+				return "volume " + id + " not attached as its snapshot says: " + v.Device + " " + v.AttachState
+			}
 		}
-	}
-	if h.result != nil {
-		return h.result(inv)
-	}
-	return report(contract.CloneReport{OK: true, Volumes: vols, Mounts: mounts, LeftRunning: true,
-		Replica: &contract.ReplicaChannel{IORunning: "Yes", SQLRunning: "Yes"}}, 0)
+		return ""
+	}, Pass: func(inv awslocal.Invocation) awslocal.CommandResult {
+		vols, mounts := strings.Split(inv.Param("volumes"), ","), strings.Split(inv.Param("mounts"), ",")
+		return report(contract.CloneReport{OK: true, Volumes: vols, Mounts: mounts, LeftRunning: true,
+			Replica: &contract.ReplicaChannel{IORunning: "Yes", SQLRunning: "Yes"}}, 0)
+	}}
 }
 
 func report(r contract.CloneReport, code int) awslocal.CommandResult {
@@ -88,14 +61,13 @@ func report(r contract.CloneReport, code int) awslocal.CommandResult {
 			*s = []string{}
 		}
 	}
-	b, _ := json.Marshal(r)
-	return awslocal.CommandResult{ResponseCode: code, Stdout: string(b) + "\n"}
+	return lambdaenv.Report(r, code)
 }
 
 type env struct {
 	t      *testing.T
 	srv    *awslocal.Server
-	host   *targetHost
+	host   *lambdaenv.Host
 	runner *clone.Runner
 	sets   map[string][]string
 }
@@ -108,18 +80,15 @@ func newEnv(t *testing.T) *env {
 	}
 	srv := &awslocal.Server{Documents: map[string]*ssmdoc.Document{clone.DefaultDocument: doc},
 		VolumeDelays: awslocal.VolumeDelays{Create: 30 * time.Millisecond, Attach: 20 * time.Millisecond, Detach: 20 * time.Millisecond}}
-	host := &targetHost{srv: srv}
-	srv.RunCommand = host.run
+	host := newTargetHost(srv)
+	srv.RunCommand = host.Run
 	srv.AddInstance(awslocal.Instance{ID: source, AvailabilityZone: "us-east-1a", BlockDevices: []awslocal.BlockDevice{
 		{DeviceName: "/dev/xvda", VolumeID: "vol-0000000000000root"}, {DeviceName: "/dev/sdf", VolumeID: dataVol, SizeGiB: 100}, {DeviceName: "/dev/sdg", VolumeID: logsVol, SizeGiB: 20}}})
 	srv.AddInstance(awslocal.Instance{ID: target, AvailabilityZone: "us-east-1b", Tags: map[string]string{"quiesce:role": "clone-target"},
 		BlockDevices: []awslocal.BlockDevice{{DeviceName: "/dev/xvda", VolumeID: "vol-00000000000troot"}}})
-	hs := httptest.NewServer(srv)
-	t.Cleanup(func() { hs.Close(); srv.Close() })
-	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", ""), Retryer: handler.Retryer}
+	c := lambdaenv.Start(t, srv, handler.Retryer)
 	e := &env{t: t, srv: srv, host: host, sets: map[string][]string{}}
-	r := clone.NewRunner(ec2.NewFromConfig(cfg, func(o *ec2.Options) { o.BaseEndpoint = aws.String(hs.URL) }),
-		ssm.NewFromConfig(cfg, func(o *ssm.Options) { o.BaseEndpoint = aws.String(hs.URL) }), nil, slog.New(slog.NewJSONHandler(&syncbuf.Buffer{}, nil)))
+	r := clone.NewRunner(c.EC2, c.SSM, nil, slog.New(slog.NewJSONHandler(&syncbuf.Buffer{}, nil)))
 	r.Poll, r.Reserve = 10*time.Millisecond, 100*time.Millisecond
 	e.runner = r
 	now := time.Now()
@@ -132,14 +101,8 @@ func newEnv(t *testing.T) *env {
 
 // addSet seeds one run's snapshots of the source's two volumes.
 func (e *env) addSet(runID string, at time.Time, consistency string, extra map[string]string) {
-	for _, v := range []struct{ vol, dev, mount string }{{dataVol, "/dev/sdf", "/var/lib/mysql"}, {logsVol, "/dev/sdg", "/var/log/mysql"}} {
-		tags := map[string]string{"quiesce:stack": stack, "quiesce:run-id": runID, "quiesce:instance": source, "quiesce:consistency": consistency,
-			"quiesce:device": v.dev, "quiesce:mounts": v.mount}
-		for k, val := range extra {
-			tags[k] = val
-		}
-		e.sets[runID] = append(e.sets[runID], e.srv.AddSnapshot(awslocal.Snapshot{VolumeID: v.vol, VolumeSize: 20, StartTime: at, Tags: tags}))
-	}
+	vols := []lambdaenv.SetVolume{{VolumeID: dataVol, Device: "/dev/sdf", Mount: "/var/lib/mysql"}, {VolumeID: logsVol, Device: "/dev/sdg", Mount: "/var/log/mysql"}}
+	e.sets[runID] = append(e.sets[runID], lambdaenv.AddSet(e.srv, stack, source, runID, at, consistency, vols, extra)...)
 }
 
 func (e *env) config(ev string) (*clone.Config, error) {
@@ -162,21 +125,11 @@ func (e *env) run(ev string, deadline time.Duration) (*clone.Result, error) {
 	return e.runner.Run(ctx, cfg)
 }
 
-func (e *env) cloneVolumes() []awslocal.Volume {
-	var out []awslocal.Volume
-	for _, v := range e.srv.Volumes() {
-		if v.CreatedBy == "CreateVolume" {
-			out = append(out, v)
-		}
-	}
-	return out
-}
+func (e *env) cloneVolumes() []awslocal.Volume { return lambdaenv.CreatedVolumes(e.srv) }
 
 func (e *env) hostErrors() {
 	e.t.Helper()
-	e.host.mu.Lock()
-	defer e.host.mu.Unlock()
-	for _, msg := range e.host.errs {
+	for _, msg := range e.host.Errors() {
 		e.t.Errorf("target: %s", msg)
 	}
 }
@@ -194,7 +147,7 @@ func TestClonePrimarySet(t *testing.T) {
 		t.Fatalf("result %+v, %v", res, err)
 	}
 	e.hostErrors()
-	inv := e.host.invs[0]
+	inv := e.host.Invocations()[0]
 	want := map[string]string{"sourceHost": "10.0.0.5", "sourcePort": "3306", "sourceGtid": "0-1-1234", "mounts": "/var/lib/mysql,/var/log/mysql",
 		"serverId": "201", "sourceServerIds": "1", "startCommand": "systemctl start mariadb", "runId": "r-primary", "timeout": "30m0s",
 		"replicationDefaultsFile": "/etc/quiesce/replication.cnf"}
@@ -213,8 +166,8 @@ func TestClonePrimarySet(t *testing.T) {
 		}
 	}
 	res, err = e.run(primaryEvent, time.Minute)
-	if err != nil || res.Status != clone.StatusReplicating || len(e.host.invs) != 1 || len(e.cloneVolumes()) != 2 {
-		t.Errorf("again: %+v %v; %d commands, %d volumes", res, err, len(e.host.invs), len(e.cloneVolumes()))
+	if err != nil || res.Status != clone.StatusReplicating || len(e.host.Invocations()) != 1 || len(e.cloneVolumes()) != 2 {
+		t.Errorf("again: %+v %v; %d commands, %d volumes", res, err, len(e.host.Invocations()), len(e.cloneVolumes()))
 	}
 }
 
@@ -230,7 +183,7 @@ func TestCloneReplicaSetSibling(t *testing.T) {
 	if err != nil || res.Status != clone.StatusReplicating || res.RunID != "r-replica" || !res.FromReplica {
 		t.Fatalf("result %+v, %v", res, err)
 	}
-	inv := e.host.invs[0]
+	inv := e.host.Invocations()[0]
 	if inv.Param("sourceHost") != "db-primary.internal" || inv.Param("sourcePort") != "3307" || inv.Param("sourceGtid") != "" ||
 		inv.Param("sourceLogFile") != "mysql-bin.000777" || inv.Param("sourceLogPos") != "1234" {
 		t.Errorf("parameters %v", inv.Parameters)
@@ -241,7 +194,7 @@ func TestCloneReplicaSetSibling(t *testing.T) {
 // reason, the invocation fails, and the volumes are detached and deleted.
 func TestCloneFailedReleasesVolumes(t *testing.T) {
 	e := newEnv(t)
-	e.host.result = func(inv awslocal.Invocation) awslocal.CommandResult {
+	e.host.Result = func(inv awslocal.Invocation) awslocal.CommandResult {
 		return report(contract.CloneReport{Volumes: strings.Split(inv.Param("volumes"), ","),
 			Problems: []string{"replication will not start: IO error 1045: Access denied for user 'repl'"}}, 6)
 	}
@@ -260,7 +213,7 @@ func TestCloneFailedReleasesVolumes(t *testing.T) {
 // same event finishes deleting them.
 func TestCloneFailedCleanupResumes(t *testing.T) {
 	e := newEnv(t)
-	e.host.result = func(inv awslocal.Invocation) awslocal.CommandResult {
+	e.host.Result = func(inv awslocal.Invocation) awslocal.CommandResult {
 		return report(contract.CloneReport{Volumes: strings.Split(inv.Param("volumes"), ","), Problems: []string{"replication will not start"}}, 6)
 	}
 	e.srv.VolumeDelays.Detach = 1500 * time.Millisecond
@@ -270,8 +223,8 @@ func TestCloneFailedCleanupResumes(t *testing.T) {
 		t.Fatalf("first: %+v %v (%d volumes)", res, err, len(e.cloneVolumes()))
 	}
 	res, err = e.run(primaryEvent, time.Minute)
-	if !errors.As(err, &fe) || !res.VolumesDeleted || len(e.cloneVolumes()) != 0 || len(e.host.invs) != 1 {
-		t.Fatalf("second: %+v %v (%d volumes, %d commands)", res, err, len(e.cloneVolumes()), len(e.host.invs))
+	if !errors.As(err, &fe) || !res.VolumesDeleted || len(e.cloneVolumes()) != 0 || len(e.host.Invocations()) != 1 {
+		t.Fatalf("second: %+v %v (%d volumes, %d commands)", res, err, len(e.cloneVolumes()), len(e.host.Invocations()))
 	}
 }
 
@@ -279,15 +232,15 @@ func TestCloneFailedCleanupResumes(t *testing.T) {
 // same command (never a second one) to its end.
 func TestCloneResumesAcrossInvocations(t *testing.T) {
 	e := newEnv(t)
-	e.host.release = make(chan struct{})
+	e.host.Release = make(chan struct{})
 	res, err := e.run(primaryEvent, 2*time.Second)
 	if err != nil || res.Status != clone.StatusInProgress {
 		t.Fatalf("first: %+v %v", res, err)
 	}
-	close(e.host.release)
+	close(e.host.Release)
 	res, err = e.run(primaryEvent, time.Minute)
-	if err != nil || res.Status != clone.StatusReplicating || len(e.host.invs) != 1 {
-		t.Fatalf("second: %+v %v (%d commands)", res, err, len(e.host.invs))
+	if err != nil || res.Status != clone.StatusReplicating || len(e.host.Invocations()) != 1 {
+		t.Fatalf("second: %+v %v (%d commands)", res, err, len(e.host.Invocations()))
 	}
 }
 
@@ -324,8 +277,8 @@ func TestCloneRefusals(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("result %+v, error %v, want %q", res, err, tt.want)
 			}
-			if calls := e.srv.CallsOf("CreateVolume"); len(calls) != 0 || len(e.host.invs) != 0 {
-				t.Errorf("%d CreateVolume calls, %d commands", len(calls), len(e.host.invs))
+			if calls := e.srv.CallsOf("CreateVolume"); len(calls) != 0 || len(e.host.Invocations()) != 0 {
+				t.Errorf("%d CreateVolume calls, %d commands", len(calls), len(e.host.Invocations()))
 			}
 		})
 	}

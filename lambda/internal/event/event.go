@@ -495,13 +495,13 @@ func duration(field, v string, def, min, max time.Duration) (time.Duration, erro
 		return 0, fieldErr(field, v, "not a duration (e.g. 500ms, 30s, 2m)")
 	}
 	if d < min || d > max {
-		return 0, fieldErr(field, v, "must be between %s and %s", human(min), human(max))
+		return 0, fieldErr(field, v, "must be between %s and %s", Human(min), Human(max))
 	}
 	return d, nil
 }
 
-// human prints a duration the way an operator writes it: 10m, not 10m0s.
-func human(d time.Duration) string {
+// Human prints a duration the way an operator writes it: 10m, not 10m0s.
+func Human(d time.Duration) string {
 	s := d.String()
 	if strings.HasSuffix(s, "m0s") {
 		s = strings.TrimSuffix(s, "0s")

@@ -5,14 +5,8 @@ import (
 	"fmt"
 	"github.com/quiesce/quiesce/internal/stats"
 	"log/slog"
-	"net/http/httptest"
 	"testing"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/quiesce/quiesce/internal/clock"
 	"github.com/quiesce/quiesce/lambda/internal/event"
@@ -21,6 +15,7 @@ import (
 	"github.com/quiesce/quiesce/lambda/internal/ratelimit"
 	"github.com/quiesce/quiesce/test/awslocal"
 	"github.com/quiesce/quiesce/test/fakehost"
+	"github.com/quiesce/quiesce/test/lambdaenv"
 )
 
 // fleetEnv builds n instances with two data volumes each behind awslocal.
@@ -38,12 +33,8 @@ func fleetEnv(b *testing.B, n int, clk clock.Clock) (*awslocal.Server, *fakehost
 			{DeviceName: "/dev/sdf", VolumeID: d}, {DeviceName: "/dev/sdg", VolumeID: l}}})
 		host.Volumes[id] = map[string][]string{"/var/lib/mysql": {d}, "/var/lib/mysql-binlog": {l}}
 	}
-	hs := httptest.NewServer(srv)
-	b.Cleanup(func() { hs.Close(); srv.Close() })
-	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("AKIDBENCH", "secret", ""), Retryer: handler.Retryer}
-	e := ec2.NewFromConfig(cfg, func(o *ec2.Options) { o.BaseEndpoint = aws.String(hs.URL) })
-	s := ssm.NewFromConfig(cfg, func(o *ssm.Options) { o.BaseEndpoint = aws.String(hs.URL) })
-	r := orchestrate.NewRunner(e, s, clk, slog.New(slog.DiscardHandler), nil)
+	c := lambdaenv.Start(b, srv, handler.Retryer)
+	r := orchestrate.NewRunner(c.EC2, c.SSM, clk, slog.New(slog.DiscardHandler), nil)
 	ev, err := event.Parse([]byte(`{"targets":{"tags":{"quiesce:enabled":"true"}},"mounts":["/var/lib/mysql","/var/lib/mysql-binlog"],"max_concurrency":10}`),
 		func(k string) string { return map[string]string{"QUIESCE_STACK": "bench"}[k] }, clk.Now())
 	if err != nil {

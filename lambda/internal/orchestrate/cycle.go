@@ -15,6 +15,7 @@ import (
 	"github.com/quiesce/quiesce/lambda/internal/event"
 	"github.com/quiesce/quiesce/lambda/internal/metrics"
 	"github.com/quiesce/quiesce/lambda/internal/ratelimit"
+	"github.com/quiesce/quiesce/lambda/internal/tagvalue"
 	"github.com/quiesce/quiesce/lambda/internal/targets"
 )
 
@@ -205,7 +206,7 @@ func (c *cycle) snapshot() {
 		c.res.errorf("server files on no listed mount (%s unmapped=%s): the snapshots do not hold them", contract.TagRestore, strings.Join(rt.Unmapped, ","))
 	}
 	if len(c.created.Notes) > 0 {
-		tags[TagNote] = truncateValue(c.created.Note())
+		tags[contract.TagNote] = tagvalue.Truncate(c.created.Note())
 	}
 	// Stop retrying early enough for the thaw to reach the host before its
 	// deadline: after the deadline there is nothing left to gain.
@@ -240,7 +241,7 @@ func (c *cycle) judge() {
 	ev := c.evidence
 	ev.AfterThaw, ev.CallsReturned, ev.Thaw, ev.SetError = true, c.so.lastReturn, c.tr, c.so.err
 	c.final = consistency.Decide(ev)
-	c.res.ConsistencyNote = truncateValue(c.final.Note())
+	c.res.ConsistencyNote = tagvalue.Truncate(c.final.Note())
 	if c.tr != nil && c.tr.Late {
 		// A late thaw keeps the verdict when the calls returned in time
 		// (docs/architecture.md#consistency); the long window is reported
@@ -305,7 +306,7 @@ func (c *cycle) tagOne(s created, orphan bool) SnapshotResult {
 		v = consistency.Unacknowledged()
 	}
 	per := c.perVol[s.volume]
-	sr := SnapshotResult{SnapshotID: s.id, VolumeID: s.volume, Device: per[TagDevice], Mounts: per[TagMounts], Consistency: v.Consistency, Incomplete: v.Incomplete}
+	sr := SnapshotResult{SnapshotID: s.id, VolumeID: s.volume, Device: per[contract.TagDevice], Mounts: per[contract.TagMounts], Consistency: v.Consistency, Incomplete: v.Incomplete}
 	upd := map[string]string{}
 	if c.so.api == APICreateSnapshots || orphan {
 		for k, val := range per {
@@ -315,19 +316,19 @@ func (c *cycle) tagOne(s created, orphan bool) SnapshotResult {
 	switch {
 	case v.Incomplete:
 		// Not part of a complete, acknowledged set: never application.
-		upd[TagConsistency] = Crash
-		upd[TagIncomplete] = "true"
-		upd[TagNote] = truncateValue(v.Note())
+		upd[contract.TagConsistency] = Crash
+		upd[contract.TagIncomplete] = "true"
+		upd[contract.TagNote] = tagvalue.Truncate(v.Note())
 	case v.Consistency != c.created.Consistency:
-		upd[TagConsistency] = v.Consistency
-		upd[TagNote] = truncateValue(v.Note())
+		upd[contract.TagConsistency] = v.Consistency
+		upd[contract.TagNote] = tagvalue.Truncate(v.Note())
 	}
 	if len(upd) == 0 {
 		return sr
 	}
 	if err := c.r.tagSnapshot(context.WithoutCancel(c.ctx), s.id, upd); err != nil {
 		c.res.errorf("tag %s: %v", s.id, err)
-		if upd[TagConsistency] == Crash && c.created.Consistency == Application {
+		if upd[contract.TagConsistency] == Crash && c.created.Consistency == Application {
 			// The downgrade did not land: the snapshot may still say
 			// application. Say so loudly.
 			c.res.fail(fmt.Sprintf("could not re-tag %s as crash-consistent: %v", s.id, err))

@@ -3,16 +3,10 @@ package orchestrate_test
 import (
 	"context"
 	"log/slog"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/internal/clock"
@@ -23,6 +17,7 @@ import (
 	"github.com/quiesce/quiesce/ssmdoc"
 	"github.com/quiesce/quiesce/test/awslocal"
 	"github.com/quiesce/quiesce/test/fakehost"
+	"github.com/quiesce/quiesce/test/lambdaenv"
 	"github.com/quiesce/quiesce/test/syncbuf"
 )
 
@@ -38,14 +33,13 @@ const (
 // env is one wire-test world: awslocal behind httptest, the real SDK
 // clients with the production retryer, a scripted hostagent.
 type env struct {
-	t      testing.TB
-	srv    *awslocal.Server
-	host   *fakehost.Host
-	runner *orchestrate.Runner
-	logs   *syncbuf.Buffer
-	emf    *syncbuf.Buffer
-	ec2    *ec2.Client
-	ssm    *ssm.Client
+	t                  testing.TB
+	srv                *awslocal.Server
+	host               *fakehost.Host
+	runner             *orchestrate.Runner
+	logs               *syncbuf.Buffer
+	emf                *syncbuf.Buffer
+	*lambdaenv.Clients // the SDK clients, pointed at srv
 }
 
 func addDB(srv *awslocal.Server, host *fakehost.Host, id string, tags map[string]string) {
@@ -78,14 +72,10 @@ func newEnv(t testing.TB) *env {
 	host := fakehost.New()
 	addDB(srv, host, inst, map[string]string{"quiesce:enabled": "true", "Name": "db1"})
 	srv.RunCommand = host.Run
-	hs := httptest.NewServer(srv)
-	t.Cleanup(func() { hs.Close(); srv.Close() })
-	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", ""), Retryer: handler.Retryer}
-	e := &env{t: t, srv: srv, host: host, logs: &syncbuf.Buffer{}, emf: &syncbuf.Buffer{}}
-	e.ec2 = ec2.NewFromConfig(cfg, func(o *ec2.Options) { o.BaseEndpoint = aws.String(hs.URL) })
-	e.ssm = ssm.NewFromConfig(cfg, func(o *ssm.Options) { o.BaseEndpoint = aws.String(hs.URL) })
+	c := lambdaenv.Start(t, srv, handler.Retryer)
+	e := &env{t: t, srv: srv, host: host, Clients: c, logs: &syncbuf.Buffer{}, emf: &syncbuf.Buffer{}}
 	log := slog.New(slog.NewJSONHandler(e.logs, nil))
-	e.runner = orchestrate.NewRunner(e.ec2, e.ssm, clock.Real{}, log, &metrics.Emitter{W: e.emf, Stack: stack})
+	e.runner = orchestrate.NewRunner(e.EC2, e.SSM, clock.Real{}, log, &metrics.Emitter{W: e.emf, Stack: stack})
 	// Long enough for the wire scenarios whose abandoned snapshot calls the
 	// stand-in processes late (like EC2 would).
 	e.runner.OrphanSettle = 2 * time.Second
@@ -177,6 +167,23 @@ func (e *env) assertHonest(res *orchestrate.Result) {
 		}
 	}
 }
+
+// countSnapshots counts the stand-in's snapshots by the first of the
+// predicates each one matches.
+func (e *env) countSnapshots(matches ...func(awslocal.Snapshot) bool) []int {
+	n := make([]int, len(matches))
+	for _, s := range e.srv.Snapshots() {
+		for i, m := range matches {
+			if m(s) {
+				n[i]++
+				break
+			}
+		}
+	}
+	return n
+}
+
+func isApplication(s awslocal.Snapshot) bool { return s.Tags["quiesce:consistency"] == "application" }
 
 func thawCount(e *env, id string) int {
 	n := 0

@@ -234,7 +234,7 @@ func TestCreateSnapshotsWrongVolumeSet(t *testing.T) {
 	if res.Status != StatusFailed || !strings.Contains(res.Reason, "different volume set") {
 		t.Fatalf("result = %+v", res)
 	}
-	if len(tagged) != 1 || tagged[0][TagConsistency] != Crash || tagged[0][TagIncomplete] != "true" || tagged[0][TagDevice] != "/dev/sdf" {
+	if len(tagged) != 1 || tagged[0][contract.TagConsistency] != Crash || tagged[0][contract.TagIncomplete] != "true" || tagged[0][contract.TagDevice] != "/dev/sdf" {
 		t.Fatalf("tags = %v", tagged)
 	}
 }
@@ -297,7 +297,7 @@ func TestNoBlockDeviceMappingsFallsBackToPerVolume(t *testing.T) {
 			mu.Lock()
 			defer mu.Unlock()
 			for _, tg := range in.TagSpecifications[0].Tags {
-				if aws.ToString(tg.Key) == TagDevice {
+				if aws.ToString(tg.Key) == contract.TagDevice {
 					devices[aws.ToString(in.VolumeId)] = aws.ToString(tg.Value)
 				}
 			}

@@ -188,7 +188,7 @@ func (r *Runner) one(ctx context.Context, cfg *event.Config, t targets.Target) (
 func (r *Runner) seedLimiter(ctx context.Context, cfg *event.Config) {
 	r.Limiter.ResetPending()
 	in := &ec2.DescribeSnapshotsInput{OwnerIds: []string{"self"}, MaxResults: aws.Int32(1000), Filters: []ec2types.Filter{
-		{Name: aws.String("tag:" + TagStack), Values: []string{cfg.Stack}},
+		{Name: aws.String("tag:" + contract.TagStack), Values: []string{cfg.Stack}},
 		{Name: aws.String("status"), Values: []string{"pending"}},
 	}}
 	for p := ec2.NewDescribeSnapshotsPaginator(r.EC2, in); p.HasMorePages(); {

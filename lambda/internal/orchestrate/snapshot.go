@@ -13,8 +13,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
+	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/lambda/internal/awsapi"
 	"github.com/quiesce/quiesce/lambda/internal/consistency"
+	"github.com/quiesce/quiesce/lambda/internal/ssmrun"
+	"github.com/quiesce/quiesce/lambda/internal/tagvalue"
 	"github.com/quiesce/quiesce/lambda/internal/targets"
 )
 
@@ -188,7 +191,7 @@ func (r *Runner) createSnapshots(ctx context.Context, t targets.Target, vols []s
 }
 
 func description(tags map[string]string, t targets.Target) string {
-	return truncate(fmt.Sprintf("quiesce %s run %s instance %s", tags[TagStack], tags[TagRunID], t.InstanceID), 255)
+	return ssmrun.Truncate(fmt.Sprintf("quiesce %s run %s instance %s", tags[contract.TagStack], tags[contract.TagRunID], t.InstanceID), 255)
 }
 
 func sortCreated(c []created) {
@@ -213,8 +216,8 @@ func (r *Runner) tagSnapshot(ctx context.Context, id string, tags map[string]str
 // Lambda was not told about (a call whose response was lost).
 func (r *Runner) findOrphans(ctx context.Context, runID, instanceID string, known map[string]bool) ([]created, error) {
 	in := &ec2.DescribeSnapshotsInput{OwnerIds: []string{"self"}, Filters: []ec2types.Filter{
-		{Name: aws.String("tag:" + TagRunID), Values: []string{runID}},
-		{Name: aws.String("tag:" + TagInstance), Values: []string{instanceID}},
+		{Name: aws.String("tag:" + contract.TagRunID), Values: []string{runID}},
+		{Name: aws.String("tag:" + contract.TagInstance), Values: []string{instanceID}},
 	}}
 	var out []created
 	for p := ec2.NewDescribeSnapshotsPaginator(r.EC2, in); p.HasMorePages(); {
@@ -232,7 +235,7 @@ func (r *Runner) findOrphans(ctx context.Context, runID, instanceID string, know
 }
 
 func joinNote(notes []string) string {
-	return truncateValue(strings.Join(notes, "; "))
+	return tagvalue.Truncate(strings.Join(notes, "; "))
 }
 
 // sweepOrphans finds snapshots of runID/instanceID not in known, tags them
@@ -247,11 +250,11 @@ func (r *Runner) sweepOrphans(ctx context.Context, runID, instanceID string, kno
 	for _, o := range orphans {
 		known[o.id] = true
 		v := consistency.Unacknowledged()
-		upd := map[string]string{TagConsistency: v.Consistency, TagIncomplete: "true", TagNote: v.Note()}
+		upd := map[string]string{contract.TagConsistency: v.Consistency, contract.TagIncomplete: "true", contract.TagNote: v.Note()}
 		for k, v := range perVol[o.volume] {
 			upd[k] = v
 		}
-		sr := SnapshotResult{SnapshotID: o.id, VolumeID: o.volume, Device: perVol[o.volume][TagDevice], Mounts: perVol[o.volume][TagMounts], Consistency: v.Consistency, Incomplete: v.Incomplete}
+		sr := SnapshotResult{SnapshotID: o.id, VolumeID: o.volume, Device: perVol[o.volume][contract.TagDevice], Mounts: perVol[o.volume][contract.TagMounts], Consistency: v.Consistency, Incomplete: v.Incomplete}
 		if err := r.tagSnapshot(ctx, o.id, upd); err != nil {
 			errs = append(errs, fmt.Sprintf("tag %s: %v", o.id, err))
 			sr.Consistency = "unknown (re-tag to crash failed)"

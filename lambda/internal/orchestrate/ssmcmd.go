@@ -15,6 +15,7 @@ import (
 
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/lambda/internal/awsapi"
+	"github.com/quiesce/quiesce/lambda/internal/ssmrun"
 )
 
 // Command outcomes that no hostagent exit code states; a known exit code
@@ -74,13 +75,7 @@ const commandTimeoutSeconds = 30
 // once is set, 5xx and transport errors) until `until`. mayHaveRun reports whether the command may have reached
 // SSM even though err != nil.
 func (r *Runner) send(ctx context.Context, doc, instanceID string, params contract.CommandParams, until time.Time, once bool) (cmdID string, mayHaveRun bool, err error) {
-	in := &ssm.SendCommandInput{
-		DocumentName:   aws.String(doc),
-		InstanceIds:    []string{instanceID},
-		Parameters:     params.Parameters(),
-		TimeoutSeconds: aws.Int32(commandTimeoutSeconds),
-		Comment:        aws.String(truncate("quiesce "+params.Action+" "+params.RunID, 100)),
-	}
+	in := ssmrun.Input(doc, instanceID, params.Parameters(), commandTimeoutSeconds*time.Second, "quiesce "+params.Action+" "+params.RunID)
 	err = r.retry(ctx, until, retryPolicy{base: 50 * time.Millisecond, cap: 500 * time.Millisecond, throttleOnly: once}, func(ctx context.Context) error {
 		out, err := r.SSM.SendCommand(ctx, in, awsapi.NoSSMRetry)
 		if err != nil {
@@ -99,13 +94,6 @@ func (r *Runner) send(ctx context.Context, doc, instanceID string, params contra
 		return "", mayHaveRun, fmt.Errorf("send %s command: %w", params.Action, err)
 	}
 	return cmdID, true, nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }
 
 // wait polls GetCommandInvocation until the invocation reaches a terminal
@@ -212,7 +200,7 @@ func decodeJSON(stdout string, v any) error {
 			}
 		}
 	}
-	return fmt.Errorf("no JSON object in output %q", truncate(s, 200))
+	return fmt.Errorf("no JSON object in output %q", ssmrun.Truncate(s, 200))
 }
 
 // errorMessage extracts hostagent's ErrorReport message, or stderr's last line.
@@ -225,7 +213,7 @@ func errorMessage(out *ssm.GetCommandInvocationOutput) string {
 	if i := strings.LastIndexByte(se, '\n'); i >= 0 {
 		se = se[i+1:]
 	}
-	return truncate(se, 300)
+	return ssmrun.Truncate(se, 300)
 }
 
 // parseFreeze turns the freeze invocation into a FreezeReport or a typed error.

@@ -3,89 +3,60 @@ package orchestrate
 import (
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/lambda/internal/awsapi"
+	"github.com/quiesce/quiesce/lambda/internal/tagvalue"
 )
-
-// Snapshot tag keys (contract.SnapshotTagKeys lists them all).
-const (
-	TagStack       = contract.TagStack
-	TagRunID       = contract.TagRunID
-	TagInstance    = contract.TagInstance
-	TagDevice      = contract.TagDevice
-	TagMounts      = contract.TagMounts
-	TagConsistency = contract.TagConsistency
-	TagLock        = contract.TagLock
-	TagBinlogFile  = contract.TagBinlogFile
-	TagBinlogPos   = contract.TagBinlogPos
-	TagGTID        = contract.TagGTID
-	TagIncomplete  = contract.TagIncomplete
-	TagNote        = contract.TagNote
-)
-
-// maxTagValue is EC2's limit (characters).
-const maxTagValue = 256
-
-// truncateValue cuts v to EC2's tag value limit, marking the cut.
-func truncateValue(v string) string {
-	if utf8.RuneCountInString(v) <= maxTagValue {
-		return v
-	}
-	const mark = "...(truncated)"
-	r := []rune(v)
-	return string(r[:maxTagValue-len(mark)]) + mark
-}
 
 // gtidValue fits a GTID set into a tag value keeping whole domains/UUID
 // sets ("uuid:1-5,uuid2:1-9" or MariaDB "0-1-100,1-2-5") and says how many
 // were left out, so nobody mistakes a cut set for the full position.
 func gtidValue(gtid string) string {
 	g := strings.Join(strings.Fields(gtid), "")
-	if utf8.RuneCountInString(g) <= maxTagValue {
+	if tagvalue.Fits(g) {
 		return g
 	}
 	parts := strings.Split(g, ",")
 	for n := len(parts) - 1; n >= 1; n-- {
 		out := strings.Join(parts[:n], ",") + " +" + strconv.Itoa(len(parts)-n) + " more (truncated)"
-		if utf8.RuneCountInString(out) <= maxTagValue {
+		if tagvalue.Fits(out) {
 			return out
 		}
 	}
-	return truncateValue(g)
+	return tagvalue.Truncate(g)
 }
 
 // baseTags are the tags every snapshot of an instance gets at creation.
 func baseTags(stack, runID, instanceID, name string, mounts []string, consistency string, fr *contract.FreezeReport, user map[string]string) map[string]string {
 	t := map[string]string{}
 	for k, v := range user {
-		t[k] = truncateValue(v)
+		t[k] = tagvalue.Truncate(v)
 	}
 	display := instanceID
 	if name != "" {
 		display = name
 	}
-	t[contract.TagName] = truncateValue("quiesce " + display + " " + runID)
-	t[TagStack] = stack
-	t[TagRunID] = runID
-	t[TagInstance] = instanceID
-	t[TagMounts] = truncateValue(strings.Join(mounts, ","))
-	t[TagConsistency] = consistency
+	t[contract.TagName] = tagvalue.Truncate("quiesce " + display + " " + runID)
+	t[contract.TagStack] = stack
+	t[contract.TagRunID] = runID
+	t[contract.TagInstance] = instanceID
+	t[contract.TagMounts] = tagvalue.Truncate(strings.Join(mounts, ","))
+	t[contract.TagConsistency] = consistency
 	if fr != nil {
 		mode := fr.Lock.Mode
 		if mode == "" {
 			mode = contract.LockNone
 		}
-		t[TagLock] = mode
+		t[contract.TagLock] = mode
 		if fr.Lock.BinlogFile != "" {
-			t[TagBinlogFile] = truncateValue(fr.Lock.BinlogFile)
-			t[TagBinlogPos] = strconv.FormatUint(fr.Lock.BinlogPos, 10)
+			t[contract.TagBinlogFile] = tagvalue.Truncate(fr.Lock.BinlogFile)
+			t[contract.TagBinlogPos] = strconv.FormatUint(fr.Lock.BinlogPos, 10)
 		}
 		if fr.Lock.GTIDExecuted != "" {
-			t[TagGTID] = gtidValue(fr.Lock.GTIDExecuted)
+			t[contract.TagGTID] = gtidValue(fr.Lock.GTIDExecuted)
 		}
 		for k, v := range restoreTags(fr) {
 			t[k] = v

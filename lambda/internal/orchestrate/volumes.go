@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/quiesce/quiesce/contract"
+	"github.com/quiesce/quiesce/lambda/internal/tagvalue"
 	"github.com/quiesce/quiesce/lambda/internal/targets"
 )
 
@@ -46,7 +47,7 @@ func volumesOf(fr *contract.FreezeReport, t targets.Target) ([]string, map[strin
 		if dev == "" {
 			dev = hostDevice[v]
 		}
-		per[v] = map[string]string{TagDevice: dev, TagMounts: truncateValue(strings.Join(mountsOf[v], ","))}
+		per[v] = map[string]string{contract.TagDevice: dev, contract.TagMounts: tagvalue.Truncate(strings.Join(mountsOf[v], ","))}
 	}
 	return vols, per, nil
 }

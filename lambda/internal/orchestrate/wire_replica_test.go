@@ -181,7 +181,7 @@ func TestWireTagBudgetHoldsWithEveryKey(t *testing.T) {
 		if s.Tags[contract.TagSourceGTIDTruncated] == "" || len(s.Tags) < 40 {
 			t.Fatalf("snapshot %s: want a truncated GTID and most keys, got %d tags %v", s.ID, len(s.Tags), s.Tags)
 		}
-		if _, err := e.ec2.CreateTags(context.Background(), &ec2.CreateTagsInput{Resources: []string{s.ID}, Tags: verified}); err != nil {
+		if _, err := e.EC2.CreateTags(context.Background(), &ec2.CreateTagsInput{Resources: []string{s.ID}, Tags: verified}); err != nil {
 			t.Fatalf("the verify verdict on top of %d tags: %v", len(s.Tags), err)
 		}
 	}

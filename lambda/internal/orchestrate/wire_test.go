@@ -130,15 +130,10 @@ func TestWireScenarios(t *testing.T) {
 			e.srv.SetFault("CreateSnapshots", awslocal.Fault{Code: "InternalError", Times: 1, AfterEffect: true})
 		}, baseEvent, nil, func(t *testing.T, e *env, res *orchestrate.Result, err error, r orchestrate.InstanceResult) {
 			okApp(t, e, res, err, r)
-			var app, orphan int
-			for _, s := range e.srv.Snapshots() {
-				switch {
-				case s.Tags["quiesce:consistency"] == "application":
-					app++
-				case s.Tags["quiesce:incomplete"] == "true" && s.Tags["quiesce:consistency"] == "crash":
-					orphan++
-				}
-			}
+			n := e.countSnapshots(isApplication, func(s awslocal.Snapshot) bool {
+				return s.Tags["quiesce:incomplete"] == "true" && s.Tags["quiesce:consistency"] == "crash"
+			})
+			app, orphan := n[0], n[1]
 			if app != 2 || orphan != 2 {
 				t.Fatalf("application=%d orphans=%d, want 2 and 2: %+v", app, orphan, e.srv.Snapshots())
 			}
@@ -210,15 +205,10 @@ func TestWireScenarios(t *testing.T) {
 			}
 		}, baseEvent, nil, func(t *testing.T, e *env, res *orchestrate.Result, err error, r orchestrate.InstanceResult) {
 			okApp(t, e, res, err, r)
-			var app, stray int
-			for _, s := range e.srv.Snapshots() {
-				switch {
-				case s.Tags["quiesce:consistency"] == "application":
-					app++
-				case s.Tags["quiesce:incomplete"] == "true" && s.VolumeID == vol(dataVol, inst):
-					stray++
-				}
-			}
+			n := e.countSnapshots(isApplication, func(s awslocal.Snapshot) bool {
+				return s.Tags["quiesce:incomplete"] == "true" && s.VolumeID == vol(dataVol, inst)
+			})
+			app, stray := n[0], n[1]
 			if app != 2 || stray != 1 || len(e.srv.CallsOf("CreateSnapshots")) != 2 {
 				t.Fatalf("application=%d stray=%d calls=%d", app, stray, len(e.srv.CallsOf("CreateSnapshots")))
 			}

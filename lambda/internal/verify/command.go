@@ -2,7 +2,6 @@ package verify
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -15,7 +14,9 @@ import (
 
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/lambda/internal/awsapi"
+	"github.com/quiesce/quiesce/lambda/internal/event"
 	"github.com/quiesce/quiesce/lambda/internal/metrics"
+	"github.com/quiesce/quiesce/lambda/internal/ssmrun"
 )
 
 // hostagent verify's exit codes the action tells apart.
@@ -38,9 +39,9 @@ func (r *Runner) commandParams(cfg *Config, j *job) map[string][]string {
 	p := map[string][]string{
 		"volumes": {strings.Join(j.volumeIDs(), ",")},
 		"timeout": {strconv.Itoa(int(left.Round(time.Minute).Minutes())) + "m"},
-		"runId":   {j.set.runID},
+		"runId":   {j.set.RunID},
 	}
-	t := tagMap(j.set.snaps[0].Tags)
+	t := tagMap(j.set.Snapshots[0].Tags)
 	if positionExact(t[TagLock]) {
 		if t[TagBinlogFile] != "" && t[TagBinlogPos] != "" {
 			p["expectBinlogFile"], p["expectBinlogPos"] = []string{t[TagBinlogFile]}, []string{t[TagBinlogPos]}
@@ -93,7 +94,7 @@ func (r *Runner) restoreParams(j *job, tag string) map[string]string {
 	}
 	rt, err := contract.ParseRestoreTag(tag)
 	if err != nil {
-		r.Log.Warn("restore settings tag unreadable; hostagent verify finds the datadir and uses the defaults", "run_id", j.set.runID, "error", err)
+		r.Log.Warn("restore settings tag unreadable; hostagent verify finds the datadir and uses the defaults", "run_id", j.set.RunID, "error", err)
 		return nil
 	}
 	p := map[string]string{"datadirRelative": rt.DataDir, "binlogBasename": rt.BinlogBasename,
@@ -114,7 +115,7 @@ func (r *Runner) restoreParams(j *job, tag string) map[string]string {
 
 // send runs hostagent verify on the verifier once every volume is attached.
 func (r *Runner) send(ctx context.Context, cfg *Config, j *job) (bool, error) {
-	if len(j.set.snaps) == 0 {
+	if len(j.set.Snapshots) == 0 {
 		j.fail("no snapshot to verify", true)
 		return true, nil
 	}
@@ -139,9 +140,8 @@ func (r *Runner) send(ctx context.Context, cfg *Config, j *job) (bool, error) {
 	}
 	// One attempt: a re-sent command would find hostagent busy; a lost
 	// response is retried by the next step and answered "busy" at worst.
-	out, err := r.SSM.SendCommand(ctx, &ssm.SendCommandInput{DocumentName: aws.String(cfg.Document), InstanceIds: []string{j.verifier},
-		Parameters: r.commandParams(cfg, j), TimeoutSeconds: aws.Int32(int32(r.DeliveryTimeout.Seconds())),
-		Comment: aws.String(truncateTo("quiesce verify "+j.set.instanceID+" "+j.set.runID, 100))}, awsapi.NoSSMRetry)
+	id, err := ssmrun.SendOnce(ctx, r.SSM, ssmrun.Input(cfg.Document, j.verifier, r.commandParams(cfg, j), r.DeliveryTimeout,
+		"quiesce verify "+j.set.InstanceID+" "+j.set.RunID))
 	if awsapi.Code(err) == "InvalidParameters" {
 		// A tag value of the set the document does not accept: no retry
 		// changes that.
@@ -151,7 +151,7 @@ func (r *Runner) send(ctx context.Context, cfg *Config, j *job) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("send the verify command to %s: %w", j.verifier, err)
 	}
-	j.commandID, j.sent, j.state = aws.ToString(out.Command.CommandId), r.Clock.Now().UTC().Truncate(time.Second), StateRunning
+	j.commandID, j.sent, j.state = id, r.Clock.Now().UTC().Truncate(time.Second), StateRunning
 	r.Log.Info("verify command sent", "command_id", j.commandID, "verifier", j.verifier, "volumes", j.volumeIDs())
 	return true, r.tagVolumes(ctx, j, map[string]string{TagVerifyState: StateRunning, TagVerifyCommand: j.commandID, TagVerifySent: j.sent.Format(timeFormat)})
 }
@@ -161,7 +161,7 @@ func (r *Runner) poll(ctx context.Context, j *job) (bool, error) {
 	out, err := r.SSM.GetCommandInvocation(ctx, &ssm.GetCommandInvocationInput{CommandId: aws.String(j.commandID), InstanceId: aws.String(j.verifier)})
 	if awsapi.IsInvocationDoesNotExist(err) {
 		if r.Clock.Now().Sub(j.sent) > r.LostAfter {
-			j.fail(fmt.Sprintf("verify command %s lost: SSM has no invocation on %s %s after it was sent", j.commandID, j.verifier, human(r.LostAfter)), true)
+			j.fail(fmt.Sprintf("verify command %s lost: SSM has no invocation on %s %s after it was sent", j.commandID, j.verifier, event.Human(r.LostAfter)), true)
 			return true, nil
 		}
 		return false, nil
@@ -169,14 +169,14 @@ func (r *Runner) poll(ctx context.Context, j *job) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("poll verify command %s: %w", j.commandID, err)
 	}
-	switch out.Status {
-	case ssmtypes.CommandInvocationStatusPending, ssmtypes.CommandInvocationStatusInProgress, ssmtypes.CommandInvocationStatusDelayed:
+	switch {
+	case ssmrun.Running(out.Status):
 		return false, nil
-	case ssmtypes.CommandInvocationStatusSuccess:
+	case out.Status == ssmtypes.CommandInvocationStatusSuccess:
 		j.report = parseReport(aws.ToString(out.StandardOutputContent))
 		j.result = ResultOK
 		return true, nil
-	case ssmtypes.CommandInvocationStatusFailed:
+	case out.Status == ssmtypes.CommandInvocationStatusFailed:
 		return r.failedCommand(ctx, j, out)
 	}
 	j.fail(fmt.Sprintf("verify command %s ended %s (%s)", j.commandID, out.Status, aws.ToString(out.StatusDetails)), true)
@@ -200,13 +200,7 @@ func (r *Runner) failedCommand(ctx context.Context, j *job, out *ssm.GetCommandI
 		j.state, j.commandID, j.notBefore = StateAttached, "", r.Clock.Now().Add(r.BusyRetry)
 		return false, r.tagVolumes(ctx, j, map[string]string{TagVerifyState: StateAttached, TagVerifyCommand: ""})
 	default:
-		why := lastLine(aws.ToString(out.StandardErrorContent))
-		var e struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal([]byte(firstLine(stdout)), &e) == nil && e.Error != "" {
-			why = e.Error
-		}
+		why := ssmrun.ErrorOf(stdout, aws.ToString(out.StandardErrorContent))
 		j.fail(fmt.Sprintf("verifier could not run the check (exit %d): %s", code, why), false)
 	}
 	return true, nil
@@ -215,11 +209,7 @@ func (r *Runner) failedCommand(ctx context.Context, j *job, out *ssm.GetCommandI
 // parseReport reads hostagent's VerifyReport (nil if stdout holds none, e.g.
 // cut by SSM's 24,000-character output limit).
 func parseReport(stdout string) *contract.VerifyReport {
-	var rep contract.VerifyReport
-	if err := json.Unmarshal([]byte(strings.TrimSpace(stdout)), &rep); err != nil || rep.Volumes == nil {
-		return nil
-	}
-	return &rep
+	return ssmrun.Report(stdout, func(rep *contract.VerifyReport) bool { return rep.Volumes != nil })
 }
 
 // recordOutcome puts the outcome on the volumes (so a later invocation
@@ -237,7 +227,7 @@ func (r *Runner) recordOutcome(ctx context.Context, cfg *Config, j *job) error {
 		return err
 	}
 	j.state = StateCleanup
-	r.Log.Info("verification ended", "instance", j.set.instanceID, "run_id", j.set.runID, "result", j.result, "note", j.note)
+	r.Log.Info("verification ended", "instance", j.set.InstanceID, "run_id", j.set.RunID, "result", j.result, "note", j.note)
 	r.emit(j)
 	return r.tagSnapshots(ctx, j)
 }
@@ -249,7 +239,7 @@ func (r *Runner) tagSnapshots(ctx context.Context, j *job) error {
 		tags[TagVerifyNote] = j.note
 	}
 	var ids []string
-	for _, id := range j.set.ids() {
+	for _, id := range j.set.IDs() {
 		if id != "" {
 			ids = append(ids, id)
 		}
@@ -260,7 +250,7 @@ func (r *Runner) tagSnapshots(ctx context.Context, j *job) error {
 	}
 	_, err := r.EC2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: ids, Tags: ec2Tags(tags)})
 	if err != nil && awsapi.Code(err) != "InvalidSnapshot.NotFound" {
-		return fmt.Errorf("tag the verified snapshots %v: %w", j.set.ids(), err)
+		return fmt.Errorf("tag the verified snapshots %v: %w", j.set.IDs(), err)
 	}
 	j.snapTagged = true
 	return nil
@@ -278,37 +268,11 @@ func (r *Runner) emit(j *job) {
 	if j.report != nil && j.report.StartMS > 0 {
 		ms = append(ms, metrics.Metric{Name: "restore_start_ms", Unit: "Milliseconds", Value: j.report.StartMS})
 	}
-	props := map[string]any{"instance_id": j.set.instanceID, "run_id": j.set.runID, "verify_result": j.result}
+	props := map[string]any{"instance_id": j.set.InstanceID, "run_id": j.set.RunID, "verify_result": j.result}
 	if j.note != "" {
 		props["verify_note"] = j.note
 	}
 	if err := r.Metrics.Emit(props, ms...); err != nil {
 		r.Log.Warn("emit metrics", "error", err)
 	}
-}
-
-func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
-	}
-	return s
-}
-
-func lastLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
-		return s[i+1:]
-	}
-	if s == "" {
-		return "no output"
-	}
-	return s
-}
-
-func truncateTo(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }

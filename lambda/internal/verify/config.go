@@ -2,6 +2,7 @@ package verify
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"regexp"
@@ -84,11 +85,11 @@ func ParseConfig(ev *event.Config, getenv func(string) string) (*Config, error) 
 	if ev.RunIDGiven {
 		c.RunID = ev.RunID
 	}
-	c.Document = first(env("QUIESCE_VERIFY_DOCUMENT"), DefaultDocument)
+	c.Document = cmp.Or(env("QUIESCE_VERIFY_DOCUMENT"), DefaultDocument)
 	if !documentRe.MatchString(c.Document) {
 		return nil, fieldErr("QUIESCE_VERIFY_DOCUMENT", c.Document, "not a valid SSM document name")
 	}
-	c.VerifierTag = first(o.VerifierTag, env("QUIESCE_VERIFIER_TAG_VALUE"), DefaultVerifierTag)
+	c.VerifierTag = cmp.Or(o.VerifierTag, env("QUIESCE_VERIFIER_TAG_VALUE"), DefaultVerifierTag)
 	if !tagValueRe.MatchString(c.VerifierTag) {
 		return nil, fieldErr("verify.verifier_tag", c.VerifierTag, "must be 1-256 characters of letters, digits and _.:/=+@- or space")
 	}
@@ -96,17 +97,17 @@ func ParseConfig(ev *event.Config, getenv func(string) string) (*Config, error) 
 		return nil, err
 	}
 	for _, p := range []struct{ field, value string }{
-		{"verify.check_sql", first(o.CheckSQL, env("QUIESCE_VERIFY_CHECK_SQL"))},
-		{"verify.mysqld", first(o.Mysqld, env("QUIESCE_VERIFY_MYSQLD"))},
-		{"verify.mysqld_options_file", first(o.MysqldOptionsFile, env("QUIESCE_VERIFY_MYSQLD_OPTIONS_FILE"))},
+		{"verify.check_sql", cmp.Or(o.CheckSQL, env("QUIESCE_VERIFY_CHECK_SQL"))},
+		{"verify.mysqld", cmp.Or(o.Mysqld, env("QUIESCE_VERIFY_MYSQLD"))},
+		{"verify.mysqld_options_file", cmp.Or(o.MysqldOptionsFile, env("QUIESCE_VERIFY_MYSQLD_OPTIONS_FILE"))},
 	} {
 		if p.value != "" && !pathRe.MatchString(p.value) {
 			return nil, fieldErr(p.field, p.value, "must be an absolute path of letters, digits and ._-")
 		}
 	}
-	c.CheckSQL = first(o.CheckSQL, env("QUIESCE_VERIFY_CHECK_SQL"))
-	c.Mysqld = first(o.Mysqld, env("QUIESCE_VERIFY_MYSQLD"))
-	c.MysqldOptionsFile = first(o.MysqldOptionsFile, env("QUIESCE_VERIFY_MYSQLD_OPTIONS_FILE"))
+	c.CheckSQL = cmp.Or(o.CheckSQL, env("QUIESCE_VERIFY_CHECK_SQL"))
+	c.Mysqld = cmp.Or(o.Mysqld, env("QUIESCE_VERIFY_MYSQLD"))
+	c.MysqldOptionsFile = cmp.Or(o.MysqldOptionsFile, env("QUIESCE_VERIFY_MYSQLD_OPTIONS_FILE"))
 	return c, nil
 }
 
@@ -153,13 +154,4 @@ func parseDuration(v string) (time.Duration, error) {
 		return time.Duration(days) * 24 * time.Hour, nil
 	}
 	return time.ParseDuration(v)
-}
-
-func first(vs ...string) string {
-	for _, v := range vs {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }

@@ -3,10 +3,12 @@ package verify
 import (
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/lambda/internal/event"
 	"github.com/quiesce/quiesce/lambda/internal/orchestrate"
 )
@@ -64,21 +66,24 @@ func TestFreeDevicesSkipsUsedAttachmentPoints(t *testing.T) {
 	}
 }
 
-// The keys this action reads are the ones the snapshot run writes.
+// The keys this action reads are ones the snapshot run writes (it writes
+// only the keys contract.SnapshotTagKeys reserves), and a set it verifies is
+// one the run tags application-consistent.
 func TestTagKeysMatchTheOrchestrator(t *testing.T) {
-	for mine, theirs := range map[string]string{TagStack: orchestrate.TagStack, TagRunID: orchestrate.TagRunID, TagInstance: orchestrate.TagInstance,
-		TagDevice: orchestrate.TagDevice, TagConsistency: orchestrate.TagConsistency, TagIncomplete: orchestrate.TagIncomplete,
-		TagBinlogFile: orchestrate.TagBinlogFile, TagBinlogPos: orchestrate.TagBinlogPos, TagGTID: orchestrate.TagGTID, Application: string(orchestrate.Application)} {
-		if mine != theirs {
-			t.Errorf("verify reads %q, the snapshot run writes %q", mine, theirs)
+	for _, mine := range []string{TagStack, TagRunID, TagInstance, TagDevice, TagConsistency, TagIncomplete, TagBinlogFile, TagBinlogPos, TagGTID} {
+		if !slices.Contains(contract.SnapshotTagKeys[:], mine) {
+			t.Errorf("verify reads %q, which the snapshot run does not write", mine)
 		}
+	}
+	if Application != string(orchestrate.Application) {
+		t.Errorf("verify takes sets tagged %q, the snapshot run tags %q", Application, orchestrate.Application)
 	}
 }
 
 func TestHuman(t *testing.T) {
 	for d, want := range map[time.Duration]string{6 * time.Hour: "6h", 90 * time.Minute: "1h30m", 5 * time.Minute: "5m", 30 * time.Second: "30s"} {
-		if got := human(d); got != want {
-			t.Errorf("human(%v) = %q, want %q", d, got, want)
+		if got := event.Human(d); got != want {
+			t.Errorf("Human(%v) = %q, want %q", d, got, want)
 		}
 	}
 }

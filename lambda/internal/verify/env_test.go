@@ -2,18 +2,11 @@ package verify_test
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
-	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/internal/clock"
@@ -23,6 +16,7 @@ import (
 	"github.com/quiesce/quiesce/lambda/internal/verify"
 	"github.com/quiesce/quiesce/ssmdoc"
 	"github.com/quiesce/quiesce/test/awslocal"
+	"github.com/quiesce/quiesce/test/lambdaenv"
 	"github.com/quiesce/quiesce/test/syncbuf"
 )
 
@@ -50,76 +44,48 @@ func (c *shiftClock) Now() time.Time {
 }
 func (c *shiftClock) Advance(d time.Duration) { c.mu.Lock(); c.offset += d; c.mu.Unlock() }
 
-// verifyHost is a scripted `hostagent verify` on the verifier: it checks
+// newVerifyHost is a scripted `hostagent verify` on the verifier: it checks
 // that every volume it is given is attached to it, then answers with Result
-// (after Release is closed, when set).
-type verifyHost struct {
-	t   testing.TB
-	srv *awslocal.Server
-	mu  sync.Mutex
-	// Result builds the command's result; nil answers a passing report.
-	Result  func(inv awslocal.Invocation) awslocal.CommandResult
-	Release chan struct{}
-	invs    []awslocal.Invocation
-	errs    []string
-}
-
-func (h *verifyHost) run(ctx context.Context, inv awslocal.Invocation) awslocal.CommandResult {
-	h.mu.Lock()
-	h.invs = append(h.invs, inv)
-	h.mu.Unlock()
-	attached := map[string]bool{}
-	for _, v := range h.srv.Volumes() {
-		if v.InstanceID == inv.InstanceID && v.AttachState == "attached" {
-			attached[v.ID] = true
-		}
+// (after Release is closed, when set), else a passing report.
+func newVerifyHost(srv *awslocal.Server) *lambdaenv.Host {
+	return &lambdaenv.Host{
+		Check: func(inv awslocal.Invocation) string {
+			attached := map[string]bool{}
+			for _, v := range srv.Volumes() {
+				if v.InstanceID == inv.InstanceID && v.AttachState == "attached" {
+					attached[v.ID] = true
+				}
+			}
+			for _, v := range strings.Split(inv.Param("volumes"), ",") {
+				if !attached[v] {
+					return "volume " + v + " is not attached to " + inv.InstanceID
+				}
+			}
+			return ""
+		},
+		Pass: func(inv awslocal.Invocation) awslocal.CommandResult {
+			return report(contract.VerifyReport{OK: true, RunID: inv.Param("runId"), Volumes: strings.Split(inv.Param("volumes"), ","), StartMS: 1234, TablesChecked: 12}, 0)
+		},
 	}
-	for _, v := range strings.Split(inv.Param("volumes"), ",") {
-		if !attached[v] {
-			h.mu.Lock()
-			h.errs = append(h.errs, "volume "+v+" is not attached to "+inv.InstanceID)
-			h.mu.Unlock()
-			return awslocal.CommandResult{ResponseCode: 2, Stdout: `{"error":"volume not attached","exit_code":2}`}
-		}
-	}
-	if h.Release != nil {
-		select {
-		case <-h.Release:
-		case <-ctx.Done():
-			return awslocal.CommandResult{Status: "Cancelled", ResponseCode: -1}
-		}
-	}
-	if h.Result != nil {
-		return h.Result(inv)
-	}
-	return report(contract.VerifyReport{OK: true, RunID: inv.Param("runId"), Volumes: strings.Split(inv.Param("volumes"), ","), StartMS: 1234, TablesChecked: 12}, 0)
-}
-
-func (h *verifyHost) Invocations() []awslocal.Invocation {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return append([]awslocal.Invocation(nil), h.invs...)
 }
 
 func report(r contract.VerifyReport, code int) awslocal.CommandResult {
 	if r.Problems == nil {
 		r.Problems = []string{}
 	}
-	b, _ := json.Marshal(r)
-	return awslocal.CommandResult{ResponseCode: code, Stdout: string(b) + "\n"}
+	return lambdaenv.Report(r, code)
 }
 
 type env struct {
-	t      *testing.T
-	srv    *awslocal.Server
-	host   *verifyHost
-	clock  *shiftClock
-	ec2    *ec2.Client
-	ssm    *ssm.Client
-	logs   *syncbuf.Buffer
-	emf    *syncbuf.Buffer
-	sets   map[string][]string // run ID → snapshot IDs (device order)
-	runner *verify.Runner
+	t                  *testing.T
+	srv                *awslocal.Server
+	host               *lambdaenv.Host
+	clock              *shiftClock
+	*lambdaenv.Clients // the SDK clients, pointed at srv
+	logs               *syncbuf.Buffer
+	emf                *syncbuf.Buffer
+	sets               map[string][]string // run ID → snapshot IDs (device order)
+	runner             *verify.Runner
 }
 
 // newEnv: a source instance with two data volumes and snapshot sets of
@@ -133,20 +99,16 @@ func newEnv(t *testing.T, withVerifier bool) *env {
 	clk := &shiftClock{}
 	srv := &awslocal.Server{Clock: clk, Documents: map[string]*ssmdoc.Document{verify.DefaultDocument: doc},
 		VolumeDelays: awslocal.VolumeDelays{Create: 30 * time.Millisecond, Attach: 20 * time.Millisecond, Detach: 20 * time.Millisecond}}
-	host := &verifyHost{t: t, srv: srv}
-	srv.RunCommand = host.run
+	host := newVerifyHost(srv)
+	srv.RunCommand = host.Run
 	srv.AddInstance(awslocal.Instance{ID: source, Tags: map[string]string{"quiesce:enabled": "true"}, AvailabilityZone: "us-east-1a", BlockDevices: []awslocal.BlockDevice{
 		{DeviceName: "/dev/xvda", VolumeID: "vol-0000000000000root"}, {DeviceName: "/dev/sdf", VolumeID: dataVol, SizeGiB: 100}, {DeviceName: "/dev/sdg", VolumeID: logsVol, SizeGiB: 20}}})
 	if withVerifier {
 		srv.AddInstance(awslocal.Instance{ID: verifier, Tags: map[string]string{verify.TagRole: "verifier"}, AvailabilityZone: "us-east-1b", BlockDevices: []awslocal.BlockDevice{
 			{DeviceName: "/dev/xvda", VolumeID: "vol-00000000000vroot"}, {DeviceName: "/dev/xvdf", VolumeID: "vol-00000000000vdata"}}})
 	}
-	hs := httptest.NewServer(srv)
-	t.Cleanup(func() { hs.Close(); srv.Close() })
-	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", ""), Retryer: handler.Retryer}
-	e := &env{t: t, srv: srv, host: host, clock: clk, logs: &syncbuf.Buffer{}, emf: &syncbuf.Buffer{}, sets: map[string][]string{}}
-	e.ec2 = ec2.NewFromConfig(cfg, func(o *ec2.Options) { o.BaseEndpoint = aws.String(hs.URL) })
-	e.ssm = ssm.NewFromConfig(cfg, func(o *ssm.Options) { o.BaseEndpoint = aws.String(hs.URL) })
+	c := lambdaenv.Start(t, srv, handler.Retryer)
+	e := &env{t: t, srv: srv, host: host, clock: clk, Clients: c, logs: &syncbuf.Buffer{}, emf: &syncbuf.Buffer{}, sets: map[string][]string{}}
 	now := clk.Now()
 	e.addSet("r-old", now.Add(-48*time.Hour), "application", nil)
 	e.addSet("r-new", now.Add(-time.Hour), "application", nil)
@@ -157,22 +119,19 @@ func newEnv(t *testing.T, withVerifier bool) *env {
 }
 
 func (e *env) newRunner() *verify.Runner {
-	r := verify.NewRunner(e.ec2, e.ssm, e.clock, slog.New(slog.NewJSONHandler(e.logs, nil)), &metrics.Emitter{W: e.emf, Stack: stack})
+	r := verify.NewRunner(e.EC2, e.SSM, e.clock, slog.New(slog.NewJSONHandler(e.logs, nil)), &metrics.Emitter{W: e.emf, Stack: stack})
 	r.Poll, r.Reserve, r.MinStart, r.LostAfter, r.BusyRetry = 10*time.Millisecond, 100*time.Millisecond, 100*time.Millisecond, time.Minute, 50*time.Millisecond
 	return r
 }
 
 // addSet seeds one run's snapshots of the source's two data volumes.
 func (e *env) addSet(runID string, at time.Time, consistency string, extra map[string]string) {
-	for _, v := range []struct{ vol, dev, mount string }{{dataVol, "/dev/sdf", "/var/lib/mysql"}, {logsVol, "/dev/sdg", "/var/lib/mysql-binlog"}} {
-		tags := map[string]string{"quiesce:stack": stack, "quiesce:run-id": runID, "quiesce:instance": source, "quiesce:consistency": consistency,
-			"quiesce:device": v.dev, "quiesce:mounts": v.mount, "quiesce:lock": "backup-stage", "quiesce:binlog-file": "mysql-bin.000042", "quiesce:binlog-pos": "4711", "quiesce:gtid": "0-1-1234"}
-		for k, val := range extra {
-			tags[k] = val
-		}
-		id := e.srv.AddSnapshot(awslocal.Snapshot{VolumeID: v.vol, VolumeSize: 20, StartTime: at, Tags: tags})
-		e.sets[runID] = append(e.sets[runID], id)
+	tags := map[string]string{"quiesce:lock": "backup-stage", "quiesce:binlog-file": "mysql-bin.000042", "quiesce:binlog-pos": "4711", "quiesce:gtid": "0-1-1234"}
+	for k, val := range extra {
+		tags[k] = val
 	}
+	vols := []lambdaenv.SetVolume{{VolumeID: dataVol, Device: "/dev/sdf", Mount: "/var/lib/mysql"}, {VolumeID: logsVol, Device: "/dev/sdg", Mount: "/var/lib/mysql-binlog"}}
+	e.sets[runID] = append(e.sets[runID], lambdaenv.AddSet(e.srv, stack, source, runID, at, consistency, vols, tags)...)
 }
 
 func (e *env) config(ev string) *verify.Config {
@@ -204,15 +163,7 @@ func (e *env) run(ev string, deadline time.Duration) (*verify.Result, error) {
 }
 
 // verifyVolumes returns the temporary volumes still in the stand-in.
-func (e *env) verifyVolumes() []awslocal.Volume {
-	var out []awslocal.Volume
-	for _, v := range e.srv.Volumes() {
-		if v.CreatedBy == "CreateVolume" {
-			out = append(out, v)
-		}
-	}
-	return out
-}
+func (e *env) verifyVolumes() []awslocal.Volume { return lambdaenv.CreatedVolumes(e.srv) }
 
 // assertClean: no temporary volume is left, and the fake host never saw a
 // volume that was not attached.
@@ -221,9 +172,7 @@ func (e *env) assertClean() {
 	if left := e.verifyVolumes(); len(left) != 0 {
 		e.t.Errorf("temporary volumes left: %+v", left)
 	}
-	e.host.mu.Lock()
-	defer e.host.mu.Unlock()
-	for _, msg := range e.host.errs {
+	for _, msg := range e.host.Errors() {
 		e.t.Errorf("verifier: %s", msg)
 	}
 }

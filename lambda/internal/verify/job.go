@@ -1,20 +1,21 @@
 package verify
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/quiesce/quiesce/contract"
+	"github.com/quiesce/quiesce/lambda/internal/event"
+	"github.com/quiesce/quiesce/lambda/internal/volumeset"
 )
 
 // errTimeUp: the invocation stopped a verification in progress (not a failure).
@@ -23,23 +24,9 @@ var errTimeUp = errors.New("invocation time is up")
 // stateDone: every volume is gone (in memory only; nothing carries it).
 const stateDone = "done"
 
-// snapshotSet is one run's snapshots of one instance.
-type snapshotSet struct {
-	instanceID, runID string
-	snaps             []ec2types.Snapshot // by device tag
-}
-
-func (s *snapshotSet) ids() []string {
-	out := make([]string, len(s.snaps))
-	for i, sn := range s.snaps {
-		out[i] = aws.ToString(sn.SnapshotId)
-	}
-	return out
-}
-
 // job is one verification: a set, its temporary volumes and its progress.
 type job struct {
-	set       *snapshotSet
+	set       *volumeset.Set
 	verifier  string
 	started   time.Time
 	state     string
@@ -64,13 +51,13 @@ type job struct {
 	startUnknown bool
 }
 
-func newJob(set *snapshotSet, verifier string, now time.Time) *job {
+func newJob(set *volumeset.Set, verifier string, now time.Time) *job {
 	return &job{set: set, verifier: verifier, started: now.UTC().Truncate(time.Second), state: StateCreating, vols: map[string]ec2types.Volume{}}
 }
 
 func (j *job) volumeIDs() []string {
 	var out []string
-	for _, sn := range j.set.snaps {
+	for _, sn := range j.set.Snapshots {
 		if v, ok := j.vols[aws.ToString(sn.SnapshotId)]; ok {
 			out = append(out, aws.ToString(v.VolumeId))
 		}
@@ -79,7 +66,7 @@ func (j *job) volumeIDs() []string {
 }
 
 func (j *job) view(now time.Time) Verification {
-	v := Verification{InstanceID: j.set.instanceID, RunID: j.set.runID, Snapshots: j.set.ids(), Volumes: j.volumeIDs(), Verifier: j.verifier,
+	v := Verification{InstanceID: j.set.InstanceID, RunID: j.set.RunID, Snapshots: j.set.IDs(), Volumes: j.volumeIDs(), Verifier: j.verifier,
 		State: j.state, CommandID: j.commandID, Report: j.report}
 	if !j.ended.IsZero() && !j.startUnknown {
 		v.VerifySeconds = j.ended.Sub(j.started).Seconds()
@@ -105,11 +92,11 @@ func (j *job) clientToken(snapshotID string) string {
 // volumeTags are the tags every temporary volume gets at creation.
 func (j *job) volumeTags(stack, snapshotID string) map[string]string {
 	return map[string]string{
-		"Name":            "quiesce verify " + j.set.instanceID + " " + j.set.runID,
+		"Name":            "quiesce verify " + j.set.InstanceID + " " + j.set.RunID,
 		TagStack:          stack,
 		TagPurpose:        PurposeVerify,
-		TagRunID:          j.set.runID,
-		TagInstance:       j.set.instanceID,
+		TagRunID:          j.set.RunID,
+		TagInstance:       j.set.InstanceID,
 		TagSourceSnapshot: snapshotID,
 		TagVerifier:       j.verifier,
 		TagVerifyState:    StateCreating,
@@ -119,10 +106,7 @@ func (j *job) volumeTags(stack, snapshotID string) map[string]string {
 
 // loadJobs finds the verifications in progress from the stack's verify volumes.
 func (r *Runner) loadJobs(ctx context.Context, cfg *Config) ([]*job, error) {
-	vols, err := r.describeVolumes(ctx, &ec2.DescribeVolumesInput{Filters: []ec2types.Filter{
-		{Name: aws.String("tag:" + TagStack), Values: []string{cfg.Stack}},
-		{Name: aws.String("tag:" + TagPurpose), Values: []string{PurposeVerify}},
-	}})
+	vols, err := r.stackVolumes(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("list verify volumes of stack %s: %w", cfg.Stack, err)
 	}
@@ -135,7 +119,7 @@ func (r *Runner) loadJobs(ctx context.Context, cfg *Config) ([]*job, error) {
 		key := t[TagInstance] + "|" + t[TagRunID]
 		j := byKey[key]
 		if j == nil {
-			j = &job{set: &snapshotSet{instanceID: t[TagInstance], runID: t[TagRunID]}, state: t[TagVerifyState], vols: map[string]ec2types.Volume{}}
+			j = &job{set: &volumeset.Set{InstanceID: t[TagInstance], RunID: t[TagRunID]}, state: t[TagVerifyState], vols: map[string]ec2types.Volume{}}
 			byKey[key] = j
 		}
 		j.merge(t, v)
@@ -172,8 +156,8 @@ func (j *job) merge(t map[string]string, v ec2types.Volume) {
 		// ago: VerifyMaxHours then makes sure it goes.
 		j.started, j.startUnknown = time.Unix(0, 0).UTC(), true
 	}
-	j.verifier = first(j.verifier, t[TagVerifier])
-	j.commandID = first(j.commandID, t[TagVerifyCommand])
+	j.verifier = cmp.Or(j.verifier, t[TagVerifier])
+	j.commandID = cmp.Or(j.commandID, t[TagVerifyCommand])
 	if s, err := time.Parse(timeFormat, t[TagVerifySent]); err == nil {
 		j.sent = s
 	}
@@ -188,28 +172,28 @@ func (j *job) merge(t map[string]string, v ec2types.Volume) {
 
 // loadSet reads the job's source snapshots; a set that is gone fails the job.
 func (r *Runner) loadSet(ctx context.Context, cfg *Config, j *job) error {
-	set, err := r.runSet(ctx, cfg, j.set.instanceID, j.set.runID)
+	set, err := r.runSet(ctx, cfg, j.set.InstanceID, j.set.RunID)
 	if err != nil {
 		return err
 	}
-	if set == nil || len(set.snaps) == 0 {
+	if set == nil || len(set.Snapshots) == 0 {
 		// Keep the volumes' own view so they are still cleaned up.
 		for snap := range j.vols {
 			if snap != "" {
-				j.set.snaps = append(j.set.snaps, ec2types.Snapshot{SnapshotId: aws.String(snap)})
+				j.set.Snapshots = append(j.set.Snapshots, ec2types.Snapshot{SnapshotId: aws.String(snap)})
 			}
 		}
-		sort.Slice(j.set.snaps, func(a, b int) bool {
-			return aws.ToString(j.set.snaps[a].SnapshotId) < aws.ToString(j.set.snaps[b].SnapshotId)
+		sort.Slice(j.set.Snapshots, func(a, b int) bool {
+			return aws.ToString(j.set.Snapshots[a].SnapshotId) < aws.ToString(j.set.Snapshots[b].SnapshotId)
 		})
-		note := "the source snapshots of run " + j.set.runID + " are gone"
-		if j.set.runID == "" {
+		note := "the source snapshots of run " + j.set.RunID + " are gone"
+		if j.set.RunID == "" {
 			note = "a verify volume of this stack names no source run"
 		}
 		j.fail(note, true)
 		return nil
 	}
-	j.set.snaps = set.snaps
+	j.set.Snapshots = set.Snapshots
 	return nil
 }
 
@@ -220,7 +204,7 @@ func (r *Runner) advance(ctx context.Context, cfg *Config, j *job, until time.Ti
 	for {
 		now := r.Clock.Now()
 		if j.result == "" && now.Sub(j.started) > cfg.MaxDuration {
-			j.fail(fmt.Sprintf("verification exceeded VerifyMaxHours (%s) without an answer", human(cfg.MaxDuration)), true)
+			j.fail(fmt.Sprintf("verification exceeded VerifyMaxHours (%s) without an answer", event.Human(cfg.MaxDuration)), true)
 		}
 		if j.result != "" && j.state != StateCleanup && j.state != stateDone {
 			if err := r.recordOutcome(ctx, cfg, j); err != nil {
@@ -259,16 +243,4 @@ func (r *Runner) step(ctx context.Context, cfg *Config, j *job) (bool, error) {
 	}
 	j.fail("unknown verify state "+j.state, true)
 	return true, nil
-}
-
-// human prints 6h, not 6h0m0s.
-func human(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
 }

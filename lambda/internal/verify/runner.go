@@ -190,7 +190,7 @@ func (r *Runner) startNew(ctx context.Context, cfg *Config, verifier *verifierIn
 			res.Skipped = append(res.Skipped, Skipped{InstanceID: id, Reason: why})
 			continue
 		}
-		if res.has(id, set.runID) {
+		if res.has(id, set.RunID) {
 			continue // resumed and finished by this invocation
 		}
 		j := newJob(set, verifier.id, r.Clock.Now())

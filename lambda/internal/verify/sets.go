@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
@@ -13,6 +12,8 @@ import (
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/quiesce/quiesce/contract"
+	"github.com/quiesce/quiesce/lambda/internal/event"
+	"github.com/quiesce/quiesce/lambda/internal/volumeset"
 )
 
 // targets returns the instance IDs to verify: the listed ones and those
@@ -55,106 +56,57 @@ func (r *Runner) targets(ctx context.Context, cfg *Config) ([]string, error) {
 // instanceSnapshots lists the stack's application-consistent snapshots of
 // one instance (of one run, when runID is set).
 func (r *Runner) instanceSnapshots(ctx context.Context, cfg *Config, instanceID, runID string) ([]ec2types.Snapshot, error) {
-	fs := []ec2types.Filter{
-		{Name: aws.String("tag:" + TagStack), Values: []string{cfg.Stack}},
-		{Name: aws.String("tag:" + TagInstance), Values: []string{instanceID}},
-		{Name: aws.String("tag:" + TagConsistency), Values: []string{Application}},
-	}
+	fs := []ec2types.Filter{volumeset.TagFilter(TagStack, cfg.Stack), volumeset.TagFilter(TagInstance, instanceID), volumeset.TagFilter(TagConsistency, Application)}
 	if runID != "" {
-		fs = append(fs, ec2types.Filter{Name: aws.String("tag:" + TagRunID), Values: []string{runID}})
+		fs = append(fs, volumeset.TagFilter(TagRunID, runID))
 	}
-	in := &ec2.DescribeSnapshotsInput{OwnerIds: []string{"self"}, Filters: fs, MaxResults: aws.Int32(1000)}
-	var all []ec2types.Snapshot
-	for {
-		out, err := r.EC2.DescribeSnapshots(ctx, in)
-		if err != nil {
-			return nil, fmt.Errorf("list snapshots of %s: %w", instanceID, err)
-		}
-		all = append(all, out.Snapshots...)
-		if aws.ToString(out.NextToken) == "" {
-			return all, nil
-		}
-		in.NextToken = out.NextToken
+	all, err := volumeset.ListSnapshots(ctx, r.EC2, fs)
+	if err != nil {
+		return nil, fmt.Errorf("list snapshots of %s: %w", instanceID, err)
 	}
+	return all, nil
 }
 
-// groupSets groups snapshots into sets by run, keeping only this stack's
-// application-consistent ones (the orphans of an abandoned call share the
-// run ID but are tagged crash and incomplete).
-func groupSets(stack, instanceID string, snaps []ec2types.Snapshot) map[string]*snapshotSet {
-	sets := map[string]*snapshotSet{}
-	for _, s := range snaps {
-		t := tagMap(s.Tags)
-		if t[TagStack] != stack || t[TagInstance] != instanceID || t[TagConsistency] != Application || t[TagRunID] == "" {
-			continue
+// groupSets groups one instance's snapshots into sets by run (see
+// volumeset.Group for which snapshots count), keyed by run ID.
+func groupSets(stack, instanceID string, snaps []ec2types.Snapshot) map[string]*volumeset.Set {
+	sets := map[string]*volumeset.Set{}
+	for _, set := range volumeset.Group(stack, snaps) {
+		if set.InstanceID == instanceID {
+			sets[set.RunID] = set
 		}
-		set := sets[t[TagRunID]]
-		if set == nil {
-			set = &snapshotSet{instanceID: instanceID, runID: t[TagRunID]}
-			sets[t[TagRunID]] = set
-		}
-		set.snaps = append(set.snaps, s)
-	}
-	for _, set := range sets {
-		sort.SliceStable(set.snaps, func(a, b int) bool {
-			return tagMap(set.snaps[a].Tags)[TagDevice] < tagMap(set.snaps[b].Tags)[TagDevice]
-		})
 	}
 	return sets
-}
-
-// usable says why a set cannot be verified ("" when it can): every member
-// must be completed and none marked incomplete.
-func (s *snapshotSet) usable() string {
-	for _, sn := range s.snaps {
-		if tagMap(sn.Tags)[TagIncomplete] == "true" {
-			return "set " + s.runID + " is incomplete"
-		}
-		if sn.State != ec2types.SnapshotStateCompleted {
-			return fmt.Sprintf("snapshot %s of set %s is %s", aws.ToString(sn.SnapshotId), s.runID, sn.State)
-		}
-	}
-	return ""
 }
 
 // missingDataDir says why the set cannot hold the source's datadir ("" when
 // it may), from the quiesce:restore tag: the datadir was on no frozen mount,
 // or no snapshot of the set is of the mount that held it. Restoring such a
 // set would only end in hostagent finding no datadir.
-func (s *snapshotSet) missingDataDir() string {
-	if len(s.snaps) == 0 {
+func missingDataDir(s *volumeset.Set) string {
+	if len(s.Snapshots) == 0 {
 		return ""
 	}
-	rt, err := contract.ParseRestoreTag(tagMap(s.snaps[0].Tags)[TagRestore])
+	rt, err := contract.ParseRestoreTag(tagMap(s.Snapshots[0].Tags)[TagRestore])
 	if err != nil {
 		return ""
 	}
 	if slices.Contains(rt.Unmapped, contract.RestoreKeyDataDir) {
-		return "the datadir was on no frozen mount when set " + s.runID + " was taken (" + TagRestore + " unmapped=datadir): no snapshot holds it"
+		return "the datadir was on no frozen mount when set " + s.RunID + " was taken (" + TagRestore + " unmapped=datadir): no snapshot holds it"
 	}
 	if rt.DataDirMount == "" {
 		return ""
 	}
-	for _, sn := range s.snaps {
+	for _, sn := range s.Snapshots {
 		if slices.Contains(strings.Split(tagMap(sn.Tags)[TagMounts], ","), rt.DataDirMount) {
 			return ""
 		}
 	}
-	return "no snapshot of set " + s.runID + " is of " + rt.DataDirMount + ", the mount that held the datadir (" + TagRestore + ")"
+	return "no snapshot of set " + s.RunID + " is of " + rt.DataDirMount + ", the mount that held the datadir (" + TagRestore + ")"
 }
 
-func (s *snapshotSet) startTime() time.Time {
-	var t time.Time
-	for _, sn := range s.snaps {
-		if st := aws.ToTime(sn.StartTime); st.After(t) {
-			t = st
-		}
-	}
-	return t
-}
-
-func (s *snapshotSet) verifiedAt() (time.Time, bool) {
-	for _, sn := range s.snaps {
+func verifiedAt(s *volumeset.Set) (time.Time, bool) {
+	for _, sn := range s.Snapshots {
 		if at, err := time.Parse(timeFormat, tagMap(sn.Tags)[TagVerifiedAt]); err == nil {
 			return at, true
 		}
@@ -163,7 +115,7 @@ func (s *snapshotSet) verifiedAt() (time.Time, bool) {
 }
 
 // runSet returns the set of one run of an instance (nil when it has none).
-func (r *Runner) runSet(ctx context.Context, cfg *Config, instanceID, runID string) (*snapshotSet, error) {
+func (r *Runner) runSet(ctx context.Context, cfg *Config, instanceID, runID string) (*volumeset.Set, error) {
 	snaps, err := r.instanceSnapshots(ctx, cfg, instanceID, runID)
 	if err != nil {
 		return nil, err
@@ -174,13 +126,13 @@ func (r *Runner) runSet(ctx context.Context, cfg *Config, instanceID, runID stri
 // dueSet picks the set to verify on an instance now, or says why none is:
 // the explicit run's set, else the newest usable set not yet verified —
 // unless a set of the instance was verified less than Config.Every ago.
-func (r *Runner) dueSet(ctx context.Context, cfg *Config, instanceID string) (*snapshotSet, string, error) {
+func (r *Runner) dueSet(ctx context.Context, cfg *Config, instanceID string) (*volumeset.Set, string, error) {
 	if cfg.RunID != "" {
 		set, err := r.runSet(ctx, cfg, instanceID, cfg.RunID)
 		if err != nil || set == nil {
 			return nil, "no application-consistent snapshots of run " + cfg.RunID, err
 		}
-		if why := set.usable(); why != "" {
+		if why := set.Unusable(); why != "" {
 			return nil, why, nil
 		}
 		return set, "", nil
@@ -189,39 +141,24 @@ func (r *Runner) dueSet(ctx context.Context, cfg *Config, instanceID string) (*s
 	if err != nil {
 		return nil, "", err
 	}
-	var best *snapshotSet
+	var best *volumeset.Set
 	var last time.Time
 	for _, set := range groupSets(cfg.Stack, instanceID, snaps) {
-		if at, ok := set.verifiedAt(); ok {
+		if at, ok := verifiedAt(set); ok {
 			if at.After(last) {
 				last = at
 			}
 			continue
 		}
-		if set.usable() == "" && (best == nil || set.startTime().After(best.startTime())) {
+		if set.Unusable() == "" && (best == nil || set.Started().After(best.Started())) {
 			best = set
 		}
 	}
 	if cfg.Every > 0 && !last.IsZero() && r.Clock.Now().Sub(last) < cfg.Every {
-		return nil, fmt.Sprintf("verified at %s; next due %s later", last.Format(timeFormat), human(cfg.Every)), nil
+		return nil, fmt.Sprintf("verified at %s; next due %s later", last.Format(timeFormat), event.Human(cfg.Every)), nil
 	}
 	if best == nil {
 		return nil, "no complete application-consistent set that is not verified yet", nil
 	}
 	return best, "", nil
-}
-
-func (r *Runner) describeVolumes(ctx context.Context, in *ec2.DescribeVolumesInput) ([]ec2types.Volume, error) {
-	var all []ec2types.Volume
-	for {
-		out, err := r.EC2.DescribeVolumes(ctx, in)
-		if err != nil {
-			return nil, err
-		}
-		all = append(all, out.Volumes...)
-		if aws.ToString(out.NextToken) == "" {
-			return all, nil
-		}
-		in.NextToken = out.NextToken
-	}
 }

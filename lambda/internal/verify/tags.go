@@ -1,12 +1,11 @@
 package verify
 
 import (
-	"unicode/utf8"
-
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/lambda/internal/awsapi"
+	"github.com/quiesce/quiesce/lambda/internal/tagvalue"
 )
 
 // Tag keys, all from the contract (docs/architecture.md#wire-contract).
@@ -61,13 +60,4 @@ const timeFormat = "2006-01-02T15:04:05Z"
 
 func tagMap(tags []ec2types.Tag) map[string]string { return awsapi.TagMap(tags) }
 
-func ec2Tags(m map[string]string) []ec2types.Tag { return awsapi.Tags(m, truncate) }
-
-// truncate fits v into EC2's 256-character tag value, marking the cut.
-func truncate(v string) string {
-	if utf8.RuneCountInString(v) <= 256 {
-		return v
-	}
-	const mark = "...(truncated)"
-	return string([]rune(v)[:256-len(mark)]) + mark
-}
+func ec2Tags(m map[string]string) []ec2types.Tag { return awsapi.Tags(m, tagvalue.Truncate) }

@@ -9,10 +9,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
-	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
 	"github.com/quiesce/quiesce/lambda/internal/awsapi"
+	"github.com/quiesce/quiesce/lambda/internal/ssmrun"
+	"github.com/quiesce/quiesce/lambda/internal/volumeset"
 )
 
 // verifierInfo is what the action needs to know of a verifier instance.
@@ -69,21 +70,11 @@ func (r *Runner) findVerifier(ctx context.Context, cfg *Config) (*verifierInfo, 
 }
 
 func (r *Runner) pingStatus(ctx context.Context, ids []string) (map[string]string, error) {
-	out := map[string]string{}
-	in := &ssm.DescribeInstanceInformationInput{Filters: []ssmtypes.InstanceInformationStringFilter{{Key: aws.String("InstanceIds"), Values: ids}}}
-	for {
-		o, err := r.SSM.DescribeInstanceInformation(ctx, in)
-		if err != nil {
-			return nil, fmt.Errorf("SSM status of verifiers %s: %w", strings.Join(ids, ","), err)
-		}
-		for _, info := range o.InstanceInformationList {
-			out[aws.ToString(info.InstanceId)] = string(info.PingStatus)
-		}
-		if aws.ToString(o.NextToken) == "" {
-			return out, nil
-		}
-		in.NextToken = o.NextToken
+	ping, err := ssmrun.PingStatus(ctx, r.SSM, ids)
+	if err != nil {
+		return nil, fmt.Errorf("SSM status of verifiers %s: %w", strings.Join(ids, ","), err)
 	}
+	return ping, nil
 }
 
 // describeVerifier returns the job's verifier as EC2 sees it now (nil: gone).
@@ -135,7 +126,7 @@ var attachPoints = func() []string {
 func freeDevices(used []string) []string {
 	taken := map[string]bool{}
 	for _, d := range used {
-		taken[strings.Replace(d, "/dev/xvd", "/dev/sd", 1)] = true
+		taken[volumeset.AttachPoint(d)] = true
 	}
 	var out []string
 	for _, d := range attachPoints {

@@ -5,27 +5,25 @@ import (
 	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/quiesce/quiesce/lambda/internal/awsapi"
+	"github.com/quiesce/quiesce/lambda/internal/tagvalue"
+	"github.com/quiesce/quiesce/lambda/internal/volumeset"
 )
 
 // refreshVolumes re-reads the job's temporary volumes (a volume deleted
 // meanwhile is simply absent). The job is matched on the instance and run
 // tags client-side, so a stray volume lacking them is still found.
 func (r *Runner) refreshVolumes(ctx context.Context, cfg *Config, j *job) error {
-	vols, err := r.describeVolumes(ctx, &ec2.DescribeVolumesInput{Filters: []ec2types.Filter{
-		{Name: aws.String("tag:" + TagStack), Values: []string{cfg.Stack}},
-		{Name: aws.String("tag:" + TagPurpose), Values: []string{PurposeVerify}},
-	}})
+	vols, err := r.stackVolumes(ctx, cfg)
 	if err != nil {
-		return fmt.Errorf("describe the verify volumes of %s %s: %w", j.set.instanceID, j.set.runID, err)
+		return fmt.Errorf("describe the verify volumes of %s %s: %w", j.set.InstanceID, j.set.RunID, err)
 	}
 	j.vols, j.all = map[string]ec2types.Volume{}, nil
 	for _, v := range vols {
 		t := tagMap(v.Tags)
-		if t[TagStack] == cfg.Stack && t[TagPurpose] == PurposeVerify && t[TagInstance] == j.set.instanceID && t[TagRunID] == j.set.runID {
+		if t[TagStack] == cfg.Stack && t[TagPurpose] == PurposeVerify && t[TagInstance] == j.set.InstanceID && t[TagRunID] == j.set.RunID {
 			j.vols[t[TagSourceSnapshot]] = v
 			j.all = append(j.all, v)
 		}
@@ -33,22 +31,26 @@ func (r *Runner) refreshVolumes(ctx context.Context, cfg *Config, j *job) error 
 	return nil
 }
 
+// stackVolumes lists the stack's verify volumes (every job's).
+func (r *Runner) stackVolumes(ctx context.Context, cfg *Config) ([]ec2types.Volume, error) {
+	return r.volumes().List(ctx, []ec2types.Filter{volumeset.TagFilter(TagStack, cfg.Stack), volumeset.TagFilter(TagPurpose, PurposeVerify)})
+}
+
+// volumes does the volume steps as the verify action: its log and error
+// wording and its rule for tag values over EC2's limit.
+func (r *Runner) volumes() *volumeset.Volumes {
+	return &volumeset.Volumes{EC2: r.EC2, Log: r.Log, Kind: "verify", Fit: tagvalue.Truncate}
+}
+
 // tagVolumes records progress on every temporary volume of the job.
 func (r *Runner) tagVolumes(ctx context.Context, j *job, tags map[string]string) error {
-	ids := j.volumeIDs()
-	if len(ids) == 0 {
-		return nil
-	}
-	if _, err := r.EC2.CreateTags(ctx, &ec2.CreateTagsInput{Resources: ids, Tags: ec2Tags(tags)}); err != nil {
-		return fmt.Errorf("tag verify volumes %v: %w", ids, err)
-	}
-	return nil
+	return r.volumes().Tag(ctx, j.volumeIDs(), tags)
 }
 
 // createAndAttach creates the missing volumes in the verifier's zone, waits
 // until all are available and attaches them at free device names.
 func (r *Runner) createAndAttach(ctx context.Context, cfg *Config, j *job) (bool, error) {
-	if why := j.set.missingDataDir(); why != "" {
+	if why := missingDataDir(j.set); why != "" {
 		j.fail(why, false)
 		return true, nil
 	}
@@ -64,23 +66,19 @@ func (r *Runner) createAndAttach(ctx context.Context, cfg *Config, j *job) (bool
 		return false, err
 	}
 	created := false
-	for _, id := range j.set.ids() {
+	for _, id := range j.set.IDs() {
 		if _, ok := j.vols[id]; ok {
 			continue
 		}
-		out, err := r.EC2.CreateVolume(ctx, &ec2.CreateVolumeInput{AvailabilityZone: aws.String(v.az), SnapshotId: aws.String(id),
-			VolumeType: ec2types.VolumeTypeGp3, ClientToken: aws.String(j.clientToken(id)),
-			TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeVolume, Tags: ec2Tags(j.volumeTags(cfg.Stack, id))}}})
-		if err != nil {
-			return false, fmt.Errorf("create a volume from %s in %s: %w", id, v.az, err)
+		if err := r.volumes().Create(ctx, v.az, id, j.clientToken(id), j.volumeTags(cfg.Stack, id)); err != nil {
+			return false, err
 		}
-		r.Log.Info("verify volume created", "volume", aws.ToString(out.VolumeId), "snapshot", id, "az", v.az)
 		created = true
 	}
 	if created {
 		return false, nil // EBS takes a while; look again
 	}
-	for _, id := range j.set.ids() {
+	for _, id := range j.set.IDs() {
 		switch vol := j.vols[id]; vol.State {
 		case ec2types.VolumeStateError:
 			j.fail(fmt.Sprintf("volume %s from %s failed to create (state error)", aws.ToString(vol.VolumeId), id), false)
@@ -96,7 +94,7 @@ func (r *Runner) createAndAttach(ctx context.Context, cfg *Config, j *job) (bool
 // moves the job to attached once each has been attached.
 func (r *Runner) attach(ctx context.Context, j *job, v *verifierInfo) (bool, error) {
 	free := freeDevices(v.devices)
-	for _, id := range j.set.ids() {
+	for _, id := range j.set.IDs() {
 		vol := j.vols[id]
 		if len(vol.Attachments) > 0 {
 			if at := aws.ToString(vol.Attachments[0].InstanceId); at != j.verifier {
@@ -111,15 +109,14 @@ func (r *Runner) attach(ctx context.Context, j *job, v *verifierInfo) (bool, err
 		}
 		dev := free[0]
 		free = free[1:]
-		_, err := r.EC2.AttachVolume(ctx, &ec2.AttachVolumeInput{VolumeId: vol.VolumeId, InstanceId: aws.String(j.verifier), Device: aws.String(dev)})
+		err := r.volumes().Attach(ctx, aws.ToString(vol.VolumeId), j.verifier, dev)
 		switch {
 		case awsapi.IsDeviceInUse(err) || awsapi.IsIncorrectState(err):
 			r.Log.Warn("attach refused; looking again", "volume", aws.ToString(vol.VolumeId), "device", dev, "error", err)
 			return false, nil
 		case err != nil:
-			return false, fmt.Errorf("attach %s to %s at %s: %w", aws.ToString(vol.VolumeId), j.verifier, dev, err)
+			return false, err
 		}
-		r.Log.Info("verify volume attached", "volume", aws.ToString(vol.VolumeId), "verifier", j.verifier, "device", dev)
 	}
 	if err := r.tagVolumes(ctx, j, map[string]string{TagVerifyState: StateAttached}); err != nil {
 		return false, err
@@ -131,7 +128,7 @@ func (r *Runner) attach(ctx context.Context, j *job, v *verifierInfo) (bool, err
 // attachedAll reports whether every volume of the set is attached to the
 // verifier (missing=true: one is gone or detached, so start over).
 func (j *job) attachedAll() (ready, missing bool) {
-	for _, id := range j.set.ids() {
+	for _, id := range j.set.IDs() {
 		vol, ok := j.vols[id]
 		if !ok || len(vol.Attachments) == 0 || aws.ToString(vol.Attachments[0].InstanceId) != j.verifier {
 			return false, true
@@ -160,7 +157,7 @@ func (r *Runner) cleanup(ctx context.Context, cfg *Config, j *job) (bool, error)
 	}
 	left := 0
 	for _, vol := range j.all {
-		gone, err := r.release(ctx, j, vol)
+		gone, err := r.volumes().Release(ctx, vol, aws.Bool(j.force))
 		if err != nil {
 			return false, err
 		}
@@ -173,36 +170,4 @@ func (r *Runner) cleanup(ctx context.Context, cfg *Config, j *job) (bool, error)
 		return true, nil
 	}
 	return false, nil
-}
-
-// release takes one volume a step towards deletion; gone=true once deleted.
-func (r *Runner) release(ctx context.Context, j *job, vol ec2types.Volume) (gone bool, err error) {
-	id := aws.ToString(vol.VolumeId)
-	if len(vol.Attachments) > 0 {
-		if vol.Attachments[0].State == ec2types.VolumeAttachmentStateDetaching && !j.force {
-			return false, nil
-		}
-		_, err := r.EC2.DetachVolume(ctx, &ec2.DetachVolumeInput{VolumeId: vol.VolumeId, Force: aws.Bool(j.force)})
-		switch {
-		case err == nil:
-			r.Log.Info("verify volume detaching", "volume", id, "force", j.force)
-		case awsapi.IsVolumeNotFound(err):
-			return true, nil
-		case !awsapi.IsIncorrectState(err):
-			return false, fmt.Errorf("detach %s: %w", id, err)
-		}
-		return false, nil
-	}
-	if vol.State == ec2types.VolumeStateCreating {
-		return false, nil
-	}
-	_, err = r.EC2.DeleteVolume(ctx, &ec2.DeleteVolumeInput{VolumeId: vol.VolumeId})
-	switch {
-	case err == nil || awsapi.IsVolumeNotFound(err):
-		r.Log.Info("verify volume deleted", "volume", id)
-		return true, nil
-	case awsapi.IsVolumeInUse(err) || awsapi.IsIncorrectState(err):
-		return false, nil
-	}
-	return false, fmt.Errorf("delete %s: %w", id, err)
 }

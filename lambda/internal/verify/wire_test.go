@@ -278,7 +278,7 @@ func TestWireRetentionRacingAVerification(t *testing.T) {
 		t.Fatalf("first invocation: %v %+v", err, res)
 	}
 	pol := retention.Policy{Stack: stack, RunID: "r-now", KeepLast: 1, Now: e.clock.Now()}
-	out, err := retention.Prune(context.Background(), e.ec2, pol, slog.New(slog.DiscardHandler))
+	out, err := retention.Prune(context.Background(), e.EC2, pol, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,7 +291,7 @@ func TestWireRetentionRacingAVerification(t *testing.T) {
 		t.Fatalf("second invocation: %v %+v", err, res)
 	}
 	e.assertClean()
-	out, err = retention.Prune(context.Background(), e.ec2, pol, slog.New(slog.DiscardHandler))
+	out, err = retention.Prune(context.Background(), e.EC2, pol, slog.New(slog.DiscardHandler))
 	if err != nil || len(out.Verifying) != 0 {
 		t.Fatalf("retention after the verification: %v %+v", err, out)
 	}
@@ -356,7 +356,7 @@ func TestWireVerifyStepErrorIsResumed(t *testing.T) {
 func TestWireHandlerDispatchesVerify(t *testing.T) {
 	e := newEnv(t, true)
 	env := map[string]string{"QUIESCE_STACK": stack}
-	h := &handler.Handler{Runner: orchestrate.NewRunner(e.ec2, e.ssm, e.clock, nil, nil), Verifier: e.runner,
+	h := &handler.Handler{Runner: orchestrate.NewRunner(e.EC2, e.SSM, e.clock, nil, nil), Verifier: e.runner,
 		Getenv: func(k string) string { return env[k] }, Log: slog.New(slog.NewJSONHandler(e.logs, nil))}
 	out, err := h.Handle(context.Background(), json.RawMessage(baseEvent))
 	res, ok := out.(*verify.Result)
@@ -420,7 +420,7 @@ func TestWireStrayVerifyVolumesAreDeleted(t *testing.T) {
 		for i := 0; i+1 < len(kv); i += 2 {
 			tags = append(tags, ec2types.Tag{Key: aws.String(kv[i]), Value: aws.String(kv[i+1])})
 		}
-		_, err := e.ec2.CreateVolume(context.Background(), &ec2.CreateVolumeInput{AvailabilityZone: aws.String("us-east-1b"), SnapshotId: aws.String(e.sets["r-old"][0]),
+		_, err := e.EC2.CreateVolume(context.Background(), &ec2.CreateVolumeInput{AvailabilityZone: aws.String("us-east-1b"), SnapshotId: aws.String(e.sets["r-old"][0]),
 			TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeVolume, Tags: tags}}})
 		if err != nil {
 			t.Fatal(err)
@@ -432,7 +432,7 @@ func TestWireStrayVerifyVolumesAreDeleted(t *testing.T) {
 	mk(dup...)
 	mk(dup...)
 	// Someone else's volume is never touched.
-	_, err := e.ec2.CreateVolume(context.Background(), &ec2.CreateVolumeInput{AvailabilityZone: aws.String("us-east-1b"), SnapshotId: aws.String(e.sets["r-old"][0]),
+	_, err := e.EC2.CreateVolume(context.Background(), &ec2.CreateVolumeInput{AvailabilityZone: aws.String("us-east-1b"), SnapshotId: aws.String(e.sets["r-old"][0]),
 		TagSpecifications: []ec2types.TagSpecification{{ResourceType: ec2types.ResourceTypeVolume, Tags: []ec2types.Tag{
 			{Key: aws.String("quiesce:stack"), Value: aws.String("other-stack")}, {Key: aws.String("quiesce:purpose"), Value: aws.String("verify")}}}}})
 	if err != nil {

@@ -1,0 +1,76 @@
+// Package ssmrun is what the Lambda's actions share about running hostagent
+// through SSM Run Command (docs/architecture.md#wire-contract): the
+// SendCommand request, sending it exactly once, SSM's view of the
+// instances, and reading what hostagent printed.
+package ssmrun
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
+
+	"github.com/quiesce/quiesce/lambda/internal/awsapi"
+)
+
+// commentMax is SSM's limit on a command's comment.
+const commentMax = 100
+
+// Input is the SendCommand request running the document on one instance;
+// timeout is the delivery timeout (TimeoutSeconds), the comment is cut to
+// SSM's limit.
+func Input(doc, instanceID string, params map[string][]string, timeout time.Duration, comment string) *ssm.SendCommandInput {
+	return &ssm.SendCommandInput{
+		DocumentName:   aws.String(doc),
+		InstanceIds:    []string{instanceID},
+		Parameters:     params,
+		TimeoutSeconds: aws.Int32(int32(timeout.Seconds())),
+		Comment:        aws.String(Truncate(comment, commentMax)),
+	}
+}
+
+// SendOnce sends the command in a single attempt (an SDK retry after a 5xx
+// could run hostagent twice) and returns the command's ID.
+func SendOnce(ctx context.Context, api awsapi.SSM, in *ssm.SendCommandInput) (string, error) {
+	out, err := api.SendCommand(ctx, in, awsapi.NoSSMRetry)
+	if err != nil {
+		return "", err
+	}
+	if out.Command == nil || aws.ToString(out.Command.CommandId) == "" {
+		return "", errors.New("SendCommand returned no command ID")
+	}
+	return aws.ToString(out.Command.CommandId), nil
+}
+
+// Running says whether an invocation in this status has not ended yet.
+func Running(status ssmtypes.CommandInvocationStatus) bool {
+	switch status {
+	case ssmtypes.CommandInvocationStatusPending, ssmtypes.CommandInvocationStatusInProgress, ssmtypes.CommandInvocationStatusDelayed:
+		return true
+	}
+	return false
+}
+
+// PingStatus is SSM's ping status of each of the instances it knows
+// (Online, ConnectionLost, Inactive); an instance SSM does not manage is
+// absent.
+func PingStatus(ctx context.Context, api awsapi.SSM, ids []string) (map[string]string, error) {
+	out := map[string]string{}
+	in := &ssm.DescribeInstanceInformationInput{Filters: []ssmtypes.InstanceInformationStringFilter{{Key: aws.String("InstanceIds"), Values: ids}}}
+	for {
+		o, err := api.DescribeInstanceInformation(ctx, in)
+		if err != nil {
+			return nil, err
+		}
+		for _, info := range o.InstanceInformationList {
+			out[aws.ToString(info.InstanceId)] = string(info.PingStatus)
+		}
+		if aws.ToString(o.NextToken) == "" {
+			return out, nil
+		}
+		in.NextToken = o.NextToken
+	}
+}

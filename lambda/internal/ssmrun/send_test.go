@@ -1,0 +1,85 @@
+package ssmrun
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
+)
+
+func TestRunning(t *testing.T) {
+	for status, want := range map[ssmtypes.CommandInvocationStatus]bool{
+		ssmtypes.CommandInvocationStatusPending: true, ssmtypes.CommandInvocationStatusInProgress: true, ssmtypes.CommandInvocationStatusDelayed: true,
+		ssmtypes.CommandInvocationStatusSuccess: false, ssmtypes.CommandInvocationStatusFailed: false, ssmtypes.CommandInvocationStatusTimedOut: false,
+		ssmtypes.CommandInvocationStatusCancelled: false, ssmtypes.CommandInvocationStatusCancelling: false,
+	} {
+		if got := Running(status); got != want {
+			t.Errorf("Running(%s) = %v", status, got)
+		}
+	}
+}
+
+func TestInputCutsTheComment(t *testing.T) {
+	in := Input("Doc", "i-1", map[string][]string{"runId": {"r"}}, 10*time.Minute, strings.Repeat("c", 150))
+	if aws.ToString(in.DocumentName) != "Doc" || in.InstanceIds[0] != "i-1" || aws.ToInt32(in.TimeoutSeconds) != 600 || len(aws.ToString(in.Comment)) != 100 {
+		t.Errorf("input %+v", in)
+	}
+}
+
+type fakeSSM struct {
+	send func(*ssm.SendCommandInput, ...func(*ssm.Options)) (*ssm.SendCommandOutput, error)
+	info func(*ssm.DescribeInstanceInformationInput) (*ssm.DescribeInstanceInformationOutput, error)
+}
+
+func (f *fakeSSM) SendCommand(_ context.Context, in *ssm.SendCommandInput, opts ...func(*ssm.Options)) (*ssm.SendCommandOutput, error) {
+	return f.send(in, opts...)
+}
+func (f *fakeSSM) GetCommandInvocation(context.Context, *ssm.GetCommandInvocationInput, ...func(*ssm.Options)) (*ssm.GetCommandInvocationOutput, error) {
+	return nil, errors.New("not used")
+}
+func (f *fakeSSM) DescribeInstanceInformation(_ context.Context, in *ssm.DescribeInstanceInformationInput, _ ...func(*ssm.Options)) (*ssm.DescribeInstanceInformationOutput, error) {
+	return f.info(in)
+}
+
+// SendOnce turns the SDK's retries off and refuses an answer without an ID.
+func TestSendOnce(t *testing.T) {
+	var attempts int
+	f := &fakeSSM{send: func(_ *ssm.SendCommandInput, opts ...func(*ssm.Options)) (*ssm.SendCommandOutput, error) {
+		o := ssm.Options{RetryMaxAttempts: 3}
+		for _, fn := range opts {
+			fn(&o)
+		}
+		attempts = o.RetryMaxAttempts
+		return &ssm.SendCommandOutput{Command: &ssmtypes.Command{CommandId: aws.String("cmd-1")}}, nil
+	}}
+	if id, err := SendOnce(context.Background(), f, Input("Doc", "i-1", nil, time.Minute, "c")); id != "cmd-1" || err != nil || attempts != 1 {
+		t.Errorf("SendOnce = %q, %v (SDK attempts %d)", id, err, attempts)
+	}
+	f.send = func(*ssm.SendCommandInput, ...func(*ssm.Options)) (*ssm.SendCommandOutput, error) {
+		return &ssm.SendCommandOutput{}, nil
+	}
+	if _, err := SendOnce(context.Background(), f, Input("Doc", "i-1", nil, time.Minute, "c")); err == nil {
+		t.Error("an answer without a command ID was taken")
+	}
+}
+
+// PingStatus reads every page and leaves out what SSM does not manage.
+func TestPingStatusPages(t *testing.T) {
+	f := &fakeSSM{info: func(in *ssm.DescribeInstanceInformationInput) (*ssm.DescribeInstanceInformationOutput, error) {
+		if in.NextToken == nil {
+			return &ssm.DescribeInstanceInformationOutput{NextToken: aws.String("p2"), InstanceInformationList: []ssmtypes.InstanceInformation{
+				{InstanceId: aws.String("i-1"), PingStatus: ssmtypes.PingStatusOnline}}}, nil
+		}
+		return &ssm.DescribeInstanceInformationOutput{InstanceInformationList: []ssmtypes.InstanceInformation{
+			{InstanceId: aws.String("i-2"), PingStatus: ssmtypes.PingStatusConnectionLost}}}, nil
+	}}
+	got, err := PingStatus(context.Background(), f, []string{"i-1", "i-2", "i-3"})
+	if err != nil || got["i-1"] != "Online" || got["i-2"] != "ConnectionLost" || len(got) != 2 {
+		t.Errorf("PingStatus = %v, %v", got, err)
+	}
+}

@@ -1,0 +1,128 @@
+package volumeset
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
+	"github.com/aws/smithy-go"
+
+	"github.com/quiesce/quiesce/contract"
+	"github.com/quiesce/quiesce/lambda/internal/awsapi"
+)
+
+// fakeEC2 answers the volume calls with its function fields and records
+// the calls made; a call nothing scripts panics (nil embedded interface).
+type fakeEC2 struct {
+	awsapi.VerifyEC2 // nil: a call not scripted panics
+	describe         func(*ec2.DescribeVolumesInput) (*ec2.DescribeVolumesOutput, error)
+	detach           func(*ec2.DetachVolumeInput) error
+	del              func(*ec2.DeleteVolumeInput) error
+	calls            []string
+}
+
+func (f *fakeEC2) DescribeVolumes(_ context.Context, in *ec2.DescribeVolumesInput, _ ...func(*ec2.Options)) (*ec2.DescribeVolumesOutput, error) {
+	f.calls = append(f.calls, "DescribeVolumes")
+	return f.describe(in)
+}
+
+func (f *fakeEC2) DetachVolume(_ context.Context, in *ec2.DetachVolumeInput, _ ...func(*ec2.Options)) (*ec2.DetachVolumeOutput, error) {
+	f.calls = append(f.calls, "DetachVolume")
+	return &ec2.DetachVolumeOutput{}, f.detach(in)
+}
+
+func (f *fakeEC2) DeleteVolume(_ context.Context, in *ec2.DeleteVolumeInput, _ ...func(*ec2.Options)) (*ec2.DeleteVolumeOutput, error) {
+	f.calls = append(f.calls, "DeleteVolume")
+	return &ec2.DeleteVolumeOutput{}, f.del(in)
+}
+
+func apiErr(code string) error { return &smithy.GenericAPIError{Code: code, Message: "scripted"} }
+
+// Release walks a volume towards deletion one call at a time.
+func TestRelease(t *testing.T) {
+	attached := func(state ec2types.VolumeAttachmentState) ec2types.Volume {
+		return ec2types.Volume{VolumeId: aws.String("vol-1"), State: ec2types.VolumeStateInUse, Attachments: []ec2types.VolumeAttachment{{State: state}}}
+	}
+	available := ec2types.Volume{VolumeId: aws.String("vol-1"), State: ec2types.VolumeStateAvailable}
+	tests := []struct {
+		name      string
+		vol       ec2types.Volume
+		force     *bool
+		detachErr error
+		deleteErr error
+		gone      bool
+		err       string
+		calls     string
+		force2    *bool // the Force the detach sent
+	}{
+		{name: "attached: detach", vol: attached(ec2types.VolumeAttachmentStateAttached), calls: "DetachVolume"},
+		{name: "attached: forced detach", vol: attached(ec2types.VolumeAttachmentStateAttached), force: aws.Bool(true), calls: "DetachVolume", force2: aws.Bool(true)},
+		{name: "detaching: wait", vol: attached(ec2types.VolumeAttachmentStateDetaching), force: aws.Bool(false)},
+		{name: "detaching: force it", vol: attached(ec2types.VolumeAttachmentStateDetaching), force: aws.Bool(true), calls: "DetachVolume", force2: aws.Bool(true)},
+		{name: "detach: gone meanwhile", vol: attached(ec2types.VolumeAttachmentStateAttached), detachErr: apiErr("InvalidVolume.NotFound"), gone: true, calls: "DetachVolume"},
+		{name: "detach: not now", vol: attached(ec2types.VolumeAttachmentStateAttached), detachErr: apiErr("IncorrectState"), calls: "DetachVolume"},
+		{name: "detach refused", vol: attached(ec2types.VolumeAttachmentStateAttached), detachErr: apiErr("UnauthorizedOperation"), err: "detach vol-1", calls: "DetachVolume"},
+		{name: "creating: wait", vol: ec2types.Volume{VolumeId: aws.String("vol-1"), State: ec2types.VolumeStateCreating}},
+		{name: "available: delete", vol: available, gone: true, calls: "DeleteVolume"},
+		{name: "delete: already gone", vol: available, deleteErr: apiErr("InvalidVolume.NotFound"), gone: true, calls: "DeleteVolume"},
+		{name: "delete: still in use", vol: available, deleteErr: apiErr("VolumeInUse"), calls: "DeleteVolume"},
+		{name: "delete refused", vol: available, deleteErr: apiErr("UnauthorizedOperation"), err: "delete vol-1", calls: "DeleteVolume"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var sent *bool
+			f := &fakeEC2{detach: func(in *ec2.DetachVolumeInput) error { sent = in.Force; return tt.detachErr },
+				del: func(*ec2.DeleteVolumeInput) error { return tt.deleteErr }}
+			v := &Volumes{EC2: f, Log: slog.New(slog.DiscardHandler), Kind: "test"}
+			gone, err := v.Release(context.Background(), tt.vol, tt.force)
+			if gone != tt.gone || (err == nil) != (tt.err == "") || (err != nil && !strings.Contains(err.Error(), tt.err)) {
+				t.Errorf("Release = %v, %v; want %v, %q", gone, err, tt.gone, tt.err)
+			}
+			if got := strings.Join(f.calls, ","); got != tt.calls || aws.ToBool(sent) != aws.ToBool(tt.force2) || (sent == nil) != (tt.force2 == nil) {
+				t.Errorf("calls %q (Force %v), want %q (Force %v)", got, sent, tt.calls, tt.force2)
+			}
+		})
+	}
+}
+
+// ReleaseID looks first: a volume EC2 no longer knows is gone.
+func TestReleaseIDGone(t *testing.T) {
+	for _, answer := range []error{apiErr("InvalidVolume.NotFound"), nil} {
+		f := &fakeEC2{describe: func(*ec2.DescribeVolumesInput) (*ec2.DescribeVolumesOutput, error) {
+			return &ec2.DescribeVolumesOutput{}, answer
+		}}
+		v := &Volumes{EC2: f, Log: slog.New(slog.DiscardHandler), Kind: "test"}
+		if gone, err := v.ReleaseID(context.Background(), "vol-1", nil); !gone || err != nil {
+			t.Errorf("%v: ReleaseID = %v, %v", answer, gone, err)
+		}
+	}
+	f := &fakeEC2{describe: func(*ec2.DescribeVolumesInput) (*ec2.DescribeVolumesOutput, error) {
+		return nil, apiErr("UnauthorizedOperation")
+	}}
+	v := &Volumes{EC2: f, Log: slog.New(slog.DiscardHandler), Kind: "test"}
+	if gone, err := v.ReleaseID(context.Background(), "vol-1", nil); gone || err == nil || !strings.Contains(err.Error(), "describe vol-1") {
+		t.Errorf("describe failing: %v, %v", gone, err)
+	}
+}
+
+// List reads every page; Tag of no volume calls nothing.
+func TestListPagesAndTagNothing(t *testing.T) {
+	f := &fakeEC2{describe: func(in *ec2.DescribeVolumesInput) (*ec2.DescribeVolumesOutput, error) {
+		if in.NextToken == nil {
+			return &ec2.DescribeVolumesOutput{Volumes: []ec2types.Volume{{VolumeId: aws.String("vol-1")}}, NextToken: aws.String("p2")}, nil
+		}
+		return &ec2.DescribeVolumesOutput{Volumes: []ec2types.Volume{{VolumeId: aws.String("vol-2")}}}, nil
+	}}
+	v := &Volumes{EC2: f, Log: slog.New(slog.DiscardHandler), Kind: "test"}
+	vols, err := v.List(context.Background(), []ec2types.Filter{TagFilter(contract.TagStack, "st")})
+	if err != nil || len(vols) != 2 || len(f.calls) != 2 {
+		t.Errorf("List = %d volumes, %v, calls %v", len(vols), err, f.calls)
+	}
+	if err := v.Tag(context.Background(), nil, map[string]string{"k": "v"}); err != nil || len(f.calls) != 2 {
+		t.Errorf("Tag of nothing: %v, calls %v", err, f.calls)
+	}
+}
