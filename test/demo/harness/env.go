@@ -96,9 +96,8 @@ type Env struct {
 	CheckSQLFile string
 	Version      string // SELECT VERSION()
 
-	Writer     *bank.Writer
-	stopWriter context.CancelFunc
-	writerDone chan struct{}
+	Writer  *bank.Writer
+	running *runningWriter
 
 	AWS        *awslocal.Server
 	Hooks      *standin.Hooks
@@ -349,23 +348,37 @@ func (e *Env) writeVerifyFiles() error {
 
 // StartWriter starts the transfer writer with that many connections; StopWriter ends it.
 func (e *Env) StartWriter(workers int) {
-	wctx, cancel := context.WithCancel(context.Background())
 	e.Writer = &bank.Writer{DB: e.SQL, Workers: workers}
-	e.stopWriter = cancel
-	e.writerDone = make(chan struct{})
-	w, done := e.Writer, e.writerDone
-	go func() { w.Run(wctx); close(done) }()
+	e.running = startWriter(e.Writer)
 	e.cleanup.Push("stop writer", func(ctx context.Context) error { return e.StopWriter(ctx) })
 }
 
 // StopWriter stops the writer and waits (bounded) for its goroutines.
-func (e *Env) StopWriter(ctx context.Context) error {
-	if e.stopWriter == nil {
+func (e *Env) StopWriter(ctx context.Context) error { return e.running.stop(ctx) }
+
+// runningWriter is a bank.Writer running in a goroutine of its own.
+type runningWriter struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// startWriter runs w until stop.
+func startWriter(w *bank.Writer) *runningWriter {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &runningWriter{cancel: cancel, done: make(chan struct{})}
+	go func() { w.Run(ctx); close(r.done) }()
+	return r
+}
+
+// stop ends the writer and waits (bounded) for its connections; nil (never
+// started) and a second stop are no-ops.
+func (r *runningWriter) stop(ctx context.Context) error {
+	if r == nil {
 		return nil
 	}
-	e.stopWriter()
+	r.cancel()
 	select {
-	case <-e.writerDone:
+	case <-r.done:
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("writer did not stop: %w", ctx.Err())

@@ -95,9 +95,8 @@ type ReplicaEnv struct {
 	replPassword                                   string
 	Version                                        string
 
-	Writers    []*bank.Writer // one per writer phase, in order
-	stopWriter context.CancelFunc
-	writerDone chan struct{}
+	Writers []*bank.Writer // one per writer phase, in order
+	running *runningWriter // the phase running now, nil while paused
 }
 
 func (e *ReplicaEnv) logf(format string, args ...any) {
@@ -249,29 +248,16 @@ func writeClientDefaults(dir, name, socket string) (string, error) {
 // A phase still running (a step failed before its pause) is paused first.
 func (e *ReplicaEnv) StartWriter() {
 	_ = e.StopWriter(context.Background())
-	wctx, cancel := context.WithCancel(context.Background())
 	w := &bank.Writer{DB: e.PrimarySQL, Workers: e.Opt.Writers}
 	e.Writers = append(e.Writers, w)
-	done := make(chan struct{})
-	e.stopWriter, e.writerDone = cancel, done
-	go func() { w.Run(wctx); close(done) }()
+	e.running = startWriter(w)
 }
 
 // StopWriter pauses the writer and waits (bounded) for its connections.
 func (e *ReplicaEnv) StopWriter(ctx context.Context) error {
-	if e.stopWriter == nil {
-		return nil
-	}
-	e.stopWriter()
-	e.stopWriter = nil
-	select {
-	case <-e.writerDone:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("writer did not stop: %w", ctx.Err())
-	case <-time.After(30 * time.Second):
-		return errors.New("writer did not stop within 30s")
-	}
+	r := e.running
+	e.running = nil
+	return r.stop(ctx)
 }
 
 // AllCommits are every writer phase's commits.
