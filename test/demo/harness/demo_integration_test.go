@@ -62,6 +62,18 @@ func demoWorkDir(t testing.TB, prefix, bin string, mustBeClean bool) string {
 	return work
 }
 
+// demoTest prepares a whole-demo test (skipped where the demo cannot run):
+// the binaries, a work dir that must be left clean, a three-minute context.
+func demoTest(t *testing.T, prefix string) (ctx context.Context, bin, work string) {
+	t.Helper()
+	skipUnlessDemoCanRun(t)
+	bin = buildBinaries(t)
+	work = demoWorkDir(t, prefix, bin, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	return ctx, bin, work
+}
+
 func skipUnlessDemoCanRun(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
@@ -84,11 +96,7 @@ func skipUnlessDemoCanRun(t testing.TB) {
 // deliberately damaged copy, which must fail naming bank.accounts.
 // Afterwards nothing may be left mounted, attached, running or held.
 func TestShortDemo(t *testing.T) {
-	skipUnlessDemoCanRun(t)
-	bin := buildBinaries(t)
-	work := demoWorkDir(t, "quiesce-demo-test-", bin, true)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
+	ctx, bin, work := demoTest(t, "quiesce-demo-test-")
 	var out syncbuf.Buffer
 	start := time.Now()
 	res, err := Run(ctx, RunOptions{
@@ -129,27 +137,24 @@ func TestShortDemo(t *testing.T) {
 		t.Errorf("writer: %d commits, %d errors %v", res.Writer.Commits, res.Writer.Errors, res.Writer.FirstErrs)
 	}
 	text := out.String()
-	for _, want := range []string{"cycle  1/2", "cycle  2/2", "PASS  snap-", "quiesce:verified=ok", "CAUGHT  snap-", "(deliberately damaged copy: must fail)  quiesce:verified=failed", "2 ok, 0 failed; damaged copy caught"} {
-		if !strings.Contains(text, want) {
-			t.Errorf("output lacks %q", want)
-		}
-	}
+	assertContains(t, "output", text, "cycle  1/2", "cycle  2/2", "PASS  snap-", "quiesce:verified=ok", "CAUGHT  snap-", "(deliberately damaged copy: must fail)  quiesce:verified=failed", "2 ok, 0 failed; damaged copy caught")
 	// Everything released by Run itself.
+	assertReleased(t, work)
+	// The snapshot images stay for inspection, inside the (unmounted) pool image.
+	if _, err := os.Stat(filepath.Join(work, "pool.img")); err != nil {
+		t.Errorf("pool image with the snapshots not kept: %v", err)
+	}
+}
+
+// assertUnmountedDetached fails the test if anything is still mounted below
+// work or a loop device is still backed by a file below it.
+func assertUnmountedDetached(t *testing.T, work string) {
+	t.Helper()
 	if ms := pool.MountsUnder(work); len(ms) > 0 {
 		t.Errorf("still mounted: %v", ms)
 	}
 	if loops := pool.LoopsBackedBy(work); len(loops) > 0 {
 		t.Errorf("still attached: %v", loops)
-	}
-	if pids := mariadbdUnder(work); len(pids) > 0 {
-		t.Errorf("mariadbd still running: %v", pids)
-	}
-	if _, err := os.Stat(StateDirFor(work)); err == nil {
-		t.Errorf("%s left behind", StateDirFor(work))
-	}
-	// The snapshot images stay for inspection, inside the (unmounted) pool image.
-	if _, err := os.Stat(filepath.Join(work, "pool.img")); err != nil {
-		t.Errorf("pool image with the snapshots not kept: %v", err)
 	}
 }
 
@@ -253,12 +258,7 @@ func TestSetupFailureReleasesEverything(t *testing.T) {
 	if !strings.Contains(err.Error(), "format vol-") {
 		t.Fatalf("unexpected error: %v", err)
 	}
-	if ms := pool.MountsUnder(work); len(ms) > 0 {
-		t.Errorf("left mounted: %v", ms)
-	}
-	if loops := pool.LoopsBackedBy(work); len(loops) > 0 {
-		t.Errorf("left attached: %v", loops)
-	}
+	assertUnmountedDetached(t, work)
 }
 
 // `demo clean` after a demo that died without cleaning up (simulated: the
@@ -301,18 +301,9 @@ func TestCleanReleasesAKilledDemo(t *testing.T) {
 		t.Fatalf("clean: %v (done %q)", err, done)
 	}
 	joined := strings.Join(done, "\n")
-	for _, want := range []string{"stopped mariadbd pid", "unmounted " + env.Vol.Dir, "unmounted " + env.Pool.Dir, "detached " + env.Vol.Dev, "detached " + env.Pool.Dev,
-		"unmounted " + verifyMnt, "detached " + verifyDev} {
-		if !strings.Contains(joined, want) {
-			t.Errorf("clean did not report %q: %q", want, done)
-		}
-	}
-	if ms := pool.MountsUnder(work); len(ms) > 0 {
-		t.Errorf("still mounted: %v", ms)
-	}
-	if loops := pool.LoopsBackedBy(work); len(loops) > 0 {
-		t.Errorf("still attached: %v", loops)
-	}
+	assertContains(t, "clean", joined, "stopped mariadbd pid", "unmounted "+env.Vol.Dir, "unmounted "+env.Pool.Dir, "detached "+env.Vol.Dev, "detached "+env.Pool.Dev,
+		"unmounted "+verifyMnt, "detached "+verifyDev)
+	assertUnmountedDetached(t, work)
 	select {
 	case <-env.DB.Exited():
 	case <-time.After(5 * time.Second):
