@@ -339,15 +339,6 @@ func (s *Server) WaitCommands(ctx context.Context) error {
 	}
 }
 
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
 // checkDocument validates a SendCommand against Server.Documents like SSM:
 // InvalidDocument for an unknown document, InvalidParameters for a bad
 // parameter (the message names it and its value).

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -324,16 +323,6 @@ func (e *ReplicaEnv) Close(ctx context.Context) error {
 	err = errors.Join(err, e.thawAll(tctx))
 	cancel()
 	return errors.Join(err, e.cleanup.Run(ctx, 90*time.Second))
-}
-
-// freePort is a free TCP port on 127.0.0.1 for a clone's server.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // mysqlOwned makes dir (created if missing) owned by the mysql user, for a

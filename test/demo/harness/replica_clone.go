@@ -183,7 +183,7 @@ func (e *ReplicaEnv) prepareCloneVolume(ctx context.Context, c *Clone, snapImage
 	if err := mysqlOwned(run); err != nil {
 		return "", "", fmt.Errorf("clone run dir: %w", err)
 	}
-	port, err := freePort()
+	port, err := mariadb.FreePort()
 	if err != nil {
 		return "", "", err
 	}
