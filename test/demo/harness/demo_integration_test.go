@@ -262,7 +262,8 @@ func TestSetupFailureReleasesEverything(t *testing.T) {
 }
 
 // `demo clean` after a demo that died without cleaning up (simulated: the
-// environment is set up, one filesystem is frozen, and Close is never
+// environment is set up, a hostagent run holds the data volume, another
+// filesystem is frozen outside hostagent, and Close is never
 // called): everything under the work dir is thawed, stopped, unmounted and
 // detached, by PID and by path, nothing else touched — a verification's
 // volume (loop device, mounted under hostagent verify's TMPDIR) included.
@@ -292,7 +293,13 @@ func TestCleanReleasesAKilledDemo(t *testing.T) {
 	if err := pool.Mount(context.Background(), verifyDev, verifyMnt, "nouuid"); err != nil {
 		t.Fatal(err)
 	}
-	if err := fsfreeze.Freeze(env.Vol.Dir, 0); err != nil {
+	// A hostagent run still holding the data volume (the demo died between
+	// freeze and thaw), and a filesystem frozen outside hostagent.
+	const runID = "killed-demo-run"
+	if _, code, err := env.Hostagent(context.Background(), "freeze", "--mount", env.Vol.Dir, "--mysql-lock", "none", "--timeout", "5m", "--run-id", runID); err != nil {
+		t.Fatalf("hostagent freeze: exit %d: %v", code, err)
+	}
+	if err := fsfreeze.Freeze(verifyMnt, 0); err != nil {
 		t.Fatal(err)
 	}
 	pid := env.DB.PID
@@ -301,7 +308,7 @@ func TestCleanReleasesAKilledDemo(t *testing.T) {
 		t.Fatalf("clean: %v (done %q)", err, done)
 	}
 	joined := strings.Join(done, "\n")
-	assertContains(t, "clean", joined, "stopped mariadbd pid", "unmounted "+env.Vol.Dir, "unmounted "+env.Pool.Dir, "detached "+env.Vol.Dev, "detached "+env.Pool.Dev,
+	assertContains(t, "clean", joined, "thawed hostagent run "+runID, "stopped mariadbd pid", "unmounted "+env.Vol.Dir, "unmounted "+env.Pool.Dir, "detached "+env.Vol.Dev, "detached "+env.Pool.Dev,
 		"unmounted "+verifyMnt, "detached "+verifyDev)
 	assertUnmountedDetached(t, work)
 	select {

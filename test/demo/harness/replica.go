@@ -3,7 +3,6 @@ package harness
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,9 +12,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/quiesce/quiesce/contract"
 	demodata "github.com/quiesce/quiesce/demo"
-	"github.com/quiesce/quiesce/internal/fsfreeze"
 	"github.com/quiesce/quiesce/test/demo/bank"
 	"github.com/quiesce/quiesce/test/demo/pool"
 	"github.com/quiesce/quiesce/test/fixture/mariadb"
@@ -277,33 +274,6 @@ func (e *ReplicaEnv) thawAll(ctx context.Context) error {
 		}
 	}
 	return thawRunsOn(ctx, e.Opt.BinDir, StateDirFor(e.Opt.WorkDir), mounts)
-}
-
-// thawRunsOn thaws every held hostagent run of the demo's state dir that
-// holds one of mounts, then FITHAWs the mounts themselves (idempotent).
-func thawRunsOn(ctx context.Context, binDir, stateDir string, mounts []string) error {
-	var errs []error
-	if out, _, err := runHostagent(ctx, binDir, stateDir, 2*time.Minute, "status"); err == nil {
-		var st contract.StatusReport
-		if json.Unmarshal(out, &st) == nil {
-			for _, r := range st.Runs {
-				if r.State != "held" || !overlaps(r.Mounts, mounts) {
-					continue
-				}
-				if _, code, err := runHostagent(ctx, binDir, stateDir, 2*time.Minute, "thaw", "--run-id", r.RunID); err != nil && contract.ExitCode(code) != contract.ExitLate {
-					errs = append(errs, err)
-				}
-			}
-		}
-	} else if _, serr := os.Stat(stateDir); serr == nil {
-		errs = append(errs, err)
-	}
-	for _, m := range mounts {
-		if _, err := fsfreeze.Thaw(m); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
 }
 
 func overlaps(a, b []string) bool {
