@@ -271,22 +271,18 @@ var instanceFilters = map[string]func(*Instance) string{
 }
 
 func (s *Server) describeInstances(_ context.Context, form url.Values) (ec2Response, *APIError) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	matched, next, e := describe(form, describeSpec[*Instance]{idParam: "InstanceId", notFound: instanceNotFound, order: s.order,
-		lookup: func(id string) *Instance { return s.instances[id] }, tags: func(in *Instance) map[string]string { return in.Tags }, fields: instanceFilters})
+	reservations, next, e := describe(s, form, describeSpec[*Instance, xmlReservation]{idParam: "InstanceId", notFound: instanceNotFound,
+		order: func() []string { return s.order }, lookup: func(id string) *Instance { return s.instances[id] },
+		tags: func(in *Instance) map[string]string { return in.Tags }, fields: instanceFilters, render: s.xmlReservation})
 	if e != nil {
 		return nil, e
 	}
-	resp := &describeInstancesResponse{NextToken: next}
-	for _, in := range matched {
-		resp.Reservations = append(resp.Reservations, xmlReservation{
-			ReservationID: "r-" + strings.TrimPrefix(in.ID, "i-"),
-			OwnerID:       s.AccountID,
-			Instances:     []xmlInstance{s.xmlInstance(in)},
-		})
-	}
-	return resp, nil
+	return &describeInstancesResponse{Reservations: reservations, NextToken: next}, nil
+}
+
+// xmlReservation is in's reservation: one instance each (s.mu held).
+func (s *Server) xmlReservation(in *Instance) xmlReservation {
+	return xmlReservation{ReservationID: "r-" + strings.TrimPrefix(in.ID, "i-"), OwnerID: s.AccountID, Instances: []xmlInstance{s.xmlInstance(in)}}
 }
 
 func (s *Server) xmlInstance(in *Instance) xmlInstance {
@@ -324,18 +320,13 @@ func stateCode(state string) int {
 }
 
 func (s *Server) describeVolumes(_ context.Context, form url.Values) (ec2Response, *APIError) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	matched, next, e := describe(form, describeSpec[*volume]{idParam: "VolumeId", notFound: volumeNotFound, order: s.volOrder,
-		lookup: func(id string) *volume { return s.volumes[id] }, tags: func(v *volume) map[string]string { return v.tags }, fields: volumeFilters})
+	vols, next, e := describe(s, form, describeSpec[*volume, xmlVolume]{idParam: "VolumeId", notFound: volumeNotFound,
+		order: func() []string { return s.volOrder }, lookup: func(id string) *volume { return s.volumes[id] },
+		tags: func(v *volume) map[string]string { return v.tags }, fields: volumeFilters, render: s.xmlVolume})
 	if e != nil {
 		return nil, e
 	}
-	resp := &describeVolumesResponse{NextToken: next}
-	for _, v := range matched {
-		resp.Volumes = append(resp.Volumes, s.xmlVolume(v))
-	}
-	return resp, nil
+	return &describeVolumesResponse{Volumes: vols, NextToken: next}, nil
 }
 
 // validateTags applies EC2's tag rules: ≤50 per resource, key 1–128 chars,
@@ -620,21 +611,16 @@ func (s *Server) createTags(_ context.Context, form url.Values) (ec2Response, *A
 }
 
 func (s *Server) describeSnapshots(_ context.Context, form url.Values) (ec2Response, *APIError) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	now := s.Clock.Now()
 	owners := list(form, "Owner")
-	matched, next, e := describe(form, describeSpec[*Snapshot]{idParam: "SnapshotId", notFound: snapshotNotFound, order: s.snapOrder,
-		lookup: func(id string) *Snapshot { return s.snapshots[id] }, tags: func(sn *Snapshot) map[string]string { return sn.Tags },
-		fields: s.snapshotFilters(now), keep: func(sn *Snapshot) bool { return s.ownedBy(sn, owners) }})
+	snaps, next, e := describe(s, form, describeSpec[*Snapshot, xmlSnapshot]{idParam: "SnapshotId", notFound: snapshotNotFound,
+		order: func() []string { return s.snapOrder }, lookup: func(id string) *Snapshot { return s.snapshots[id] },
+		tags: func(sn *Snapshot) map[string]string { return sn.Tags }, fields: s.snapshotFilters(now),
+		keep: func(sn *Snapshot) bool { return s.ownedBy(sn, owners) }, render: func(sn *Snapshot) xmlSnapshot { return s.xmlSnapshotLocked(sn, now) }})
 	if e != nil {
 		return nil, e
 	}
-	resp := &describeSnapshotsResponse{NextToken: next}
-	for _, sn := range matched {
-		resp.Snapshots = append(resp.Snapshots, s.xmlSnapshotLocked(sn, now))
-	}
-	return resp, nil
+	return &describeSnapshotsResponse{Snapshots: snaps, NextToken: next}, nil
 }
 
 // snapshotFilters are the DescribeSnapshots filters besides the tag ones

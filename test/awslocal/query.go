@@ -154,21 +154,23 @@ func page(n int, token string, maxResults int) (start, end int, next string) {
 
 // describeSpec is what sets one Describe* action apart: its ID list
 // parameter and the error for an unknown ID, its resources in creation
-// order, and its filters by name (the tag filters are always known).
-type describeSpec[T comparable] struct {
+// order, its filters by name (the tag filters are always known), and how one
+// resource of T is written as X in the response.
+type describeSpec[T comparable, X any] struct {
 	idParam  string
 	notFound func(id string) *APIError
-	order    []string
+	order    func() []string
 	lookup   func(id string) T // the zero T when there is none
 	tags     func(T) map[string]string
 	fields   map[string]func(T) string
 	keep     func(T) bool // a further condition; nil keeps all
+	render   func(T) X
 }
 
-// describe does what every Describe* action does (s.mu held): EC2's
+// describe does what every Describe* action does, under s.mu: EC2's
 // MaxResults rule, refusal of an unknown filter name or ID, then one page of
 // the resources that pass, in creation order, and the next page's token.
-func describe[T comparable](form url.Values, d describeSpec[T]) (matched []T, next string, e *APIError) {
+func describe[T comparable, X any](s *Server, form url.Values, d describeSpec[T, X]) (items []X, next string, e *APIError) {
 	if e := checkMaxResults(form, d.idParam); e != nil {
 		return nil, "", e
 	}
@@ -176,6 +178,8 @@ func describe[T comparable](form url.Values, d describeSpec[T]) (matched []T, ne
 	if e := checkFilters(fs, d.fields); e != nil {
 		return nil, "", e
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	var none T
 	ids := list(form, d.idParam)
 	for _, id := range ids {
@@ -183,7 +187,8 @@ func describe[T comparable](form url.Values, d describeSpec[T]) (matched []T, ne
 			return nil, "", d.notFound(id)
 		}
 	}
-	for _, id := range d.order {
+	var matched []T
+	for _, id := range d.order() {
 		r := d.lookup(id)
 		if r == none || (len(ids) > 0 && !contains(ids, id)) || (d.keep != nil && !d.keep(r)) || !matchFilters(fs, d.tags(r), d.fields, r) {
 			continue
@@ -191,7 +196,10 @@ func describe[T comparable](form url.Values, d describeSpec[T]) (matched []T, ne
 		matched = append(matched, r)
 	}
 	start, end, next := page(len(matched), form.Get("NextToken"), maxResults(form))
-	return matched[start:end], next, nil
+	for _, r := range matched[start:end] {
+		items = append(items, d.render(r))
+	}
+	return items, next, nil
 }
 
 // checkFilters rejects filter names the action does not know, like EC2
