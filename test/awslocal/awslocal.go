@@ -372,10 +372,7 @@ func (s *Server) AddInstance(in Instance) {
 	}
 	inst.Tags = copyTags(in.Tags)
 	inst.BlockDevices = append([]BlockDevice(nil), in.BlockDevices...)
-	if _, ok := s.instances[inst.ID]; !ok {
-		s.order = append(s.order, inst.ID)
-	}
-	s.instances[inst.ID] = &inst
+	s.order = putOrdered(s.instances, s.order, inst.ID, &inst)
 	for _, bd := range inst.BlockDevices {
 		size := bd.SizeGiB
 		if size == 0 {
@@ -389,10 +386,15 @@ func (s *Server) AddInstance(in Instance) {
 // SetPingStatus changes an instance's SSM ping status.
 func (s *Server) SetPingStatus(instanceID, status string) {
 	s.init()
+	edit(s, s.instances, instanceID, func(in *Instance) { in.PingStatus = status })
+}
+
+// edit applies change to the resource id of m under s.mu, if there is one.
+func edit[T any](s *Server, m map[string]*T, id string, change func(*T)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if in := s.instances[instanceID]; in != nil {
-		in.PingStatus = status
+	if r := m[id]; r != nil {
+		change(r)
 	}
 }
 
@@ -421,20 +423,13 @@ func (s *Server) AddSnapshot(snap Snapshot) string {
 }
 
 func (s *Server) putSnapshot(sn *Snapshot) {
-	if _, ok := s.snapshots[sn.ID]; !ok {
-		s.snapOrder = append(s.snapOrder, sn.ID)
-	}
-	s.snapshots[sn.ID] = sn
+	s.snapOrder = putOrdered(s.snapshots, s.snapOrder, sn.ID, sn)
 }
 
 // SetSnapshotInUse marks a snapshot as used by an AMI (DeleteSnapshot fails).
 func (s *Server) SetSnapshotInUse(id string, inUse bool) {
 	s.init()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if sn := s.snapshots[id]; sn != nil {
-		sn.InUse = inUse
-	}
+	edit(s, s.snapshots, id, func(sn *Snapshot) { sn.InUse = inUse })
 }
 
 // Snapshots returns copies of all snapshots (state computed now), oldest first.

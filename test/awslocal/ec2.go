@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/xml"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -35,7 +37,7 @@ type xmlTag struct {
 
 func tagSet(m map[string]string) []xmlTag {
 	out := make([]xmlTag, 0, len(m))
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		out = append(out, xmlTag{Key: k, Value: m[k]})
 	}
 	return out
@@ -214,33 +216,27 @@ func writeEC2Error(w http.ResponseWriter, e *APIError) {
 	_, _ = w.Write(body)
 }
 
+// ec2Actions are the EC2 Query actions the stand-in serves, by Action.
+var ec2Actions = map[string]func(*Server, context.Context, url.Values) (ec2Response, *APIError){
+	"CreateVolume":      (*Server).createVolume,
+	"AttachVolume":      (*Server).attachVolume,
+	"DetachVolume":      (*Server).detachVolume,
+	"DeleteVolume":      (*Server).deleteVolume,
+	"DescribeInstances": (*Server).describeInstances,
+	"DescribeVolumes":   (*Server).describeVolumes,
+	"CreateSnapshot":    (*Server).createSnapshot,
+	"CreateSnapshots":   (*Server).createSnapshots,
+	"CreateTags":        (*Server).createTags,
+	"DescribeSnapshots": (*Server).describeSnapshots,
+	"DeleteSnapshot":    (*Server).deleteSnapshot,
+}
+
 func (s *Server) ec2Action(ctx context.Context, action string, form url.Values) (ec2Response, *APIError) {
 	s.mu.Lock()
 	s.settleVolumes(s.Clock.Now())
 	s.mu.Unlock()
-	switch action {
-	case "CreateVolume":
-		return s.createVolume(ctx, form)
-	case "AttachVolume":
-		return s.attachVolume(ctx, form)
-	case "DetachVolume":
-		return s.detachVolume(ctx, form)
-	case "DeleteVolume":
-		return s.deleteVolume(ctx, form)
-	case "DescribeInstances":
-		return s.describeInstances(form)
-	case "DescribeVolumes":
-		return s.describeVolumes(form)
-	case "CreateSnapshot":
-		return s.createSnapshot(ctx, form)
-	case "CreateSnapshots":
-		return s.createSnapshots(ctx, form)
-	case "CreateTags":
-		return s.createTags(form)
-	case "DescribeSnapshots":
-		return s.describeSnapshots(form)
-	case "DeleteSnapshot":
-		return s.deleteSnapshot(ctx, form)
+	if run := ec2Actions[action]; run != nil {
+		return run(s, ctx, form)
 	}
 	return nil, &APIError{Code: "InvalidAction", Message: fmt.Sprintf("The action %q is not valid for this web service.", action), Status: 400}
 }
@@ -267,43 +263,26 @@ func checkMaxResults(form url.Values, idParam string) *APIError {
 	return nil
 }
 
-func (s *Server) describeInstances(form url.Values) (ec2Response, *APIError) {
-	if e := checkMaxResults(form, "InstanceId"); e != nil {
+// instanceFilters are the DescribeInstances filters besides the tag ones.
+var instanceFilters = map[string]func(*Instance) string{
+	"instance-state-name": func(in *Instance) string { return in.State },
+	"instance-id":         func(in *Instance) string { return in.ID },
+	"availability-zone":   func(in *Instance) string { return in.AvailabilityZone },
+}
+
+func (s *Server) describeInstances(_ context.Context, form url.Values) (ec2Response, *APIError) {
+	reservations, next, e := describe(s, form, describeSpec[*Instance, xmlReservation]{idParam: "InstanceId", notFound: instanceNotFound,
+		order: func() []string { return s.order }, lookup: func(id string) *Instance { return s.instances[id] },
+		tags: func(in *Instance) map[string]string { return in.Tags }, fields: instanceFilters, render: s.xmlReservation})
+	if e != nil {
 		return nil, e
 	}
-	fs := filters(form)
-	if e := checkFilters(fs, "instance-state-name", "instance-id", "availability-zone"); e != nil {
-		return nil, e
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ids := list(form, "InstanceId")
-	for _, id := range ids {
-		if s.instances[id] == nil {
-			return nil, instanceNotFound(id)
-		}
-	}
-	var matched []*Instance
-	for _, id := range s.order {
-		in := s.instances[id]
-		if len(ids) > 0 && !contains(ids, id) {
-			continue
-		}
-		if !instanceMatches(in, fs) {
-			continue
-		}
-		matched = append(matched, in)
-	}
-	start, end, next := page(len(matched), form.Get("NextToken"), maxResults(form))
-	resp := &describeInstancesResponse{NextToken: next}
-	for _, in := range matched[start:end] {
-		resp.Reservations = append(resp.Reservations, xmlReservation{
-			ReservationID: "r-" + strings.TrimPrefix(in.ID, "i-"),
-			OwnerID:       s.AccountID,
-			Instances:     []xmlInstance{s.xmlInstance(in)},
-		})
-	}
-	return resp, nil
+	return &describeInstancesResponse{Reservations: reservations, NextToken: next}, nil
+}
+
+// xmlReservation is in's reservation: one instance each (s.mu held).
+func (s *Server) xmlReservation(in *Instance) xmlReservation {
+	return xmlReservation{ReservationID: "r-" + strings.TrimPrefix(in.ID, "i-"), OwnerID: s.AccountID, Instances: []xmlInstance{s.xmlInstance(in)}}
 }
 
 func (s *Server) xmlInstance(in *Instance) xmlInstance {
@@ -340,60 +319,14 @@ func stateCode(state string) int {
 	return 16
 }
 
-func instanceMatches(in *Instance, fs []filter) bool {
-	for _, f := range fs {
-		if m, ok := matchTagFilter(f, in.Tags); ok {
-			if !m {
-				return false
-			}
-			continue
-		}
-		switch f.Name {
-		case "instance-state-name":
-			if !matchAny(f.Values, in.State) {
-				return false
-			}
-		case "instance-id":
-			if !matchAny(f.Values, in.ID) {
-				return false
-			}
-		case "availability-zone":
-			if !matchAny(f.Values, in.AvailabilityZone) {
-				return false
-			}
-		default:
-			return false // unreachable: checkFilters rejected unknown names
-		}
-	}
-	return true
-}
-
-func (s *Server) describeVolumes(form url.Values) (ec2Response, *APIError) {
-	if e := checkMaxResults(form, "VolumeId"); e != nil {
+func (s *Server) describeVolumes(_ context.Context, form url.Values) (ec2Response, *APIError) {
+	vols, next, e := describe(s, form, describeSpec[*volume, xmlVolume]{idParam: "VolumeId", notFound: volumeNotFound,
+		order: func() []string { return s.volOrder }, lookup: func(id string) *volume { return s.volumes[id] },
+		tags: func(v *volume) map[string]string { return v.tags }, fields: volumeFilters, render: s.xmlVolume})
+	if e != nil {
 		return nil, e
 	}
-	fs := filters(form)
-	if e := checkFilters(fs, "attachment.instance-id", "volume-id", "attachment.device", "attachment.status", "snapshot-id", "status", "availability-zone"); e != nil {
-		return nil, e
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ids := list(form, "VolumeId")
-	for _, id := range ids {
-		if s.volumes[id] == nil {
-			return nil, volumeNotFound(id)
-		}
-	}
-	var out []xmlVolume
-	for _, id := range s.volOrder {
-		v := s.volumes[id]
-		if v == nil || (len(ids) > 0 && !contains(ids, v.id)) || !volumeMatches(v, fs) {
-			continue
-		}
-		out = append(out, s.xmlVolume(v))
-	}
-	start, end, next := page(len(out), form.Get("NextToken"), maxResults(form))
-	return &describeVolumesResponse{Volumes: out[start:end], NextToken: next}, nil
+	return &describeVolumesResponse{Volumes: vols, NextToken: next}, nil
 }
 
 // validateTags applies EC2's tag rules: ≤50 per resource, key 1–128 chars,
@@ -629,7 +562,7 @@ func (s *Server) xmlSnapshotLocked(sn *Snapshot, now time.Time) xmlSnapshot {
 		OwnerID: sn.OwnerID, VolumeSize: sn.VolumeSize, Description: sn.Description, StorageTier: "standard", Tags: tagSet(sn.Tags)}
 }
 
-func (s *Server) createTags(form url.Values) (ec2Response, *APIError) {
+func (s *Server) createTags(_ context.Context, form url.Values) (ec2Response, *APIError) {
 	ids := list(form, "ResourceId")
 	tags := tagList(form, "Tag")
 	if len(ids) == 0 {
@@ -677,122 +610,68 @@ func (s *Server) createTags(form url.Values) (ec2Response, *APIError) {
 	return &returnResponse{XMLName: xml.Name{Local: "CreateTagsResponse"}, Return: true}, nil
 }
 
-func (s *Server) describeSnapshots(form url.Values) (ec2Response, *APIError) {
-	if e := checkMaxResults(form, "SnapshotId"); e != nil {
-		return nil, e
-	}
-	owners := list(form, "Owner")
-	ids := list(form, "SnapshotId")
-	fs := filters(form)
-	if e := checkFilters(fs, "volume-id", "status", "snapshot-id", "owner-id", "description"); e != nil {
-		return nil, e
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, id := range ids {
-		if s.snapshots[id] == nil {
-			return nil, snapshotNotFound(id)
-		}
-	}
+func (s *Server) describeSnapshots(_ context.Context, form url.Values) (ec2Response, *APIError) {
 	now := s.Clock.Now()
-	var matched []*Snapshot
-	for _, id := range s.snapOrder {
-		sn := s.snapshots[id]
-		if sn == nil {
-			continue
-		}
-		if len(ids) > 0 && !contains(ids, id) {
-			continue
-		}
-		if len(owners) > 0 {
-			ok := false
-			for _, o := range owners {
-				if o == sn.OwnerID || (o == "self" && sn.OwnerID == s.AccountID) {
-					ok = true
-				}
-			}
-			if !ok {
-				continue
-			}
-		}
-		if !s.snapshotMatches(sn, fs, now) {
-			continue
-		}
-		matched = append(matched, sn)
+	owners := list(form, "Owner")
+	snaps, next, e := describe(s, form, describeSpec[*Snapshot, xmlSnapshot]{idParam: "SnapshotId", notFound: snapshotNotFound,
+		order: func() []string { return s.snapOrder }, lookup: func(id string) *Snapshot { return s.snapshots[id] },
+		tags: func(sn *Snapshot) map[string]string { return sn.Tags }, fields: s.snapshotFilters(now),
+		keep: func(sn *Snapshot) bool { return s.ownedBy(sn, owners) }, render: func(sn *Snapshot) xmlSnapshot { return s.xmlSnapshotLocked(sn, now) }})
+	if e != nil {
+		return nil, e
 	}
-	start, end, next := page(len(matched), form.Get("NextToken"), maxResults(form))
-	resp := &describeSnapshotsResponse{NextToken: next}
-	for _, sn := range matched[start:end] {
-		resp.Snapshots = append(resp.Snapshots, s.xmlSnapshotLocked(sn, now))
-	}
-	return resp, nil
+	return &describeSnapshotsResponse{Snapshots: snaps, NextToken: next}, nil
 }
 
-func (s *Server) snapshotMatches(sn *Snapshot, fs []filter, now time.Time) bool {
-	for _, f := range fs {
-		if m, ok := matchTagFilter(f, sn.Tags); ok {
-			if !m {
-				return false
-			}
-			continue
-		}
-		var v string
-		switch f.Name {
-		case "volume-id":
-			v = sn.VolumeID
-		case "status":
-			v = s.snapshotState(sn, now)
-		case "snapshot-id":
-			v = sn.ID
-		case "owner-id":
-			v = sn.OwnerID
-		case "description":
-			v = sn.Description
-		default:
-			return false
-		}
-		if !matchAny(f.Values, v) {
-			return false
+// snapshotFilters are the DescribeSnapshots filters besides the tag ones
+// (status as of now).
+func (s *Server) snapshotFilters(now time.Time) map[string]func(*Snapshot) string {
+	return map[string]func(*Snapshot) string{
+		"volume-id":   func(sn *Snapshot) string { return sn.VolumeID },
+		"status":      func(sn *Snapshot) string { return s.snapshotState(sn, now) },
+		"snapshot-id": func(sn *Snapshot) string { return sn.ID },
+		"owner-id":    func(sn *Snapshot) string { return sn.OwnerID },
+		"description": func(sn *Snapshot) string { return sn.Description },
+	}
+}
+
+// ownedBy applies DescribeSnapshots' Owner list ("self" is the account);
+// an empty list keeps every snapshot.
+func (s *Server) ownedBy(sn *Snapshot, owners []string) bool {
+	if len(owners) == 0 {
+		return true
+	}
+	for _, o := range owners {
+		if o == sn.OwnerID || (o == "self" && sn.OwnerID == s.AccountID) {
+			return true
 		}
 	}
-	return true
+	return false
 }
 
 func (s *Server) deleteSnapshot(ctx context.Context, form url.Values) (ec2Response, *APIError) {
 	id := form.Get("SnapshotId")
-	check := func() (*Snapshot, *APIError) {
-		sn := s.snapshots[id]
+	var sn *Snapshot
+	check := func() *APIError {
+		sn = s.snapshots[id]
 		if sn == nil {
-			return nil, snapshotNotFound(id)
+			return snapshotNotFound(id)
 		}
 		if sn.InUse {
-			return nil, &APIError{Code: "InvalidSnapshot.InUse", Message: fmt.Sprintf("The snapshot %s is currently in use by ami-0123456789abcdef0", id)}
+			return &APIError{Code: "InvalidSnapshot.InUse", Message: fmt.Sprintf("The snapshot %s is currently in use by ami-0123456789abcdef0", id)}
 		}
-		return sn, nil
+		return nil
 	}
-	s.mu.Lock()
-	sn, e := check()
-	s.mu.Unlock()
-	if e != nil {
+	hook := func() *APIError {
+		if h := s.OnDeleteSnapshot; h != nil {
+			if err := h(ctx, id, sn.VolumeID); err != nil {
+				return &APIError{Code: "InternalError", Message: fmt.Sprintf("delete %s failed: %v", id, err), Status: 500}
+			}
+		}
+		return nil
+	}
+	if e := s.hooked(check, hook, func() { s.snapOrder = dropOrdered(s.snapshots, s.snapOrder, id) }); e != nil {
 		return nil, e
-	}
-	if s.OnDeleteSnapshot != nil {
-		// Outside the lock: the hook may take a while (file removal).
-		if err := s.OnDeleteSnapshot(ctx, id, sn.VolumeID); err != nil {
-			return nil, &APIError{Code: "InternalError", Message: fmt.Sprintf("delete %s failed: %v", id, err), Status: 500}
-		}
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, e := check(); e != nil {
-		return nil, e
-	}
-	delete(s.snapshots, id)
-	for i, o := range s.snapOrder {
-		if o == id {
-			s.snapOrder = append(s.snapOrder[:i], s.snapOrder[i+1:]...)
-			break
-		}
 	}
 	return &returnResponse{XMLName: xml.Name{Local: "DeleteSnapshotResponse"}, Return: true}, nil
 }
@@ -804,16 +683,4 @@ func contains(list []string, v string) bool {
 		}
 	}
 	return false
-}
-
-// checkFilters rejects filter names the action does not know, like EC2
-// (tag:K, tag-key and tag-value are always known).
-func checkFilters(fs []filter, known ...string) *APIError {
-	for _, f := range fs {
-		if strings.HasPrefix(f.Name, "tag:") || f.Name == "tag-key" || f.Name == "tag-value" || contains(known, f.Name) {
-			continue
-		}
-		return &APIError{Code: "InvalidParameterValue", Message: fmt.Sprintf("The filter '%s' is invalid", f.Name)}
-	}
-	return nil
 }

@@ -1,6 +1,7 @@
 package awslocal
 
 import (
+	"fmt"
 	"net/url"
 	"sort"
 	"strconv"
@@ -149,4 +150,84 @@ func page(n int, token string, maxResults int) (start, end int, next string) {
 		next = "tok-" + strconv.Itoa(end)
 	}
 	return start, end, next
+}
+
+// describeSpec is what sets one Describe* action apart: its ID list
+// parameter and the error for an unknown ID, its resources in creation
+// order, its filters by name (the tag filters are always known), and how one
+// resource of T is written as X in the response.
+type describeSpec[T comparable, X any] struct {
+	idParam  string
+	notFound func(id string) *APIError
+	order    func() []string
+	lookup   func(id string) T // the zero T when there is none
+	tags     func(T) map[string]string
+	fields   map[string]func(T) string
+	keep     func(T) bool // a further condition; nil keeps all
+	render   func(T) X
+}
+
+// describe does what every Describe* action does, under s.mu: EC2's
+// MaxResults rule, refusal of an unknown filter name or ID, then one page of
+// the resources that pass, in creation order, and the next page's token.
+func describe[T comparable, X any](s *Server, form url.Values, d describeSpec[T, X]) (items []X, next string, e *APIError) {
+	if e := checkMaxResults(form, d.idParam); e != nil {
+		return nil, "", e
+	}
+	fs := filters(form)
+	if e := checkFilters(fs, d.fields); e != nil {
+		return nil, "", e
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var none T
+	ids := list(form, d.idParam)
+	for _, id := range ids {
+		if d.lookup(id) == none {
+			return nil, "", d.notFound(id)
+		}
+	}
+	var matched []T
+	for _, id := range d.order() {
+		r := d.lookup(id)
+		if r == none || (len(ids) > 0 && !contains(ids, id)) || (d.keep != nil && !d.keep(r)) || !matchFilters(fs, d.tags(r), d.fields, r) {
+			continue
+		}
+		matched = append(matched, r)
+	}
+	start, end, next := page(len(matched), form.Get("NextToken"), maxResults(form))
+	for _, r := range matched[start:end] {
+		items = append(items, d.render(r))
+	}
+	return items, next, nil
+}
+
+// checkFilters rejects filter names the action does not know, like EC2
+// (tag:K, tag-key and tag-value are always known).
+func checkFilters[T any](fs []filter, fields map[string]func(T) string) *APIError {
+	for _, f := range fs {
+		if _, known := fields[f.Name]; known || strings.HasPrefix(f.Name, "tag:") || f.Name == "tag-key" || f.Name == "tag-value" {
+			continue
+		}
+		return &APIError{Code: "InvalidParameterValue", Message: fmt.Sprintf("The filter '%s' is invalid", f.Name)}
+	}
+	return nil
+}
+
+// matchFilters reports whether r passes every filter: a tag filter on its
+// tags, any other on the value its field gives.
+func matchFilters[T any](fs []filter, tags map[string]string, fields map[string]func(T) string, r T) bool {
+	for _, f := range fs {
+		if m, ok := matchTagFilter(f, tags); ok {
+			if !m {
+				return false
+			}
+			continue
+		}
+		field := fields[f.Name]
+		if field == nil || !matchAny(f.Values, field(r)) {
+			return false
+		}
+	}
+	return true
 }

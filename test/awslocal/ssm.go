@@ -5,8 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 )
@@ -257,43 +258,16 @@ func (s *Server) describeInstanceInformation(body []byte) (any, *APIError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var list []map[string]any
-	keys := make([]string, 0, len(fs))
-	for k := range fs {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := slices.Sorted(maps.Keys(fs))
 	now := s.Clock.Now()
 	for _, id := range s.order {
 		inst := s.instances[id]
 		if inst.NotManaged {
 			continue
 		}
-		ok := true
-		for _, k := range keys {
-			vals := fs[k]
-			switch {
-			case k == "InstanceIds":
-				ok = ok && contains(vals, inst.ID)
-			case k == "PingStatus":
-				ok = ok && contains(vals, inst.PingStatus)
-			case k == "ResourceType":
-				ok = ok && contains(vals, "EC2Instance")
-			case k == "PlatformTypes":
-				ok = ok && contains(vals, "Linux")
-			case strings.HasPrefix(k, "tag:"):
-				v, has := inst.Tags[strings.TrimPrefix(k, "tag:")]
-				ok = ok && has && contains(vals, v)
-			case k == "tag-key":
-				found := false
-				for _, v := range vals {
-					if _, has := inst.Tags[v]; has {
-						found = true
-					}
-				}
-				ok = ok && found
-			default:
-				return nil, &APIError{Code: "InvalidInstanceInformationFilterValue", Message: fmt.Sprintf("filter key %q is not supported", k)}
-			}
+		ok, e := instanceInfoMatches(inst, fs, keys)
+		if e != nil {
+			return nil, e
 		}
 		if !ok {
 			continue
@@ -325,6 +299,39 @@ func (s *Server) describeInstanceInformation(body []byte) (any, *APIError) {
 	return out, nil
 }
 
+// instanceInfoMatches applies DescribeInstanceInformation's filters fs (in
+// the order of keys) to inst; an unknown filter key is an error, as in SSM.
+func instanceInfoMatches(inst *Instance, fs map[string][]string, keys []string) (bool, *APIError) {
+	ok := true
+	for _, k := range keys {
+		vals := fs[k]
+		switch {
+		case k == "InstanceIds":
+			ok = ok && contains(vals, inst.ID)
+		case k == "PingStatus":
+			ok = ok && contains(vals, inst.PingStatus)
+		case k == "ResourceType":
+			ok = ok && contains(vals, "EC2Instance")
+		case k == "PlatformTypes":
+			ok = ok && contains(vals, "Linux")
+		case strings.HasPrefix(k, "tag:"):
+			v, has := inst.Tags[strings.TrimPrefix(k, "tag:")]
+			ok = ok && has && contains(vals, v)
+		case k == "tag-key":
+			found := false
+			for _, v := range vals {
+				if _, has := inst.Tags[v]; has {
+					found = true
+				}
+			}
+			ok = ok && found
+		default:
+			return false, &APIError{Code: "InvalidInstanceInformationFilterValue", Message: fmt.Sprintf("filter key %q is not supported", k)}
+		}
+	}
+	return ok, nil
+}
+
 // WaitCommands blocks until every started command has finished running (or
 // ctx ends). Useful in tests before asserting on Commands(); call it when no
 // SendCommand is in flight (sync.WaitGroup rules).
@@ -337,15 +344,6 @@ func (s *Server) WaitCommands(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // checkDocument validates a SendCommand against Server.Documents like SSM:

@@ -126,32 +126,61 @@ func volumeView(v *volume) Volume {
 // SetInstanceState changes an instance's EC2 state (e.g. "stopped", "terminated").
 func (s *Server) SetInstanceState(instanceID, state string) {
 	s.init()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if in := s.instances[instanceID]; in != nil {
-		in.State = state
-	}
+	edit(s, s.instances, instanceID, func(in *Instance) { in.State = state })
 }
 
-func (s *Server) putVolume(v *volume) {
-	if _, ok := s.volumes[v.id]; !ok {
-		s.volOrder = append(s.volOrder, v.id)
+// putOrdered stores v under id and returns order with id appended if it is new
+// (the stand-in lists resources in creation order, like EC2).
+func putOrdered[T any](m map[string]T, order []string, id string, v T) []string {
+	if _, ok := m[id]; !ok {
+		order = append(order, id)
 	}
-	s.volumes[v.id] = v
+	m[id] = v
+	return order
 }
 
-func (s *Server) removeVolume(id string) {
-	delete(s.volumes, id)
-	for i, o := range s.volOrder {
+// dropOrdered deletes id from m and returns order without it.
+func dropOrdered[T any](m map[string]T, order []string, id string) []string {
+	delete(m, id)
+	for i, o := range order {
 		if o == id {
-			s.volOrder = append(s.volOrder[:i], s.volOrder[i+1:]...)
-			return
+			return append(order[:i], order[i+1:]...)
 		}
 	}
+	return order
 }
 
-// hookError turns a hook's error into the API error the call fails with.
+func (s *Server) putVolume(v *volume) { s.volOrder = putOrdered(s.volumes, s.volOrder, v.id, v) }
+
+// hooked runs an action that has a hook: EC2's checks under s.mu; the hook
+// outside it (it may take a while: a file copy, a loop device, a file
+// removal); the checks again under s.mu, since the state may have moved
+// while the hook ran; then commit, still under s.mu.
+func (s *Server) hooked(check, hook func() *APIError, commit func()) *APIError {
+	s.mu.Lock()
+	e := check()
+	s.mu.Unlock()
+	if e != nil {
+		return e
+	}
+	if e := hook(); e != nil {
+		return e
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := check(); e != nil {
+		return e
+	}
+	commit()
+	return nil
+}
+
+// hookError turns a hook's error into the API error the call fails with
+// (nil for nil).
 func hookError(what string, err error) *APIError {
+	if err == nil {
+		return nil
+	}
 	var ae *APIError
 	if errors.As(err, &ae) {
 		return withDefaults(ae)
@@ -259,27 +288,27 @@ func (s *Server) checkVolumeSource(snapID, sizeParam string, now time.Time) (int
 
 func (s *Server) attachVolume(ctx context.Context, form url.Values) (ec2Response, *APIError) {
 	volID, instID, device := form.Get("VolumeId"), form.Get("InstanceId"), form.Get("Device")
-	s.mu.Lock()
-	v, e := s.checkAttach(volID, instID, device)
-	s.mu.Unlock()
+	var v *volume
+	check := func() (e *APIError) {
+		v, e = s.checkAttach(volID, instID, device)
+		return e
+	}
+	hook := func() *APIError {
+		if h := s.VolumeHooks.OnAttachVolume; h != nil {
+			return hookError("attach "+volID, h(ctx, instID, volID, device))
+		}
+		return nil
+	}
+	e := s.hooked(check, hook, func() {
+		now := s.Clock.Now()
+		v.instanceID, v.device, v.attachState, v.attachTime = instID, device, "attaching", now
+		v.settleAt = now.Add(s.VolumeDelays.Attach)
+		in := s.instances[instID]
+		in.BlockDevices = append(in.BlockDevices, BlockDevice{DeviceName: device, VolumeID: volID, SizeGiB: v.size})
+	})
 	if e != nil {
 		return nil, e
 	}
-	if h := s.VolumeHooks.OnAttachVolume; h != nil {
-		if err := h(ctx, instID, volID, device); err != nil {
-			return nil, hookError("attach "+volID, err)
-		}
-	}
-	now := s.Clock.Now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, e := s.checkAttach(volID, instID, device); e != nil {
-		return nil, e
-	}
-	v.instanceID, v.device, v.attachState, v.attachTime = instID, device, "attaching", now
-	v.settleAt = now.Add(s.VolumeDelays.Attach)
-	in := s.instances[instID]
-	in.BlockDevices = append(in.BlockDevices, BlockDevice{DeviceName: device, VolumeID: volID, SizeGiB: v.size})
 	return &attachmentResponse{XMLName: xml.Name{Local: "AttachVolumeResponse"}, xmlAttachment: xmlAttachmentOf(v)}, nil
 }
 
@@ -315,28 +344,24 @@ func (s *Server) checkAttach(volID, instID, device string) (*volume, *APIError) 
 func (s *Server) detachVolume(ctx context.Context, form url.Values) (ec2Response, *APIError) {
 	volID, instID, device := form.Get("VolumeId"), form.Get("InstanceId"), form.Get("Device")
 	force := form.Get("Force") == "true"
-	s.mu.Lock()
-	v, e := s.checkDetach(volID, instID, device)
-	var attachedTo, at string
-	if v != nil {
-		attachedTo, at = v.instanceID, v.device
-	}
-	s.mu.Unlock()
-	if e != nil {
-		return nil, e
-	}
-	if h := s.VolumeHooks.OnDetachVolume; h != nil {
-		if err := h(ctx, attachedTo, volID, at, force); err != nil {
-			return nil, hookError("detach "+volID, err)
+	var v *volume
+	var attachedTo, at string // copied under s.mu for the hook
+	check := func() (e *APIError) {
+		v, e = s.checkDetach(volID, instID, device)
+		if v != nil {
+			attachedTo, at = v.instanceID, v.device
 		}
+		return e
 	}
-	now := s.Clock.Now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, e := s.checkDetach(volID, instID, device); e != nil {
+	hook := func() *APIError {
+		if h := s.VolumeHooks.OnDetachVolume; h != nil {
+			return hookError("detach "+volID, h(ctx, attachedTo, volID, at, force))
+		}
+		return nil
+	}
+	if e := s.hooked(check, hook, func() { v.attachState, v.settleAt = "detaching", s.Clock.Now().Add(s.VolumeDelays.Detach) }); e != nil {
 		return nil, e
 	}
-	v.attachState, v.settleAt = "detaching", now.Add(s.VolumeDelays.Detach)
 	return &attachmentResponse{XMLName: xml.Name{Local: "DetachVolumeResponse"}, xmlAttachment: xmlAttachmentOf(v)}, nil
 }
 
@@ -372,23 +397,15 @@ func (s *Server) deleteVolume(ctx context.Context, form url.Values) (ec2Response
 		}
 		return nil
 	}
-	s.mu.Lock()
-	e := check()
-	s.mu.Unlock()
-	if e != nil {
-		return nil, e
-	}
-	if h := s.VolumeHooks.OnDeleteVolume; h != nil {
-		if err := h(ctx, id); err != nil {
-			return nil, hookError("delete "+id, err)
+	hook := func() *APIError {
+		if h := s.VolumeHooks.OnDeleteVolume; h != nil {
+			return hookError("delete "+id, h(ctx, id))
 		}
+		return nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if e := check(); e != nil {
+	if e := s.hooked(check, hook, func() { s.volOrder = dropOrdered(s.volumes, s.volOrder, id) }); e != nil {
 		return nil, e
 	}
-	s.removeVolume(id)
 	return &returnResponse{XMLName: xml.Name{Local: "DeleteVolumeResponse"}, Return: true}, nil
 }
 
@@ -405,37 +422,13 @@ func (s *Server) xmlVolume(v *volume) xmlVolume {
 	return x
 }
 
-// volumeMatches applies DescribeVolumes filters to v (s.mu held).
-func volumeMatches(v *volume, fs []filter) bool {
-	for _, f := range fs {
-		if m, ok := matchTagFilter(f, v.tags); ok {
-			if !m {
-				return false
-			}
-			continue
-		}
-		var val string
-		switch f.Name {
-		case "attachment.instance-id":
-			val = v.instanceID
-		case "attachment.device":
-			val = v.device
-		case "attachment.status":
-			val = v.attachState
-		case "volume-id":
-			val = v.id
-		case "snapshot-id":
-			val = v.snapshotID
-		case "status":
-			val = volumeState(v)
-		case "availability-zone":
-			val = v.az
-		default:
-			return false
-		}
-		if !matchAny(f.Values, val) {
-			return false
-		}
-	}
-	return true
+// volumeFilters are the DescribeVolumes filters besides the tag ones.
+var volumeFilters = map[string]func(*volume) string{
+	"attachment.instance-id": func(v *volume) string { return v.instanceID },
+	"attachment.device":      func(v *volume) string { return v.device },
+	"attachment.status":      func(v *volume) string { return v.attachState },
+	"volume-id":              func(v *volume) string { return v.id },
+	"snapshot-id":            func(v *volume) string { return v.snapshotID },
+	"status":                 volumeState,
+	"availability-zone":      func(v *volume) string { return v.az },
 }

@@ -32,12 +32,7 @@ func runChecks(t *testing.T, db queryer) []string {
 		var vals []sql.NullString
 		n := 0
 		for rows.Next() {
-			vals = make([]sql.NullString, len(cols))
-			ptrs := make([]any, len(cols))
-			for i := range vals {
-				ptrs[i] = &vals[i]
-			}
-			if err := rows.Scan(ptrs...); err != nil {
+			if vals, err = mariadb.ScanStrings(rows, len(cols)); err != nil {
 				t.Fatal(err)
 			}
 			n++

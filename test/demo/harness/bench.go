@@ -168,36 +168,31 @@ func Bench(ctx context.Context, o BenchOptions) (res *BenchResult, err error) {
 // with the same writer.
 func (e *Env) benchInterleaved(ctx context.Context, o BenchOptions, res *BenchResult, session, seedScript, seedTimeout string) error {
 	direct, seed, lambda := res.Methods[0], res.Methods[1], res.Methods[2]
-	e.StartWriter(e.Cfg.Writers)
-	writerStart := time.Now()
-	if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
-		return err
-	}
 	e.logf("\nbench    %d cycles of each method, interleaved, %d writers", o.Cycles, e.Cfg.Writers)
-	for i := 1; i <= o.Cycles; i++ {
-		direct.Samples = append(direct.Samples, e.benchDirect(ctx, fmt.Sprintf("bench-%s-a%03d", session, i)))
-		if err := sleepCtx(ctx, o.Pause); err != nil {
-			return err
+	commits, wrote, err := e.underLoad(ctx, e.Cfg.Writers, func() error {
+		for i := 1; i <= o.Cycles; i++ {
+			err := sampleEach(ctx, o.Pause,
+				sampler{direct, func() Sample { return e.benchDirect(ctx, fmt.Sprintf("bench-%s-a%03d", session, i)) }},
+				sampler{seed, func() Sample {
+					return e.benchSeed(ctx, seedScript, seedTimeout, fmt.Sprintf("snap-bench%s-b%03d", session, i))
+				}},
+				sampler{lambda, func() Sample {
+					return e.benchLambda(ctx, i, fmt.Sprintf("bench-%s-c%03d", session, i), o.SSMLatency, o.SnapshotLatency)
+				}})
+			if err != nil {
+				return err
+			}
+			if i%10 == 0 || i == o.Cycles {
+				e.logf("bench    %d/%d  last: direct %s ms, seed %s ms, lambda %s ms", i, o.Cycles,
+					rpt.Ms(last(direct).Window), rpt.Ms(last(seed).Window), rpt.Ms(last(lambda).Window))
+			}
 		}
-		seed.Samples = append(seed.Samples, e.benchSeed(ctx, seedScript, seedTimeout, fmt.Sprintf("snap-bench%s-b%03d", session, i)))
-		if err := sleepCtx(ctx, o.Pause); err != nil {
-			return err
-		}
-		lambda.Samples = append(lambda.Samples, e.benchLambda(ctx, i, fmt.Sprintf("bench-%s-c%03d", session, i), o.SSMLatency, o.SnapshotLatency))
-		if err := sleepCtx(ctx, o.Pause); err != nil {
-			return err
-		}
-		if i%10 == 0 || i == o.Cycles {
-			e.logf("bench    %d/%d  last: direct %s ms, seed %s ms, lambda %s ms", i, o.Cycles,
-				rpt.Ms(last(direct).Window), rpt.Ms(last(seed).Window), rpt.Ms(last(lambda).Window))
-		}
-	}
-	_ = sleepCtx(ctx, 300*time.Millisecond)
-	if err := e.StopWriter(ctx); err != nil {
+		return nil
+	})
+	if err != nil {
 		return err
 	}
-	commits := e.Writer.Commits()
-	res.Writer = writerStats(e.Writer, commits, time.Since(writerStart), nil)
+	res.Writer = writerStats(e.Writer, commits, wrote, nil)
 	finishSamples(res.Methods, commits)
 	for _, s := range res.Methods[0].Samples {
 		if s.LockMode != "" {
@@ -218,28 +213,24 @@ func (e *Env) benchHotRow(ctx context.Context, o BenchOptions, res *BenchResult,
 	hd := &Method{Key: "a", Name: res.Methods[0].Name}
 	hs := &Method{Key: "b", Name: res.Methods[1].Name}
 	res.HotRow = []*Method{hd, hs}
-	e.StartWriter(o.HotRowWriters)
-	hotStart := time.Now()
-	if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
+	hc, wrote, err := e.underLoad(ctx, o.HotRowWriters, func() error {
+		for i := 1; i <= o.HotRowCycles; i++ {
+			err := sampleEach(ctx, o.Pause,
+				sampler{hd, func() Sample { return e.benchDirect(ctx, fmt.Sprintf("bench-%s-ha%03d", session, i)) }},
+				sampler{hs, func() Sample {
+					return e.benchSeed(ctx, seedScript, seedTimeout, fmt.Sprintf("snap-bench%s-hb%03d", session, i))
+				}})
+			if err != nil {
+				return err
+			}
+			e.logf("bench    hot row %d/%d: direct %s ms, seed %s ms %s", i, o.HotRowCycles, rpt.Ms(last(hd).Window), rpt.Ms(last(hs).Window), last(hs).Err)
+		}
+		return nil
+	})
+	if err != nil {
 		return err
 	}
-	for i := 1; i <= o.HotRowCycles; i++ {
-		hd.Samples = append(hd.Samples, e.benchDirect(ctx, fmt.Sprintf("bench-%s-ha%03d", session, i)))
-		if err := sleepCtx(ctx, o.Pause); err != nil {
-			return err
-		}
-		hs.Samples = append(hs.Samples, e.benchSeed(ctx, seedScript, seedTimeout, fmt.Sprintf("snap-bench%s-hb%03d", session, i)))
-		if err := sleepCtx(ctx, o.Pause); err != nil {
-			return err
-		}
-		e.logf("bench    hot row %d/%d: direct %s ms, seed %s ms %s", i, o.HotRowCycles, rpt.Ms(last(hd).Window), rpt.Ms(last(hs).Window), last(hs).Err)
-	}
-	_ = sleepCtx(ctx, 300*time.Millisecond)
-	if err := e.StopWriter(ctx); err != nil {
-		return err
-	}
-	hc := e.Writer.Commits()
-	res.HotRowWriter = writerStats(e.Writer, hc, time.Since(hotStart), nil)
+	res.HotRowWriter = writerStats(e.Writer, hc, wrote, nil)
 	finishSamples(res.HotRow, hc)
 	return nil
 }

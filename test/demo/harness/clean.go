@@ -3,18 +3,15 @@ package harness
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/internal/fsfreeze"
 	"github.com/quiesce/quiesce/test/demo/pool"
 )
@@ -42,7 +39,7 @@ func Clean(ctx context.Context, workdir, binDir string) (done []string, err erro
 
 	// 1. Runs hostagent still holds on our mounts.
 	if hadState {
-		d, err := thawHeldUnder(ctx, filepath.Join(binDir, "hostagent"), stateDir, workdir)
+		d, err := thawHeldUnder(ctx, binDir, stateDir, workdir)
 		done, errs = append(done, d...), append(errs, err)
 	}
 	// 2. Anything still frozen (FITHAW is idempotent).
@@ -148,37 +145,18 @@ func stopPID(pid int, limit time.Duration) error {
 }
 
 // thawHeldUnder thaws the hostagent runs that hold a mount below workdir.
-func thawHeldUnder(ctx context.Context, ha, stateDir, workdir string) (done []string, err error) {
-	if _, err := os.Stat(ha); err != nil {
+func thawHeldUnder(ctx context.Context, binDir, stateDir, workdir string) (done []string, err error) {
+	if _, err := os.Stat(filepath.Join(binDir, "hostagent")); err != nil {
 		return nil, nil // no hostagent here: nothing it could hold
 	}
-	var errs []error
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	cmd := exec.CommandContext(sctx, ha, "status")
-	cmd.Env = append(os.Environ(), "QUIESCE_STATE_DIR="+stateDir)
-	out, _ := cmd.Output()
-	cancel()
-	var st contract.StatusReport
-	if json.Unmarshal(out, &st) == nil {
-		for _, r := range st.Runs {
-			if r.State != "held" || !anyUnder(r.Mounts, workdir) {
-				continue
-			}
-			tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-			tc := exec.CommandContext(tctx, ha, "thaw", "--run-id", r.RunID)
-			tc.Env = append(os.Environ(), "QUIESCE_STATE_DIR="+stateDir)
-			err := tc.Run()
-			cancel()
-			var ee *exec.ExitError
-			if err != nil && !(errors.As(err, &ee) && contract.ExitCode(ee.ExitCode()) == contract.ExitLate) {
-				errs = append(errs, fmt.Errorf("hostagent thaw --run-id %s: %w", r.RunID, err))
-			} else {
-				done = append(done, "thawed hostagent run "+r.RunID)
-			}
-		}
+	thawed, err := thawHeld(ctx, binDir, stateDir, 30*time.Second, func(mounts []string) bool { return anyUnder(mounts, workdir) })
+	if errors.Is(err, errHostagentStatus) {
+		err = nil // a status that does not answer leaves the FITHAW of every mount below to do it
 	}
-
-	return done, errors.Join(errs...)
+	for _, id := range thawed {
+		done = append(done, "thawed hostagent run "+id)
+	}
+	return done, err
 }
 
 // unmountAndDetach unmounts the mounts below workdir and detaches the loop

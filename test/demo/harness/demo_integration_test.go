@@ -62,6 +62,18 @@ func demoWorkDir(t testing.TB, prefix, bin string, mustBeClean bool) string {
 	return work
 }
 
+// demoTest prepares a whole-demo test (skipped where the demo cannot run):
+// the binaries, a work dir that must be left clean, a three-minute context.
+func demoTest(t *testing.T, prefix string) (ctx context.Context, bin, work string) {
+	t.Helper()
+	skipUnlessDemoCanRun(t)
+	bin = buildBinaries(t)
+	work = demoWorkDir(t, prefix, bin, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	return ctx, bin, work
+}
+
 func skipUnlessDemoCanRun(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
@@ -84,11 +96,7 @@ func skipUnlessDemoCanRun(t testing.TB) {
 // deliberately damaged copy, which must fail naming bank.accounts.
 // Afterwards nothing may be left mounted, attached, running or held.
 func TestShortDemo(t *testing.T) {
-	skipUnlessDemoCanRun(t)
-	bin := buildBinaries(t)
-	work := demoWorkDir(t, "quiesce-demo-test-", bin, true)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
+	ctx, bin, work := demoTest(t, "quiesce-demo-test-")
 	var out syncbuf.Buffer
 	start := time.Now()
 	res, err := Run(ctx, RunOptions{
@@ -129,27 +137,24 @@ func TestShortDemo(t *testing.T) {
 		t.Errorf("writer: %d commits, %d errors %v", res.Writer.Commits, res.Writer.Errors, res.Writer.FirstErrs)
 	}
 	text := out.String()
-	for _, want := range []string{"cycle  1/2", "cycle  2/2", "PASS  snap-", "quiesce:verified=ok", "CAUGHT  snap-", "(deliberately damaged copy: must fail)  quiesce:verified=failed", "2 ok, 0 failed; damaged copy caught"} {
-		if !strings.Contains(text, want) {
-			t.Errorf("output lacks %q", want)
-		}
-	}
+	assertContains(t, "output", text, "cycle  1/2", "cycle  2/2", "PASS  snap-", "quiesce:verified=ok", "CAUGHT  snap-", "(deliberately damaged copy: must fail)  quiesce:verified=failed", "2 ok, 0 failed; damaged copy caught")
 	// Everything released by Run itself.
+	assertReleased(t, work)
+	// The snapshot images stay for inspection, inside the (unmounted) pool image.
+	if _, err := os.Stat(filepath.Join(work, "pool.img")); err != nil {
+		t.Errorf("pool image with the snapshots not kept: %v", err)
+	}
+}
+
+// assertUnmountedDetached fails the test if anything is still mounted below
+// work or a loop device is still backed by a file below it.
+func assertUnmountedDetached(t *testing.T, work string) {
+	t.Helper()
 	if ms := pool.MountsUnder(work); len(ms) > 0 {
 		t.Errorf("still mounted: %v", ms)
 	}
 	if loops := pool.LoopsBackedBy(work); len(loops) > 0 {
 		t.Errorf("still attached: %v", loops)
-	}
-	if pids := mariadbdUnder(work); len(pids) > 0 {
-		t.Errorf("mariadbd still running: %v", pids)
-	}
-	if _, err := os.Stat(StateDirFor(work)); err == nil {
-		t.Errorf("%s left behind", StateDirFor(work))
-	}
-	// The snapshot images stay for inspection, inside the (unmounted) pool image.
-	if _, err := os.Stat(filepath.Join(work, "pool.img")); err != nil {
-		t.Errorf("pool image with the snapshots not kept: %v", err)
 	}
 }
 
@@ -253,16 +258,12 @@ func TestSetupFailureReleasesEverything(t *testing.T) {
 	if !strings.Contains(err.Error(), "format vol-") {
 		t.Fatalf("unexpected error: %v", err)
 	}
-	if ms := pool.MountsUnder(work); len(ms) > 0 {
-		t.Errorf("left mounted: %v", ms)
-	}
-	if loops := pool.LoopsBackedBy(work); len(loops) > 0 {
-		t.Errorf("left attached: %v", loops)
-	}
+	assertUnmountedDetached(t, work)
 }
 
 // `demo clean` after a demo that died without cleaning up (simulated: the
-// environment is set up, one filesystem is frozen, and Close is never
+// environment is set up, a hostagent run holds the data volume, another
+// filesystem is frozen outside hostagent, and Close is never
 // called): everything under the work dir is thawed, stopped, unmounted and
 // detached, by PID and by path, nothing else touched — a verification's
 // volume (loop device, mounted under hostagent verify's TMPDIR) included.
@@ -292,7 +293,13 @@ func TestCleanReleasesAKilledDemo(t *testing.T) {
 	if err := pool.Mount(context.Background(), verifyDev, verifyMnt, "nouuid"); err != nil {
 		t.Fatal(err)
 	}
-	if err := fsfreeze.Freeze(env.Vol.Dir, 0); err != nil {
+	// A hostagent run still holding the data volume (the demo died between
+	// freeze and thaw), and a filesystem frozen outside hostagent.
+	const runID = "killed-demo-run"
+	if _, code, err := env.Hostagent(context.Background(), "freeze", "--mount", env.Vol.Dir, "--mysql-lock", "none", "--timeout", "5m", "--run-id", runID); err != nil {
+		t.Fatalf("hostagent freeze: exit %d: %v", code, err)
+	}
+	if err := fsfreeze.Freeze(verifyMnt, 0); err != nil {
 		t.Fatal(err)
 	}
 	pid := env.DB.PID
@@ -301,18 +308,9 @@ func TestCleanReleasesAKilledDemo(t *testing.T) {
 		t.Fatalf("clean: %v (done %q)", err, done)
 	}
 	joined := strings.Join(done, "\n")
-	for _, want := range []string{"stopped mariadbd pid", "unmounted " + env.Vol.Dir, "unmounted " + env.Pool.Dir, "detached " + env.Vol.Dev, "detached " + env.Pool.Dev,
-		"unmounted " + verifyMnt, "detached " + verifyDev} {
-		if !strings.Contains(joined, want) {
-			t.Errorf("clean did not report %q: %q", want, done)
-		}
-	}
-	if ms := pool.MountsUnder(work); len(ms) > 0 {
-		t.Errorf("still mounted: %v", ms)
-	}
-	if loops := pool.LoopsBackedBy(work); len(loops) > 0 {
-		t.Errorf("still attached: %v", loops)
-	}
+	assertContains(t, "clean", joined, "thawed hostagent run "+runID, "stopped mariadbd pid", "unmounted "+env.Vol.Dir, "unmounted "+env.Pool.Dir, "detached "+env.Vol.Dev, "detached "+env.Pool.Dev,
+		"unmounted "+verifyMnt, "detached "+verifyDev)
+	assertUnmountedDetached(t, work)
 	select {
 	case <-env.DB.Exited():
 	case <-time.After(5 * time.Second):

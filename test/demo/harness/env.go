@@ -96,9 +96,8 @@ type Env struct {
 	CheckSQLFile string
 	Version      string // SELECT VERSION()
 
-	Writer     *bank.Writer
-	stopWriter context.CancelFunc
-	writerDone chan struct{}
+	Writer  *bank.Writer
+	running *runningWriter
 
 	AWS        *awslocal.Server
 	Hooks      *standin.Hooks
@@ -349,23 +348,37 @@ func (e *Env) writeVerifyFiles() error {
 
 // StartWriter starts the transfer writer with that many connections; StopWriter ends it.
 func (e *Env) StartWriter(workers int) {
-	wctx, cancel := context.WithCancel(context.Background())
 	e.Writer = &bank.Writer{DB: e.SQL, Workers: workers}
-	e.stopWriter = cancel
-	e.writerDone = make(chan struct{})
-	w, done := e.Writer, e.writerDone
-	go func() { w.Run(wctx); close(done) }()
+	e.running = startWriter(e.Writer)
 	e.cleanup.Push("stop writer", func(ctx context.Context) error { return e.StopWriter(ctx) })
 }
 
 // StopWriter stops the writer and waits (bounded) for its goroutines.
-func (e *Env) StopWriter(ctx context.Context) error {
-	if e.stopWriter == nil {
+func (e *Env) StopWriter(ctx context.Context) error { return e.running.stop(ctx) }
+
+// runningWriter is a bank.Writer running in a goroutine of its own.
+type runningWriter struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// startWriter runs w until stop.
+func startWriter(w *bank.Writer) *runningWriter {
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &runningWriter{cancel: cancel, done: make(chan struct{})}
+	go func() { w.Run(ctx); close(r.done) }()
+	return r
+}
+
+// stop ends the writer and waits (bounded) for its connections; nil (never
+// started) and a second stop are no-ops.
+func (r *runningWriter) stop(ctx context.Context) error {
+	if r == nil {
 		return nil
 	}
-	e.stopWriter()
+	r.cancel()
 	select {
-	case <-e.writerDone:
+	case <-r.done:
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("writer did not stop: %w", ctx.Err())
@@ -524,28 +537,66 @@ func runHostagent(ctx context.Context, binDir, stateDir string, limit time.Durat
 // thawAll releases anything hostagent still holds on our data mount, then
 // FITHAWs it directly (idempotent), so nothing can stay frozen after the demo.
 func (e *Env) thawAll(ctx context.Context) error {
-	var errs []error
-	if out, _, err := e.Hostagent(ctx, "status"); err == nil {
-		var st contract.StatusReport
-		if json.Unmarshal(out, &st) == nil {
-			for _, r := range st.Runs {
-				if r.State != "held" || !containsMount(r.Mounts, e.Vol.Dir) {
-					continue
-				}
-				if _, code, err := e.Hostagent(ctx, "thaw", "--run-id", r.RunID); err != nil && contract.ExitCode(code) != contract.ExitLate {
-					errs = append(errs, err)
-				}
-			}
-		}
-	} else if _, serr := os.Stat(e.StateDir); serr == nil {
-		errs = append(errs, err)
-	}
+	var mounts []string
 	if e.Vol != nil {
-		if _, err := fsfreeze.Thaw(e.Vol.Dir); err != nil {
+		mounts = []string{e.Vol.Dir}
+	}
+	return thawRunsOn(ctx, e.Cfg.BinDir, e.StateDir, mounts)
+}
+
+// thawRunsOn thaws every held hostagent run of the demo's state dir that
+// holds one of mounts, then FITHAWs the mounts themselves (idempotent).
+func thawRunsOn(ctx context.Context, binDir, stateDir string, mounts []string) error {
+	_, err := thawHeld(ctx, binDir, stateDir, 2*time.Minute, func(held []string) bool { return overlaps(held, mounts) })
+	if _, serr := os.Stat(stateDir); errors.Is(err, errHostagentStatus) && serr != nil {
+		err = nil // no state dir: nothing hostagent could hold
+	}
+	errs := []error{err}
+	for _, m := range mounts {
+		if _, err := fsfreeze.Thaw(m); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// errHostagentStatus: `hostagent status` failed or did not answer JSON.
+var errHostagentStatus = errors.New("hostagent status")
+
+// hostagentStatus runs `hostagent status` on stateDir, bounded by limit.
+func hostagentStatus(ctx context.Context, binDir, stateDir string, limit time.Duration) (contract.StatusReport, error) {
+	var st contract.StatusReport
+	out, _, err := runHostagent(ctx, binDir, stateDir, limit, "status")
+	if err == nil {
+		err = json.Unmarshal(out, &st)
+	}
+	if err != nil {
+		return st, fmt.Errorf("%w: %w", errHostagentStatus, err)
+	}
+	return st, nil
+}
+
+// thawHeld thaws every run hostagent reports held in stateDir whose mounts
+// holding picks, each call bounded by limit, and returns the runs thawed (a
+// run the deadline thawed first, exit 4, counts). A failed status is
+// errHostagentStatus.
+func thawHeld(ctx context.Context, binDir, stateDir string, limit time.Duration, holding func(mounts []string) bool) (thawed []string, err error) {
+	st, err := hostagentStatus(ctx, binDir, stateDir, limit)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	for _, r := range st.Runs {
+		if r.State != "held" || !holding(r.Mounts) {
+			continue
+		}
+		if _, code, err := runHostagent(ctx, binDir, stateDir, limit, "thaw", "--run-id", r.RunID); err != nil && contract.ExitCode(code) != contract.ExitLate {
+			errs = append(errs, err)
+		} else {
+			thawed = append(thawed, r.RunID)
+		}
+	}
+	return thawed, errors.Join(errs...)
 }
 
 // StateDirFor is the hostagent state directory of the demo in workdir: one
@@ -589,16 +640,9 @@ func removeStateDir(ctx context.Context, binDir, stateDir string) error {
 // stateBusy describes a run in the demo's state dir that is held or still
 // has a live holder/guardian ("" when none).
 func stateBusy(ctx context.Context, binDir, stateDir string) (string, error) {
-	cmd := exec.CommandContext(ctx, filepath.Join(binDir, "hostagent"), "status")
-	cmd.Env = append(os.Environ(), "QUIESCE_STATE_DIR="+stateDir)
-	cmd.WaitDelay = 5 * time.Second
-	out, err := cmd.Output()
+	st, err := hostagentStatus(ctx, binDir, stateDir, 2*time.Minute)
 	if err != nil {
-		return "", fmt.Errorf("hostagent status before removing %s: %w", stateDir, err)
-	}
-	var st contract.StatusReport
-	if err := json.Unmarshal(out, &st); err != nil {
-		return "", fmt.Errorf("hostagent status: %w", err)
+		return "", fmt.Errorf("before removing %s: %w", stateDir, err)
 	}
 	for _, r := range st.Runs {
 		if r.State == "held" || r.HolderAlive || r.GuardAlive {

@@ -63,11 +63,7 @@ func TestSummarizeTargetsAndStallPlacement(t *testing.T) {
 		t.Fatalf("writer stats %+v", res.Writer)
 	}
 	text := SummaryText(res)
-	for _, want := range []string{"3 ok, 0 failed", "2 ok, 1 failed; damaged copy caught", "250.0 ms, outside any freeze window (ended 750.0 ms before cycle 3's freeze)", "MISSED", "snapshot copy (FICLONE reflink)"} {
-		if !strings.Contains(text, want) {
-			t.Errorf("summary lacks %q:\n%s", want, text)
-		}
-	}
+	assertContains(t, "summary", text, "3 ok, 0 failed", "2 ok, 1 failed; damaged copy caught", "250.0 ms, outside any freeze window (ended 750.0 ms before cycle 3's freeze)", "MISSED", "snapshot copy (FICLONE reflink)")
 }
 
 // A damaged copy that verification did not reject fails the run.
@@ -142,17 +138,13 @@ func TestBenchMarkdown(t *testing.T) {
 	b := &BenchResult{Cycles: 2, Writers: 1, LockMode: "backup-stage", StartedAt: t0,
 		Methods: []*Method{mk("a", 20, 40), seed, mk("c", 750, 770)}}
 	md := BenchMarkdown(b)
-	for _, want := range []string{
+	assertContains(t, "report", md,
 		"| (a) method a | 20.0 | 40.0 | 40.0 |",
 		"| window p50 | 100.0 | 20.0 | 5.0× |",
 		"| orchestration overhead | 50.0 | 70.0 | 70.0 | 2 |",
 		"- (b) 1 failed; first: seed-baseline.sh: exit status 1",
 		"backup-stage (MariaDB `BACKUP STAGE START`",
-	} {
-		if !strings.Contains(md, want) {
-			t.Errorf("report lacks %q:\n%s", want, md)
-		}
-	}
+	)
 	if !b.Failed() {
 		t.Error("a failed sample does not fail the bench")
 	}
@@ -166,16 +158,12 @@ func TestVerifyMarkdown(t *testing.T) {
 	}
 	vb.Runs = append(vb.Runs, Verification{CreateToTag: -1, Problems: []string{"verification failed"}})
 	md := verifyMarkdown(vb)
-	for _, want := range []string{
+	assertContains(t, "verify section", md,
 		"verified 4 times (1 failed)",
 		"| create volume → quiesce:verified tag | 2000.0 | 3000.0 | 3000.0 | 3 | ≤ 5000: met |",
 		"| hostagent verify's own work (duration − start − CHECK TABLE − shutdown) | 120.0 | 130.0 | 130.0 | 3 | ≤ 200: met |",
 		"BenchmarkVerifyOverhead-2 5 1 ns/op 95.0 overhead_ms",
-	} {
-		if !strings.Contains(md, want) {
-			t.Errorf("verify section lacks %q:\n%s", want, md)
-		}
-	}
+	)
 	b := &BenchResult{Verify: vb}
 	if !b.Failed() {
 		t.Error("a failed verification does not fail the bench")
@@ -219,6 +207,17 @@ func TestRecoveryText(t *testing.T) {
 	} {
 		if got := recoveryText(tt.r); got != tt.want {
 			t.Errorf("recoveryText(%v) = %q, want %q", tt.r.Messages, got, tt.want)
+		}
+	}
+}
+
+// assertContains fails the test for every one of wants that text (what the
+// message calls what) lacks.
+func assertContains(t *testing.T, what, text string, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
+		if !strings.Contains(text, want) {
+			t.Errorf("%s lacks %q:\n%s", what, want, text)
 		}
 	}
 }

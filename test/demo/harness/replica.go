@@ -3,20 +3,16 @@ package harness
 import (
 	"context"
 	"database/sql"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/user"
 	"path/filepath"
 	"strconv"
 	"time"
 
-	"github.com/quiesce/quiesce/contract"
 	demodata "github.com/quiesce/quiesce/demo"
-	"github.com/quiesce/quiesce/internal/fsfreeze"
 	"github.com/quiesce/quiesce/test/demo/bank"
 	"github.com/quiesce/quiesce/test/demo/pool"
 	"github.com/quiesce/quiesce/test/fixture/mariadb"
@@ -95,9 +91,8 @@ type ReplicaEnv struct {
 	replPassword                                   string
 	Version                                        string
 
-	Writers    []*bank.Writer // one per writer phase, in order
-	stopWriter context.CancelFunc
-	writerDone chan struct{}
+	Writers []*bank.Writer // one per writer phase, in order
+	running *runningWriter // the phase running now, nil while paused
 }
 
 func (e *ReplicaEnv) logf(format string, args ...any) {
@@ -249,29 +244,16 @@ func writeClientDefaults(dir, name, socket string) (string, error) {
 // A phase still running (a step failed before its pause) is paused first.
 func (e *ReplicaEnv) StartWriter() {
 	_ = e.StopWriter(context.Background())
-	wctx, cancel := context.WithCancel(context.Background())
 	w := &bank.Writer{DB: e.PrimarySQL, Workers: e.Opt.Writers}
 	e.Writers = append(e.Writers, w)
-	done := make(chan struct{})
-	e.stopWriter, e.writerDone = cancel, done
-	go func() { w.Run(wctx); close(done) }()
+	e.running = startWriter(w)
 }
 
 // StopWriter pauses the writer and waits (bounded) for its connections.
 func (e *ReplicaEnv) StopWriter(ctx context.Context) error {
-	if e.stopWriter == nil {
-		return nil
-	}
-	e.stopWriter()
-	e.stopWriter = nil
-	select {
-	case <-e.writerDone:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("writer did not stop: %w", ctx.Err())
-	case <-time.After(30 * time.Second):
-		return errors.New("writer did not stop within 30s")
-	}
+	r := e.running
+	e.running = nil
+	return r.stop(ctx)
 }
 
 // AllCommits are every writer phase's commits.
@@ -294,33 +276,6 @@ func (e *ReplicaEnv) thawAll(ctx context.Context) error {
 	return thawRunsOn(ctx, e.Opt.BinDir, StateDirFor(e.Opt.WorkDir), mounts)
 }
 
-// thawRunsOn thaws every held hostagent run of the demo's state dir that
-// holds one of mounts, then FITHAWs the mounts themselves (idempotent).
-func thawRunsOn(ctx context.Context, binDir, stateDir string, mounts []string) error {
-	var errs []error
-	if out, _, err := runHostagent(ctx, binDir, stateDir, 2*time.Minute, "status"); err == nil {
-		var st contract.StatusReport
-		if json.Unmarshal(out, &st) == nil {
-			for _, r := range st.Runs {
-				if r.State != "held" || !overlaps(r.Mounts, mounts) {
-					continue
-				}
-				if _, code, err := runHostagent(ctx, binDir, stateDir, 2*time.Minute, "thaw", "--run-id", r.RunID); err != nil && contract.ExitCode(code) != contract.ExitLate {
-					errs = append(errs, err)
-				}
-			}
-		}
-	} else if _, serr := os.Stat(stateDir); serr == nil {
-		errs = append(errs, err)
-	}
-	for _, m := range mounts {
-		if _, err := fsfreeze.Thaw(m); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
-
 func overlaps(a, b []string) bool {
 	for _, x := range a {
 		if containsMount(b, x) {
@@ -338,16 +293,6 @@ func (e *ReplicaEnv) Close(ctx context.Context) error {
 	err = errors.Join(err, e.thawAll(tctx))
 	cancel()
 	return errors.Join(err, e.cleanup.Run(ctx, 90*time.Second))
-}
-
-// freePort is a free TCP port on 127.0.0.1 for a clone's server.
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
 // mysqlOwned makes dir (created if missing) owned by the mysql user, for a

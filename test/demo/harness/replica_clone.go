@@ -70,7 +70,7 @@ func (e *ReplicaEnv) snapshot(ctx context.Context, of string, vol *pool.Volume, 
 }
 
 func (e *ReplicaEnv) currentWriter() *bank.Writer {
-	if e.stopWriter == nil || len(e.Writers) == 0 {
+	if e.running == nil || len(e.Writers) == 0 {
 		return nil
 	}
 	return e.Writers[len(e.Writers)-1]
@@ -183,7 +183,7 @@ func (e *ReplicaEnv) prepareCloneVolume(ctx context.Context, c *Clone, snapImage
 	if err := mysqlOwned(run); err != nil {
 		return "", "", fmt.Errorf("clone run dir: %w", err)
 	}
-	port, err := freePort()
+	port, err := mariadb.FreePort()
 	if err != nil {
 		return "", "", err
 	}

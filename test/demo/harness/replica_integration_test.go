@@ -1,7 +1,6 @@
 package harness
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -9,19 +8,13 @@ import (
 	"time"
 
 	"github.com/quiesce/quiesce/contract"
-	"github.com/quiesce/quiesce/test/demo/pool"
 	"github.com/quiesce/quiesce/test/syncbuf"
 )
 
 // assertReleased fails the test if anything of the demo's is left under work.
 func assertReleased(t *testing.T, work string) {
 	t.Helper()
-	if ms := pool.MountsUnder(work); len(ms) > 0 {
-		t.Errorf("still mounted: %v", ms)
-	}
-	if loops := pool.LoopsBackedBy(work); len(loops) > 0 {
-		t.Errorf("still attached: %v", loops)
-	}
+	assertUnmountedDetached(t, work)
 	if pids := mariadbdUnder(work); len(pids) > 0 {
 		t.Errorf("mariadbd still running: %v", pids)
 	}
@@ -39,17 +32,13 @@ func assertReleased(t *testing.T, work string) {
 // hostagent clone and compared with the primary, one cycle per lock mode.
 // Afterwards nothing may be left mounted, attached, running or held.
 func TestShortReplicaDemo(t *testing.T) {
-	skipUnlessDemoCanRun(t)
-	bin := buildBinaries(t)
-	work := demoWorkDir(t, "quiesce-replica-test-", bin, true)
+	ctx, bin, work := demoTest(t, "quiesce-replica-test-")
 	goBench := filepath.Join(t.TempDir(), "bench-go.txt")
 	line := "BenchmarkReplicaModes/replica-2   1   123 ns/op   4.5 held_p50_ms   9.0 source_stall_max_ms\n"
 	if err := os.WriteFile(goBench, []byte(line), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	report := filepath.Join(t.TempDir(), "report.md")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
 	var out syncbuf.Buffer
 	start := time.Now()
 	res, err := RunReplica(ctx, ReplicaOptions{WorkDir: work, BinDir: bin, Writers: 2, BenchCycles: 1,
@@ -83,11 +72,7 @@ func TestShortReplicaDemo(t *testing.T) {
 		}
 	}
 	md, _ := os.ReadFile(report)
-	for _, want := range []string{"## Replicas", "| replica ", "| backup-stage ", "held_p50_ms", "4.5"} {
-		if !strings.Contains(string(md), want) {
-			t.Errorf("report lacks %q:\n%s", want, md)
-		}
-	}
+	assertContains(t, "report", string(md), "## Replicas", "| replica ", "| backup-stage ", "held_p50_ms", "4.5")
 	if !strings.Contains(out.String(), "PASSED") {
 		t.Errorf("summary does not say PASSED")
 	}
@@ -101,11 +86,7 @@ func TestReplicaDemoCloneFails(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short")
 	}
-	skipUnlessDemoCanRun(t)
-	bin := buildBinaries(t)
-	work := demoWorkDir(t, "quiesce-replica-test-", bin, true)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
+	ctx, bin, work := demoTest(t, "quiesce-replica-test-")
 	var out syncbuf.Buffer
 	res, err := RunReplica(ctx, ReplicaOptions{WorkDir: work, BinDir: bin, Writers: 1, CatchUp: 30 * time.Second, Out: &out,
 		beforeClone: func(e *ReplicaEnv) {

@@ -61,11 +61,7 @@ func TestReplicaSummaryFailures(t *testing.T) {
 		t.Fatal("a result with problems passed")
 	}
 	text := ReplicaSummaryText(res)
-	for _, want := range []string{"FAILED (exit 6)", "FAILED: hostagent clone", "\nFAILED in"} {
-		if !strings.Contains(text, want) {
-			t.Errorf("summary lacks %q:\n%s", want, text)
-		}
-	}
+	assertContains(t, "summary", text, "FAILED (exit 6)", "FAILED: hostagent clone", "\nFAILED in")
 	ok := &ReplicaResult{Checks: []Comparison{{States: []ServerState{{GTID: "0-1-1", Checksums: map[string]string{"t": "1"}}, {GTID: "0-1-2", Checksums: map[string]string{"t": "1"}}}}}}
 	if !ok.Failed() {
 		t.Error("a result whose GTID positions differ passed")

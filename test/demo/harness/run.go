@@ -120,34 +120,28 @@ func Run(ctx context.Context, o RunOptions) (res *RunResult, err error) {
 	res.Machine = DescribeMachine(env.Version)
 	res.Lambda = env.Lambda.Mode
 
-	env.StartWriter(env.Cfg.Writers)
-	writerStart := time.Now()
-	// Let the writer reach steady state before the first freeze.
-	if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
-		return res, err
-	}
 	session := randHex(6)
 	env.logf("\ncycles   %d, one every %s; window = hostagent freeze start → thaw done", o.Cycles, o.Interval)
-	next := time.Now()
-	for i := 1; i <= o.Cycles; i++ {
-		if err := sleepUntil(ctx, next); err != nil {
-			return res, err
+	commits, wrote, err := env.underLoad(ctx, env.Cfg.Writers, func() error {
+		next := time.Now()
+		for i := 1; i <= o.Cycles; i++ {
+			if err := sleepUntil(ctx, next); err != nil {
+				return err
+			}
+			next = next.Add(o.Interval)
+			c := env.RunCycle(ctx, i, fmt.Sprintf("demo-%s-c%02d", session, i))
+			res.Cycles = append(res.Cycles, c)
+			env.logf("%s", cycleLine(c, o.Cycles))
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
 		}
-		next = next.Add(o.Interval)
-		c := env.RunCycle(ctx, i, fmt.Sprintf("demo-%s-c%02d", session, i))
-		res.Cycles = append(res.Cycles, c)
-		env.logf("%s", cycleLine(c, o.Cycles))
-		if ctx.Err() != nil {
-			return res, ctx.Err()
-		}
-	}
-	// Let the last blocked commits land, then stop writing.
-	_ = sleepCtx(ctx, 300*time.Millisecond)
-	if err := env.StopWriter(ctx); err != nil {
+		return nil
+	})
+	if err != nil {
 		return res, err
 	}
-	commits := env.Writer.Commits()
-	res.Writer = writerStats(env.Writer, commits, time.Since(writerStart), res.Cycles)
+	res.Writer = writerStats(env.Writer, commits, wrote, res.Cycles)
 	for _, c := range res.Cycles {
 		if c.Freeze != nil && c.Thaw != nil {
 			c.Stall = stallDuring(commits, c.Freeze.StartedAt, c.Thaw.ThawedAt)
@@ -488,6 +482,42 @@ func SummaryText(res *RunResult) string {
 }
 
 func msDur(ms float64) time.Duration { return time.Duration(ms * float64(time.Millisecond)) }
+
+// underLoad runs body while the writer runs with that many connections: it
+// lets the writer reach steady state before, and the last blocked commits
+// land after, then stops it and returns its commits and how long it wrote.
+func (e *Env) underLoad(ctx context.Context, workers int, body func() error) ([]bank.Commit, time.Duration, error) {
+	e.StartWriter(workers)
+	start := time.Now()
+	if err := sleepCtx(ctx, 500*time.Millisecond); err != nil {
+		return nil, 0, err
+	}
+	if err := body(); err != nil {
+		return nil, 0, err
+	}
+	_ = sleepCtx(ctx, 300*time.Millisecond)
+	if err := e.StopWriter(ctx); err != nil {
+		return nil, 0, err
+	}
+	return e.Writer.Commits(), time.Since(start), nil
+}
+
+// sampler takes one sample of a method.
+type sampler struct {
+	into *Method
+	take func() Sample
+}
+
+// sampleEach takes one sample of each method in turn, a pause after each.
+func sampleEach(ctx context.Context, pause time.Duration, samplers ...sampler) error {
+	for _, s := range samplers {
+		s.into.Samples = append(s.into.Samples, s.take())
+		if err := sleepCtx(ctx, pause); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
