@@ -670,10 +670,10 @@ func (s *Server) deleteSnapshot(ctx context.Context, form url.Values) (ec2Respon
 		}
 		return nil
 	}
-	if e := s.hooked(check, hook, func() { s.snapOrder = dropOrdered(s.snapshots, s.snapOrder, id) }); e != nil {
-		return nil, e
-	}
-	return &returnResponse{XMLName: xml.Name{Local: "DeleteSnapshotResponse"}, Return: true}, nil
+	return s.hooked(check, hook, func() ec2Response {
+		s.snapOrder = dropOrdered(s.snapshots, s.snapOrder, id)
+		return &returnResponse{XMLName: xml.Name{Local: "DeleteSnapshotResponse"}, Return: true}
+	})
 }
 
 func contains(list []string, v string) bool {

@@ -155,24 +155,24 @@ func (s *Server) putVolume(v *volume) { s.volOrder = putOrdered(s.volumes, s.vol
 // hooked runs an action that has a hook: EC2's checks under s.mu; the hook
 // outside it (it may take a while: a file copy, a loop device, a file
 // removal); the checks again under s.mu, since the state may have moved
-// while the hook ran; then commit, still under s.mu.
-func (s *Server) hooked(check, hook func() *APIError, commit func()) *APIError {
+// while the hook ran; then commit, which makes the change and the response
+// still under s.mu.
+func (s *Server) hooked(check, hook func() *APIError, commit func() ec2Response) (ec2Response, *APIError) {
 	s.mu.Lock()
 	e := check()
 	s.mu.Unlock()
 	if e != nil {
-		return e
+		return nil, e
 	}
 	if e := hook(); e != nil {
-		return e
+		return nil, e
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if e := check(); e != nil {
-		return e
+		return nil, e
 	}
-	commit()
-	return nil
+	return commit(), nil
 }
 
 // hookError turns a hook's error into the API error the call fails with
@@ -299,17 +299,14 @@ func (s *Server) attachVolume(ctx context.Context, form url.Values) (ec2Response
 		}
 		return nil
 	}
-	e := s.hooked(check, hook, func() {
+	return s.hooked(check, hook, func() ec2Response {
 		now := s.Clock.Now()
 		v.instanceID, v.device, v.attachState, v.attachTime = instID, device, "attaching", now
 		v.settleAt = now.Add(s.VolumeDelays.Attach)
 		in := s.instances[instID]
 		in.BlockDevices = append(in.BlockDevices, BlockDevice{DeviceName: device, VolumeID: volID, SizeGiB: v.size})
+		return &attachmentResponse{XMLName: xml.Name{Local: "AttachVolumeResponse"}, xmlAttachment: xmlAttachmentOf(v)}
 	})
-	if e != nil {
-		return nil, e
-	}
-	return &attachmentResponse{XMLName: xml.Name{Local: "AttachVolumeResponse"}, xmlAttachment: xmlAttachmentOf(v)}, nil
 }
 
 // checkAttach applies EC2's AttachVolume rules (s.mu held).
@@ -359,10 +356,10 @@ func (s *Server) detachVolume(ctx context.Context, form url.Values) (ec2Response
 		}
 		return nil
 	}
-	if e := s.hooked(check, hook, func() { v.attachState, v.settleAt = "detaching", s.Clock.Now().Add(s.VolumeDelays.Detach) }); e != nil {
-		return nil, e
-	}
-	return &attachmentResponse{XMLName: xml.Name{Local: "DetachVolumeResponse"}, xmlAttachment: xmlAttachmentOf(v)}, nil
+	return s.hooked(check, hook, func() ec2Response {
+		v.attachState, v.settleAt = "detaching", s.Clock.Now().Add(s.VolumeDelays.Detach)
+		return &attachmentResponse{XMLName: xml.Name{Local: "DetachVolumeResponse"}, xmlAttachment: xmlAttachmentOf(v)}
+	})
 }
 
 // checkDetach applies EC2's DetachVolume rules (s.mu held).
@@ -403,10 +400,10 @@ func (s *Server) deleteVolume(ctx context.Context, form url.Values) (ec2Response
 		}
 		return nil
 	}
-	if e := s.hooked(check, hook, func() { s.volOrder = dropOrdered(s.volumes, s.volOrder, id) }); e != nil {
-		return nil, e
-	}
-	return &returnResponse{XMLName: xml.Name{Local: "DeleteVolumeResponse"}, Return: true}, nil
+	return s.hooked(check, hook, func() ec2Response {
+		s.volOrder = dropOrdered(s.volumes, s.volOrder, id)
+		return &returnResponse{XMLName: xml.Name{Local: "DeleteVolumeResponse"}, Return: true}
+	})
 }
 
 func xmlAttachmentOf(v *volume) xmlAttachment {

@@ -31,7 +31,7 @@ func TestSplitStatementsOnBankSchema(t *testing.T) {
 	}
 }
 
-func TestMaxStallAndFirstCommitAfter(t *testing.T) {
+func TestMaxStallStallDuringAndFirstCommitAfter(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
 	commits := []Commit{
@@ -47,6 +47,14 @@ func TestMaxStallAndFirstCommitAfter(t *testing.T) {
 	s = MaxStall(commits, at(250), at(400))
 	if s.Max != 2*time.Millisecond || s.ID != 4 || s.Count != 1 {
 		t.Fatalf("MaxStall(window) = %+v", s)
+	}
+	// A window the slow commits overlap, though commit 4 alone ended in it.
+	s = StallDuring(commits, at(150), at(350))
+	if s.Max != 190*time.Millisecond || s.ID != 2 || s.Count != 3 {
+		t.Fatalf("StallDuring(window) = %+v", s)
+	}
+	if s = StallDuring(commits, at(6), at(9)); s.Count != 0 {
+		t.Fatalf("StallDuring(a window no commit overlaps) = %+v", s)
 	}
 	c, ok := FirstCommitAfter(commits, at(199))
 	if !ok || c.ID != 2 {

@@ -203,12 +203,22 @@ type Stall struct {
 // MaxStall returns the slowest commit among those that ended in [from, to]
 // (zero times mean unbounded).
 func MaxStall(commits []Commit, from, to time.Time) Stall {
+	return slowest(commits, func(c Commit) bool {
+		return (from.IsZero() || !c.End.Before(from)) && (to.IsZero() || !c.End.After(to))
+	})
+}
+
+// StallDuring returns the slowest commit whose transaction overlapped
+// [from, to]: the writer's experience of one freeze window.
+func StallDuring(commits []Commit, from, to time.Time) Stall {
+	return slowest(commits, func(c Commit) bool { return !c.End.Before(from) && !c.Start.After(to) })
+}
+
+// slowest is the slowest of the commits counted, and how many were.
+func slowest(commits []Commit, counted func(Commit) bool) Stall {
 	var s Stall
 	for _, c := range commits {
-		if !from.IsZero() && c.End.Before(from) {
-			continue
-		}
-		if !to.IsZero() && c.End.After(to) {
+		if !counted(c) {
 			continue
 		}
 		s.Count++

@@ -269,7 +269,7 @@ func finishSamples(methods []*Method, commits []bank.Commit) {
 			if s.Start.IsZero() {
 				continue
 			}
-			s.Stall = stallDuring(commits, s.Start, s.End).Max
+			s.Stall = bank.StallDuring(commits, s.Start, s.End).Max
 			if c, ok := bank.FirstCommitAfter(commits, s.ReleaseAt); ok && !s.ReleaseAt.IsZero() {
 				s.Release = c.End.Sub(s.ReleaseAt)
 			}

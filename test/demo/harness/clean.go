@@ -150,7 +150,7 @@ func thawHeldUnder(ctx context.Context, binDir, stateDir, workdir string) (done 
 		return nil, nil // no hostagent here: nothing it could hold
 	}
 	thawed, err := thawHeld(ctx, binDir, stateDir, 30*time.Second, func(mounts []string) bool { return anyUnder(mounts, workdir) })
-	if errors.Is(err, errHostagentStatus) {
+	if isStatusError(err) {
 		err = nil // a status that does not answer leaves the FITHAW of every mount below to do it
 	}
 	for _, id := range thawed {

@@ -118,7 +118,7 @@ func (e *Env) RunCycle(ctx context.Context, n int, runID string) *Cycle {
 	e.collectReports(c)
 	e.collectSnapshots(c)
 	if e.Writer != nil && c.Freeze != nil && c.Thaw != nil {
-		c.Stall = stallDuring(e.Writer.Commits(), c.Freeze.StartedAt, c.Thaw.ThawedAt)
+		c.Stall = bank.StallDuring(e.Writer.Commits(), c.Freeze.StartedAt, c.Thaw.ThawedAt)
 	}
 	return c
 }
@@ -209,20 +209,4 @@ type lambdaResult struct {
 		SnapshotAPI    string   `json:"snapshot_api"`
 		Errors         []string `json:"errors"`
 	} `json:"instances"`
-}
-
-// stallDuring is the slowest commit whose transaction overlapped [from, to]:
-// the writer's experience of one freeze window.
-func stallDuring(commits []bank.Commit, from, to time.Time) bank.Stall {
-	var s bank.Stall
-	for _, c := range commits {
-		if c.End.Before(from) || c.Start.After(to) {
-			continue
-		}
-		s.Count++
-		if l := c.Latency(); l > s.Max {
-			s.Max, s.At, s.ID = l, c.End, c.ID
-		}
-	}
-	return s
 }

@@ -548,7 +548,7 @@ func (e *Env) thawAll(ctx context.Context) error {
 // holds one of mounts, then FITHAWs the mounts themselves (idempotent).
 func thawRunsOn(ctx context.Context, binDir, stateDir string, mounts []string) error {
 	_, err := thawHeld(ctx, binDir, stateDir, 2*time.Minute, func(held []string) bool { return overlaps(held, mounts) })
-	if _, serr := os.Stat(stateDir); errors.Is(err, errHostagentStatus) && serr != nil {
+	if _, serr := os.Stat(stateDir); isStatusError(err) && serr != nil {
 		err = nil // no state dir: nothing hostagent could hold
 	}
 	errs := []error{err}
@@ -560,26 +560,35 @@ func thawRunsOn(ctx context.Context, binDir, stateDir string, mounts []string) e
 	return errors.Join(errs...)
 }
 
-// errHostagentStatus: `hostagent status` failed or did not answer JSON.
-var errHostagentStatus = errors.New("hostagent status")
+// statusError is `hostagent status` failing or not answering JSON.
+type statusError struct{ err error }
+
+func (e *statusError) Error() string { return e.err.Error() }
+func (e *statusError) Unwrap() error { return e.err }
+
+// isStatusError reports whether err is, or wraps, a statusError.
+func isStatusError(err error) bool {
+	var se *statusError
+	return errors.As(err, &se)
+}
 
 // hostagentStatus runs `hostagent status` on stateDir, bounded by limit.
 func hostagentStatus(ctx context.Context, binDir, stateDir string, limit time.Duration) (contract.StatusReport, error) {
 	var st contract.StatusReport
 	out, _, err := runHostagent(ctx, binDir, stateDir, limit, "status")
-	if err == nil {
-		err = json.Unmarshal(out, &st)
-	}
 	if err != nil {
-		return st, fmt.Errorf("%w: %w", errHostagentStatus, err)
+		return st, &statusError{err}
+	}
+	if err := json.Unmarshal(out, &st); err != nil {
+		return st, &statusError{fmt.Errorf("hostagent status: %w", err)}
 	}
 	return st, nil
 }
 
 // thawHeld thaws every run hostagent reports held in stateDir whose mounts
 // holding picks, each call bounded by limit, and returns the runs thawed (a
-// run the deadline thawed first, exit 4, counts). A failed status is
-// errHostagentStatus.
+// run the deadline thawed first, exit 4, counts). A failed status is a
+// statusError.
 func thawHeld(ctx context.Context, binDir, stateDir string, limit time.Duration, holding func(mounts []string) bool) (thawed []string, err error) {
 	st, err := hostagentStatus(ctx, binDir, stateDir, limit)
 	if err != nil {

@@ -33,7 +33,7 @@ func TestSummarizeTargetsAndStallPlacement(t *testing.T) {
 		{ID: 3, Start: at(4000), End: at(4250)}, // 250 ms outside any window
 	}
 	for _, c := range res.Cycles {
-		c.Stall = stallDuring(commits, c.Freeze.StartedAt, c.Thaw.ThawedAt)
+		c.Stall = bank.StallDuring(commits, c.Freeze.StartedAt, c.Thaw.ThawedAt)
 	}
 	res.Verifications = []Verification{{CreateToTag: 3 * time.Second}, {CreateToTag: -1, Problems: []string{"verification failed"}}, {CreateToTag: 4 * time.Second}}
 	res.Damaged = &Verification{Damaged: true, CreateToTag: -1}

@@ -64,7 +64,7 @@ func (e *ReplicaEnv) snapshot(ctx context.Context, of string, vol *pool.Volume, 
 		return s, fmt.Errorf("thaw %s: thawed by %s (lock lost %v): not application-consistent", of, s.Thaw.ThawedBy, s.Thaw.LockLost != nil)
 	}
 	if w := e.currentWriter(); w != nil {
-		s.Stall = stallDuring(w.Commits(), s.Start, s.End)
+		s.Stall = bank.StallDuring(w.Commits(), s.Start, s.End)
 	}
 	return s, nil
 }

@@ -144,7 +144,7 @@ func Run(ctx context.Context, o RunOptions) (res *RunResult, err error) {
 	res.Writer = writerStats(env.Writer, commits, wrote, res.Cycles)
 	for _, c := range res.Cycles {
 		if c.Freeze != nil && c.Thaw != nil {
-			c.Stall = stallDuring(commits, c.Freeze.StartedAt, c.Thaw.ThawedAt)
+			c.Stall = bank.StallDuring(commits, c.Freeze.StartedAt, c.Thaw.ThawedAt)
 		}
 	}
 	env.logf("writer   %d transfers committed (%.0f/s), %d declined, %d errors, max commit stall %s",
