@@ -156,36 +156,23 @@ func (r *Runner) clone(ctx context.Context, cfg *Config, p *plan, res *Result) e
 	return nil
 }
 
-// target is what the clone needs to know of the target instance.
-type target struct {
-	az      string
-	devices map[string]string // device name → volume id
-}
-
-func (r *Runner) describeTarget(ctx context.Context, cfg *Config) (*target, error) {
+// describeTarget returns the target, refusing one that is not running or
+// not tagged as meant to become a clone.
+func (r *Runner) describeTarget(ctx context.Context, cfg *Config) (*volumeset.Instance, error) {
 	id := cfg.TargetInstance
-	out, err := r.EC2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{id}})
-	if err != nil {
+	t, err := volumeset.DescribeInstance(ctx, r.EC2, id)
+	switch {
+	case err != nil:
 		return nil, fmt.Errorf("describe the target %s: %w", id, err)
+	case t == nil:
+		return nil, fmt.Errorf("target %s not found", id)
+	case t.State != string(ec2types.InstanceStateNameRunning):
+		return nil, fmt.Errorf("target %s is not running", id)
 	}
-	for _, res := range out.Reservations {
-		for _, in := range res.Instances {
-			if in.State == nil || in.State.Name != ec2types.InstanceStateNameRunning {
-				return nil, fmt.Errorf("target %s is not running", id)
-			}
-			if role := tagMap(in.Tags)[TagRole]; role != cfg.TargetRole {
-				return nil, fmt.Errorf("target %s is tagged %s=%q, not %q: only instances meant to become clones take the volumes", id, TagRole, role, cfg.TargetRole)
-			}
-			t := &target{az: aws.ToString(in.Placement.AvailabilityZone), devices: map[string]string{}}
-			for _, bd := range in.BlockDeviceMappings {
-				if bd.Ebs != nil {
-					t.devices[volumeset.AttachPoint(aws.ToString(bd.DeviceName))] = aws.ToString(bd.Ebs.VolumeId)
-				}
-			}
-			return t, nil
-		}
+	if role := t.Tags[TagRole]; role != cfg.TargetRole {
+		return nil, fmt.Errorf("target %s is tagged %s=%q, not %q: only instances meant to become clones take the volumes", id, TagRole, role, cfg.TargetRole)
 	}
-	return nil, fmt.Errorf("target %s not found", id)
+	return t, nil
 }
 
 // sourceEndpoint: the event's source_host/source_port win; a set of a

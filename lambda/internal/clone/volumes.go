@@ -74,9 +74,9 @@ func stateOf(vols []ec2types.Volume) string {
 // ensureVolumes creates the missing volumes in the target's zone, waits
 // until they are available and attaches each at the source's device name,
 // waiting until every one is attached.
-func (r *Runner) ensureVolumes(ctx context.Context, cfg *Config, p *plan, t *target) error {
+func (r *Runner) ensureVolumes(ctx context.Context, cfg *Config, p *plan, t *volumeset.Instance) error {
 	for _, m := range p.members {
-		if used := t.devices[volumeset.AttachPoint(m.Device)]; used != "" && used != m.VolumeID {
+		if used := t.Devices[volumeset.AttachPoint(m.Device)]; used != "" && used != m.VolumeID {
 			return fmt.Errorf("target %s uses %s for %s already: the clone's volume of %s needs it (the source's device name)", cfg.TargetInstance, m.Device, used, m.SnapshotID)
 		}
 	}
@@ -84,7 +84,7 @@ func (r *Runner) ensureVolumes(ctx context.Context, cfg *Config, p *plan, t *tar
 		if m.VolumeID != "" {
 			continue
 		}
-		if err := r.volumes().Create(ctx, t.az, m.SnapshotID, clientToken(cfg, p, m), volumeTags(cfg, p, m)); err != nil {
+		if err := r.volumes().Create(ctx, t.AZ, m.SnapshotID, clientToken(cfg, p, m), volumeTags(cfg, p, m)); err != nil {
 			return err
 		}
 	}

@@ -32,6 +32,7 @@ import (
 	"github.com/quiesce/quiesce/internal/clock"
 	"github.com/quiesce/quiesce/lambda/internal/awsapi"
 	"github.com/quiesce/quiesce/lambda/internal/metrics"
+	"github.com/quiesce/quiesce/lambda/internal/volumeset"
 )
 
 // ErrNoVerifier: no instance can verify (nothing is tagged as a verifier, or
@@ -148,7 +149,7 @@ func (r *Runner) Run(ctx context.Context, cfg *Config) (*Result, error) {
 		}
 		return res, err
 	}
-	res.Verifier = verifier.id
+	res.Verifier = verifier.ID
 	if err := r.startNew(ctx, cfg, verifier, until, res); err != nil {
 		errs = append(errs, err)
 	}
@@ -172,7 +173,7 @@ func stepErrors(errs []error) error {
 }
 
 // startNew verifies, one after another, each targeted instance's due set.
-func (r *Runner) startNew(ctx context.Context, cfg *Config, verifier *verifierInfo, until time.Time, res *Result) error {
+func (r *Runner) startNew(ctx context.Context, cfg *Config, verifier *volumeset.Instance, until time.Time, res *Result) error {
 	instances, err := r.targets(ctx, cfg)
 	if err != nil {
 		return err
@@ -193,7 +194,7 @@ func (r *Runner) startNew(ctx context.Context, cfg *Config, verifier *verifierIn
 		if res.has(id, set.RunID) {
 			continue // resumed and finished by this invocation
 		}
-		j := newJob(set, verifier.id, r.Clock.Now())
+		j := newJob(set, verifier.ID, r.Clock.Now())
 		v, err := r.runJob(ctx, cfg, j, until)
 		res.Verifications = append(res.Verifications, v)
 		if v.Status == StatusInProgress {

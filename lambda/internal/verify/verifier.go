@@ -11,45 +11,24 @@ import (
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
-	"github.com/quiesce/quiesce/lambda/internal/awsapi"
 	"github.com/quiesce/quiesce/lambda/internal/ssmrun"
 	"github.com/quiesce/quiesce/lambda/internal/volumeset"
 )
 
-// verifierInfo is what the action needs to know of a verifier instance.
-type verifierInfo struct {
-	id, state, az string
-	devices       []string // attachment points in use (block device mappings)
-}
-
-func verifierOf(inst ec2types.Instance) *verifierInfo {
-	v := &verifierInfo{id: aws.ToString(inst.InstanceId)}
-	if inst.State != nil {
-		v.state = string(inst.State.Name)
-	}
-	if inst.Placement != nil {
-		v.az = aws.ToString(inst.Placement.AvailabilityZone)
-	}
-	for _, bd := range inst.BlockDeviceMappings {
-		v.devices = append(v.devices, aws.ToString(bd.DeviceName))
-	}
-	return v
-}
-
 // findVerifier returns the first (by ID) running verifier online in SSM.
-func (r *Runner) findVerifier(ctx context.Context, cfg *Config) (*verifierInfo, error) {
+func (r *Runner) findVerifier(ctx context.Context, cfg *Config) (*volumeset.Instance, error) {
 	out, err := r.EC2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: []ec2types.Filter{
-		{Name: aws.String("tag:" + TagRole), Values: []string{cfg.VerifierTag}},
+		volumeset.TagFilter(TagRole, cfg.VerifierTag),
 		{Name: aws.String("instance-state-name"), Values: []string{"running"}},
 	}})
 	if err != nil {
 		return nil, fmt.Errorf("find verifier instances: %w", err)
 	}
-	byID := map[string]*verifierInfo{}
+	byID := map[string]*volumeset.Instance{}
 	for _, res := range out.Reservations {
 		for _, inst := range res.Instances {
-			if v := verifierOf(inst); v.az != "" {
-				byID[v.id] = v
+			if v := volumeset.InstanceOf(inst); v.AZ != "" {
+				byID[v.ID] = v
 			}
 		}
 	}
@@ -78,20 +57,12 @@ func (r *Runner) pingStatus(ctx context.Context, ids []string) (map[string]strin
 }
 
 // describeVerifier returns the job's verifier as EC2 sees it now (nil: gone).
-func (r *Runner) describeVerifier(ctx context.Context, id string) (*verifierInfo, error) {
-	out, err := r.EC2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{id}})
-	if awsapi.Code(err) == "InvalidInstanceID.NotFound" {
-		return nil, nil
-	}
+func (r *Runner) describeVerifier(ctx context.Context, id string) (*volumeset.Instance, error) {
+	v, err := volumeset.DescribeInstance(ctx, r.EC2, id)
 	if err != nil {
 		return nil, fmt.Errorf("describe verifier %s: %w", id, err)
 	}
-	for _, res := range out.Reservations {
-		for _, inst := range res.Instances {
-			return verifierOf(inst), nil
-		}
-	}
-	return nil, nil
+	return v, nil
 }
 
 // checkVerifier fails a verification in progress whose verifier is gone or
@@ -106,8 +77,8 @@ func (r *Runner) checkVerifier(ctx context.Context, j *job) {
 		r.Log.Warn("cannot check the verifier; trying again later", "verifier", j.verifier, "error", err)
 	case v == nil:
 		j.fail("verifier "+j.verifier+" no longer exists", true)
-	case v.state != string(ec2types.InstanceStateNameRunning):
-		j.fail("verifier "+j.verifier+" is "+v.state, true)
+	case v.State != string(ec2types.InstanceStateNameRunning):
+		j.fail("verifier "+j.verifier+" is "+v.State, true)
 	}
 }
 

@@ -3,6 +3,8 @@ package verify
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
@@ -58,7 +60,7 @@ func (r *Runner) createAndAttach(ctx context.Context, cfg *Config, j *job) (bool
 	if err != nil {
 		return false, err
 	}
-	if v == nil || v.state != string(ec2types.InstanceStateNameRunning) {
+	if v == nil || v.State != string(ec2types.InstanceStateNameRunning) {
 		j.fail("verifier "+j.verifier+" is not running", true)
 		return true, nil
 	}
@@ -70,7 +72,7 @@ func (r *Runner) createAndAttach(ctx context.Context, cfg *Config, j *job) (bool
 		if _, ok := j.vols[id]; ok {
 			continue
 		}
-		if err := r.volumes().Create(ctx, v.az, id, j.clientToken(id), j.volumeTags(cfg.Stack, id)); err != nil {
+		if err := r.volumes().Create(ctx, v.AZ, id, j.clientToken(id), j.volumeTags(cfg.Stack, id)); err != nil {
 			return false, err
 		}
 		created = true
@@ -92,8 +94,8 @@ func (r *Runner) createAndAttach(ctx context.Context, cfg *Config, j *job) (bool
 
 // attach attaches every available volume of the job to the verifier and
 // moves the job to attached once each has been attached.
-func (r *Runner) attach(ctx context.Context, j *job, v *verifierInfo) (bool, error) {
-	free := freeDevices(v.devices)
+func (r *Runner) attach(ctx context.Context, j *job, v *volumeset.Instance) (bool, error) {
+	free := freeDevices(slices.Collect(maps.Keys(v.Devices)))
 	for _, id := range j.set.IDs() {
 		vol := j.vols[id]
 		if len(vol.Attachments) > 0 {

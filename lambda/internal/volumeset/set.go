@@ -1,10 +1,11 @@
 // Package volumeset is the part the verify and clone actions share: both
 // restore one snapshot set onto new EBS volumes on another instance
-// (docs/architecture.md, "Restore verification" and "Cloning"). It finds and
-// groups the sets, creates the volumes in one Availability Zone tagged at
-// creation, attaches them, records progress in their tags, and detaches
-// and deletes them again. Each action keeps what is its own: which set,
-// where each volume is attached, its tags, its document and its report.
+// (docs/architecture.md, "Restore verification" and "Cloning a replica from
+// a set"). It finds and groups the sets, reads the instance the volumes go
+// to, creates the volumes in its Availability Zone tagged at creation,
+// attaches them, records progress in their tags, and detaches and deletes
+// them again. Each action keeps what is its own: which set, where each
+// volume is attached, its tags, its document and its report.
 package volumeset
 
 import (

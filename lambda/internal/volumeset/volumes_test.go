@@ -22,6 +22,7 @@ type fakeEC2 struct {
 	describe         func(*ec2.DescribeVolumesInput) (*ec2.DescribeVolumesOutput, error)
 	detach           func(*ec2.DetachVolumeInput) error
 	del              func(*ec2.DeleteVolumeInput) error
+	instances        func(*ec2.DescribeInstancesInput) (*ec2.DescribeInstancesOutput, error)
 	calls            []string
 }
 
@@ -38,6 +39,11 @@ func (f *fakeEC2) DetachVolume(_ context.Context, in *ec2.DetachVolumeInput, _ .
 func (f *fakeEC2) DeleteVolume(_ context.Context, in *ec2.DeleteVolumeInput, _ ...func(*ec2.Options)) (*ec2.DeleteVolumeOutput, error) {
 	f.calls = append(f.calls, "DeleteVolume")
 	return &ec2.DeleteVolumeOutput{}, f.del(in)
+}
+
+func (f *fakeEC2) DescribeInstances(_ context.Context, in *ec2.DescribeInstancesInput, _ ...func(*ec2.Options)) (*ec2.DescribeInstancesOutput, error) {
+	f.calls = append(f.calls, "DescribeInstances")
+	return f.instances(in)
 }
 
 func apiErr(code string) error { return &smithy.GenericAPIError{Code: code, Message: "scripted"} }
@@ -124,5 +130,31 @@ func TestListPagesAndTagNothing(t *testing.T) {
 	}
 	if err := v.Tag(context.Background(), nil, map[string]string{"k": "v"}); err != nil || len(f.calls) != 2 {
 		t.Errorf("Tag of nothing: %v, calls %v", err, f.calls)
+	}
+}
+
+// An instance as the actions see it: /dev/xvdX and /dev/sdX are one
+// attachment point; an instance EC2 does not know is nil, not an error.
+func TestDescribeInstance(t *testing.T) {
+	inst := ec2types.Instance{InstanceId: aws.String("i-1"), State: &ec2types.InstanceState{Name: ec2types.InstanceStateNameRunning},
+		Placement: &ec2types.Placement{AvailabilityZone: aws.String("us-east-1b")}, Tags: awsapi.Tags(map[string]string{"quiesce:role": "verifier"}, nil),
+		BlockDeviceMappings: []ec2types.InstanceBlockDeviceMapping{
+			{DeviceName: aws.String("/dev/xvda"), Ebs: &ec2types.EbsInstanceBlockDevice{VolumeId: aws.String("vol-root")}},
+			{DeviceName: aws.String("/dev/xvdf"), Ebs: &ec2types.EbsInstanceBlockDevice{VolumeId: aws.String("vol-data")}},
+			{DeviceName: aws.String("/dev/sdb")},
+		}}
+	f := &fakeEC2{instances: func(in *ec2.DescribeInstancesInput) (*ec2.DescribeInstancesOutput, error) {
+		if in.InstanceIds[0] != "i-1" {
+			return nil, apiErr("InvalidInstanceID.NotFound")
+		}
+		return &ec2.DescribeInstancesOutput{Reservations: []ec2types.Reservation{{Instances: []ec2types.Instance{inst}}}}, nil
+	}}
+	got, err := DescribeInstance(context.Background(), f, "i-1")
+	if err != nil || got.ID != "i-1" || got.State != "running" || got.AZ != "us-east-1b" || got.Tags["quiesce:role"] != "verifier" ||
+		got.Devices["/dev/sda"] != "vol-root" || got.Devices["/dev/sdf"] != "vol-data" || len(got.Devices) != 3 {
+		t.Errorf("DescribeInstance = %+v, %v", got, err)
+	}
+	if got, err := DescribeInstance(context.Background(), f, "i-gone"); got != nil || err != nil {
+		t.Errorf("unknown instance: %+v, %v", got, err)
 	}
 }
