@@ -63,3 +63,28 @@ func TestPingStatusPages(t *testing.T) {
 		t.Errorf("PingStatus = %v, %v", got, err)
 	}
 }
+
+// Invocation: not known yet is no error; any other error is the caller's.
+func TestInvocation(t *testing.T) {
+	answer := error(&ssmtypes.InvocationDoesNotExist{Message: aws.String("not yet")})
+	f := &awsfake.SSM{OnGetCommandInvocation: func(_ context.Context, in *ssm.GetCommandInvocationInput) (*ssm.GetCommandInvocationOutput, error) {
+		if aws.ToString(in.CommandId) != "cmd-1" || aws.ToString(in.InstanceId) != "i-1" {
+			t.Errorf("input %+v", in)
+		}
+		if answer != nil {
+			return nil, answer
+		}
+		return &ssm.GetCommandInvocationOutput{Status: ssmtypes.CommandInvocationStatusSuccess}, nil
+	}}
+	if out, err := Invocation(context.Background(), f, "cmd-1", "i-1"); out != nil || err != nil {
+		t.Errorf("not known yet: %+v, %v", out, err)
+	}
+	answer = &ssmtypes.InvalidCommandId{Message: aws.String("no such command")}
+	if _, err := Invocation(context.Background(), f, "cmd-1", "i-1"); err == nil {
+		t.Error("an unknown command was taken for one not registered yet")
+	}
+	answer = nil
+	if out, err := Invocation(context.Background(), f, "cmd-1", "i-1"); err != nil || out.Status != ssmtypes.CommandInvocationStatusSuccess {
+		t.Errorf("known: %+v, %v", out, err)
+	}
+}
