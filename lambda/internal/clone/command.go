@@ -12,7 +12,6 @@ import (
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
 	"github.com/quiesce/quiesce/contract"
-	"github.com/quiesce/quiesce/lambda/internal/awsapi"
 	"github.com/quiesce/quiesce/lambda/internal/ssmrun"
 )
 
@@ -81,15 +80,13 @@ func (r *Runner) runCommand(ctx context.Context, cfg *Config, p *plan, res *Resu
 // await polls the command until it ends and records the outcome.
 func (r *Runner) await(ctx context.Context, cfg *Config, p *plan, res *Result) error {
 	for {
-		out, err := r.SSM.GetCommandInvocation(ctx, &ssm.GetCommandInvocationInput{CommandId: aws.String(res.CommandID), InstanceId: aws.String(cfg.TargetInstance)})
+		out, err := ssmrun.Invocation(ctx, r.SSM, res.CommandID, cfg.TargetInstance)
 		switch {
-		case awsapi.IsInvocationDoesNotExist(err): // not registered yet
 		case err != nil:
 			return fmt.Errorf("poll clone command %s: %w", res.CommandID, err)
-		default:
-			if done := outcome(out, res); done {
-				return r.record(ctx, p, res)
-			}
+		case out == nil: // not registered yet
+		case outcome(out, res):
+			return r.record(ctx, p, res)
 		}
 		if err := r.Clock.Sleep(ctx, r.Poll); err != nil {
 			return fmt.Errorf("wait for clone command %s: %w", res.CommandID, err)

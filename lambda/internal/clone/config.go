@@ -18,6 +18,7 @@ import (
 	"regexp"
 	"time"
 
+	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/lambda/internal/event"
 )
 
@@ -65,7 +66,7 @@ const (
 	DefaultTargetRole = "clone-target"
 	// TagRole on an instance names its role (the verify action's verifier
 	// carries the same key with its own value).
-	TagRole        = "quiesce:role"
+	TagRole        = contract.InstanceTagRole
 	DefaultTimeout = 30 * time.Minute
 	MaxTimeout     = 24 * time.Hour
 )

@@ -18,8 +18,8 @@ import (
 // Tags on the clone's volumes (with quiesce:stack, quiesce:run-id,
 // quiesce:instance and quiesce:device of the source snapshot).
 const (
-	TagPurpose        = "quiesce:purpose" // PurposeClone
-	TagSourceSnapshot = "quiesce:source-snapshot"
+	TagPurpose        = contract.TagPurpose // PurposeClone
+	TagSourceSnapshot = contract.TagSourceSnapshot
 	TagCloneTarget    = "quiesce:clone-target"
 	TagCloneState     = "quiesce:clone-state" // stateRunning | stateReplicating | stateFailed
 	TagCloneCommand   = "quiesce:clone-command"

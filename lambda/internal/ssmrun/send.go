@@ -45,6 +45,17 @@ func SendOnce(ctx context.Context, api awsapi.SSM, in *ssm.SendCommandInput) (st
 	return aws.ToString(out.Command.CommandId), nil
 }
 
+// Invocation is the command's invocation on the instance as SSM reports it
+// now; nil, without an error, while SSM does not know it yet (it registers
+// an invocation a moment after SendCommand returns).
+func Invocation(ctx context.Context, api awsapi.SSM, commandID, instanceID string) (*ssm.GetCommandInvocationOutput, error) {
+	out, err := api.GetCommandInvocation(ctx, &ssm.GetCommandInvocationInput{CommandId: aws.String(commandID), InstanceId: aws.String(instanceID)})
+	if awsapi.IsInvocationDoesNotExist(err) {
+		return nil, nil
+	}
+	return out, err
+}
+
 // Running says whether an invocation in this status has not ended yet.
 func Running(status ssmtypes.CommandInvocationStatus) bool {
 	switch status {

@@ -2,7 +2,6 @@ package ssmrun
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +9,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
+
+	"github.com/quiesce/quiesce/test/awsfake"
 )
 
 func TestRunning(t *testing.T) {
@@ -31,36 +32,15 @@ func TestInputCutsTheComment(t *testing.T) {
 	}
 }
 
-type fakeSSM struct {
-	send func(*ssm.SendCommandInput, ...func(*ssm.Options)) (*ssm.SendCommandOutput, error)
-	info func(*ssm.DescribeInstanceInformationInput) (*ssm.DescribeInstanceInformationOutput, error)
-}
-
-func (f *fakeSSM) SendCommand(_ context.Context, in *ssm.SendCommandInput, opts ...func(*ssm.Options)) (*ssm.SendCommandOutput, error) {
-	return f.send(in, opts...)
-}
-func (f *fakeSSM) GetCommandInvocation(context.Context, *ssm.GetCommandInvocationInput, ...func(*ssm.Options)) (*ssm.GetCommandInvocationOutput, error) {
-	return nil, errors.New("not used")
-}
-func (f *fakeSSM) DescribeInstanceInformation(_ context.Context, in *ssm.DescribeInstanceInformationInput, _ ...func(*ssm.Options)) (*ssm.DescribeInstanceInformationOutput, error) {
-	return f.info(in)
-}
-
 // SendOnce turns the SDK's retries off and refuses an answer without an ID.
 func TestSendOnce(t *testing.T) {
-	var attempts int
-	f := &fakeSSM{send: func(_ *ssm.SendCommandInput, opts ...func(*ssm.Options)) (*ssm.SendCommandOutput, error) {
-		o := ssm.Options{RetryMaxAttempts: 3}
-		for _, fn := range opts {
-			fn(&o)
-		}
-		attempts = o.RetryMaxAttempts
+	f := &awsfake.SSM{OnSendCommand: func(context.Context, *ssm.SendCommandInput) (*ssm.SendCommandOutput, error) {
 		return &ssm.SendCommandOutput{Command: &ssmtypes.Command{CommandId: aws.String("cmd-1")}}, nil
 	}}
-	if id, err := SendOnce(context.Background(), f, Input("Doc", "i-1", nil, time.Minute, "c")); id != "cmd-1" || err != nil || attempts != 1 {
-		t.Errorf("SendOnce = %q, %v (SDK attempts %d)", id, err, attempts)
+	if id, err := SendOnce(context.Background(), f, Input("Doc", "i-1", nil, time.Minute, "c")); id != "cmd-1" || err != nil || f.SendOptions.RetryMaxAttempts != 1 {
+		t.Errorf("SendOnce = %q, %v (SDK attempts %d)", id, err, f.SendOptions.RetryMaxAttempts)
 	}
-	f.send = func(*ssm.SendCommandInput, ...func(*ssm.Options)) (*ssm.SendCommandOutput, error) {
+	f.OnSendCommand = func(context.Context, *ssm.SendCommandInput) (*ssm.SendCommandOutput, error) {
 		return &ssm.SendCommandOutput{}, nil
 	}
 	if _, err := SendOnce(context.Background(), f, Input("Doc", "i-1", nil, time.Minute, "c")); err == nil {
@@ -70,7 +50,7 @@ func TestSendOnce(t *testing.T) {
 
 // PingStatus reads every page and leaves out what SSM does not manage.
 func TestPingStatusPages(t *testing.T) {
-	f := &fakeSSM{info: func(in *ssm.DescribeInstanceInformationInput) (*ssm.DescribeInstanceInformationOutput, error) {
+	f := &awsfake.SSM{OnDescribeInstanceInformation: func(_ context.Context, in *ssm.DescribeInstanceInformationInput) (*ssm.DescribeInstanceInformationOutput, error) {
 		if in.NextToken == nil {
 			return &ssm.DescribeInstanceInformationOutput{NextToken: aws.String("p2"), InstanceInformationList: []ssmtypes.InstanceInformation{
 				{InstanceId: aws.String("i-1"), PingStatus: ssmtypes.PingStatusOnline}}}, nil
@@ -81,5 +61,30 @@ func TestPingStatusPages(t *testing.T) {
 	got, err := PingStatus(context.Background(), f, []string{"i-1", "i-2", "i-3"})
 	if err != nil || got["i-1"] != "Online" || got["i-2"] != "ConnectionLost" || len(got) != 2 {
 		t.Errorf("PingStatus = %v, %v", got, err)
+	}
+}
+
+// Invocation: not known yet is no error; any other error is the caller's.
+func TestInvocation(t *testing.T) {
+	answer := error(&ssmtypes.InvocationDoesNotExist{Message: aws.String("not yet")})
+	f := &awsfake.SSM{OnGetCommandInvocation: func(_ context.Context, in *ssm.GetCommandInvocationInput) (*ssm.GetCommandInvocationOutput, error) {
+		if aws.ToString(in.CommandId) != "cmd-1" || aws.ToString(in.InstanceId) != "i-1" {
+			t.Errorf("input %+v", in)
+		}
+		if answer != nil {
+			return nil, answer
+		}
+		return &ssm.GetCommandInvocationOutput{Status: ssmtypes.CommandInvocationStatusSuccess}, nil
+	}}
+	if out, err := Invocation(context.Background(), f, "cmd-1", "i-1"); out != nil || err != nil {
+		t.Errorf("not known yet: %+v, %v", out, err)
+	}
+	answer = &ssmtypes.InvalidCommandId{Message: aws.String("no such command")}
+	if _, err := Invocation(context.Background(), f, "cmd-1", "i-1"); err == nil {
+		t.Error("an unknown command was taken for one not registered yet")
+	}
+	answer = nil
+	if out, err := Invocation(context.Background(), f, "cmd-1", "i-1"); err != nil || out.Status != ssmtypes.CommandInvocationStatusSuccess {
+		t.Errorf("known: %+v, %v", out, err)
 	}
 }

@@ -158,16 +158,16 @@ func (r *Runner) send(ctx context.Context, cfg *Config, j *job) (bool, error) {
 
 // poll looks at the command once and records its outcome when it ended.
 func (r *Runner) poll(ctx context.Context, j *job) (bool, error) {
-	out, err := r.SSM.GetCommandInvocation(ctx, &ssm.GetCommandInvocationInput{CommandId: aws.String(j.commandID), InstanceId: aws.String(j.verifier)})
-	if awsapi.IsInvocationDoesNotExist(err) {
+	out, err := ssmrun.Invocation(ctx, r.SSM, j.commandID, j.verifier)
+	if err != nil {
+		return false, fmt.Errorf("poll verify command %s: %w", j.commandID, err)
+	}
+	if out == nil {
 		if r.Clock.Now().Sub(j.sent) > r.LostAfter {
 			j.fail(fmt.Sprintf("verify command %s lost: SSM has no invocation on %s %s after it was sent", j.commandID, j.verifier, event.Human(r.LostAfter)), true)
 			return true, nil
 		}
 		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("poll verify command %s: %w", j.commandID, err)
 	}
 	switch {
 	case ssmrun.Running(out.Status):

@@ -26,9 +26,6 @@ type Set struct {
 	Snapshots         []ec2types.Snapshot
 }
 
-// Name is the set as messages name it: instance/run.
-func (s *Set) Name() string { return s.InstanceID + "/" + s.RunID }
-
 // IDs are the snapshot IDs, in the set's order.
 func (s *Set) IDs() []string {
 	out := make([]string, len(s.Snapshots))
@@ -64,7 +61,8 @@ func (s *Set) Started() time.Time {
 }
 
 // Group sorts the stack's application-consistent snapshots into sets by
-// instance and run, each in device order. Snapshots of another stack, of a
+// instance and run, keyed "instance/run" (as messages name a set), each in
+// device order. Snapshots of another stack, of a
 // lower consistency or of no run are left out: the orphans of an abandoned
 // snapshot call share the run ID but are tagged crash and incomplete.
 func Group(stack string, snaps []ec2types.Snapshot) map[string]*Set {

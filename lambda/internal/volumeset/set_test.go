@@ -36,8 +36,8 @@ func TestGroup(t *testing.T) {
 		t.Fatalf("sets %v", sets)
 	}
 	s := sets["i-1/r1"]
-	if got := strings.Join(s.IDs(), ","); got != "snap-f,snap-g" || s.Name() != "i-1/r1" || !s.Started().Equal(at.Add(time.Second)) || s.Unusable() != "" {
-		t.Errorf("set %s: %s, started %s, unusable %q", s.Name(), got, s.Started(), s.Unusable())
+	if got := strings.Join(s.IDs(), ","); got != "snap-f,snap-g" || !s.Started().Equal(at.Add(time.Second)) || s.Unusable() != "" {
+		t.Errorf("set i-1/r1: %s, started %s, unusable %q", got, s.Started(), s.Unusable())
 	}
 }
 

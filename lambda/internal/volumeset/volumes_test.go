@@ -13,38 +13,8 @@ import (
 
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/lambda/internal/awsapi"
+	"github.com/quiesce/quiesce/test/awsfake"
 )
-
-// fakeEC2 answers the volume calls with its function fields and records
-// the calls made; a call nothing scripts panics (nil embedded interface).
-type fakeEC2 struct {
-	awsapi.VerifyEC2 // nil: a call not scripted panics
-	describe         func(*ec2.DescribeVolumesInput) (*ec2.DescribeVolumesOutput, error)
-	detach           func(*ec2.DetachVolumeInput) error
-	del              func(*ec2.DeleteVolumeInput) error
-	instances        func(*ec2.DescribeInstancesInput) (*ec2.DescribeInstancesOutput, error)
-	calls            []string
-}
-
-func (f *fakeEC2) DescribeVolumes(_ context.Context, in *ec2.DescribeVolumesInput, _ ...func(*ec2.Options)) (*ec2.DescribeVolumesOutput, error) {
-	f.calls = append(f.calls, "DescribeVolumes")
-	return f.describe(in)
-}
-
-func (f *fakeEC2) DetachVolume(_ context.Context, in *ec2.DetachVolumeInput, _ ...func(*ec2.Options)) (*ec2.DetachVolumeOutput, error) {
-	f.calls = append(f.calls, "DetachVolume")
-	return &ec2.DetachVolumeOutput{}, f.detach(in)
-}
-
-func (f *fakeEC2) DeleteVolume(_ context.Context, in *ec2.DeleteVolumeInput, _ ...func(*ec2.Options)) (*ec2.DeleteVolumeOutput, error) {
-	f.calls = append(f.calls, "DeleteVolume")
-	return &ec2.DeleteVolumeOutput{}, f.del(in)
-}
-
-func (f *fakeEC2) DescribeInstances(_ context.Context, in *ec2.DescribeInstancesInput, _ ...func(*ec2.Options)) (*ec2.DescribeInstancesOutput, error) {
-	f.calls = append(f.calls, "DescribeInstances")
-	return f.instances(in)
-}
 
 func apiErr(code string) error { return &smithy.GenericAPIError{Code: code, Message: "scripted"} }
 
@@ -81,14 +51,21 @@ func TestRelease(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var sent *bool
-			f := &fakeEC2{detach: func(in *ec2.DetachVolumeInput) error { sent = in.Force; return tt.detachErr },
-				del: func(*ec2.DeleteVolumeInput) error { return tt.deleteErr }}
+			f := &awsfake.EC2{
+				OnDetachVolume: func(_ context.Context, in *ec2.DetachVolumeInput) (*ec2.DetachVolumeOutput, error) {
+					sent = in.Force
+					return &ec2.DetachVolumeOutput{}, tt.detachErr
+				},
+				OnDeleteVolume: func(context.Context, *ec2.DeleteVolumeInput) (*ec2.DeleteVolumeOutput, error) {
+					return &ec2.DeleteVolumeOutput{}, tt.deleteErr
+				},
+			}
 			v := &Volumes{EC2: f, Log: slog.New(slog.DiscardHandler), Kind: "test"}
 			gone, err := v.Release(context.Background(), tt.vol, tt.force)
 			if gone != tt.gone || (err == nil) != (tt.err == "") || (err != nil && !strings.Contains(err.Error(), tt.err)) {
 				t.Errorf("Release = %v, %v; want %v, %q", gone, err, tt.gone, tt.err)
 			}
-			if got := strings.Join(f.calls, ","); got != tt.calls || aws.ToBool(sent) != aws.ToBool(tt.force2) || (sent == nil) != (tt.force2 == nil) {
+			if got := strings.Join(f.Calls(), ","); got != tt.calls || aws.ToBool(sent) != aws.ToBool(tt.force2) || (sent == nil) != (tt.force2 == nil) {
 				t.Errorf("calls %q (Force %v), want %q (Force %v)", got, sent, tt.calls, tt.force2)
 			}
 		})
@@ -98,7 +75,7 @@ func TestRelease(t *testing.T) {
 // ReleaseID looks first: a volume EC2 no longer knows is gone.
 func TestReleaseIDGone(t *testing.T) {
 	for _, answer := range []error{apiErr("InvalidVolume.NotFound"), nil} {
-		f := &fakeEC2{describe: func(*ec2.DescribeVolumesInput) (*ec2.DescribeVolumesOutput, error) {
+		f := &awsfake.EC2{OnDescribeVolumes: func(context.Context, *ec2.DescribeVolumesInput) (*ec2.DescribeVolumesOutput, error) {
 			return &ec2.DescribeVolumesOutput{}, answer
 		}}
 		v := &Volumes{EC2: f, Log: slog.New(slog.DiscardHandler), Kind: "test"}
@@ -106,7 +83,7 @@ func TestReleaseIDGone(t *testing.T) {
 			t.Errorf("%v: ReleaseID = %v, %v", answer, gone, err)
 		}
 	}
-	f := &fakeEC2{describe: func(*ec2.DescribeVolumesInput) (*ec2.DescribeVolumesOutput, error) {
+	f := &awsfake.EC2{OnDescribeVolumes: func(context.Context, *ec2.DescribeVolumesInput) (*ec2.DescribeVolumesOutput, error) {
 		return nil, apiErr("UnauthorizedOperation")
 	}}
 	v := &Volumes{EC2: f, Log: slog.New(slog.DiscardHandler), Kind: "test"}
@@ -117,7 +94,7 @@ func TestReleaseIDGone(t *testing.T) {
 
 // List reads every page; Tag of no volume calls nothing.
 func TestListPagesAndTagNothing(t *testing.T) {
-	f := &fakeEC2{describe: func(in *ec2.DescribeVolumesInput) (*ec2.DescribeVolumesOutput, error) {
+	f := &awsfake.EC2{OnDescribeVolumes: func(_ context.Context, in *ec2.DescribeVolumesInput) (*ec2.DescribeVolumesOutput, error) {
 		if in.NextToken == nil {
 			return &ec2.DescribeVolumesOutput{Volumes: []ec2types.Volume{{VolumeId: aws.String("vol-1")}}, NextToken: aws.String("p2")}, nil
 		}
@@ -125,11 +102,11 @@ func TestListPagesAndTagNothing(t *testing.T) {
 	}}
 	v := &Volumes{EC2: f, Log: slog.New(slog.DiscardHandler), Kind: "test"}
 	vols, err := v.List(context.Background(), []ec2types.Filter{TagFilter(contract.TagStack, "st")})
-	if err != nil || len(vols) != 2 || len(f.calls) != 2 {
-		t.Errorf("List = %d volumes, %v, calls %v", len(vols), err, f.calls)
+	if err != nil || len(vols) != 2 || len(f.Calls()) != 2 {
+		t.Errorf("List = %d volumes, %v, calls %v", len(vols), err, f.Calls())
 	}
-	if err := v.Tag(context.Background(), nil, map[string]string{"k": "v"}); err != nil || len(f.calls) != 2 {
-		t.Errorf("Tag of nothing: %v, calls %v", err, f.calls)
+	if err := v.Tag(context.Background(), nil, map[string]string{"k": "v"}); err != nil || len(f.Calls()) != 2 {
+		t.Errorf("Tag of nothing: %v, calls %v", err, f.Calls())
 	}
 }
 
@@ -143,7 +120,7 @@ func TestDescribeInstance(t *testing.T) {
 			{DeviceName: aws.String("/dev/xvdf"), Ebs: &ec2types.EbsInstanceBlockDevice{VolumeId: aws.String("vol-data")}},
 			{DeviceName: aws.String("/dev/sdb")},
 		}}
-	f := &fakeEC2{instances: func(in *ec2.DescribeInstancesInput) (*ec2.DescribeInstancesOutput, error) {
+	f := &awsfake.EC2{OnDescribeInstances: func(_ context.Context, in *ec2.DescribeInstancesInput) (*ec2.DescribeInstancesOutput, error) {
 		if in.InstanceIds[0] != "i-1" {
 			return nil, apiErr("InvalidInstanceID.NotFound")
 		}
