@@ -6,6 +6,7 @@ import (
 	"go/parser"
 	"go/token"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -298,16 +299,7 @@ func TestIAMCoversLambdaCalls(t *testing.T) {
 			t.Errorf("the template grants %s but lambda/ never calls %s", action, name)
 		}
 	}
-	t.Logf("lambda calls: %v", keys(called))
-}
-
-func keys(m map[string]bool) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
+	t.Logf("lambda calls: %v", slices.Sorted(maps.Keys(called)))
 }
 
 // moduleDir finds a package's directory in the module cache via go env.

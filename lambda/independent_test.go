@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -59,6 +60,18 @@ type indInstance struct {
 	holds           []*indHold
 }
 
+func (in *indInstance) tagSet() map[string]string { return in.tags }
+
+func (in *indInstance) filter(fl indFilter) (ok, known bool) {
+	switch fl.name {
+	case "tag-key":
+		return slices.ContainsFunc(fl.values, func(k string) bool { _, has := in.tags[k]; return has }), true
+	case "instance-state-name":
+		return slices.Contains(fl.values, in.state), true
+	}
+	return false, false
+}
+
 func (in *indInstance) hold() *indHold {
 	if len(in.holds) == 0 {
 		return nil
@@ -75,6 +88,27 @@ type indSnap struct {
 	// snapshot call arrived ("" when nothing held).
 	heldRun string
 	seeded  bool
+}
+
+func (sn *indSnap) tagSet() map[string]string { return sn.tags }
+
+func (sn *indSnap) filter(fl indFilter) (ok, known bool) {
+	switch fl.name {
+	case "status":
+		return in(fl.values, sn.status()), true
+	case "volume-id":
+		return in(fl.values, sn.vol), true
+	}
+	return false, false
+}
+
+// status is what DescribeSnapshots reports: seeded snapshots are completed;
+// new ones stay pending.
+func (sn *indSnap) status() string {
+	if sn.seeded {
+		return "completed"
+	}
+	return "pending"
 }
 
 type indCmd struct {
@@ -101,11 +135,11 @@ type indStandIn struct {
 	deleted   []string
 	problems  []string // protocol misuse by the Lambda
 
-	describeInstancesCalls, instanceInfoCalls, getInvCalls int
-	sendThrottled                                          map[string]bool
-	perVolumeRejected                                      map[string]bool
-	alwaysThrottleCreateSnapshots                          map[string]bool
-	thawThrottledSince                                     map[string]time.Time
+	calls                         map[string]int // requests so far, by "ec2:Action" / "ssm:Action"
+	sendThrottled                 map[string]bool
+	perVolumeRejected             map[string]bool
+	alwaysThrottleCreateSnapshots map[string]bool
+	thawThrottledSince            map[string]time.Time
 }
 
 func newIndStandIn(t *testing.T) *indStandIn {
@@ -113,13 +147,22 @@ func newIndStandIn(t *testing.T) *indStandIn {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &indStandIn{t: t, doc: doc, snaps: map[string]*indSnap{}, cmds: map[string]*indCmd{},
+	return &indStandIn{t: t, doc: doc, snaps: map[string]*indSnap{}, cmds: map[string]*indCmd{}, calls: map[string]int{},
 		sendThrottled: map[string]bool{}, perVolumeRejected: map[string]bool{}, alwaysThrottleCreateSnapshots: map[string]bool{}, thawThrottledSince: map[string]time.Time{}}
 }
 
 func (s *indStandIn) newID(prefix string) string {
 	s.seq++
 	return fmt.Sprintf("%s%017x", prefix, 0xabc000+s.seq)
+}
+
+// call records a request of api ("ec2:Action" / "ssm:Action") and returns
+// how many of them have come so far, this one included (the stand-in
+// throttles some by their number).
+func (s *indStandIn) call(api string) int {
+	s.requests = append(s.requests, api)
+	s.calls[api]++
+	return s.calls[api]
 }
 
 func (s *indStandIn) problem(format string, args ...any) {
@@ -237,6 +280,70 @@ func tagXML(tags map[string]string) string {
 	return b.String()
 }
 
+// filterable is a resource a Describe call filters: tag:KEY filters read
+// its tags, any other filter its own fields (known false: EC2 has no such
+// filter for it).
+type filterable interface {
+	tagSet() map[string]string
+	filter(fl indFilter) (ok, known bool)
+}
+
+// describeMatches keeps the items pick selects (the call's own parameters)
+// that every one of the request's filters matches; false once it has
+// answered EC2's error for a filter the resource does not have.
+func describeMatches[T filterable](w http.ResponseWriter, f url.Values, items []T, pick func(T) bool) (match []T, ok bool) {
+	for _, it := range items {
+		if !pick(it) {
+			continue
+		}
+		keep := true
+		for _, fl := range formFilters(f) {
+			if key, isTag := strings.CutPrefix(fl.name, "tag:"); isTag {
+				v, has := it.tagSet()[key]
+				keep = keep && has && in(fl.values, v)
+				continue
+			}
+			m, known := it.filter(fl)
+			if !known {
+				ec2Err(w, 400, "InvalidParameterValue", fmt.Sprintf("The filter '%s' is invalid", fl.name))
+				return nil, false
+			}
+			keep = keep && m
+		}
+		if keep {
+			match = append(match, it)
+		}
+	}
+	return match, true
+}
+
+// page returns the bounds of the page of n items that token (prefix and an
+// offset; "" for the first page) asks for, size items at most, and the token
+// of the page after it ("" on the last).
+func page(token, prefix string, size, n int) (start, end int, next string) {
+	start, _ = strconv.Atoi(strings.TrimPrefix(token, prefix))
+	end = min(start+size, n)
+	if end < n {
+		next = prefix + strconv.Itoa(end)
+	}
+	return start, end, next
+}
+
+// nextTokenXML is an EC2 response's nextToken element ("" on the last page).
+func nextTokenXML(next string) string {
+	if next == "" {
+		return ""
+	}
+	return "<nextToken>" + next + "</nextToken>"
+}
+
+// newSnapXML is a snapshot as CreateSnapshot (state element "status") and
+// CreateSnapshots ("state") return it: just created, pending.
+func newSnapXML(sn *indSnap, stateElem, description string) string {
+	return fmt.Sprintf("<snapshotId>%s</snapshotId><volumeId>%s</volumeId><%s>pending</%s><startTime>%s</startTime><progress></progress><ownerId>210987654321</ownerId><volumeSize>50</volumeSize><description>%s</description><encrypted>false</encrypted>%s",
+		sn.id, sn.vol, stateElem, stateElem, sn.start.UTC().Format("2006-01-02T15:04:05.000Z"), xmlEsc(description), tagXML(sn.tags))
+}
+
 // checkTags applies EC2's tag rules to what a snapshot would carry.
 func checkTags(tags map[string]string) string {
 	if len(tags) > 50 {
@@ -291,12 +398,11 @@ func (s *indStandIn) serveEC2(w http.ResponseWriter, r *http.Request) {
 		w = rec
 	}
 	defer s.mu.Unlock()
-	s.requests = append(s.requests, "ec2:"+action)
+	nth := s.call("ec2:" + action)
 	now := time.Now()
 	switch action {
 	case "DescribeInstances":
-		s.describeInstancesCalls++
-		if s.describeInstancesCalls == 1 {
+		if nth == 1 {
 			ec2Err(w, 503, "RequestLimitExceeded", "Request limit exceeded.")
 			return
 		}
@@ -311,38 +417,12 @@ func (s *indStandIn) serveEC2(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
-		var match []*indInstance
-		for _, inst := range s.insts {
-			if len(ids) > 0 && !in(ids, inst.id) {
-				continue
-			}
-			ok := true
-			for _, fl := range formFilters(f) {
-				switch {
-				case strings.HasPrefix(fl.name, "tag:"):
-					v, has := inst.tags[strings.TrimPrefix(fl.name, "tag:")]
-					ok = ok && has && in(fl.values, v)
-				case fl.name == "tag-key":
-					has := false
-					for _, k := range fl.values {
-						_, h := inst.tags[k]
-						has = has || h
-					}
-					ok = ok && has
-				case fl.name == "instance-state-name":
-					ok = ok && in(fl.values, inst.state)
-				default:
-					ec2Err(w, 400, "InvalidParameterValue", fmt.Sprintf("The filter '%s' is invalid", fl.name))
-					return
-				}
-			}
-			if ok {
-				match = append(match, inst)
-			}
+		match, ok := describeMatches(w, f, s.insts, func(inst *indInstance) bool { return len(ids) == 0 || in(ids, inst.id) })
+		if !ok {
+			return
 		}
 		// Real EC2 may return fewer items than MaxResults: pages of 3.
-		start, _ := strconv.Atoi(strings.TrimPrefix(f.Get("NextToken"), "page-"))
-		end := min(start+3, len(match))
+		start, end, next := page(f.Get("NextToken"), "page-", 3, len(match))
 		var b strings.Builder
 		b.WriteString("<reservationSet>")
 		// Two instances per reservation, like one RunInstances call launching two.
@@ -361,9 +441,7 @@ func (s *indStandIn) serveEC2(w http.ResponseWriter, r *http.Request) {
 			b.WriteString("</instancesSet></item>")
 		}
 		b.WriteString("</reservationSet>")
-		if end < len(match) {
-			fmt.Fprintf(&b, "<nextToken>page-%d</nextToken>", end)
-		}
+		b.WriteString(nextTokenXML(next))
 		s.ec2OK(w, action, b.String())
 
 	case "CreateSnapshot":
@@ -384,8 +462,7 @@ func (s *indStandIn) serveEC2(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		sn := s.create(inst, vol, tags, "CreateSnapshot", now)
-		s.ec2OK(w, action, fmt.Sprintf("<snapshotId>%s</snapshotId><volumeId>%s</volumeId><status>pending</status><startTime>%s</startTime><progress></progress><ownerId>210987654321</ownerId><volumeSize>50</volumeSize><description>%s</description><encrypted>false</encrypted>%s",
-			sn.id, vol, now.UTC().Format("2006-01-02T15:04:05.000Z"), xmlEsc(f.Get("Description")), tagXML(sn.tags)))
+		s.ec2OK(w, action, newSnapXML(sn, "status", f.Get("Description")))
 
 	case "CreateSnapshots":
 		inst := s.instance(f.Get("InstanceSpecification.InstanceId"))
@@ -411,8 +488,7 @@ func (s *indStandIn) serveEC2(w http.ResponseWriter, r *http.Request) {
 				continue
 			}
 			sn := s.create(inst, d[1], tags, "CreateSnapshots", now)
-			fmt.Fprintf(&b, "<item><snapshotId>%s</snapshotId><volumeId>%s</volumeId><state>pending</state><startTime>%s</startTime><progress></progress><ownerId>210987654321</ownerId><volumeSize>50</volumeSize><description>%s</description><encrypted>false</encrypted>%s</item>",
-				sn.id, d[1], now.UTC().Format("2006-01-02T15:04:05.000Z"), xmlEsc(f.Get("Description")), tagXML(sn.tags))
+			b.WriteString("<item>" + newSnapXML(sn, "state", f.Get("Description")) + "</item>")
 		}
 		b.WriteString("</snapshotSet>")
 		s.ec2OK(w, action, b.String())
@@ -453,55 +529,25 @@ func (s *indStandIn) serveEC2(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		owners := formList(f, "Owner")
-		var match []*indSnap
+		var live []*indSnap
 		for _, id := range s.snapOrder {
-			sn := s.snaps[id]
-			if sn == nil {
-				continue
-			}
-			if len(owners) > 0 && !in(owners, "self") && !in(owners, sn.owner) {
-				continue
-			}
-			ok := true
-			for _, fl := range formFilters(f) {
-				switch {
-				case strings.HasPrefix(fl.name, "tag:"):
-					v, has := sn.tags[strings.TrimPrefix(fl.name, "tag:")]
-					ok = ok && has && in(fl.values, v)
-				case fl.name == "status":
-					// Seeded snapshots are completed; new ones stay pending.
-					st := "pending"
-					if sn.seeded {
-						st = "completed"
-					}
-					ok = ok && in(fl.values, st)
-				case fl.name == "volume-id":
-					ok = ok && in(fl.values, sn.vol)
-				default:
-					ec2Err(w, 400, "InvalidParameterValue", fmt.Sprintf("The filter '%s' is invalid", fl.name))
-					return
-				}
-			}
-			if ok {
-				match = append(match, sn)
+			if sn := s.snaps[id]; sn != nil {
+				live = append(live, sn)
 			}
 		}
-		start, _ := strconv.Atoi(strings.TrimPrefix(f.Get("NextToken"), "snaps-"))
-		end := min(start+2, len(match))
+		match, ok := describeMatches(w, f, live, func(sn *indSnap) bool { return len(owners) == 0 || in(owners, "self") || in(owners, sn.owner) })
+		if !ok {
+			return
+		}
+		start, end, next := page(f.Get("NextToken"), "snaps-", 2, len(match))
 		var b strings.Builder
 		b.WriteString("<snapshotSet>")
 		for _, sn := range match[start:end] {
-			status := "completed"
-			if !sn.seeded {
-				status = "pending"
-			}
 			fmt.Fprintf(&b, "<item><snapshotId>%s</snapshotId><volumeId>%s</volumeId><status>%s</status><startTime>%s</startTime><progress>100%%</progress><ownerId>%s</ownerId><volumeSize>50</volumeSize><description/><encrypted>false</encrypted><storageTier>standard</storageTier>%s</item>",
-				sn.id, sn.vol, status, sn.start.UTC().Format("2006-01-02T15:04:05.000Z"), sn.owner, tagXML(sn.tags))
+				sn.id, sn.vol, sn.status(), sn.start.UTC().Format("2006-01-02T15:04:05.000Z"), sn.owner, tagXML(sn.tags))
 		}
 		b.WriteString("</snapshotSet>")
-		if end < len(match) {
-			fmt.Fprintf(&b, "<nextToken>snaps-%d</nextToken>", end)
-		}
+		b.WriteString(nextTokenXML(next))
 		s.ec2OK(w, action, b.String())
 
 	case "DeleteSnapshot":
@@ -581,12 +627,11 @@ func (s *indStandIn) serveSSM(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.requests = append(s.requests, "ssm:"+action)
+	nth := s.call("ssm:" + action)
 	now := time.Now()
 	switch action {
 	case "DescribeInstanceInformation":
-		s.instanceInfoCalls++
-		if s.instanceInfoCalls == 1 {
+		if nth == 1 {
 			ssmErr(w, 400, "ThrottlingException", "Rate exceeded")
 			return
 		}
@@ -619,11 +664,10 @@ func (s *indStandIn) serveSSM(w http.ResponseWriter, r *http.Request) {
 			list = append(list, map[string]any{"InstanceId": inst.id, "PingStatus": inst.ping, "LastPingDateTime": float64(now.Unix()), "AgentVersion": "3.3.1142.0",
 				"IsLatestVersion": false, "PlatformType": "Linux", "PlatformName": "Amazon Linux", "PlatformVersion": "2023", "ResourceType": "EC2Instance", "IPAddress": "10.0.0.1", "ComputerName": "ip-10-0-0-1.ec2.internal"})
 		}
-		start, _ := strconv.Atoi(strings.TrimPrefix(req.NextToken, "ii-"))
-		end := min(start+2, len(list))
+		start, end, next := page(req.NextToken, "ii-", 2, len(list))
 		out := map[string]any{"InstanceInformationList": list[start:end]}
-		if end < len(list) {
-			out["NextToken"] = fmt.Sprintf("ii-%d", end)
+		if next != "" {
+			out["NextToken"] = next
 		}
 		ssmOK(w, out)
 
@@ -695,8 +739,7 @@ func (s *indStandIn) serveSSM(w http.ResponseWriter, r *http.Request) {
 			"TimeoutSeconds": 3600, "DeliveryTimedOutCount": 0, "CompletedCount": 0, "ErrorCount": 0, "MaxConcurrency": "50", "MaxErrors": "0"}})
 
 	case "GetCommandInvocation":
-		s.getInvCalls++
-		if s.getInvCalls == 5 {
+		if nth == 5 {
 			ssmErr(w, 400, "ThrottlingException", "Rate exceeded")
 			return
 		}

@@ -3,23 +3,12 @@ package ssmdoc_test
 import (
 	"strings"
 	"testing"
-
-	"github.com/quiesce/quiesce/ssmdoc"
 )
-
-func mustClone(t *testing.T) *ssmdoc.Document {
-	t.Helper()
-	d, err := ssmdoc.Clone()
-	if err != nil {
-		t.Fatalf("load clone document: %v", err)
-	}
-	return d
-}
 
 // The parameters become hostagent clone's argv, volumes and mounts paired
 // in order, lists split into repeated flags.
 func TestCloneScriptArgv(t *testing.T) {
-	d := mustClone(t)
+	d := mustLoad(t, "clone")
 	r := runDocument(t, d, map[string]string{"volumes": vol1 + "," + vol2, "mounts": "/var/lib/mysql,/var/log/mysql",
 		"sourceHost": "10.0.0.5", "sourceGtid": "0-1-77", "serverId": "201", "sourceServerIds": "1,100",
 		"startCommand": "systemctl start mariadb", "stopCommand": "systemctl stop mariadb", "runId": "r-1"}, "0", true)
@@ -44,7 +33,7 @@ func TestCloneScriptArgv(t *testing.T) {
 // Hostile values are refused by the document's patterns, naming the
 // parameter; a free-form start command is not a service start.
 func TestCloneRenderRefusesHostileValues(t *testing.T) {
-	d := mustClone(t)
+	d := mustLoad(t, "clone")
 	base := map[string]string{"volumes": vol1, "mounts": "/data", "sourceHost": "db1"}
 	for _, name := range d.ParameterNames() {
 		for _, v := range injections {

@@ -10,8 +10,6 @@ import (
 	"runtime"
 	"strings"
 	"testing"
-
-	"github.com/quiesce/quiesce/ssmdoc"
 )
 
 // fakeAWS stands in for `aws [--region R] s3 cp --only-show-errors s3://b/k dst`,
@@ -74,10 +72,7 @@ func sum(s string) string {
 
 func (e installEnv) run(t *testing.T, machine string, params map[string]string) (stdout, stderr string, code int) {
 	t.Helper()
-	d, err := ssmdoc.Install()
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := mustLoad(t, "install")
 	script, env, err := d.Render(params)
 	if err != nil {
 		t.Fatalf("Render: %v", err)

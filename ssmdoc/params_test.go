@@ -13,7 +13,7 @@ import (
 // and pass its allowedValues/allowedPattern; freeze and check must render
 // every declared parameter, so none is left to the document's default.
 func TestCommandParamsMatchTheDocument(t *testing.T) {
-	doc := mustQuiesce(t) // parses ssmdoc/quiesce-command.yaml
+	doc := mustLoad(t, "Quiesce") // parses ssmdoc/quiesce-command.yaml
 	full := contract.CommandParams{RunID: "20261125T194500Z-a1b2c3", Mounts: []string{"/var/lib/mysql", "/var/lib/mysql-binlog"},
 		MySQLLock: contract.LockBackupStage, MySQLDefaultsFile: "/etc/quiesce/my.cnf", LockWait: 1500 * time.Millisecond,
 		LongQueryLimit: 90 * time.Second, KillLongQueries: true, Timeout: contract.MaxFreezeTimeout}
@@ -43,7 +43,7 @@ func TestCommandParamsMatchTheDocument(t *testing.T) {
 
 // The values both sides list must be the document's own.
 func TestContractValuesMatchTheDocument(t *testing.T) {
-	doc := mustQuiesce(t)
+	doc := mustLoad(t, "Quiesce")
 	if got, want := doc.Parameters[contract.ParamMySQLLock].AllowedValues, contract.LockModes(); !slices.Equal(got, want) {
 		t.Errorf("mysqlLock allowedValues = %v, contract.LockModes() = %v", got, want)
 	}

@@ -132,7 +132,7 @@ func TestAllowedPatternsAcceptValidValues(t *testing.T) {
 		"killLongQueries":   {"true", "false"},
 		"runId":             {"", "r1", "20261125T193000Z-ab12", "9f86d081-884c-4d63-9a9b-3f1e0c2d5a77", strings.Repeat("a", 64)},
 	}
-	d := mustQuiesce(t)
+	d := mustLoad(t, "Quiesce")
 	for name, values := range valid {
 		for _, v := range values {
 			if err := d.Validate(name, v); err != nil {
@@ -140,10 +140,7 @@ func TestAllowedPatternsAcceptValidValues(t *testing.T) {
 			}
 		}
 	}
-	inst, err := ssmdoc.Install()
-	if err != nil {
-		t.Fatal(err)
-	}
+	inst := mustLoad(t, "install")
 	for name, values := range map[string][]string{
 		"bucket":  {"my-releases", "a.b.c", "quiesce-123456789012-us-east-1"},
 		"prefix":  {"", "quiesce", "quiesce/releases", "team_a/quiesce.bin"},
@@ -162,7 +159,7 @@ func TestAllowedPatternsAcceptValidValues(t *testing.T) {
 // such value from 1 ms to 24 h must pass the document (a rejected value would
 // fail SendCommand with InvalidParameters).
 func TestGoDurationStringsAccepted(t *testing.T) {
-	d := mustQuiesce(t)
+	d := mustLoad(t, "Quiesce")
 	var samples []time.Duration
 	for _, base := range []time.Duration{time.Millisecond, time.Second, time.Minute, time.Hour} {
 		for _, n := range []int64{1, 2, 7, 10, 59, 60, 61, 99, 100, 999, 1001, 1234567} {

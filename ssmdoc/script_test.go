@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -103,7 +104,7 @@ func runDocument(t *testing.T, d *ssmdoc.Document, params map[string]string, fak
 func fakeStdout(argv []string) string {
 	var b strings.Builder
 	b.WriteString(`{"fake_hostagent":true,"argc":`)
-	b.WriteString(itoa(len(argv)))
+	b.WriteString(strconv.Itoa(len(argv)))
 	b.WriteString("}\n")
 	for _, a := range argv {
 		b.WriteString(a + "\n")
@@ -111,19 +112,8 @@ func fakeStdout(argv []string) string {
 	return b.String()
 }
 
-func itoa(n int) string {
-	if n == 0 {
-		return "0"
-	}
-	var d []byte
-	for ; n > 0; n /= 10 {
-		d = append([]byte{byte('0' + n%10)}, d...)
-	}
-	return string(d)
-}
-
 func TestScriptPassesArgumentsThrough(t *testing.T) {
-	d := mustQuiesce(t)
+	d := mustLoad(t, "Quiesce")
 	cases := []struct {
 		name   string
 		params map[string]string
@@ -208,7 +198,7 @@ func TestScriptPassesArgumentsThrough(t *testing.T) {
 			if want := fakeStdout(c.argv); r.stdout != want {
 				t.Errorf("stdout = %q\nwant     %q", r.stdout, want)
 			}
-			if itoa(r.code) != c.exit {
+			if strconv.Itoa(r.code) != c.exit {
 				t.Errorf("exit code = %d, want %s (hostagent's)", r.code, c.exit)
 			}
 			if r.stderr != "fake stderr line\n" {
@@ -219,7 +209,7 @@ func TestScriptPassesArgumentsThrough(t *testing.T) {
 }
 
 func TestScriptThawWithoutRunID(t *testing.T) {
-	r := runDocument(t, mustQuiesce(t), map[string]string{"action": "thaw"}, "0", true)
+	r := runDocument(t, mustLoad(t, "Quiesce"), map[string]string{"action": "thaw"}, "0", true)
 	if r.argv != nil {
 		t.Fatalf("hostagent ran with %q", r.argv)
 	}
@@ -242,7 +232,7 @@ func TestScriptWithoutHostagent(t *testing.T) {
 	if _, err := os.Stat("/usr/local/sbin/hostagent"); err == nil {
 		t.Skip("a real hostagent is installed in /usr/local/sbin")
 	}
-	r := runDocument(t, mustQuiesce(t), map[string]string{"action": "status"}, "0", false)
+	r := runDocument(t, mustLoad(t, "Quiesce"), map[string]string{"action": "status"}, "0", false)
 	if r.code != 1 || !strings.HasPrefix(r.stdout, `{"error":"hostagent not found on PATH`) {
 		t.Errorf("exit %d stdout %q", r.code, r.stdout)
 	}
@@ -252,7 +242,7 @@ func TestScriptWithoutHostagent(t *testing.T) {
 // nothing; the script must refuse rather than run with empty values.
 func TestScriptRefusesWithoutEnvironment(t *testing.T) {
 	bash := requireBash(t)
-	d := mustQuiesce(t)
+	d := mustLoad(t, "Quiesce")
 	script, _, err := d.Render(map[string]string{"action": "status"})
 	if err != nil {
 		t.Fatal(err)
@@ -313,7 +303,7 @@ func runHostile(t *testing.T, bash, dir, script string, env []string, hostile ma
 // hostile value that reaches hostagent arrives as one literal argument.
 func TestScriptTreatsValuesAsData(t *testing.T) {
 	bash := requireBash(t)
-	d := mustQuiesce(t)
+	d := mustLoad(t, "Quiesce")
 	script, env, err := d.Render(map[string]string{"action": "freeze", "mounts": "/a"})
 	if err != nil {
 		t.Fatal(err)
@@ -363,7 +353,7 @@ func TestScriptTreatsValuesAsData(t *testing.T) {
 
 // Hostile values never get as far as bash: Render refuses them.
 func TestRenderRefusesHostileValuesBeforeBash(t *testing.T) {
-	d := mustQuiesce(t)
+	d := mustLoad(t, "Quiesce")
 	for _, name := range []string{"mounts", "mysqlDefaultsFile", "lockWait", "longQueryLimit", "timeout", "runId", "action", "mysqlLock", "killLongQueries"} {
 		for _, v := range injections {
 			params := map[string]string{"action": "freeze", name: v}
@@ -381,7 +371,7 @@ func TestRenderRefusesHostileValuesBeforeBash(t *testing.T) {
 // refuses such a list (its entries joined back with ',' name an existing
 // path) with a fixed message instead of freezing other paths than meant.
 func TestScriptRefusesMountPathWithComma(t *testing.T) {
-	d := mustQuiesce(t)
+	d := mustLoad(t, "Quiesce")
 	base := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(base, "db,", "data"), 0o755); err != nil {
 		t.Fatal(err)

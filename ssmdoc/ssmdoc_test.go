@@ -9,14 +9,19 @@ import (
 	"github.com/quiesce/quiesce/ssmdoc"
 )
 
-func mustQuiesce(t *testing.T) *ssmdoc.Document {
-	t.Helper()
-	return mustLoad(t, "Quiesce", ssmdoc.Quiesce)
+// documents are the documents this package ships, by the name a failed
+// load reports.
+var documents = map[string]func() (*ssmdoc.Document, error){
+	"Quiesce": ssmdoc.Quiesce,
+	"verify":  ssmdoc.Verify,
+	"clone":   ssmdoc.Clone,
+	"install": ssmdoc.Install,
 }
 
-func mustLoad(t *testing.T, name string, load func() (*ssmdoc.Document, error)) *ssmdoc.Document {
+// mustLoad loads one of the shipped documents or fails the test.
+func mustLoad(t *testing.T, name string) *ssmdoc.Document {
 	t.Helper()
-	d, err := load()
+	d, err := documents[name]()
 	if err != nil {
 		t.Fatalf("load %s document: %v", name, err)
 	}
@@ -36,7 +41,7 @@ func shellDoc(params string, commands ...string) string {
 
 // The parameters the Lambda sends (contract.CommandParams), as declared.
 func TestQuiesceParameterContract(t *testing.T) {
-	d := mustQuiesce(t)
+	d := mustLoad(t, "Quiesce")
 	want := map[string]struct {
 		def     *string
 		allowed []string
@@ -158,7 +163,7 @@ func TestLoadRejects(t *testing.T) {
 }
 
 func TestRenderDefaultsAndEnv(t *testing.T) {
-	d := mustQuiesce(t)
+	d := mustLoad(t, "Quiesce")
 	script, env, err := d.Render(map[string]string{"action": "status"})
 	if err != nil {
 		t.Fatal(err)
@@ -176,7 +181,7 @@ func TestRenderDefaultsAndEnv(t *testing.T) {
 }
 
 func TestRenderErrors(t *testing.T) {
-	d := mustQuiesce(t)
+	d := mustLoad(t, "Quiesce")
 	cases := []struct {
 		name   string
 		params map[string]string

@@ -1,16 +1,12 @@
 package ssmdoc_test
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/quiesce/quiesce/ssmdoc"
 )
-
-func mustVerify(t *testing.T) *ssmdoc.Document {
-	t.Helper()
-	return mustLoad(t, "verify", ssmdoc.Verify)
-}
 
 const (
 	vol1 = "vol-0123456789abcdef0"
@@ -21,7 +17,7 @@ const (
 // anchored patterns; the step's timeout is SSM's 48 h maximum, the longest
 // VerifyMaxHours (hostagent's --timeout is the bound that bites).
 func TestVerifyParameterContract(t *testing.T) {
-	d := mustVerify(t)
+	d := mustLoad(t, "verify")
 	defaults := map[string]*string{"volumes": nil, "expectBinlogFile": ptr(""), "expectBinlogPos": ptr(""), "expectGtid": ptr(""),
 		"checkSql": ptr(""), "mysqld": ptr(""), "mysqldOptionsFile": ptr(""), "timeout": ptr("2h"), "runId": ptr(""),
 		"datadirRelative": ptr(""), "binlogBasename": ptr(""), "innodbPageSize": ptr(""), "lowerCaseTableNames": ptr(""),
@@ -57,7 +53,7 @@ func TestVerifyParameterContract(t *testing.T) {
 }
 
 func TestVerifyScriptPassesArgumentsThrough(t *testing.T) {
-	d := mustVerify(t)
+	d := mustLoad(t, "verify")
 	for _, c := range []struct {
 		name   string
 		params map[string]string
@@ -83,7 +79,7 @@ func TestVerifyScriptPassesArgumentsThrough(t *testing.T) {
 			if r.argv == nil || strings.Join(r.argv, "\x00") != strings.Join(c.argv, "\x00") {
 				t.Errorf("hostagent argv = %q\nwant            %q", r.argv, c.argv)
 			}
-			if r.stdout != fakeStdout(c.argv) || itoa(r.code) != c.exit {
+			if r.stdout != fakeStdout(c.argv) || strconv.Itoa(r.code) != c.exit {
 				t.Errorf("stdout %q, exit %d: want hostagent's own", r.stdout, r.code)
 			}
 		})
@@ -93,7 +89,7 @@ func TestVerifyScriptPassesArgumentsThrough(t *testing.T) {
 // The restore settings' patterns take what quiesce:restore carries and
 // refuse what would leave the volume or hostagent would refuse anyway.
 func TestVerifyRestoreSettingPatterns(t *testing.T) {
-	d := mustVerify(t)
+	d := mustLoad(t, "verify")
 	for name, ok := range map[string][]string{
 		"datadirRelative":       {".", "mysql", "data/mysql-8.0", "_db"},
 		"binlogBasename":        {"mysql-bin", "binlog/mysql-bin", "log.bin"},
@@ -126,7 +122,7 @@ func TestVerifyRestoreSettingPatterns(t *testing.T) {
 
 // The binlog position is one check: half of it is refused before hostagent runs.
 func TestVerifyScriptBinlogPair(t *testing.T) {
-	d := mustVerify(t)
+	d := mustLoad(t, "verify")
 	for _, p := range []map[string]string{{"volumes": vol1, "expectBinlogFile": "mysql-bin.000001"}, {"volumes": vol1, "expectBinlogPos": "4"}} {
 		r := runDocument(t, d, p, "0", true)
 		if r.argv != nil || r.code != 2 || r.stdout != `{"error":"expectBinlogFile and expectBinlogPos go together","exit_code":2}`+"\n" {
@@ -136,7 +132,7 @@ func TestVerifyScriptBinlogPair(t *testing.T) {
 }
 
 func TestVerifyRenderRefusesHostileValues(t *testing.T) {
-	d := mustVerify(t)
+	d := mustLoad(t, "verify")
 	for _, name := range d.ParameterNames() {
 		for _, v := range injections {
 			params := map[string]string{"volumes": vol1, name: v}
@@ -158,7 +154,7 @@ func TestVerifyRenderRefusesHostileValues(t *testing.T) {
 // one literal argument; the shell never runs it.
 func TestVerifyScriptTreatsValuesAsData(t *testing.T) {
 	bash := requireBash(t)
-	script, env, err := mustVerify(t).Render(map[string]string{"volumes": vol1})
+	script, env, err := mustLoad(t, "verify").Render(map[string]string{"volumes": vol1})
 	if err != nil {
 		t.Fatal(err)
 	}

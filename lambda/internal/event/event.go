@@ -7,11 +7,13 @@ package event
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -325,11 +327,11 @@ func (cfg *Config) fillMySQL(ev *Event, env func(string) string) error {
 	if my == nil {
 		my = &MySQL{}
 	}
-	cfg.MySQLLock = firstNonEmpty(my.Lock, env("QUIESCE_MYSQL_LOCK"), contract.LockAuto)
+	cfg.MySQLLock = cmp.Or(my.Lock, env("QUIESCE_MYSQL_LOCK"), contract.LockAuto)
 	if err := ValidateLock("mysql.lock", cfg.MySQLLock); err != nil {
 		return err
 	}
-	cfg.MySQLDefaultsFile = firstNonEmpty(my.DefaultsFile, env("QUIESCE_MYSQL_DEFAULTS_FILE"))
+	cfg.MySQLDefaultsFile = cmp.Or(my.DefaultsFile, env("QUIESCE_MYSQL_DEFAULTS_FILE"))
 	if cfg.MySQLDefaultsFile != "" && !mountRe.MatchString(cfg.MySQLDefaultsFile) {
 		return fieldErr("mysql.defaults_file", cfg.MySQLDefaultsFile, "must be an absolute path of letters, digits and ._-")
 	}
@@ -387,7 +389,7 @@ func (cfg *Config) fillRetention(ev *Event, env func(string) string) error {
 		cfg.KeepLast = n
 	}
 	if maxAge != "" {
-		d, err := parseDuration(maxAge)
+		d, err := ParseDuration(maxAge)
 		if err != nil || d < time.Hour {
 			return fieldErr(ageField, maxAge, "must be a duration of at least 1h, e.g. 720h or 30d")
 		}
@@ -419,7 +421,7 @@ func (cfg *Config) fillConcurrency(ev *Event, env func(string) string) error {
 // QUIESCE_STACK, else the function's name. (main uses it for the metrics'
 // Stack dimension, so both always agree.)
 func StackFromEnv(getenv func(string) string) string {
-	return firstNonEmpty(strings.TrimSpace(getenv("QUIESCE_STACK")), strings.TrimSpace(getenv("AWS_LAMBDA_FUNCTION_NAME")))
+	return cmp.Or(strings.TrimSpace(getenv("QUIESCE_STACK")), strings.TrimSpace(getenv("AWS_LAMBDA_FUNCTION_NAME")))
 }
 
 // ValidateMounts checks mount paths against the SSM document's pattern.
@@ -463,12 +465,7 @@ func ValidateUserTags(tags map[string]string) error {
 	if len(tags) > MaxUserTags {
 		return fieldErr("snapshot_tags", strconv.Itoa(len(tags))+" tags", "at most %d user tags (EC2 allows %d per snapshot, quiesce uses %d)", MaxUserTags, contract.MaxTagsPerResource, ReservedTags)
 	}
-	keys := make([]string, 0, len(tags))
-	for k := range tags {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(tags)) {
 		v := tags[k]
 		switch {
 		case k == "" || utf8.RuneCountInString(k) > 128:
@@ -490,18 +487,19 @@ func duration(field, v string, def, min, max time.Duration) (time.Duration, erro
 	if v == "" {
 		return def, nil
 	}
-	d, err := parseDuration(v)
+	d, err := ParseDuration(v)
 	if err != nil {
 		return 0, fieldErr(field, v, "not a duration (e.g. 500ms, 30s, 2m)")
 	}
 	if d < min || d > max {
-		return 0, fieldErr(field, v, "must be between %s and %s", Human(min), Human(max))
+		return 0, fieldErr(field, v, "must be between %s and %s", HumanDuration(min), HumanDuration(max))
 	}
 	return d, nil
 }
 
-// Human prints a duration the way an operator writes it: 10m, not 10m0s.
-func Human(d time.Duration) string {
+// HumanDuration prints a duration the way an operator writes it: 10m, not
+// 10m0s (the form error messages use for the limits they name).
+func HumanDuration(d time.Duration) string {
 	s := d.String()
 	if strings.HasSuffix(s, "m0s") {
 		s = strings.TrimSuffix(s, "0s")
@@ -512,8 +510,10 @@ func Human(d time.Duration) string {
 	return s
 }
 
-// parseDuration is time.ParseDuration plus a days suffix ("30d").
-func parseDuration(v string) (time.Duration, error) {
+// ParseDuration is time.ParseDuration plus a days suffix ("30d"), the
+// durations an operator writes in an event or the environment; a negative
+// or non-numeric day count is an error.
+func ParseDuration(v string) (time.Duration, error) {
 	if strings.HasSuffix(v, "d") {
 		n, err := strconv.Atoi(strings.TrimSuffix(v, "d"))
 		if err != nil || n < 0 {
@@ -522,13 +522,4 @@ func parseDuration(v string) (time.Duration, error) {
 		return time.Duration(n) * 24 * time.Hour, nil
 	}
 	return time.ParseDuration(v)
-}
-
-func firstNonEmpty(vs ...string) string {
-	for _, v := range vs {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"time"
@@ -48,11 +49,12 @@ func (h *Handler) Handle(ctx context.Context, raw json.RawMessage) (any, error) 
 		h.Log.Error("invalid event", "error", err)
 		return nil, err
 	}
-	if cfg.Action == event.ActionVerify {
-		return h.verify(ctx, cfg, getenv)
-	}
-	if cfg.Action == event.ActionClone {
-		return h.clone(ctx, cfg, getenv)
+	switch cfg.Action {
+	case event.ActionVerify:
+		// A nil runner's method value is never called: runAction refuses first.
+		return runAction(ctx, h.Log, cfg, getenv, h.Verifier != nil, verify.ParseConfig, h.Verifier.Run)
+	case event.ActionClone:
+		return runAction(ctx, h.Log, cfg, getenv, h.Cloner != nil, clone.ParseConfig, h.Cloner.Run)
 	}
 	res, err := h.Runner.Run(ctx, cfg)
 	if res != nil {
@@ -65,42 +67,26 @@ func (h *Handler) Handle(ctx context.Context, raw json.RawMessage) (any, error) 
 	return res, err
 }
 
-// verify runs the verify action and logs its result.
-func (h *Handler) verify(ctx context.Context, cfg *event.Config, getenv func(string) string) (*verify.Result, error) {
-	if h.Verifier == nil {
-		return nil, errors.New("the verify action is not configured in this build")
+// runAction runs one of the actions beside the snapshot run (verify,
+// clone): refused when this build has no runner for it, its own options
+// parsed from the event before any AWS call, its result and failure logged
+// under the action's name.
+func runAction[C, R any](ctx context.Context, log *slog.Logger, cfg *event.Config, getenv func(string) string, configured bool,
+	parse func(*event.Config, func(string) string) (C, error), run func(context.Context, C) (*R, error)) (*R, error) {
+	if !configured {
+		return nil, fmt.Errorf("the %s action is not configured in this build", cfg.Action)
 	}
-	vc, err := verify.ParseConfig(cfg, getenv)
+	c, err := parse(cfg, getenv)
 	if err != nil {
-		h.Log.Error("invalid event", "error", err)
+		log.Error("invalid event", "error", err)
 		return nil, err
 	}
-	res, err := h.Verifier.Run(ctx, vc)
+	res, err := run(ctx, c)
 	if res != nil {
-		h.Log.Info("verify result", "result", res)
+		log.Info(cfg.Action+" result", "result", res)
 	}
 	if err != nil {
-		h.Log.Error("verify failed", "error", err)
-	}
-	return res, err
-}
-
-// clone runs the clone action and logs its result.
-func (h *Handler) clone(ctx context.Context, cfg *event.Config, getenv func(string) string) (*clone.Result, error) {
-	if h.Cloner == nil {
-		return nil, errors.New("the clone action is not configured in this build")
-	}
-	cc, err := clone.ParseConfig(cfg, getenv)
-	if err != nil {
-		h.Log.Error("invalid event", "error", err)
-		return nil, err
-	}
-	res, err := h.Cloner.Run(ctx, cc)
-	if res != nil {
-		h.Log.Info("clone result", "result", res)
-	}
-	if err != nil {
-		h.Log.Error("clone failed", "error", err)
+		log.Error(cfg.Action+" failed", "error", err)
 	}
 	return res, err
 }

@@ -3,14 +3,21 @@ package ratelimit
 import (
 	"context"
 	"errors"
-	"github.com/quiesce/quiesce/internal/clock"
 	"testing"
 	"time"
+
+	"github.com/quiesce/quiesce/internal/clock"
 )
 
-func TestBucketPacesAtRefillRate(t *testing.T) {
+// manualLimiter is a Limiter on a manual clock: waits advance the clock
+// instead of sleeping, so the tests measure pacing exactly.
+func manualLimiter() (*clock.Manual, *Limiter) {
 	clk := clock.NewManual(time.Unix(1_000_000, 0))
-	l := New(clk)
+	return clk, New(clk)
+}
+
+func TestBucketPacesAtRefillRate(t *testing.T) {
+	clk, l := manualLimiter()
 	start := clk.Now()
 	// 100 volumes pass at once, the next 45 need 10 s at 4.5/s.
 	for i := 0; i < 145; i++ {
@@ -27,8 +34,7 @@ func TestBucketPacesAtRefillRate(t *testing.T) {
 }
 
 func TestPerVolumeSpacingAndPending(t *testing.T) {
-	clk := clock.NewManual(time.Unix(1_000_000, 0))
-	l := New(clk)
+	clk, l := manualLimiter()
 	ctx := context.Background()
 	start := clk.Now()
 	l.Created([]string{"vol-1"}, start)
@@ -53,8 +59,7 @@ func TestPerVolumeSpacingAndPending(t *testing.T) {
 }
 
 func TestReserveGivesBackTokensWhenCancelled(t *testing.T) {
-	clk := clock.NewManual(time.Unix(1_000_000, 0))
-	l := New(clk)
+	clk, l := manualLimiter()
 	l.tokens = 0
 	l.at = clk.Now()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -68,8 +73,7 @@ func TestReserveGivesBackTokensWhenCancelled(t *testing.T) {
 }
 
 func TestResetPendingForWarmInvocations(t *testing.T) {
-	clk := clock.NewManual(time.Unix(1_000_000, 0))
-	l := New(clk)
+	clk, l := manualLimiter()
 	for i := 0; i < 5; i++ {
 		l.Created([]string{"vol-1"}, clk.Now().Add(-time.Hour))
 	}

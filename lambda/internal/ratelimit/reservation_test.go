@@ -4,15 +4,12 @@ import (
 	"context"
 	"testing"
 	"time"
-
-	"github.com/quiesce/quiesce/internal/clock"
 )
 
 // Tokens move only as the reservation says: unused ones come back at
 // Resize, spent ones never, the rest at the one deferred Release.
 func TestReservationAccounting(t *testing.T) {
-	clk := clock.NewManual(time.Unix(1_000_000, 0))
-	l := New(clk)
+	clk, l := manualLimiter()
 	ctx := context.Background()
 	tokens := func() float64 { l.mu.Lock(); defer l.mu.Unlock(); return l.tokens }
 
@@ -39,8 +36,7 @@ func TestReservationAccounting(t *testing.T) {
 }
 
 func TestReservationFailedResizeKeepsWhatItHeld(t *testing.T) {
-	clk := clock.NewManual(time.Unix(1_000_000, 0))
-	l := New(clk)
+	clk, l := manualLimiter()
 	r, err := l.ReserveVolumes(context.Background(), []string{"vol-a"})
 	if err != nil {
 		t.Fatal(err)

@@ -23,6 +23,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"sort"
 	"time"
 
@@ -85,12 +87,7 @@ func Plan(p Policy, snaps []ec2types.Snapshot) []string {
 		byVol[v] = append(byVol[v], s)
 	}
 	var del []string
-	vols := make([]string, 0, len(byVol))
-	for v := range byVol {
-		vols = append(vols, v)
-	}
-	sort.Strings(vols)
-	for _, v := range vols {
+	for _, v := range slices.Sorted(maps.Keys(byVol)) {
 		list := byVol[v]
 		sort.SliceStable(list, func(i, j int) bool { return aws.ToTime(list[i].StartTime).After(aws.ToTime(list[j].StartTime)) })
 		rank := 0

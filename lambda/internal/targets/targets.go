@@ -7,7 +7,8 @@ package targets
 import (
 	"context"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -92,7 +93,7 @@ func Resolve(ctx context.Context, e awsapi.EC2, s awsapi.SSM, cfg *event.Config)
 	}
 	if len(cfg.TargetTags) > 0 {
 		var fs []ec2types.Filter
-		for _, k := range sortedKeys(cfg.TargetTags) {
+		for _, k := range slices.Sorted(maps.Keys(cfg.TargetTags)) {
 			if v := cfg.TargetTags[k]; v != "" {
 				fs = append(fs, ec2types.Filter{Name: aws.String("tag:" + k), Values: []string{v}})
 			} else {
@@ -282,13 +283,4 @@ func chunks(ids []string, n int) [][]string {
 		ids = ids[k:]
 	}
 	return out
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

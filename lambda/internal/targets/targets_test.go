@@ -18,25 +18,24 @@ import (
 	"github.com/quiesce/quiesce/lambda/internal/event"
 )
 
-type fakeEC2 struct {
+// fakeAWS answers the two lookups Resolve makes, EC2's DescribeInstances and
+// SSM's DescribeInstanceInformation, and counts them.
+type fakeAWS struct {
 	awsapi.EC2 // nil: a call the tests do not make panics
-	describe   func(in *ec2.DescribeInstancesInput) (*ec2.DescribeInstancesOutput, error)
-	calls      int
+	awsapi.SSM
+	describe func(in *ec2.DescribeInstancesInput) (*ec2.DescribeInstancesOutput, error)
+	info     func(in *ssm.DescribeInstanceInformationInput) (*ssm.DescribeInstanceInformationOutput, error)
+
+	describeCalls, infoCalls int
 }
 
-func (f *fakeEC2) DescribeInstances(_ context.Context, in *ec2.DescribeInstancesInput, _ ...func(*ec2.Options)) (*ec2.DescribeInstancesOutput, error) {
-	f.calls++
+func (f *fakeAWS) DescribeInstances(_ context.Context, in *ec2.DescribeInstancesInput, _ ...func(*ec2.Options)) (*ec2.DescribeInstancesOutput, error) {
+	f.describeCalls++
 	return f.describe(in)
 }
 
-type fakeSSM struct {
-	awsapi.SSM // nil: a call the tests do not make panics
-	info       func(in *ssm.DescribeInstanceInformationInput) (*ssm.DescribeInstanceInformationOutput, error)
-	calls      int
-}
-
-func (f *fakeSSM) DescribeInstanceInformation(_ context.Context, in *ssm.DescribeInstanceInformationInput, _ ...func(*ssm.Options)) (*ssm.DescribeInstanceInformationOutput, error) {
-	f.calls++
+func (f *fakeAWS) DescribeInstanceInformation(_ context.Context, in *ssm.DescribeInstanceInformationInput, _ ...func(*ssm.Options)) (*ssm.DescribeInstanceInformationOutput, error) {
+	f.infoCalls++
 	return f.info(in)
 }
 
@@ -62,7 +61,8 @@ func TestResolvePaginatesChunksAndOverrides(t *testing.T) {
 	all[5] = instance(aws.ToString(all[5].InstanceId), "stopped")
 	all[9] = instance(aws.ToString(all[9].InstanceId), "running", "quiesce:mysql-lock", "replica")
 	all[10] = instance(aws.ToString(all[10].InstanceId), "running", "quiesce:mysql-lock", "global")
-	e := &fakeEC2{describe: func(in *ec2.DescribeInstancesInput) (*ec2.DescribeInstancesOutput, error) {
+	f := &fakeAWS{}
+	f.describe = func(in *ec2.DescribeInstancesInput) (*ec2.DescribeInstancesOutput, error) {
 		if len(in.InstanceIds) > 0 {
 			t.Fatal("tag query sent instance IDs")
 		}
@@ -76,8 +76,8 @@ func TestResolvePaginatesChunksAndOverrides(t *testing.T) {
 			out.NextToken = aws.String(fmt.Sprint(end))
 		}
 		return out, nil
-	}}
-	s := &fakeSSM{info: func(in *ssm.DescribeInstanceInformationInput) (*ssm.DescribeInstanceInformationOutput, error) {
+	}
+	f.info = func(in *ssm.DescribeInstanceInformationInput) (*ssm.DescribeInstanceInformationOutput, error) {
 		ids := in.Filters[0].Values
 		if len(ids) > 50 {
 			t.Fatalf("%d IDs in one DescribeInstanceInformation", len(ids))
@@ -94,14 +94,14 @@ func TestResolvePaginatesChunksAndOverrides(t *testing.T) {
 			out.InstanceInformationList = append(out.InstanceInformationList, ssmtypes.InstanceInformation{InstanceId: aws.String(id), PingStatus: st})
 		}
 		return out, nil
-	}}
+	}
 	cfg := &event.Config{TargetTags: map[string]string{"quiesce:enabled": "true"}, Mounts: []string{"/var/lib/mysql"}, MySQLLock: "auto", FreezeTimeout: 30 * time.Second}
-	got, excluded, err := Resolve(context.Background(), e, s, cfg)
+	got, excluded, err := Resolve(context.Background(), f, f, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.calls != 3 || s.calls != 3 {
-		t.Fatalf("DescribeInstances calls %d (want 3 pages), DescribeInstanceInformation calls %d (want 3 chunks)", e.calls, s.calls)
+	if f.describeCalls != 3 || f.infoCalls != 3 {
+		t.Fatalf("DescribeInstances calls %d (want 3 pages), DescribeInstanceInformation calls %d (want 3 chunks)", f.describeCalls, f.infoCalls)
 	}
 	if len(got) != 115 {
 		t.Fatalf("targets = %d, want 115", len(got))
@@ -135,7 +135,8 @@ func TestResolvePaginatesChunksAndOverrides(t *testing.T) {
 
 func TestResolveByIDFallsBackPerIDOnNotFound(t *testing.T) {
 	known := map[string]ec2types.Instance{"i-00000000000000001": instance("i-00000000000000001", "running"), "i-00000000000000002": instance("i-00000000000000002", "running")}
-	e := &fakeEC2{describe: func(in *ec2.DescribeInstancesInput) (*ec2.DescribeInstancesOutput, error) {
+	f := &fakeAWS{}
+	f.describe = func(in *ec2.DescribeInstancesInput) (*ec2.DescribeInstancesOutput, error) {
 		if in.MaxResults != nil {
 			t.Fatal("MaxResults with InstanceIds (EC2 rejects the combination)")
 		}
@@ -148,16 +149,16 @@ func TestResolveByIDFallsBackPerIDOnNotFound(t *testing.T) {
 			out.Reservations = append(out.Reservations, ec2types.Reservation{Instances: []ec2types.Instance{in}})
 		}
 		return out, nil
-	}}
-	s := &fakeSSM{info: func(in *ssm.DescribeInstanceInformationInput) (*ssm.DescribeInstanceInformationOutput, error) {
+	}
+	f.info = func(in *ssm.DescribeInstanceInformationInput) (*ssm.DescribeInstanceInformationOutput, error) {
 		out := &ssm.DescribeInstanceInformationOutput{}
 		for _, id := range in.Filters[0].Values {
 			out.InstanceInformationList = append(out.InstanceInformationList, ssmtypes.InstanceInformation{InstanceId: aws.String(id), PingStatus: ssmtypes.PingStatusOnline})
 		}
 		return out, nil
-	}}
+	}
 	cfg := &event.Config{InstanceIDs: []string{"i-00000000000000001", "i-0000000000000dead", "i-00000000000000002"}, Mounts: []string{"/data"}, MySQLLock: "auto", FreezeTimeout: 30 * time.Second}
-	got, excluded, err := Resolve(context.Background(), e, s, cfg)
+	got, excluded, err := Resolve(context.Background(), f, f, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,10 +166,10 @@ func TestResolveByIDFallsBackPerIDOnNotFound(t *testing.T) {
 		t.Fatalf("targets %+v excluded %+v", got, excluded)
 	}
 	// A throttled or broken API is an error of the run, not a missing instance.
-	e.describe = func(in *ec2.DescribeInstancesInput) (*ec2.DescribeInstancesOutput, error) {
+	f.describe = func(in *ec2.DescribeInstancesInput) (*ec2.DescribeInstancesOutput, error) {
 		return nil, &smithy.GenericAPIError{Code: "UnauthorizedOperation"}
 	}
-	if _, _, err := Resolve(context.Background(), e, s, cfg); err == nil || !strings.Contains(err.Error(), "UnauthorizedOperation") {
+	if _, _, err := Resolve(context.Background(), f, f, cfg); err == nil || !strings.Contains(err.Error(), "UnauthorizedOperation") {
 		t.Fatalf("err = %v", err)
 	}
 }

@@ -164,7 +164,7 @@ func (r *Runner) poll(ctx context.Context, j *job) (bool, error) {
 	}
 	if out == nil {
 		if r.Clock.Now().Sub(j.sent) > r.LostAfter {
-			j.fail(fmt.Sprintf("verify command %s lost: SSM has no invocation on %s %s after it was sent", j.commandID, j.verifier, event.Human(r.LostAfter)), true)
+			j.fail(fmt.Sprintf("verify command %s lost: SSM has no invocation on %s %s after it was sent", j.commandID, j.verifier, event.HumanDuration(r.LostAfter)), true)
 			return true, nil
 		}
 		return false, nil

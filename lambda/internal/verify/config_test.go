@@ -82,7 +82,7 @@ func TestTagKeysMatchTheOrchestrator(t *testing.T) {
 
 func TestHuman(t *testing.T) {
 	for d, want := range map[time.Duration]string{6 * time.Hour: "6h", 90 * time.Minute: "1h30m", 5 * time.Minute: "5m", 30 * time.Second: "30s"} {
-		if got := event.Human(d); got != want {
+		if got := event.HumanDuration(d); got != want {
 			t.Errorf("Human(%v) = %q, want %q", d, got, want)
 		}
 	}

@@ -109,7 +109,7 @@ func (r *Runner) advance(ctx context.Context, cfg *Config, j *job, until time.Ti
 	for {
 		now := r.Clock.Now()
 		if j.result == "" && now.Sub(j.started) > cfg.MaxDuration {
-			j.fail(fmt.Sprintf("verification exceeded VerifyMaxHours (%s) without an answer", event.Human(cfg.MaxDuration)), true)
+			j.fail(fmt.Sprintf("verification exceeded VerifyMaxHours (%s) without an answer", event.HumanDuration(cfg.MaxDuration)), true)
 		}
 		if j.result != "" && j.state != StateCleanup && j.state != stateDone {
 			if err := r.recordOutcome(ctx, cfg, j); err != nil {

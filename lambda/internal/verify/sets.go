@@ -155,7 +155,7 @@ func (r *Runner) dueSet(ctx context.Context, cfg *Config, instanceID string) (*v
 		}
 	}
 	if cfg.Every > 0 && !last.IsZero() && r.Clock.Now().Sub(last) < cfg.Every {
-		return nil, fmt.Sprintf("verified at %s; next due %s later", last.Format(timeFormat), event.Human(cfg.Every)), nil
+		return nil, fmt.Sprintf("verified at %s; next due %s later", last.Format(timeFormat), event.HumanDuration(cfg.Every)), nil
 	}
 	if best == nil {
 		return nil, "no complete application-consistent set that is not verified yet", nil
