@@ -118,7 +118,7 @@ func (c *Config) durations(o Options, env func(string) string) error {
 	}
 	c.Every = DefaultEvery
 	if every != "" {
-		d, err := parseDuration(every)
+		d, err := event.ParseDuration(every)
 		if err != nil || d < 0 {
 			return fieldErr(field, every, "must be %s", everyFormat)
 		}
@@ -139,19 +139,4 @@ func (c *Config) durations(o Options, env func(string) string) error {
 	}
 	c.MaxDuration = time.Duration(hours) * time.Hour
 	return nil
-}
-
-// parseDuration is time.ParseDuration plus "0" and a days suffix ("7d").
-func parseDuration(v string) (time.Duration, error) {
-	if v == "0" {
-		return 0, nil
-	}
-	if n, ok := strings.CutSuffix(v, "d"); ok {
-		days, err := strconv.Atoi(n)
-		if err != nil {
-			return 0, err
-		}
-		return time.Duration(days) * 24 * time.Hour, nil
-	}
-	return time.ParseDuration(v)
 }
