@@ -21,6 +21,15 @@ type Clock interface {
 // Real is the wall clock.
 type Real struct{}
 
+// OrReal is c, or the wall clock when c is nil: the runners' constructors
+// take nil to mean production.
+func OrReal(c Clock) Clock {
+	if c == nil {
+		return Real{}
+	}
+	return c
+}
+
 func (Real) Now() time.Time { return time.Now() }
 
 func (Real) Sleep(ctx context.Context, d time.Duration) error {

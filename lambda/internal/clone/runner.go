@@ -1,6 +1,7 @@
 package clone
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -34,12 +35,7 @@ type Runner struct {
 
 // NewRunner returns a Runner with production pacing.
 func NewRunner(e awsapi.VerifyEC2, s awsapi.SSM, c clock.Clock, log *slog.Logger) *Runner {
-	if c == nil {
-		c = clock.Real{}
-	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	c, log = clock.OrReal(c), cmp.Or(log, slog.New(slog.DiscardHandler))
 	return &Runner{EC2: e, SSM: s, Clock: c, Log: log, Poll: 5 * time.Second, Reserve: 20 * time.Second}
 }
 

@@ -7,6 +7,7 @@
 package orchestrate
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -45,12 +46,7 @@ type Runner struct {
 
 // NewRunner returns a Runner with production settings.
 func NewRunner(e awsapi.EC2, s awsapi.SSM, c clock.Clock, log *slog.Logger, m *metrics.Emitter) *Runner {
-	if c == nil {
-		c = clock.Real{}
-	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	c, log = clock.OrReal(c), cmp.Or(log, slog.New(slog.DiscardHandler))
 	return &Runner{EC2: e, SSM: s, Clock: c, Limiter: ratelimit.New(c), Log: log, Metrics: m, Poll: DefaultPoll,
 		PollBudget:  ratelimit.NewBucket(c, ratelimit.DefaultPollsPerSecond, ratelimit.DefaultPollBurst),
 		ThawReserve: 5 * time.Second, ThawWait: 15 * time.Second, MinStartBudget: 10 * time.Second, OrphanSettle: 5 * time.Second}

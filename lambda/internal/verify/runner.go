@@ -21,6 +21,7 @@
 package verify
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -65,12 +66,7 @@ type Runner struct {
 
 // NewRunner returns a Runner with production settings.
 func NewRunner(e awsapi.VerifyEC2, s awsapi.SSM, c clock.Clock, log *slog.Logger, m *metrics.Emitter) *Runner {
-	if c == nil {
-		c = clock.Real{}
-	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	c, log = clock.OrReal(c), cmp.Or(log, slog.New(slog.DiscardHandler))
 	return &Runner{EC2: e, SSM: s, Clock: c, Log: log, Metrics: m, Reserve: 10 * time.Second, Poll: 10 * time.Second,
 		LostAfter: 5 * time.Minute, DeliveryTimeout: 10 * time.Minute, MinStart: 30 * time.Second, BusyRetry: time.Minute}
 }
