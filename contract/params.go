@@ -65,3 +65,16 @@ func (p CommandParams) Parameters() map[string][]string {
 	}
 	return out
 }
+
+// SplitList reads a comma-separated list as the document's list parameters
+// (mounts) and the servers' GTID states write it: elements trimmed of the
+// spaces and newlines around them, empty ones dropped.
+func SplitList(s string) []string {
+	var out []string
+	for _, e := range strings.Split(s, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
+}

@@ -123,7 +123,7 @@ func ReplicationTags(r *Replication) map[string]string {
 		TagSourceLogPos:  strconv.FormatUint(c.SourceLogPos, 10),
 	}
 	if c.GTID != "" {
-		gtid, dropped := joinWithin(splitGTID(c.GTID), ",", MaxTagValueLen, "")
+		gtid, dropped := joinWithin(SplitList(c.GTID), ",", MaxTagValueLen, "")
 		tags[TagSourceGTID] = gtid
 		if dropped > 0 {
 			tags[TagSourceGTIDTruncated] = strconv.Itoa(dropped)
@@ -147,18 +147,6 @@ func ReplicationTags(r *Replication) map[string]string {
 		tags[TagSourceChannels] = list
 	}
 	return tags
-}
-
-// splitGTID splits a GTID state into its elements, dropping the whitespace
-// and newlines MySQL puts after the commas.
-func splitGTID(s string) []string {
-	var out []string
-	for _, e := range strings.Split(s, ",") {
-		if e = strings.TrimSpace(e); e != "" {
-			out = append(out, e)
-		}
-	}
-	return out
 }
 
 // joinWithin joins the leading elements that fit in max runes, keeping room

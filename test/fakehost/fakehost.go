@@ -11,7 +11,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -170,7 +169,7 @@ func (h *Host) mountReports(instanceID string, mounts []string) []contract.Mount
 }
 
 func (h *Host) freeze(inv awslocal.Invocation, now time.Time) awslocal.CommandResult {
-	mounts := splitMounts(inv.Param("mounts"))
+	mounts := contract.SplitList(inv.Param("mounts"))
 	if len(mounts) == 0 {
 		return Fail(contract.ExitUsage, "freeze: at least one --mount is required")
 	}
@@ -233,7 +232,7 @@ func (h *Host) thaw(inv awslocal.Invocation, now time.Time) awslocal.CommandResu
 }
 
 func (h *Host) check(inv awslocal.Invocation) awslocal.CommandResult {
-	mounts := splitMounts(inv.Param("mounts"))
+	mounts := contract.SplitList(inv.Param("mounts"))
 	cr := contract.CheckReport{OK: len(mounts) > 0, Mounts: h.mountReports(inv.InstanceID, mounts), Lock: contract.LockInfo{Mode: inv.Param("mysqlLock")}}
 	for _, m := range cr.Mounts {
 		if len(m.VolumeIDs) == 0 {
@@ -245,14 +244,4 @@ func (h *Host) check(inv awslocal.Invocation) awslocal.CommandResult {
 		return jsonResult(contract.ExitFailed, cr)
 	}
 	return jsonResult(0, cr)
-}
-
-func splitMounts(s string) []string {
-	var out []string
-	for _, m := range strings.Split(s, ",") {
-		if m = strings.TrimSpace(m); m != "" {
-			out = append(out, m)
-		}
-	}
-	return out
 }
