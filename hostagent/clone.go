@@ -2,10 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
-	"flag"
-	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -28,49 +24,33 @@ const (
 
 // cloneInput is the validated command line of `hostagent clone`.
 type cloneInput struct {
-	volumes, mounts     []string
-	sourceHost          string
-	sourcePort          int
-	replDefaults        string
-	replGroup           string
-	creds               mysqllock.Credentials
-	coords              contract.CloneCoordinates
-	startCmd, stopCmd   string
-	mysqld              string
-	client              mysqllock.Options // how to reach the clone's server
-	serverOptions       []string          // the built-in start's: the defaults file's server groups
-	serverID            uint32
-	avoidIDs            []uint32 // server ids the clone must not have
-	datadirRel          string
-	timeout, deviceWait time.Duration
-	runID, stateDir     string
+	setInput
+	mounts            []string
+	sourceHost        string
+	sourcePort        int
+	replDefaults      string
+	replGroup         string
+	creds             mysqllock.Credentials
+	coords            contract.CloneCoordinates
+	startCmd, stopCmd string
+	client            mysqllock.Options // how to reach the clone's server
+	serverOptions     []string          // the built-in start's: the defaults file's server groups
+	serverID          uint32
+	avoidIDs          []uint32 // server ids the clone must not have
 }
 
 func (c *command) clone(ctx context.Context, args []string) error {
 	in, err := c.parseClone(args)
 	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) { // the caller parses one report type, whatever happened
-			rep := newCloneReport(in)
-			rep.Problems = append(rep.Problems, oneLine(err.Error()))
-			c.printJSON(rep)
-		}
-		return err
+		rep := newCloneReport(in)
+		rep.Problems = append(rep.Problems, oneLine(err.Error()))
+		return c.refused(err, rep)
 	}
-	c.runID = in.runID
-	ctx, stop := boundedRun(ctx, in.timeout)
-	defer stop()
-
 	cl := newCloner(in, c)
-	runErr := cl.run(ctx)
-	rep := cl.finish(runErr)
-	c.printJSON(rep)
-	if runErr != nil {
-		return runErr
-	}
-	if !rep.OK {
-		return fmt.Errorf("%w: %s", agenterr.ErrVerifyFailed, strings.Join(rep.Problems, "; "))
-	}
-	return nil
+	return c.runReported(ctx, in.setInput, cl.run, func(runErr error) (any, []string) {
+		rep := cl.finish(runErr)
+		return rep, rep.Problems
+	})
 }
 
 func newCloneReport(in cloneInput) contract.CloneReport {
@@ -107,11 +87,8 @@ func (c *command) parseClone(args []string) (cloneInput, error) {
 	fs.StringVar(&in.client.User, "mysql-user", "", "user on the clone's server (default root via unix-socket auth)")
 	id := fs.String("server-id", "", "the clone's server_id (built-in start: an option; --start-command: SET GLOBAL)")
 	fs.Var(&avoid, "source-server-id", "a server_id the clone must not have: the snapshotted server's, its source's (repeat)")
-	fs.StringVar(&in.datadirRel, "datadir-relative", "", "datadir relative to its volume's root (default: the one datadir found)")
 	fs.DurationVar(&in.timeout, "timeout", defaultCloneTimeout, "give up after this; everything is undone (exit 6 when replication had not started)")
-	fs.DurationVar(&in.deviceWait, "device-wait", 30*time.Second, "wait this long for a volume's block device to appear")
-	fs.StringVar(&in.runID, "run-id", "", "run id (default: generated)")
-	fs.StringVar(&in.stateDir, "state-dir", "", stateDirHelp)
+	in.addFlags(fs)
 	if err := c.parse(fs, args); err != nil {
 		return in, err
 	}
@@ -129,7 +106,10 @@ func (c *command) parseClone(args []string) (cloneInput, error) {
 var hostPattern = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9._:-]{0,252}[A-Za-z0-9])?$`)
 
 func (in *cloneInput) validate(pos, id string, avoid []string) error {
-	if err := in.validateVolumes(); err != nil {
+	if err := in.setInput.validate(); err != nil {
+		return err
+	}
+	if err := in.validateMounts(); err != nil {
 		return err
 	}
 	if !hostPattern.MatchString(in.sourceHost) {
@@ -155,57 +135,26 @@ func (in *cloneInput) validate(pos, id string, avoid []string) error {
 	if (in.startCmd == "") != (in.stopCmd == "") {
 		return agenterr.Usagef("--start-command and --stop-command go together (a clone that fails must be stopped again)")
 	}
-	if in.timeout < minVerifyTimeout || in.timeout > maxVerifyTimeout {
-		return agenterr.Usagef("--timeout %s: must be between %s and %s", in.timeout, minVerifyTimeout, maxVerifyTimeout)
-	}
-	if in.deviceWait < 0 {
-		return agenterr.Usagef("--device-wait %s: must not be negative", in.deviceWait)
-	}
-	if in.datadirRel != "" {
-		if _, err := restore.CleanRelative(in.datadirRel); err != nil {
-			return agenterr.Usagef("--datadir-relative %v", err)
-		}
-	}
-	if err := validRunID(in.runID); err != nil {
-		return err
-	}
 	if in.startCmd != "" {
 		return nil
 	}
-	if in.client.DefaultsFile != "" {
-		opts, err := readServerOptions(in.client.DefaultsFile)
-		if err != nil {
-			return agenterr.Usagef("--mysql-defaults-file %s: %v", agenterr.Quote(in.client.DefaultsFile), err)
-		}
-		in.serverOptions = opts
-	}
-	vi := verifyInput{mysqld: in.mysqld}
-	if err := vi.findServerBinary(); err != nil {
+	opts, err := readFlagFile("--mysql-defaults-file", in.client.DefaultsFile, restore.ParseOptionFile)
+	if err != nil {
 		return err
 	}
-	in.mysqld = vi.mysqld
-	return nil
+	in.serverOptions = opts
+	return in.findServerBinary()
 }
 
-func (in *cloneInput) validateVolumes() error {
-	if len(in.volumes) == 0 {
-		return agenterr.Usagef("no --volume given (the EBS volume ids of the set, attached to this instance)")
-	}
+// validateMounts checks there is one mount point a volume, each clean and
+// absolute. In use or not empty is checked when mounting, after the stale
+// cleanup: a killed run's mount there is undone first.
+func (in *cloneInput) validateMounts() error {
 	if len(in.mounts) != len(in.volumes) {
 		return agenterr.Usagef("%d --volume and %d --mount given: each volume needs its mount point, in the same order", len(in.volumes), len(in.mounts))
 	}
-	seen := map[string]bool{}
-	for i, v := range in.volumes {
-		if !restore.ValidVolumeID(v) {
-			return agenterr.Usagef("--volume %s: want an EBS volume id like vol-0123456789abcdef0", agenterr.Quote(v))
-		}
-		if seen[v] {
-			return agenterr.Usagef("--volume %s given twice", v)
-		}
-		seen[v] = true
-		// In use or not empty is checked when mounting, after the stale
-		// cleanup: a killed run's mount there is undone first.
-		if m := in.mounts[i]; !filepath.IsAbs(m) || filepath.Clean(m) != m || m == "/" {
+	for _, m := range in.mounts {
+		if !filepath.IsAbs(m) || filepath.Clean(m) != m || m == "/" {
 			return agenterr.Usagef("--mount %s: want a clean absolute path other than /", agenterr.Quote(m))
 		}
 	}
@@ -267,13 +216,4 @@ func (in *cloneInput) validateServerIDs(id string, avoid []string) error {
 	}
 	in.serverID = n
 	return nil
-}
-
-func readServerOptions(path string) ([]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return restore.ParseOptionFile(f)
 }

@@ -7,7 +7,6 @@ package main
 // into a replica that catches up with the primary.
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
@@ -23,9 +22,8 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/go-sql-driver/mysql"
+	"golang.org/x/sys/unix"
 
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/test/fixture"
@@ -48,32 +46,7 @@ func sourceVolume(t *testing.T) *fixture.LoopFS {
 	t.Helper()
 	fixture.RequireLoopFS(t, "xfs")
 	fixture.SkipUnlessMariaDB(t)
-	fs, err := fixture.NewLoopFSNamed(t.TempDir(), "xfs", 300, "source.img")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fs.Close() })
-	return fs
-}
-
-// attachCopy freezes and copies src to vol-<hex>.img and attaches it.
-func attachCopy(t *testing.T, src *fixture.LoopFS) (string, *fixture.Loop) {
-	t.Helper()
-	vol := fmt.Sprintf("vol-0%x", time.Now().UnixNano()&0xffffffffffff)
-	image := filepath.Join(t.TempDir(), vol+".img")
-	if err := fixture.SnapshotImage(src, image); err != nil {
-		t.Fatal(err)
-	}
-	loop, err := fixture.AttachImage(image)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := loop.Detach(); err != nil {
-			t.Errorf("detach %s: %v (still in use after clone?)", loop.Device, err)
-		}
-	})
-	return vol, loop
+	return sourceFS(t, "xfs")
 }
 
 // snapshotPrimary takes the snapshot under FLUSH TABLES WITH READ LOCK, as
@@ -200,14 +173,7 @@ type cloneTarget struct {
 
 func newCloneTarget(t *testing.T, password string) *cloneTarget {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "qc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Searchable by the server's user (mysql), as /var/lib is.
-	if err := os.Chmod(dir, 0o711); err != nil {
-		t.Fatal(err)
-	}
+	dir := searchableTempDir(t, "qc") // as /var/lib is
 	ct := &cloneTarget{t: t, dir: dir, mount: filepath.Join(dir, "mnt"), run: filepath.Join(dir, "run"),
 		stateDir: filepath.Join(dir, "s"), datadirRel: "db"}
 	ct.socket, ct.pidFile = filepath.Join(ct.run, "c.sock"), filepath.Join(ct.run, "c.pid")
@@ -277,19 +243,7 @@ func (ct *cloneTarget) args(snap cloneSnapshot, source *mariadb.Server, extra ..
 // clone runs the binary and decodes its one report.
 func (ct *cloneTarget) clone(args ...string) (result, contract.CloneReport) {
 	ct.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, agentBin, args...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	start := time.Now()
-	err := cmd.Run()
-	r := result{stdout: out.String(), stderr: errb.String(), elapsed: time.Since(start)}
-	if ee, ok := err.(*exec.ExitError); ok {
-		r.code = contract.ExitCode(ee.ExitCode())
-	} else if err != nil {
-		ct.t.Fatalf("hostagent %v: %v", args, err)
-	}
+	r := runAgent(ct.t, 3*time.Minute, nil, args...)
 	var rep contract.CloneReport
 	decodeOne(ct.t, r.stdout, &rep) // always one CloneReport, also for bad input
 	if rep.OK != (r.code == 0) || rep.OK != (len(rep.Problems) == 0) || rep.LeftRunning != rep.OK {
@@ -320,6 +274,24 @@ func (ct *cloneTarget) stopServer() {
 			syscall.Kill(pid, syscall.SIGKILL)
 			time.Sleep(500 * time.Millisecond)
 		}
+	}
+}
+
+// requireCloneFailed requires the exit code and a problem that mentions want.
+func requireCloneFailed(t *testing.T, r result, rep contract.CloneReport, code contract.ExitCode, want string) {
+	t.Helper()
+	if r.code != code || !strings.Contains(strings.Join(rep.Problems, " "), want) {
+		t.Fatalf("exit %d, problems %q", r.code, rep.Problems)
+	}
+}
+
+// requireUndone: the clone left nothing behind (requireNothingLeft) and the
+// snapshot's volume is free again.
+func (ct *cloneTarget) requireUndone(snap cloneSnapshot, mountPointRemoved bool) {
+	ct.t.Helper()
+	ct.requireNothingLeft(mountPointRemoved)
+	if snap.loop.Busy() {
+		ct.t.Error("the volume is still in use after the clone")
 	}
 }
 
@@ -379,6 +351,28 @@ func startPrimary(t *testing.T) (*fixture.LoopFS, *mariadb.Server, *sql.DB) {
 	}
 	t.Cleanup(func() { db.Close() })
 	return src, p, db
+}
+
+// quietPrimarySnapshot is where most clone tests start: a primary on a loop
+// XFS volume, written to and quiet again, an application-consistent snapshot
+// of it attached, and a clone target whose replication password is password.
+func quietPrimarySnapshot(t *testing.T, password string) (*mariadb.Server, cloneSnapshot, *cloneTarget) {
+	t.Helper()
+	src, primary, pdb := startPrimary(t)
+	startWriter(t, pdb).pause()
+	snap := snapshotPrimary(t, pdb, src)
+	return primary, snap, newCloneTarget(t, password)
+}
+
+// withFlag returns a copy of args with the value after flag replaced.
+func withFlag(args []string, flag, value string) []string {
+	out := append([]string(nil), args...)
+	for i := 0; i+1 < len(out); i++ {
+		if out[i] == flag {
+			out[i+1] = value
+		}
+	}
+	return out
 }
 
 // requireCaughtUp waits until the clone has applied all the primary wrote
@@ -507,10 +501,7 @@ func containsAll(have []string, want ...string) bool {
 // Wrong replication credentials: the receiver is refused; exit 6 with the
 // server's own error, and the clone is undone (server stopped, unmounted).
 func TestCloneWrongCredentialsUndone(t *testing.T) {
-	src, primary, pdb := startPrimary(t)
-	startWriter(t, pdb).pause()
-	snap := snapshotPrimary(t, pdb, src)
-	ct := newCloneTarget(t, "not-the-password")
+	primary, snap, ct := quietPrimarySnapshot(t, "not-the-password")
 	r, rep := ct.clone(ct.args(snap, primary, "--source-log-file", snap.binlogFile,
 		"--source-log-pos", strconv.FormatUint(snap.binlogPos, 10), "--server-id", "201")...)
 	if r.code != contract.ExitVerifyFailed || rep.Replica == nil || rep.Replica.LastIOErrno != 1045 {
@@ -525,36 +516,236 @@ func TestCloneWrongCredentialsUndone(t *testing.T) {
 	if rep.Coordinates.Mode != contract.CloneByFilePos {
 		t.Errorf("coordinates %+v", rep.Coordinates)
 	}
-	ct.requireNothingLeft(true)
-	if snap.loop.Busy() {
-		t.Error("the volume is still in use")
-	}
+	ct.requireUndone(snap, true)
 }
 
 // A mount point that is not empty, or has something mounted on it, is
 // refused (exit 2) before anything is mounted.
 func TestCloneRefusesUsedMountPoint(t *testing.T) {
-	src, primary, pdb := startPrimary(t)
-	startWriter(t, pdb).pause()
-	snap := snapshotPrimary(t, pdb, src)
-	ct := newCloneTarget(t, "repl-secret")
+	primary, snap, ct := quietPrimarySnapshot(t, "repl-secret")
 	mysqlDir(t, ct.mount)
 	writeFile0600(t, filepath.Join(ct.mount, "precious"), "x")
 	r, rep := ct.clone(ct.args(snap, primary, "--source-gtid", snap.gtid)...)
-	if r.code != contract.ExitUsage || !strings.Contains(strings.Join(rep.Problems, " "), "not empty") {
-		t.Fatalf("exit %d, problems %q", r.code, rep.Problems)
-	}
+	requireCloneFailed(t, r, rep, contract.ExitUsage, "not empty")
 	os.Remove(filepath.Join(ct.mount, "precious"))
 	if err := unix.Mount("tmpfs", ct.mount, "tmpfs", 0, "size=1m"); err != nil {
 		t.Fatal(err)
 	}
 	r, rep = ct.clone(ct.args(snap, primary, "--source-gtid", snap.gtid)...)
 	unix.Unmount(ct.mount, 0)
-	if r.code != contract.ExitUsage || !strings.Contains(strings.Join(rep.Problems, " "), "mounted there already") {
-		t.Fatalf("exit %d, problems %q", r.code, rep.Problems)
+	requireCloneFailed(t, r, rep, contract.ExitUsage, "mounted there already")
+	ct.requireUndone(snap, false)
+}
+
+// A clone whose running server_id is the source's (the built-in start
+// without --server-id: MariaDB's default 1, the primary's) is refused with
+// exit 2 and undone before replication is configured.
+func TestCloneRefusesSourceServerID(t *testing.T) {
+	primary, snap, ct := quietPrimarySnapshot(t, "repl-secret")
+	r, rep := ct.clone(ct.args(snap, primary, "--source-gtid", snap.gtid, "--source-server-id", "1")...)
+	if r.code != contract.ExitUsage || rep.ServerID != 1 || !strings.Contains(strings.Join(rep.Problems, " "), "server_id is 1") {
+		t.Fatalf("exit %d, server_id %d, problems %q", r.code, rep.ServerID, rep.Problems)
 	}
-	ct.requireNothingLeft(false)
-	if snap.loop.Busy() {
-		t.Error("the volume is in use after a refused clone")
+	if rep.Replica != nil {
+		t.Errorf("replication was configured: %+v", rep.Replica)
 	}
+	ct.requireNothingLeft(true)
+}
+
+// The target's own server, started and stopped by the operator's commands:
+// clone sets its server_id at run time (and says so) and makes it a replica.
+func TestCloneWithStartCommand(t *testing.T) {
+	src, primary, pdb := startPrimary(t)
+	w := startWriter(t, pdb)
+	snap := snapshotPrimary(t, pdb, src)
+	ct := newCloneTarget(t, "repl-secret")
+	mariadbd, err := exec.LookPath("mariadbd")
+	if err != nil {
+		mariadbd = "/usr/sbin/mariadbd"
+	}
+	// The "service": a server started from the operator's own option file.
+	start := fmt.Sprintf("setsid %s --defaults-file=%s --datadir=%s --user=mysql --skip-slave-start </dev/null >/dev/null 2>&1 &",
+		mariadbd, ct.defaults, filepath.Join(ct.mount, "db"))
+	stop := fmt.Sprintf("pid=$(cat %s) && kill $pid && while kill -0 $pid 2>/dev/null; do sleep 0.1; done", ct.pidFile)
+	r, rep := ct.clone(ct.args(snap, primary, "--source-gtid", snap.gtid, "--server-id", "201", "--source-server-id", "1",
+		"--start-command", start, "--stop-command", stop)...)
+	requireReplicating(t, r, rep)
+	if len(rep.Notes) != 2 || !strings.Contains(rep.Notes[0], "server_id=201") || !strings.Contains(rep.Notes[1], "fstab") {
+		t.Errorf("notes %q: want the run-time server_id named", rep.Notes)
+	}
+	w.pause()
+	requireCaughtUp(t, pdb, ct.db())
+}
+
+// A source that cannot be reached is waited on until --timeout, then the
+// clone fails (exit 6) with the receiver's last error, and is undone.
+func TestCloneUnreachableSourceTimesOut(t *testing.T) {
+	primary, snap, ct := quietPrimarySnapshot(t, "repl-secret")
+	args := ct.args(snap, primary, "--source-gtid", snap.gtid, "--server-id", "201")
+	args = withFlag(args, "--source-port", strconv.Itoa(freeTCPPort(t))) // nobody listens there
+	r, rep := ct.clone(withFlag(args, "--timeout", "12s")...)
+	if r.code != contract.ExitVerifyFailed || !strings.Contains(strings.Join(rep.Problems, " "), "within --timeout") ||
+		rep.Replica == nil || rep.Replica.LastIOErrno == 0 {
+		t.Fatalf("exit %d, replica %+v, problems %q", r.code, rep.Replica, rep.Problems)
+	}
+	ct.requireNothingLeft(true)
+}
+
+// A clone killed with SIGKILL while it waits leaves a running server and a
+// mount behind; the next clone of the set undoes them first (its journal),
+// then clones.
+func TestCloneAfterKilledRun(t *testing.T) {
+	primary, snap, ct := quietPrimarySnapshot(t, "repl-secret")
+	args := ct.args(snap, primary, "--source-gtid", snap.gtid, "--server-id", "201")
+	b := startBackground(t, withFlag(args, "--source-port", strconv.Itoa(freeTCPPort(t)))...)
+	b.waitFor(t, "the clone's server ran", 60*time.Second, 50*time.Millisecond, func() bool {
+		return len(serversUnder(ct.mount)) > 0 && strings.Contains(readMountinfo(), ct.mount)
+	})
+	time.Sleep(time.Second) // into the wait for replication
+	b.cmd.Process.Signal(syscall.SIGKILL)
+	b.exit(t, time.Minute)
+	if len(serversUnder(ct.mount)) == 0 {
+		t.Fatal("the killed run's server is gone already: nothing to clean up")
+	}
+	r, rep := ct.clone(args...)
+	requireReplicating(t, r, rep)
+	if pids := serversUnder(ct.mount); len(pids) != 1 {
+		t.Errorf("servers on the clone: %v, want exactly the new one", pids)
+	}
+}
+
+func readMountinfo() string {
+	b, _ := os.ReadFile("/proc/self/mountinfo")
+	return string(b)
+}
+
+// A server that cannot start on the clone (here an option it refuses) is a
+// failed clone (exit 6) with the server's own words; everything is undone.
+func TestCloneServerThatCannotStart(t *testing.T) {
+	primary, snap, ct := quietPrimarySnapshot(t, "repl-secret")
+	cnf, err := os.ReadFile(ct.defaults)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile0600(t, ct.defaults, strings.Replace(string(cnf), "[mysqld]\n", "[mysqld]\nno-such-option-here=1\n", 1))
+	r, rep := ct.clone(ct.args(snap, primary, "--source-gtid", snap.gtid, "--server-id", "201")...)
+	requireCloneFailed(t, r, rep, contract.ExitVerifyFailed, "no-such-option-here")
+	ct.requireUndone(snap, true)
+}
+
+// SIGTERM while the clone waits for replication: exit 1 (interrupted, not a
+// verdict on the set), one report, and everything undone.
+func TestCloneSIGTERMUndone(t *testing.T) {
+	primary, snap, ct := quietPrimarySnapshot(t, "repl-secret")
+	args := ct.args(snap, primary, "--source-gtid", snap.gtid, "--server-id", "201")
+	b := startBackground(t, withFlag(args, "--source-port", strconv.Itoa(freeTCPPort(t)))...)
+	b.waitFor(t, "the clone's server ran", 60*time.Second, 50*time.Millisecond, func() bool {
+		return len(serversUnder(ct.mount)) > 0
+	})
+	time.Sleep(time.Second)
+	b.cmd.Process.Signal(syscall.SIGTERM)
+	if code := b.exit(t, time.Minute); code != int(contract.ExitFailed) {
+		t.Fatalf("exit %d, want 1\n%s", code, b.errb.String())
+	}
+	var rep contract.CloneReport
+	decodeOne(t, b.out.String(), &rep)
+	if rep.OK || rep.LeftRunning || !strings.Contains(strings.Join(rep.Problems, " "), "interrupted by terminated") {
+		t.Errorf("report %+v", rep)
+	}
+	ct.requireNothingLeft(true)
+}
+
+// A two-volume set (datadir on XFS, binary log on ext4), cloned with the
+// volumes paired to their mount points in order. The clone is mounted
+// elsewhere than the source here (one machine plays both), so the binlog
+// index on the second volume names the source's live files: it must be
+// pointed at the clone's, or the clone would append to the primary's binlog.
+func TestCloneTwoVolumeSet(t *testing.T) {
+	fixture.RequireLoopFS(t, "ext4")
+	data := sourceVolume(t)
+	logs := sourceFS(t, "ext4")
+	binlogDir := filepath.Join(logs.Mount, "binlog")
+	mysqlDir(t, binlogDir)
+	primary := fixture.StartMariaDBForTest(t, mariadb.Options{DataDir: filepath.Join(data.Mount, "db"), TCP: true, StartTimeout: 90 * time.Second,
+		ExtraArgs: []string{"--server-id=1", "--log-bin=" + filepath.Join(binlogDir, "bin")}})
+	if err := primary.Exec("CREATE USER 'repl'@'127.0.0.1' IDENTIFIED BY 'repl-secret'", "GRANT REPLICATION SLAVE ON *.* TO 'repl'@'127.0.0.1'"); err != nil {
+		t.Fatal(err)
+	}
+	pdb, err := primary.DB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pdb.Close()
+	w := startWriter(t, pdb)
+	time.Sleep(200 * time.Millisecond)
+
+	// Both volumes under one lock, as freeze takes a multi-volume set.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	conn, err := pdb.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.ExecContext(ctx, "FLUSH TABLES WITH READ LOCK"); err != nil {
+		t.Fatal(err)
+	}
+	var gtid string
+	if err := conn.QueryRowContext(ctx, "SELECT @@gtid_binlog_pos").Scan(&gtid); err != nil {
+		t.Fatal(err)
+	}
+	volData, _ := attachCopy(t, data)
+	volLogs, _ := attachCopy(t, logs)
+	if _, err := conn.ExecContext(ctx, "UNLOCK TABLES"); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	sourceBinlogs := binlogSizes(t, binlogDir)
+
+	logsDir, err := os.MkdirTemp("", "qcl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(logsDir, 0o711)
+	logsMount := filepath.Join(logsDir, "logs")
+	t.Cleanup(func() { // after the target's cleanup stopped the server
+		unix.Unmount(logsMount, 0)
+		os.RemoveAll(logsDir)
+	})
+	ct := newCloneTarget(t, "repl-secret")
+	cnf, _ := os.ReadFile(ct.defaults)
+	writeFile0600(t, ct.defaults, strings.Replace(string(cnf), "log-bin="+filepath.Join(ct.mount, "db", "binlog"), "log-bin="+filepath.Join(logsMount, "binlog", "bin"), 1))
+	r, rep := ct.clone("clone", "--volume", volData, "--mount", ct.mount, "--volume", volLogs, "--mount", logsMount,
+		"--source-host", "127.0.0.1", "--source-port", strconv.Itoa(primary.Port), "--replication-defaults-file", ct.replFile,
+		"--mysql-defaults-file", ct.defaults, "--state-dir", ct.stateDir, "--device-wait", "0s", "--timeout", "2m",
+		"--source-gtid", gtid, "--server-id", "201", "--source-server-id", "1")
+	requireReplicating(t, r, rep)
+	if len(rep.Mounts) != 2 || rep.Mounts[1] != logsMount {
+		t.Errorf("mounts %q", rep.Mounts)
+	}
+	w.pause()
+	requireCaughtUp(t, pdb, ct.db())
+	idx, _ := os.ReadFile(filepath.Join(logsMount, "binlog", "bin.index"))
+	if strings.Contains(string(idx), logs.Mount) {
+		t.Errorf("the clone's binlog index still names the source's files:\n%s", idx)
+	}
+	for name, size := range binlogSizes(t, binlogDir) {
+		if old, ok := sourceBinlogs[name]; ok && old > size {
+			t.Errorf("the primary's %s shrank", name)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(binlogDir, "bin.index")); err != nil {
+		t.Errorf("the primary's binlog index: %v", err)
+	}
+}
+
+func binlogSizes(t *testing.T, dir string) map[string]int64 {
+	t.Helper()
+	out := map[string]int64{}
+	files, _ := filepath.Glob(filepath.Join(dir, "bin.[0-9]*"))
+	for _, f := range files {
+		if st, err := os.Stat(f); err == nil {
+			out[filepath.Base(f)] = st.Size()
+		}
+	}
+	return out
 }

@@ -21,11 +21,11 @@ import (
 // cloner is one `hostagent clone` run: it fills the report as it goes and,
 // unless the clone ends up replicating, undoes every step it took.
 type cloner struct {
+	runReport
 	in      cloneInput
 	log     *slog.Logger
 	rep     contract.CloneReport
 	undo    restore.Undo
-	started time.Time
 	journal *restore.Journal
 	set     *restore.MountedSet
 	datadir string
@@ -37,18 +37,9 @@ type cloner struct {
 }
 
 func newCloner(in cloneInput, c *command) *cloner {
-	return &cloner{in: in, log: c.log, started: time.Now(), rep: newCloneReport(in)}
-}
-
-func (cl *cloner) problem(format string, args ...any) {
-	cl.rep.Problems = append(cl.rep.Problems, fmt.Sprintf(format, args...))
-}
-
-func (cl *cloner) timed(name string, fn func() error) error {
-	start := time.Now()
-	err := fn()
-	cl.rep.TimingsMS[name] += msSince(start)
-	return err
+	cl := &cloner{in: in, log: c.log, rep: newCloneReport(in)}
+	cl.runReport = newRunReport(&cl.rep.Problems, cl.rep.TimingsMS)
+	return cl
 }
 
 // run clones. A clone that does not replicate goes to the report's problems
@@ -111,22 +102,13 @@ func (cl *cloner) prepare(ctx context.Context) error {
 // mount finds the devices, mounts them at the source's mount points, finds
 // the datadir and removes the source's identity and replication state.
 func (cl *cloner) mount(ctx context.Context) error {
-	var devs []restore.Device
-	err := cl.timed("find_devices", func() (err error) {
-		devs, err = restore.FindDevices(ctx, cl.in.volumes, restore.FindOptions{Wait: cl.in.deviceWait})
-		return err
+	set, err := cl.mountSet(ctx, cl.in.setInput, cl.journal, func(devs []restore.Device, o restore.MountOptions) (*restore.MountedSet, error) {
+		return restore.MountAt(ctx, devs, cl.in.mounts, o)
 	})
 	if err != nil {
 		return cloneClassify(err)
 	}
-	err = cl.timed("mount", func() (err error) {
-		cl.set, err = restore.MountAt(ctx, devs, cl.in.mounts, restore.MountOptions{Journal: cl.journal})
-		return err
-	})
-	if err != nil {
-		return cloneClassify(err)
-	}
-	set := cl.set
+	cl.set = set
 	cl.undo.Push("unmount", func(ctx context.Context) error { return set.Close(ctx) })
 	cl.datadir, err = cl.set.FindDataDir(cl.in.datadirRel)
 	if errors.Is(err, restore.ErrNoDataDir) {
@@ -264,11 +246,7 @@ func cloneClassify(err error) error {
 
 // finish completes the report after run.
 func (cl *cloner) finish(runErr error) contract.CloneReport {
-	if runErr != nil {
-		cl.problem("%s", oneLine(runErr.Error()))
-	}
-	cl.rep.OK = len(cl.rep.Problems) == 0
-	cl.rep.DurationMS = msSince(cl.started)
+	cl.rep.OK, cl.rep.DurationMS = cl.end(runErr)
 	if cl.server != nil && !cl.rep.LeftRunning {
 		_ = os.Remove(cl.server.Output)
 	}

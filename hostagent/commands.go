@@ -303,14 +303,24 @@ func (c *command) check(ctx context.Context, args []string) error {
 // Hidden commands: the holder and guardian processes, and the recovery the
 // systemd timer (or an operator) runs.
 
-func (c *command) holder(ctx context.Context, args []string) error {
+// parseHidden parses a hidden command's --run-id, --state-dir and the flags
+// more adds, and opens its state dir.
+func (c *command) parseHidden(args []string, more func(fs *flag.FlagSet)) (runID string, dir *state.Dir, err error) {
 	fs := c.flagSet()
-	runID := fs.String("run-id", "", "")
+	id := fs.String("run-id", "", "")
 	stateDir := fs.String("state-dir", "", "")
-	if err := c.parse(fs, args); err != nil {
-		return err
+	if more != nil {
+		more(fs)
 	}
-	dir, err := state.Open(state.Resolve(*stateDir))
+	if err := c.parse(fs, args); err != nil {
+		return "", nil, err
+	}
+	dir, err = state.Open(state.Resolve(*stateDir))
+	return *id, dir, err
+}
+
+func (c *command) holder(ctx context.Context, args []string) error {
+	runID, dir, err := c.parseHidden(args, nil)
 	if err != nil {
 		return err
 	}
@@ -324,38 +334,37 @@ func (c *command) holder(ctx context.Context, args []string) error {
 		control = os.NewFile(4, "control")
 	}
 
-	return newAgent(dir, nil).Holder(ctx, *runID, pipe, control)
+	return newAgent(dir, nil).Holder(ctx, runID, pipe, control)
 }
 
 func (c *command) guardian(ctx context.Context, args []string) error {
-	fs := c.flagSet()
-	runID := fs.String("run-id", "", "")
-	stateDir := fs.String("state-dir", "", "")
-	holderPID := fs.Int("holder-pid", 0, "")
-	holderStart := fs.Uint64("holder-start", 0, "")
-	deadline := fs.Int64(hold.GuardianDeadlineFlag, 0, "")
-	runJSON := fs.String("run-json", "", "")
-	fdsJSON := fs.String("mount-fds", "", "")
-	if err := c.parse(fs, args); err != nil {
-		return err
-	}
-	dir, err := state.Open(state.Resolve(*stateDir))
+	var holderPID int
+	var holderStart uint64
+	var deadline int64
+	var runJSON, fdsJSON string
+	runID, dir, err := c.parseHidden(args, func(fs *flag.FlagSet) {
+		fs.IntVar(&holderPID, "holder-pid", 0, "")
+		fs.Uint64Var(&holderStart, "holder-start", 0, "")
+		fs.Int64Var(&deadline, hold.GuardianDeadlineFlag, 0, "")
+		fs.StringVar(&runJSON, "run-json", "", "")
+		fs.StringVar(&fdsJSON, "mount-fds", "", "")
+	})
 	if err != nil {
 		return err
 	}
 	var given *state.Run
-	if *runJSON != "" {
+	if runJSON != "" {
 		var r state.Run
-		if err := json.Unmarshal([]byte(*runJSON), &r); err == nil && r.RunID == *runID {
+		if err := json.Unmarshal([]byte(runJSON), &r); err == nil && r.RunID == runID {
 			given = &r
 		}
 	}
 	var fds map[string]int
-	if *fdsJSON != "" {
-		_ = json.Unmarshal([]byte(*fdsJSON), &fds)
+	if fdsJSON != "" {
+		_ = json.Unmarshal([]byte(fdsJSON), &fds)
 	}
-	return newAgent(dir, nil).Guardian(ctx, *runID, state.Proc{PID: *holderPID, Start: *holderStart},
-		hold.Deadline{Mono: *deadline}, given, fds)
+	return newAgent(dir, nil).Guardian(ctx, runID, state.Proc{PID: holderPID, Start: holderStart},
+		hold.Deadline{Mono: deadline}, given, fds)
 }
 
 func (c *command) recover(ctx context.Context, args []string) error {

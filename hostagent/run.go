@@ -49,6 +49,15 @@ mysql flags: --mysql-defaults-file F --mysql-socket S --mysql-user U
 Run "hostagent <command> -h" for a command's flags.
 `
 
+// subcommands are the commands Run dispatches to, the hidden ones (holder,
+// guardian, recover) included.
+var subcommands = map[string]func(*command, context.Context, []string) error{
+	"freeze": (*command).freeze, "thaw": (*command).thaw, "status": (*command).status,
+	"check": (*command).check, "verify": (*command).verify, "clone": (*command).clone,
+	"version": (*command).version, "--version": (*command).version, "-version": (*command).version,
+	hold.CmdHolder: (*command).holder, hold.CmdGuardian: (*command).guardian, hold.CmdRecover: (*command).recover,
+}
+
 // Run is the whole program; main only exits with its result. It is the one
 // place where errors become exit codes (exitCode).
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -59,39 +68,23 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	c := &command{name: cmd, stdout: stdout, stderr: stderr,
 		log: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	var err error
-	switch cmd {
-	case "freeze":
-		err = c.freeze(ctx, rest)
-	case "thaw":
-		err = c.thaw(ctx, rest)
-	case "status":
-		err = c.status(ctx, rest)
-	case "check":
-		err = c.check(ctx, rest)
-	case "verify":
-		err = c.verify(ctx, rest)
-	case "clone":
-		err = c.clone(ctx, rest)
-	case "version", "--version", "-version":
-		err = c.version(ctx, rest)
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return int(contract.ExitOK)
-	case hold.CmdHolder:
-		err = c.holder(ctx, rest)
-	case hold.CmdGuardian:
-		err = c.guardian(ctx, rest)
-	case hold.CmdRecover:
-		err = c.recover(ctx, rest)
-	case cmdProbeWrite:
-		if perr := probeWrite(rest); perr != nil {
-			return int(contract.ExitFailed)
+	if run, ok := subcommands[cmd]; ok {
+		err = run(c, ctx, rest)
+	} else {
+		switch cmd {
+		case "help", "-h", "--help":
+			fmt.Fprint(stdout, usage)
+			return int(contract.ExitOK)
+		case cmdProbeWrite:
+			if perr := probeWrite(rest); perr != nil {
+				return int(contract.ExitFailed)
+			}
+			return int(contract.ExitOK)
+		case "":
+			err = agenterr.Usagef("no command given (want freeze, thaw, status, check, verify, clone or version; see hostagent help)")
+		default:
+			err = agenterr.Usagef("unknown command %s (want freeze, thaw, status, check, verify, clone or version)", agenterr.Quote(cmd))
 		}
-		return int(contract.ExitOK)
-	case "":
-		err = agenterr.Usagef("no command given (want freeze, thaw, status, check, verify, clone or version; see hostagent help)")
-	default:
-		err = agenterr.Usagef("unknown command %s (want freeze, thaw, status, check, verify, clone or version)", agenterr.Quote(cmd))
 	}
 	if errors.Is(err, flag.ErrHelp) {
 		return int(contract.ExitOK)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/hostagent/internal/preflight"
+	"github.com/quiesce/quiesce/hostagent/internal/restore"
 	"github.com/quiesce/quiesce/hostagent/internal/volumes"
 	"github.com/quiesce/quiesce/internal/agenterr"
 )
@@ -31,6 +32,15 @@ func TestExitCode(t *testing.T) {
 		{fmt.Errorf("thaw: %w", agenterr.ErrLate), contract.ExitLate},
 		{fmt.Errorf("lock: %w", fmt.Errorf("wait: %w", agenterr.ErrLockWait)), contract.ExitLockWait},
 		{errors.Join(errors.New("x"), agenterr.ErrLockWait), contract.ExitLockWait},
+		// verify and clone: a failed set, and the restore machinery's errors (classify).
+		{fmt.Errorf("%w: 1 problem", agenterr.ErrVerifyFailed), contract.ExitVerifyFailed},
+		{classify(fmt.Errorf("x: %w", restore.ErrBusy)), contract.ExitBusy},
+		{classify(fmt.Errorf("x: %w", restore.ErrInUse)), contract.ExitBusy},
+		{classify(fmt.Errorf("x: %w", restore.ErrNotAttached)), contract.ExitUsage},
+		{classify(fmt.Errorf("x: %w", restore.ErrUnsupported)), contract.ExitUsage},
+		{classify(fmt.Errorf("x: %w", restore.ErrAmbiguous)), contract.ExitUsage},
+		{classify(fmt.Errorf("x: %w", restore.ErrServerExited)), contract.ExitFailed},
+		{classify(context.DeadlineExceeded), contract.ExitFailed},
 	}
 	for _, tc := range cases {
 		if got := exitCode(tc.err); got != tc.want {

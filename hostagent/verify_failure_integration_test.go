@@ -70,22 +70,24 @@ func TestVerifyDamagedPage(t *testing.T) {
 	t.Logf("tables_failed %+v; problems %q", rep.TablesFailed, rep.Problems)
 }
 
-// background is a verify running as a subprocess.
+// background is a hostagent verify or clone running as a subprocess.
 type background struct {
 	cmd       *exec.Cmd
 	out, errb bytes.Buffer
 	done      chan struct{}
 }
 
-func (e *verifyEnv) start(args ...string) *background {
-	e.t.Helper()
+// startBackground starts hostagent with args; the test's cleanup kills it
+// if it is still running.
+func startBackground(t testing.TB, args ...string) *background {
+	t.Helper()
 	b := &background{cmd: exec.Command(agentBin, args...), done: make(chan struct{})}
 	b.cmd.Stdout, b.cmd.Stderr = &b.out, &b.errb
 	if err := b.cmd.Start(); err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
 	go func() { b.cmd.Wait(); close(b.done) }()
-	e.t.Cleanup(func() {
+	t.Cleanup(func() {
 		select {
 		case <-b.done:
 		default:
@@ -96,59 +98,76 @@ func (e *verifyEnv) start(args ...string) *background {
 	return b
 }
 
-func (b *background) wait(t *testing.T, within time.Duration) (int, contract.VerifyReport) {
+func (e *verifyEnv) start(args ...string) *background { return startBackground(e.t, args...) }
+
+// waitFor polls cond every tick until it holds; the run ending first, or
+// within passing, fails the test naming what was awaited.
+func (b *background) waitFor(t testing.TB, what string, within, tick time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		select {
+		case <-b.done:
+			t.Fatalf("the run ended before %s: %s\n%s", what, b.errb.String(), b.out.String())
+		case <-time.After(tick):
+		}
+	}
+	t.Fatalf("%s: not within %v", what, within)
+}
+
+// exit waits for the run to end and returns its exit code.
+func (b *background) exit(t testing.TB, within time.Duration) int {
 	t.Helper()
 	select {
 	case <-b.done:
 	case <-time.After(within):
-		t.Fatalf("verify did not finish within %v", within)
+		t.Fatalf("the run did not finish within %v", within)
 	}
+	return b.cmd.ProcessState.ExitCode()
+}
+
+func (b *background) wait(t *testing.T, within time.Duration) (int, contract.VerifyReport) {
+	t.Helper()
+	code := b.exit(t, within)
 	var rep contract.VerifyReport
 	decodeOne(t, b.out.String(), &rep)
-	return b.cmd.ProcessState.ExitCode(), rep
+	return code, rep
 }
 
 // waitServer waits until the run's journal records a live server, and returns it.
 func (e *verifyEnv) waitServer(t *testing.T, b *background) state.Proc {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for time.Now().Before(deadline) {
+	var srv state.Proc
+	b.waitFor(t, "its server ran", 2*time.Minute, 20*time.Millisecond, func() bool {
 		paths, _ := filepath.Glob(filepath.Join(e.stateDir, "restore", "run-*.json"))
 		for _, p := range paths {
 			var j restore.Journal
 			if data, err := os.ReadFile(p); err == nil && json.Unmarshal(data, &j) == nil && j.Server.Alive() {
-				return j.Server
+				srv = j.Server
+				return true
 			}
 		}
-		select {
-		case <-b.done:
-			t.Fatalf("verify ended before its server ran: %s\n%s", b.errb.String(), b.out.String())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-	t.Fatal("no server recorded within 2 min")
-	return state.Proc{}
+		return false
+	})
+	return srv
 }
 
 // waitChecking waits until the run's server executes the operator's
 // SLEEP check: verify is then past the start, in its checks.
 func (e *verifyEnv) waitChecking(t *testing.T, b *background) {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	for time.Now().Before(deadline) {
+	b.waitFor(t, "its checks ran", 2*time.Minute, 50*time.Millisecond, func() bool {
 		socks, _ := filepath.Glob(filepath.Join(e.workDir, restore.WorkDirPrefix+"*", "run", "mysqld.sock"))
 		for _, sock := range socks {
 			if sleeping(sock) {
-				return
+				return true
 			}
 		}
-		select {
-		case <-b.done:
-			t.Fatalf("verify ended before its checks ran: %s", b.errb.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	t.Fatal("checks not running within 2 min")
+		return false
+	})
 }
 
 // sleeping reports whether the server on sock runs a SLEEP statement.

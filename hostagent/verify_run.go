@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/hostagent/internal/restore"
@@ -16,11 +15,11 @@ import (
 // verifier is one `hostagent verify` run: it fills the report as it goes
 // and undoes every step it took, in reverse, whatever happens.
 type verifier struct {
+	runReport
 	in      verifyInput
 	log     *slog.Logger
 	rep     contract.VerifyReport
 	undo    restore.Undo
-	started time.Time
 	work    string
 	set     *restore.MountedSet
 	journal *restore.Journal
@@ -29,25 +28,13 @@ type verifier struct {
 }
 
 func newVerifier(in verifyInput, c *command) *verifier {
-	return &verifier{in: in, log: c.log, started: time.Now(), rep: contract.VerifyReport{
+	v := &verifier{in: in, log: c.log, rep: contract.VerifyReport{
 		RunID: in.runID, Volumes: in.volumes, TablesFailed: []contract.TableFailure{},
 		Checks: []contract.SQLCheck{}, Problems: []string{}, TimingsMS: map[string]float64{},
 	}}
+	v.runReport = newRunReport(&v.rep.Problems, v.rep.TimingsMS)
+	return v
 }
-
-func (v *verifier) problem(format string, args ...any) {
-	v.rep.Problems = append(v.rep.Problems, fmt.Sprintf(format, args...))
-}
-
-// timed runs fn and adds its duration to the report's timings under name.
-func (v *verifier) timed(name string, fn func() error) error {
-	start := time.Now()
-	err := fn()
-	v.rep.TimingsMS[name] += msSince(start)
-	return err
-}
-
-func msSince(t time.Time) float64 { return float64(time.Since(t).Microseconds()) / 1000 }
 
 // run does the verification. Failed checks go to the report's problems; an
 // error means it could not be carried out (bad input, busy, interrupted).
@@ -103,26 +90,17 @@ func (v *verifier) prepare(ctx context.Context) error {
 }
 
 func (v *verifier) mount(ctx context.Context) error {
-	var devs []restore.Device
-	err := v.timed("find_devices", func() (err error) {
-		devs, err = restore.FindDevices(ctx, v.in.volumes, restore.FindOptions{Wait: v.in.deviceWait})
-		return err
-	})
-	if err != nil {
-		return classify(err)
-	}
 	mnt := filepath.Join(v.work, "mnt")
-	if err := os.Mkdir(mnt, 0o700); err != nil {
-		return fmt.Errorf("mount dir: %w", err)
-	}
-	err = v.timed("mount", func() (err error) {
-		v.set, err = restore.MountSet(ctx, devs, mnt, restore.MountOptions{Journal: v.journal})
-		return err
+	set, err := v.mountSet(ctx, v.in.setInput, v.journal, func(devs []restore.Device, o restore.MountOptions) (*restore.MountedSet, error) {
+		if err := os.Mkdir(mnt, 0o700); err != nil {
+			return nil, fmt.Errorf("mount dir: %w", err)
+		}
+		return restore.MountSet(ctx, devs, mnt, o)
 	})
 	if err != nil {
 		return classify(err)
 	}
-	set := v.set
+	v.set = set
 	v.undo.Push("unmount", func(ctx context.Context) error {
 		return v.timed("unmount", func() error { return set.Close(ctx) })
 	})

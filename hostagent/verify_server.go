@@ -183,10 +183,6 @@ func (v *verifier) runChecks(ctx context.Context, db *sql.DB) error {
 // finish completes the report after run: the error (if any) as a problem,
 // ok, and the total duration.
 func (v *verifier) finish(runErr error) contract.VerifyReport {
-	if runErr != nil {
-		v.problem("%s", oneLine(runErr.Error()))
-	}
-	v.rep.OK = len(v.rep.Problems) == 0
-	v.rep.DurationMS = msSince(v.started)
+	v.rep.OK, v.rep.DurationMS = v.end(runErr)
 	return v.rep
 }

@@ -2,36 +2,12 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"testing"
 	"time"
 
 	"github.com/quiesce/quiesce/contract"
-	"github.com/quiesce/quiesce/hostagent/internal/restore"
-	"github.com/quiesce/quiesce/internal/agenterr"
 )
-
-func TestVerifyErrorsMapToExitCodes(t *testing.T) {
-	tests := []struct {
-		err  error
-		want contract.ExitCode
-	}{
-		{fmt.Errorf("%w: 1 problem", agenterr.ErrVerifyFailed), contract.ExitVerifyFailed},
-		{classify(fmt.Errorf("x: %w", restore.ErrBusy)), contract.ExitBusy},
-		{classify(fmt.Errorf("x: %w", restore.ErrInUse)), contract.ExitBusy},
-		{classify(fmt.Errorf("x: %w", restore.ErrNotAttached)), contract.ExitUsage},
-		{classify(fmt.Errorf("x: %w", restore.ErrUnsupported)), contract.ExitUsage},
-		{classify(fmt.Errorf("x: %w", restore.ErrAmbiguous)), contract.ExitUsage},
-		{classify(fmt.Errorf("x: %w", restore.ErrServerExited)), contract.ExitFailed},
-		{classify(context.DeadlineExceeded), contract.ExitFailed},
-	}
-	for _, tt := range tests {
-		if got := exitCode(tt.err); got != tt.want {
-			t.Errorf("exitCode(%v) = %d, want %d", tt.err, got, tt.want)
-		}
-	}
-}
 
 func TestVerifyParseSettings(t *testing.T) {
 	c := &command{name: "verify", stdout: &bytes.Buffer{}, stderr: &bytes.Buffer{}}

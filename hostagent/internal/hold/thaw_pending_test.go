@@ -29,20 +29,30 @@ func blockingThaw(t *testing.T, r *recorder, a *Agent, path string) (release fun
 	return release
 }
 
+// deadProc is a process that does not exist: its pid is beyond pid_max.
+var deadProc = state.Proc{PID: 1 << 22, Start: 1}
+
+// agentWithBlockedThaw is an agent whose FITHAW of path blocks until release
+// (blockingThaw), with run recorded, its holder and guardian dead.
+func agentWithBlockedThaw(t *testing.T, path string, run *state.Run) (*recorder, *Agent, func()) {
+	t.Helper()
+	r := &recorder{}
+	a := r.agent(t)
+	release := blockingThaw(t, r, a, path)
+	run.Holder, run.Guardian = deadProc, deadProc
+	if err := a.Dir.Write(run); err != nil {
+		t.Fatal(err)
+	}
+	return r, a, release
+}
+
 // A thaw blocked in the kernel on one mount must not keep the others frozen,
 // and the run must stay recorded as needing thaw (not finished), so that a
 // later recovery retries it.
 func TestThawDoesNotStopAtABlockedMount(t *testing.T) {
-	r := &recorder{}
-	a := r.agent(t)
-	release := blockingThaw(t, r, a, "/b")
-	dead := state.Proc{PID: 1 << 22, Start: 1}
-	run := &state.Run{RunID: "stuck", Status: state.StatusHeld, Holder: dead, Guardian: dead, Client: dead,
+	r, a, release := agentWithBlockedThaw(t, "/b", &state.Run{RunID: "stuck", Status: state.StatusHeld, Client: deadProc,
 		StartedAt: time.Now(), DeadlineMono: state.MonoNow() + int64(time.Hour), DeadlineFinal: true,
-		Mounts: []state.Mount{{Path: "/a"}, {Path: "/b"}, {Path: "/c"}}}
-	if err := a.Dir.Write(run); err != nil {
-		t.Fatal(err)
-	}
+		Mounts: []state.Mount{{Path: "/a"}, {Path: "/b"}, {Path: "/c"}}})
 	type outcome struct {
 		rep *contract.ThawReport
 		err error
@@ -80,16 +90,9 @@ func TestThawDoesNotStopAtABlockedMount(t *testing.T) {
 // failed (which nothing ever retries) while a thaw has not returned, nor stop
 // the guardian that would retry it.
 func TestAbandonLeavesPendingThawToRecovery(t *testing.T) {
-	r := &recorder{}
-	a := r.agent(t)
-	release := blockingThaw(t, r, a, "/a")
-	dead := state.Proc{PID: 1 << 22, Start: 1}
-	run := &state.Run{RunID: "aband", Status: state.StatusStarting, Freezing: true, Holder: dead, Guardian: dead,
+	r, a, release := agentWithBlockedThaw(t, "/a", &state.Run{RunID: "aband", Status: state.StatusStarting, Freezing: true,
 		Client: state.Self(), StartedAt: time.Now(), DeadlineMono: state.MonoNow() + int64(time.Hour),
-		Mounts: []state.Mount{{Path: "/a"}, {Path: "/b"}}}
-	if err := a.Dir.Write(run); err != nil {
-		t.Fatal(err)
-	}
+		Mounts: []state.Mount{{Path: "/a"}, {Path: "/b"}}})
 	a.abandon("aband", errHolderGone)
 	got, err := a.Dir.Read("aband")
 	if err != nil || got.Status == state.StatusFailed || !got.Active() || len(got.ThawPending) != 1 {

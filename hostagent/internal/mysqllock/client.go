@@ -7,8 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
-
 	"github.com/quiesce/quiesce/contract"
 )
 
@@ -46,35 +44,16 @@ type Client struct {
 // Dial connects as --mysql-defaults-file/--mysql-socket/--mysql-user would
 // for freeze, with statements bounded by stmtTimeout.
 func Dial(ctx context.Context, o Options, stmtTimeout time.Duration) (*Client, error) {
-	c, err := o.target()
+	cctx, cancel := context.WithTimeout(ctx, dialTimeout+time.Second)
+	defer cancel()
+	s, err := pin(cctx, o, stmtTimeout, true)
 	if err != nil {
 		return nil, err
 	}
-	cfg := mysql.NewConfig()
-	cfg.Net, cfg.Addr, cfg.User, cfg.Passwd = c.Net, c.Addr, c.User, string(c.Password)
-	cfg.Timeout = dialTimeout
-	cfg.ReadTimeout = stmtTimeout
-	cfg.WriteTimeout = writeTimeout
-	cfg.InterpolateParams = true
-	cfg.Logger = driverLogger{}
-	connector, err := mysql.NewConnector(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("mysql %s: %v", c, err)
-	}
-	db := sql.OpenDB(connector)
-	db.SetMaxOpenConns(1)
-	cctx, cancel := context.WithTimeout(ctx, dialTimeout+time.Second)
-	defer cancel()
-	conn, err := db.Conn(cctx)
-	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("mysql connect %s: %w", c, err)
-	}
-	s := &session{cfg: c, db: db, conn: conn, opened: time.Now()}
 	var version string
-	if err := conn.QueryRowContext(cctx, "SELECT CONNECTION_ID(), VERSION()").Scan(&s.id, &version); err != nil {
+	if err := s.conn.QueryRowContext(cctx, "SELECT CONNECTION_ID(), VERSION()").Scan(&s.id, &version); err != nil {
 		s.close()
-		return nil, fmt.Errorf("mysql %s: server identity: %w", c, err)
+		return nil, fmt.Errorf("mysql %s: server identity: %w", s.cfg, err)
 	}
 	s.server = parseVersion(version)
 	return &Client{s: s}, nil

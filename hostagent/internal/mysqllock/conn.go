@@ -128,18 +128,26 @@ func (driverLogger) Print(v ...any) {
 	slog.Debug("mysql driver", "msg", fmt.Sprint(v...))
 }
 
-// open returns a pool limited to one connection. The connector is built from
-// a Config (never a DSN string) so the password never exists in a string that
-// could end up in an error.
+// open returns a pool limited to one connection, whose statements wait up to
+// lockWait (plus slack) for an answer.
 func open(c connConfig, lockWait time.Duration) (*sql.DB, error) {
+	return openOne(c, lockWait+readSlack, false)
+}
+
+// openOne returns a pool limited to one connection. The connector is built
+// from a Config (never a DSN string) so the password never exists in a string
+// that could end up in an error. interpolate has the driver put arguments in
+// the statement text rather than prepare each statement.
+func openOne(c connConfig, readTimeout time.Duration, interpolate bool) (*sql.DB, error) {
 	cfg := mysql.NewConfig()
 	cfg.Net = c.Net
 	cfg.Addr = c.Addr
 	cfg.User = c.User
 	cfg.Passwd = string(c.Password)
 	cfg.Timeout = dialTimeout
-	cfg.ReadTimeout = lockWait + readSlack
+	cfg.ReadTimeout = readTimeout
 	cfg.WriteTimeout = writeTimeout
+	cfg.InterpolateParams = interpolate
 	cfg.Logger = driverLogger{}
 	connector, err := mysql.NewConnector(cfg)
 	if err != nil {
@@ -151,6 +159,25 @@ func open(c connConfig, lockWait time.Duration) (*sql.DB, error) {
 	db.SetConnMaxLifetime(0)
 	db.SetConnMaxIdleTime(0)
 	return db, nil
+}
+
+// pin opens a pool of one connection to the server o names (openOne) and
+// pins that connection within ctx.
+func pin(ctx context.Context, o Options, readTimeout time.Duration, interpolate bool) (*session, error) {
+	c, err := o.target()
+	if err != nil {
+		return nil, err
+	}
+	db, err := openOne(c, readTimeout, interpolate)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("mysql connect %s: %w", c, err)
+	}
+	return &session{cfg: c, db: db, conn: conn, opened: time.Now()}, nil
 }
 
 // session is one pinned connection and what we learnt about the server.
@@ -168,22 +195,14 @@ type session struct {
 // trips: the timeouts, then identity, version and the variables the lock
 // needs.
 func connect(ctx context.Context, o Options) (*session, error) {
-	c, err := o.target()
-	if err != nil {
-		return nil, err
-	}
-	db, err := open(c, o.LockWait)
-	if err != nil {
-		return nil, err
-	}
 	cctx, cancel := context.WithTimeout(ctx, dialTimeout+time.Second)
 	defer cancel()
-	conn, err := db.Conn(cctx)
+	s, err := pin(cctx, o, o.LockWait+readSlack, false)
 	if err != nil {
-		db.Close()
-		return nil, fmt.Errorf("mysql connect %s: %w", c, err)
+		return nil, err
 	}
-	s := &session{cfg: c, db: db, conn: conn, opened: time.Now(), lockSec: lockWaitSeconds(o.LockWait)}
+	s.lockSec = lockWaitSeconds(o.LockWait)
+	c, conn := s.cfg, s.conn
 	idle := int(holdIdleTimeout / time.Second)
 	if _, err := conn.ExecContext(cctx, fmt.Sprintf(
 		"SET SESSION lock_wait_timeout = %d, SESSION wait_timeout = %d, SESSION interactive_timeout = %d",

@@ -114,10 +114,19 @@ func (s *session) stopAppliers(ctx context.Context, wait time.Duration, log *slo
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	var stopped []string
+	open := 0 // temporary tables the appliers held at the last look
+	// fail: the bound running out while temporary tables keep the lock
+	// waiting is said as that, whichever statement it cut short.
+	fail := func(err error) error {
+		if open > 0 && ctx.Err() != nil {
+			err = fmt.Errorf("%d replicated temporary table(s) stayed open (then %w)", open, err)
+		}
+		return s.replicaWaitError(ctx, wait, err)
+	}
 	for attempt := 1; ; attempt++ {
 		rows, err := s.replicaStatus(ctx)
 		if err != nil {
-			return stopped, s.replicaWaitError(ctx, wait, err)
+			return stopped, fail(err)
 		}
 		for _, r := range rows {
 			name := r.channelName()
@@ -128,24 +137,24 @@ func (s *session) stopAppliers(ctx context.Context, wait time.Duration, log *slo
 				stopped = append(stopped, name)
 			}
 			if _, err := s.conn.ExecContext(ctx, stopApplierStatement(s.server, name)); err != nil {
-				return stopped, s.replicaWaitError(ctx, wait, fmt.Errorf("%s: %w", stopApplierStatement(s.server, name), err))
+				return stopped, fail(fmt.Errorf("%s: %w", stopApplierStatement(s.server, name), err))
 			}
 		}
 		if err := s.waitAppliersStopped(ctx, stopped); err != nil {
-			return stopped, s.replicaWaitError(ctx, wait, err)
+			return stopped, fail(err)
 		}
-		open, err := s.openTempTables(ctx)
+		n, err := s.openTempTables(ctx)
 		if err != nil {
-			return stopped, s.replicaWaitError(ctx, wait, err)
+			return stopped, fail(err)
 		}
-		if open == 0 {
+		if open = n; open == 0 {
 			return stopped, nil
 		}
 		if attempt == 1 {
 			log.Info("replicated temporary tables open with the applier stopped; letting it run on until they are dropped", "open", open)
 		}
 		if err := s.startAppliers(ctx, stopped); err != nil {
-			return stopped, s.replicaWaitError(ctx, wait, err)
+			return stopped, fail(err)
 		}
 		select {
 		case <-ctx.Done():

@@ -34,11 +34,7 @@ func BenchmarkReplicaModes(b *testing.B) {
 	if err := r.Primary().Exec("CREATE DATABASE lk", "CREATE TABLE lk.t (id INT AUTO_INCREMENT PRIMARY KEY, v INT, pad VARCHAR(100)) ENGINE=InnoDB"); err != nil {
 		b.Fatal(err)
 	}
-	pdb, err := r.Primary().DB()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer pdb.Close()
+	pdb := primaryDB(b, r)
 	pdb.SetMaxOpenConns(4)
 	rdb, err := r.Replica.DB()
 	if err != nil {

@@ -17,6 +17,17 @@ import (
 	"github.com/quiesce/quiesce/test/fixture/mariadb"
 )
 
+// primaryDB is a pool on r's primary, closed when the test ends.
+func primaryDB(t testing.TB, r *mariadb.Replication) *sql.DB {
+	t.Helper()
+	db, err := r.Primary().DB()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
 // replication starts primaries and a replica for one test, with a table
 // t_<i> (InnoDB, auto-increment) on primary i, replicated.
 func replication(t *testing.T, o mariadb.ReplicationOptions) *mariadb.Replication {
@@ -119,11 +130,7 @@ func TestReplicaModeCoordinatesMatchStoppedApplier(t *testing.T) {
 	}
 	// Caught up and nothing written since: the executed source position is
 	// the primary's binary log end, and the GTID state its gtid_binlog_pos.
-	pdb, err := r.Primary().DB()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pdb.Close()
+	pdb := primaryDB(t, r)
 	file, pos := masterStatus(t, pdb)
 	if c.SourceLogFile != file || c.SourceLogPos != pos {
 		t.Errorf("executed source position %s:%d, primary's binary log is at %s:%d", c.SourceLogFile, c.SourceLogPos, file, pos)
@@ -241,11 +248,7 @@ func TestRestartAppliersOnlyThoseRunning(t *testing.T) {
 // up with exit 5 and the applier running, and succeeds once it is dropped.
 func TestReplicaModeWaitsOutReplicatedTempTable(t *testing.T) {
 	r := replication(t, mariadb.ReplicationOptions{})
-	pdb, err := r.Primary().DB()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pdb.Close()
+	pdb := primaryDB(t, r)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	session, err := pdb.Conn(ctx)
@@ -326,11 +329,7 @@ func TestReplicationCoordinatesUnderGlobalLocks(t *testing.T) {
 // readers on the replica answer during the hold.
 func TestReplicaModeSourceWritersNeverStall(t *testing.T) {
 	r := replication(t, mariadb.ReplicationOptions{})
-	pdb, err := r.Primary().DB()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pdb.Close()
+	pdb := primaryDB(t, r)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	var maxStall time.Duration

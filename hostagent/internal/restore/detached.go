@@ -1,7 +1,6 @@
 package restore
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"os/exec"
 	"strconv"
 	"syscall"
-	"time"
 
 	"github.com/quiesce/quiesce/hostagent/internal/state"
 )
@@ -107,14 +105,7 @@ func (d *DetachedServer) Exited() <-chan struct{} { return d.exited }
 func (d *DetachedServer) ExitErr() error { return d.waitErr }
 
 // OutputTail returns the last n bytes the server printed to Output.
-func (d *DetachedServer) OutputTail(n int) string {
-	b, _ := os.ReadFile(d.Output)
-	b = bytes.TrimSpace(b)
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return string(b)
-}
+func (d *DetachedServer) OutputTail(n int) string { return fileTail(d.Output, n) }
 
 // Stop shuts the server down (SIGTERM, a clean shutdown), waiting up to
 // ctx's deadline (at most 10 min), then kills it. Safe to call twice.
@@ -122,24 +113,5 @@ func (d *DetachedServer) Stop(ctx context.Context) error {
 	if d == nil {
 		return nil
 	}
-	select {
-	case <-d.exited:
-		return nil
-	default:
-	}
-	_ = syscall.Kill(d.Proc.PID, syscall.SIGTERM)
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-	defer cancel()
-	select {
-	case <-d.exited:
-		return nil
-	case <-wctx.Done():
-	}
-	_ = syscall.Kill(d.Proc.PID, syscall.SIGKILL)
-	select {
-	case <-d.exited:
-		return fmt.Errorf("server pid %d did not shut down in time; killed", d.Proc.PID)
-	case <-time.After(30 * time.Second):
-		return fmt.Errorf("server pid %d did not exit after SIGKILL", d.Proc.PID)
-	}
+	return stopServer(ctx, d.Proc.PID, d.exited)
 }

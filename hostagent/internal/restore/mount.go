@@ -45,39 +45,59 @@ const unmountTimeout = 60 * time.Second
 // the source filesystem with the same UUID is usually still mounted. A device
 // that is mounted anywhere already is refused (ErrInUse). On error, whatever
 // was mounted is unmounted again.
-func MountSet(ctx context.Context, devs []Device, dir string, o MountOptions) (_ *MountedSet, err error) {
+func MountSet(ctx context.Context, devs []Device, dir string, o MountOptions) (*MountedSet, error) {
 	set := &MountedSet{Dir: dir}
-	defer func() {
-		if err != nil {
-			err = errors.Join(err, set.Close(ctx))
-		}
-	}()
-	for _, d := range devs {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		m, err := set.mountOne(d, o)
-		if err != nil {
-			return nil, err
-		}
-		set.Mounts = append(set.Mounts, m)
+	err := set.mountEach(ctx, devs, func(_ int, d Device) (Mount, error) {
+		point := filepath.Join(dir, d.VolumeID)
+		return set.mountVolume(d, point, o, func() error {
+			if err := os.Mkdir(point, 0o700); err != nil {
+				return err
+			}
+			set.undo.Push("remove "+point, func(context.Context) error { return os.Remove(point) })
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
 	}
 	return set, nil
 }
 
-func (s *MountedSet) mountOne(d Device, o MountOptions) (Mount, error) {
+// mountEach mounts every device in order with mountOne; on error whatever
+// was mounted is unmounted again.
+func (s *MountedSet) mountEach(ctx context.Context, devs []Device, mountOne func(i int, d Device) (Mount, error)) (err error) {
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, s.Close(ctx))
+		}
+	}()
+	for i, d := range devs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		m, err := mountOne(i, d)
+		if err != nil {
+			return err
+		}
+		s.Mounts = append(s.Mounts, m)
+	}
+	return nil
+}
+
+// mountVolume mounts d at point, refusing a device mounted anywhere already
+// (ErrInUse). makePoint provides the mount point (and pushes its removal);
+// the journal records it before the mount is made.
+func (s *MountedSet) mountVolume(d Device, point string, o MountOptions, makePoint func() error) (Mount, error) {
 	if where, err := mountedAt(d.Path); err != nil {
 		return Mount{}, fmt.Errorf("volume %s: %w", d.VolumeID, err)
 	} else if len(where) > 0 {
 		return Mount{}, fmt.Errorf("volume %s: %s is already mounted at %s: %w", d.VolumeID, d.Path, strings.Join(where, ", "), ErrInUse)
 	}
-	m := Mount{VolumeID: d.VolumeID, Device: d.Path, FSType: d.FSType, Path: filepath.Join(s.Dir, d.VolumeID)}
-	if err := os.Mkdir(m.Path, 0o700); err != nil {
+	if err := makePoint(); err != nil {
 		return Mount{}, fmt.Errorf("volume %s: mount point: %w", d.VolumeID, err)
 	}
-	s.undo.Push("remove "+m.Path, func(context.Context) error { return os.Remove(m.Path) })
 	if o.Journal != nil {
-		if err := o.Journal.AddMount(m.Path); err != nil {
+		if err := o.Journal.AddMount(point); err != nil {
 			return Mount{}, err
 		}
 	}
@@ -89,11 +109,11 @@ func (s *MountedSet) mountOne(d Device, o MountOptions) (Mount, error) {
 	if d.FSType == KindXFS {
 		data = "nouuid"
 	}
-	if err := unix.Mount(d.Path, m.Path, d.FSType, flags, data); err != nil {
-		return Mount{}, fmt.Errorf("volume %s: mount %s (%s) at %s: %w", d.VolumeID, d.Path, d.FSType, m.Path, err)
+	if err := unix.Mount(d.Path, point, d.FSType, flags, data); err != nil {
+		return Mount{}, fmt.Errorf("volume %s: mount %s (%s) at %s: %w", d.VolumeID, d.Path, d.FSType, point, err)
 	}
-	s.undo.Push("unmount "+m.Path, func(ctx context.Context) error { return Unmount(ctx, m.Path) })
-	return m, nil
+	s.undo.Push("unmount "+point, func(ctx context.Context) error { return Unmount(ctx, point) })
+	return Mount{VolumeID: d.VolumeID, Device: d.Path, FSType: d.FSType, Path: point}, nil
 }
 
 // Close unmounts every volume of the set (last first) and removes the mount

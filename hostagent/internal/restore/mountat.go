@@ -8,8 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-
-	"golang.org/x/sys/unix"
 )
 
 // ErrMountPoint: a mount point that clone must not mount on (something is
@@ -67,7 +65,7 @@ func CheckMountPoint(path string) error {
 // point that does not exist is created, and removed again by Close. On error
 // whatever was mounted is unmounted again. Mounts are journaled as with
 // MountSet, so a killed run's mounts are undone by the next run.
-func MountAt(ctx context.Context, devs []Device, points []string, o MountOptions) (_ *MountedSet, err error) {
+func MountAt(ctx context.Context, devs []Device, points []string, o MountOptions) (*MountedSet, error) {
 	if len(devs) != len(points) {
 		return nil, fmt.Errorf("%d volumes and %d mount points: %w", len(devs), len(points), ErrMountPoint)
 	}
@@ -87,54 +85,21 @@ func MountAt(ctx context.Context, devs []Device, points []string, o MountOptions
 		}
 	}
 	set := &MountedSet{}
-	defer func() {
-		if err != nil {
-			err = errors.Join(err, set.Close(ctx))
-		}
-	}()
-	for i, d := range devs {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		m, err := set.mountAt(d, points[i], o)
-		if err != nil {
-			return nil, err
-		}
-		set.Mounts = append(set.Mounts, m)
+	err := set.mountEach(ctx, devs, func(i int, d Device) (Mount, error) {
+		point := points[i]
+		return set.mountVolume(d, point, o, func() error {
+			if err := os.Mkdir(point, 0o755); err == nil {
+				set.undo.Push("remove "+point, func(context.Context) error { return os.Remove(point) })
+			} else if !os.IsExist(err) {
+				return err
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, err
 	}
 	return set, nil
-}
-
-func (s *MountedSet) mountAt(d Device, point string, o MountOptions) (Mount, error) {
-	if where, err := mountedAt(d.Path); err != nil {
-		return Mount{}, fmt.Errorf("volume %s: %w", d.VolumeID, err)
-	} else if len(where) > 0 {
-		return Mount{}, fmt.Errorf("volume %s: %s is already mounted at %s: %w", d.VolumeID, d.Path, strings.Join(where, ", "), ErrInUse)
-	}
-	m := Mount{VolumeID: d.VolumeID, Device: d.Path, FSType: d.FSType, Path: point}
-	if err := os.Mkdir(point, 0o755); err == nil {
-		s.undo.Push("remove "+point, func(context.Context) error { return os.Remove(point) })
-	} else if !os.IsExist(err) {
-		return Mount{}, fmt.Errorf("volume %s: mount point: %w", d.VolumeID, err)
-	}
-	if o.Journal != nil {
-		if err := o.Journal.AddMount(point); err != nil {
-			return Mount{}, err
-		}
-	}
-	var flags uintptr
-	if o.ReadOnly {
-		flags |= unix.MS_RDONLY
-	}
-	data := ""
-	if d.FSType == KindXFS {
-		data = "nouuid"
-	}
-	if err := unix.Mount(d.Path, point, d.FSType, flags, data); err != nil {
-		return Mount{}, fmt.Errorf("volume %s: mount %s (%s) at %s: %w", d.VolumeID, d.Path, d.FSType, point, err)
-	}
-	s.undo.Push("unmount "+point, func(ctx context.Context) error { return Unmount(ctx, point) })
-	return m, nil
 }
 
 // Keep hands the mounts over to the caller for good (a clone that now

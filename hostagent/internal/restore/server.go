@@ -236,14 +236,7 @@ func (driverLogger) Print(v ...any) { slog.Debug("mysql driver", "msg", fmt.Spri
 func (s *Server) Exited() <-chan struct{} { return s.exited }
 
 // LogTail returns the last n bytes of the error log.
-func (s *Server) LogTail(n int) string {
-	b, _ := os.ReadFile(s.ErrorLog)
-	b = bytes.TrimSpace(b)
-	if len(b) > n {
-		b = b[len(b)-n:]
-	}
-	return string(b)
-}
+func (s *Server) LogTail(n int) string { return fileTail(s.ErrorLog, n) }
 
 // Shutdown stops the server cleanly (SIGTERM), waiting up to ctx's deadline
 // (at most 10 min), then kills it. Safe to call more than once.
@@ -251,37 +244,57 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s == nil {
 		return nil
 	}
-	select {
-	case <-s.exited:
-		return nil
-	default:
-	}
-	_ = syscall.Kill(s.Proc.PID, syscall.SIGTERM)
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-	defer cancel()
-	select {
-	case <-s.exited:
-		return nil
-	case <-wctx.Done():
-	}
-	if err := s.kill(); err != nil {
-		return err
-	}
-	return fmt.Errorf("server pid %d did not shut down in time; killed", s.Proc.PID)
+	return stopServer(ctx, s.Proc.PID, s.exited)
 }
 
 // kill sends SIGKILL and waits (bounded) for the exit.
-func (s *Server) kill() error {
+func (s *Server) kill() error { return killServer(s.Proc.PID, s.exited) }
+
+// fileTail returns the last n bytes of a file, trimmed of white space ("" when unreadable).
+func fileTail(path string, n int) string {
+	b, _ := os.ReadFile(path)
+	b = bytes.TrimSpace(b)
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
+
+// stopServer stops the server process pid, whose exit closes exited:
+// SIGTERM (a clean shutdown), a wait up to ctx's deadline (at most 10 min),
+// then SIGKILL. Safe to call more than once.
+func stopServer(ctx context.Context, pid int, exited <-chan struct{}) error {
 	select {
-	case <-s.exited:
+	case <-exited:
 		return nil
 	default:
 	}
-	_ = syscall.Kill(s.Proc.PID, syscall.SIGKILL)
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
 	select {
-	case <-s.exited:
+	case <-exited:
+		return nil
+	case <-wctx.Done():
+	}
+	if err := killServer(pid, exited); err != nil {
+		return err
+	}
+	return fmt.Errorf("server pid %d did not shut down in time; killed", pid)
+}
+
+// killServer sends SIGKILL and waits (bounded) for the exit.
+func killServer(pid int, exited <-chan struct{}) error {
+	select {
+	case <-exited:
+		return nil
+	default:
+	}
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	select {
+	case <-exited:
 		return nil
 	case <-time.After(30 * time.Second):
-		return fmt.Errorf("server pid %d did not exit after SIGKILL", s.Proc.PID)
+		return fmt.Errorf("server pid %d did not exit after SIGKILL", pid)
 	}
 }
