@@ -381,16 +381,10 @@ func requireCaughtUp(t *testing.T, primary, clone *sql.DB) time.Duration {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	start := time.Now()
-	var pos string
-	if err := primary.QueryRowContext(ctx, "SELECT @@gtid_binlog_pos").Scan(&pos); err != nil {
-		t.Fatal(err)
+	pos, caughtUp, err := mariadb.CatchUp(ctx, primary, clone)
+	if err != nil {
+		t.Fatalf("clone: %v", err)
 	}
-	var res int
-	if err := clone.QueryRowContext(ctx, "SELECT MASTER_GTID_WAIT(?, 50)", pos).Scan(&res); err != nil || res != 0 {
-		t.Fatalf("clone did not reach the primary's %s: %d %v", pos, res, err)
-	}
-	caughtUp := time.Since(start)
 	var slavePos string
 	if err := clone.QueryRowContext(ctx, "SELECT @@gtid_slave_pos").Scan(&slavePos); err != nil {
 		t.Fatal(err)

@@ -15,7 +15,6 @@ import (
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/hostagent/internal/mysqllock"
 	"github.com/quiesce/quiesce/hostagent/internal/restore"
-	"github.com/quiesce/quiesce/internal/agenterr"
 )
 
 // cloner is one `hostagent clone` run: it fills the report as it goes and,
@@ -177,7 +176,7 @@ func (cl *cloner) startBuiltIn(ctx context.Context) error {
 		return err
 	}
 	if err := restore.CheckTraversable(cl.datadir, uid, gid); err != nil {
-		return fmt.Errorf("%w: %w", agenterr.ErrUsage, err)
+		return fmt.Errorf("%w: %w", contract.ErrUsage, err)
 	}
 	spec := restore.DetachedSpec{Binary: cl.in.mysqld, OperatorOptions: cl.in.serverOptions, DataDir: cl.datadir,
 		UID: uid, GID: gid, ServerID: cl.in.serverID, Journal: cl.journal,
@@ -239,7 +238,7 @@ func serverFailure(srv *restore.DetachedServer, errorLog string) string {
 // cloneClassify maps the machinery's errors to exit codes.
 func cloneClassify(err error) error {
 	if errors.Is(err, restore.ErrMountPoint) {
-		return fmt.Errorf("%w: %w", agenterr.ErrUsage, err)
+		return fmt.Errorf("%w: %w", contract.ErrUsage, err)
 	}
 	return classify(err)
 }

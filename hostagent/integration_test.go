@@ -30,22 +30,7 @@ import (
 var agentBin string // built by TestMain; "" when the build failed
 
 func TestMain(m *testing.M) {
-	code := func() int {
-		dir, err := os.MkdirTemp("", "hostagent-bin-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		bin := filepath.Join(dir, "hostagent")
-		if err := fixture.BuildHostagent(bin); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		agentBin = bin
-		return m.Run()
-	}()
-	os.Exit(code)
+	os.Exit(fixture.RunWithHostagent(m, func(bin string) { agentBin = bin }))
 }
 
 // env is one test's private state dir; cleanup kills every holder/guardian it recorded.

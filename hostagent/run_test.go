@@ -28,12 +28,12 @@ func TestExitCode(t *testing.T) {
 		{nil, contract.ExitOK},
 		{errors.New("boom"), contract.ExitFailed},
 		{agenterr.Usagef("--mount %q: nope", "x"), contract.ExitUsage},
-		{fmt.Errorf("freeze /a: %w", agenterr.ErrBusy), contract.ExitBusy},
-		{fmt.Errorf("thaw: %w", agenterr.ErrLate), contract.ExitLate},
-		{fmt.Errorf("lock: %w", fmt.Errorf("wait: %w", agenterr.ErrLockWait)), contract.ExitLockWait},
-		{errors.Join(errors.New("x"), agenterr.ErrLockWait), contract.ExitLockWait},
+		{fmt.Errorf("freeze /a: %w", contract.ErrBusy), contract.ExitBusy},
+		{fmt.Errorf("thaw: %w", contract.ErrLate), contract.ExitLate},
+		{fmt.Errorf("lock: %w", fmt.Errorf("wait: %w", contract.ErrLockWait)), contract.ExitLockWait},
+		{errors.Join(errors.New("x"), contract.ErrLockWait), contract.ExitLockWait},
 		// verify and clone: a failed set, and the restore machinery's errors (classify).
-		{fmt.Errorf("%w: 1 problem", agenterr.ErrVerifyFailed), contract.ExitVerifyFailed},
+		{fmt.Errorf("%w: 1 problem", contract.ErrVerifyFailed), contract.ExitVerifyFailed},
 		{classify(fmt.Errorf("x: %w", restore.ErrBusy)), contract.ExitBusy},
 		{classify(fmt.Errorf("x: %w", restore.ErrInUse)), contract.ExitBusy},
 		{classify(fmt.Errorf("x: %w", restore.ErrNotAttached)), contract.ExitUsage},
@@ -106,7 +106,7 @@ func TestVolumesOfRefusesUnsnapshottableMountsOnEC2(t *testing.T) {
 	if res, err := volumesOf(context.Background(), d, true, ebs); err != nil || len(res.VolumeIDs) != 1 || res.VolumeIDs[0] != "vol-0123abc" {
 		t.Fatalf("ebs: %+v %v", res, err)
 	}
-	if _, err := volumesOf(context.Background(), d, true, local); !errors.Is(err, agenterr.ErrUsage) || !strings.Contains(err.Error(), "/scratch") {
+	if _, err := volumesOf(context.Background(), d, true, local); !errors.Is(err, contract.ErrUsage) || !strings.Contains(err.Error(), "/scratch") {
 		t.Fatalf("instance store on EC2: %v, want a usage error naming the mount", err)
 	}
 	if _, err := volumesOf(context.Background(), d, true, gone); err == nil {

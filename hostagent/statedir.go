@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/hostagent/internal/state"
 	"github.com/quiesce/quiesce/internal/agenterr"
 )
@@ -113,7 +114,7 @@ func stateDirWritable(path string) error {
 	err, finished := awaitProbe(done, stateProbeWait)
 	if !finished {
 		return fmt.Errorf("state dir %s: its filesystem took no write within %v (frozen?); refusing: %w",
-			path, stateProbeWait, agenterr.ErrBusy)
+			path, stateProbeWait, contract.ErrBusy)
 	}
 	if err != nil {
 		return fmt.Errorf("state dir %s: write probe in %s failed: %w", path, dir, err)

@@ -308,7 +308,7 @@ func (c *command) runReported(ctx context.Context, in setInput, run func(context
 		return runErr
 	}
 	if len(problems) > 0 {
-		return fmt.Errorf("%w: %s", agenterr.ErrVerifyFailed, strings.Join(problems, "; "))
+		return fmt.Errorf("%w: %s", contract.ErrVerifyFailed, strings.Join(problems, "; "))
 	}
 	return nil
 }
@@ -401,10 +401,10 @@ func classify(err error) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, restore.ErrBusy), errors.Is(err, restore.ErrInUse):
-		return fmt.Errorf("%w: %w", agenterr.ErrBusy, err)
+		return fmt.Errorf("%w: %w", contract.ErrBusy, err)
 	case errors.Is(err, restore.ErrNotAttached), errors.Is(err, restore.ErrUnsupported),
 		errors.Is(err, restore.ErrAmbiguous), errors.Is(err, restore.ErrBadPath):
-		return fmt.Errorf("%w: %w", agenterr.ErrUsage, err)
+		return fmt.Errorf("%w: %w", contract.ErrUsage, err)
 	}
 	return err
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/hostagent/internal/restore"
-	"github.com/quiesce/quiesce/internal/agenterr"
 )
 
 // startServer starts the throwaway server as the datadir's owner. A server
@@ -59,7 +58,7 @@ func (v *verifier) serverSpec() (restore.ServerSpec, error) {
 		return restore.ServerSpec{}, err
 	}
 	if err := restore.CheckTraversable(v.datadir, uid, gid); err != nil {
-		return restore.ServerSpec{}, fmt.Errorf("%w: %w", agenterr.ErrUsage, err)
+		return restore.ServerSpec{}, fmt.Errorf("%w: %w", contract.ErrUsage, err)
 	}
 	run := filepath.Join(v.work, "run")
 	if err := os.Mkdir(run, 0o700); err != nil {

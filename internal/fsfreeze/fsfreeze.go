@@ -8,9 +8,8 @@ import (
 	"os"
 	"strings"
 
+	"github.com/quiesce/quiesce/contract"
 	"golang.org/x/sys/unix"
-
-	"github.com/quiesce/quiesce/internal/agenterr"
 )
 
 // _IOWR('X', 119, int) and _IOWR('X', 120, int); identical on amd64 and arm64.
@@ -29,7 +28,7 @@ var ErrDeviceChanged = errors.New("device changed since preflight")
 // zero, the device of the opened directory must equal it: the check and the
 // ioctl use the same file descriptor, so a mount swapped in after preflight is
 // never frozen by mistake. EBUSY (already frozen, by another run or by hand)
-// is reported as agenterr.ErrBusy.
+// is reported as contract.ErrBusy.
 func Freeze(path string, wantDev uint64) error {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC|unix.O_NOFOLLOW, 0)
 	if err != nil {
@@ -54,7 +53,7 @@ func Freeze(path string, wantDev uint64) error {
 	if err := ioctl(fd, FIFREEZE); err != nil {
 		switch {
 		case errors.Is(err, unix.EBUSY):
-			return fmt.Errorf("freeze %s: already frozen: %w", path, agenterr.ErrBusy)
+			return fmt.Errorf("freeze %s: already frozen: %w", path, contract.ErrBusy)
 		case errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.ENOTTY), errors.Is(err, unix.EINVAL):
 			return fmt.Errorf("freeze %s: filesystem does not support freezing: %w", path, err)
 		}

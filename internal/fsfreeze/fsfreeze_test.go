@@ -8,7 +8,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/quiesce/quiesce/internal/agenterr"
+	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/internal/fsfreeze"
 	"github.com/quiesce/quiesce/test/fixture"
 )
@@ -41,7 +41,7 @@ func TestFreezeThawLoop(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { fs.Thaw() })
-			if err := fsfreeze.Freeze(fs.Mount, st.Dev); !errors.Is(err, agenterr.ErrBusy) {
+			if err := fsfreeze.Freeze(fs.Mount, st.Dev); !errors.Is(err, contract.ErrBusy) {
 				t.Fatalf("second freeze: got %v, want ErrBusy", err)
 			}
 			probe := filepath.Join(fs.Mount, "during-freeze")

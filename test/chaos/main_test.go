@@ -3,9 +3,7 @@ package chaos
 import (
 	"fmt"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"syscall"
 	"testing"
 
 	"github.com/quiesce/quiesce/test/fixture"
@@ -27,33 +25,5 @@ func TestMain(m *testing.M) {
 		agentBin = abs
 		os.Exit(m.Run())
 	}
-	code := func() int {
-		dir, err := os.MkdirTemp("", "qchaos-bin-")
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		defer os.RemoveAll(dir)
-		binDir = dir
-		bin := filepath.Join(dir, "hostagent")
-		// An interrupt during the build must not leave the temp dir behind.
-		sigs := make(chan os.Signal, 1)
-		signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-		go func() {
-			if _, ok := <-sigs; ok {
-				os.RemoveAll(dir)
-				os.Exit(1)
-			}
-		}()
-		err = fixture.BuildHostagent(bin)
-		signal.Stop(sigs)
-		close(sigs)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		agentBin = bin
-		return m.Run()
-	}()
-	os.Exit(code)
+	os.Exit(fixture.RunWithHostagent(m, func(bin string) { agentBin, binDir = bin, filepath.Dir(bin) }))
 }

@@ -215,7 +215,7 @@ func (a *Agent) reserve(req Request) (*state.Run, error) {
 	defer unlock()
 	if prev, err := a.Dir.Read(req.RunID); err == nil {
 		if prev.Active() {
-			return nil, fmt.Errorf("--run-id %q: already %s: %w", req.RunID, prev.Status, agenterr.ErrBusy)
+			return nil, fmt.Errorf("--run-id %q: already %s: %w", req.RunID, prev.Status, contract.ErrBusy)
 		}
 		if prev.Status == state.StatusThawed {
 			return nil, agenterr.Usagef("--run-id %q: already used by a finished run; give a new one", req.RunID)
@@ -229,7 +229,7 @@ func (a *Agent) reserve(req Request) (*state.Run, error) {
 		for _, held := range r.Mounts {
 			for _, m := range req.Mounts {
 				if held.Path == m.Path || held.Dev == m.Dev {
-					return nil, fmt.Errorf("--mount %q: held by %s: %w", m.Path, describe(r), agenterr.ErrBusy)
+					return nil, fmt.Errorf("--mount %q: held by %s: %w", m.Path, describe(r), contract.ErrBusy)
 				}
 			}
 		}

@@ -14,7 +14,6 @@ import (
 
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/hostagent/internal/state"
-	"github.com/quiesce/quiesce/internal/agenterr"
 )
 
 // recorder fakes the filesystem and MySQL, logging every call in order.
@@ -62,7 +61,7 @@ func (r *recorder) agent(t *testing.T) *Agent {
 			Freeze: func(p string, dev uint64) error {
 				r.add("freeze " + p)
 				if p == r.failOn {
-					return fmt.Errorf("freeze %s: already frozen: %w", p, agenterr.ErrBusy)
+					return fmt.Errorf("freeze %s: already frozen: %w", p, contract.ErrBusy)
 				}
 				return nil
 			},
@@ -118,7 +117,7 @@ func TestHolderUndoesInReverseOnFreezeFailure(t *testing.T) {
 	if msg.Freeze != nil || msg.Code != contract.ExitBusy {
 		t.Fatalf("message %+v, want busy error", msg)
 	}
-	if err := <-done; !errors.Is(err, agenterr.ErrBusy) {
+	if err := <-done; !errors.Is(err, contract.ErrBusy) {
 		t.Fatalf("holder returned %v", err)
 	}
 	want := []string{"lock", "freeze /a", "freeze /b", "freeze /c", "thaw /b", "thaw /a", "unlock"}
@@ -129,13 +128,13 @@ func TestHolderUndoesInReverseOnFreezeFailure(t *testing.T) {
 	if run.Status != state.StatusFailed || run.Error == "" {
 		t.Fatalf("state %+v", run)
 	}
-	if !errors.Is(&contract.ExitError{Code: msg.Code, Message: msg.Error}, agenterr.ErrBusy) {
+	if !errors.Is(&contract.ExitError{Code: msg.Code, Message: msg.Error}, contract.ErrBusy) {
 		t.Fatal("the client would not map this to exit 3")
 	}
 }
 
 func TestHolderLockFailureFreezesNothing(t *testing.T) {
-	r := &recorder{lockErr: fmt.Errorf("FLUSH TABLES WITH READ LOCK: lock wait timeout: %w", agenterr.ErrLockWait)}
+	r := &recorder{lockErr: fmt.Errorf("FLUSH TABLES WITH READ LOCK: lock wait timeout: %w", contract.ErrLockWait)}
 	a := r.agent(t)
 	startingRun(t, a, "nolock", 10*time.Second)
 	msg, done := runHolder(t, a, "nolock")
@@ -188,7 +187,7 @@ func TestHolderOwnDeadline(t *testing.T) {
 		t.Fatalf("acted %v after the deadline", late)
 	}
 	rep, err := a.Thaw(context.Background(), "deadline")
-	if !errors.Is(err, agenterr.ErrLate) || rep == nil || rep.ThawedBy != contract.ThawedByDeadline || !rep.Late {
+	if !errors.Is(err, contract.ErrLate) || rep == nil || rep.ThawedBy != contract.ThawedByDeadline || !rep.Late {
 		t.Fatalf("late thaw %+v %v", rep, err)
 	}
 }
@@ -248,10 +247,10 @@ func TestReserve(t *testing.T) {
 		mounts []state.Mount
 		want   error
 	}{
-		{"two", []state.Mount{{Path: "/a", Dev: 99}}, agenterr.ErrBusy},       // same path
-		{"three", []state.Mount{{Path: "/other", Dev: 10}}, agenterr.ErrBusy}, // same filesystem
-		{"one", []state.Mount{{Path: "/b", Dev: 11}}, agenterr.ErrBusy},       // active run id
-		{"four", []state.Mount{{Path: "/b", Dev: 11}, {Path: "/a", Dev: 10}}, agenterr.ErrBusy},
+		{"two", []state.Mount{{Path: "/a", Dev: 99}}, contract.ErrBusy},       // same path
+		{"three", []state.Mount{{Path: "/other", Dev: 10}}, contract.ErrBusy}, // same filesystem
+		{"one", []state.Mount{{Path: "/b", Dev: 11}}, contract.ErrBusy},       // active run id
+		{"four", []state.Mount{{Path: "/b", Dev: 11}, {Path: "/a", Dev: 10}}, contract.ErrBusy},
 	}
 	for _, tc := range cases {
 		req := base
@@ -265,7 +264,7 @@ func TestReserve(t *testing.T) {
 	a.Dir.Write(run)
 	req = base
 	req.RunID, req.Mounts = "one", []state.Mount{{Path: "/a", Dev: 10}}
-	if _, err := a.reserve(req); !errors.Is(err, agenterr.ErrUsage) {
+	if _, err := a.reserve(req); !errors.Is(err, contract.ErrUsage) {
 		t.Fatalf("reusing a finished run id: %v", err)
 	}
 	req.RunID = "five"

@@ -20,7 +20,7 @@ import (
 // Thaw ends a run: through the holder's socket when it lives, else from the
 // state file. Idempotent: a finished run's report is returned again. A thaw
 // that comes after the fail-safe acted returns the report AND an
-// agenterr.ErrLate-wrapping error.
+// contract.ErrLate-wrapping error.
 func (a *Agent) Thaw(ctx context.Context, runID string) (*contract.ThawReport, error) {
 	run, err := a.Dir.Read(runID)
 	if err != nil {
@@ -194,7 +194,7 @@ func lateCheck(rep *contract.ThawReport) (*contract.ThawReport, error) {
 	}
 	if rep.Late {
 		return rep, fmt.Errorf("run %s was already thawed by %s at %s, before this thaw: %w",
-			rep.RunID, rep.ThawedBy, rep.ThawedAt.Format(time.RFC3339Nano), agenterr.ErrLate)
+			rep.RunID, rep.ThawedBy, rep.ThawedAt.Format(time.RFC3339Nano), contract.ErrLate)
 	}
 	return rep, nil
 }

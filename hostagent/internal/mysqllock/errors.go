@@ -7,8 +7,7 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
-
-	"github.com/quiesce/quiesce/internal/agenterr"
+	"github.com/quiesce/quiesce/contract"
 )
 
 // Server error numbers we branch on.
@@ -21,7 +20,7 @@ const (
 )
 
 // LockWaitError: the lock was not acquired within --lock-wait. It matches
-// agenterr.ErrLockWait (exit 5) and the server's error.
+// contract.ErrLockWait (exit 5) and the server's error.
 type LockWaitError struct {
 	Mode string
 	Wait time.Duration
@@ -32,7 +31,7 @@ func (e *LockWaitError) Error() string {
 	return fmt.Sprintf("mysql lock %s not acquired within %s: %v", e.Mode, e.Wait, e.Err)
 }
 
-func (e *LockWaitError) Unwrap() []error { return []error{agenterr.ErrLockWait, e.Err} }
+func (e *LockWaitError) Unwrap() []error { return []error{contract.ErrLockWait, e.Err} }
 
 // LongQuery is a statement that ran longer than --long-query-limit.
 type LongQuery struct {
@@ -50,7 +49,7 @@ func (q LongQuery) String() string {
 
 // LongQueryError: statements older than --long-query-limit run, so taking the
 // lock would wait behind them while blocking every writer. Matches
-// agenterr.ErrLockWait (exit 5).
+// contract.ErrLockWait (exit 5).
 type LongQueryError struct {
 	Limit   time.Duration
 	Queries []LongQuery
@@ -65,7 +64,7 @@ func (e *LongQueryError) Error() string {
 		len(e.Queries), e.Limit, strings.Join(parts, "; "))
 }
 
-func (e *LongQueryError) Unwrap() error { return agenterr.ErrLockWait }
+func (e *LongQueryError) Unwrap() error { return contract.ErrLockWait }
 
 func sqlErrorNumber(err error) uint16 {
 	var me *mysql.MySQLError

@@ -18,7 +18,6 @@ import (
 	"github.com/quiesce/quiesce/test/syncbuf"
 
 	"github.com/quiesce/quiesce/contract"
-	"github.com/quiesce/quiesce/internal/agenterr"
 	"github.com/quiesce/quiesce/test/fixture"
 )
 
@@ -295,7 +294,7 @@ func TestLockWaitTimeoutBehindLongUpdate(t *testing.T) {
 				l.Release(context.Background())
 				t.Fatalf("Acquire succeeded behind a running UPDATE: %+v", info)
 			}
-			if !errors.Is(err, agenterr.ErrLockWait) {
+			if !errors.Is(err, contract.ErrLockWait) {
 				t.Fatalf("error %v does not wrap ErrLockWait", err)
 			}
 			want := fmt.Sprintf("mysql lock ftwrl not acquired within %s", wait)
@@ -358,7 +357,7 @@ func TestLongQueryLimit(t *testing.T) {
 		t.Fatal("Acquire succeeded with a statement older than --long-query-limit")
 	}
 	var lqe *LongQueryError
-	if !errors.Is(err, agenterr.ErrLockWait) || !errors.As(err, &lqe) {
+	if !errors.Is(err, contract.ErrLockWait) || !errors.As(err, &lqe) {
 		t.Fatalf("error %v: want a LongQueryError wrapping ErrLockWait", err)
 	}
 	if len(lqe.Queries) != 1 || lqe.Queries[0].ID != id {
@@ -418,10 +417,10 @@ func TestInstanceModeOnMariaDBIsRefused(t *testing.T) {
 		l.Release(context.Background())
 		t.Fatal("instance mode accepted on MariaDB")
 	}
-	if !errors.Is(err, agenterr.ErrUsage) || !strings.Contains(err.Error(), "needs MySQL 8.0 or later") || !strings.Contains(err.Error(), "MariaDB 10.") {
+	if !errors.Is(err, contract.ErrUsage) || !strings.Contains(err.Error(), "needs MySQL 8.0 or later") || !strings.Contains(err.Error(), "MariaDB 10.") {
 		t.Errorf("error %v: want a usage error naming the server", err)
 	}
-	if _, err := Check(ctx, opts(m, contract.LockInstance)); !errors.Is(err, agenterr.ErrUsage) {
+	if _, err := Check(ctx, opts(m, contract.LockInstance)); !errors.Is(err, contract.ErrUsage) {
 		t.Errorf("Check(instance) = %v, want usage error", err)
 	}
 	waitWritable(t, db, "lk.inst")
@@ -485,14 +484,14 @@ func TestLimitedUserAndPasswordRedaction(t *testing.T) {
 
 	o.LongQueryLimit, o.KillLongQueries = 0, false
 	_, _, err = Acquire(context.Background(), o)
-	if err == nil || errors.Is(err, agenterr.ErrLockWait) || !strings.Contains(err.Error(), "RELOAD") {
+	if err == nil || errors.Is(err, contract.ErrLockWait) || !strings.Contains(err.Error(), "RELOAD") {
 		t.Errorf("Acquire without RELOAD: %v, want a plain error naming RELOAD", err)
 	}
 	errs = append(errs, err)
 
 	o.DefaultsFile = wrong
 	_, _, err = Acquire(context.Background(), o)
-	if err == nil || errors.Is(err, agenterr.ErrLockWait) || errors.Is(err, agenterr.ErrUsage) || !strings.Contains(err.Error(), "Access denied") {
+	if err == nil || errors.Is(err, contract.ErrLockWait) || errors.Is(err, contract.ErrUsage) || !strings.Contains(err.Error(), "Access denied") {
 		t.Errorf("Acquire with a wrong password: %v, want a plain access-denied error", err)
 	}
 	errs = append(errs, err)
@@ -596,13 +595,13 @@ func TestNoneAndNil(t *testing.T) {
 		t.Error("nil lock has an id or mode")
 	}
 	// Invalid options never connect.
-	if _, _, err := Acquire(context.Background(), Options{Mode: "bogus", LockWait: time.Second}); !errors.Is(err, agenterr.ErrUsage) {
+	if _, _, err := Acquire(context.Background(), Options{Mode: "bogus", LockWait: time.Second}); !errors.Is(err, contract.ErrUsage) {
 		t.Errorf("Acquire(bogus) = %v", err)
 	}
 	// A named server that is not there is a plain error, quickly.
 	start := time.Now()
 	_, _, err = Acquire(context.Background(), Options{Mode: contract.LockAuto, Socket: "/nonexistent/q.sock", LockWait: time.Second})
-	if err == nil || errors.Is(err, agenterr.ErrLockWait) || errors.Is(err, agenterr.ErrUsage) || time.Since(start) > 3*time.Second {
+	if err == nil || errors.Is(err, contract.ErrLockWait) || errors.Is(err, contract.ErrUsage) || time.Since(start) > 3*time.Second {
 		t.Errorf("Acquire on a missing socket: %v after %v", err, time.Since(start))
 	}
 }
@@ -745,7 +744,7 @@ func TestBackupStageMidwayFailureIsUndone(t *testing.T) {
 		l.Release(context.Background())
 		t.Fatal("backup-stage acquired behind a running MyISAM UPDATE")
 	}
-	if !errors.Is(err, agenterr.ErrLockWait) || !strings.Contains(err.Error(), "BACKUP STAGE BLOCK_COMMIT") {
+	if !errors.Is(err, contract.ErrLockWait) || !strings.Contains(err.Error(), "BACKUP STAGE BLOCK_COMMIT") {
 		t.Errorf("error %v: want ErrLockWait naming BLOCK_COMMIT", err)
 	}
 	if elapsed < 800*time.Millisecond || elapsed > 3*time.Second {

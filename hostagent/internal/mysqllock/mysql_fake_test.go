@@ -16,7 +16,6 @@ import (
 	"github.com/go-sql-driver/mysql"
 
 	"github.com/quiesce/quiesce/contract"
-	"github.com/quiesce/quiesce/internal/agenterr"
 )
 
 // A scripted database/sql driver standing in for MySQL servers this machine
@@ -224,7 +223,7 @@ func TestLockStatementsAndErrors(t *testing.T) {
 	for _, tt := range tests {
 		s, f := fakeSession(t, "8.0.36", true, tt.answers)
 		err := s.lock(context.Background(), tt.mode, 5*time.Second)
-		if (err != nil) != tt.wantErr || errors.Is(err, agenterr.ErrLockWait) != tt.lockWait {
+		if (err != nil) != tt.wantErr || errors.Is(err, contract.ErrLockWait) != tt.lockWait {
 			t.Errorf("%s %v: err %v, want err=%t lockWait=%t", tt.mode, tt.answers, err, tt.wantErr, tt.lockWait)
 		}
 		if strings.Join(f.seen, ";") != strings.Join(tt.wantSeen, ";") {

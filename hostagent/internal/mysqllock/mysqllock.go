@@ -40,7 +40,7 @@ type Lock struct {
 // reads the binary log position under it. With mode `none` (or `auto` that
 // Resolve turns into none) it returns a nil *Lock and LockInfo{Mode: none}.
 // When the lock is not acquired in time, or a long query refuses it, the
-// error wraps agenterr.ErrLockWait (exit 5). Connection and authentication
+// error wraps contract.ErrLockWait (exit 5). Connection and authentication
 // failures are plain errors. On any error nothing is left held on the server.
 func Acquire(ctx context.Context, o Options) (*Lock, contract.LockInfo, error) {
 	info := contract.LockInfo{Mode: o.Mode, Requested: o.Mode}

@@ -74,7 +74,7 @@ func knownMode(m string) bool {
 }
 
 // Validate checks the options without contacting the server. Every error
-// wraps agenterr.ErrUsage and names the bad value.
+// wraps contract.ErrUsage and names the bad value.
 func (o Options) Validate() error {
 	if !knownMode(o.Mode) {
 		return agenterr.Usagef("--mysql-lock %s: want auto, ftwrl, backup-stage, instance, replica or none", agenterr.Quote(o.Mode))

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/quiesce/quiesce/contract"
-	"github.com/quiesce/quiesce/internal/agenterr"
 )
 
 func validOptions() Options {
@@ -81,7 +80,7 @@ func TestValidate(t *testing.T) {
 			if err == nil {
 				t.Fatalf("Validate() = nil, want error containing %q", tt.wantErr)
 			}
-			if !errors.Is(err, agenterr.ErrUsage) {
+			if !errors.Is(err, contract.ErrUsage) {
 				t.Errorf("error %q does not wrap ErrUsage", err)
 			}
 			if !strings.Contains(err.Error(), tt.wantErr) {
@@ -105,7 +104,7 @@ func TestValidateUnreadableDefaultsFile(t *testing.T) {
 	o := validOptions()
 	o.DefaultsFile = p
 	err := o.Validate()
-	if !errors.Is(err, agenterr.ErrUsage) || !strings.Contains(err.Error(), p) {
+	if !errors.Is(err, contract.ErrUsage) || !strings.Contains(err.Error(), p) {
 		t.Fatalf("Validate() = %v, want ErrUsage naming %s", err, p)
 	}
 }
@@ -284,7 +283,7 @@ func TestVersionAndModes(t *testing.T) {
 		si := parseVersion(tt.version)
 		got, err := si.concreteMode(tt.requested)
 		if tt.wantErr != "" {
-			if !errors.Is(err, agenterr.ErrUsage) || !strings.Contains(err.Error(), tt.wantErr) {
+			if !errors.Is(err, contract.ErrUsage) || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("%s %s: err %v, want ErrUsage with %q", tt.version, tt.requested, err, tt.wantErr)
 			}
 			continue

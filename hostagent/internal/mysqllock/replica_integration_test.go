@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/quiesce/quiesce/contract"
-	"github.com/quiesce/quiesce/internal/agenterr"
 	"github.com/quiesce/quiesce/test/fixture"
 	"github.com/quiesce/quiesce/test/fixture/mariadb"
 )
@@ -168,7 +167,7 @@ func TestReplicaModeCoordinatesMatchStoppedApplier(t *testing.T) {
 func TestReplicaModeRefusedOnPrimary(t *testing.T) {
 	m, _ := server(t)
 	_, _, err := Acquire(context.Background(), opts(m, contract.LockReplica))
-	if !errors.Is(err, agenterr.ErrUsage) || !strings.Contains(err.Error(), "is not a replica") {
+	if !errors.Is(err, contract.ErrUsage) || !strings.Contains(err.Error(), "is not a replica") {
 		t.Fatalf("replica mode on a primary: %v, want a usage error (exit 2) saying it is not a replica", err)
 	}
 	if strings.Contains(err.Error(), "\n") {
@@ -182,7 +181,7 @@ func TestReplicaModeRefusedOnPrimary(t *testing.T) {
 func TestReplicaModeRefusedOnWritableReplica(t *testing.T) {
 	r := replication(t, mariadb.ReplicationOptions{Writable: true})
 	_, _, err := Acquire(context.Background(), opts(r.Replica, contract.LockReplica))
-	if !errors.Is(err, agenterr.ErrUsage) || !strings.Contains(err.Error(), "@@read_only=0") {
+	if !errors.Is(err, contract.ErrUsage) || !strings.Contains(err.Error(), "@@read_only=0") {
 		t.Fatalf("replica mode on a writable replica: %v, want a usage error (exit 2) naming @@read_only=0", err)
 	}
 	if st := slaveStatus(t, r, ""); st["Slave_SQL_Running"] != "Yes" {
@@ -270,7 +269,7 @@ func TestReplicaModeWaitsOutReplicatedTempTable(t *testing.T) {
 		l.Release(ctx)
 		t.Fatal("replica mode held with a replicated temporary table open")
 	}
-	if !errors.Is(err, agenterr.ErrLockWait) || !strings.Contains(err.Error(), "temporary table") {
+	if !errors.Is(err, contract.ErrLockWait) || !strings.Contains(err.Error(), "temporary table") {
 		t.Fatalf("err = %v, want a lock wait (exit 5) naming the temporary table", err)
 	}
 	if d := time.Since(start); d > o.LockWait+3*time.Second {

@@ -1,5 +1,5 @@
 // Package preflight decides whether a list of mount paths may be frozen. It
-// changes nothing. Every refusal wraps agenterr.ErrUsage and names the value.
+// changes nothing. Every refusal wraps contract.ErrUsage and names the value.
 package preflight
 
 import (

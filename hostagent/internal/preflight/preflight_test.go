@@ -6,9 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/quiesce/quiesce/contract"
 	"golang.org/x/sys/unix"
-
-	"github.com/quiesce/quiesce/internal/agenterr"
 )
 
 const fakeMountinfo = `27 1 254:0 / / rw,relatime - ext4 /dev/vda rw
@@ -104,7 +103,7 @@ func TestValidateRefuses(t *testing.T) {
 			if err == nil {
 				t.Fatalf("%q accepted", tc.paths)
 			}
-			if !errors.Is(err, agenterr.ErrUsage) {
+			if !errors.Is(err, contract.ErrUsage) {
 				t.Fatalf("not a usage error: %v", err)
 			}
 			if !strings.Contains(err.Error(), tc.want) {
@@ -143,7 +142,7 @@ func TestParseMountinfoUnescapes(t *testing.T) {
 // The real machine: the root filesystem and /proc must be refused by the default env.
 func TestDefaultEnvRefusesRealSystemMounts(t *testing.T) {
 	for _, p := range []string{"/", "/proc"} {
-		if _, err := Validate([]string{p}, DefaultEnv(t.TempDir())); !errors.Is(err, agenterr.ErrUsage) {
+		if _, err := Validate([]string{p}, DefaultEnv(t.TempDir())); !errors.Is(err, contract.ErrUsage) {
 			t.Errorf("%s: got %v, want usage error", p, err)
 		}
 	}
