@@ -193,7 +193,8 @@ func TestParseAndHumanDuration(t *testing.T) {
 			t.Errorf("ParseDuration(%q) = %v, want an error", bad, got)
 		}
 	}
-	for d, want := range map[time.Duration]string{10 * time.Minute: "10m", 2 * time.Hour: "2h", 90 * time.Second: "1m30s", 500 * time.Millisecond: "500ms"} {
+	for d, want := range map[time.Duration]string{10 * time.Minute: "10m", 2 * time.Hour: "2h", 90 * time.Second: "1m30s", 500 * time.Millisecond: "500ms",
+		6 * time.Hour: "6h", 90 * time.Minute: "1h30m", 5 * time.Minute: "5m", 30 * time.Second: "30s"} {
 		if got := HumanDuration(d); got != want {
 			t.Errorf("HumanDuration(%v) = %q, want %q", d, got, want)
 		}

@@ -42,16 +42,16 @@ func (r *Runner) commandParams(cfg *Config, j *job) map[string][]string {
 		"runId":   {j.set.RunID},
 	}
 	t := tagMap(j.set.Snapshots[0].Tags)
-	if positionExact(t[TagLock]) {
-		if t[TagBinlogFile] != "" && t[TagBinlogPos] != "" {
-			p["expectBinlogFile"], p["expectBinlogPos"] = []string{t[TagBinlogFile]}, []string{t[TagBinlogPos]}
+	if positionExact(t[contract.TagLock]) {
+		if t[contract.TagBinlogFile] != "" && t[contract.TagBinlogPos] != "" {
+			p["expectBinlogFile"], p["expectBinlogPos"] = []string{t[contract.TagBinlogFile]}, []string{t[contract.TagBinlogPos]}
 		}
 		// A GTID set cut to fit a tag value is not the position; leave it out.
-		if g := t[TagGTID]; g != "" && !strings.Contains(g, "truncated") {
+		if g := t[contract.TagGTID]; g != "" && !strings.Contains(g, "truncated") {
 			p["expectGtid"] = []string{g}
 		}
 	}
-	for name, v := range r.restoreParams(j, t[TagRestore]) {
+	for name, v := range r.restoreParams(j, t[contract.TagRestore]) {
 		p[name] = []string{v}
 	}
 	for name, v := range map[string]string{"checkSql": cfg.CheckSQL, "mysqld": cfg.Mysqld, "mysqldOptionsFile": cfg.MysqldOptionsFile} {
@@ -125,7 +125,7 @@ func (r *Runner) send(ctx context.Context, cfg *Config, j *job) (bool, error) {
 	ready, missing := j.attachedAll()
 	if missing {
 		j.state = StateCreating // re-create or re-attach what went
-		return true, r.tagVolumes(ctx, j, map[string]string{TagVerifyState: StateCreating})
+		return true, r.tagVolumes(ctx, j, map[string]string{contract.TagVerifyState: StateCreating})
 	}
 	if !ready || r.Clock.Now().Before(j.notBefore) {
 		return false, nil
@@ -153,7 +153,7 @@ func (r *Runner) send(ctx context.Context, cfg *Config, j *job) (bool, error) {
 	}
 	j.commandID, j.sent, j.state = id, r.Clock.Now().UTC().Truncate(time.Second), StateRunning
 	r.Log.Info("verify command sent", "command_id", j.commandID, "verifier", j.verifier, "volumes", j.volumeIDs())
-	return true, r.tagVolumes(ctx, j, map[string]string{TagVerifyState: StateRunning, TagVerifyCommand: j.commandID, TagVerifySent: j.sent.Format(timeFormat)})
+	return true, r.tagVolumes(ctx, j, map[string]string{contract.TagVerifyState: StateRunning, contract.TagVerifyCommand: j.commandID, contract.TagVerifySent: j.sent.Format(timeFormat)})
 }
 
 // poll looks at the command once and records its outcome when it ended.
@@ -174,7 +174,7 @@ func (r *Runner) poll(ctx context.Context, j *job) (bool, error) {
 		return false, nil
 	case out.Status == ssmtypes.CommandInvocationStatusSuccess:
 		j.report = parseReport(aws.ToString(out.StandardOutputContent))
-		j.result = ResultOK
+		j.result = contract.VerifiedOK
 		return true, nil
 	case out.Status == ssmtypes.CommandInvocationStatusFailed:
 		return r.failedCommand(ctx, j, out)
@@ -198,7 +198,7 @@ func (r *Runner) failedCommand(ctx context.Context, j *job, out *ssm.GetCommandI
 	case exitBusy:
 		r.Log.Warn("verifier busy; sending again later", "verifier", j.verifier, "command_id", j.commandID)
 		j.state, j.commandID, j.notBefore = StateAttached, "", r.Clock.Now().Add(r.BusyRetry)
-		return false, r.tagVolumes(ctx, j, map[string]string{TagVerifyState: StateAttached, TagVerifyCommand: ""})
+		return false, r.tagVolumes(ctx, j, map[string]string{contract.TagVerifyState: StateAttached, contract.TagVerifyCommand: ""})
 	default:
 		why := ssmrun.ErrorOf(stdout, aws.ToString(out.StandardErrorContent))
 		j.fail(fmt.Sprintf("verifier could not run the check (exit %d): %s", code, why), false)
@@ -216,12 +216,12 @@ func parseReport(stdout string) *contract.VerifyReport {
 // knows it), then on the source snapshots, and emits the metrics.
 func (r *Runner) recordOutcome(ctx context.Context, cfg *Config, j *job) error {
 	j.ended = r.Clock.Now().UTC().Truncate(time.Second)
-	tags := map[string]string{TagVerifyState: StateCleanup, TagVerifyResult: j.result, TagVerifyEnded: j.ended.Format(timeFormat)}
-	if j.result == ResultFailed {
-		tags[TagVerifyNote] = j.note
+	tags := map[string]string{contract.TagVerifyState: StateCleanup, contract.TagVerifyResult: j.result, contract.TagVerifyEnded: j.ended.Format(timeFormat)}
+	if j.result == contract.VerifiedFailed {
+		tags[contract.TagVerifyNote] = j.note
 	}
 	if j.force {
-		tags[TagVerifyForce] = "true"
+		tags[contract.TagVerifyForce] = "true"
 	}
 	if err := r.tagVolumes(ctx, j, tags); err != nil {
 		return err
@@ -234,9 +234,9 @@ func (r *Runner) recordOutcome(ctx context.Context, cfg *Config, j *job) error {
 
 // tagSnapshots writes quiesce:verified (and the note of a failure) on the set.
 func (r *Runner) tagSnapshots(ctx context.Context, j *job) error {
-	tags := map[string]string{TagVerified: j.result, TagVerifiedAt: j.ended.Format(timeFormat)}
-	if j.result == ResultFailed {
-		tags[TagVerifyNote] = j.note
+	tags := map[string]string{contract.TagVerified: j.result, contract.TagVerifiedAt: j.ended.Format(timeFormat)}
+	if j.result == contract.VerifiedFailed {
+		tags[contract.TagVerifyNote] = j.note
 	}
 	var ids []string
 	for _, id := range j.set.IDs() {
@@ -258,7 +258,7 @@ func (r *Runner) tagSnapshots(ctx context.Context, j *job) error {
 
 func (r *Runner) emit(j *job) {
 	name := "restores_verified"
-	if j.result != ResultOK {
+	if j.result != contract.VerifiedOK {
 		name = "restores_failed"
 	}
 	ms := []metrics.Metric{{Name: name, Unit: "Count", Value: 1}}

@@ -70,20 +70,12 @@ func TestFreeDevicesSkipsUsedAttachmentPoints(t *testing.T) {
 // only the keys contract.SnapshotTagKeys reserves), and a set it verifies is
 // one the run tags application-consistent.
 func TestTagKeysMatchTheOrchestrator(t *testing.T) {
-	for _, mine := range []string{TagStack, TagRunID, TagInstance, TagDevice, TagConsistency, TagIncomplete, TagBinlogFile, TagBinlogPos, TagGTID} {
+	for _, mine := range []string{contract.TagStack, contract.TagRunID, contract.TagInstance, contract.TagDevice, contract.TagConsistency, contract.TagIncomplete, contract.TagBinlogFile, contract.TagBinlogPos, contract.TagGTID} {
 		if !slices.Contains(contract.SnapshotTagKeys[:], mine) {
 			t.Errorf("verify reads %q, which the snapshot run does not write", mine)
 		}
 	}
-	if Application != string(orchestrate.Application) {
-		t.Errorf("verify takes sets tagged %q, the snapshot run tags %q", Application, orchestrate.Application)
-	}
-}
-
-func TestHuman(t *testing.T) {
-	for d, want := range map[time.Duration]string{6 * time.Hour: "6h", 90 * time.Minute: "1h30m", 5 * time.Minute: "5m", 30 * time.Second: "30s"} {
-		if got := event.HumanDuration(d); got != want {
-			t.Errorf("Human(%v) = %q, want %q", d, got, want)
-		}
+	if contract.ConsistencyApplication != string(orchestrate.Application) {
+		t.Errorf("verify takes sets tagged %q, the snapshot run tags %q", contract.ConsistencyApplication, orchestrate.Application)
 	}
 }

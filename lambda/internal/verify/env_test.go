@@ -104,7 +104,7 @@ func newEnv(t *testing.T, withVerifier bool) *env {
 	srv.AddInstance(awslocal.Instance{ID: source, Tags: map[string]string{"quiesce:enabled": "true"}, AvailabilityZone: "us-east-1a", BlockDevices: []awslocal.BlockDevice{
 		{DeviceName: "/dev/xvda", VolumeID: "vol-0000000000000root"}, {DeviceName: "/dev/sdf", VolumeID: dataVol, SizeGiB: 100}, {DeviceName: "/dev/sdg", VolumeID: logsVol, SizeGiB: 20}}})
 	if withVerifier {
-		srv.AddInstance(awslocal.Instance{ID: verifier, Tags: map[string]string{verify.TagRole: "verifier"}, AvailabilityZone: "us-east-1b", BlockDevices: []awslocal.BlockDevice{
+		srv.AddInstance(awslocal.Instance{ID: verifier, Tags: map[string]string{contract.InstanceTagRole: "verifier"}, AvailabilityZone: "us-east-1b", BlockDevices: []awslocal.BlockDevice{
 			{DeviceName: "/dev/xvda", VolumeID: "vol-00000000000vroot"}, {DeviceName: "/dev/xvdf", VolumeID: "vol-00000000000vdata"}}})
 	}
 	c := lambdaenv.Start(t, srv, handler.Retryer)

@@ -75,7 +75,7 @@ func (j *job) view(now time.Time) Verification {
 // fail records the outcome failed (the first reason wins).
 func (j *job) fail(note string, force bool) {
 	if j.result == "" {
-		j.result, j.note = ResultFailed, note
+		j.result, j.note = contract.VerifiedFailed, note
 	}
 	j.force = j.force || force
 }
@@ -90,15 +90,15 @@ func (j *job) clientToken(snapshotID string) string {
 // volumeTags are the tags every temporary volume gets at creation.
 func (j *job) volumeTags(stack, snapshotID string) map[string]string {
 	return map[string]string{
-		"Name":            "quiesce verify " + j.set.InstanceID + " " + j.set.RunID,
-		TagStack:          stack,
-		TagPurpose:        PurposeVerify,
-		TagRunID:          j.set.RunID,
-		TagInstance:       j.set.InstanceID,
-		TagSourceSnapshot: snapshotID,
-		TagVerifier:       j.verifier,
-		TagVerifyState:    StateCreating,
-		TagVerifyStarted:  j.started.Format(timeFormat),
+		"Name":                     "quiesce verify " + j.set.InstanceID + " " + j.set.RunID,
+		contract.TagStack:          stack,
+		contract.TagPurpose:        contract.PurposeVerify,
+		contract.TagRunID:          j.set.RunID,
+		contract.TagInstance:       j.set.InstanceID,
+		contract.TagSourceSnapshot: snapshotID,
+		contract.TagVerifier:       j.verifier,
+		contract.TagVerifyState:    StateCreating,
+		contract.TagVerifyStarted:  j.started.Format(timeFormat),
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
+	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/lambda/internal/volumeset"
 )
 
@@ -26,13 +27,13 @@ func (r *Runner) loadJobs(ctx context.Context, cfg *Config) ([]*job, error) {
 	byKey := map[string]*job{}
 	for _, v := range vols {
 		t := tagMap(v.Tags)
-		if t[TagStack] != cfg.Stack || t[TagPurpose] != PurposeVerify {
+		if t[contract.TagStack] != cfg.Stack || t[contract.TagPurpose] != contract.PurposeVerify {
 			continue // never anyone else's
 		}
-		key := t[TagInstance] + "|" + t[TagRunID]
+		key := t[contract.TagInstance] + "|" + t[contract.TagRunID]
 		j := byKey[key]
 		if j == nil {
-			j = &job{set: &volumeset.Set{InstanceID: t[TagInstance], RunID: t[TagRunID]}, state: t[TagVerifyState], vols: map[string]ec2types.Volume{}}
+			j = &job{set: &volumeset.Set{InstanceID: t[contract.TagInstance], RunID: t[contract.TagRunID]}, state: t[contract.TagVerifyState], vols: map[string]ec2types.Volume{}}
 			byKey[key] = j
 		}
 		j.merge(t, v)
@@ -53,15 +54,15 @@ func (r *Runner) loadJobs(ctx context.Context, cfg *Config) ([]*job, error) {
 // crash between two tag calls leaves the rest behind), the earliest start
 // and any recorded command or outcome.
 func (j *job) merge(t map[string]string, v ec2types.Volume) {
-	j.vols[t[TagSourceSnapshot]] = v
+	j.vols[t[contract.TagSourceSnapshot]] = v
 	j.all = append(j.all, v)
-	if o, ok := stateOrder[t[TagVerifyState]]; !ok || o < stateOrder[j.state] {
-		j.state = t[TagVerifyState]
+	if o, ok := stateOrder[t[contract.TagVerifyState]]; !ok || o < stateOrder[j.state] {
+		j.state = t[contract.TagVerifyState]
 		if !ok {
 			j.state = StateCreating
 		}
 	}
-	if s, err := time.Parse(timeFormat, t[TagVerifyStarted]); err == nil && (j.started.IsZero() || j.startUnknown || s.Before(j.started)) {
+	if s, err := time.Parse(timeFormat, t[contract.TagVerifyStarted]); err == nil && (j.started.IsZero() || j.startUnknown || s.Before(j.started)) {
 		j.started, j.startUnknown = s, false
 	}
 	if j.started.IsZero() {
@@ -69,18 +70,18 @@ func (j *job) merge(t map[string]string, v ec2types.Volume) {
 		// ago: VerifyMaxHours then makes sure it goes.
 		j.started, j.startUnknown = time.Unix(0, 0).UTC(), true
 	}
-	j.verifier = cmp.Or(j.verifier, t[TagVerifier])
-	j.commandID = cmp.Or(j.commandID, t[TagVerifyCommand])
-	if s, err := time.Parse(timeFormat, t[TagVerifySent]); err == nil {
+	j.verifier = cmp.Or(j.verifier, t[contract.TagVerifier])
+	j.commandID = cmp.Or(j.commandID, t[contract.TagVerifyCommand])
+	if s, err := time.Parse(timeFormat, t[contract.TagVerifySent]); err == nil {
 		j.sent = s
 	}
-	if t[TagVerifyResult] != "" && j.result == "" {
-		j.result, j.note = t[TagVerifyResult], t[TagVerifyNote]
+	if t[contract.TagVerifyResult] != "" && j.result == "" {
+		j.result, j.note = t[contract.TagVerifyResult], t[contract.TagVerifyNote]
 	}
-	if e, err := time.Parse(timeFormat, t[TagVerifyEnded]); err == nil {
+	if e, err := time.Parse(timeFormat, t[contract.TagVerifyEnded]); err == nil {
 		j.ended = e
 	}
-	j.force = j.force || t[TagVerifyForce] == "true"
+	j.force = j.force || t[contract.TagVerifyForce] == "true"
 }
 
 // loadSet reads the job's source snapshots; a set that is gone fails the job.

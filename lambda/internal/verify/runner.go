@@ -216,7 +216,7 @@ func (r *Runner) runJob(ctx context.Context, cfg *Config, j *job, until time.Tim
 	err := r.advance(ctx, cfg, j, until)
 	v := j.view(r.Clock.Now())
 	switch {
-	case j.state == stateDone && j.result == ResultOK:
+	case j.state == stateDone && j.result == contract.VerifiedOK:
 		v.Status = StatusOK
 	case j.state == stateDone:
 		v.Status, v.Reason = StatusFailed, j.note

@@ -56,9 +56,9 @@ func (r *Runner) targets(ctx context.Context, cfg *Config) ([]string, error) {
 // instanceSnapshots lists the stack's application-consistent snapshots of
 // one instance (of one run, when runID is set).
 func (r *Runner) instanceSnapshots(ctx context.Context, cfg *Config, instanceID, runID string) ([]ec2types.Snapshot, error) {
-	fs := []ec2types.Filter{volumeset.TagFilter(TagStack, cfg.Stack), volumeset.TagFilter(TagInstance, instanceID), volumeset.TagFilter(TagConsistency, Application)}
+	fs := []ec2types.Filter{volumeset.TagFilter(contract.TagStack, cfg.Stack), volumeset.TagFilter(contract.TagInstance, instanceID), volumeset.TagFilter(contract.TagConsistency, contract.ConsistencyApplication)}
 	if runID != "" {
-		fs = append(fs, volumeset.TagFilter(TagRunID, runID))
+		fs = append(fs, volumeset.TagFilter(contract.TagRunID, runID))
 	}
 	all, err := volumeset.ListSnapshots(ctx, r.EC2, fs)
 	if err != nil {
@@ -87,27 +87,27 @@ func missingDataDir(s *volumeset.Set) string {
 	if len(s.Snapshots) == 0 {
 		return ""
 	}
-	rt, err := contract.ParseRestoreTag(tagMap(s.Snapshots[0].Tags)[TagRestore])
+	rt, err := contract.ParseRestoreTag(tagMap(s.Snapshots[0].Tags)[contract.TagRestore])
 	if err != nil {
 		return ""
 	}
 	if slices.Contains(rt.Unmapped, contract.RestoreKeyDataDir) {
-		return "the datadir was on no frozen mount when set " + s.RunID + " was taken (" + TagRestore + " unmapped=datadir): no snapshot holds it"
+		return "the datadir was on no frozen mount when set " + s.RunID + " was taken (" + contract.TagRestore + " unmapped=datadir): no snapshot holds it"
 	}
 	if rt.DataDirMount == "" {
 		return ""
 	}
 	for _, sn := range s.Snapshots {
-		if slices.Contains(strings.Split(tagMap(sn.Tags)[TagMounts], ","), rt.DataDirMount) {
+		if slices.Contains(strings.Split(tagMap(sn.Tags)[contract.TagMounts], ","), rt.DataDirMount) {
 			return ""
 		}
 	}
-	return "no snapshot of set " + s.RunID + " is of " + rt.DataDirMount + ", the mount that held the datadir (" + TagRestore + ")"
+	return "no snapshot of set " + s.RunID + " is of " + rt.DataDirMount + ", the mount that held the datadir (" + contract.TagRestore + ")"
 }
 
 func verifiedAt(s *volumeset.Set) (time.Time, bool) {
 	for _, sn := range s.Snapshots {
-		if at, err := time.Parse(timeFormat, tagMap(sn.Tags)[TagVerifiedAt]); err == nil {
+		if at, err := time.Parse(timeFormat, tagMap(sn.Tags)[contract.TagVerifiedAt]); err == nil {
 			return at, true
 		}
 	}

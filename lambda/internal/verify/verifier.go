@@ -11,6 +11,7 @@ import (
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
+	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/lambda/internal/ssmrun"
 	"github.com/quiesce/quiesce/lambda/internal/volumeset"
 )
@@ -18,7 +19,7 @@ import (
 // findVerifier returns the first (by ID) running verifier online in SSM.
 func (r *Runner) findVerifier(ctx context.Context, cfg *Config) (*volumeset.Instance, error) {
 	out, err := r.EC2.DescribeInstances(ctx, &ec2.DescribeInstancesInput{Filters: []ec2types.Filter{
-		volumeset.TagFilter(TagRole, cfg.VerifierTag),
+		volumeset.TagFilter(contract.InstanceTagRole, cfg.VerifierTag),
 		{Name: aws.String("instance-state-name"), Values: []string{"running"}},
 	}})
 	if err != nil {
@@ -32,7 +33,7 @@ func (r *Runner) findVerifier(ctx context.Context, cfg *Config) (*volumeset.Inst
 			}
 		}
 	}
-	none := fmt.Errorf("%w: no running instance tagged %s=%s is online in SSM (README \"Verify restores\")", ErrNoVerifier, TagRole, cfg.VerifierTag)
+	none := fmt.Errorf("%w: no running instance tagged %s=%s is online in SSM (README \"Verify restores\")", ErrNoVerifier, contract.InstanceTagRole, cfg.VerifierTag)
 	if len(byID) == 0 {
 		return nil, none
 	}

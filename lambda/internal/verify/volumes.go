@@ -9,6 +9,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
+	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/lambda/internal/awsapi"
 	"github.com/quiesce/quiesce/lambda/internal/tagvalue"
 	"github.com/quiesce/quiesce/lambda/internal/volumeset"
@@ -25,8 +26,8 @@ func (r *Runner) refreshVolumes(ctx context.Context, cfg *Config, j *job) error 
 	j.vols, j.all = map[string]ec2types.Volume{}, nil
 	for _, v := range vols {
 		t := tagMap(v.Tags)
-		if t[TagStack] == cfg.Stack && t[TagPurpose] == PurposeVerify && t[TagInstance] == j.set.InstanceID && t[TagRunID] == j.set.RunID {
-			j.vols[t[TagSourceSnapshot]] = v
+		if t[contract.TagStack] == cfg.Stack && t[contract.TagPurpose] == contract.PurposeVerify && t[contract.TagInstance] == j.set.InstanceID && t[contract.TagRunID] == j.set.RunID {
+			j.vols[t[contract.TagSourceSnapshot]] = v
 			j.all = append(j.all, v)
 		}
 	}
@@ -35,7 +36,7 @@ func (r *Runner) refreshVolumes(ctx context.Context, cfg *Config, j *job) error 
 
 // stackVolumes lists the stack's verify volumes (every job's).
 func (r *Runner) stackVolumes(ctx context.Context, cfg *Config) ([]ec2types.Volume, error) {
-	return r.volumes().List(ctx, []ec2types.Filter{volumeset.TagFilter(TagStack, cfg.Stack), volumeset.TagFilter(TagPurpose, PurposeVerify)})
+	return r.volumes().List(ctx, []ec2types.Filter{volumeset.TagFilter(contract.TagStack, cfg.Stack), volumeset.TagFilter(contract.TagPurpose, contract.PurposeVerify)})
 }
 
 // volumes does the volume steps as the verify action: its log and error
@@ -120,7 +121,7 @@ func (r *Runner) attach(ctx context.Context, j *job, v *volumeset.Instance) (boo
 			return false, err
 		}
 	}
-	if err := r.tagVolumes(ctx, j, map[string]string{TagVerifyState: StateAttached}); err != nil {
+	if err := r.tagVolumes(ctx, j, map[string]string{contract.TagVerifyState: StateAttached}); err != nil {
 		return false, err
 	}
 	j.state = StateAttached

@@ -103,7 +103,7 @@ func TestWireVerifySetWithoutTheDataDir(t *testing.T) {
 				t.Fatalf("%d volumes created, %d commands sent for a set without its datadir", n, len(e.host.Invocations()))
 			}
 			for _, tags := range e.snapTags("r-nodata") {
-				if tags[verify.TagVerified] != "failed" || !strings.Contains(tags[verify.TagVerifyNote], c.why) {
+				if tags[contract.TagVerified] != "failed" || !strings.Contains(tags[contract.TagVerifyNote], c.why) {
 					t.Fatalf("snapshot tags %v", tags)
 				}
 			}

@@ -36,13 +36,13 @@ func TestWireVerifyOK(t *testing.T) {
 		t.Fatalf("verification = %+v (result %+v)", v, res)
 	}
 	for _, tags := range e.snapTags("r-new") {
-		if tags[verify.TagVerified] != "ok" || tags[verify.TagVerifiedAt] == "" || tags[verify.TagVerifyNote] != "" {
+		if tags[contract.TagVerified] != "ok" || tags[contract.TagVerifiedAt] == "" || tags[contract.TagVerifyNote] != "" {
 			t.Fatalf("r-new snapshot tags = %v", tags)
 		}
 	}
 	for _, run := range []string{"r-old", "r-crash", "r-incomplete"} {
 		for _, tags := range e.snapTags(run) {
-			if tags[verify.TagVerified] != "" {
+			if tags[contract.TagVerified] != "" {
 				t.Fatalf("%s was touched: %v", run, tags)
 			}
 		}
@@ -124,7 +124,7 @@ func TestWireVerifyFailed(t *testing.T) {
 		t.Fatalf("verification = %+v", v)
 	}
 	for _, tags := range e.snapTags("r-new") {
-		if tags[verify.TagVerified] != "failed" || tags[verify.TagVerifyNote] != "CHECK TABLE bank.accounts: Corrupt" {
+		if tags[contract.TagVerified] != "failed" || tags[contract.TagVerifyNote] != "CHECK TABLE bank.accounts: Corrupt" {
 			t.Fatalf("snapshot tags = %v", tags)
 		}
 	}
@@ -153,7 +153,7 @@ func TestWireVerifyResumed(t *testing.T) {
 		t.Fatalf("volumes in progress = %+v", vols)
 	}
 	for _, vol := range vols {
-		if vol.Tags[verify.TagVerifyState] != verify.StateRunning || vol.Tags[verify.TagVerifyCommand] != v.CommandID || vol.Tags[verify.TagVerifyStarted] == "" || vol.InstanceID != verifier {
+		if vol.Tags[contract.TagVerifyState] != verify.StateRunning || vol.Tags[contract.TagVerifyCommand] != v.CommandID || vol.Tags[contract.TagVerifyStarted] == "" || vol.InstanceID != verifier {
 			t.Fatalf("progress tags = %+v", vol)
 		}
 	}
@@ -225,7 +225,7 @@ func TestWireVerifierNeverAnswers(t *testing.T) {
 				t.Fatalf("verification = %+v, want failed with %q", v, tc.reason)
 			}
 			for _, tags := range e.snapTags("r-new") {
-				if tags[verify.TagVerified] != "failed" || !strings.Contains(tags[verify.TagVerifyNote], tc.reason) {
+				if tags[contract.TagVerified] != "failed" || !strings.Contains(tags[contract.TagVerifyNote], tc.reason) {
 					t.Fatalf("snapshot tags = %v", tags)
 				}
 			}
@@ -261,7 +261,7 @@ func TestWireVerifyMaxHours(t *testing.T) {
 		t.Fatalf("verification = %+v", v)
 	}
 	for _, tags := range e.snapTags("r-new") {
-		if tags[verify.TagVerified] != "failed" || !strings.Contains(tags[verify.TagVerifyNote], "VerifyMaxHours") {
+		if tags[contract.TagVerified] != "failed" || !strings.Contains(tags[contract.TagVerifyNote], "VerifyMaxHours") {
 			t.Fatalf("snapshot tags = %v", tags)
 		}
 	}
@@ -483,7 +483,7 @@ func TestWireVerifyFleetOneAtATime(t *testing.T) {
 		t.Fatalf("commands overlap: %+v", cmds)
 	}
 	for _, tags := range e.snapTags("r-b2") {
-		if tags[verify.TagVerified] != "ok" {
+		if tags[contract.TagVerified] != "ok" {
 			t.Fatalf("r-b2 (the newest of %s) not verified: %v", second, tags)
 		}
 	}
