@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"time"
 
@@ -39,7 +41,7 @@ func (r *Runner) loadJobs(ctx context.Context, cfg *Config) ([]*job, error) {
 		j.merge(t, v)
 	}
 	jobs := make([]*job, 0, len(byKey))
-	for _, key := range sortedKeys(byKey) {
+	for _, key := range slices.Sorted(maps.Keys(byKey)) {
 		j := byKey[key]
 		if err := r.loadSet(ctx, cfg, j); err != nil {
 			return nil, err

@@ -26,7 +26,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sort"
 	"time"
 
 	"github.com/quiesce/quiesce/contract"
@@ -228,13 +227,4 @@ func (r *Runner) runJob(ctx context.Context, cfg *Config, j *job, until time.Tim
 	}
 	r.Log.Info("verification", "instance", v.InstanceID, "run_id", v.RunID, "status", v.Status, "state", v.State, "reason", v.Reason, "volumes", v.Volumes)
 	return v, err
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -3,6 +3,7 @@ package verify
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -26,7 +27,7 @@ func (r *Runner) targets(ctx context.Context, cfg *Config) ([]string, error) {
 	}
 	if len(cfg.TargetTags) > 0 {
 		fs := []ec2types.Filter{{Name: aws.String("instance-state-name"), Values: []string{"pending", "running", "stopping", "stopped"}}}
-		for _, k := range sortedKeys(cfg.TargetTags) {
+		for _, k := range slices.Sorted(maps.Keys(cfg.TargetTags)) {
 			if v := cfg.TargetTags[k]; v != "" {
 				fs = append(fs, ec2types.Filter{Name: aws.String("tag:" + k), Values: []string{v}})
 			} else {
@@ -50,7 +51,7 @@ func (r *Runner) targets(ctx context.Context, cfg *Config) ([]string, error) {
 			in.NextToken = out.NextToken
 		}
 	}
-	return sortedKeys(ids), nil
+	return slices.Sorted(maps.Keys(ids)), nil
 }
 
 // instanceSnapshots lists the stack's application-consistent snapshots of

@@ -3,6 +3,8 @@ package verify
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -37,11 +39,11 @@ func (r *Runner) findVerifier(ctx context.Context, cfg *Config) (*volumeset.Inst
 	if len(byID) == 0 {
 		return nil, none
 	}
-	ping, err := r.pingStatus(ctx, sortedKeys(byID))
+	ping, err := r.pingStatus(ctx, slices.Sorted(maps.Keys(byID)))
 	if err != nil {
 		return nil, err
 	}
-	for _, id := range sortedKeys(byID) {
+	for _, id := range slices.Sorted(maps.Keys(byID)) {
 		if ping[id] == string(ssmtypes.PingStatusOnline) {
 			return byID[id], nil
 		}
