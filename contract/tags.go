@@ -49,7 +49,7 @@ const (
 // TagRunID and TagInstance of the source set): its progress, so that the
 // next invocation resumes it, and what IAM keys Detach/Delete on.
 const (
-	TagPurpose        = "quiesce:purpose" // always PurposeVerify
+	TagPurpose        = "quiesce:purpose" // PurposeVerify, or PurposeClone on a clone's volumes
 	TagSourceSnapshot = "quiesce:source-snapshot"
 	TagVerifier       = "quiesce:verifier"
 	TagVerifyState    = "quiesce:verify-state" // creating | attached | running | cleanup
@@ -60,6 +60,17 @@ const (
 	TagVerifyEnded    = "quiesce:verify-ended"
 	TagVerifyForce    = "quiesce:verify-force" // "true": detach with Force
 	PurposeVerify     = "verify"
+)
+
+// Tags on the volumes a clone creates (with TagStack, TagRunID, TagInstance,
+// TagDevice and TagMounts of the source snapshot, TagPurpose PurposeClone and
+// TagSourceSnapshot): its target and progress, for the next invocation.
+const (
+	TagCloneTarget  = "quiesce:clone-target"
+	TagCloneState   = "quiesce:clone-state" // running | replicating | failed
+	TagCloneCommand = "quiesce:clone-command"
+	TagCloneNote    = "quiesce:clone-note"
+	PurposeClone    = "clone"
 )
 
 // Tag budget: EC2 allows MaxTagsPerResource tags on a snapshot; quiesce

@@ -59,7 +59,7 @@ func (r *Runner) runCommand(ctx context.Context, cfg *Config, p *plan, res *Resu
 		return err
 	}
 	if len(vols) > 0 {
-		res.CommandID = tagMap(vols[0].Tags)[TagCloneCommand]
+		res.CommandID = tagMap(vols[0].Tags)[contract.TagCloneCommand]
 	}
 	if res.CommandID == "" {
 		// One attempt: a re-sent clone would find its volumes busy.
@@ -70,7 +70,7 @@ func (r *Runner) runCommand(ctx context.Context, cfg *Config, p *plan, res *Resu
 		}
 		res.CommandID = id
 		r.Log.Info("clone command sent", "command_id", res.CommandID, "target", cfg.TargetInstance)
-		if err := r.tagVolumes(ctx, p, map[string]string{TagCloneState: stateRunning, TagCloneCommand: res.CommandID}); err != nil {
+		if err := r.tagVolumes(ctx, p, map[string]string{contract.TagCloneState: stateRunning, contract.TagCloneCommand: res.CommandID}); err != nil {
 			return err
 		}
 	}
@@ -118,9 +118,9 @@ func outcome(out *ssm.GetCommandInvocationOutput, res *Result) bool {
 }
 
 func (r *Runner) record(ctx context.Context, p *plan, res *Result) error {
-	tags := map[string]string{TagCloneState: stateReplicating}
+	tags := map[string]string{contract.TagCloneState: stateReplicating}
 	if res.Status == StatusFailed {
-		tags = map[string]string{TagCloneState: stateFailed, TagCloneNote: res.Error}
+		tags = map[string]string{contract.TagCloneState: stateFailed, contract.TagCloneNote: res.Error}
 	}
 	r.Log.Info("clone ended", "run_id", p.runID, "status", res.Status, "error", res.Error)
 	return r.tagVolumes(ctx, p, tags)

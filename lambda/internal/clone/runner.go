@@ -127,10 +127,10 @@ func (r *Runner) clone(ctx context.Context, cfg *Config, p *plan, res *Result) e
 	}
 	switch stateOf(vols) {
 	case stateFailed: // an earlier invocation recorded it: finish the cleanup
-		res.Status, res.Error = StatusFailed, tagMap(vols[0].Tags)[TagCloneNote]
+		res.Status, res.Error = StatusFailed, tagMap(vols[0].Tags)[contract.TagCloneNote]
 		return r.releaseAll(ctx, p, res)
 	case stateReplicating:
-		res.Status, res.CommandID = StatusReplicating, tagMap(vols[0].Tags)[TagCloneCommand]
+		res.Status, res.CommandID = StatusReplicating, tagMap(vols[0].Tags)[contract.TagCloneCommand]
 		return nil
 	}
 	target, err := r.describeTarget(ctx, cfg)

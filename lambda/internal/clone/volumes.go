@@ -15,18 +15,6 @@ import (
 	"github.com/quiesce/quiesce/lambda/internal/volumeset"
 )
 
-// Tags on the clone's volumes (with quiesce:stack, quiesce:run-id,
-// quiesce:instance and quiesce:device of the source snapshot).
-const (
-	TagPurpose        = contract.TagPurpose // PurposeClone
-	TagSourceSnapshot = contract.TagSourceSnapshot
-	TagCloneTarget    = "quiesce:clone-target"
-	TagCloneState     = "quiesce:clone-state" // stateRunning | stateReplicating | stateFailed
-	TagCloneCommand   = "quiesce:clone-command"
-	TagCloneNote      = "quiesce:clone-note"
-	PurposeClone      = "clone"
-)
-
 const (
 	stateCreating    = "creating"
 	stateRunning     = "running"
@@ -37,15 +25,15 @@ const (
 // cloneVolumes lists the clone's volumes of this set and target and fills
 // in the members' volume ids.
 func (r *Runner) cloneVolumes(ctx context.Context, cfg *Config, p *plan) ([]ec2types.Volume, error) {
-	all, err := r.volumes().List(ctx, []ec2types.Filter{volumeset.TagFilter(contract.TagStack, cfg.Stack), volumeset.TagFilter(TagPurpose, PurposeClone),
-		volumeset.TagFilter(TagCloneTarget, cfg.TargetInstance), volumeset.TagFilter(contract.TagRunID, p.runID)})
+	all, err := r.volumes().List(ctx, []ec2types.Filter{volumeset.TagFilter(contract.TagStack, cfg.Stack), volumeset.TagFilter(contract.TagPurpose, contract.PurposeClone),
+		volumeset.TagFilter(contract.TagCloneTarget, cfg.TargetInstance), volumeset.TagFilter(contract.TagRunID, p.runID)})
 	if err != nil {
 		return nil, fmt.Errorf("describe the clone volumes of %s on %s: %w", p.runID, cfg.TargetInstance, err)
 	}
 	bySnap := map[string]ec2types.Volume{}
 	for _, v := range all {
 		if t := tagMap(v.Tags); t[contract.TagInstance] == p.instanceID && v.State != ec2types.VolumeStateDeleting && v.State != ec2types.VolumeStateDeleted {
-			bySnap[t[TagSourceSnapshot]] = v
+			bySnap[t[contract.TagSourceSnapshot]] = v
 		}
 	}
 	var vols []ec2types.Volume
@@ -64,7 +52,7 @@ func stateOf(vols []ec2types.Volume) string {
 	order := map[string]int{"": 0, stateCreating: 0, stateRunning: 1, stateReplicating: 2, stateFailed: 3}
 	best := ""
 	for _, v := range vols {
-		if s := tagMap(v.Tags)[TagCloneState]; order[s] > order[best] {
+		if s := tagMap(v.Tags)[contract.TagCloneState]; order[s] > order[best] {
 			best = s
 		}
 	}
@@ -133,7 +121,7 @@ func (r *Runner) attachOne(ctx context.Context, cfg *Config, p *plan, v ec2types
 	if v.State != ec2types.VolumeStateAvailable {
 		return false, nil
 	}
-	dev := deviceOf(p, tagMap(v.Tags)[TagSourceSnapshot])
+	dev := deviceOf(p, tagMap(v.Tags)[contract.TagSourceSnapshot])
 	if err := r.volumes().Attach(ctx, id, cfg.TargetInstance, dev); err != nil && !awsapi.IsIncorrectState(err) {
 		return false, err
 	}
@@ -190,8 +178,8 @@ func (r *Runner) releaseAll(ctx context.Context, p *plan, res *Result) error {
 func volumeTags(cfg *Config, p *plan, m member) map[string]string {
 	return map[string]string{
 		contract.TagStack: cfg.Stack, contract.TagRunID: p.runID, contract.TagInstance: p.instanceID, contract.TagDevice: m.Device,
-		contract.TagMounts: m.Mount, TagPurpose: PurposeClone, TagSourceSnapshot: m.SnapshotID, TagCloneTarget: cfg.TargetInstance,
-		TagCloneState: stateCreating, contract.TagName: "quiesce clone of " + p.instanceID + " " + m.Mount,
+		contract.TagMounts: m.Mount, contract.TagPurpose: contract.PurposeClone, contract.TagSourceSnapshot: m.SnapshotID, contract.TagCloneTarget: cfg.TargetInstance,
+		contract.TagCloneState: stateCreating, contract.TagName: "quiesce clone of " + p.instanceID + " " + m.Mount,
 	}
 }
 
