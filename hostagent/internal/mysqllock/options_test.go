@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/quiesce/quiesce/contract"
+	"github.com/quiesce/quiesce/test/fixture"
 )
 
 func validOptions() Options {
@@ -77,18 +78,7 @@ func TestValidate(t *testing.T) {
 				}
 				return
 			}
-			if err == nil {
-				t.Fatalf("Validate() = nil, want error containing %q", tt.wantErr)
-			}
-			if !errors.Is(err, contract.ErrUsage) {
-				t.Errorf("error %q does not wrap ErrUsage", err)
-			}
-			if !strings.Contains(err.Error(), tt.wantErr) {
-				t.Errorf("error %q does not name %q", err, tt.wantErr)
-			}
-			if strings.Contains(err.Error(), "\n") {
-				t.Errorf("error is not one line: %q", err)
-			}
+			fixture.RequireUsageError(t, err, tt.wantErr)
 		})
 	}
 }

@@ -167,12 +167,7 @@ func TestReplicaModeCoordinatesMatchStoppedApplier(t *testing.T) {
 func TestReplicaModeRefusedOnPrimary(t *testing.T) {
 	m, _ := server(t)
 	_, _, err := Acquire(context.Background(), opts(m, contract.LockReplica))
-	if !errors.Is(err, contract.ErrUsage) || !strings.Contains(err.Error(), "is not a replica") {
-		t.Fatalf("replica mode on a primary: %v, want a usage error (exit 2) saying it is not a replica", err)
-	}
-	if strings.Contains(err.Error(), "\n") {
-		t.Errorf("error is not one line: %q", err)
-	}
+	fixture.RequireUsageError(t, err, "is not a replica")
 	if _, err := Check(context.Background(), opts(m, contract.LockReplica)); err == nil || !strings.Contains(err.Error(), "is not a replica") {
 		t.Errorf("check on a primary: %v, want it to name the problem", err)
 	}

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/quiesce/quiesce/contract"
+	"github.com/quiesce/quiesce/test/fixture"
 	"golang.org/x/sys/unix"
 )
 
@@ -100,18 +101,7 @@ func TestValidateRefuses(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Validate(tc.paths, testEnv())
-			if err == nil {
-				t.Fatalf("%q accepted", tc.paths)
-			}
-			if !errors.Is(err, contract.ErrUsage) {
-				t.Fatalf("not a usage error: %v", err)
-			}
-			if !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("message %q does not contain %q", err, tc.want)
-			}
-			if strings.Contains(err.Error(), "\n") {
-				t.Fatalf("message is not one line: %q", err)
-			}
+			fixture.RequireUsageError(t, err, tc.want)
 		})
 	}
 }
