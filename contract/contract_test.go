@@ -85,12 +85,12 @@ func TestSnapshotTagKeys(t *testing.T) {
 }
 
 func TestCommandParameters(t *testing.T) {
-	thaw := CommandParams{Action: ActionThaw, RunID: "r1", Mounts: []string{"/a"}}.Parameters()
+	thaw := CommandParams{Action: ActionThaw, RunID: "r1", FreezeRequest: FreezeRequest{Mounts: []string{"/a"}}}.Parameters()
 	if len(thaw) != 2 || thaw[ParamAction][0] != "thaw" || thaw[ParamRunID][0] != "r1" {
 		t.Errorf("thaw = %v", thaw)
 	}
-	fz := CommandParams{Action: ActionFreeze, RunID: "r1", Mounts: []string{"/a", "/b"}, MySQLLock: LockAuto,
-		LockWait: 1500e6, KillLongQueries: true, Timeout: 90e9}.Parameters()
+	fz := CommandParams{Action: ActionFreeze, RunID: "r1", FreezeRequest: FreezeRequest{Mounts: []string{"/a", "/b"}, MySQLLock: LockAuto,
+		LockWait: 1500e6, KillLongQueries: true}, Timeout: 90e9}.Parameters()
 	want := map[string]string{ParamMounts: "/a,/b", ParamLockWait: "1.5s", ParamKillLongQueries: "true", ParamTimeout: "1m30s", ParamMySQLDefaultsFile: ""}
 	for k, v := range want {
 		if got := fz[k]; len(got) != 1 || got[0] != v {

@@ -22,13 +22,21 @@ type CommandParams struct {
 	Action string
 	RunID  string
 	// The rest is used by freeze and check only.
+	FreezeRequest
+	Timeout time.Duration
+}
+
+// FreezeRequest is what a freeze (or check) asks of the host besides its run
+// id and timeout: the mounts, the lock mode and the lock's bounds. The event
+// gives one for every target (event.Config); a target's own tags may name
+// its mounts and lock mode instead.
+type FreezeRequest struct {
 	Mounts            []string
 	MySQLLock         string
 	MySQLDefaultsFile string
 	LockWait          time.Duration
 	LongQueryLimit    time.Duration
 	KillLongQueries   bool
-	Timeout           time.Duration
 }
 
 // Parameter names of the document.

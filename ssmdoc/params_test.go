@@ -14,9 +14,9 @@ import (
 // every declared parameter, so none is left to the document's default.
 func TestCommandParamsMatchTheDocument(t *testing.T) {
 	doc := mustLoad(t, "Quiesce") // parses ssmdoc/quiesce-command.yaml
-	full := contract.CommandParams{RunID: "20261125T194500Z-a1b2c3", Mounts: []string{"/var/lib/mysql", "/var/lib/mysql-binlog"},
-		MySQLLock: contract.LockBackupStage, MySQLDefaultsFile: "/etc/quiesce/my.cnf", LockWait: 1500 * time.Millisecond,
-		LongQueryLimit: 90 * time.Second, KillLongQueries: true, Timeout: contract.MaxFreezeTimeout}
+	full := contract.CommandParams{RunID: "20261125T194500Z-a1b2c3", FreezeRequest: contract.FreezeRequest{
+		Mounts: []string{"/var/lib/mysql", "/var/lib/mysql-binlog"}, MySQLLock: contract.LockBackupStage, MySQLDefaultsFile: "/etc/quiesce/my.cnf",
+		LockWait: 1500 * time.Millisecond, LongQueryLimit: 90 * time.Second, KillLongQueries: true}, Timeout: contract.MaxFreezeTimeout}
 	for _, action := range []string{contract.ActionFreeze, contract.ActionCheck, contract.ActionThaw, contract.ActionStatus} {
 		p := full
 		p.Action = action

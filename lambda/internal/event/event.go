@@ -73,24 +73,21 @@ type Config struct {
 	Clone json.RawMessage
 	// RunIDGiven: the event named run_id (the verify action then verifies
 	// that run's sets instead of the newest unverified ones).
-	RunIDGiven        bool
-	RunID             string
-	Document          string
-	Stack             string
-	InstanceIDs       []string
-	TargetTags        map[string]string
-	Mounts            []string
-	MySQLLock         string
-	MySQLDefaultsFile string
-	LockWait          time.Duration
-	LongQueryLimit    time.Duration
-	KillLongQueries   bool
-	FreezeTimeout     time.Duration
-	SnapshotTags      map[string]string
-	KeepLast          int           // 0: no count rule
-	MaxAge            time.Duration // 0: no age rule
-	MaxConcurrency    int
-	DryRun            bool
+	RunIDGiven  bool
+	RunID       string
+	Document    string
+	Stack       string
+	InstanceIDs []string
+	TargetTags  map[string]string
+	// FreezeRequest is the mounts, lock mode and lock bounds every target's
+	// freeze asks for unless the target's tags name its own.
+	contract.FreezeRequest
+	FreezeTimeout  time.Duration
+	SnapshotTags   map[string]string
+	KeepLast       int           // 0: no count rule
+	MaxAge         time.Duration // 0: no age rule
+	MaxConcurrency int
+	DryRun         bool
 	// Scheduled is true when the input was a bare scheduled event.
 	Scheduled bool
 }

@@ -25,17 +25,9 @@ const thawContextTimeout = 10 * time.Second
 
 // freezeParams are the SSM document parameters for freeze.
 func freezeParams(cfg *event.Config, t targets.Target) contract.CommandParams {
-	return contract.CommandParams{
-		Action:            contract.ActionFreeze,
-		RunID:             cfg.RunID,
-		Mounts:            t.Mounts,
-		MySQLLock:         t.MySQLLock,
-		MySQLDefaultsFile: cfg.MySQLDefaultsFile,
-		LockWait:          cfg.LockWait,
-		LongQueryLimit:    cfg.LongQueryLimit,
-		KillLongQueries:   cfg.KillLongQueries,
-		Timeout:           t.FreezeTimeout,
-	}
+	req := cfg.FreezeRequest
+	req.Mounts, req.MySQLLock = t.Mounts, t.MySQLLock // the target's own, from its tags or the event
+	return contract.CommandParams{Action: contract.ActionFreeze, RunID: cfg.RunID, FreezeRequest: req, Timeout: t.FreezeTimeout}
 }
 
 // cycle is one instance's way through Cycle's phases: what each phase

@@ -78,7 +78,7 @@ func unitSetup(t *testing.T, e *awsfake.EC2, s *scriptedSSM) (*Runner, *event.Co
 	r.ThawWait = 2 * time.Second
 	r.MinStartBudget = 100 * time.Millisecond
 	r.ThawReserve = 200 * time.Millisecond
-	cfg := &event.Config{RunID: "run-1", Document: "Quiesce", Stack: "s", MySQLLock: "auto", LockWait: time.Second, LongQueryLimit: time.Second, FreezeTimeout: 5 * time.Second}
+	cfg := &event.Config{RunID: "run-1", Document: "Quiesce", Stack: "s", FreezeRequest: contract.FreezeRequest{MySQLLock: "auto", LockWait: time.Second, LongQueryLimit: time.Second}, FreezeTimeout: 5 * time.Second}
 	tg := targets.Target{InstanceID: "i-1", Mounts: []string{"/a", "/b"}, MySQLLock: "auto", FreezeTimeout: 5 * time.Second, RootDevice: "/dev/xvda", RootVolumeID: "vol-r",
 		Volumes: map[string]string{"vol-r": "/dev/xvda", "vol-a": "/dev/sdf", "vol-b": "/dev/sdg"}, VolumeOrder: []string{"vol-r", "vol-a", "vol-b"}}
 	s.freeze = jsonOut(ssmtypes.CommandInvocationStatusSuccess, 0, contract.FreezeReport{RunID: "run-1", FrozenAt: time.Now(), Deadline: time.Now().Add(5 * time.Second), Lock: contract.LockInfo{Mode: "ftwrl"},

@@ -28,7 +28,7 @@ func TestParametersPassTheSSMDocument(t *testing.T) {
 		{"none", "", time.Millisecond, 24 * time.Hour, time.Second, false, []string{"/srv"}},
 		{"instance", "/root/my.cnf", 10 * time.Minute, 1*time.Hour + 30*time.Minute + 15*time.Second, 90 * time.Second, false, []string{"/db"}},
 	} {
-		cfg := &event.Config{RunID: event.NewRunID(time.Now()), MySQLDefaultsFile: tt.defaults, LockWait: tt.wait, LongQueryLimit: tt.limit, KillLongQueries: tt.kill}
+		cfg := &event.Config{RunID: event.NewRunID(time.Now()), FreezeRequest: contract.FreezeRequest{MySQLDefaultsFile: tt.defaults, LockWait: tt.wait, LongQueryLimit: tt.limit, KillLongQueries: tt.kill}}
 		tg := targets.Target{Mounts: tt.mounts, MySQLLock: tt.lock, FreezeTimeout: tt.freeze}
 		freeze := freezeParams(cfg, tg)
 		check := freezeParams(cfg, tg)

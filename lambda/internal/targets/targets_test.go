@@ -14,6 +14,7 @@ import (
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/lambda/internal/awsapi"
 	"github.com/quiesce/quiesce/lambda/internal/event"
 )
@@ -95,7 +96,7 @@ func TestResolvePaginatesChunksAndOverrides(t *testing.T) {
 		}
 		return out, nil
 	}
-	cfg := &event.Config{TargetTags: map[string]string{"quiesce:enabled": "true"}, Mounts: []string{"/var/lib/mysql"}, MySQLLock: "auto", FreezeTimeout: 30 * time.Second}
+	cfg := &event.Config{TargetTags: map[string]string{"quiesce:enabled": "true"}, FreezeRequest: contract.FreezeRequest{Mounts: []string{"/var/lib/mysql"}, MySQLLock: "auto"}, FreezeTimeout: 30 * time.Second}
 	got, excluded, err := Resolve(context.Background(), f, f, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -157,7 +158,7 @@ func TestResolveByIDFallsBackPerIDOnNotFound(t *testing.T) {
 		}
 		return out, nil
 	}
-	cfg := &event.Config{InstanceIDs: []string{"i-00000000000000001", "i-0000000000000dead", "i-00000000000000002"}, Mounts: []string{"/data"}, MySQLLock: "auto", FreezeTimeout: 30 * time.Second}
+	cfg := &event.Config{InstanceIDs: []string{"i-00000000000000001", "i-0000000000000dead", "i-00000000000000002"}, FreezeRequest: contract.FreezeRequest{Mounts: []string{"/data"}, MySQLLock: "auto"}, FreezeTimeout: 30 * time.Second}
 	got, excluded, err := Resolve(context.Background(), f, f, cfg)
 	if err != nil {
 		t.Fatal(err)
