@@ -101,11 +101,9 @@ func stackEnv(t *testing.T) Env {
 		"/outer/images/inner.img": unix.Mkdev(259, 1), "/outer/images/lvm.img": unix.Mkdev(259, 1),
 		"/inner/deep.img": unix.Mkdev(7, 4), "/outer/btr.img": unix.Mkdev(259, 1),
 	}
-	return Env{
-		Mounts:  func() ([]MountInfo, error) { return ParseMountinfo(strings.NewReader(stackMountinfo)) },
-		Stat:    fs.stat,
-		SysRoot: s.root,
-	}
+	env := fs.env(stackMountinfo)
+	env.SysRoot = s.root
+	return env
 }
 
 func TestInspectRefusesMountsStoredOnEachOther(t *testing.T) {

@@ -26,6 +26,14 @@ const fakeMountinfo = `27 1 254:0 / / rw,relatime - ext4 /dev/vda rw
 
 type fakeFS map[string]uint64 // path → device; every listed path is a directory
 
+// env is an Env over this file system and the mount table mountinfo.
+func (f fakeFS) env(mountinfo string) Env {
+	return Env{
+		Mounts: func() ([]MountInfo, error) { return ParseMountinfo(strings.NewReader(mountinfo)) },
+		Stat:   f.stat,
+	}
+}
+
 func (f fakeFS) stat(p string) (uint64, bool, error) {
 	if p == "/etc/hosts" {
 		return unix.Mkdev(254, 0), false, nil
@@ -45,12 +53,10 @@ func testEnv() Env {
 		"/opt/agent": unix.Mkdev(259, 6), "/opt/agent/bin/hostagent": unix.Mkdev(259, 6),
 		"/var/lib/mysql-alias": unix.Mkdev(259, 1), "/data/notmount": unix.Mkdev(254, 0),
 	}
-	return Env{
-		Mounts: func() ([]MountInfo, error) { return ParseMountinfo(strings.NewReader(fakeMountinfo)) },
-		Stat:   fs.stat,
-		Protected: map[string]string{"/": "the root filesystem", "/tmp": "/tmp",
-			"/opt/agent/bin/hostagent": "the hostagent binary"},
-	}
+	env := fs.env(fakeMountinfo)
+	env.Protected = map[string]string{"/": "the root filesystem", "/tmp": "/tmp",
+		"/opt/agent/bin/hostagent": "the hostagent binary"}
+	return env
 }
 
 func TestValidateAccepts(t *testing.T) {
