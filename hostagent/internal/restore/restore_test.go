@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -231,26 +232,31 @@ func TestBinlogBaseCheckAndIndex(t *testing.T) {
 	}
 }
 
-func TestParseOptionFile(t *testing.T) {
-	in := "# comment\n[client]\nuser=x\n[mysqld]\ninnodb_buffer_pool_size = 64M\nskip-name-resolve\n[mariadbd]\nsql_mode=\"STRICT_ALL_TABLES\"\n"
-	got, err := ParseOptionFile(strings.NewReader(in))
-	want := []string{"--innodb_buffer_pool_size=64M", "--skip-name-resolve", "--sql_mode=STRICT_ALL_TABLES"}
-	if err != nil || !reflect.DeepEqual(got, want) {
-		t.Errorf("got %q, %v; want %q", got, err, want)
+// The files an operator hands verify and clone (--mysqld-options-file,
+// --check-sql) parse into one element per option or statement.
+func TestParseOperatorFiles(t *testing.T) {
+	for _, tt := range []struct {
+		name  string
+		parse func(io.Reader) ([]string, error)
+		in    string
+		want  []string
+	}{
+		{"option file", ParseOptionFile,
+			"# comment\n[client]\nuser=x\n[mysqld]\ninnodb_buffer_pool_size = 64M\nskip-name-resolve\n[mariadbd]\nsql_mode=\"STRICT_ALL_TABLES\"\n",
+			[]string{"--innodb_buffer_pool_size=64M", "--skip-name-resolve", "--sql_mode=STRICT_ALL_TABLES"}},
+		{"check statements", SplitStatements,
+			"-- invariants\nSELECT COUNT(*) > 0\n  FROM shop.orders;\n# hash comment\nSELECT 1 = 1\n;\n\nSELECT 'last'",
+			[]string{"SELECT COUNT(*) > 0\n  FROM shop.orders", "SELECT 1 = 1", "SELECT 'last'"}},
+	} {
+		got, err := tt.parse(strings.NewReader(tt.in))
+		if err != nil || !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("%s: got %q, %v; want %q", tt.name, got, err, tt.want)
+		}
 	}
 	for _, bad := range []string{"[mysqld]\n!include /etc/x.cnf\n", "[mysqld\n", "[mysqld]\nbad name=1\n"} {
 		if _, err := ParseOptionFile(strings.NewReader(bad)); !errors.Is(err, ErrOptionFile) {
 			t.Errorf("%q: %v, want ErrOptionFile", bad, err)
 		}
-	}
-}
-
-func TestSplitStatements(t *testing.T) {
-	in := "-- invariants\nSELECT COUNT(*) > 0\n  FROM shop.orders;\n# hash comment\nSELECT 1 = 1\n;\n\nSELECT 'last'"
-	got, err := SplitStatements(strings.NewReader(in))
-	want := []string{"SELECT COUNT(*) > 0\n  FROM shop.orders", "SELECT 1 = 1", "SELECT 'last'"}
-	if err != nil || !reflect.DeepEqual(got, want) {
-		t.Errorf("got %q, %v; want %q", got, err, want)
 	}
 }
 
