@@ -25,7 +25,7 @@
 //   - RunCommand runs asynchronously after SendCommand, once per instance,
 //     after CommandDelay; its CommandResult becomes visible to
 //     GetCommandInvocation ResultDelay later. Tests set a scripted fake
-//     hostagent; cmd/awslocal runs the real SSM document.
+//     hostagent; test/cmd/awslocal runs the real SSM document.
 //   - OnSnapshot is called synchronously inside CreateSnapshot(s), once per
 //     volume, before the call returns (EBS fixes the point in time at the
 //     call). An error fails the call with InternalError (HTTP 500).
