@@ -39,8 +39,9 @@
 //
 // quiesce:consistency=application only when the freeze (and the requested
 // lock) held, every snapshot call returned within freeze_timeout of sending
-// the freeze, and the thaw report says our thaw ended the hold in time;
-// otherwise crash, with quiesce:note saying why. See package consistency.
+// the freeze, and the thaw report says our thaw or, late, the deadline (never
+// recovery) ended the hold with the lock kept throughout; otherwise crash,
+// with quiesce:note saying why. See package consistency.
 //
 // # Verify
 //
