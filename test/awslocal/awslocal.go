@@ -39,7 +39,8 @@
 //     detaching→available on Server.Clock.
 //   - Documents (optional): SendCommand validates the document name and
 //     parameters like SSM (InvalidDocument, InvalidParameters) using the
-//     ssmdoc rules, e.g. Documents: {"Quiesce": ssmdoc.Quiesce()}.
+//     ssmdoc rules, e.g. Documents: {"Quiesce": doc} with doc, _ :=
+//     ssmdoc.Quiesce().
 //
 // Test controls:
 //   - SetFault(action, Fault): fail an action with an error code and HTTP
