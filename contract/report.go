@@ -2,8 +2,9 @@
 // one place both binaries import (docs/architecture.md#wire-contract): the
 // JSON reports hostagent prints on stdout and the Lambda parses from the SSM
 // command output, the exit codes and the errors behind them, the lock modes,
-// the SSM document's parameters, the snapshot tag keys and values, and the
-// limits both sides check. JSON field names, tag keys and parameter names
+// the SSM document's parameters and the freeze request they carry, the tag
+// keys and values of snapshots and of the volumes verify and clone create,
+// and the limits both sides check. JSON field names, tag keys and parameter names
 // are wire format: extend, never rename.
 package contract
 

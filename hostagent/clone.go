@@ -17,7 +17,7 @@ import (
 // Clone bounds.
 const (
 	defaultCloneTimeout = 30 * time.Minute
-	// replicationGroup is the option-file group holding the replication
+	// defaultReplicationGroup is the option-file group holding the replication
 	// account's user and password on the target.
 	defaultReplicationGroup = "quiesce-replication"
 )

@@ -1,8 +1,9 @@
 // Command hostagent locks MySQL/MariaDB and freezes filesystems for an
 // application-consistent EBS snapshot, holds them under a hard deadline, and
-// thaws them: subcommands freeze, thaw, status, check and version (and the
-// hidden ones below), one JSON object on stdout, the exit codes of
-// docs/architecture.md#exit-codes.
+// thaws them: subcommands freeze, thaw, status, check and version; verify and
+// clone, which work on a restored snapshot set
+// (docs/architecture.md#restore-verification); and the hidden ones below. One
+// JSON object on stdout, the exit codes of docs/architecture.md#exit-codes.
 // How the hold works: docs/architecture.md#the-hold-and-its-deadline.
 //
 // Details:

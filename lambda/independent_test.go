@@ -933,7 +933,7 @@ func (s *indStandIn) fleet() {
 	s.alwaysThrottleCreateSnapshots[indF] = true
 }
 
-// parseRunError extracts the result JSON from a RunError response.
+// resultOf extracts the result JSON from a RunError response.
 func resultOf(t *testing.T, resp map[string]any) (map[string]any, string) {
 	t.Helper()
 	if resp["errorType"] == nil {

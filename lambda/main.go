@@ -39,8 +39,9 @@
 //
 // quiesce:consistency=application only when the freeze (and the requested
 // lock) held, every snapshot call returned within freeze_timeout of sending
-// the freeze, and the thaw report says our thaw ended the hold in time;
-// otherwise crash, with quiesce:note saying why. See package orchestrate.
+// the freeze, and the thaw report says our thaw or, late, the deadline (never
+// recovery) ended the hold with the lock kept throughout; otherwise crash,
+// with quiesce:note saying why. See package consistency.
 //
 // # Verify
 //
@@ -57,7 +58,7 @@
 // {"action":"clone", "run_id":"optional",
 // "clone":{"source_instance":"i-…","target_instance":"i-…","server_id":201}}
 // makes the target a replica from the set (package clone; README "Clone a
-// replica from a snapshot set"). QUIESCE_CLONE_DOCUMENT names the document.
+// replica from a set"). QUIESCE_CLONE_DOCUMENT names the document.
 //
 // AWS_ENDPOINT_URL_EC2 / AWS_ENDPOINT_URL_SSM point it at a local stand-in.
 package main

@@ -16,7 +16,7 @@
 //     performs the substitution so a document that used one would be rendered
 //     (and tested) exactly as the agent would run it.
 //
-// Render's output is what the local AWS stand-in (cmd/awslocal) executes with
+// Render's output is what the local AWS stand-in (test/cmd/awslocal) executes with
 // bash, so the demo runs the real document, not a copy.
 package ssmdoc
 

@@ -25,7 +25,7 @@
 //   - RunCommand runs asynchronously after SendCommand, once per instance,
 //     after CommandDelay; its CommandResult becomes visible to
 //     GetCommandInvocation ResultDelay later. Tests set a scripted fake
-//     hostagent; cmd/awslocal runs the real SSM document.
+//     hostagent; test/cmd/awslocal runs the real SSM document.
 //   - OnSnapshot is called synchronously inside CreateSnapshot(s), once per
 //     volume, before the call returns (EBS fixes the point in time at the
 //     call). An error fails the call with InternalError (HTTP 500).
@@ -39,7 +39,8 @@
 //     detaching→available on Server.Clock.
 //   - Documents (optional): SendCommand validates the document name and
 //     parameters like SSM (InvalidDocument, InvalidParameters) using the
-//     ssmdoc rules, e.g. Documents: {"Quiesce": ssmdoc.Quiesce()}.
+//     ssmdoc rules, e.g. Documents: {"Quiesce": doc} with doc, _ :=
+//     ssmdoc.Quiesce().
 //
 // Test controls:
 //   - SetFault(action, Fault): fail an action with an error code and HTTP

@@ -1,6 +1,7 @@
 // Package fakehost is a scripted stand-in for hostagent behind the SSM
-// document, for awslocal.Server.RunCommand in the Lambda's wire tests,
-// benchmarks and RIE smoke test. It speaks the same contract (parameters,
+// document, for awslocal.Server.RunCommand in the snapshot run's wire tests,
+// benchmarks and RIE smoke test (the verify and clone wire tests script
+// theirs with lambdaenv.Host). It speaks the same contract (parameters,
 // FreezeReport/ThawReport/CheckReport/ErrorReport JSON, exit codes), holds
 // a per-instance "freeze" with a deadline that is enforced lazily (a thaw
 // after the deadline reports thawed_by=deadline, late=true, exit 4), and

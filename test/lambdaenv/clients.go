@@ -1,7 +1,8 @@
 // Package lambdaenv is the wire tests' world around the Lambda's actions:
 // the EC2/SSM stand-in (test/awslocal) served over HTTP for the length of a
-// test, the real SDK clients pointed at it, and a scripted hostagent that
-// answers the documents the actions send.
+// test, the real SDK clients pointed at it, a scripted hostagent that
+// answers the documents the actions send (host.go), and snapshot sets seeded
+// in the stand-in as a snapshot run would have tagged them (seed.go).
 package lambdaenv
 
 import (

@@ -26,7 +26,7 @@ type Request struct {
 	StartedAt  time.Time
 	StartMono  int64
 	InstanceID string
-	// ExpediteRCU shortens FIFREEZE (see fsfreeze.ExpediteRCU).
+	// ExpediteRCU shortens FIFREEZE (see fsfreeze.RCUExpedited).
 	ExpediteRCU bool
 }
 

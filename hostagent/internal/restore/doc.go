@@ -1,6 +1,7 @@
-// Package restore is the machinery shared by `hostagent verify` and clone:
-// it takes the volumes of a snapshot set that are attached to this instance
-// and brings up a throwaway server on them, each step undoable:
+// Package restore is the machinery shared by `hostagent verify` and
+// `hostagent clone`: it takes the volumes of a snapshot set that are attached
+// to this instance and brings up a server on them, each step undoable. verify
+// mounts under a work dir and starts a throwaway server:
 //
 //	reg, _ := restore.OpenRegistry(stateDir + "/restore")
 //	work, _ := restore.NewWorkDir("")                    // 0700, removed by RemoveWorkDir
@@ -15,6 +16,14 @@
 //	srv, err := restore.StartServer(ctx, restore.ServerSpec{...}) // ErrServerExited: it cannot start
 //	defer srv.Shutdown(ctx)
 //
+// clone mounts at the source's own mount points instead (MountAt, which
+// checks every point first; Keep hands the mounts over), removes the source's
+// identity (RemoveSourceState) and starts a server meant to outlive hostagent
+// (StartDetached). Both read the operator's option file with ParseOptionFile;
+// verify also reads its check statements (SplitStatements) and checks the
+// running copy with what is here too (ParseRecovery, CheckTables, ServerGTID,
+// RunCheck).
+//
 // Every constructor undoes what it did itself when it fails, so a caller only
 // undoes what it got back, in reverse (Undo is such a stack; run it with a
 // fresh bound, since cleanup must also happen after a timeout or a signal).
@@ -27,5 +36,6 @@
 // The Registry keeps runs safe to run concurrently and after a SIGKILL: a
 // lock per volume (owner pid + start time), and a journal of every mount and
 // server a run made, so the next run removes what a killed one left. A server
-// dies with the process that started it (parent-death signal).
+// from StartServer dies with the process that started it (parent-death
+// signal); a detached one does not.
 package restore

@@ -156,7 +156,7 @@ type scheduled struct {
 }
 
 // Parse validates raw input against the environment (getenv) and returns the
-// run configuration. now and newRunID make run IDs deterministic in tests.
+// run configuration. now makes generated run IDs (NewRunID) deterministic in tests.
 func Parse(raw []byte, getenv func(string) string, now time.Time) (*Config, error) {
 	raw = bytes.TrimSpace(raw)
 	var ev Event

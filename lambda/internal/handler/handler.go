@@ -1,5 +1,7 @@
 // Package handler is the Lambda entry logic: parse and validate the event,
-// run the fleet, log the result. main wires it to the real SDK clients.
+// run the action it names (the snapshot run over the fleet, verify or
+// clone), log the result. main wires it to the real SDK clients (LoadClients,
+// with the SDK retry policy Retryer).
 package handler
 
 import (

@@ -36,7 +36,8 @@ import (
 	"github.com/quiesce/quiesce/lambda/internal/awsapi"
 )
 
-// Tag keys read here (the orchestrator writes them).
+// Tag keys read here: the snapshot run writes the snapshots' keys, and
+// verify tags the volumes it restores a set onto with its purpose.
 const (
 	tagStack      = contract.TagStack
 	tagRunID      = contract.TagRunID

@@ -1,3 +1,8 @@
+// Package restore reads what MariaDB prints about a copy of its data: a
+// binlog index, mariadb-binlog's event headers, GTID positions and the crash
+// recovery lines of an error log. The demo harness compares replica GTID
+// positions with it (ParseGTIDPos); the verify action's own checks on a
+// restored set live in hostagent/internal/restore.
 package restore
 
 import (

@@ -8,7 +8,7 @@
 // a FICLONE of the snapshot's image named vol-….img, AttachVolume
 // loop-attaches it (so hostagent finds it by its backing file, as its volume
 // discovery does), DetachVolume detaches it (refused while it is mounted),
-// DeleteVolume removes the image. cmd/awslocal and the demo share it.
+// DeleteVolume removes the image. test/cmd/awslocal and the demo share it.
 package standin
 
 import (
