@@ -36,15 +36,6 @@ import (
 	"github.com/quiesce/quiesce/lambda/internal/awsapi"
 )
 
-// Tag keys read here: the snapshot run writes the snapshots' keys, and
-// verify tags the volumes it restores a set onto with its purpose.
-const (
-	tagStack      = contract.TagStack
-	tagRunID      = contract.TagRunID
-	tagIncomplete = contract.TagIncomplete
-	tagPurpose    = contract.TagPurpose
-)
-
 // The SDK client lists volumes; a narrower EC2 that does not (a test fake)
 // has no verification to protect.
 var _ awsapi.VolumeLister = (*ec2.Client)(nil)
@@ -78,7 +69,7 @@ func Plan(p Policy, snaps []ec2types.Snapshot) []string {
 	byVol := map[string][]ec2types.Snapshot{}
 	for _, s := range snaps {
 		tags := tagMap(s.Tags)
-		if tags[tagStack] != p.Stack {
+		if tags[contract.TagStack] != p.Stack {
 			continue // never anyone else's, even if a filter misbehaved
 		}
 		v := aws.ToString(s.VolumeId)
@@ -96,8 +87,8 @@ func Plan(p Policy, snaps []ec2types.Snapshot) []string {
 			tags := tagMap(s.Tags)
 			// Only a completed, complete snapshot can stand in for the ones
 			// pruned: a pending one (this run's are) may still end in error.
-			counts := tags[tagIncomplete] != "true" && s.State == ec2types.SnapshotStateCompleted
-			keep := tags[tagRunID] == p.RunID || s.State == ec2types.SnapshotStatePending
+			counts := tags[contract.TagIncomplete] != "true" && s.State == ec2types.SnapshotStateCompleted
+			keep := tags[contract.TagRunID] == p.RunID || s.State == ec2types.SnapshotStatePending
 			if counts {
 				if p.KeepLast > 0 && rank < p.KeepLast {
 					keep = true
@@ -119,7 +110,7 @@ func Plan(p Policy, snaps []ec2types.Snapshot) []string {
 func Prune(ctx context.Context, e awsapi.EC2, p Policy, log *slog.Logger) (Outcome, error) {
 	var out Outcome
 	in := &ec2.DescribeSnapshotsInput{OwnerIds: []string{"self"}, MaxResults: aws.Int32(1000),
-		Filters: []ec2types.Filter{{Name: aws.String("tag:" + tagStack), Values: []string{p.Stack}}}}
+		Filters: []ec2types.Filter{{Name: aws.String("tag:" + contract.TagStack), Values: []string{p.Stack}}}}
 	var all []ec2types.Snapshot
 	// A failed NextPage leaves the paginator on the same page, so retrying it
 	// asks for that page again.
@@ -173,12 +164,13 @@ func verifySources(ctx context.Context, e awsapi.EC2, stack string) (map[string]
 		return nil, nil
 	}
 	in := &ec2.DescribeVolumesInput{Filters: []ec2types.Filter{
-		{Name: aws.String("tag:" + tagStack), Values: []string{stack}},
-		{Name: aws.String("tag:" + tagPurpose), Values: []string{"verify"}},
+		{Name: aws.String("tag:" + contract.TagStack), Values: []string{stack}},
+		{Name: aws.String("tag:" + contract.TagPurpose), Values: []string{contract.PurposeVerify}},
 	}}
 	out := map[string]bool{}
-	for {
-		o, err := withRetry(ctx, func() (*ec2.DescribeVolumesOutput, error) { return vl.DescribeVolumes(ctx, in) })
+	for pages := ec2.NewDescribeVolumesPaginator(vl, in); pages.HasMorePages(); {
+		// A failed page leaves the paginator where it was, so it may be asked again.
+		o, err := withRetry(ctx, func() (*ec2.DescribeVolumesOutput, error) { return pages.NextPage(ctx) })
 		if err != nil {
 			return nil, fmt.Errorf("list verify volumes of stack %s (nothing pruned): %w", stack, err)
 		}
@@ -187,11 +179,8 @@ func verifySources(ctx context.Context, e awsapi.EC2, stack string) (map[string]
 				out[id] = true
 			}
 		}
-		if aws.ToString(o.NextToken) == "" {
-			return out, nil
-		}
-		in.NextToken = o.NextToken
 	}
+	return out, nil
 }
 
 // withRetry retries throttling and 5xx a few times (outside any window).

@@ -11,7 +11,7 @@ import (
 
 	"github.com/quiesce/quiesce/contract"
 	rpt "github.com/quiesce/quiesce/test/demo/report"
-	"github.com/quiesce/quiesce/test/demo/restore"
+	"github.com/quiesce/quiesce/test/fixture/mariadb"
 )
 
 // ModeBench is one lock mode's snapshot cycles of the replica under the
@@ -96,11 +96,11 @@ func (e *ReplicaEnv) transactionsBehind(ctx context.Context) (int64, error) {
 	if err := e.ReplicaSQL.QueryRowContext(ctx, "SELECT @@GLOBAL.gtid_slave_pos").Scan(&r); err != nil {
 		return 0, err
 	}
-	pp, err := restore.ParseGTIDPos(p)
+	pp, err := mariadb.ParseGTIDPos(p)
 	if err != nil || len(pp) == 0 {
 		return 0, fmt.Errorf("primary GTID %q: %v", p, err)
 	}
-	rp, err := restore.ParseGTIDPos(r)
+	rp, err := mariadb.ParseGTIDPos(r)
 	if err != nil || len(rp) == 0 {
 		return 0, fmt.Errorf("replica GTID %q: %v", r, err)
 	}
