@@ -7,6 +7,7 @@ package ssmrun
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -67,21 +68,23 @@ func Running(status ssmtypes.CommandInvocationStatus) bool {
 
 // PingStatus is SSM's ping status of each of the instances it knows
 // (Online, ConnectionLost, Inactive); an instance SSM does not manage is
-// absent.
+// absent. The ids are asked for 50 at a time, every page of each.
 func PingStatus(ctx context.Context, api awsapi.SSM, ids []string) (map[string]string, error) {
 	out := map[string]string{}
-	in := &ssm.DescribeInstanceInformationInput{Filters: []ssmtypes.InstanceInformationStringFilter{{Key: aws.String("InstanceIds"), Values: ids}}}
-	for {
-		o, err := api.DescribeInstanceInformation(ctx, in)
-		if err != nil {
-			return nil, err
+	for chunk := range slices.Chunk(ids, 50) {
+		in := &ssm.DescribeInstanceInformationInput{
+			Filters:    []ssmtypes.InstanceInformationStringFilter{{Key: aws.String("InstanceIds"), Values: chunk}},
+			MaxResults: aws.Int32(50),
 		}
-		for _, info := range o.InstanceInformationList {
-			out[aws.ToString(info.InstanceId)] = string(info.PingStatus)
+		for pages := ssm.NewDescribeInstanceInformationPaginator(api, in); pages.HasMorePages(); {
+			o, err := pages.NextPage(ctx)
+			if err != nil {
+				return nil, err
+			}
+			for _, info := range o.InstanceInformationList {
+				out[aws.ToString(info.InstanceId)] = string(info.PingStatus)
+			}
 		}
-		if aws.ToString(o.NextToken) == "" {
-			return out, nil
-		}
-		in.NextToken = o.NextToken
 	}
+	return out, nil
 }

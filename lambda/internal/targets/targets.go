@@ -15,12 +15,12 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
-	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	ssmtypes "github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/lambda/internal/awsapi"
 	"github.com/quiesce/quiesce/lambda/internal/event"
+	"github.com/quiesce/quiesce/lambda/internal/ssmrun"
 )
 
 // Override tags read from the instance.
@@ -124,9 +124,9 @@ func Resolve(ctx context.Context, e awsapi.EC2, s awsapi.SSM, cfg *event.Config)
 		}
 		running = append(running, id)
 	}
-	ping, err := pingStatus(ctx, s, running)
+	ping, err := ssmrun.PingStatus(ctx, s, running)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("describe instance information: %w", err)
 	}
 	var out []Target
 	for _, id := range running {
@@ -158,7 +158,7 @@ func describeIDs(ctx context.Context, e awsapi.EC2, ids []string, add func(ec2ty
 		seen[aws.ToString(in.InstanceId)] = true
 		add(in)
 	}
-	for _, chunk := range chunks(ids, 200) {
+	for chunk := range slices.Chunk(ids, 200) {
 		err := describeInput(ctx, e, &ec2.DescribeInstancesInput{InstanceIds: chunk}, collect)
 		if err == nil {
 			continue
@@ -204,34 +204,10 @@ func describeInput(ctx context.Context, e awsapi.EC2, in *ec2.DescribeInstancesI
 	return nil
 }
 
-// pingStatus returns the SSM ping status of each managed instance.
-func pingStatus(ctx context.Context, s awsapi.SSM, ids []string) (map[string]string, error) {
-	res := map[string]string{}
-	for _, chunk := range chunks(ids, 50) {
-		in := &ssm.DescribeInstanceInformationInput{
-			Filters:    []ssmtypes.InstanceInformationStringFilter{{Key: aws.String("InstanceIds"), Values: chunk}},
-			MaxResults: aws.Int32(50),
-		}
-		for p := ssm.NewDescribeInstanceInformationPaginator(s, in); p.HasMorePages(); {
-			out, err := p.NextPage(ctx)
-			if err != nil {
-				return nil, fmt.Errorf("describe instance information: %w", err)
-			}
-			for _, ii := range out.InstanceInformationList {
-				res[aws.ToString(ii.InstanceId)] = string(ii.PingStatus)
-			}
-		}
-	}
-	return res, nil
-}
-
 func target(in ec2types.Instance, cfg *event.Config) (Target, error) {
 	t := Target{InstanceID: aws.ToString(in.InstanceId), Mounts: cfg.Mounts, MySQLLock: cfg.MySQLLock, FreezeTimeout: cfg.FreezeTimeout,
 		RootDevice: aws.ToString(in.RootDeviceName), Volumes: map[string]string{}}
-	tags := map[string]string{}
-	for _, tg := range in.Tags {
-		tags[aws.ToString(tg.Key)] = aws.ToString(tg.Value)
-	}
+	tags := awsapi.TagMap(in.Tags)
 	t.Name = tags[contract.TagName]
 	for _, bd := range in.BlockDeviceMappings {
 		if bd.Ebs == nil || aws.ToString(bd.Ebs.VolumeId) == "" {
@@ -273,14 +249,4 @@ func target(in ec2types.Instance, cfg *event.Config) (Target, error) {
 		return t, fmt.Errorf("no mounts to freeze: set mounts in the event, QUIESCE_MOUNTS, or tag %s on the instance", TagMounts)
 	}
 	return t, nil
-}
-
-func chunks(ids []string, n int) [][]string {
-	var out [][]string
-	for len(ids) > 0 {
-		k := min(n, len(ids))
-		out = append(out, ids[:k])
-		ids = ids[k:]
-	}
-	return out
 }
