@@ -92,17 +92,8 @@ func Resolve(ctx context.Context, e awsapi.EC2, s awsapi.SSM, cfg *event.Config)
 		}
 	}
 	if len(cfg.TargetTags) > 0 {
-		var fs []ec2types.Filter
-		for _, k := range slices.Sorted(maps.Keys(cfg.TargetTags)) {
-			if v := cfg.TargetTags[k]; v != "" {
-				fs = append(fs, ec2types.Filter{Name: aws.String("tag:" + k), Values: []string{v}})
-			} else {
-				// An empty value means "has the tag, any value".
-				fs = append(fs, ec2types.Filter{Name: aws.String("tag-key"), Values: []string{k}})
-			}
-		}
-		fs = append(fs, ec2types.Filter{Name: aws.String("instance-state-name"), Values: []string{"pending", "running", "stopping", "stopped", "shutting-down"}})
-		if err := describe(ctx, e, fs, add); err != nil {
+		fs := append(TagFilters(cfg.TargetTags), ec2types.Filter{Name: aws.String("instance-state-name"), Values: []string{"pending", "running", "stopping", "stopped", "shutting-down"}})
+		if err := Describe(ctx, e, fs, add); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -185,11 +176,26 @@ func isNotFound(err error) bool {
 	return c == "InvalidInstanceID.NotFound" || c == "InvalidInstanceID.Malformed"
 }
 
-func describe(ctx context.Context, e awsapi.EC2, fs []ec2types.Filter, add func(ec2types.Instance)) error {
+// TagFilters are the DescribeInstances filters for instances carrying every
+// target tag, in key order; an empty value means "has the tag, any value".
+func TagFilters(tags map[string]string) []ec2types.Filter {
+	var fs []ec2types.Filter
+	for _, k := range slices.Sorted(maps.Keys(tags)) {
+		if v := tags[k]; v != "" {
+			fs = append(fs, ec2types.Filter{Name: aws.String("tag:" + k), Values: []string{v}})
+		} else {
+			fs = append(fs, ec2types.Filter{Name: aws.String("tag-key"), Values: []string{k}})
+		}
+	}
+	return fs
+}
+
+// Describe hands add every instance matching the filters, all pages of them.
+func Describe(ctx context.Context, e awsapi.EC2Lookup, fs []ec2types.Filter, add func(ec2types.Instance)) error {
 	return describeInput(ctx, e, &ec2.DescribeInstancesInput{Filters: fs, MaxResults: aws.Int32(1000)}, add)
 }
 
-func describeInput(ctx context.Context, e awsapi.EC2, in *ec2.DescribeInstancesInput, add func(ec2types.Instance)) error {
+func describeInput(ctx context.Context, e awsapi.EC2Lookup, in *ec2.DescribeInstancesInput, add func(ec2types.Instance)) error {
 	for p := ec2.NewDescribeInstancesPaginator(e, in); p.HasMorePages(); {
 		out, err := p.NextPage(ctx)
 		if err != nil {

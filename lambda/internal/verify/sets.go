@@ -9,11 +9,11 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	ec2types "github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/lambda/internal/event"
+	"github.com/quiesce/quiesce/lambda/internal/targets"
 	"github.com/quiesce/quiesce/lambda/internal/volumeset"
 )
 
@@ -26,29 +26,10 @@ func (r *Runner) targets(ctx context.Context, cfg *Config) ([]string, error) {
 		ids[id] = true
 	}
 	if len(cfg.TargetTags) > 0 {
-		fs := []ec2types.Filter{{Name: aws.String("instance-state-name"), Values: []string{"pending", "running", "stopping", "stopped"}}}
-		for _, k := range slices.Sorted(maps.Keys(cfg.TargetTags)) {
-			if v := cfg.TargetTags[k]; v != "" {
-				fs = append(fs, ec2types.Filter{Name: aws.String("tag:" + k), Values: []string{v}})
-			} else {
-				fs = append(fs, ec2types.Filter{Name: aws.String("tag-key"), Values: []string{k}})
-			}
-		}
-		in := &ec2.DescribeInstancesInput{Filters: fs, MaxResults: aws.Int32(1000)}
-		for {
-			out, err := r.EC2.DescribeInstances(ctx, in)
-			if err != nil {
-				return nil, fmt.Errorf("find target instances: %w", err)
-			}
-			for _, res := range out.Reservations {
-				for _, inst := range res.Instances {
-					ids[aws.ToString(inst.InstanceId)] = true
-				}
-			}
-			if aws.ToString(out.NextToken) == "" {
-				break
-			}
-			in.NextToken = out.NextToken
+		fs := append(targets.TagFilters(cfg.TargetTags), ec2types.Filter{Name: aws.String("instance-state-name"), Values: []string{"pending", "running", "stopping", "stopped"}})
+		add := func(in ec2types.Instance) { ids[aws.ToString(in.InstanceId)] = true }
+		if err := targets.Describe(ctx, r.EC2, fs, add); err != nil {
+			return nil, fmt.Errorf("find target instances: %w", err)
 		}
 	}
 	return slices.Sorted(maps.Keys(ids)), nil
