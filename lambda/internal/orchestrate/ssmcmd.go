@@ -77,17 +77,15 @@ const commandTimeoutSeconds = 30
 func (r *Runner) send(ctx context.Context, doc, instanceID string, params contract.CommandParams, until time.Time, once bool) (cmdID string, mayHaveRun bool, err error) {
 	in := ssmrun.Input(doc, instanceID, params.Parameters(), commandTimeoutSeconds*time.Second, "quiesce "+params.Action+" "+params.RunID)
 	err = r.retry(ctx, until, retryPolicy{base: 50 * time.Millisecond, cap: 500 * time.Millisecond, throttleOnly: once}, func(ctx context.Context) error {
-		out, err := r.SSM.SendCommand(ctx, in, awsapi.NoSSMRetry)
+		id, err := ssmrun.SendOnce(ctx, r.SSM, in)
 		if err != nil {
-			if awsapi.IsAmbiguous(err) {
+			// An answer without an ID is an answer: not a transport doubt.
+			if awsapi.IsAmbiguous(err) && !errors.Is(err, ssmrun.ErrNoCommandID) {
 				mayHaveRun = true
 			}
 			return err
 		}
-		if out.Command == nil || aws.ToString(out.Command.CommandId) == "" {
-			return errors.New("SendCommand returned no command ID")
-		}
-		cmdID = aws.ToString(out.Command.CommandId)
+		cmdID = id
 		return nil
 	})
 	if err != nil {

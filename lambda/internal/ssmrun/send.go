@@ -33,6 +33,10 @@ func Input(doc, instanceID string, params map[string][]string, timeout time.Dura
 	}
 }
 
+// ErrNoCommandID: SendCommand answered without a command ID, so there is
+// nothing to poll.
+var ErrNoCommandID = errors.New("SendCommand returned no command ID")
+
 // SendOnce sends the command in a single attempt (an SDK retry after a 5xx
 // could run hostagent twice) and returns the command's ID.
 func SendOnce(ctx context.Context, api awsapi.SSM, in *ssm.SendCommandInput) (string, error) {
@@ -41,7 +45,7 @@ func SendOnce(ctx context.Context, api awsapi.SSM, in *ssm.SendCommandInput) (st
 		return "", err
 	}
 	if out.Command == nil || aws.ToString(out.Command.CommandId) == "" {
-		return "", errors.New("SendCommand returned no command ID")
+		return "", ErrNoCommandID
 	}
 	return aws.ToString(out.Command.CommandId), nil
 }
