@@ -18,6 +18,7 @@ import (
 
 	"github.com/quiesce/quiesce/contract"
 	"github.com/quiesce/quiesce/internal/clock"
+	"github.com/quiesce/quiesce/lambda/internal/awsapi"
 	"github.com/quiesce/quiesce/lambda/internal/event"
 	"github.com/quiesce/quiesce/lambda/internal/targets"
 	"github.com/quiesce/quiesce/test/awsfake"
@@ -183,11 +184,7 @@ func TestCreateSnapshotsWrongVolumeSet(t *testing.T) {
 			return snapsOut("vol-a"), nil // vol-b missing
 		},
 		OnCreateTags: func(ctx context.Context, in *ec2.CreateTagsInput) (*ec2.CreateTagsOutput, error) {
-			m := map[string]string{}
-			for _, tg := range in.Tags {
-				m[aws.ToString(tg.Key)] = aws.ToString(tg.Value)
-			}
-			tagged = append(tagged, m)
+			tagged = append(tagged, awsapi.TagMap(in.Tags))
 			return &ec2.CreateTagsOutput{}, nil
 		},
 	}
