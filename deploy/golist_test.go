@@ -1,29 +1,17 @@
 package deploy_test
 
 import (
-	"os"
 	"os/exec"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
-)
 
-// goBinary is the go command, also when the test's PATH lacks it.
-func goBinary() string {
-	if goBin, err := exec.LookPath("go"); err == nil {
-		return goBin
-	}
-	goBin := filepath.Join(os.Getenv("GOROOT"), "bin", "go")
-	if _, err := os.Stat(goBin); err != nil {
-		goBin = "/usr/local/go/bin/go"
-	}
-	return goBin
-}
+	"github.com/quiesce/quiesce/test/gotool"
+)
 
 // goListLines runs go list with args and returns its output lines.
 func goListLines(args ...string) ([]string, error) {
-	out, err := exec.Command(goBinary(), append([]string{"list"}, args...)...).Output()
+	out, err := exec.Command(gotool.Path(), append([]string{"list"}, args...)...).Output()
 	if err != nil {
 		return nil, err
 	}

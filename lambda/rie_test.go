@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -20,6 +19,7 @@ import (
 	"github.com/quiesce/quiesce/ssmdoc"
 	"github.com/quiesce/quiesce/test/awslocal"
 	"github.com/quiesce/quiesce/test/fakehost"
+	"github.com/quiesce/quiesce/test/gotool"
 	emulator "github.com/quiesce/quiesce/test/rie"
 )
 
@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 		bootstrapPath = filepath.Join(dir, "bootstrap")
 		// Native GOARCH so the emulator can exec it here; the arm64
 		// release build uses the same flags.
-		cmd := exec.Command(goTool(), "build", "-tags", "lambda.norpc", "-trimpath", "-ldflags=-s -w", "-o", bootstrapPath, ".")
+		cmd := exec.Command(gotool.Path(), "build", "-tags", "lambda.norpc", "-trimpath", "-ldflags=-s -w", "-o", bootstrapPath, ".")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "build bootstrap: %v\n%s", err, out)
@@ -46,20 +46,6 @@ func TestMain(m *testing.M) {
 		return m.Run()
 	}()
 	os.Exit(code)
-}
-
-// goTool finds the go command even when PATH lacks it (the toolchain that
-// runs the test knows where it lives).
-func goTool() string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); runtime.GOROOT() != "" {
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	return "/usr/local/go/bin/go"
 }
 
 // startRIE runs the emulator with the real bootstrap, pointed at endpoint
@@ -250,7 +236,7 @@ func startRIEBench(b *testing.B, endpoint string) (*rie, func()) {
 // flags of `make bootstrap`) and reports its size; target ≤ 15 MB.
 func BenchmarkBootstrapSize(b *testing.B) {
 	out := filepath.Join(b.TempDir(), "bootstrap")
-	cmd := exec.Command(goTool(), "build", "-tags", "lambda.norpc", "-trimpath", "-ldflags=-s -w", "-o", out, ".")
+	cmd := exec.Command(gotool.Path(), "build", "-tags", "lambda.norpc", "-trimpath", "-ldflags=-s -w", "-o", out, ".")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH=arm64")
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		b.Fatalf("build: %v\n%s", err, msg)

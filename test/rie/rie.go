@@ -23,6 +23,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/quiesce/quiesce/test/gotool"
 )
 
 // Mode names how a Function runs.
@@ -65,7 +67,7 @@ func Find() string {
 	if gp := os.Getenv("GOPATH"); gp != "" {
 		dirs = append(dirs, filepath.Join(gp, "bin"))
 	}
-	if out, err := exec.Command(goTool(), "env", "GOPATH").Output(); err == nil {
+	if out, err := exec.Command(gotool.Path(), "env", "GOPATH").Output(); err == nil {
 		dirs = append(dirs, filepath.Join(strings.TrimSpace(string(out)), "bin"))
 	}
 	if home, err := os.UserHomeDir(); err == nil {
@@ -79,14 +81,6 @@ func Find() string {
 		}
 	}
 	return ""
-}
-
-// goTool is the go command, also where PATH lacks it.
-func goTool() string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	return "/usr/local/go/bin/go"
 }
 
 func freeAddr() (string, error) {
